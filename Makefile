@@ -1,0 +1,68 @@
+# zdm - zero-downtime migration orchestrator
+PREFIX   ?= /usr/local
+CC       ?= cc
+PKGS     := yaml-0.1 lua5.4 jansson libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
+            -Iinclude -Isrc $(PKG_CFLAGS) -DZDM_PREFIX='"$(PREFIX)"'
+LDLIBS   += $(PKG_LIBS) -lm
+
+BUILD    ?= build
+SRCS     := $(wildcard src/*.c src/steps/*.c)
+OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
+DEPS     := $(OBJS:.o=.d)
+BIN      := $(BUILD)/zdm
+
+.PHONY: all test asan demo install deps clean bench unit
+
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(DEPS)
+
+deps:
+	bash scripts/deps.sh
+
+# unit tests for C modules (tests/unit/*.c linked against the objects but main)
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_BIN  := $(BUILD)/unit-tests
+$(UNIT_BIN): $(UNIT_SRCS) $(filter-out $(BUILD)/src/main.o,$(OBJS))
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN)
+
+test: deps
+	$(MAKE) all $(UNIT_BIN)
+	ZDM_BIN=$(abspath $(BIN)) ZDM_UNIT=$(abspath $(UNIT_BIN)) bash scripts/run-tests.sh
+
+asan: deps
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" build-asan/zdm build-asan/unit-tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ZDM_ASAN=1 ZDM_BIN=$(abspath build-asan/zdm) ZDM_UNIT=$(abspath build-asan/unit-tests) bash scripts/run-tests.sh
+
+demo: deps all
+	bash scripts/demo.sh
+
+bench: all
+	bash bench/overhead.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/zdm
+	cd plugins && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/zdm/plugins/{} \;
+	install -m 644 docs/zdm.1 $(DESTDIR)$(PREFIX)/share/man/man1/zdm.1
+	install -m 644 docs/zdm-runbook.5 $(DESTDIR)$(PREFIX)/share/man/man5/zdm-runbook.5
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,119 @@
+/*
+ * zdm/step.h - the step-type contract shared by C built-ins and Lua plugins.
+ *
+ * A step type is one `struct zdm_step_type` in the registry (src/registry.c).
+ * C built-ins fill it statically; the Lua host (src/luahost.c) fills one per
+ * plugin file with callbacks that call into the plugin's table.  The runner
+ * only ever sees this struct, so built-ins and plugins cannot drift apart.
+ *
+ * Values are jansson `json_t`.  Ownership: callbacks never take ownership of
+ * `params` or `undo_data`; what they put into `struct zdm_result` (outputs,
+ * undo_data) is owned by the result and released by zdm_result_release().
+ *
+ * Units: every time is in milliseconds (int64_t).  Deadlines are on the
+ * monotonic clock (zdm_now_ms()).
+ */
+#ifndef ZDM_STEP_H
+#define ZDM_STEP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Parameter types, as written in `zdm plugins` and in plugin `params`. */
+enum zdm_ptype {
+	ZDM_T_STRING,	/* "string" */
+	ZDM_T_INT,	/* "int": a whole number */
+	ZDM_T_NUMBER,	/* "number": int or real */
+	ZDM_T_BOOL,	/* "bool" */
+	ZDM_T_DURATION,	/* "duration": "500ms", "30s", "5m", "1h", "1m30s"; passed to run() as int ms */
+	ZDM_T_LIST,	/* "list" */
+	ZDM_T_MAP,	/* "map" */
+	ZDM_T_ANY,	/* "any" */
+};
+
+struct zdm_param {
+	const char *name;
+	enum zdm_ptype type;
+	bool required;
+	const char *def;	/* default as JSON text ("5000", "\"GET\"", "[0]"), or NULL */
+	const char *doc;	/* one line for `zdm plugins` */
+};
+
+/* Per-call context handed to run() and undo().  Owned by the runner. */
+struct zdm_ctx {
+	const char *run_id;
+	const char *step_id;
+	int attempt;		/* 1-based */
+	bool dry_run;
+	bool undoing;		/* true inside undo() */
+	int64_t deadline_ms;	/* monotonic ms when this attempt times out; 0 = none */
+	const char *state_dir;
+};
+
+/* What run() and undo() report.  `err` holds the first error (first wins). */
+struct zdm_result {
+	json_t *outputs;	/* object, owned; NULL = {} */
+	json_t *undo_data;	/* any JSON, owned; NULL = nothing recorded */
+	bool timed_out;		/* the attempt ran past ctx->deadline_ms */
+	bool interrupted;	/* SIGINT/SIGTERM reached zdm while the step ran */
+	char err[2048];
+};
+
+/* Static-check sink: a validate() reports each problem against a parameter
+ * name (NULL = the step as a whole); the runbook layer turns the name into
+ * FILE:LINE:COL.  Implemented in src/runbook.c. */
+struct zdm_diag;
+void zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+struct zdm_step_type {
+	const char *name;		/* `uses:` name; dotted for plugins: "release.symlink" */
+	const char *description;	/* one line */
+	const struct zdm_param *params;
+	size_t nparams;
+	bool read_only;			/* changes nothing: runs for real in --dry-run */
+	bool idempotent;		/* safe to run again when a crash left it in doubt */
+
+	/*
+	 * Static checks beyond the schema (types, required, unknown names are
+	 * checked by the caller).  `params` has defaults filled in; a value the
+	 * caller could not resolve yet is still the "${{ ... }}" string: test
+	 * with zdm_is_expr() and skip it.  Called at `zdm validate`, before any
+	 * run, and again at run time with every value resolved.  May be NULL.
+	 */
+	void (*validate)(const struct zdm_step_type *t, const json_t *params,
+	    struct zdm_diag *d);
+
+	/* What run() would do, in words; malloc'd, caller frees.  NULL = generic. */
+	char *(*plan)(const struct zdm_step_type *t, const json_t *params);
+
+	/* Does it.  Returns 0 on success, -1 on failure with res->err set. */
+	int (*run)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
+	    const json_t *params, struct zdm_result *res);
+
+	/* Puts back what run() changed, from the recorded undo_data.
+	 * NULL = the type has nothing to undo.  Returns 0 or -1 (res->err). */
+	int (*undo)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
+	    const json_t *params, const json_t *undo_data,
+	    struct zdm_result *res);
+
+	void *impl;			/* the type's own state (Lua plugin) */
+	void (*free_impl)(void *impl);
+};
+
+/* true when v is a string that is exactly one unresolved ${{ ... }} */
+bool zdm_is_expr(const json_t *v);
+
+/* first error wins: formats into res->err only while it is empty */
+void zdm_fail(struct zdm_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+void zdm_result_release(struct zdm_result *res);
+
+/* monotonic clock, ms */
+int64_t zdm_now_ms(void);
+
+#endif

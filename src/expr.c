@@ -1,0 +1,762 @@
+/*
+ * expr.c - `${{ ... }}` expressions in a Lua sandbox (see expr.h).
+ *
+ * The sandbox: one lua_State per run, only the base functions that cannot
+ * reach the outside (tostring, tonumber, type, pairs, ipairs, select, next)
+ * and the string, table and math libraries, a memory cap through lua_Alloc
+ * and an instruction-count hook so `while true do end` cannot hang a run.
+ * Chunks are loaded in text mode only.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "expr.h"
+
+#define EXPR_MEM_LIMIT (64u << 20)	/* bytes */
+#define EXPR_MAX_INSNS 10000000		/* instructions per expression */
+
+struct expr {
+	lua_State *L;
+	size_t mem;
+	int env_ref;			/* the _ENV table of every expression */
+	char **step_ids;
+	size_t nsteps;
+	bool static_mode;
+	long insns;
+};
+
+static char deferred_key;	/* error value: "not known before the run" */
+
+static void *
+expr_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct expr *x = ud;
+
+	if (ptr == NULL)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		x->mem -= osize;
+		return NULL;
+	}
+	if (nsize > osize && x->mem + (nsize - osize) > EXPR_MEM_LIMIT)
+		return NULL;
+	ptr = realloc(ptr, nsize);
+	if (ptr != NULL)
+		x->mem = x->mem - osize + nsize;
+	return ptr;
+}
+
+static void
+count_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	luaL_error(L, "expression ran for too long (over %d instructions)", EXPR_MAX_INSNS);
+}
+
+static int
+l_missing_var(lua_State *L)
+{
+	return luaL_error(L, "unknown var '%s'", luaL_optstring(L, 2, "?"));
+}
+
+static int
+l_missing_step(lua_State *L)
+{
+	return luaL_error(L, "unknown step '%s'", luaL_optstring(L, 2, "?"));
+}
+
+static int
+l_missing_secret(lua_State *L)
+{
+	return luaL_error(L, "unknown secret '%s'", luaL_optstring(L, 2, "?"));
+}
+
+static int
+l_deferred(lua_State *L)
+{
+	lua_pushlightuserdata(L, &deferred_key);
+	return lua_error(L);
+}
+
+static int
+l_env_index(lua_State *L)
+{
+	const char *v = getenv(luaL_checkstring(L, 2));
+
+	if (v == NULL)
+		lua_pushnil(L);
+	else
+		lua_pushstring(L, v);
+	return 1;
+}
+
+/* push a table with a metatable whose __index is fn */
+static void
+push_guarded(lua_State *L, lua_CFunction fn)
+{
+	lua_newtable(L);
+	lua_newtable(L);
+	lua_pushcfunction(L, fn);
+	lua_setfield(L, -2, "__index");
+	lua_setmetatable(L, -2);
+}
+
+static void
+set_env_field(struct expr *x, const char *name)
+{
+	/* value on top of the stack */
+	lua_rawgeti(x->L, LUA_REGISTRYINDEX, x->env_ref);
+	lua_insert(x->L, -2);
+	lua_setfield(x->L, -2, name);
+	lua_pop(x->L, 1);
+}
+
+struct expr *
+expr_new(void)
+{
+	struct expr *x = xcalloc(1, sizeof *x);
+	static const char *const basefns[] = {
+		"tostring", "tonumber", "type", "pairs", "ipairs", "select", "next",
+		"error", "assert", NULL,
+	};
+	static const luaL_Reg libs[] = {
+		{ LUA_GNAME, luaopen_base },
+		{ LUA_STRLIBNAME, luaopen_string },
+		{ LUA_TABLIBNAME, luaopen_table },
+		{ LUA_MATHLIBNAME, luaopen_math },
+		{ NULL, NULL },
+	};
+	lua_State *L;
+
+	L = lua_newstate(expr_alloc, x);
+	if (L == NULL) {
+		fputs("zdm: cannot create the expression sandbox\n", stderr);
+		abort();
+	}
+	x->L = L;
+	for (const luaL_Reg *l = libs; l->name != NULL; l++) {
+		luaL_requiref(L, l->name, l->func, 1);
+		lua_pop(L, 1);
+	}
+	lua_newtable(L);	/* _ENV */
+	for (size_t i = 0; basefns[i] != NULL; i++) {
+		lua_getglobal(L, basefns[i]);
+		lua_setfield(L, -2, basefns[i]);
+	}
+	lua_getglobal(L, LUA_STRLIBNAME);
+	lua_setfield(L, -2, "string");
+	lua_getglobal(L, LUA_TABLIBNAME);
+	lua_setfield(L, -2, "table");
+	lua_getglobal(L, LUA_MATHLIBNAME);
+	lua_setfield(L, -2, "math");
+	x->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+	push_guarded(L, l_missing_var);
+	set_env_field(x, "vars");
+	push_guarded(L, l_missing_secret);
+	set_env_field(x, "secrets");
+	push_guarded(L, l_missing_step);
+	set_env_field(x, "steps");
+	push_guarded(L, l_env_index);
+	set_env_field(x, "env");
+	lua_newtable(L);
+	set_env_field(x, "run");
+	return x;
+}
+
+void
+expr_free(struct expr *x)
+{
+	if (x == NULL)
+		return;
+	lua_close(x->L);
+	for (size_t i = 0; i < x->nsteps; i++)
+		free(x->step_ids[i]);
+	free(x->step_ids);
+	free(x);
+}
+
+void
+expr_set_step_ids(struct expr *x, const char *const *ids, size_t n)
+{
+	for (size_t i = 0; i < x->nsteps; i++)
+		free(x->step_ids[i]);
+	free(x->step_ids);
+	x->step_ids = xcalloc(n + 1, sizeof *x->step_ids);
+	for (size_t i = 0; i < n; i++)
+		x->step_ids[i] = xstrdup(ids[i]);
+	x->nsteps = n;
+}
+
+/* copy the JSON object's members into the table on top of the stack */
+static void
+fill_table(lua_State *L, const json_t *obj)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, k, v) {
+		lj_push(L, v);
+		lua_setfield(L, -2, k);
+	}
+}
+
+void
+expr_set(struct expr *x, const char *name, const json_t *obj)
+{
+	lua_CFunction guard = NULL;
+
+	if (strcmp(name, "vars") == 0)
+		guard = l_missing_var;
+	else if (strcmp(name, "secrets") == 0)
+		guard = x->static_mode ? l_deferred : l_missing_secret;
+	if (guard != NULL)
+		push_guarded(x->L, guard);
+	else
+		lua_newtable(x->L);
+	if (obj != NULL)
+		fill_table(x->L, obj);
+	set_env_field(x, name);
+}
+
+void
+expr_set_static(struct expr *x, bool on)
+{
+	x->static_mode = on;
+	push_guarded(x->L, on ? l_deferred : l_missing_secret);
+	set_env_field(x, "secrets");
+	push_guarded(x->L, on ? l_deferred : l_missing_step);
+	set_env_field(x, "steps");
+}
+
+void
+expr_set_step(struct expr *x, const char *id, const json_t *outputs)
+{
+	lua_State *L = x->L;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, x->env_ref);
+	lua_getfield(L, -1, "steps");
+	lua_newtable(L);
+	if (outputs != NULL)
+		lj_push(L, outputs);
+	else
+		lua_newtable(L);
+	lua_setfield(L, -2, "outputs");
+	lua_setfield(L, -2, id);
+	lua_pop(L, 2);
+}
+
+bool
+expr_has_template(const char *s)
+{
+	return s != NULL && strstr(s, "${{") != NULL;
+}
+
+/* ---- scanning: references and '-' rewriting ---------------------------- */
+
+static bool
+idchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_';
+}
+
+/* skip a Lua string literal or comment starting at p; returns the end */
+static const char *
+skip_literal(const char *p)
+{
+	if (*p == '"' || *p == '\'') {
+		char q = *p++;
+
+		while (*p != '\0' && *p != q) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			p++;
+		}
+		return *p ? p + 1 : p;
+	}
+	if (p[0] == '[' && (p[1] == '[' || p[1] == '=')) {
+		const char *e = strstr(p, "]]");
+
+		return e ? e + 2 : p + strlen(p);
+	}
+	if (p[0] == '-' && p[1] == '-') {
+		while (*p != '\0' && *p != '\n')
+			p++;
+		return p;
+	}
+	return NULL;
+}
+
+struct ref {
+	char kind;	/* 'v' vars, 's' secrets, 't' steps */
+	char *name;
+};
+
+/*
+ * Walk code; collect references; write the code with dashed step ids
+ * rewritten into *out (may be NULL).
+ */
+static void
+scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
+    char **out)
+{
+	struct sbuf sb;
+	const char *p = code;
+
+	sb_init(&sb);
+	while (*p != '\0') {
+		const char *lit = skip_literal(p);
+		const char *names[] = { "vars", "secrets", "steps" };
+		const char kinds[] = { 'v', 's', 't' };
+		bool matched = false;
+
+		if (lit != NULL) {
+			sb_add(&sb, p, (size_t)(lit - p));
+			p = lit;
+			continue;
+		}
+		for (int k = 0; k < 3 && !matched; k++) {
+			size_t l = strlen(names[k]);
+			const char *q;
+
+			if (strncmp(p, names[k], l) != 0 || idchar(p[l]) ||
+			    (p > code && (idchar(p[-1]) || p[-1] == '.')))
+				continue;
+			q = p + l;
+			while (*q == ' ')
+				q++;
+			if (*q == '.') {
+				const char *s = ++q, *e;
+				size_t best = 0;
+
+				while (*q == ' ')
+					q++;
+				s = q;
+				e = s;
+				while (idchar(*e) || (kinds[k] == 't' && *e == '-'))
+					e++;
+				if (e == s)
+					continue;
+				if (kinds[k] == 't') {
+					/* the longest known id that the text starts with */
+					for (size_t i = 0; step_ids && step_ids[i]; i++) {
+						size_t il = strlen(step_ids[i]);
+
+						if (il <= (size_t)(e - s) && il > best &&
+						    strncmp(s, step_ids[i], il) == 0 &&
+						    !(idchar(s[il]) || s[il] == '-'))
+							best = il;
+					}
+					if (best == 0) {
+						/* unknown: take the identifier part */
+						const char *t = s;
+
+						while (idchar(*t))
+							t++;
+						best = (size_t)(t - s);
+						if (best == 0)
+							best = (size_t)(e - s);
+					}
+					e = s + best;
+				}
+				*refs = xrealloc(*refs, (*nrefs + 1) * sizeof **refs);
+				(*refs)[*nrefs].kind = kinds[k];
+				(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
+				(*nrefs)++;
+				if (kinds[k] == 't')
+					sb_addf(&sb, "steps[\"%.*s\"]", (int)(e - s), s);
+				else
+					sb_add(&sb, p, (size_t)(e - p));
+				p = e;
+				matched = true;
+			} else if (*q == '[' && (q[1] == '"' || q[1] == '\'')) {
+				const char *s = q + 2, *e = strchr(s, q[1]);
+
+				if (e != NULL && e[1] == ']') {
+					*refs = xrealloc(*refs, (*nrefs + 1) * sizeof **refs);
+					(*refs)[*nrefs].kind = kinds[k];
+					(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
+					(*nrefs)++;
+					sb_add(&sb, p, (size_t)(e + 2 - p));
+					p = e + 2;
+					matched = true;
+				}
+			}
+		}
+		if (!matched) {
+			/* copy one identifier (or one char) through */
+			if (idchar(*p)) {
+				const char *s = p;
+
+				while (idchar(*p))
+					p++;
+				sb_add(&sb, s, (size_t)(p - s));
+			} else {
+				sb_addc(&sb, *p++);
+			}
+		}
+	}
+	if (out != NULL)
+		*out = sb_detach(&sb);
+	else
+		sb_release(&sb);
+}
+
+static void
+free_refs(struct ref *refs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(refs[i].name);
+	free(refs);
+}
+
+/* find the next ${{ ... }} in s; returns the start or NULL; sets code span */
+static const char *
+next_template(const char *s, const char **code, size_t *codelen, const char **after)
+{
+	const char *a = strstr(s, "${{"), *b;
+
+	if (a == NULL)
+		return NULL;
+	b = strstr(a + 3, "}}");
+	if (b == NULL)
+		return NULL;
+	*code = a + 3;
+	*codelen = (size_t)(b - (a + 3));
+	*after = b + 2;
+	return a;
+}
+
+static char *
+trim(const char *s, size_t n)
+{
+	while (n > 0 && (*s == ' ' || *s == '\t' || *s == '\n')) {
+		s++;
+		n--;
+	}
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n'))
+		n--;
+	return xstrndup(s, n);
+}
+
+/* compile "return (code)" with the sandbox _ENV; pushes the function */
+static int
+compile(struct expr *x, const char *code, char **err)
+{
+	char *rewritten = NULL, *chunk;
+	struct ref *refs = NULL;
+	size_t nrefs = 0;
+	int rc;
+
+	scan(code, x->step_ids, &refs, &nrefs, &rewritten);
+	free_refs(refs, nrefs);
+	chunk = xasprintf("return (%s\n)", rewritten);
+	free(rewritten);
+	rc = luaL_loadbufferx(x->L, chunk, strlen(chunk), "=expr", "t");
+	free(chunk);
+	if (rc != LUA_OK) {
+		const char *m = lua_tostring(x->L, -1);
+
+		if (m != NULL && strncmp(m, "expr:", 5) == 0) {
+			const char *c = strchr(m + 5, ':');
+
+			m = c ? c + 2 : m;
+		}
+		seterr(err, "expression '%s' does not parse: %s", code, m ? m : "?");
+		lua_pop(x->L, 1);
+		return -1;
+	}
+	lua_rawgeti(x->L, LUA_REGISTRYINDEX, x->env_ref);
+	lua_setupvalue(x->L, -2, 1);
+	return 0;
+}
+
+/*
+ * Evaluate code; leaves the value on the stack.  Returns 0, -1 (error in
+ * *err) or 1 (deferred: needs steps/secrets, static mode).
+ */
+static int
+eval(struct expr *x, const char *code, char **err)
+{
+	lua_State *L = x->L;
+	int rc;
+
+	if (compile(x, code, err) != 0)
+		return -1;
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, EXPR_MAX_INSNS);
+	rc = lua_pcall(L, 0, 1, 0);
+	lua_sethook(L, NULL, 0, 0);
+	if (rc == LUA_OK)
+		return 0;
+	if (lua_touserdata(L, -1) == &deferred_key) {
+		lua_pop(L, 1);
+		return 1;
+	}
+	{
+		const char *m = lua_tostring(L, -1);
+
+		if (m != NULL && strncmp(m, "expr:", 5) == 0) {
+			const char *c = strchr(m + 5, ':');
+
+			m = c ? c + 2 : m;
+		}
+		seterr(err, "expression '%s': %s", code, m ? m : "error");
+	}
+	lua_pop(L, 1);
+	return -1;
+}
+
+/* interpolate the value on top of the stack (pops it) */
+static int
+append_value(struct expr *x, struct sbuf *sb, const char *code, char **err)
+{
+	lua_State *L = x->L;
+	int t = lua_type(L, -1);
+	int rc = 0;
+
+	if (t == LUA_TSTRING) {
+		size_t n;
+		const char *s = lua_tolstring(L, -1, &n);
+
+		sb_add(sb, s, n);
+	} else if (t == LUA_TNUMBER) {
+		if (lua_isinteger(L, -1))
+			sb_addf(sb, "%lld", (long long)lua_tointeger(L, -1));
+		else
+			sb_addf(sb, "%.14g", lua_tonumber(L, -1));
+	} else if (t == LUA_TBOOLEAN) {
+		sb_adds(sb, lua_toboolean(L, -1) ? "true" : "false");
+	} else if (t == LUA_TNIL) {
+		rc = seterr(err, "expression '%s' is nil inside a string", code);
+	} else {
+		char *e2 = NULL;
+		json_t *j = lj_to_json(L, -1, &e2);
+
+		if (j == NULL) {
+			rc = seterr(err, "expression '%s': %s", code, e2 ? e2 : "no text form");
+		} else {
+			char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+
+			sb_adds(sb, s ? s : "");
+			free(s);
+			json_decref(j);
+		}
+		free(e2);
+	}
+	lua_pop(L, 1);
+	return rc;
+}
+
+/* render one string; returns a new json value, or NULL (err) */
+static json_t *
+render_string(struct expr *x, const char *s, char **err)
+{
+	const char *code, *after, *start;
+	size_t codelen;
+	struct sbuf sb;
+	const char *p = s;
+	json_t *res = NULL;
+
+	start = next_template(s, &code, &codelen, &after);
+	if (start == NULL)
+		return json_string(s);
+	/* whole value: keeps its type */
+	{
+		const char *a = s, *z = after;
+
+		while (*a == ' ')
+			a++;
+		while (*z == ' ')
+			z++;
+		if (a == start && *z == '\0') {
+			char *c = trim(code, codelen);
+			int rc = eval(x, c, err);
+
+			if (rc == 0) {
+				if (lua_isnil(x->L, -1))
+					res = json_null();
+				else
+					res = lj_to_json(x->L, -1, err);
+				lua_pop(x->L, 1);
+				if (res == NULL)
+					seterr(err, "expression '%s' has no JSON value", c);
+			} else if (rc == 1) {
+				res = json_string(s);
+			}
+			free(c);
+			return res;
+		}
+	}
+	sb_init(&sb);
+	while ((start = next_template(p, &code, &codelen, &after)) != NULL) {
+		char *c = trim(code, codelen);
+		int rc;
+
+		sb_add(&sb, p, (size_t)(start - p));
+		rc = eval(x, c, err);
+		if (rc == 0)
+			rc = append_value(x, &sb, c, err);
+		free(c);
+		if (rc == 1) {
+			sb_release(&sb);
+			return json_string(s);
+		}
+		if (rc != 0) {
+			sb_release(&sb);
+			return NULL;
+		}
+		p = after;
+	}
+	sb_adds(&sb, p);
+	res = json_string(sb.buf);
+	sb_release(&sb);
+	return res;
+}
+
+json_t *
+expr_render(struct expr *x, const json_t *t, char **err)
+{
+	json_t *out;
+
+	if (t == NULL)
+		return json_null();
+	if (json_is_string(t))
+		return render_string(x, json_string_value(t), err);
+	if (json_is_array(t)) {
+		size_t i;
+		json_t *e;
+
+		out = json_array();
+		json_array_foreach(t, i, e) {
+			json_t *r = expr_render(x, e, err);
+
+			if (r == NULL) {
+				json_decref(out);
+				return NULL;
+			}
+			json_array_append_new(out, r);
+		}
+		return out;
+	}
+	if (json_is_object(t)) {
+		const char *k;
+		json_t *e;
+
+		out = json_object();
+		json_object_foreach((json_t *)t, k, e) {
+			json_t *r = expr_render(x, e, err);
+
+			if (r == NULL) {
+				json_decref(out);
+				return NULL;
+			}
+			json_object_set_new(out, k, r);
+		}
+		return out;
+	}
+	return json_deep_copy(t);
+}
+
+int
+expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err)
+{
+	json_t *src = json_string(tmpl), *v;
+
+	v = render_string(x, tmpl, err);
+	json_decref(src);
+	if (v == NULL)
+		return -1;
+	if (json_is_string(v)) {
+		/* a condition written as plain text: "true"/"false" */
+		const char *s = json_string_value(v);
+
+		*out = !(strcmp(s, "false") == 0 || strcmp(s, "") == 0 || strcmp(s, "0") == 0);
+	} else {
+		*out = !(json_is_null(v) || json_is_false(v));
+	}
+	json_decref(v);
+	return 0;
+}
+
+static bool
+in_list(const char *s, const char *const *list)
+{
+	for (size_t i = 0; list != NULL && list[i] != NULL; i++)
+		if (strcmp(list[i], s) == 0)
+			return true;
+	return false;
+}
+
+static void
+push_err(char ***errs, char *msg)
+{
+	size_t n = 0;
+
+	while (*errs != NULL && (*errs)[n] != NULL)
+		n++;
+	*errs = xrealloc(*errs, (n + 2) * sizeof **errs);
+	(*errs)[n] = msg;
+	(*errs)[n + 1] = NULL;
+}
+
+void
+expr_check(struct expr *x, const char *s, const char *const *known_vars,
+    const char *const *known_secrets, const char *const *steps_before,
+    const char *const *all_steps, char ***errs)
+{
+	const char *p = s, *code, *after;
+	size_t codelen;
+
+	while (next_template(p, &code, &codelen, &after) != NULL) {
+		char *c = trim(code, codelen), *err = NULL;
+		struct ref *refs = NULL;
+		size_t nrefs = 0;
+
+		if (*c == '\0') {
+			push_err(errs, xstrdup("empty expression '${{ }}'"));
+		} else if (compile(x, c, &err) != 0) {
+			push_err(errs, err);
+			err = NULL;
+		} else {
+			lua_pop(x->L, 1);
+			scan(c, x->step_ids, &refs, &nrefs, NULL);
+			for (size_t i = 0; i < nrefs; i++) {
+				const char *n = refs[i].name;
+				const char *sug;
+
+				if (refs[i].kind == 'v' && !in_list(n, known_vars)) {
+					sug = did_you_mean(n, known_vars);
+					push_err(errs, sug ?
+					    xasprintf("unknown var '%s' in '%s' (did you mean '%s'?)", n, c, sug) :
+					    xasprintf("unknown var '%s' in '%s' (declare it under vars:)", n, c));
+				} else if (refs[i].kind == 's' && !in_list(n, known_secrets)) {
+					sug = did_you_mean(n, known_secrets);
+					push_err(errs, sug ?
+					    xasprintf("unknown secret '%s' in '%s' (did you mean '%s'?)", n, c, sug) :
+					    xasprintf("unknown secret '%s' in '%s' (declare it under secrets:)", n, c));
+				} else if (refs[i].kind == 't' && !in_list(n, steps_before)) {
+					if (in_list(n, all_steps))
+						push_err(errs, xasprintf("'%s' refers to step '%s', which has not run at this point", c, n));
+					else {
+						sug = did_you_mean(n, all_steps);
+						push_err(errs, sug ?
+						    xasprintf("unknown step '%s' in '%s' (did you mean '%s'?)", n, c, sug) :
+						    xasprintf("unknown step '%s' in '%s'", n, c));
+					}
+				}
+			}
+			free_refs(refs, nrefs);
+		}
+		free(err);
+		free(c);
+		p = after;
+	}
+	if (strstr(p, "${{") != NULL)
+		push_err(errs, xasprintf("unterminated expression: '${{' without '}}'"));
+}

@@ -1,0 +1,53 @@
+/*
+ * expr.h - `${{ ... }}` expressions: Lua 5.4 expressions evaluated in a
+ * sandbox over vars, secrets, env, steps.<id>.outputs and run.
+ *
+ * A string that is exactly one `${{ e }}` takes e's value and type; anywhere
+ * else the value is interpolated as text.  Step ids may contain '-' (as in
+ * `steps.green-healthy.outputs.code`): references to known step ids are
+ * rewritten to `steps["green-healthy"]` before Lua sees them.
+ */
+#ifndef ZDM_EXPR_H
+#define ZDM_EXPR_H
+
+#include "zdm.h"
+
+struct expr;
+
+struct expr *expr_new(void);
+void expr_free(struct expr *x);
+
+/* the step ids of the runbook, in order (for '-' rewriting and checks) */
+void expr_set_step_ids(struct expr *x, const char *const *ids, size_t n);
+/* set a top-level table: "vars", "secrets", "run" (object; borrowed) */
+void expr_set(struct expr *x, const char *name, const json_t *obj);
+/* steps[id] = {outputs = outputs} (borrowed) */
+void expr_set_step(struct expr *x, const char *id, const json_t *outputs);
+/* static mode: `steps` and `secrets` are not known yet; expressions that
+ * touch them stay unresolved instead of failing */
+void expr_set_static(struct expr *x, bool on);
+
+bool expr_has_template(const char *s);
+
+/*
+ * Deep copy of tmpl with every ${{ }} evaluated.  NULL with *err on failure.
+ * In static mode an expression that needs steps or secrets leaves its string
+ * as it is.
+ */
+json_t *expr_render(struct expr *x, const json_t *tmpl, char **err);
+
+/* evaluate an `if:` condition: truthy per Lua (nil and false are false) */
+int expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err);
+
+/*
+ * Static checks of every expression in s: Lua syntax, and references to
+ * vars / secrets / steps that exist.  `known_*` are NULL-terminated lists;
+ * steps_before are the ids that run before the expression's step (NULL for
+ * expressions outside steps).  Each problem is appended to *errs (malloc'd
+ * strings, NULL-terminated array grown by the callee).
+ */
+void expr_check(struct expr *x, const char *s, const char *const *known_vars,
+    const char *const *known_secrets, const char *const *steps_before,
+    const char *const *all_steps, char ***errs);
+
+#endif

@@ -1,0 +1,885 @@
+/*
+ * journal.c - the durable, hash-chained run journal and the per-runbook lock.
+ *
+ * Format (DESIGN.md "The journal"): one JSON Lines file per run,
+ * STATE_DIR/runs/RUN_ID.jsonl, one record per line, keys sorted, compact:
+ *
+ *   {"attempt":1,"data":{...},"event":"step.succeeded","hash":"<hex>",
+ *    "prev":"<hex>","run":"RUN_ID","seq":3,"step":"shift-10",
+ *    "ts":"2026-11-21T10:00:01.123Z"}
+ *
+ * - "step" is left out when the record has no step, "attempt" when it is 0;
+ *   "data" is always there ({} when there is nothing to say) and is redacted
+ *   (redact_json) before it is hashed, so no secret reaches the disk.
+ * - seq counts from 1.  The first record's data carries "chain": "sha256",
+ *   or "hmac-sha256" when ZDM_AUDIT_KEY was set (non-empty) at creation.
+ * - canonical = the record without "hash", dumped JSON_COMPACT|JSON_SORT_KEYS;
+ *   hash = lowercase hex of SHA-256(prev || canonical), or of
+ *   HMAC-SHA256(ZDM_AUDIT_KEY, prev || canonical) for an hmac chain;
+ *   prev = the hash of the record before (64 '0' for seq 1).
+ * - Write-ahead: the line is written to an O_APPEND fd and fdatasync'd before
+ *   journal_append returns.
+ * - Reading: every "\n"-terminated line must be a record whose seq, prev,
+ *   hash and run continue the chain; a last piece without "\n" is a torn
+ *   write (crash mid-append): it is reported and ignored, and journal_reopen
+ *   truncates it away before appending.  Anything else is damage, reported as
+ *   FILE:LINE: what.
+ *
+ * Fault injection for the crash tests (read once at create/reopen):
+ *   ZDM_TEST_CRASH_AFTER_RECORD=N  SIGKILL right after record N is on disk
+ *   ZDM_TEST_TEAR_RECORD=N         write half of record N's line, then SIGKILL
+ *
+ * The lock is STATE_DIR/locks/NAME.lock held with flock(2), so it goes away
+ * with the process; its content names the holder for the error message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "zdm.h"
+
+#define HASH_HEX 64
+#define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS)
+#define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
+static const char zero_hash[HASH_HEX + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct journal {
+	int fd;
+	char *path;
+	char *run_id;
+	long seq;			/* seq of the last record written */
+	char prev[HASH_HEX + 1];	/* hash of the last record written */
+	bool hmac;
+	char *key;			/* ZDM_AUDIT_KEY when hmac */
+	size_t keylen;
+	long crash_after;		/* ZDM_TEST_CRASH_AFTER_RECORD, 0 = off */
+	long tear_at;			/* ZDM_TEST_TEAR_RECORD, 0 = off */
+	bool broken;			/* a write failed: the tail is unknown */
+	void (*echo)(const char *line, void *arg);
+	void *echo_arg;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static const char *
+audit_key(void)
+{
+	const char *k = getenv("ZDM_AUDIT_KEY");
+
+	return k != NULL && *k != '\0' ? k : NULL;
+}
+
+static long
+env_long(const char *name)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 0)
+		return 0;
+	return v;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+datasync(int fd)
+{
+	int rc;
+
+	do
+		rc = fdatasync(fd);
+	while (rc != 0 && errno == EINTR);
+	return rc;
+}
+
+static int
+fullsync(int fd)
+{
+	int rc;
+
+	do
+		rc = fsync(fd);
+	while (rc != 0 && errno == EINTR);
+	return rc;
+}
+
+static int
+sync_dir(const char *dir, char **err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return seterr(err, "cannot open directory '%s': %s", dir,
+		    strerror(errno));
+	if (fullsync(fd) != 0) {
+		int e = errno;
+
+		close(fd);
+		return seterr(err, "cannot fsync directory '%s': %s", dir,
+		    strerror(e));
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * hash = hex(SHA-256(prev || canonical)), or hex(HMAC-SHA256(key, ...)) when
+ * key is not NULL.  Returns 0, or -1 if libcrypto failed.
+ */
+static int
+chain_hash(const char *key, size_t keylen, const char *prev,
+    const char *canon, size_t clen, char out[HASH_HEX + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t plen = strlen(prev);
+	unsigned char *buf = xmalloc(plen + clen);
+	int ok;
+
+	memcpy(buf, prev, plen);
+	memcpy(buf + plen, canon, clen);
+	if (key != NULL)
+		ok = HMAC(EVP_sha256(), key, (int)keylen, buf, plen + clen, md,
+		    &mdlen) != NULL;
+	else
+		ok = EVP_Digest(buf, plen + clen, md, &mdlen, EVP_sha256(),
+		    NULL) == 1;
+	free(buf);
+	if (!ok || mdlen != HASH_HEX / 2)
+		return -1;
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	out[HASH_HEX] = '\0';
+	return 0;
+}
+
+/* the hash of a record as read (its own "prev", everything but "hash") */
+static int
+record_hash(const json_t *rec, const char *key, char out[HASH_HEX + 1])
+{
+	json_t *copy = json_copy((json_t *)rec);	/* shallow */
+	const char *prev;
+	char *canon;
+	int rc;
+
+	if (copy == NULL)
+		return -1;
+	json_object_del(copy, "hash");
+	prev = json_string_value(json_object_get(copy, "prev"));
+	canon = json_dumps(copy, DUMP_FLAGS);
+	json_decref(copy);
+	if (canon == NULL || prev == NULL) {
+		free(canon);
+		return -1;
+	}
+	rc = chain_hash(key, key != NULL ? strlen(key) : 0, prev, canon,
+	    strlen(canon), out);
+	free(canon);
+	return rc;
+}
+
+static void
+journal_free(struct journal *j)
+{
+	if (j == NULL)
+		return;
+	if (j->fd >= 0)
+		close(j->fd);
+	if (j->key != NULL) {
+		OPENSSL_cleanse(j->key, j->keylen);
+		free(j->key);
+	}
+	free(j->path);
+	free(j->run_id);
+	free(j);
+}
+
+static struct journal *
+journal_new(const char *path, const char *run_id)
+{
+	struct journal *j = xcalloc(1, sizeof *j);
+
+	j->fd = -1;
+	j->path = xstrdup(path);
+	j->run_id = xstrdup(run_id);
+	memcpy(j->prev, zero_hash, sizeof j->prev);
+	j->crash_after = env_long("ZDM_TEST_CRASH_AFTER_RECORD");
+	j->tear_at = env_long("ZDM_TEST_TEAR_RECORD");
+	return j;
+}
+
+static void
+journal_use_key(struct journal *j, const char *key)
+{
+	j->hmac = true;
+	j->keylen = strlen(key);
+	j->key = xstrdup(key);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+struct journal *
+journal_create(const char *path, const char *run_id, char **err)
+{
+	struct journal *j;
+	char *dir;
+	const char *key;
+
+	if (run_id == NULL || *run_id == '\0') {
+		seterr(err, "journal '%s': empty run id", path);
+		return NULL;
+	}
+	dir = path_dirname(path);
+	if (mkdir_p(dir, 0700) != 0) {
+		seterr(err, "cannot create directory '%s': %s", dir,
+		    strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	j = journal_new(path, run_id);
+	key = audit_key();
+	if (key != NULL)
+		journal_use_key(j, key);
+	j->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+	    0600);
+	if (j->fd < 0) {
+		seterr(err, "cannot create journal '%s': %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if (sync_dir(dir, err) != 0)
+		goto fail;
+	{
+		/* mkdir_p may have just made dir: make its entry durable too
+		 * (best effort: the parent may not be ours to open) */
+		char *up = path_dirname(dir);
+
+		sync_dir(up, NULL);
+		free(up);
+	}
+	free(dir);
+	return j;
+fail:
+	free(dir);
+	journal_free(j);
+	return NULL;
+}
+
+struct journal *
+journal_reopen(const char *path, const char *run_id, const struct jlog *log,
+    char **err)
+{
+	struct journal *j;
+	struct stat st;
+	const char *key = audit_key();
+
+	j = journal_new(path, run_id);
+	if (log->n > 0) {
+		const json_t *first = log->recs[0];
+		const char *run = json_string_value(json_object_get(first, "run"));
+		const char *chain = json_string_value(json_object_get(
+		    json_object_get(first, "data"), "chain"));
+
+		if (run == NULL || strcmp(run, run_id) != 0) {
+			seterr(err, "journal '%s' belongs to run '%s', not '%s'",
+			    path, run != NULL ? run : "?", run_id);
+			goto fail;
+		}
+		if (chain != NULL && strcmp(chain, "hmac-sha256") == 0) {
+			if (key == NULL) {
+				seterr(err, "journal '%s' is chained with "
+				    "hmac-sha256 but ZDM_AUDIT_KEY is not set",
+				    path);
+				goto fail;
+			}
+			journal_use_key(j, key);
+		} else if (chain == NULL || strcmp(chain, "sha256") != 0) {
+			seterr(err, "journal '%s': unknown chain '%s'", path,
+			    chain != NULL ? chain : "(none)");
+			goto fail;
+		}
+		if (log->last_hash == NULL ||
+		    strlen(log->last_hash) != HASH_HEX) {
+			seterr(err, "journal '%s': no last hash to continue "
+			    "from", path);
+			goto fail;
+		}
+		memcpy(j->prev, log->last_hash, HASH_HEX + 1);
+		j->seq = (long)log->n;
+	} else if (key != NULL) {
+		/* nothing complete was written: start the chain afresh */
+		journal_use_key(j, key);
+	}
+
+	j->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (j->fd < 0) {
+		seterr(err, "cannot open journal '%s': %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if (fstat(j->fd, &st) != 0) {
+		seterr(err, "cannot stat journal '%s': %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if ((size_t)st.st_size < log->good_len ||
+	    ((size_t)st.st_size > log->good_len && !log->torn)) {
+		seterr(err, "journal '%s' changed since it was read", path);
+		goto fail;
+	}
+	if ((size_t)st.st_size > log->good_len) {
+		if (ftruncate(j->fd, (off_t)log->good_len) != 0) {
+			seterr(err, "cannot truncate the torn last line of "
+			    "journal '%s': %s", path, strerror(errno));
+			goto fail;
+		}
+		if (fullsync(j->fd) != 0) {
+			seterr(err, "cannot fsync journal '%s': %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+	}
+	return j;
+fail:
+	journal_free(j);
+	return NULL;
+}
+
+long
+journal_append(struct journal *j, const char *event, const char *step,
+    int attempt, json_t *data, char **err)
+{
+	json_t *rec = NULL, *d;
+	char *canon = NULL, *line = NULL;
+	char hash[HASH_HEX + 1];
+	char ts[32];
+	long seq = j->seq + 1;
+	size_t len;
+	long rc = -1;
+
+	if (j->broken) {
+		json_decref(data);
+		seterr(err, "journal '%s' is unusable after a failed write",
+		    j->path);
+		return -1;
+	}
+	if (data != NULL && !json_is_object(data)) {
+		json_decref(data);
+		seterr(err, "journal '%s': record data must be an object",
+		    j->path);
+		return -1;
+	}
+	/* a private copy: redaction must not touch the caller's values */
+	d = data != NULL ? json_deep_copy(data) : json_object();
+	json_decref(data);
+	if (d == NULL) {
+		seterr(err, "journal '%s': out of memory", j->path);
+		return -1;
+	}
+	redact_json(d);
+	if (seq == 1)
+		json_object_set_new(d, "chain",
+		    json_string(j->hmac ? "hmac-sha256" : "sha256"));
+
+	now_iso8601(ts, sizeof ts);
+	rec = json_object();
+	json_object_set_new(rec, "seq", json_integer(seq));
+	json_object_set_new(rec, "ts", json_string(ts));
+	json_object_set_new(rec, "run", json_string(j->run_id));
+	json_object_set_new(rec, "event", json_string(event));
+	if (step != NULL)
+		json_object_set_new(rec, "step", json_string(step));
+	if (attempt != 0)
+		json_object_set_new(rec, "attempt", json_integer(attempt));
+	json_object_set_new(rec, "data", d);
+	json_object_set_new(rec, "prev", json_string(j->prev));
+	if (json_object_size(rec) !=
+	    6 + (size_t)(step != NULL) + (size_t)(attempt != 0)) {
+		seterr(err, "journal '%s': cannot build record for '%s' "
+		    "(not valid UTF-8?)", j->path, event != NULL ? event : "");
+		goto out;
+	}
+
+	canon = json_dumps(rec, DUMP_FLAGS);
+	if (canon == NULL || chain_hash(j->key, j->keylen, j->prev, canon,
+	    strlen(canon), hash) != 0) {
+		seterr(err, "journal '%s': cannot hash record", j->path);
+		goto out;
+	}
+	json_object_set_new(rec, "hash", json_string(hash));
+	line = json_dumps(rec, DUMP_FLAGS);
+	if (line == NULL) {
+		seterr(err, "journal '%s': cannot encode record", j->path);
+		goto out;
+	}
+	len = strlen(line);
+
+	if (j->tear_at == seq) {
+		/* fault injection: a crash in the middle of the write */
+		size_t half = len / 2 > 0 ? len / 2 : 1;
+
+		if (write_all(j->fd, line, half) == 0)
+			datasync(j->fd);
+		raise(SIGKILL);
+	}
+
+	line[len] = '\n';	/* json_dumps's NUL; written with len + 1 */
+	if (write_all(j->fd, line, len + 1) != 0 || datasync(j->fd) != 0) {
+		j->broken = true;
+		seterr(err, "cannot write journal '%s': %s", j->path,
+		    strerror(errno));
+		goto out;
+	}
+	line[len] = '\0';
+	j->seq = seq;
+	memcpy(j->prev, hash, sizeof j->prev);
+	if (j->echo != NULL)
+		j->echo(line, j->echo_arg);
+	if (j->crash_after == seq)
+		raise(SIGKILL);
+	rc = seq;
+out:
+	free(canon);
+	free(line);
+	json_decref(rec);
+	return rc;
+}
+
+const char *
+journal_path(const struct journal *j)
+{
+	return j->path;
+}
+
+void
+journal_close(struct journal *j)
+{
+	journal_free(j);
+}
+
+void
+journal_set_echo(struct journal *j, void (*fn)(const char *line, void *arg),
+    void *arg)
+{
+	j->echo = fn;
+	j->echo_arg = arg;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* why journal_read failed: the chain is damaged, or the file cannot be used */
+enum { BAD_CHAIN = 1, UNUSABLE = 2 };
+
+static int
+read_file(const char *path, char **out, size_t *outlen, char **err)
+{
+	struct sbuf sb;
+	char buf[65536];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return seterr(err, "cannot read journal '%s': %s", path,
+		    strerror(errno));
+	sb_init(&sb);
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof buf);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+
+			close(fd);
+			sb_release(&sb);
+			return seterr(err, "cannot read journal '%s': %s", path,
+			    strerror(e));
+		}
+		if (r == 0)
+			break;
+		sb_add(&sb, buf, (size_t)r);
+	}
+	close(fd);
+	*outlen = sb.len;
+	*out = sb_detach(&sb);
+	return 0;
+}
+
+/* the shape every record must have before its hash means anything */
+static const char *
+record_shape(const json_t *rec)
+{
+	const json_t *v;
+
+	if (!json_is_integer(json_object_get(rec, "seq")))
+		return "field 'seq' is missing or not an integer";
+	if (!json_is_string(json_object_get(rec, "ts")))
+		return "field 'ts' is missing or not a string";
+	if (!json_is_string(json_object_get(rec, "run")))
+		return "field 'run' is missing or not a string";
+	if (!json_is_string(json_object_get(rec, "event")))
+		return "field 'event' is missing or not a string";
+	if (!json_is_object(json_object_get(rec, "data")))
+		return "field 'data' is missing or not an object";
+	if (!json_is_string(json_object_get(rec, "prev")))
+		return "field 'prev' is missing or not a string";
+	if (!json_is_string(json_object_get(rec, "hash")))
+		return "field 'hash' is missing or not a string";
+	v = json_object_get(rec, "step");
+	if (v != NULL && !json_is_string(v))
+		return "field 'step' is not a string";
+	v = json_object_get(rec, "attempt");
+	if (v != NULL && !json_is_integer(v))
+		return "field 'attempt' is not an integer";
+	return NULL;
+}
+
+static void
+jlog_push(struct jlog *log, json_t *rec, size_t *cap)
+{
+	if (log->n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		log->recs = xrealloc(log->recs, *cap * sizeof *log->recs);
+	}
+	log->recs[log->n++] = rec;
+}
+
+/* journal_read, telling why it failed (BAD_CHAIN or UNUSABLE) in *why */
+static int
+jread(const char *path, struct jlog *log, char **err, int *why)
+{
+	char *buf = NULL, *p, *end, *nl;
+	const char *key = NULL, *run = NULL, *prev = zero_hash;
+	size_t len = 0, cap = 0;
+	long lineno = 0;
+	int rc = -1;
+
+	memset(log, 0, sizeof *log);
+	*why = UNUSABLE;
+	if (read_file(path, &buf, &len, err) != 0)
+		return -1;
+	*why = BAD_CHAIN;
+	p = buf;
+	end = buf + len;
+	while (p < end) {
+		json_error_t je;
+		json_t *rec;
+		const char *what, *rrun, *rprev, *rhash;
+		char want[HASH_HEX + 1];
+		json_int_t seq;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL) {
+			log->torn = true;	/* crash mid-append */
+			break;
+		}
+		lineno++;
+		rec = json_loadb(p, (size_t)(nl - p), LOAD_FLAGS, &je);
+		if (rec == NULL) {
+			seterr(err, "%s:%ld: not valid JSON: %s", path, lineno,
+			    je.text);
+			goto out;
+		}
+		jlog_push(log, rec, &cap);	/* owned by log from here */
+		if (!json_is_object(rec)) {
+			seterr(err, "%s:%ld: not a JSON object", path, lineno);
+			goto out;
+		}
+		what = record_shape(rec);
+		if (what != NULL) {
+			seterr(err, "%s:%ld: %s", path, lineno, what);
+			goto out;
+		}
+		if (lineno == 1) {
+			const char *chain = json_string_value(json_object_get(
+			    json_object_get(rec, "data"), "chain"));
+
+			if (chain == NULL) {
+				seterr(err, "%s:1: the first record has no "
+				    "data.chain", path);
+				goto out;
+			}
+			if (strcmp(chain, "hmac-sha256") == 0) {
+				key = audit_key();
+				if (key == NULL) {
+					*why = UNUSABLE;
+					seterr(err, "%s:1: chain is hmac-sha256 "
+					    "but ZDM_AUDIT_KEY is not set: "
+					    "cannot check it", path);
+					goto out;
+				}
+			} else if (strcmp(chain, "sha256") != 0) {
+				seterr(err, "%s:1: unknown chain '%s' (expected "
+				    "sha256 or hmac-sha256)", path, chain);
+				goto out;
+			}
+			run = json_string_value(json_object_get(rec, "run"));
+		}
+		rhash = json_string_value(json_object_get(rec, "hash"));
+		if (record_hash(rec, key, want) != 0) {
+			*why = UNUSABLE;
+			seterr(err, "%s:%ld: cannot hash the record", path,
+			    lineno);
+			goto out;
+		}
+		if (strcmp(rhash, want) != 0) {
+			seterr(err, "%s:%ld: hash does not match the record "
+			    "(line edited?)", path, lineno);
+			goto out;
+		}
+		seq = json_integer_value(json_object_get(rec, "seq"));
+		if (seq != (json_int_t)lineno) {
+			seterr(err, "%s:%ld: seq %" JSON_INTEGER_FORMAT " where "
+			    "%ld was expected (line dropped or reordered?)",
+			    path, lineno, seq, lineno);
+			goto out;
+		}
+		rprev = json_string_value(json_object_get(rec, "prev"));
+		if (strcmp(rprev, prev) != 0) {
+			if (lineno == 1)
+				seterr(err, "%s:1: prev of the first record is "
+				    "not all zeros (line dropped or "
+				    "re-chained?)", path);
+			else
+				seterr(err, "%s:%ld: prev does not match the "
+				    "hash of line %ld (line dropped, reordered "
+				    "or re-chained?)", path, lineno, lineno - 1);
+			goto out;
+		}
+		rrun = json_string_value(json_object_get(rec, "run"));
+		if (strcmp(rrun, run) != 0) {
+			seterr(err, "%s:%ld: run '%s' where '%s' was expected "
+			    "(line from another journal?)", path, lineno, rrun,
+			    run);
+			goto out;
+		}
+		prev = rhash;
+		p = nl + 1;
+		log->good_len = (size_t)(p - buf);
+	}
+	log->last_hash = xstrdup(prev);
+	rc = 0;
+out:
+	free(buf);
+	if (rc != 0)
+		jlog_release(log);
+	return rc;
+}
+
+int
+journal_read(const char *path, struct jlog *log, char **err)
+{
+	int why;
+
+	return jread(path, log, err, &why);
+}
+
+void
+jlog_release(struct jlog *log)
+{
+	for (size_t i = 0; i < log->n; i++)
+		json_decref(log->recs[i]);
+	free(log->recs);
+	free(log->last_hash);
+	memset(log, 0, sizeof *log);
+}
+
+int
+journal_verify(const char *path, FILE *out, FILE *errout)
+{
+	struct jlog log;
+	char *err = NULL;
+	const char *chain = NULL;
+	int why;
+
+	if (jread(path, &log, &err, &why) != 0) {
+		fprintf(errout, "%s\n", err);
+		free(err);
+		return why;
+	}
+	if (log.n > 0)
+		chain = json_string_value(json_object_get(
+		    json_object_get(log.recs[0], "data"), "chain"));
+	if (chain != NULL && strcmp(chain, "sha256") == 0 &&
+	    audit_key() != NULL) {
+		fprintf(errout, "%s:1: chain is plain sha256 but ZDM_AUDIT_KEY "
+		    "is set: not made with the key\n", path);
+		jlog_release(&log);
+		return BAD_CHAIN;
+	}
+	if (log.n == 0)
+		fprintf(out, "%s: ok, 0 records%s\n", path,
+		    log.torn ? ", torn last line ignored" : "");
+	else
+		fprintf(out, "%s: ok, %zu records, chain %s, last hash %.16s%s\n",
+		    path, log.n, chain, log.last_hash,
+		    log.torn ? ", torn last line ignored" : "");
+	jlog_release(&log);
+	return 0;
+}
+
+/* ---- the per-runbook lock ----------------------------------------------- */
+
+/* the holder's record, or NULL while it is still being written */
+static json_t *
+lock_holder(int fd)
+{
+	char buf[4096];
+	ssize_t r;
+
+	do
+		r = pread(fd, buf, sizeof buf, 0);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return NULL;
+	return json_loadb(buf, (size_t)r, JSON_DISABLE_EOF_CHECK, NULL);
+}
+
+int
+lock_acquire(const char *state_dir, const char *name, const char *run_id,
+    int *fd, char **err)
+{
+	char *dir, *path;
+	char ts[32], host[256];
+	json_t *me;
+	char *text;
+	size_t len;
+	int lfd, rc = -1;
+
+	*fd = -1;
+	if (*name == '\0' || strchr(name, '/') != NULL ||
+	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return seterr(err, "runbook name '%s' cannot name a lock file",
+		    name);
+	dir = path_join(state_dir, "locks");
+	path = xasprintf("%s/%s.lock", dir, name);
+	if (mkdir_p(dir, 0700) != 0) {
+		seterr(err, "cannot create directory '%s': %s", dir,
+		    strerror(errno));
+		goto out;
+	}
+	lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0) {
+		seterr(err, "cannot open lock '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK) {
+			json_t *h = NULL;
+
+			/* the holder may be between flock() and its write */
+			for (int i = 0; i < 20 && h == NULL; i++) {
+				struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+
+				h = lock_holder(lfd);
+				if (h == NULL)
+					nanosleep(&ms10, NULL);
+			}
+			if (h != NULL && json_is_object(h)) {
+				const char *hh, *hr, *hs;
+
+				hh = json_string_value(json_object_get(h, "host"));
+				hr = json_string_value(json_object_get(h, "run"));
+				hs = json_string_value(json_object_get(h, "since"));
+				seterr(err, "runbook '%s' is locked by pid %"
+				    JSON_INTEGER_FORMAT " on host '%s' (run %s, "
+				    "since %s); wait for that run to finish or "
+				    "stop it", name,
+				    json_integer_value(json_object_get(h, "pid")),
+				    hh != NULL ? hh : "?", hr != NULL ? hr : "?",
+				    hs != NULL ? hs : "?");
+			} else {
+				seterr(err, "runbook '%s' is locked by another "
+				    "zdm (no details in '%s'); wait for that "
+				    "run to finish or stop it", name, path);
+			}
+			json_decref(h);
+		} else {
+			seterr(err, "cannot lock '%s': %s", path,
+			    strerror(errno));
+		}
+		close(lfd);
+		goto out;
+	}
+
+	now_iso8601(ts, sizeof ts);
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "?");
+	host[sizeof host - 1] = '\0';
+	me = json_object();
+	json_object_set_new(me, "pid", json_integer((json_int_t)getpid()));
+	json_object_set_new(me, "host", json_string(host));
+	json_object_set_new(me, "run", json_string(run_id != NULL ? run_id : ""));
+	json_object_set_new(me, "since", json_string(ts));
+	text = json_dumps(me, JSON_COMPACT);
+	json_decref(me);
+	if (text == NULL) {
+		seterr(err, "cannot write lock '%s': out of memory", path);
+		close(lfd);
+		goto out;
+	}
+	len = strlen(text);
+	text[len] = '\n';
+	if (ftruncate(lfd, 0) != 0 || write_all(lfd, text, len + 1) != 0 ||
+	    fullsync(lfd) != 0) {
+		seterr(err, "cannot write lock '%s': %s", path, strerror(errno));
+		free(text);
+		close(lfd);
+		goto out;
+	}
+	free(text);
+	*fd = lfd;
+	rc = 0;
+out:
+	free(dir);
+	free(path);
+	return rc;
+}
+
+void
+lock_release(int fd)
+{
+	if (fd < 0)
+		return;
+	/* still holding the lock: leave no stale holder for the next reader */
+	if (ftruncate(fd, 0) != 0) {
+		/* nothing to do: the content is only advice */
+	}
+	close(fd);
+}

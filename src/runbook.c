@@ -1,0 +1,993 @@
+/*
+ * runbook.c - schema `zdm: 1`: read, check, resolve (see runbook.h and
+ * docs/zdm-runbook.5).  Every check reports into one error list and goes on,
+ * so a user sees every problem of a runbook in one `zdm validate`.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runbook.h"
+
+#define DEFAULT_TIMEOUT_MS (5 * 60 * 1000)
+#define DEFAULT_RETRY_DELAY_MS 2000
+
+static const char *const top_keys[] = {
+	"zdm", "name", "description", "vars", "secrets", "defaults", "on_failure",
+	"steps", NULL,
+};
+static const char *const step_keys[] = {
+	"id", "name", "description", "uses", "with", "if", "timeout", "retries",
+	"retry_delay", "backoff", "undo", "idempotent", NULL,
+};
+static const char *const undo_keys[] = { "uses", "with", "timeout", NULL };
+static const char *const default_keys[] = {
+	"timeout", "retries", "retry_delay", "backoff", NULL,
+};
+
+struct zdm_diag {
+	struct runbook *rb;
+	const struct ynode *at;		/* fallback location */
+	const struct ynode *with;	/* the with: mapping, or NULL */
+	struct yerrs *errs;
+	const char *what;		/* "step 'x'" or "undo of step 'x'" */
+};
+
+const char *
+ptype_name(enum zdm_ptype t)
+{
+	switch (t) {
+	case ZDM_T_STRING: return "string";
+	case ZDM_T_INT: return "int";
+	case ZDM_T_NUMBER: return "number";
+	case ZDM_T_BOOL: return "bool";
+	case ZDM_T_DURATION: return "duration";
+	case ZDM_T_LIST: return "list";
+	case ZDM_T_MAP: return "map";
+	case ZDM_T_ANY: return "any";
+	}
+	return "?";
+}
+
+static void
+err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	yerr(e, rb->path, n ? n->line : 1, n ? n->col : 1, "%s", m);
+	free(m);
+}
+
+void
+zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+	const struct ynode *at = d->at;
+
+	if (param != NULL && d->with != NULL && ymap_get(d->with, param) != NULL)
+		at = ymap_get(d->with, param);
+	else if (d->with != NULL)
+		at = d->with;
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (param != NULL)
+		err_at(d->rb, d->errs, at, "%s: param '%s': %s", d->what, param, m);
+	else
+		err_at(d->rb, d->errs, at, "%s: %s", d->what, m);
+	free(m);
+}
+
+static bool
+valid_id(const char *s)
+{
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+		return false;
+	for (const char *p = s + 1; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '_' || *p == '-'))
+			return false;
+	return strlen(s) <= 64;
+}
+
+static bool
+valid_ident(const char *s)
+{
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+		return false;
+	for (const char *p = s + 1; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+static void
+check_keys(struct runbook *rb, struct yerrs *e, const struct ynode *map,
+    const char *const *allowed, const char *where)
+{
+	for (size_t i = 0; i < map->n; i++) {
+		const char *k = map->keys[i]->str;
+		bool ok = false;
+
+		for (size_t j = 0; allowed[j] != NULL; j++)
+			if (strcmp(allowed[j], k) == 0)
+				ok = true;
+		if (!ok) {
+			const char *s = did_you_mean(k, allowed);
+
+			if (s != NULL)
+				err_at(rb, e, map->keys[i], "unknown key '%s' in %s (did you mean '%s'?)", k, where, s);
+			else
+				err_at(rb, e, map->keys[i], "unknown key '%s' in %s", k, where);
+		}
+	}
+}
+
+/* a scalar string; reports and returns NULL otherwise */
+static const char *
+want_string(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *what)
+{
+	json_t *v;
+	bool ok;
+
+	if (n == NULL)
+		return NULL;
+	if (n->kind != Y_SCALAR) {
+		err_at(rb, e, n, "%s must be a string, not %s", what, ynode_kind_name(n));
+		return NULL;
+	}
+	v = yscalar_json(n);
+	ok = json_is_string(v);
+	json_decref(v);
+	if (!ok) {
+		err_at(rb, e, n, "%s must be a string, not %s", what, ynode_kind_name(n));
+		return NULL;
+	}
+	return n->str;
+}
+
+static int
+want_duration(struct runbook *rb, struct yerrs *e, const struct ynode *n,
+    const char *what, int64_t *ms)
+{
+	if (n == NULL)
+		return 0;
+	if (n->kind != Y_SCALAR || parse_duration(n->str, ms) != 0) {
+		err_at(rb, e, n, "%s: bad duration '%s' (use a number and a unit: 500ms, 30s, 5m, 1h, 1m30s)",
+		    what, n->kind == Y_SCALAR ? n->str : ynode_kind_name(n));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+want_count(struct runbook *rb, struct yerrs *e, const struct ynode *n,
+    const char *what, int *out)
+{
+	json_t *v;
+
+	if (n == NULL)
+		return 0;
+	v = n->kind == Y_SCALAR ? yscalar_json(n) : NULL;
+	if (v == NULL || !json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > 1000) {
+		err_at(rb, e, n, "%s must be a whole number from 0 to 1000", what);
+		json_decref(v);
+		return -1;
+	}
+	*out = (int)json_integer_value(v);
+	json_decref(v);
+	return 0;
+}
+
+static int
+want_bool(struct runbook *rb, struct yerrs *e, const struct ynode *n,
+    const char *what, bool *out)
+{
+	json_t *v;
+
+	if (n == NULL)
+		return 0;
+	v = n->kind == Y_SCALAR ? yscalar_json(n) : NULL;
+	if (v == NULL || !json_is_boolean(v)) {
+		err_at(rb, e, n, "%s must be true or false", what);
+		json_decref(v);
+		return -1;
+	}
+	*out = json_is_true(v);
+	json_decref(v);
+	return 0;
+}
+
+/*
+ * Check (and convert) one parameter value against its declared type.
+ * Returns a new reference, or NULL with *msg.
+ */
+static json_t *
+convert_param(const struct zdm_param *p, json_t *v, char **msg)
+{
+	const char *tn = ptype_name(p->type);
+
+	switch (p->type) {
+	case ZDM_T_STRING:
+		if (json_is_string(v))
+			return json_incref(v);
+		if (json_is_integer(v))
+			return json_sprintf("%lld", (long long)json_integer_value(v));
+		if (json_is_boolean(v))
+			return json_string(json_is_true(v) ? "true" : "false");
+		if (json_is_real(v)) {
+			seterr(msg, "must be a string; write the number in quotes so YAML keeps it as written");
+			return NULL;
+		}
+		break;
+	case ZDM_T_INT:
+		if (json_is_integer(v))
+			return json_incref(v);
+		if (json_is_string(v)) {
+			char *end;
+			long long n;
+
+			errno = 0;
+			n = strtoll(json_string_value(v), &end, 10);
+			if (errno == 0 && end != json_string_value(v) && *end == '\0')
+				return json_integer(n);
+		}
+		break;
+	case ZDM_T_NUMBER:
+		if (json_is_number(v))
+			return json_incref(v);
+		if (json_is_string(v)) {
+			char *end;
+			double d = strtod(json_string_value(v), &end);
+
+			if (end != json_string_value(v) && *end == '\0')
+				return json_real(d);
+		}
+		break;
+	case ZDM_T_BOOL:
+		if (json_is_boolean(v))
+			return json_incref(v);
+		if (json_is_string(v) && strcmp(json_string_value(v), "true") == 0)
+			return json_true();
+		if (json_is_string(v) && strcmp(json_string_value(v), "false") == 0)
+			return json_false();
+		break;
+	case ZDM_T_DURATION: {
+		int64_t ms;
+
+		if (json_is_integer(v) && json_integer_value(v) == 0)
+			return json_integer(0);
+		if (json_is_string(v) && parse_duration(json_string_value(v), &ms) == 0)
+			return json_integer(ms);
+		if (json_is_integer(v) && json_integer_value(v) > 0) {
+			seterr(msg, "bad duration '%lld' (give a unit: %lldms, %llds)",
+			    (long long)json_integer_value(v), (long long)json_integer_value(v),
+			    (long long)json_integer_value(v));
+			return NULL;
+		}
+		if (json_is_string(v)) {
+			seterr(msg, "bad duration '%s' (use a number and a unit: 500ms, 30s, 5m, 1h)",
+			    json_string_value(v));
+			return NULL;
+		}
+		break;
+	}
+	case ZDM_T_LIST:
+		if (json_is_array(v))
+			return json_incref(v);
+		break;
+	case ZDM_T_MAP:
+		if (json_is_object(v))
+			return json_incref(v);
+		break;
+	case ZDM_T_ANY:
+		return json_incref(v);
+	}
+	seterr(msg, "must be %s %s, not %s",
+	    (p->type == ZDM_T_INT || p->type == ZDM_T_ANY) ? "an" : "a", tn,
+	    json_is_string(v) ? "a string" : json_is_integer(v) ? "a whole number" :
+	    json_is_real(v) ? "a number" : json_is_boolean(v) ? "a boolean" :
+	    json_is_array(v) ? "a list" : json_is_object(v) ? "a mapping" : "null");
+	return NULL;
+}
+
+/*
+ * Schema checks of `params` (rendered) for type t; fills defaults and
+ * converts values in place.  Expressions still unresolved (static mode) are
+ * left alone.
+ */
+static void
+check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
+    bool final)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+	const char **names = xcalloc(t->nparams + 1, sizeof *names);
+
+	for (size_t i = 0; i < t->nparams; i++)
+		names[i] = t->params[i].name;
+	json_object_foreach_safe(params, tmp, k, v) {
+		bool known = false;
+
+		for (size_t i = 0; i < t->nparams; i++)
+			if (strcmp(t->params[i].name, k) == 0)
+				known = true;
+		if (!known) {
+			const char *s = did_you_mean(k, names);
+			const struct ynode *kn = d->with ? ymap_key(d->with, k) : NULL;
+			const struct ynode *save = d->at, *savew = d->with;
+
+			d->at = kn ? kn : d->at;
+			d->with = NULL;
+			if (s != NULL)
+				zdm_diag(d, NULL, "unknown param '%s' for '%s' (did you mean '%s'?)", k, t->name, s);
+			else
+				zdm_diag(d, NULL, "unknown param '%s' for '%s' (see 'zdm plugins')", k, t->name);
+			d->at = save;
+			d->with = savew;
+		}
+	}
+	free(names);
+	for (size_t i = 0; i < t->nparams; i++) {
+		const struct zdm_param *p = &t->params[i];
+		json_t *val = json_object_get(params, p->name), *conv;
+		char *msg = NULL;
+
+		if (val == NULL || json_is_null(val)) {
+			if (p->def != NULL) {
+				json_t *dv = json_loads(p->def, JSON_DECODE_ANY, NULL);
+
+				if (dv != NULL) {
+					json_object_set_new(params, p->name, dv);
+					val = dv;
+				}
+			} else if (p->required) {
+				const struct ynode *save = d->at;
+
+				if (d->with == NULL)
+					d->at = d->at;
+				zdm_diag(d, val ? p->name : NULL, "missing required param '%s' (%s)", p->name,
+				    p->doc ? p->doc : ptype_name(p->type));
+				d->at = save;
+				continue;
+			} else {
+				json_object_del(params, p->name);
+				continue;
+			}
+		}
+		if (!final && zdm_is_expr(val))
+			continue;
+		if (!final && json_is_string(val) && expr_has_template(json_string_value(val)))
+			continue;
+		conv = convert_param(p, val, &msg);
+		if (conv == NULL) {
+			zdm_diag(d, p->name, "%s", msg);
+			free(msg);
+			continue;
+		}
+		json_object_set_new(params, p->name, conv);
+	}
+}
+
+/* every string in the YAML tree under n: check its expressions */
+static void
+check_exprs(struct runbook *rb, struct yerrs *e, const struct ynode *n,
+    const char *const *vars, const char *const *secrets,
+    const char *const *before, const char *const *all)
+{
+	if (n == NULL)
+		return;
+	if (n->kind == Y_SCALAR) {
+		char **errs = NULL;
+
+		if (!expr_has_template(n->str))
+			return;
+		expr_check(rb->x, n->str, vars, secrets, before, all, &errs);
+		for (size_t i = 0; errs != NULL && errs[i] != NULL; i++) {
+			err_at(rb, e, n, "%s", errs[i]);
+			free(errs[i]);
+		}
+		free(errs);
+		return;
+	}
+	for (size_t i = 0; i < n->n; i++)
+		check_exprs(rb, e, n->items[i], vars, secrets, before, all);
+}
+
+static void
+parse_vars(struct runbook *rb, struct yerrs *e, const struct ynode *n)
+{
+	rb->vars = json_object();
+	if (n == NULL)
+		return;
+	if (n->kind != Y_MAP) {
+		err_at(rb, e, n, "vars must be a mapping of name: value");
+		return;
+	}
+	for (size_t i = 0; i < n->n; i++) {
+		const char *k = n->keys[i]->str;
+
+		if (!valid_ident(k))
+			err_at(rb, e, n->keys[i], "var name '%s' must be a Lua identifier ([A-Za-z_][A-Za-z0-9_]*)", k);
+		if (n->items[i]->kind == Y_SCALAR && expr_has_template(n->items[i]->str))
+			err_at(rb, e, n->items[i], "var '%s': expressions are not allowed in vars (set it with --var)", k);
+		json_object_set_new(rb->vars, k, ynode_json(n->items[i]));
+	}
+}
+
+/* --var k=v: typed like the runbook's own value for k */
+static void
+apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	char *k;
+	json_t *old, *nv = NULL;
+
+	if (eq == NULL || eq == kv) {
+		err_at(rb, e, NULL, "--var '%s': expected key=value", kv);
+		return;
+	}
+	k = xstrndup(kv, (size_t)(eq - kv));
+	old = json_object_get(rb->vars, k);
+	if (old == NULL) {
+		const char **names = xcalloc(json_object_size(rb->vars) + 1, sizeof *names);
+		const char *key, *s;
+		json_t *v;
+		size_t i = 0;
+
+		json_object_foreach(rb->vars, key, v)
+			names[i++] = key;
+		s = did_you_mean(k, names);
+		if (s != NULL)
+			err_at(rb, e, NULL, "--var '%s': no such var in the runbook (did you mean '%s'?)", k, s);
+		else
+			err_at(rb, e, NULL, "--var '%s': no such var in the runbook (declare it under vars:)", k);
+		free(names);
+		free(k);
+		return;
+	}
+	eq++;
+	if (json_is_integer(old)) {
+		char *end;
+		long long n;
+
+		errno = 0;
+		n = strtoll(eq, &end, 10);
+		if (errno == 0 && end != eq && *end == '\0')
+			nv = json_integer(n);
+	} else if (json_is_real(old)) {
+		char *end;
+		double d = strtod(eq, &end);
+
+		if (end != eq && *end == '\0')
+			nv = json_real(d);
+	} else if (json_is_boolean(old)) {
+		if (strcmp(eq, "true") == 0)
+			nv = json_true();
+		else if (strcmp(eq, "false") == 0)
+			nv = json_false();
+	} else if (json_is_string(old) || json_is_null(old)) {
+		nv = json_string(eq);
+	} else {
+		nv = json_loads(eq, JSON_DECODE_ANY, NULL);
+	}
+	if (nv == NULL) {
+		err_at(rb, e, NULL, "--var '%s': '%s' is not %s like the runbook's value", k, eq,
+		    json_is_integer(old) ? "a whole number" : json_is_real(old) ? "a number" :
+		    json_is_boolean(old) ? "true or false" : "JSON");
+		free(k);
+		return;
+	}
+	json_object_set_new(rb->vars, k, nv);
+	free(k);
+}
+
+static void
+apply_vars_file(struct runbook *rb, struct yerrs *e, const char *file)
+{
+	struct ynode *root = yparse_file(file, file, e);
+
+	if (root == NULL)
+		return;
+	if (root->kind != Y_MAP) {
+		yerr(e, file, root->line, root->col, "a vars file is a mapping of name: value");
+	} else {
+		for (size_t i = 0; i < root->n; i++) {
+			const char *k = root->keys[i]->str;
+
+			if (json_object_get(rb->vars, k) == NULL)
+				yerr(e, file, root->keys[i]->line, root->keys[i]->col,
+				    "no var '%s' in %s (declare it under vars:)", k, rb->path);
+			else
+				json_object_set_new(rb->vars, k, ynode_json(root->items[i]));
+		}
+	}
+	ynode_free(root);
+}
+
+static void
+parse_secrets(struct runbook *rb, struct yerrs *e, const struct ynode *n)
+{
+	if (n == NULL)
+		return;
+	if (n->kind != Y_MAP) {
+		err_at(rb, e, n, "secrets must be a mapping of name: {env: NAME} or {file: PATH}");
+		return;
+	}
+	rb->secrets = xcalloc(n->n, sizeof *rb->secrets);
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ynode *v = n->items[i];
+		struct rb_secret *s = &rb->secrets[rb->nsecrets];
+		const struct ynode *env = ymap_get(v, "env"), *file = ymap_get(v, "file");
+
+		if (!valid_ident(n->keys[i]->str)) {
+			err_at(rb, e, n->keys[i], "secret name '%s' must be a Lua identifier", n->keys[i]->str);
+			continue;
+		}
+		if (v->kind != Y_MAP || v->n != 1 || (env == NULL && file == NULL)) {
+			err_at(rb, e, v, "secret '%s' must be {env: NAME} or {file: PATH}", n->keys[i]->str);
+			continue;
+		}
+		s->name = xstrdup(n->keys[i]->str);
+		s->node = v;
+		if (env != NULL && want_string(rb, e, env, "env") != NULL)
+			s->env = xstrdup(env->str);
+		if (file != NULL && want_string(rb, e, file, "file") != NULL)
+			s->file = xstrdup(file->str);
+		rb->nsecrets++;
+	}
+}
+
+static struct rb_undo *
+parse_undo(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *stepid)
+{
+	struct rb_undo *u;
+	const char *uses;
+	const struct ynode *with;
+	char *err = NULL;
+
+	if (n->kind != Y_MAP) {
+		err_at(rb, e, n, "step '%s': undo must be a mapping with uses: and with: (a step of its own)", stepid);
+		return NULL;
+	}
+	check_keys(rb, e, n, undo_keys, "undo");
+	u = xcalloc(1, sizeof *u);
+	u->node = n;
+	u->timeout_ms = 0;
+	uses = want_string(rb, e, ymap_get(n, "uses"), "undo: uses");
+	if (ymap_get(n, "uses") == NULL)
+		err_at(rb, e, n, "step '%s': undo needs 'uses:' (the step type that puts things back)", stepid);
+	if (uses != NULL) {
+		u->uses = xstrdup(uses);
+		u->type = registry_get(rb->reg, uses, &err);
+		if (u->type == NULL)
+			err_at(rb, e, ymap_get(n, "uses"), "%s", err);
+		free(err);
+	}
+	with = ymap_get(n, "with");
+	if (with != NULL && with->kind != Y_MAP)
+		err_at(rb, e, with, "undo: with must be a mapping of params");
+	u->with_node = with && with->kind == Y_MAP ? with : NULL;
+	u->with = u->with_node ? ynode_json(u->with_node) : json_object();
+	want_duration(rb, e, ymap_get(n, "timeout"), "undo: timeout", &u->timeout_ms);
+	return u;
+}
+
+static void
+free_undo(struct rb_undo *u)
+{
+	if (u == NULL)
+		return;
+	free(u->uses);
+	json_decref(u->with);
+	free(u);
+}
+
+/* static checks of a step's (or undo's) params with the type's schema */
+static void
+static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
+    const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
+    const char *what)
+{
+	struct zdm_diag d = { rb, at, with_node, e, what };
+	char *err = NULL;
+	json_t *p;
+	size_t before = e->n;
+
+	p = expr_render(rb->x, with, &err);
+	if (p == NULL) {
+		/* the expression errors are reported by check_exprs */
+		free(err);
+		return;
+	}
+	check_params(&d, t, p, false);
+	if (e->n == before && t->validate != NULL)
+		t->validate(t, p, &d);
+	json_decref(p);
+}
+
+json_t *
+runbook_params(struct runbook *rb, const struct ynode *where,
+    const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
+    char **err)
+{
+	struct yerrs e = { 0 };
+	struct zdm_diag d = { rb, where, with_node, &e, "" };
+	json_t *p;
+	char *rerr = NULL;
+
+	d.what = t->name;
+	p = expr_render(rb->x, with, &rerr);
+	if (p == NULL) {
+		seterr(err, "%s:%d:%d: %s", rb->path, where->line, where->col, rerr);
+		free(rerr);
+		return NULL;
+	}
+	check_params(&d, t, p, true);
+	if (e.n == 0 && t->validate != NULL)
+		t->validate(t, p, &d);
+	if (e.n > 0) {
+		struct sbuf sb;
+
+		yerrs_sort(&e);
+		sb_init(&sb);
+		for (size_t i = 0; i < e.n; i++)
+			sb_addf(&sb, "%s%s", i ? "; " : "", e.v[i].msg);
+		seterr(err, "%s", sb.buf);
+		sb_release(&sb);
+		yerrs_release(&e);
+		json_decref(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void
+parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t idx,
+    int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed)
+{
+	struct rb_step *s = &rb->steps[idx];
+	const char *id, *uses, *str;
+	const struct ynode *with, *un;
+	char *err = NULL;
+
+	s->node = n;
+	s->timeout_ms = dtimeout;
+	s->retries = dretries;
+	s->retry_delay_ms = ddelay;
+	s->backoff_fixed = dfixed;
+	if (n->kind != Y_MAP) {
+		err_at(rb, e, n, "step %zu must be a mapping with id: and uses:", idx + 1);
+		return;
+	}
+	check_keys(rb, e, n, step_keys, "a step");
+	id = want_string(rb, e, ymap_get(n, "id"), "id");
+	if (ymap_get(n, "id") == NULL)
+		err_at(rb, e, n, "step %zu has no id (every step needs a unique id: [a-z0-9][a-z0-9_-]*)", idx + 1);
+	else if (id != NULL && !valid_id(id))
+		err_at(rb, e, ymap_get(n, "id"), "malformed step id '%s' (use [a-z0-9][a-z0-9_-]*, at most 64)", id);
+	if (id != NULL) {
+		for (size_t i = 0; i < idx; i++)
+			if (rb->steps[i].id != NULL && strcmp(rb->steps[i].id, id) == 0)
+				err_at(rb, e, ymap_get(n, "id"), "duplicate step id '%s' (first at line %d)",
+				    id, rb->steps[i].node->line);
+		s->id = xstrdup(id);
+	} else {
+		s->id = xasprintf("step-%zu", idx + 1);
+	}
+	if ((str = want_string(rb, e, ymap_get(n, "name"), "name")) != NULL)
+		s->name = xstrdup(str);
+	if ((str = want_string(rb, e, ymap_get(n, "description"), "description")) != NULL)
+		s->description = xstrdup(str);
+	uses = want_string(rb, e, ymap_get(n, "uses"), "uses");
+	if (ymap_get(n, "uses") == NULL)
+		err_at(rb, e, n, "step '%s' has no uses: (the step type: exec, wait, or a plugin like release.symlink)", s->id);
+	if (uses != NULL) {
+		s->uses = xstrdup(uses);
+		s->type = registry_get(rb->reg, uses, &err);
+		if (s->type == NULL)
+			err_at(rb, e, ymap_get(n, "uses"), "%s", err);
+		free(err);
+		err = NULL;
+	}
+	with = ymap_get(n, "with");
+	if (with != NULL && with->kind != Y_MAP)
+		err_at(rb, e, with, "step '%s': with must be a mapping of params", s->id);
+	s->with_node = with && with->kind == Y_MAP ? with : NULL;
+	s->with = s->with_node ? ynode_json(s->with_node) : json_object();
+	if ((s->if_node = ymap_get(n, "if")) != NULL) {
+		if (s->if_node->kind != Y_SCALAR)
+			err_at(rb, e, s->if_node, "if must be an expression like ${{ vars.env == \"prod\" }}");
+		else
+			s->if_expr = xstrdup(s->if_node->str);
+	}
+	want_duration(rb, e, ymap_get(n, "timeout"), "timeout", &s->timeout_ms);
+	if (ymap_get(n, "timeout") != NULL && s->timeout_ms == 0)
+		err_at(rb, e, ymap_get(n, "timeout"), "timeout must be more than 0");
+	want_count(rb, e, ymap_get(n, "retries"), "retries", &s->retries);
+	want_duration(rb, e, ymap_get(n, "retry_delay"), "retry_delay", &s->retry_delay_ms);
+	if ((un = ymap_get(n, "backoff")) != NULL) {
+		if (un->kind == Y_SCALAR && strcmp(un->str, "fixed") == 0)
+			s->backoff_fixed = true;
+		else if (un->kind == Y_SCALAR && strcmp(un->str, "exponential") == 0)
+			s->backoff_fixed = false;
+		else
+			err_at(rb, e, un, "backoff must be 'exponential' (the default: the delay doubles) or 'fixed'");
+	}
+	s->idempotent = s->type ? s->type->idempotent : false;
+	want_bool(rb, e, ymap_get(n, "idempotent"), "idempotent", &s->idempotent);
+	if ((un = ymap_get(n, "undo")) != NULL)
+		s->undo = parse_undo(rb, e, un, s->id);
+}
+
+static void
+parse_defaults(struct runbook *rb, struct yerrs *e, const struct ynode *n,
+    int64_t *timeout, int *retries, int64_t *delay, bool *fixed)
+{
+	const struct ynode *b;
+
+	if (n == NULL)
+		return;
+	if (n->kind != Y_MAP) {
+		err_at(rb, e, n, "defaults must be a mapping (timeout, retries, retry_delay, backoff)");
+		return;
+	}
+	check_keys(rb, e, n, default_keys, "defaults");
+	want_duration(rb, e, ymap_get(n, "timeout"), "defaults: timeout", timeout);
+	want_count(rb, e, ymap_get(n, "retries"), "defaults: retries", retries);
+	want_duration(rb, e, ymap_get(n, "retry_delay"), "defaults: retry_delay", delay);
+	if ((b = ymap_get(n, "backoff")) != NULL) {
+		if (b->kind == Y_SCALAR && strcmp(b->str, "fixed") == 0)
+			*fixed = true;
+		else if (!(b->kind == Y_SCALAR && strcmp(b->str, "exponential") == 0))
+			err_at(rb, e, b, "backoff must be 'exponential' or 'fixed'");
+	}
+}
+
+struct runbook *
+runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
+    struct yerrs *errs)
+{
+	struct runbook *rb = xcalloc(1, sizeof *rb);
+	const struct ynode *root, *n;
+	const char *s;
+	int64_t dtimeout = DEFAULT_TIMEOUT_MS, ddelay = DEFAULT_RETRY_DELAY_MS;
+	int dretries = 0;
+	bool dfixed = false;
+	char *err = NULL;
+
+	rb->path = xstrdup(path);
+	rb->abspath = path_abs(path);
+	rb->reg = reg;
+	rb->x = expr_new();
+	rb->root = yparse_file(path, path, errs);
+	if (rb->root == NULL)
+		goto fail;
+	if (sha256_file(path, rb->sha256, &err) != 0) {
+		yerr(errs, path, 1, 1, "%s", err);
+		free(err);
+		goto fail;
+	}
+	root = rb->root;
+	if (root->kind != Y_MAP) {
+		err_at(rb, errs, root, "a runbook is a mapping (zdm: 1, name:, steps:), not %s",
+		    ynode_kind_name(root));
+		goto fail;
+	}
+	check_keys(rb, errs, root, top_keys, "the runbook");
+	n = ymap_get(root, "zdm");
+	if (n == NULL) {
+		err_at(rb, errs, root, "missing 'zdm: 1' (the runbook schema version)");
+	} else {
+		json_t *v = n->kind == Y_SCALAR ? yscalar_json(n) : NULL;
+
+		if (v == NULL || !json_is_integer(v) || json_integer_value(v) != 1)
+			err_at(rb, errs, n, "unsupported schema version '%s' (this zdm reads zdm: 1)",
+			    n->kind == Y_SCALAR ? n->str : ynode_kind_name(n));
+		json_decref(v);
+	}
+	n = ymap_get(root, "name");
+	if (n == NULL)
+		err_at(rb, errs, root, "missing 'name:' (the runbook's name: [a-z0-9][a-z0-9_-]*)");
+	else if ((s = want_string(rb, errs, n, "name")) != NULL) {
+		if (!valid_id(s))
+			err_at(rb, errs, n, "malformed runbook name '%s' (use [a-z0-9][a-z0-9_-]*, at most 64)", s);
+		rb->name = xstrdup(s);
+	}
+	if ((s = want_string(rb, errs, ymap_get(root, "description"), "description")) != NULL)
+		rb->description = xstrdup(s);
+	parse_vars(rb, errs, ymap_get(root, "vars"));
+	parse_secrets(rb, errs, ymap_get(root, "secrets"));
+	parse_defaults(rb, errs, ymap_get(root, "defaults"), &dtimeout, &dretries, &ddelay, &dfixed);
+	if ((n = ymap_get(root, "on_failure")) != NULL) {
+		if (n->kind == Y_SCALAR && strcmp(n->str, "rollback") == 0)
+			rb->on_failure = ON_FAILURE_ROLLBACK;
+		else if (n->kind == Y_SCALAR && strcmp(n->str, "pause") == 0)
+			rb->on_failure = ON_FAILURE_PAUSE;
+		else if (n->kind == Y_SCALAR && strcmp(n->str, "abort") == 0)
+			rb->on_failure = ON_FAILURE_ABORT;
+		else
+			err_at(rb, errs, n, "on_failure must be rollback (the default), pause or abort, not '%s'",
+			    n->kind == Y_SCALAR ? n->str : ynode_kind_name(n));
+	}
+	if (o != NULL && o->vars_file != NULL)
+		apply_vars_file(rb, errs, o->vars_file);
+	for (size_t i = 0; o != NULL && i < o->nvars; i++)
+		apply_var_flag(rb, errs, o->vars[i]);
+
+	n = ymap_get(root, "steps");
+	if (n == NULL) {
+		err_at(rb, errs, root, "missing 'steps:' (the list of steps to run)");
+	} else if (n->kind != Y_SEQ) {
+		err_at(rb, errs, n, "steps must be a list, not %s", ynode_kind_name(n));
+	} else if (n->n == 0) {
+		err_at(rb, errs, n, "steps is empty: a runbook needs at least one step");
+	} else {
+		const char **ids, **vars, **secrets;
+		const char *k;
+		json_t *v;
+		size_t i = 0;
+
+		rb->steps = xcalloc(n->n, sizeof *rb->steps);
+		rb->nsteps = n->n;
+		for (size_t j = 0; j < n->n; j++)
+			parse_step(rb, errs, n->items[j], j, dtimeout, dretries, ddelay, dfixed);
+		/* expressions: syntax and references, then the static params */
+		ids = xcalloc(rb->nsteps + 1, sizeof *ids);
+		for (size_t j = 0; j < rb->nsteps; j++)
+			ids[j] = rb->steps[j].id;
+		expr_set_step_ids(rb->x, ids, rb->nsteps);
+		vars = xcalloc(json_object_size(rb->vars) + 1, sizeof *vars);
+		json_object_foreach(rb->vars, k, v)
+			vars[i++] = k;
+		secrets = xcalloc(rb->nsecrets + 1, sizeof *secrets);
+		for (size_t j = 0; j < rb->nsecrets; j++)
+			secrets[j] = rb->secrets[j].name;
+		expr_set(rb->x, "vars", rb->vars);
+		expr_set_static(rb->x, true);
+		for (size_t j = 0; j < rb->nsteps; j++) {
+			struct rb_step *st = &rb->steps[j];
+			const char **before = xcalloc(j + 2, sizeof *before);
+			char *what = xasprintf("step '%s'", st->id);
+
+			for (size_t b = 0; b < j; b++)
+				before[b] = ids[b];
+			check_exprs(rb, errs, st->with_node, vars, secrets, before, ids);
+			check_exprs(rb, errs, st->if_node, vars, secrets, before, ids);
+			before[j] = ids[j];	/* an undo sees its own step's outputs */
+			if (st->undo != NULL)
+				check_exprs(rb, errs, st->undo->with_node, vars, secrets, before, ids);
+			if (st->type != NULL)
+				static_params(rb, errs, ymap_get(st->node, "uses"), st->type,
+				    st->with, st->with_node, what);
+			free(what);
+			if (st->undo != NULL && st->undo->type != NULL) {
+				what = xasprintf("undo of step '%s'", st->id);
+				static_params(rb, errs, ymap_get(st->undo->node, "uses"),
+				    st->undo->type, st->undo->with, st->undo->with_node, what);
+				free(what);
+			}
+			free(before);
+		}
+		expr_set_static(rb->x, false);
+		free(ids);
+		free(vars);
+		free(secrets);
+	}
+	yerrs_sort(errs);
+	if (errs->n > 0)
+		goto fail;
+	return rb;
+fail:
+	yerrs_sort(errs);
+	runbook_free(rb);
+	return NULL;
+}
+
+void
+runbook_free(struct runbook *rb)
+{
+	if (rb == NULL)
+		return;
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		struct rb_step *s = &rb->steps[i];
+
+		free(s->id);
+		free(s->name);
+		free(s->description);
+		free(s->uses);
+		free(s->if_expr);
+		json_decref(s->with);
+		free_undo(s->undo);
+	}
+	free(rb->steps);
+	for (size_t i = 0; i < rb->nsecrets; i++) {
+		free(rb->secrets[i].name);
+		free(rb->secrets[i].env);
+		free(rb->secrets[i].file);
+	}
+	free(rb->secrets);
+	json_decref(rb->vars);
+	expr_free(rb->x);
+	ynode_free(rb->root);
+	free(rb->name);
+	free(rb->description);
+	free(rb->path);
+	free(rb->abspath);
+	free(rb);
+}
+
+struct rb_step *
+runbook_step(struct runbook *rb, const char *id)
+{
+	for (size_t i = 0; i < rb->nsteps; i++)
+		if (strcmp(rb->steps[i].id, id) == 0)
+			return &rb->steps[i];
+	return NULL;
+}
+
+int
+runbook_resolve_secrets(struct runbook *rb, char **err)
+{
+	json_t *obj = json_object();
+
+	for (size_t i = 0; i < rb->nsecrets; i++) {
+		struct rb_secret *s = &rb->secrets[i];
+		char *val = NULL;
+
+		if (s->env != NULL) {
+			const char *v = getenv(s->env);
+
+			if (v == NULL) {
+				seterr(err, "%s:%d:%d: secret '%s': environment variable %s is not set",
+				    rb->path, s->node->line, s->node->col, s->name, s->env);
+				json_decref(obj);
+				return -1;
+			}
+			val = xstrdup(v);
+		} else if (s->file != NULL) {
+			FILE *f = fopen(s->file, "rb");
+			struct sbuf sb;
+			char buf[4096];
+			size_t r;
+
+			if (f == NULL) {
+				seterr(err, "%s:%d:%d: secret '%s': cannot read file '%s': %s",
+				    rb->path, s->node->line, s->node->col, s->name, s->file, strerror(errno));
+				json_decref(obj);
+				return -1;
+			}
+			sb_init(&sb);
+			while ((r = fread(buf, 1, sizeof buf, f)) > 0 && sb.len < (1u << 20))
+				sb_add(&sb, buf, r);
+			fclose(f);
+			/* a trailing newline is not part of the secret */
+			while (sb.len > 0 && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))
+				sb.buf[--sb.len] = '\0';
+			val = sb_detach(&sb);
+		}
+		if (val == NULL)
+			continue;
+		redact_add(val);
+		json_object_set_new(obj, s->name, json_string(val));
+		explicit_bzero(val, strlen(val));
+		free(val);
+	}
+	expr_set(rb->x, "secrets", obj);
+	json_decref(obj);
+	return 0;
+}

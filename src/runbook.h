@@ -1,0 +1,92 @@
+/*
+ * runbook.h - a runbook (schema `zdm: 1`) parsed, checked and resolved.
+ *
+ * runbook_load() reads the YAML, checks everything that can be checked
+ * without running (schema, ids, step types, params, durations, expressions)
+ * and reports every problem at once as FILE:LINE:COL: message.
+ */
+#ifndef ZDM_RUNBOOK_H
+#define ZDM_RUNBOOK_H
+
+#include "expr.h"
+#include "ynode.h"
+#include "zdm.h"
+
+enum on_failure { ON_FAILURE_ROLLBACK, ON_FAILURE_PAUSE, ON_FAILURE_ABORT };
+
+struct rb_undo {
+	const struct ynode *node;
+	char *uses;
+	const struct zdm_step_type *type;
+	json_t *with;			/* templates; defaults filled */
+	const struct ynode *with_node;
+	int64_t timeout_ms;
+};
+
+struct rb_step {
+	const struct ynode *node;
+	char *id, *name, *description, *uses;
+	const struct zdm_step_type *type;
+	json_t *with;			/* templates as written, defaults filled */
+	const struct ynode *with_node;
+	char *if_expr;			/* NULL = always */
+	const struct ynode *if_node;
+	int64_t timeout_ms;		/* per attempt */
+	int retries;
+	int64_t retry_delay_ms;
+	bool backoff_fixed;
+	bool idempotent;		/* the step's own flag or its type's */
+	struct rb_undo *undo;		/* runbook-written undo, or NULL */
+};
+
+struct rb_secret {
+	char *name;
+	char *env;			/* {env: NAME} */
+	char *file;			/* {file: PATH} */
+	const struct ynode *node;
+};
+
+struct runbook {
+	char *path;			/* as given (used in messages) */
+	char *abspath;
+	char sha256[65];
+	struct ynode *root;
+	char *name, *description;
+	json_t *vars;			/* resolved: runbook values, then --vars-file, then --var */
+	struct rb_secret *secrets;
+	size_t nsecrets;
+	enum on_failure on_failure;
+	struct rb_step *steps;
+	size_t nsteps;
+	struct registry *reg;		/* borrowed */
+	struct expr *x;			/* the run's expression sandbox */
+};
+
+struct rb_opts {
+	const char *const *vars;	/* "k=v" strings from --var */
+	size_t nvars;
+	const char *vars_file;		/* --vars-file */
+};
+
+/* NULL and errors in *errs (sorted) when anything is wrong */
+struct runbook *runbook_load(const char *path, struct registry *reg,
+    const struct rb_opts *o, struct yerrs *errs);
+void runbook_free(struct runbook *rb);
+struct rb_step *runbook_step(struct runbook *rb, const char *id);
+
+/* resolve secrets (env/file) into the expression sandbox and the redaction
+ * list.  -1 with err (naming FILE:LINE:COL) when one cannot be read. */
+int runbook_resolve_secrets(struct runbook *rb, char **err);
+
+/*
+ * Run-time parameters for a step (or its undo): expressions evaluated,
+ * types checked and converted (durations to ms), the type's validate() run.
+ * NULL with err (FILE:LINE:COL: ...) on failure.
+ */
+json_t *runbook_params(struct runbook *rb, const struct ynode *where,
+    const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
+    char **err);
+
+const char *ptype_name(enum zdm_ptype t);
+
+#endif

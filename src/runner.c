@@ -1,0 +1,1097 @@
+/*
+ * runner.c - runs the steps of a runbook and writes every move to the
+ * journal before and after it happens.
+ *
+ * Write-ahead rules (DESIGN.md "The journal"):
+ *   step.started is on disk before the step touches anything;
+ *   step.succeeded, with the step's undo_data, is on disk before the next
+ *   step starts.
+ * So after a crash the journal alone says which steps finished (skip them,
+ * with their recorded outputs), which one was in flight (in doubt: run again
+ * only if idempotent, else ask), and what each undo must put back.
+ *
+ * Rollback undoes the steps that succeeded in reverse order of completion,
+ * each from its recorded undo_data (or the runbook's own `undo:` step), and
+ * journals every undo the same way, so a rollback cut short by a crash is
+ * continued by `zdm rollback` without running any undo twice.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner.h"
+
+enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
+enum ustate { U_NONE, U_STARTED, U_SUCCEEDED, U_FAILED, U_SKIPPED };
+
+struct stepstate {
+	enum sstate st;
+	int attempts;
+	json_t *outputs;
+	json_t *undo_data;
+	long done_seq;		/* seq of step.succeeded (order for rollback) */
+	long start_seq;
+	enum ustate ust;
+	int undo_attempts;
+};
+
+struct run {
+	struct runbook *rb;
+	const struct run_opts *o;
+	struct journal *j;
+	char run_id[64];
+	struct stepstate *ss;
+	bool tty, color;
+	int64_t t0;
+	int lockfd;
+	bool rolling_back;
+	bool finished;
+	char *finished_status;
+	bool paused;
+	char *failed_step;	/* the step whose failure started the rollback */
+	char *fail_msg;
+};
+
+/* ---- terminal output ----------------------------------------------------- */
+
+static const char *
+c(const struct run *r, const char *code)
+{
+	return r->color ? code : "";
+}
+
+static void
+say(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+say(const struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+	char *m, *red;
+	FILE *f = r->o->json ? stderr : stdout;
+
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	red = redact_str(m);
+	fputs(red, f);
+	fflush(f);
+	free(m);
+	free(red);
+}
+
+static void
+show_step(const struct run *r, size_t i, const char *state, const char *color,
+    int64_t ms, const char *detail)
+{
+	const struct rb_step *s = &r->rb->steps[i];
+	char d[32] = "";
+
+	if (ms >= 0)
+		fmt_duration(ms, d, sizeof d);
+	say(r, "[%zu/%zu] %s%-9s%s %s%s%s%s%s%s%s\n", i + 1, r->rb->nsteps,
+	    c(r, color), state, c(r, "\033[0m"), s->id,
+	    s->name ? " — " : "", s->name ? s->name : "",
+	    d[0] ? "  " : "", d,
+	    detail ? "\n        " : "", detail ? detail : "");
+}
+
+/* ---- journal helpers ----------------------------------------------------- */
+
+static void
+echo_record(const char *line, void *arg)
+{
+	(void)arg;
+	fputs(line, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+/* append or die trying: a run that cannot journal must not act */
+static int
+jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data)
+{
+	char *err = NULL;
+
+	if (r->j == NULL) {
+		json_decref(data);
+		return 0;
+	}
+	if (journal_append(r->j, event, step, attempt, data, &err) < 0) {
+		fprintf(stderr, "zdm: journal %s: %s\n", journal_path(r->j), err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *
+actor_json(void)
+{
+	json_t *a = json_object();
+	struct passwd *pw = getpwuid(getuid());
+	const char *vars[] = {
+		"ZDM_ACTOR", "SUDO_USER", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "CI_JOB_URL", NULL,
+	};
+	char host[256] = "";
+
+	json_object_set_new(a, "login", json_string(pw ? pw->pw_name : "?"));
+	json_object_set_new(a, "uid", json_integer((json_int_t)getuid()));
+	for (size_t i = 0; vars[i] != NULL; i++)
+		if (getenv(vars[i]) != NULL)
+			json_object_set_new(a, vars[i], json_string(getenv(vars[i])));
+	gethostname(host, sizeof host - 1);
+	json_object_set_new(a, "host", json_string(host));
+	json_object_set_new(a, "pid", json_integer((json_int_t)getpid()));
+	return a;
+}
+
+static void
+new_run_id(char *out, size_t n)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	char ts[32];
+	unsigned int rnd = 0;
+	FILE *f = fopen("/dev/urandom", "rb");
+
+	if (f != NULL) {
+		if (fread(&rnd, sizeof rnd, 1, f) != 1)
+			rnd = (unsigned int)getpid();
+		fclose(f);
+	}
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(out, n, "%s-%04x", ts, rnd & 0xffff);
+}
+
+/* ---- one step ------------------------------------------------------------- */
+
+static int64_t
+backoff_delay(const struct rb_step *s, int attempt)
+{
+	int64_t d = s->retry_delay_ms;
+
+	if (!s->backoff_fixed)
+		for (int i = 1; i < attempt && d < 3600000; i++)
+			d *= 2;
+	return d;
+}
+
+enum outcome { OC_OK, OC_FAILED, OC_INTERRUPTED, OC_JOURNAL };
+
+/*
+ * Run step i with its retries.  On success records outputs/undo_data.
+ */
+static enum outcome
+run_step(struct run *r, size_t i, char **why)
+{
+	struct rb_step *s = &r->rb->steps[i];
+	struct stepstate *ss = &r->ss[i];
+	bool dry = r->o->mode == MODE_DRY_RUN;
+	int max = s->retries + 1;
+
+	for (int k = 0; k < max; k++) {
+		struct zdm_ctx ctx;
+		struct zdm_result res;
+		json_t *params, *d;
+		char *err = NULL;
+		int64_t t0;
+		int attempt = ++ss->attempts, rc;
+
+		if (zdm_interrupted)
+			return OC_INTERRUPTED;
+		params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+		if (params == NULL) {
+			/* a parameter that does not resolve is a failed attempt that
+			 * touched nothing: journal it as such */
+			d = json_pack("{s:s,s:b}", "error", err, "will_retry", false);
+			show_step(r, i, "failed", "\033[31m", -1, err);
+			if (jrec(r, "step.failed", s->id, attempt, d) != 0) {
+				free(err);
+				return OC_JOURNAL;
+			}
+			*why = err;
+			ss->st = S_FAILED;
+			return OC_FAILED;
+		}
+		if (dry && !s->type->read_only) {
+			char *plan = s->type->plan ? s->type->plan(s->type, params) : NULL;
+
+			show_step(r, i, "planned", "\033[36m", -1, plan ? plan : s->uses);
+			d = json_pack("{s:s,s:s}", "reason", "dry run: not read-only", "plan",
+			    plan ? plan : s->uses);
+			free(plan);
+			json_decref(params);
+			ss->st = S_SKIPPED;
+			ss->attempts--;
+			expr_set_step(r->rb->x, s->id, NULL);
+			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
+		}
+		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
+		if (jrec(r, "step.started", s->id, attempt, d) != 0) {
+			json_decref(params);
+			return OC_JOURNAL;
+		}
+		ss->st = S_STARTED;
+		if (r->tty)
+			say(r, "[%zu/%zu] %srunning%s   %s%s%s\r", i + 1, r->rb->nsteps,
+			    c(r, "\033[33m"), c(r, "\033[0m"), s->id, s->name ? " — " : "",
+			    s->name ? s->name : "");
+		else if (!r->o->json)
+			say(r, "[%zu/%zu] running   %s (%s, attempt %d)\n", i + 1,
+			    r->rb->nsteps, s->id, s->uses, attempt);
+		memset(&ctx, 0, sizeof ctx);
+		memset(&res, 0, sizeof res);
+		ctx.run_id = r->run_id;
+		ctx.step_id = s->id;
+		ctx.attempt = attempt;
+		ctx.dry_run = dry;
+		ctx.state_dir = r->o->state_dir;
+		t0 = zdm_now_ms();
+		ctx.deadline_ms = t0 + s->timeout_ms;
+		rc = s->type->run(s->type, &ctx, params, &res);
+		json_decref(params);
+		if (rc == 0 && zdm_now_ms() > ctx.deadline_ms + 1000 && !s->type->read_only) {
+			/* finished, late: keep the result, it did happen */
+		}
+		if (res.interrupted || (rc != 0 && zdm_interrupted)) {
+			/* the step was stopped mid-way: leave it started-not-ended,
+			 * so resume treats it as in doubt (or reruns it if idempotent) */
+			show_step(r, i, "stopped", "\033[33m", zdm_now_ms() - t0, res.err);
+			zdm_result_release(&res);
+			return OC_INTERRUPTED;
+		}
+		if (rc == 0) {
+			int64_t ms = zdm_now_ms() - t0;
+
+			d = json_pack("{s:O,s:O,s:I}", "outputs",
+			    res.outputs ? res.outputs : json_object(),
+			    "undo_data", res.undo_data ? res.undo_data : json_null(),
+			    "duration_ms", (json_int_t)ms);
+			if (jrec(r, "step.succeeded", s->id, attempt, d) != 0) {
+				zdm_result_release(&res);
+				return OC_JOURNAL;
+			}
+			ss->st = S_SUCCEEDED;
+			json_decref(ss->outputs);
+			json_decref(ss->undo_data);
+			ss->outputs = res.outputs ? json_incref(res.outputs) : json_object();
+			ss->undo_data = res.undo_data ? json_incref(res.undo_data) : NULL;
+			redact_json(ss->outputs);
+			expr_set_step(r->rb->x, s->id, ss->outputs);
+			zdm_result_release(&res);
+			show_step(r, i, "ok", "\033[32m", ms, NULL);
+			return OC_OK;
+		}
+		{
+			int64_t ms = zdm_now_ms() - t0;
+			bool retry = k + 1 < max;
+			char *msg = redact_str(res.err[0] ? res.err : "failed");
+
+			d = json_pack("{s:s,s:b,s:b,s:I}", "error", msg, "will_retry", retry,
+			    "timed_out", res.timed_out, "duration_ms", (json_int_t)ms);
+			if (res.outputs != NULL)
+				json_object_set(d, "outputs", res.outputs);
+			if (res.undo_data != NULL)
+				json_object_set(d, "undo_data", res.undo_data);
+			if (jrec(r, "step.failed", s->id, attempt, d) != 0) {
+				free(msg);
+				zdm_result_release(&res);
+				return OC_JOURNAL;
+			}
+			ss->st = S_FAILED;
+			if (res.undo_data != NULL) {
+				/* a failed run() that changed something says so */
+				json_decref(ss->undo_data);
+				ss->undo_data = json_incref(res.undo_data);
+				ss->done_seq = LONG_MAX / 2 + (long)i;
+			}
+			zdm_result_release(&res);
+			if (retry) {
+				int64_t delay = backoff_delay(s, k + 1);
+				char dd[32];
+
+				fmt_duration(delay, dd, sizeof dd);
+				show_step(r, i, "retry", "\033[33m", ms, msg);
+				say(r, "        attempt %d of %d failed; next in %s\n", attempt, max, dd);
+				free(msg);
+				if (zdm_sleep_ms(delay) != 0)
+					return OC_INTERRUPTED;
+				continue;
+			}
+			show_step(r, i, "failed", "\033[31m", ms, msg);
+			*why = msg;
+			return OC_FAILED;
+		}
+	}
+	return OC_FAILED;
+}
+
+/* ---- rollback ------------------------------------------------------------- */
+
+struct undo_item {
+	size_t i;
+	long seq;
+};
+
+static int
+by_seq_desc(const void *a, const void *b)
+{
+	const struct undo_item *x = a, *y = b;
+
+	return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
+}
+
+/* returns an exit code: 0 when every undo is done */
+static int
+rollback(struct run *r)
+{
+	struct undo_item *items = xcalloc(r->rb->nsteps, sizeof *items);
+	size_t n = 0;
+	bool incomplete = false, need_person = false;
+	int rc = ZDM_EXIT_OK;
+
+	for (size_t i = 0; i < r->rb->nsteps; i++) {
+		struct stepstate *ss = &r->ss[i];
+
+		if (ss->ust == U_SUCCEEDED || ss->ust == U_SKIPPED)
+			continue;
+		if (ss->st == S_SUCCEEDED || ss->st == S_STARTED ||
+		    (ss->st == S_FAILED && ss->undo_data != NULL)) {
+			items[n].i = i;
+			items[n].seq = ss->st == S_STARTED ? ss->start_seq :
+			    ss->st == S_FAILED ? LONG_MAX - (long)(r->rb->nsteps - i) : ss->done_seq;
+			n++;
+		}
+	}
+	qsort(items, n, sizeof *items, by_seq_desc);
+	if (n > 0)
+		say(r, "%srolling back%s %zu step%s, newest first\n", c(r, "\033[1m"),
+		    c(r, "\033[0m"), n, n == 1 ? "" : "s");
+	for (size_t k = 0; k < n && rc == ZDM_EXIT_OK; k++) {
+		size_t i = items[k].i;
+		struct rb_step *s = &r->rb->steps[i];
+		struct stepstate *ss = &r->ss[i];
+		const struct zdm_step_type *ut = s->undo ? s->undo->type : s->type;
+		bool has_undo = s->undo != NULL || (s->type && s->type->undo != NULL);
+		int max = s->retries + 1;
+		bool done = false;
+
+		if (zdm_interrupted) {
+			rc = ZDM_EXIT_PAUSED;
+			break;
+		}
+		if (ss->st == S_STARTED && r->o->in_doubt != IN_DOUBT_RETRY) {
+			const char *why = r->o->in_doubt == IN_DOUBT_SKIP ?
+			    "in doubt, skipped by --in-doubt skip" :
+			    "in doubt: it started but its end was not recorded, so there is no undo_data; check it by hand";
+
+			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
+				rc = ZDM_EXIT_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = U_SKIPPED;
+			show_step(r, i, "not undone", "\033[31m", -1, why);
+			if (r->o->in_doubt != IN_DOUBT_SKIP)
+				need_person = true;
+			continue;
+		}
+		if (!has_undo || (s->type && s->type->read_only && s->undo == NULL)) {
+			const char *why = s->type && s->type->read_only ?
+			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
+
+			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
+				rc = ZDM_EXIT_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = U_SKIPPED;
+			continue;
+		}
+		if (ss->ust == U_STARTED && !(s->idempotent || r->o->in_doubt == IN_DOUBT_RETRY)) {
+			if (r->o->in_doubt == IN_DOUBT_SKIP) {
+				if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason",
+				    "undo in doubt, skipped by --in-doubt skip"))) {
+					rc = ZDM_EXIT_NEEDS_PERSON;
+					break;
+				}
+				ss->ust = U_SKIPPED;
+				continue;
+			}
+			say(r, "%sin doubt%s: the undo of step '%s' started but its end was not recorded, "
+			    "and '%s' is not idempotent.\n  If it did not happen: zdm rollback --in-doubt retry %s\n"
+			    "  If it did:             zdm rollback --in-doubt skip %s\n",
+			    c(r, "\033[31m"), c(r, "\033[0m"), s->id, ut ? ut->name : "?", r->run_id, r->run_id);
+			rc = ZDM_EXIT_IN_DOUBT;
+			break;
+		}
+		for (int a = 0; a < max && !done; a++) {
+			struct zdm_ctx ctx;
+			struct zdm_result res;
+			json_t *params;
+			char *err = NULL;
+			int64_t t0 = zdm_now_ms(), tmo;
+			int attempt = ++ss->undo_attempts, urc;
+
+			/* the undo sees its own step's outputs */
+			params = s->undo ?
+			    runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
+			    s->undo->with_node, &err) :
+			    runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+			if (params == NULL) {
+				jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err));
+				show_step(r, i, "undo failed", "\033[31m", -1, err);
+				free(err);
+				break;
+			}
+			if (jrec(r, "undo.started", s->id, attempt, json_pack("{s:s}", "uses",
+			    ut->name)) != 0) {
+				json_decref(params);
+				rc = ZDM_EXIT_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = U_STARTED;
+			memset(&ctx, 0, sizeof ctx);
+			memset(&res, 0, sizeof res);
+			ctx.run_id = r->run_id;
+			ctx.step_id = s->id;
+			ctx.attempt = attempt;
+			ctx.undoing = true;
+			ctx.state_dir = r->o->state_dir;
+			tmo = s->undo && s->undo->timeout_ms ? s->undo->timeout_ms : s->timeout_ms;
+			ctx.deadline_ms = t0 + tmo;
+			if (s->undo != NULL)
+				urc = ut->run(ut, &ctx, params, &res);
+			else
+				urc = ut->undo(ut, &ctx, params, ss->undo_data, &res);
+			json_decref(params);
+			if (res.interrupted) {
+				zdm_result_release(&res);
+				rc = ZDM_EXIT_PAUSED;
+				break;
+			}
+			if (urc == 0) {
+				jrec(r, "undo.succeeded", s->id, attempt, json_pack("{s:I}",
+				    "duration_ms", (json_int_t)(zdm_now_ms() - t0)));
+				ss->ust = U_SUCCEEDED;
+				show_step(r, i, "undone", "\033[32m", zdm_now_ms() - t0, NULL);
+				done = true;
+			} else {
+				char *msg = redact_str(res.err);
+
+				jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s,s:b}",
+				    "error", msg, "will_retry", a + 1 < max));
+				ss->ust = U_FAILED;
+				show_step(r, i, "undo failed", "\033[31m", zdm_now_ms() - t0, msg);
+				free(msg);
+				if (a + 1 < max && zdm_sleep_ms(backoff_delay(s, a + 1)) != 0) {
+					zdm_result_release(&res);
+					rc = ZDM_EXIT_PAUSED;
+					break;
+				}
+			}
+			zdm_result_release(&res);
+		}
+		if (rc == ZDM_EXIT_OK && !done) {
+			/* stop here: undoing earlier steps on top of a state we
+			 * failed to restore can make things worse */
+			incomplete = true;
+			rc = ZDM_EXIT_NEEDS_PERSON;
+		}
+	}
+	free(items);
+	if (rc == ZDM_EXIT_OK && need_person)
+		rc = ZDM_EXIT_NEEDS_PERSON;
+	(void)incomplete;
+	return rc;
+}
+
+/* ---- the main loop --------------------------------------------------------- */
+
+static int
+finish(struct run *r, const char *status, int code, json_t *extra)
+{
+	json_t *d = extra ? extra : json_object();
+
+	json_object_set_new(d, "status", json_string(status));
+	json_object_set_new(d, "exit_code", json_integer(code));
+	json_object_set_new(d, "duration_ms", json_integer(zdm_now_ms() - r->t0));
+	if (jrec(r, "run.finished", NULL, 0, d) != 0)
+		return ZDM_EXIT_NEEDS_PERSON;
+	return code;
+}
+
+static int
+interrupted(struct run *r, const char *step)
+{
+	json_t *d = json_pack("{s:i}", "signal", (int)zdm_interrupted);
+
+	if (step != NULL)
+		json_object_set_new(d, "step", json_string(step));
+	jrec(r, "run.interrupted", NULL, 0, d);
+	say(r, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
+	    "  or undo:  zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
+	    strsignal(zdm_interrupted), r->run_id, r->run_id);
+	return ZDM_EXIT_PAUSED;
+}
+
+static int
+on_failure(struct run *r, const char *step, const char *why)
+{
+	int rc;
+
+	if (r->o->mode == MODE_DRY_RUN) {
+		say(r, "dry run: step '%s' failed: %s\n", step, why);
+		return finish(r, "failed", ZDM_EXIT_ROLLED_BACK,
+		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
+	}
+	switch (r->rb->on_failure) {
+	case ON_FAILURE_PAUSE:
+		jrec(r, "run.paused", step, 0, json_pack("{s:s}", "error", why));
+		say(r, "%spaused%s after step '%s' failed (on_failure: pause).\n"
+		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
+		    c(r, "\033[33m"), c(r, "\033[0m"), step, r->run_id, r->run_id);
+		return ZDM_EXIT_PAUSED;
+	case ON_FAILURE_ABORT:
+		say(r, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
+		    "  undo by hand or: zdm rollback %s\n", c(r, "\033[31m"), c(r, "\033[0m"),
+		    step, r->run_id);
+		return finish(r, "aborted", ZDM_EXIT_NEEDS_PERSON,
+		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
+	case ON_FAILURE_ROLLBACK:
+		break;
+	}
+	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
+		return ZDM_EXIT_NEEDS_PERSON;
+	rc = rollback(r);
+	if (rc == ZDM_EXIT_PAUSED)
+		return interrupted(r, NULL);
+	if (rc == ZDM_EXIT_IN_DOUBT)
+		return rc;
+	if (rc == ZDM_EXIT_OK) {
+		say(r, "%srolled back%s: step '%s' failed (%s); every completed step was undone.\n",
+		    c(r, "\033[33m"), c(r, "\033[0m"), step, why);
+		return finish(r, "rolled_back", ZDM_EXIT_ROLLED_BACK,
+		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
+	}
+	say(r, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
+	    "  see: zdm log %s\n  retry the rest: zdm rollback %s\n", c(r, "\033[31m"),
+	    c(r, "\033[0m"), step, r->run_id, r->run_id);
+	return finish(r, "rollback_failed", ZDM_EXIT_NEEDS_PERSON,
+	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
+}
+
+static int
+execute(struct run *r, size_t from)
+{
+	for (size_t i = from; i < r->rb->nsteps; i++) {
+		struct rb_step *s = &r->rb->steps[i];
+		struct stepstate *ss = &r->ss[i];
+		char *why = NULL;
+		enum outcome oc;
+		int rc;
+
+		if (ss->st == S_SUCCEEDED || ss->st == S_SKIPPED)
+			continue;
+		if (zdm_interrupted)
+			return interrupted(r, NULL);
+		if (s->if_expr != NULL) {
+			bool yes = true;
+			char *err = NULL;
+
+			if (expr_truthy(r->rb->x, s->if_expr, &yes, &err) != 0) {
+				why = xasprintf("%s:%d:%d: if: %s", r->rb->path, s->if_node->line,
+				    s->if_node->col, err);
+				free(err);
+				show_step(r, i, "failed", "\033[31m", -1, why);
+				jrec(r, "step.failed", s->id, 0, json_pack("{s:s}", "error", why));
+				rc = on_failure(r, s->id, why);
+				free(why);
+				return rc;
+			}
+			if (!yes) {
+				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}",
+				    "reason", "if: condition is false", "if", s->if_expr)) != 0)
+					return ZDM_EXIT_NEEDS_PERSON;
+				ss->st = S_SKIPPED;
+				expr_set_step(r->rb->x, s->id, NULL);
+				show_step(r, i, "skipped", "\033[2m", -1, "if: condition is false");
+				continue;
+			}
+		}
+		oc = run_step(r, i, &why);
+		if (oc == OC_JOURNAL)
+			return ZDM_EXIT_NEEDS_PERSON;
+		if (oc == OC_INTERRUPTED)
+			return interrupted(r, s->id);
+		if (oc == OC_FAILED) {
+			rc = on_failure(r, s->id, why);
+			free(why);
+			return rc;
+		}
+		if (r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0) {
+			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
+
+			jrec(r, "drill.failure", s->id, 0, json_pack("{s:s}", "error", msg));
+			say(r, "%s\n", msg);
+			rc = on_failure(r, s->id, msg);
+			free(msg);
+			return rc;
+		}
+	}
+	if (r->o->mode == MODE_DRY_RUN) {
+		say(r, "%sdry run ok%s: read-only steps passed; nothing was changed.\n",
+		    c(r, "\033[32m"), c(r, "\033[0m"));
+		return finish(r, "succeeded", ZDM_EXIT_OK, NULL);
+	}
+	{
+		char d[32];
+
+		fmt_duration(zdm_now_ms() - r->t0, d, sizeof d);
+		say(r, "%ssucceeded%s: run %s, %zu steps in %s\n", c(r, "\033[32m"),
+		    c(r, "\033[0m"), r->run_id, r->rb->nsteps, d);
+	}
+	return finish(r, "succeeded", ZDM_EXIT_OK, NULL);
+}
+
+static void
+run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
+{
+	memset(r, 0, sizeof *r);
+	r->rb = rb;
+	r->o = o;
+	r->lockfd = -1;
+	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
+	r->tty = !o->json && isatty(STDOUT_FILENO);
+	r->color = r->tty && getenv("NO_COLOR") == NULL;
+	r->t0 = zdm_now_ms();
+}
+
+static void
+run_release(struct run *r)
+{
+	for (size_t i = 0; i < r->rb->nsteps; i++) {
+		json_decref(r->ss[i].outputs);
+		json_decref(r->ss[i].undo_data);
+	}
+	free(r->ss);
+	free(r->finished_status);
+	free(r->failed_step);
+	free(r->fail_msg);
+	if (r->j != NULL)
+		journal_close(r->j);
+	if (r->lockfd >= 0)
+		lock_release(r->lockfd);
+}
+
+static void
+set_run_table(struct run *r)
+{
+	json_t *run = json_pack("{s:s,s:b}", "id", r->run_id, "dry_run",
+	    r->o->mode != MODE_RUN);
+
+	expr_set(r->rb->x, "run", run);
+	json_decref(run);
+}
+
+static int
+plan(struct run *r)
+{
+	say(r, "plan for %s (%zu steps)%s\n", r->rb->name, r->rb->nsteps,
+	    r->rb->on_failure == ON_FAILURE_ROLLBACK ? ", on failure: roll back in reverse order" :
+	    r->rb->on_failure == ON_FAILURE_PAUSE ? ", on failure: pause" : ", on failure: abort");
+	expr_set_static(r->rb->x, true);
+	for (size_t i = 0; i < r->rb->nsteps; i++) {
+		struct rb_step *s = &r->rb->steps[i];
+		char *err = NULL, *p = NULL;
+		json_t *params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+
+		say(r, "%2zu. %s%s%s (%s%s)%s%s\n", i + 1, s->id, s->name ? " — " : "",
+		    s->name ? s->name : "", s->uses, s->type->read_only ? ", read-only" : "",
+		    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
+		if (params != NULL && s->type->plan != NULL)
+			p = s->type->plan(s->type, params);
+		say(r, "      do:   %s\n", p ? p : params ? s->uses : err);
+		free(p);
+		free(err);
+		json_decref(params);
+		if (s->undo != NULL) {
+			err = NULL;
+			p = NULL;
+			params = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
+			    s->undo->with_node, &err);
+			if (params != NULL && s->undo->type->plan != NULL)
+				p = s->undo->type->plan(s->undo->type, params);
+			say(r, "      undo: %s\n", p ? p : params ? s->undo->uses : err);
+			free(p);
+			free(err);
+			json_decref(params);
+		} else if (s->type->undo != NULL) {
+			say(r, "      undo: %s restores what it recorded\n", s->uses);
+		} else if (!s->type->read_only) {
+			say(r, "      undo: none\n");
+		}
+	}
+	expr_set_static(r->rb->x, false);
+	return ZDM_EXIT_OK;
+}
+
+int
+runner_run(struct runbook *rb, const struct run_opts *o)
+{
+	struct run r;
+	char *err = NULL, *path, *rel;
+	json_t *d, *secrets;
+	int rc;
+
+	run_init(&r, rb, o);
+	new_run_id(r.run_id, sizeof r.run_id);
+	set_run_table(&r);
+	if (o->mode == MODE_PLAN) {
+		rc = plan(&r);
+		run_release(&r);
+		return rc;
+	}
+	if (runbook_resolve_secrets(rb, &err) != 0) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	if (o->mode == MODE_RUN &&
+	    lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	rel = xasprintf("runs/%s.jsonl", r.run_id);
+	path = path_join(o->state_dir, rel);
+	free(rel);
+	r.j = journal_create(path, r.run_id, &err);
+	free(path);
+	if (r.j == NULL) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	if (o->json)
+		journal_set_echo(r.j, echo_record, NULL);
+	secrets = json_array();
+	for (size_t i = 0; i < rb->nsecrets; i++)
+		json_array_append_new(secrets, json_string(rb->secrets[i].name));
+	d = json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:s,s:b,s:i}", "runbook", rb->abspath,
+	    "name", rb->name, "sha256", rb->sha256, "vars", rb->vars, "secrets", secrets,
+	    "actor", actor_json(), "zdm_version", ZDM_VERSION, "dry_run", o->mode == MODE_DRY_RUN,
+	    "steps", (int)rb->nsteps);
+	if (o->fail_at != NULL)
+		json_object_set_new(d, "fail_at", json_string(o->fail_at));
+	if (jrec(&r, "run.started", NULL, 0, d) != 0) {
+		run_release(&r);
+		return ZDM_EXIT_NEEDS_PERSON;
+	}
+	say(&r, "%s%s%s %s: %zu steps, journal %s\n", c(&r, "\033[1m"),
+	    o->mode == MODE_DRY_RUN ? "dry run" : "run", c(&r, "\033[0m"), r.run_id,
+	    rb->nsteps, journal_path(r.j));
+	rc = execute(&r, 0);
+	run_release(&r);
+	return rc;
+}
+
+/* ---- resume and rollback from the journal ---------------------------------- */
+
+static int
+load_state(struct run *r, struct jlog *log)
+{
+	json_t *first = log->n ? log->recs[0] : NULL;
+	const char *id;
+
+	if (first == NULL) {
+		fprintf(stderr, "zdm: the journal is empty: the run never started\n");
+		return -1;
+	}
+	id = json_string_value(json_object_get(first, "run"));
+	snprintf(r->run_id, sizeof r->run_id, "%s", id ? id : "?");
+	for (size_t k = 0; k < log->n; k++) {
+		json_t *rec = log->recs[k], *data = json_object_get(rec, "data");
+		const char *ev = json_string_value(json_object_get(rec, "event"));
+		const char *sid = json_string_value(json_object_get(rec, "step"));
+		long seq = (long)json_integer_value(json_object_get(rec, "seq"));
+		struct rb_step *s = sid ? runbook_step(r->rb, sid) : NULL;
+		struct stepstate *ss = s ? &r->ss[s - r->rb->steps] : NULL;
+		int attempt = (int)json_integer_value(json_object_get(rec, "attempt"));
+
+		if (ev == NULL)
+			continue;
+		if (sid != NULL && s == NULL && strncmp(ev, "step.", 5) == 0) {
+			fprintf(stderr, "zdm: the journal names step '%s', which the runbook no longer has\n", sid);
+			return -1;
+		}
+		if (strcmp(ev, "step.started") == 0) {
+			ss->st = S_STARTED;
+			ss->attempts = attempt;
+			ss->start_seq = seq;
+		} else if (strcmp(ev, "step.succeeded") == 0) {
+			json_t *u = json_object_get(data, "undo_data");
+
+			ss->st = S_SUCCEEDED;
+			ss->done_seq = seq;
+			json_decref(ss->outputs);
+			json_decref(ss->undo_data);
+			ss->outputs = json_incref(json_object_get(data, "outputs"));
+			ss->undo_data = u && !json_is_null(u) ? json_incref(u) : NULL;
+		} else if (strcmp(ev, "step.failed") == 0) {
+			json_t *u = json_object_get(data, "undo_data");
+
+			ss->st = S_FAILED;
+			if (u != NULL && !json_is_null(u)) {
+				json_decref(ss->undo_data);
+				ss->undo_data = json_incref(u);
+			}
+			free(r->failed_step);
+			r->failed_step = xstrdup(sid);
+			free(r->fail_msg);
+			r->fail_msg = xstrdup(json_string_value(json_object_get(data, "error")) ?
+			    json_string_value(json_object_get(data, "error")) : "failed");
+		} else if (strcmp(ev, "step.skipped") == 0) {
+			ss->st = S_SKIPPED;
+		} else if (strcmp(ev, "undo.started") == 0) {
+			ss->ust = U_STARTED;
+			ss->undo_attempts = attempt;
+		} else if (strcmp(ev, "undo.succeeded") == 0) {
+			ss->ust = U_SUCCEEDED;
+		} else if (strcmp(ev, "undo.failed") == 0) {
+			ss->ust = U_FAILED;
+		} else if (strcmp(ev, "undo.skipped") == 0) {
+			ss->ust = U_SKIPPED;
+		} else if (strcmp(ev, "rollback.started") == 0) {
+			r->rolling_back = true;
+			free(r->failed_step);
+			r->failed_step = sid ? xstrdup(sid) : NULL;
+			free(r->fail_msg);
+			r->fail_msg = xstrdup(json_string_value(json_object_get(data, "reason")) ?
+			    json_string_value(json_object_get(data, "reason")) : "rollback");
+		} else if (strcmp(ev, "run.paused") == 0) {
+			r->paused = true;
+		} else if (strcmp(ev, "run.resumed") == 0) {
+			r->paused = false;
+		} else if (strcmp(ev, "run.finished") == 0) {
+			r->finished = true;
+			free(r->finished_status);
+			r->finished_status = xstrdup(json_string_value(json_object_get(data, "status")) ?
+			    json_string_value(json_object_get(data, "status")) : "?");
+		}
+	}
+	return 0;
+}
+
+const char *
+run_state_word(const struct jlog *log)
+{
+	const char *st = "running or crashed";
+
+	for (size_t k = 0; k < log->n; k++) {
+		json_t *rec = log->recs[k];
+		const char *ev = json_string_value(json_object_get(rec, "event"));
+
+		if (ev == NULL)
+			continue;
+		if (strcmp(ev, "run.finished") == 0)
+			st = json_string_value(json_object_get(json_object_get(rec, "data"), "status"));
+		else if (strcmp(ev, "run.paused") == 0)
+			st = "paused";
+		else if (strcmp(ev, "run.interrupted") == 0)
+			st = "interrupted";
+		else if (strcmp(ev, "rollback.started") == 0)
+			st = "rolling back (or crashed during the rollback)";
+		else if (strcmp(ev, "run.resumed") == 0 || strcmp(ev, "run.started") == 0)
+			st = "running or crashed";
+	}
+	return st ? st : "?";
+}
+
+/* common part of resume and rollback: lock, journal re-open, run.resumed */
+static int
+reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
+{
+	char *err = NULL;
+	json_t *first = log->recs[0], *fd = json_object_get(first, "data");
+	const char *sha = json_string_value(json_object_get(fd, "sha256"));
+	json_t *d;
+
+	if (json_is_true(json_object_get(fd, "dry_run"))) {
+		fprintf(stderr, "zdm: run %s was a dry run; there is nothing to %s\n", r->run_id,
+		    strcmp(event, "run.resumed") == 0 ? "resume" : "roll back");
+		return ZDM_EXIT_USAGE;
+	}
+	if (sha != NULL && strcmp(sha, r->rb->sha256) != 0 && !r->o->allow_changed) {
+		fprintf(stderr, "zdm: %s changed since run %s started (sha256 %.12s… then, %.12s… now);\n"
+		    "  refusing to continue with a different runbook. If the change is intended: --allow-changed\n",
+		    r->rb->path, r->run_id, sha, r->rb->sha256);
+		return ZDM_EXIT_USAGE;
+	}
+	if (runbook_resolve_secrets(r->rb, &err) != 0) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		return ZDM_EXIT_USAGE;
+	}
+	if (lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		return ZDM_EXIT_USAGE;
+	}
+	if (log->torn)
+		fprintf(stderr, "zdm: warning: %s: the last line was torn (a crash mid-write); it is ignored and cut off\n",
+		    journal);
+	r->j = journal_reopen(journal, r->run_id, log, &err);
+	if (r->j == NULL) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		return ZDM_EXIT_USAGE;
+	}
+	if (r->o->json)
+		journal_set_echo(r->j, echo_record, NULL);
+	d = json_pack("{s:o,s:b,s:s,s:s}", "actor", actor_json(), "allow_changed",
+	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt",
+	    r->o->in_doubt == IN_DOUBT_RETRY ? "retry" : r->o->in_doubt == IN_DOUBT_SKIP ? "skip" : "ask");
+	if (jrec(r, event, NULL, 0, d) != 0)
+		return ZDM_EXIT_NEEDS_PERSON;
+	return ZDM_EXIT_OK;
+}
+
+int
+runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
+    const struct run_opts *o)
+{
+	struct run r;
+	size_t from = rb->nsteps;
+	int rc;
+
+	run_init(&r, rb, o);
+	if (load_state(&r, log) != 0) {
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	set_run_table(&r);
+	if (r.finished) {
+		fprintf(stderr, "zdm: run %s already finished (%s); nothing to resume\n", r.run_id,
+		    r.finished_status);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	if (r.rolling_back) {
+		fprintf(stderr, "zdm: run %s was rolling back when it stopped; continue the rollback with: zdm rollback %s\n",
+		    r.run_id, r.run_id);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	/* the first step not done, and what the steps before it produced */
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		struct stepstate *ss = &r.ss[i];
+
+		if (ss->st == S_SUCCEEDED) {
+			expr_set_step(rb->x, rb->steps[i].id, ss->outputs);
+		} else if (ss->st == S_SKIPPED) {
+			expr_set_step(rb->x, rb->steps[i].id, NULL);
+		} else if (from == rb->nsteps) {
+			from = i;
+		}
+	}
+	if (from < rb->nsteps && r.ss[from].st == S_STARTED) {
+		struct rb_step *s = &rb->steps[from];
+
+		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
+			printf("step '%s' is in doubt: it started (attempt %d) but zdm stopped before "
+			    "recording how it ended,\nand '%s' is not idempotent, so running it again "
+			    "could do it twice.\n  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
+			    "  If it DID take effect:     zdm resume %s --in-doubt skip\n",
+			    s->id, r.ss[from].attempts, s->uses, r.run_id, r.run_id);
+			run_release(&r);
+			return ZDM_EXIT_IN_DOUBT;
+		}
+	}
+	rc = reopen(&r, journal, log, "run.resumed");
+	if (rc != ZDM_EXIT_OK) {
+		run_release(&r);
+		return rc;
+	}
+	say(&r, "%sresume%s %s from step %zu of %zu, journal %s\n", c(&r, "\033[1m"),
+	    c(&r, "\033[0m"), r.run_id, from + 1, rb->nsteps, journal);
+	if (from < rb->nsteps && r.ss[from].st == S_STARTED) {
+		struct rb_step *s = &rb->steps[from];
+
+		if (o->in_doubt == IN_DOUBT_SKIP && !s->idempotent) {
+			/* the person says it took effect; with no undo_data recorded */
+			if (jrec(&r, "step.skipped", s->id, 0, json_pack("{s:s}", "reason",
+			    "in doubt; taken as done by --in-doubt skip")) != 0) {
+				run_release(&r);
+				return ZDM_EXIT_NEEDS_PERSON;
+			}
+			r.ss[from].st = S_SKIPPED;
+			expr_set_step(rb->x, s->id, NULL);
+			show_step(&r, from, "skipped", "\033[2m", -1, "in doubt: taken as done (--in-doubt skip)");
+		} else {
+			say(&r, "[%zu/%zu] step '%s' was in doubt; running it again (%s)\n", from + 1,
+			    rb->nsteps, s->id, s->idempotent ? "idempotent" : "--in-doubt retry");
+		}
+	}
+	rc = execute(&r, from);
+	run_release(&r);
+	return rc;
+}
+
+int
+runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
+    const struct run_opts *o)
+{
+	struct run r;
+	int rc;
+
+	run_init(&r, rb, o);
+	if (load_state(&r, log) != 0) {
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	set_run_table(&r);
+	if (r.finished && strcmp(r.finished_status, "rolled_back") == 0) {
+		fprintf(stderr, "zdm: run %s is already rolled back; nothing to undo\n", r.run_id);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < rb->nsteps; i++)
+		if (r.ss[i].st == S_SUCCEEDED)
+			expr_set_step(rb->x, rb->steps[i].id, r.ss[i].outputs);
+	rc = reopen(&r, journal, log, "run.resumed");
+	if (rc != ZDM_EXIT_OK) {
+		run_release(&r);
+		return rc;
+	}
+	if (!r.rolling_back &&
+	    jrec(&r, "rollback.started", NULL, 0, json_pack("{s:s}", "reason", "zdm rollback")) != 0) {
+		run_release(&r);
+		return ZDM_EXIT_NEEDS_PERSON;
+	}
+	say(&r, "%srollback%s of run %s, journal %s\n", c(&r, "\033[1m"), c(&r, "\033[0m"),
+	    r.run_id, journal);
+	rc = rollback(&r);
+	if (rc == ZDM_EXIT_PAUSED) {
+		rc = interrupted(&r, NULL);
+	} else if (rc == ZDM_EXIT_OK) {
+		say(&r, "%srolled back%s: run %s; every completed step was undone.\n",
+		    c(&r, "\033[32m"), c(&r, "\033[0m"), r.run_id);
+		rc = finish(&r, "rolled_back", ZDM_EXIT_OK, r.failed_step ?
+		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
+		    NULL);
+	} else if (rc == ZDM_EXIT_NEEDS_PERSON) {
+		say(&r, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(&r, "\033[31m"),
+		    c(&r, "\033[0m"), r.run_id);
+		rc = finish(&r, "rollback_failed", ZDM_EXIT_NEEDS_PERSON, NULL);
+	}
+	run_release(&r);
+	return rc;
+}

@@ -1,0 +1,33 @@
+/*
+ * runner.h - executes a runbook: new runs, dry runs and plans (one code
+ * path with a mode, so a rehearsal cannot drift from the real thing),
+ * resume and rollback from the journal.
+ */
+#ifndef ZDM_RUNNER_H
+#define ZDM_RUNNER_H
+
+#include "runbook.h"
+
+enum run_mode { MODE_RUN, MODE_DRY_RUN, MODE_PLAN };
+enum in_doubt { IN_DOUBT_ASK, IN_DOUBT_RETRY, IN_DOUBT_SKIP };
+
+struct run_opts {
+	enum run_mode mode;
+	const char *fail_at;		/* --fail-at STEP */
+	enum in_doubt in_doubt;
+	bool allow_changed;
+	bool json;			/* --output json: records on stdout */
+	const char *state_dir;
+};
+
+/* each returns an exit code (ZDM_EXIT_*) and prints what happened */
+int runner_run(struct runbook *rb, const struct run_opts *o);
+int runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
+    const struct run_opts *o);
+int runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
+    const struct run_opts *o);
+
+/* where a run stands, from its journal alone (zdm status) */
+const char *run_state_word(const struct jlog *log);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * wait - pause for a while (a soak time before a gate, a drain period).
+ * Read-only and idempotent: it runs in --dry-run rehearsals too.
+ */
+#include "zdm.h"
+
+static const struct zdm_param wait_params[] = {
+	{ "duration", ZDM_T_DURATION, true, NULL, "how long to wait: 500ms, 30s, 5m" },
+};
+
+static char *
+wait_plan(const struct zdm_step_type *t, const json_t *p)
+{
+	char d[32];
+
+	fmt_duration(json_integer_value(json_object_get(p, "duration")), d, sizeof d);
+	return xasprintf("wait %s", d);
+}
+
+static int
+wait_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
+    struct zdm_result *res)
+{
+	int64_t ms = json_integer_value(json_object_get(p, "duration"));
+	int64_t left = ctx->deadline_ms ? ctx->deadline_ms - zdm_now_ms() : ms;
+
+	if (left < ms) {
+		zdm_sleep_ms(left > 0 ? left : 0);
+		res->timed_out = true;
+		zdm_fail(res, "timed out: the step's timeout is shorter than its wait");
+		return -1;
+	}
+	if (zdm_sleep_ms(ms) != 0) {
+		res->interrupted = true;
+		zdm_fail(res, "interrupted");
+		return -1;
+	}
+	return 0;
+}
+
+const struct zdm_step_type zdm_step_wait = {
+	.name = "wait",
+	.description = "wait for a duration (soak time)",
+	.params = wait_params,
+	.nparams = 1,
+	.read_only = true,
+	.idempotent = true,
+	.plan = wait_plan,
+	.run = wait_run,
+};

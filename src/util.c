@@ -1,0 +1,455 @@
+/*
+ * util.c - allocation, strings, durations, paths, hashing helpers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "zdm.h"
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL) {
+		fputs("zdm: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+
+	if (p == NULL) {
+		fputs("zdm: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL) {
+		fputs("zdm: out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xvasprintf(const char *fmt, va_list ap)
+{
+	va_list aq;
+	int n;
+	char *p, c;
+
+	va_copy(aq, ap);
+	n = vsnprintf(&c, 1, fmt, aq);
+	va_end(aq);
+	if (n < 0)
+		return xstrdup("(format error)");
+	p = xmalloc((size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	p = xvasprintf(fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+int
+seterr(char **err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || *err != NULL)
+		return -1;
+	va_start(ap, fmt);
+	*err = xvasprintf(fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void
+zdm_fail(struct zdm_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (res->err[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(res->err, sizeof res->err, fmt, ap);
+	va_end(ap);
+	if (res->err[0] == '\0')
+		snprintf(res->err, sizeof res->err, "failed");
+}
+
+void
+zdm_result_release(struct zdm_result *res)
+{
+	json_decref(res->outputs);
+	json_decref(res->undo_data);
+	res->outputs = NULL;
+	res->undo_data = NULL;
+}
+
+bool
+zdm_is_expr(const json_t *v)
+{
+	const char *s, *e;
+
+	if (!json_is_string(v))
+		return false;
+	s = json_string_value(v);
+	while (*s == ' ')
+		s++;
+	if (strncmp(s, "${{", 3) != 0)
+		return false;
+	e = strstr(s, "}}");
+	if (e == NULL)
+		return false;
+	e += 2;
+	while (*e == ' ')
+		e++;
+	return *e == '\0';
+}
+
+int64_t
+zdm_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- sbuf ---- */
+
+void
+sb_init(struct sbuf *sb)
+{
+	sb->cap = 64;
+	sb->len = 0;
+	sb->buf = xmalloc(sb->cap);
+	sb->buf[0] = '\0';
+}
+
+void
+sb_add(struct sbuf *sb, const void *p, size_t n)
+{
+	if (sb->len + n + 1 > sb->cap) {
+		while (sb->len + n + 1 > sb->cap)
+			sb->cap *= 2;
+		sb->buf = xrealloc(sb->buf, sb->cap);
+	}
+	memcpy(sb->buf + sb->len, p, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+}
+
+void
+sb_adds(struct sbuf *sb, const char *s)
+{
+	sb_add(sb, s, strlen(s));
+}
+
+void
+sb_addc(struct sbuf *sb, char c)
+{
+	sb_add(sb, &c, 1);
+}
+
+void
+sb_addf(struct sbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	p = xvasprintf(fmt, ap);
+	va_end(ap);
+	sb_adds(sb, p);
+	free(p);
+}
+
+char *
+sb_detach(struct sbuf *sb)
+{
+	char *p = sb->buf;
+
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+	return p;
+}
+
+void
+sb_release(struct sbuf *sb)
+{
+	free(sb->buf);
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+}
+
+/* ---- durations ---- */
+
+int
+parse_duration(const char *s, int64_t *ms)
+{
+	int64_t total = 0;
+	const char *p = s;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	while (*p != '\0') {
+		char *end;
+		double v;
+		int64_t unit;
+
+		if (!(*p >= '0' && *p <= '9'))
+			return -1;
+		errno = 0;
+		v = strtod(p, &end);
+		if (errno != 0 || end == p || v < 0)
+			return -1;
+		p = end;
+		if (strncmp(p, "ms", 2) == 0) {
+			unit = 1;
+			p += 2;
+		} else if (*p == 's') {
+			unit = 1000;
+			p++;
+		} else if (*p == 'm') {
+			unit = 60 * 1000;
+			p++;
+		} else if (*p == 'h') {
+			unit = 3600 * 1000;
+			p++;
+		} else {
+			return -1;
+		}
+		if (v * (double)unit > (double)INT64_MAX / 2)
+			return -1;
+		total += (int64_t)(v * (double)unit + 0.5);
+	}
+	*ms = total;
+	return 0;
+}
+
+void
+fmt_duration(int64_t ms, char *out, size_t n)
+{
+	if (ms < 1000)
+		snprintf(out, n, "%lldms", (long long)ms);
+	else if (ms < 60000)
+		snprintf(out, n, "%.1fs", (double)ms / 1000.0);
+	else if (ms < 3600000)
+		snprintf(out, n, "%lldm%llds", (long long)(ms / 60000),
+		    (long long)(ms % 60000 / 1000));
+	else
+		snprintf(out, n, "%lldh%lldm", (long long)(ms / 3600000),
+		    (long long)(ms % 3600000 / 60000));
+}
+
+void
+now_iso8601(char *out, size_t n)
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, n, "%s.%03ldZ", buf, ts.tv_nsec / 1000000);
+}
+
+int
+sha256_file(const char *path, char out[65], char **err)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	unsigned char buf[65536];
+	EVP_MD_CTX *ctx;
+	ssize_t r;
+	int fd, rc = -1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return seterr(err, "cannot read '%s': %s", path, strerror(errno));
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		seterr(err, "sha256: cannot initialise digest");
+		goto out;
+	}
+	for (;;) {
+		r = read(fd, buf, sizeof buf);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			seterr(err, "cannot read '%s': %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		EVP_DigestUpdate(ctx, buf, (size_t)r);
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	close(fd);
+	return rc;
+}
+
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t *prev, *cur, d;
+
+	if (la > 64 || lb > 64)
+		return 99;
+	prev = xcalloc(lb + 1, sizeof *prev);
+	cur = xcalloc(lb + 1, sizeof *cur);
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+
+			cur[j] = del < ins ? del : ins;
+			if (sub < cur[j])
+				cur[j] = sub;
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof *prev);
+	}
+	d = prev[lb];
+	free(prev);
+	free(cur);
+	return d;
+}
+
+const char *
+did_you_mean(const char *word, const char *const *cands)
+{
+	const char *best = NULL;
+	size_t bestd = (size_t)-1, lim;
+
+	lim = strlen(word) / 3 + 1;
+	if (lim > 3)
+		lim = 3;
+	for (size_t i = 0; cands[i] != NULL; i++) {
+		size_t d = edit_distance(word, cands[i]);
+
+		if (d < bestd) {
+			bestd = d;
+			best = cands[i];
+		}
+	}
+	return bestd <= lim ? best : NULL;
+}
+
+int
+mkdir_p(const char *path, int mode)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+
+	for (char *s = p + 1; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+			rc = -1;
+			break;
+		}
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
+char *
+path_join(const char *a, const char *b)
+{
+	size_t la = strlen(a);
+
+	if (b[0] == '/')
+		return xstrdup(b);
+	if (la > 0 && a[la - 1] == '/')
+		return xasprintf("%s%s", a, b);
+	return xasprintf("%s/%s", a, b);
+}
+
+char *
+path_dirname(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	if (s == NULL)
+		return xstrdup(".");
+	if (s == p)
+		return xstrdup("/");
+	return xstrndup(p, (size_t)(s - p));
+}
+
+char *
+path_abs(const char *p)
+{
+	char *r = realpath(p, NULL);
+	char cwd[PATH_MAX];
+
+	if (r != NULL) {
+		char *x = xstrdup(r);
+
+		free(r);
+		return x;
+	}
+	if (p[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+		return xstrdup(p);
+	return path_join(cwd, p);
+}

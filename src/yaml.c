@@ -1,0 +1,392 @@
+/*
+ * yaml.c - libyaml events into a small node tree that keeps LINE:COLUMN for
+ * every node, so every runbook error can say FILE:LINE:COL.
+ *
+ * Scalars are typed as YAML 1.2's core schema does (plain `true`, `3`,
+ * `2.5`, `null`, `~`; anything quoted is a string).  Aliases, tags and
+ * multiple documents are refused: a runbook should read the same to a
+ * person as to zdm.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "ynode.h"
+
+static struct ynode *
+ynew(enum ynode_kind kind, const yaml_mark_t *m)
+{
+	struct ynode *n = xcalloc(1, sizeof *n);
+
+	n->kind = kind;
+	n->line = (int)m->line + 1;
+	n->col = (int)m->column + 1;
+	return n;
+}
+
+void
+ynode_free(struct ynode *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		ynode_free(n->items[i]);
+		if (n->keys != NULL)
+			ynode_free(n->keys[i]);
+	}
+	free(n->items);
+	free(n->keys);
+	free(n->str);
+	free(n);
+}
+
+static void
+yadd(struct ynode *parent, struct ynode *key, struct ynode *val)
+{
+	parent->items = xrealloc(parent->items, (parent->n + 1) * sizeof *parent->items);
+	if (parent->kind == Y_MAP) {
+		parent->keys = xrealloc(parent->keys, (parent->n + 1) * sizeof *parent->keys);
+		parent->keys[parent->n] = key;
+	}
+	parent->items[parent->n++] = val;
+}
+
+struct yparser {
+	yaml_parser_t p;
+	const char *file;
+	struct yerrs *errs;
+	bool failed;
+};
+
+void
+yerr(struct yerrs *e, const char *file, int line, int col, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	e->v = xrealloc(e->v, (e->n + 1) * sizeof *e->v);
+	e->v[e->n].line = line;
+	e->v[e->n].col = col;
+	e->v[e->n].seq = e->n;
+	e->v[e->n].msg = xasprintf("%s:%d:%d: %s", file, line, col, msg);
+	e->n++;
+	free(msg);
+}
+
+static int
+byloc(const void *a, const void *b)
+{
+	const struct yerr *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->col != y->col)
+		return x->col < y->col ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void
+yerrs_sort(struct yerrs *e)
+{
+	if (e->n > 1)
+		qsort(e->v, e->n, sizeof *e->v, byloc);
+}
+
+void
+yerrs_release(struct yerrs *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->v[i].msg);
+	free(e->v);
+	e->v = NULL;
+	e->n = 0;
+}
+
+static bool
+next_event(struct yparser *yp, yaml_event_t *ev)
+{
+	if (yaml_parser_parse(&yp->p, ev))
+		return true;
+	yerr(yp->errs, yp->file, (int)yp->p.problem_mark.line + 1,
+	    (int)yp->p.problem_mark.column + 1, "YAML syntax: %s%s%s",
+	    yp->p.problem ? yp->p.problem : "error",
+	    yp->p.context ? " " : "", yp->p.context ? yp->p.context : "");
+	yp->failed = true;
+	return false;
+}
+
+static struct ynode *parse_node(struct yparser *yp, yaml_event_t *ev);
+
+static struct ynode *
+parse_children(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
+{
+	for (;;) {
+		yaml_event_t ev;
+		struct ynode *key = NULL, *val;
+
+		if (!next_event(yp, &ev))
+			return n;
+		if (ev.type == end) {
+			yaml_event_delete(&ev);
+			return n;
+		}
+		if (n->kind == Y_MAP) {
+			key = parse_node(yp, &ev);
+			if (key == NULL || yp->failed) {
+				ynode_free(key);
+				return n;
+			}
+			if (!next_event(yp, &ev)) {
+				ynode_free(key);
+				return n;
+			}
+			if (key->kind != Y_SCALAR) {
+				yerr(yp->errs, yp->file, key->line, key->col,
+				    "mapping keys must be plain strings");
+				yp->failed = true;
+			} else {
+				for (size_t i = 0; i < n->n; i++)
+					if (strcmp(n->keys[i]->str, key->str) == 0) {
+						yerr(yp->errs, yp->file, key->line, key->col,
+						    "duplicate key '%s' (first at line %d)",
+						    key->str, n->keys[i]->line);
+						break;
+					}
+			}
+		}
+		val = parse_node(yp, &ev);
+		if (val == NULL) {
+			ynode_free(key);
+			return n;
+		}
+		yadd(n, key, val);
+		if (yp->failed)
+			return n;
+	}
+}
+
+/* consumes ev */
+static struct ynode *
+parse_node(struct yparser *yp, yaml_event_t *ev)
+{
+	struct ynode *n = NULL;
+
+	switch (ev->type) {
+	case YAML_SCALAR_EVENT:
+		n = ynew(Y_SCALAR, &ev->start_mark);
+		n->str = xstrndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+		n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+		if (ev->data.scalar.tag != NULL &&
+		    strcmp((const char *)ev->data.scalar.tag, "!") != 0) {
+			yerr(yp->errs, yp->file, n->line, n->col,
+			    "YAML tags are not supported ('%s')", ev->data.scalar.tag);
+		}
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+		n = ynew(Y_SEQ, &ev->start_mark);
+		yaml_event_delete(ev);
+		return parse_children(yp, n, YAML_SEQUENCE_END_EVENT);
+	case YAML_MAPPING_START_EVENT:
+		n = ynew(Y_MAP, &ev->start_mark);
+		yaml_event_delete(ev);
+		return parse_children(yp, n, YAML_MAPPING_END_EVENT);
+	case YAML_ALIAS_EVENT:
+		yerr(yp->errs, yp->file, (int)ev->start_mark.line + 1,
+		    (int)ev->start_mark.column + 1,
+		    "YAML aliases (*%s) are not supported: write the value out",
+		    ev->data.alias.anchor);
+		yp->failed = true;
+		break;
+	default:
+		yerr(yp->errs, yp->file, (int)ev->start_mark.line + 1,
+		    (int)ev->start_mark.column + 1, "unexpected YAML event");
+		yp->failed = true;
+		break;
+	}
+	yaml_event_delete(ev);
+	return n;
+}
+
+struct ynode *
+yparse_file(const char *path, const char *display, struct yerrs *errs)
+{
+	struct yparser yp;
+	FILE *f = fopen(path, "rb");
+	struct ynode *root = NULL;
+	yaml_event_t ev;
+	int ndocs = 0;
+
+	if (f == NULL) {
+		yerr(errs, display, 0, 0, "cannot read runbook: %s", strerror(errno));
+		return NULL;
+	}
+	memset(&yp, 0, sizeof yp);
+	yp.file = display;
+	yp.errs = errs;
+	yaml_parser_initialize(&yp.p);
+	yaml_parser_set_input_file(&yp.p, f);
+	while (!yp.failed && next_event(&yp, &ev)) {
+		yaml_event_type_t t = ev.type;
+
+		if (t == YAML_STREAM_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		if (t == YAML_DOCUMENT_START_EVENT) {
+			if (++ndocs > 1) {
+				yerr(errs, display, (int)ev.start_mark.line + 1,
+				    (int)ev.start_mark.column + 1,
+				    "a runbook is one YAML document; found a second");
+				yp.failed = true;
+			}
+			yaml_event_delete(&ev);
+			continue;
+		}
+		if (t == YAML_STREAM_START_EVENT || t == YAML_DOCUMENT_END_EVENT) {
+			yaml_event_delete(&ev);
+			continue;
+		}
+		if (root != NULL) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		root = parse_node(&yp, &ev);
+	}
+	yaml_parser_delete(&yp.p);
+	fclose(f);
+	if (yp.failed) {
+		ynode_free(root);
+		return NULL;
+	}
+	if (root == NULL)
+		yerr(errs, display, 1, 1, "the runbook is empty");
+	return root;
+}
+
+struct ynode *
+ymap_get(const struct ynode *map, const char *key)
+{
+	if (map == NULL || map->kind != Y_MAP)
+		return NULL;
+	for (size_t i = 0; i < map->n; i++)
+		if (strcmp(map->keys[i]->str, key) == 0)
+			return map->items[i];
+	return NULL;
+}
+
+const struct ynode *
+ymap_key(const struct ynode *map, const char *key)
+{
+	if (map == NULL || map->kind != Y_MAP)
+		return NULL;
+	for (size_t i = 0; i < map->n; i++)
+		if (strcmp(map->keys[i]->str, key) == 0)
+			return map->keys[i];
+	return NULL;
+}
+
+static bool
+is_int(const char *s)
+{
+	const char *p = s;
+
+	if (*p == '-' || *p == '+')
+		p++;
+	if (*p == '\0')
+		return false;
+	for (; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+static bool
+is_float(const char *s, double *d)
+{
+	char *end;
+	const char *p = s;
+
+	if (*p == '-' || *p == '+')
+		p++;
+	if (!((*p >= '0' && *p <= '9') || *p == '.'))
+		return false;
+	errno = 0;
+	*d = strtod(s, &end);
+	return *end == '\0' && errno == 0 && isfinite(*d) && strpbrk(s, "xXpP") == NULL;
+}
+
+json_t *
+yscalar_json(const struct ynode *n)
+{
+	const char *s = n->str;
+	double d;
+
+	if (n->quoted)
+		return json_string(s);
+	if (*s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+	    strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0)
+		return json_null();
+	if (strcmp(s, "true") == 0 || strcmp(s, "True") == 0 || strcmp(s, "TRUE") == 0)
+		return json_true();
+	if (strcmp(s, "false") == 0 || strcmp(s, "False") == 0 || strcmp(s, "FALSE") == 0)
+		return json_false();
+	if (is_int(s)) {
+		char *end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (errno == 0)
+			return json_integer(v);
+	}
+	if (is_float(s, &d))
+		return json_real(d);
+	return json_string(s);
+}
+
+json_t *
+ynode_json(const struct ynode *n)
+{
+	json_t *v;
+
+	if (n == NULL)
+		return json_null();
+	switch (n->kind) {
+	case Y_SCALAR:
+		return yscalar_json(n);
+	case Y_SEQ:
+		v = json_array();
+		for (size_t i = 0; i < n->n; i++)
+			json_array_append_new(v, ynode_json(n->items[i]));
+		return v;
+	case Y_MAP:
+		v = json_object();
+		for (size_t i = 0; i < n->n; i++)
+			json_object_set_new(v, n->keys[i]->str, ynode_json(n->items[i]));
+		return v;
+	}
+	return json_null();
+}
+
+const char *
+ynode_kind_name(const struct ynode *n)
+{
+	json_t *v;
+	const char *k;
+
+	if (n->kind == Y_SEQ)
+		return "a list";
+	if (n->kind == Y_MAP)
+		return "a mapping";
+	v = yscalar_json(n);
+	k = json_is_string(v) ? "a string" : json_is_integer(v) ? "a whole number" :
+	    json_is_real(v) ? "a number" : json_is_boolean(v) ? "a boolean" : "null";
+	json_decref(v);
+	return k;
+}

@@ -1,0 +1,190 @@
+/*
+ * zdm.h - internal interfaces between zdm's modules.
+ *
+ * Conventions (git/tmux style): functions return 0 on success and -1 on
+ * failure, filling `char **err` with a malloc'd message (lowercase, no full
+ * stop, subject quoted) that the caller frees.  Only main.c turns errors into
+ * exit codes.  Nothing here prints except the output and log modules.
+ */
+#ifndef ZDM_INTERNAL_H
+#define ZDM_INTERNAL_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "zdm/step.h"
+
+#define ZDM_VERSION "0.1.0"
+
+/* Exit codes: DESIGN.md "CLI". */
+enum {
+	ZDM_EXIT_OK = 0,
+	ZDM_EXIT_ROLLED_BACK = 1,
+	ZDM_EXIT_USAGE = 2,
+	ZDM_EXIT_NEEDS_PERSON = 3,
+	ZDM_EXIT_PAUSED = 4,
+	ZDM_EXIT_IN_DOUBT = 5,
+};
+
+/* ---- util.c ------------------------------------------------------------ */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap);
+/* set *err (if err and *err is NULL: first error wins) and return -1 */
+int seterr(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* growable string; buf is never NULL after sb_init */
+struct sbuf {
+	char *buf;
+	size_t len, cap;
+};
+void sb_init(struct sbuf *sb);
+void sb_add(struct sbuf *sb, const void *p, size_t n);
+void sb_adds(struct sbuf *sb, const char *s);
+void sb_addf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_addc(struct sbuf *sb, char c);
+char *sb_detach(struct sbuf *sb);	/* caller frees; sb is left empty (buf NULL): sb_init to reuse */
+void sb_release(struct sbuf *sb);
+
+/* "500ms" "30s" "5m" "1h" "1h30m" -> ms.  Returns -1 on a bad duration. */
+int parse_duration(const char *s, int64_t *ms);
+/* 1234 -> "1.2s"; 61000 -> "1m1s"; out >= 32 bytes */
+void fmt_duration(int64_t ms, char *out, size_t n);
+/* wall clock, "2026-11-21T10:00:01.123Z"; out >= 32 bytes */
+void now_iso8601(char *out, size_t n);
+/* lowercase hex SHA-256 of a file (65 bytes out) */
+int sha256_file(const char *path, char out[65], char **err);
+/* Levenshtein-based suggestion among candidates (NULL-terminated); NULL if none close */
+const char *did_you_mean(const char *word, const char *const *cands);
+/* mkdir -p */
+int mkdir_p(const char *path, int mode);
+char *path_join(const char *a, const char *b);
+char *path_dirname(const char *p);
+char *path_abs(const char *p);
+
+/* ---- redact.c: secrets never leave zdm in clear ----------------------- */
+
+void redact_add(const char *secret);	/* copies; empty strings ignored */
+bool redact_active(void);
+char *redact_str(const char *s);	/* malloc'd copy with every secret -> "***" */
+void redact_json(json_t *v);		/* in place: every string (and key) */
+void redact_reset(void);
+
+/* ---- proc.c: child processes in their own process group -------------- */
+
+extern volatile sig_atomic_t zdm_interrupted;	/* signal number, or 0 */
+void proc_install_signals(void);
+
+struct proc_opts {
+	char *const *argv;	/* argv[0] looked up in PATH; or NULL with shell */
+	const char *shell;	/* run with /bin/sh -c */
+	const json_t *env;	/* object of extra variables, or NULL */
+	const char *cwd;	/* or NULL */
+	const char *stdin_data;	/* or NULL: /dev/null */
+	int64_t deadline_ms;	/* monotonic; 0 = none */
+	int64_t kill_grace_ms;	/* SIGTERM -> SIGKILL delay */
+	size_t cap;		/* bytes kept per stream */
+};
+
+struct proc_result {
+	int exit_code;		/* -1 when killed by a signal */
+	int term_signal;
+	bool timed_out, interrupted;
+	char *out, *err;	/* NUL-terminated, redacted, owned */
+	size_t out_len, err_len;
+	bool out_trunc, err_trunc;
+	int64_t duration_ms;
+};
+
+/* Returns 0 when the process ran (whatever its exit), -1 when it could not start. */
+int proc_run(const struct proc_opts *o, struct proc_result *r, char **err);
+void proc_result_release(struct proc_result *r);
+/* sleep until ms passed or a signal arrives; returns -1 if interrupted */
+int zdm_sleep_ms(int64_t ms);
+
+/* ---- journal.c ---------------------------------------------------------- */
+
+struct journal;
+
+/* a journal file read back and checked */
+struct jlog {
+	json_t **recs;		/* parsed records, in order; owned */
+	size_t n;
+	bool torn;		/* last line was torn and ignored */
+	size_t good_len;	/* bytes up to the end of the last good line */
+	char *last_hash;	/* hash of the last good record (hex) */
+};
+
+/* Create STATE_DIR/runs/RUN_ID.jsonl (and dirs), fsync the directory. */
+struct journal *journal_create(const char *path, const char *run_id, char **err);
+/* Re-open an existing journal for appending after journal_read(); truncates
+ * a torn tail to log->good_len and continues the chain from log's last hash. */
+struct journal *journal_reopen(const char *path, const char *run_id,
+    const struct jlog *log, char **err);
+/* Append one record; data is stolen (may be NULL).  Redacts, hashes, writes
+ * and fdatasyncs before returning.  Returns the record's seq, or -1. */
+long journal_append(struct journal *j, const char *event, const char *step,
+    int attempt, json_t *data, char **err);
+const char *journal_path(const struct journal *j);
+void journal_close(struct journal *j);
+/* record echo for --output json: called with each record after it is on disk */
+void journal_set_echo(struct journal *j, void (*fn)(const char *line, void *arg), void *arg);
+
+/* Read and verify the chain.  Damage other than a torn last line is an
+ * error naming FILE:LINE.  */
+int journal_read(const char *path, struct jlog *log, char **err);
+void jlog_release(struct jlog *log);
+/* `zdm audit verify`: prints the result; returns 0 ok, 1 bad chain, 2 unusable */
+int journal_verify(const char *path, FILE *out, FILE *errout);
+
+/* Lock per runbook name in STATE_DIR/locks/NAME.lock (flock; released when
+ * the process dies).  On contention err names holder pid, host and run. */
+int lock_acquire(const char *state_dir, const char *name, const char *run_id,
+    int *fd, char **err);
+void lock_release(int fd);
+
+/* ---- luajson.c: json_t <-> Lua --------------------------------------- */
+struct lua_State;
+void lj_push(struct lua_State *L, const json_t *v);
+/* converts the value at idx; tables with 1..n keys become arrays; an empty
+ * table becomes {} (object) unless empty_as_array.  Returns NULL and sets
+ * *err on a value that has no JSON form (function, userdata, cycle). */
+json_t *lj_to_json(struct lua_State *L, int idx, char **err);
+
+/* ---- registry.c: one registry for built-ins and plugins ---------------- */
+
+struct registry;
+struct registry *registry_new(const char *const *plugin_path);
+/* find a type by name, loading a plugin from the path on first use.
+ * NULL with *err when not found or the plugin does not load. */
+const struct zdm_step_type *registry_get(struct registry *r, const char *name, char **err);
+/* every known name (built-ins and every plugin found on the path), sorted;
+ * loads all plugins.  Returns count; names owned by the registry. */
+size_t registry_all(struct registry *r, const struct zdm_step_type ***out);
+void registry_free(struct registry *r);
+/* plugin search path: --plugin-path, ZDM_PLUGIN_PATH, ./plugins, PREFIX/share/zdm/plugins */
+char **plugin_path_build(const char *flag);
+void plugin_path_free(char **p);
+
+/* built-in types */
+extern const struct zdm_step_type zdm_step_exec;
+extern const struct zdm_step_type zdm_step_wait;
+
+/* ---- luahost.c --------------------------------------------------------- */
+
+/* Load `plugins/<a>/<b>.lua` for name "a.b" from file `path` into a new step
+ * type (malloc'd; free with its free_impl then free()). */
+struct zdm_step_type *luahost_load(const char *name, const char *path, char **err);
+
+#endif

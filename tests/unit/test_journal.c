@@ -1,0 +1,475 @@
+/*
+ * test_journal.c - unit checks for src/journal.c: the hash chain, damage
+ * named by line, torn tails, reopen, HMAC chains, fault injection, the lock.
+ *
+ * unit_journal() prints one "ok - ..." / "not ok - ..." line per check and
+ * returns the number of failed checks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "zdm.h"
+
+int unit_journal(void);
+
+static int failed;
+
+static void
+check(bool cond, const char *what, const char *detail)
+{
+	if (cond) {
+		printf("ok - journal: %s\n", what);
+		return;
+	}
+	failed++;
+	printf("not ok - journal: %s%s%s\n", what, detail ? ": " : "",
+	    detail ? detail : "");
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	struct sbuf sb;
+	char buf[4096];
+	size_t r;
+
+	sb_init(&sb);
+	if (f != NULL) {
+		for (;;) {
+			r = fread(buf, 1, sizeof buf, f);
+			if (r == 0)
+				break;
+			sb_add(&sb, buf, r);
+		}
+		fclose(f);
+	}
+	if (len != NULL)
+		*len = sb.len;
+	return sb_detach(&sb);
+}
+
+static void
+spit(const char *path, const char *p, size_t n, const char *mode)
+{
+	FILE *f = fopen(path, mode);
+
+	if (f == NULL)
+		return;
+	fwrite(p, 1, n, f);
+	fclose(f);
+}
+
+/* start of line n (1-based) in s, or NULL */
+static char *
+line_at(char *s, int n)
+{
+	for (int i = 1; i < n && s != NULL; i++) {
+		s = strchr(s, '\n');
+		if (s != NULL)
+			s++;
+	}
+	return s;
+}
+
+/* journal_verify with its output captured; returns its exit code */
+static int
+verify(const char *path, char **out, char **errout)
+{
+	size_t n1, n2;
+	FILE *o = open_memstream(out, &n1);
+	FILE *e = open_memstream(errout, &n2);
+	int rc = journal_verify(path, o, e);
+
+	fclose(o);
+	fclose(e);
+	return rc;
+}
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static void
+echo_count(const char *line, void *arg)
+{
+	int *n = arg;
+
+	if (strchr(line, '\n') == NULL && line[0] == '{')
+		(*n)++;
+}
+
+static long
+append(struct journal *j, const char *event, const char *step, int attempt,
+    const char *data)
+{
+	char *err = NULL;
+	long seq = journal_append(j, event, step, attempt,
+	    data ? json_loads(data, 0, NULL) : NULL, &err);
+
+	if (seq < 0) {
+		printf("# journal_append: %s\n", err);
+		free(err);
+	}
+	return seq;
+}
+
+/* run fn in a child with env NAME=VALUE; returns the child's wait status */
+static int
+in_child(const char *name, const char *value, const char *path)
+{
+	pid_t pid;
+	int st = 0;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		struct journal *j;
+
+		setenv(name, value, 1);
+		j = journal_create(path, "crash", NULL);
+		if (j == NULL)
+			_exit(10);
+		for (int i = 0; i < 3; i++)
+			if (append(j, "step.started", "s", 1, NULL) < 0)
+				_exit(11);
+		journal_close(j);
+		_exit(0);
+	}
+	if (pid < 0)
+		return -1;
+	waitpid(pid, &st, 0);
+	return st;
+}
+
+int
+unit_journal(void)
+{
+	char tmpl[] = "/tmp/zdm-unit-journal-XXXXXX";
+	char *dir, *path, *p2, *bad, *text, *out = NULL, *eout = NULL;
+	char *err = NULL;
+	struct journal *j;
+	struct jlog log;
+	size_t len, len3;
+	int echoed = 0, rc, lfd, lfd2;
+
+	failed = 0;
+	unsetenv("ZDM_AUDIT_KEY");
+	unsetenv("ZDM_TEST_CRASH_AFTER_RECORD");
+	unsetenv("ZDM_TEST_TEAR_RECORD");
+	dir = mkdtemp(tmpl);
+	if (dir == NULL) {
+		check(false, "mkdtemp", strerror(errno));
+		return failed;
+	}
+	path = xasprintf("%s/state/runs/r1.jsonl", dir);
+	p2 = xasprintf("%s/state/runs/r2.jsonl", dir);
+	bad = xasprintf("%s/bad.jsonl", dir);
+
+	/* ---- create, append, read back ---- */
+	j = journal_create(path, "r1", &err);
+	check(j != NULL, "create makes the dirs and the file", err);
+	free(err);
+	err = NULL;
+	if (j == NULL)
+		goto done;
+	journal_set_echo(j, echo_count, &echoed);
+	check(append(j, "run.started", NULL, 0, "{\"runbook\":\"x.yml\"}") == 1 &&
+	    append(j, "step.started", "shift-10", 1, NULL) == 2 &&
+	    append(j, "step.succeeded", "shift-10", 1,
+	    "{\"outputs\":{\"n\":1,\"r\":0.1}}") == 3, "append returns 1, 2, 3", NULL);
+	check(echoed == 3, "echo called once per record, without newline", NULL);
+	check(strcmp(journal_path(j), path) == 0, "journal_path", NULL);
+	rc = (int)journal_append(j, "x", NULL, 0, json_integer(1), &err);
+	check(rc == -1 && err != NULL, "data that is not an object is refused", err);
+	free(err);
+	err = NULL;
+	rc = (int)journal_append(j, "bad\xff", NULL, 0, NULL, &err);
+	check(rc == -1 && err != NULL, "an event that is not UTF-8 is refused", err);
+	free(err);
+	err = NULL;
+	journal_close(j);
+	check(journal_create(path, "r1", &err) == NULL && err != NULL,
+	    "create refuses an existing journal", err);
+	free(err);
+	err = NULL;
+
+	text = slurp(path, &len3);
+	check(strncmp(text, "{\"data\":{\"chain\":\"sha256\",\"runbook\"",
+	    strlen("{\"data\":{\"chain\":\"sha256\",\"runbook\"")) == 0,
+	    "records are compact with sorted keys, chain in seq 1", text);
+	check(strstr(text, "\"attempt\"") == strstr(text, "\"attempt\":1,\"data\":{}"),
+	    "attempt left out when 0, data {} when NULL", NULL);
+	free(text);
+
+	rc = journal_read(path, &log, &err);
+	check(rc == 0 && log.n == 3 && !log.torn && log.good_len == len3,
+	    "read back 3 records, chain ok", err);
+	free(err);
+	err = NULL;
+	if (rc == 0) {
+		check(json_object_get(log.recs[0], "step") == NULL &&
+		    json_integer_value(json_object_get(log.recs[1], "attempt")) == 1 &&
+		    strcmp(json_string_value(json_object_get(log.recs[2], "hash")),
+		    log.last_hash) == 0, "record fields and last_hash", NULL);
+		jlog_release(&log);
+	}
+	rc = verify(path, &out, &eout);
+	check(rc == 0 && strstr(out, ": ok, 3 records, chain sha256, last hash ") != NULL,
+	    "verify ok", out);
+	free(out);
+	free(eout);
+
+	/* ---- an edited byte in line 2 ---- */
+	text = slurp(path, &len);
+	{
+		char *l2 = line_at(text, 2);
+		char *ev = strstr(l2, "step.started");
+
+		ev[5] = 'S';
+		spit(bad, text, len, "wb");
+	}
+	rc = journal_read(bad, &log, &err);
+	check(rc == -1 && err != NULL && strstr(err, "bad.jsonl:2: hash does not match") != NULL,
+	    "an edited line 2 is named", err);
+	free(err);
+	err = NULL;
+	rc = verify(bad, &out, &eout);
+	check(rc == 1 && strstr(eout, ":2:") != NULL, "verify returns 1 on an edit", eout);
+	free(out);
+	free(eout);
+	free(text);
+
+	/* ---- a dropped line 2 ---- */
+	text = slurp(path, &len);
+	{
+		char *l2 = line_at(text, 2), *l3 = line_at(text, 3);
+
+		memmove(l2, l3, strlen(l3) + 1);
+		spit(bad, text, strlen(text), "wb");
+	}
+	rc = journal_read(bad, &log, &err);
+	check(rc == -1 && err != NULL && strstr(err, ":2: seq 3 where 2 was expected") != NULL,
+	    "a dropped line is named", err);
+	free(err);
+	err = NULL;
+	free(text);
+
+	/* ---- a line that is not JSON ---- */
+	spit(bad, "nope\n", 5, "wb");
+	rc = journal_read(bad, &log, &err);
+	check(rc == -1 && err != NULL && strstr(err, ":1: not valid JSON: ") != NULL,
+	    "garbage is not valid JSON", err);
+	free(err);
+	err = NULL;
+
+	/* ---- an empty journal ---- */
+	spit(bad, "", 0, "wb");
+	rc = journal_read(bad, &log, &err);
+	check(rc == 0 && log.n == 0 && !log.torn, "an empty journal is valid", err);
+	free(err);
+	err = NULL;
+	if (rc == 0)
+		jlog_release(&log);
+
+	/* ---- a torn tail ---- */
+	spit(path, "{\"seq\":4,\"ts\":\"20", 17, "ab");
+	rc = journal_read(path, &log, &err);
+	check(rc == 0 && log.n == 3 && log.torn && log.good_len == len3,
+	    "a torn last line is reported and ignored", err);
+	free(err);
+	err = NULL;
+	if (rc == 0) {
+		rc = verify(path, &out, &eout);
+		check(rc == 0 && strstr(out, "torn last line ignored") != NULL,
+		    "verify mentions the torn line", out);
+		free(out);
+		free(eout);
+
+		j = journal_reopen(path, "r1", &log, &err);
+		jlog_release(&log);
+		check(j != NULL, "reopen after a torn line", err);
+		free(err);
+		err = NULL;
+		if (j != NULL) {
+			text = slurp(path, &len);
+			check(len == len3, "reopen truncates the torn tail", NULL);
+			free(text);
+			/* redaction before the hash */
+			redact_add("hunter2");
+			check(append(j, "step.started", "db", 2,
+			    "{\"pw\":\"xhunter2y\"}") == 4, "reopen continues with seq 4", NULL);
+			redact_reset();
+			journal_close(j);
+			text = slurp(path, &len);
+			check(strstr(text, "hunter2") == NULL && strstr(text, "x***y") != NULL,
+			    "secrets are redacted before they reach the disk", NULL);
+			free(text);
+			rc = journal_read(path, &log, &err);
+			check(rc == 0 && log.n == 4 && !log.torn, "the chain verifies after reopen", err);
+			free(err);
+			err = NULL;
+			if (rc == 0) {
+				j = journal_reopen(path, "other", &log, &err);
+				check(j == NULL && err != NULL, "reopen refuses another run id", err);
+				journal_close(j);
+				free(err);
+				err = NULL;
+				spit(path, "{}\n", 3, "ab");
+				j = journal_reopen(path, "r1", &log, &err);
+				check(j == NULL && err != NULL && strstr(err, "changed since") != NULL,
+				    "reopen refuses a journal that grew since it was read", err);
+				journal_close(j);
+				free(err);
+				err = NULL;
+				if (truncate(path, (off_t)log.good_len) != 0)
+					check(false, "truncate", strerror(errno));
+				jlog_release(&log);
+			}
+		}
+	}
+
+	/* ---- a torn first record: nothing complete, the chain starts afresh ---- */
+	spit(bad, "{\"se", 4, "wb");
+	rc = journal_read(bad, &log, &err);
+	check(rc == 0 && log.n == 0 && log.torn && log.good_len == 0,
+	    "a torn first line leaves an empty journal", err);
+	free(err);
+	err = NULL;
+	if (rc == 0) {
+		j = journal_reopen(bad, "rb", &log, &err);
+		jlog_release(&log);
+		check(j != NULL && append(j, "run.started", NULL, 0, NULL) == 1,
+		    "reopen of a torn first line starts at seq 1", err);
+		free(err);
+		err = NULL;
+		journal_close(j);
+		rc = journal_read(bad, &log, &err);
+		check(rc == 0 && log.n == 1 && !log.torn, "and it verifies", err);
+		free(err);
+		err = NULL;
+		if (rc == 0)
+			jlog_release(&log);
+	}
+
+	/* ---- HMAC chain ---- */
+	setenv("ZDM_AUDIT_KEY", "k1", 1);
+	j = journal_create(p2, "r2", &err);
+	check(j != NULL, "create with ZDM_AUDIT_KEY", err);
+	free(err);
+	err = NULL;
+	if (j != NULL) {
+		check(append(j, "run.started", NULL, 0, "{}") == 1 &&
+		    append(j, "run.finished", NULL, 0, "{\"ok\":true}") == 2,
+		    "append with hmac", NULL);
+		journal_close(j);
+	}
+	rc = verify(p2, &out, &eout);
+	check(rc == 0 && strstr(out, ": ok, 2 records, chain hmac-sha256") != NULL,
+	    "verify with the key", out);
+	free(out);
+	free(eout);
+	rc = verify(path, &out, &eout);
+	check(rc == 1 && strstr(eout, ":1: chain is plain sha256 but ZDM_AUDIT_KEY is set") != NULL,
+	    "a plain chain fails when the key is set", eout);
+	free(out);
+	free(eout);
+	setenv("ZDM_AUDIT_KEY", "k2", 1);
+	rc = verify(p2, &out, &eout);
+	check(rc == 1 && strstr(eout, ":1: hash does not match") != NULL,
+	    "verify with the wrong key fails", eout);
+	free(out);
+	free(eout);
+	unsetenv("ZDM_AUDIT_KEY");
+	rc = verify(p2, &out, &eout);
+	check(rc == 2 && strstr(eout, "ZDM_AUDIT_KEY is not set") != NULL,
+	    "verify without the key cannot check an hmac chain", eout);
+	free(out);
+	free(eout);
+	setenv("ZDM_AUDIT_KEY", "k1", 1);
+	rc = journal_read(p2, &log, &err);
+	free(err);
+	err = NULL;
+	if (rc == 0) {
+		unsetenv("ZDM_AUDIT_KEY");
+		j = journal_reopen(p2, "r2", &log, &err);
+		check(j == NULL && err != NULL, "reopen of an hmac chain needs the key", err);
+		journal_close(j);
+		free(err);
+		err = NULL;
+		jlog_release(&log);
+	}
+	unsetenv("ZDM_AUDIT_KEY");
+
+	/* ---- fault injection ---- */
+	{
+		char *c1 = xasprintf("%s/crash1.jsonl", dir);
+		char *c2 = xasprintf("%s/crash2.jsonl", dir);
+		int st;
+
+		st = in_child("ZDM_TEST_CRASH_AFTER_RECORD", "2", c1);
+		rc = journal_read(c1, &log, &err);
+		check(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && rc == 0 &&
+		    log.n == 2 && !log.torn, "ZDM_TEST_CRASH_AFTER_RECORD=2 kills after record 2", err);
+		free(err);
+		err = NULL;
+		if (rc == 0)
+			jlog_release(&log);
+		st = in_child("ZDM_TEST_TEAR_RECORD", "2", c2);
+		rc = journal_read(c2, &log, &err);
+		check(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && rc == 0 &&
+		    log.n == 1 && log.torn, "ZDM_TEST_TEAR_RECORD=2 tears record 2", err);
+		free(err);
+		err = NULL;
+		if (rc == 0)
+			jlog_release(&log);
+		free(c1);
+		free(c2);
+	}
+
+	/* ---- the lock ---- */
+	{
+		char *sd = xasprintf("%s/state", dir);
+		char want[64];
+
+		rc = lock_acquire(sd, "deploy", "r1", &lfd, &err);
+		check(rc == 0 && lfd >= 0, "lock_acquire", err);
+		free(err);
+		err = NULL;
+		rc = lock_acquire(sd, "deploy", "r9", &lfd2, &err);
+		snprintf(want, sizeof want, "locked by pid %ld on host", (long)getpid());
+		check(rc == -1 && lfd2 == -1 && err != NULL && strstr(err, want) != NULL &&
+		    strstr(err, "(run r1, since ") != NULL,
+		    "a second lock_acquire names the holder", err);
+		free(err);
+		err = NULL;
+		lock_release(lfd);
+		rc = lock_acquire(sd, "deploy", "r9", &lfd2, &err);
+		check(rc == 0, "lock_acquire after lock_release", err);
+		free(err);
+		err = NULL;
+		lock_release(lfd2);
+		rc = lock_acquire(sd, "../x", "r9", &lfd2, &err);
+		check(rc == -1, "a name with a slash is refused", err);
+		free(err);
+		err = NULL;
+		free(sd);
+	}
+
+done:
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(path);
+	free(p2);
+	free(bad);
+	return failed;
+}
