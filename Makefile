@@ -5,7 +5,8 @@ PKGS     := yaml-0.1 lua5.4 jansson libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
+# flags zdm needs whatever CFLAGS the user passes (make CFLAGS=... keeps these)
+ZDM_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
             -Iinclude -Isrc $(PKG_CFLAGS) -DZDM_PREFIX='"$(PREFIX)"'
 LDLIBS   += $(PKG_LIBS) -lm
 
@@ -20,11 +21,11 @@ BIN      := $(BUILD)/zdm
 all: $(BIN)
 
 $(BIN): $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(CC) $(ZDM_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(ZDM_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(DEPS)
 
@@ -35,7 +36,7 @@ deps:
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BIN  := $(BUILD)/unit-tests
 $(UNIT_BIN): $(UNIT_SRCS) $(filter-out $(BUILD)/src/main.o,$(OBJS))
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ZDM_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)
 	$(UNIT_BIN)
@@ -50,8 +51,9 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ZDM_ASAN=1 ZDM_BIN=$(abspath build-asan/zdm) ZDM_UNIT=$(abspath build-asan/unit-tests) bash scripts/run-tests.sh
 
-demo: deps all
-	bash scripts/demo.sh
+demo: deps
+	$(MAKE) all
+	ZDM_BIN=$(abspath $(BIN)) bash scripts/demo.sh
 
 bench: all
 	bash bench/overhead.sh

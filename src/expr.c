@@ -83,6 +83,23 @@ l_deferred(lua_State *L)
 	return lua_error(L);
 }
 
+/* __index of _ENV: a name that is not there is a typo, not nil */
+static int
+l_missing_global(lua_State *L)
+{
+	static const char *const names[] = {
+		"vars", "secrets", "env", "steps", "run", "tostring", "tonumber", "type",
+		"pairs", "ipairs", "select", "next", "error", "assert", "string", "table",
+		"math", NULL,
+	};
+	const char *k = luaL_optstring(L, 2, "?");
+	const char *s = did_you_mean(k, names);
+
+	if (s != NULL)
+		return luaL_error(L, "unknown name '%s' (did you mean '%s'?)", k, s);
+	return luaL_error(L, "unknown name '%s' (expressions see vars, secrets, env, steps, run)", k);
+}
+
 static int
 l_env_index(lua_State *L)
 {
@@ -154,6 +171,10 @@ expr_new(void)
 	lua_setfield(L, -2, "table");
 	lua_getglobal(L, LUA_MATHLIBNAME);
 	lua_setfield(L, -2, "math");
+	lua_newtable(L);
+	lua_pushcfunction(L, l_missing_global);
+	lua_setfield(L, -2, "__index");
+	lua_setmetatable(L, -2);
 	x->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
 	push_guarded(L, l_missing_var);
@@ -235,6 +256,13 @@ expr_set_static(struct expr *x, bool on)
 }
 
 void
+expr_defer(struct expr *x, const char *name)
+{
+	push_guarded(x->L, l_deferred);
+	set_env_field(x, name);
+}
+
+void
 expr_set_step(struct expr *x, const char *id, const json_t *outputs)
 {
 	lua_State *L = x->L;
@@ -296,6 +324,7 @@ skip_literal(const char *p)
 struct ref {
 	char kind;	/* 'v' vars, 's' secrets, 't' steps */
 	char *name;
+	char *field;	/* steps: the name after steps.<id>., if any */
 };
 
 /*
@@ -353,21 +382,28 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 						    !(idchar(s[il]) || s[il] == '-'))
 							best = il;
 					}
-					if (best == 0) {
-						/* unknown: take the identifier part */
-						const char *t = s;
-
-						while (idchar(*t))
-							t++;
-						best = (size_t)(t - s);
-						if (best == 0)
-							best = (size_t)(e - s);
-					}
+					if (best == 0)	/* unknown: the whole dashed name */
+						best = (size_t)(e - s);
 					e = s + best;
 				}
 				*refs = xrealloc(*refs, (*nrefs + 1) * sizeof **refs);
 				(*refs)[*nrefs].kind = kinds[k];
 				(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
+				(*refs)[*nrefs].field = NULL;
+				if (kinds[k] == 't') {
+					const char *f = e, *fe;
+
+					while (*f == ' ')
+						f++;
+					if (*f == '.') {
+						f++;
+						while (*f == ' ')
+							f++;
+						for (fe = f; idchar(*fe); fe++)
+							;
+						(*refs)[*nrefs].field = xstrndup(f, (size_t)(fe - f));
+					}
+				}
 				(*nrefs)++;
 				if (kinds[k] == 't')
 					sb_addf(&sb, "steps[\"%.*s\"]", (int)(e - s), s);
@@ -382,6 +418,7 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 					*refs = xrealloc(*refs, (*nrefs + 1) * sizeof **refs);
 					(*refs)[*nrefs].kind = kinds[k];
 					(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
+					(*refs)[*nrefs].field = NULL;
 					(*nrefs)++;
 					sb_add(&sb, p, (size_t)(e + 2 - p));
 					p = e + 2;
@@ -411,8 +448,10 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 static void
 free_refs(struct ref *refs, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(refs[i].name);
+		free(refs[i].field);
+	}
 	free(refs);
 }
 
@@ -456,7 +495,7 @@ compile(struct expr *x, const char *code, char **err)
 
 	scan(code, x->step_ids, &refs, &nrefs, &rewritten);
 	free_refs(refs, nrefs);
-	chunk = xasprintf("return (%s\n)", rewritten);
+	chunk = xasprintf("return %s", rewritten);
 	free(rewritten);
 	rc = luaL_loadbufferx(x->L, chunk, strlen(chunk), "=expr", "t");
 	free(chunk);
@@ -468,7 +507,15 @@ compile(struct expr *x, const char *code, char **err)
 
 			m = c ? c + 2 : m;
 		}
-		seterr(err, "expression '%s' does not parse: %s", code, m ? m : "?");
+		{
+			const char *eof = m ? strstr(m, "near <eof>") : NULL;
+
+			if (eof != NULL)
+				seterr(err, "expression '%s' does not parse: %.*sat the end of the expression",
+				    code, (int)(eof - m), m);
+			else
+				seterr(err, "expression '%s' does not parse: %s", code, m ? m : "?");
+		}
 		lua_pop(x->L, 1);
 		return -1;
 	}
@@ -576,7 +623,7 @@ render_string(struct expr *x, const char *s, char **err)
 			z++;
 		if (a == start && *z == '\0') {
 			char *c = trim(code, codelen);
-			int rc = eval(x, c, err);
+			int rc = *c ? eval(x, c, err) : seterr(err, "empty expression '${{ }}'");
 
 			if (rc == 0) {
 				if (lua_isnil(x->L, -1))
@@ -599,7 +646,7 @@ render_string(struct expr *x, const char *s, char **err)
 		int rc;
 
 		sb_add(&sb, p, (size_t)(start - p));
-		rc = eval(x, c, err);
+		rc = *c ? eval(x, c, err) : seterr(err, "empty expression '${{ }}'");
 		if (rc == 0)
 			rc = append_value(x, &sb, c, err);
 		free(c);
@@ -740,6 +787,10 @@ expr_check(struct expr *x, const char *s, const char *const *known_vars,
 					push_err(errs, sug ?
 					    xasprintf("unknown secret '%s' in '%s' (did you mean '%s'?)", n, c, sug) :
 					    xasprintf("unknown secret '%s' in '%s' (declare it under secrets:)", n, c));
+				} else if (refs[i].kind == 't' && refs[i].field != NULL &&
+				    strcmp(refs[i].field, "outputs") != 0) {
+					push_err(errs, xasprintf("'%s': a step has only outputs (did you mean 'steps.%s.outputs.%s'?)",
+					    c, n, refs[i].field));
 				} else if (refs[i].kind == 't' && !in_list(n, steps_before)) {
 					if (in_list(n, all_steps))
 						push_err(errs, xasprintf("'%s' refers to step '%s', which has not run at this point", c, n));

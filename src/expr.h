@@ -27,6 +27,9 @@ void expr_set_step(struct expr *x, const char *id, const json_t *outputs);
  * touch them stay unresolved instead of failing */
 void expr_set_static(struct expr *x, bool on);
 
+/* make `name` (e.g. "run") unknown until set: expressions using it stay unresolved */
+void expr_defer(struct expr *x, const char *name);
+
 bool expr_has_template(const char *s);
 
 /*

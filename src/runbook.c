@@ -317,6 +317,8 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 	json_t *v;
 	void *tmp;
 	const char **names = xcalloc(t->nparams + 1, sizeof *names);
+	const char **suggested = xcalloc(json_object_size(params) + 1, sizeof *suggested);
+	size_t nsug = 0;
 
 	for (size_t i = 0; i < t->nparams; i++)
 		names[i] = t->params[i].name;
@@ -333,6 +335,8 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 
 			d->at = kn ? kn : d->at;
 			d->with = NULL;
+			if (s != NULL)
+				suggested[nsug++] = s;
 			if (s != NULL)
 				zdm_diag(d, NULL, "unknown param '%s' for '%s' (did you mean '%s'?)", k, t->name, s);
 			else
@@ -356,13 +360,14 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 					val = dv;
 				}
 			} else if (p->required) {
-				const struct ynode *save = d->at;
+				bool misspelt = false;
 
-				if (d->with == NULL)
-					d->at = d->at;
-				zdm_diag(d, val ? p->name : NULL, "missing required param '%s' (%s)", p->name,
-				    p->doc ? p->doc : ptype_name(p->type));
-				d->at = save;
+				for (size_t j = 0; j < nsug; j++)
+					if (strcmp(suggested[j], p->name) == 0)
+						misspelt = true;
+				if (!misspelt)
+					zdm_diag(d, val ? p->name : NULL, "missing required param '%s' (%s)",
+					    p->name, p->doc ? p->doc : ptype_name(p->type));
 				continue;
 			} else {
 				json_object_del(params, p->name);
@@ -381,6 +386,7 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 		}
 		json_object_set_new(params, p->name, conv);
 	}
+	free(suggested);
 }
 
 /* every string in the YAML tree under n: check its expressions */
@@ -597,25 +603,37 @@ free_undo(struct rb_undo *u)
 	free(u);
 }
 
-/* static checks of a step's (or undo's) params with the type's schema */
+/*
+ * Static checks of a step's (or undo's) params with the type's schema.
+ * Expressions that need only vars and env are evaluated now, so a bad one
+ * fails `zdm validate` instead of a run halfway through; those that need
+ * steps or secrets stay as written.
+ */
 static void
 static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
     const char *what)
 {
 	struct zdm_diag d = { rb, at, with_node, e, what };
-	char *err = NULL;
-	json_t *p;
+	json_t *p = json_object(), *v;
+	const char *k;
 	size_t before = e->n;
+	bool bad = false;
 
-	p = expr_render(rb->x, with, &err);
-	if (p == NULL) {
-		/* the expression errors are reported by check_exprs */
-		free(err);
-		return;
+	json_object_foreach((json_t *)with, k, v) {
+		char *err = NULL;
+		json_t *r = expr_render(rb->x, v, &err);
+
+		if (r == NULL) {
+			zdm_diag(&d, k, "%s", err);
+			free(err);
+			bad = true;
+			continue;
+		}
+		json_object_set_new(p, k, r);
 	}
 	check_params(&d, t, p, false);
-	if (e->n == before && t->validate != NULL)
+	if (!bad && e->n == before && t->validate != NULL)
 		t->validate(t, p, &d);
 	json_decref(p);
 }
@@ -671,7 +689,10 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 	s->retry_delay_ms = ddelay;
 	s->backoff_fixed = dfixed;
 	if (n->kind != Y_MAP) {
-		err_at(rb, e, n, "step %zu must be a mapping with id: and uses:", idx + 1);
+		s->id = xasprintf("step-%zu", idx + 1);
+		s->with = json_object();
+		err_at(rb, e, n, "step %zu must be a mapping with id: and uses:, not %s", idx + 1,
+		    ynode_kind_name(n));
 		return;
 	}
 	check_keys(rb, e, n, step_keys, "a step");
@@ -710,10 +731,17 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 	s->with_node = with && with->kind == Y_MAP ? with : NULL;
 	s->with = s->with_node ? ynode_json(s->with_node) : json_object();
 	if ((s->if_node = ymap_get(n, "if")) != NULL) {
+		json_t *lit = s->if_node->kind == Y_SCALAR ? yscalar_json(s->if_node) : NULL;
+
 		if (s->if_node->kind != Y_SCALAR)
-			err_at(rb, e, s->if_node, "if must be an expression like ${{ vars.env == \"prod\" }}");
+			err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ vars.env == \"prod\" }}, not %s",
+			    s->id, ynode_kind_name(s->if_node));
+		else if (!json_is_boolean(lit) && !expr_has_template(s->if_node->str))
+			err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ %s }}, not the plain text '%s' (which would always be true)",
+			    s->id, s->if_node->str, s->if_node->str);
 		else
 			s->if_expr = xstrdup(s->if_node->str);
+		json_decref(lit);
 	}
 	want_duration(rb, e, ymap_get(n, "timeout"), "timeout", &s->timeout_ms);
 	if (ymap_get(n, "timeout") != NULL && s->timeout_ms == 0)
@@ -747,7 +775,9 @@ parse_defaults(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		return;
 	}
 	check_keys(rb, e, n, default_keys, "defaults");
-	want_duration(rb, e, ymap_get(n, "timeout"), "defaults: timeout", timeout);
+	if (want_duration(rb, e, ymap_get(n, "timeout"), "defaults: timeout", timeout) == 0 &&
+	    ymap_get(n, "timeout") != NULL && *timeout == 0)
+		err_at(rb, e, ymap_get(n, "timeout"), "defaults: timeout must be more than 0");
 	want_count(rb, e, ymap_get(n, "retries"), "defaults: retries", retries);
 	want_duration(rb, e, ymap_get(n, "retry_delay"), "defaults: retry_delay", delay);
 	if ((b = ymap_get(n, "backoff")) != NULL) {
@@ -795,7 +825,9 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 	} else {
 		json_t *v = n->kind == Y_SCALAR ? yscalar_json(n) : NULL;
 
-		if (v == NULL || !json_is_integer(v) || json_integer_value(v) != 1)
+		if (json_is_string(v) && strcmp(n->str, "1") == 0)
+			err_at(rb, errs, n, "zdm must be the number 1, not the string \"1\" (write zdm: 1 without quotes)");
+		else if (v == NULL || !json_is_integer(v) || json_integer_value(v) != 1)
 			err_at(rb, errs, n, "unsupported schema version '%s' (this zdm reads zdm: 1)",
 			    n->kind == Y_SCALAR ? n->str : ynode_kind_name(n));
 		json_decref(v);
@@ -859,23 +891,38 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			secrets[j] = rb->secrets[j].name;
 		expr_set(rb->x, "vars", rb->vars);
 		expr_set_static(rb->x, true);
+		expr_defer(rb->x, "run");	/* run.id is not known before the run */
 		for (size_t j = 0; j < rb->nsteps; j++) {
 			struct rb_step *st = &rb->steps[j];
 			const char **before = xcalloc(j + 2, sizeof *before);
 			char *what = xasprintf("step '%s'", st->id);
+			size_t nerr0 = errs->n;
 
 			for (size_t b = 0; b < j; b++)
 				before[b] = ids[b];
 			check_exprs(rb, errs, st->with_node, vars, secrets, before, ids);
 			check_exprs(rb, errs, st->if_node, vars, secrets, before, ids);
-			before[j] = ids[j];	/* an undo sees its own step's outputs */
-			if (st->undo != NULL)
-				check_exprs(rb, errs, st->undo->with_node, vars, secrets, before, ids);
-			if (st->type != NULL)
+			if (st->if_expr != NULL && errs->n == nerr0) {
+				bool yes;
+				char *err = NULL;
+
+				if (expr_truthy(rb->x, st->if_expr, &yes, &err) != 0)
+					err_at(rb, errs, st->if_node, "step '%s': if: %s", st->id, err);
+				free(err);
+			}
+			/* params are evaluated only when their expressions check out:
+			 * one mistake, one message */
+			if (st->type != NULL && errs->n == nerr0 &&
+			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL))
 				static_params(rb, errs, ymap_get(st->node, "uses"), st->type,
 				    st->with, st->with_node, what);
 			free(what);
-			if (st->undo != NULL && st->undo->type != NULL) {
+			before[j] = ids[j];	/* an undo sees its own step's outputs */
+			nerr0 = errs->n;
+			if (st->undo != NULL)
+				check_exprs(rb, errs, st->undo->with_node, vars, secrets, before, ids);
+			if (st->undo != NULL && st->undo->type != NULL && errs->n == nerr0 &&
+			    !(ymap_get(st->undo->node, "with") != NULL && st->undo->with_node == NULL)) {
 				what = xasprintf("undo of step '%s'", st->id);
 				static_params(rb, errs, ymap_get(st->undo->node, "uses"),
 				    st->undo->type, st->undo->with, st->undo->with_node, what);

@@ -54,6 +54,8 @@ struct run {
 	bool paused;
 	char *failed_step;	/* the step whose failure started the rollback */
 	char *fail_msg;
+	long last_seq;
+	int no_undo;		/* steps that changed things and have no undo */
 };
 
 /* ---- terminal output ----------------------------------------------------- */
@@ -111,21 +113,25 @@ echo_record(const char *line, void *arg)
 	fflush(stdout);
 }
 
-/* append or die trying: a run that cannot journal must not act */
+/* append or die trying: a run that cannot journal must not act.
+ * Returns 0, or -1 when the record is not on disk; r->last_seq is its seq. */
 static int
 jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data)
 {
 	char *err = NULL;
+	long seq;
 
 	if (r->j == NULL) {
 		json_decref(data);
 		return 0;
 	}
-	if (journal_append(r->j, event, step, attempt, data, &err) < 0) {
+	seq = journal_append(r->j, event, step, attempt, data, &err);
+	if (seq < 0) {
 		fprintf(stderr, "zdm: journal %s: %s\n", journal_path(r->j), err);
 		free(err);
 		return -1;
 	}
+	r->last_seq = seq;
 	return 0;
 }
 
@@ -206,6 +212,18 @@ run_step(struct run *r, size_t i, char **why)
 		if (zdm_interrupted)
 			return OC_INTERRUPTED;
 		params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+		if (params == NULL && dry) {
+			/* in a rehearsal, outputs of steps that only printed their
+			 * plan do not exist: show this step's plan as written */
+			show_step(r, i, "planned", "\033[36m", -1, err);
+			d = json_pack("{s:s,s:s}", "reason", "dry run: params need outputs of steps that did not run",
+			    "error", err);
+			free(err);
+			ss->st = S_SKIPPED;
+			ss->attempts--;
+			expr_set_step(r->rb->x, s->id, NULL);
+			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
+		}
 		if (params == NULL) {
 			/* a parameter that does not resolve is a failed attempt that
 			 * touched nothing: journal it as such */
@@ -260,10 +278,19 @@ run_step(struct run *r, size_t i, char **why)
 			/* finished, late: keep the result, it did happen */
 		}
 		if (res.interrupted || (rc != 0 && zdm_interrupted)) {
-			/* the step was stopped mid-way: leave it started-not-ended,
-			 * so resume treats it as in doubt (or reruns it if idempotent) */
+			/* zdm stopped the step itself (SIGTERM, then SIGKILL to its
+			 * process group) and saw it end: that is a failed attempt, not
+			 * a step in doubt, and resume runs it again as a retry would */
+			d = json_pack("{s:s,s:b,s:b,s:I}", "error", "interrupted: zdm stopped the step",
+			    "interrupted", true, "will_retry", false,
+			    "duration_ms", (json_int_t)(zdm_now_ms() - t0));
+			if (res.undo_data != NULL)
+				json_object_set(d, "undo_data", res.undo_data);
 			show_step(r, i, "stopped", "\033[33m", zdm_now_ms() - t0, res.err);
+			ss->st = S_FAILED;
 			zdm_result_release(&res);
+			if (jrec(r, "step.failed", s->id, attempt, d) != 0)
+				return OC_JOURNAL;
 			return OC_INTERRUPTED;
 		}
 		if (rc == 0) {
@@ -278,6 +305,7 @@ run_step(struct run *r, size_t i, char **why)
 				return OC_JOURNAL;
 			}
 			ss->st = S_SUCCEEDED;
+			ss->done_seq = r->last_seq;
 			json_decref(ss->outputs);
 			json_decref(ss->undo_data);
 			ss->outputs = res.outputs ? json_incref(res.outputs) : json_object();
@@ -387,17 +415,21 @@ rollback(struct run *r)
 			break;
 		}
 		if (ss->st == S_STARTED && r->o->in_doubt != IN_DOUBT_RETRY) {
-			const char *why = r->o->in_doubt == IN_DOUBT_SKIP ?
-			    "in doubt, skipped by --in-doubt skip" :
-			    "in doubt: it started but its end was not recorded, so there is no undo_data; check it by hand";
+			bool skip = r->o->in_doubt == IN_DOUBT_SKIP;
+			const char *why = skip ? "in doubt, skipped by --in-doubt skip" :
+			    "in doubt: it started but its end was not recorded, so there is no undo_data; "
+			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip";
 
-			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
+			/* not undone and not decided: undo.failed, so the next
+			 * `zdm rollback` asks again instead of calling it done */
+			if (jrec(r, skip ? "undo.skipped" : "undo.failed", s->id, 0,
+			    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
 				rc = ZDM_EXIT_NEEDS_PERSON;
 				break;
 			}
-			ss->ust = U_SKIPPED;
-			show_step(r, i, "not undone", "\033[31m", -1, why);
-			if (r->o->in_doubt != IN_DOUBT_SKIP)
+			ss->ust = skip ? U_SKIPPED : U_FAILED;
+			show_step(r, i, skip ? "skipped" : "not undone", "\033[31m", -1, why);
+			if (!skip)
 				need_person = true;
 			continue;
 		}
@@ -410,6 +442,10 @@ rollback(struct run *r)
 				break;
 			}
 			ss->ust = U_SKIPPED;
+			if (!(s->type && s->type->read_only)) {
+				show_step(r, i, "no undo", "\033[2m", -1, NULL);
+				r->no_undo++;
+			}
 			continue;
 		}
 		if (ss->ust == U_STARTED && !(s->idempotent || r->o->in_doubt == IN_DOUBT_RETRY)) {
@@ -573,8 +609,9 @@ on_failure(struct run *r, const char *step, const char *why)
 	if (rc == ZDM_EXIT_IN_DOUBT)
 		return rc;
 	if (rc == ZDM_EXIT_OK) {
-		say(r, "%srolled back%s: step '%s' failed (%s); every completed step was undone.\n",
-		    c(r, "\033[33m"), c(r, "\033[0m"), step, why);
+		say(r, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
+		    c(r, "\033[33m"), c(r, "\033[0m"), step, why,
+		    r->no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
 		return finish(r, "rolled_back", ZDM_EXIT_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
@@ -1082,8 +1119,9 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 	if (rc == ZDM_EXIT_PAUSED) {
 		rc = interrupted(&r, NULL);
 	} else if (rc == ZDM_EXIT_OK) {
-		say(&r, "%srolled back%s: run %s; every completed step was undone.\n",
-		    c(&r, "\033[32m"), c(&r, "\033[0m"), r.run_id);
+		say(&r, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
+		    c(&r, "\033[32m"), c(&r, "\033[0m"), r.run_id,
+		    r.no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
 		rc = finish(&r, "rolled_back", ZDM_EXIT_OK, r.failed_step ?
 		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
 		    NULL);

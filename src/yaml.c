@@ -113,10 +113,15 @@ next_event(struct yparser *yp, yaml_event_t *ev)
 {
 	if (yaml_parser_parse(&yp->p, ev))
 		return true;
-	yerr(yp->errs, yp->file, (int)yp->p.problem_mark.line + 1,
-	    (int)yp->p.problem_mark.column + 1, "YAML syntax: %s%s%s",
-	    yp->p.problem ? yp->p.problem : "error",
-	    yp->p.context ? " " : "", yp->p.context ? yp->p.context : "");
+	if (yp->p.context != NULL)
+		yerr(yp->errs, yp->file, (int)yp->p.problem_mark.line + 1,
+		    (int)yp->p.problem_mark.column + 1, "YAML syntax: %s %s started at line %d column %d",
+		    yp->p.problem ? yp->p.problem : "error", yp->p.context,
+		    (int)yp->p.context_mark.line + 1, (int)yp->p.context_mark.column + 1);
+	else
+		yerr(yp->errs, yp->file, (int)yp->p.problem_mark.line + 1,
+		    (int)yp->p.problem_mark.column + 1, "YAML syntax: %s",
+		    yp->p.problem ? yp->p.problem : "error");
 	yp->failed = true;
 	return false;
 }
@@ -171,6 +176,20 @@ parse_children(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
 	}
 }
 
+static void
+bad_tag(struct yparser *yp, const struct ynode *n, const yaml_char_t *tag)
+{
+	const char *t = (const char *)tag, *std = "tag:yaml.org,2002:";
+
+	if (strncmp(t, std, strlen(std)) == 0)
+		yerr(yp->errs, yp->file, n->line, n->col,
+		    "YAML tags are not supported ('!!%s'): write the value plainly or quote it",
+		    t + strlen(std));
+	else
+		yerr(yp->errs, yp->file, n->line, n->col,
+		    "YAML tags are not supported ('%s'): write the value plainly or quote it", t);
+}
+
 /* consumes ev */
 static struct ynode *
 parse_node(struct yparser *yp, yaml_event_t *ev)
@@ -183,17 +202,19 @@ parse_node(struct yparser *yp, yaml_event_t *ev)
 		n->str = xstrndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
 		n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
 		if (ev->data.scalar.tag != NULL &&
-		    strcmp((const char *)ev->data.scalar.tag, "!") != 0) {
-			yerr(yp->errs, yp->file, n->line, n->col,
-			    "YAML tags are not supported ('%s')", ev->data.scalar.tag);
-		}
+		    strcmp((const char *)ev->data.scalar.tag, "!") != 0)
+			bad_tag(yp, n, ev->data.scalar.tag);
 		break;
 	case YAML_SEQUENCE_START_EVENT:
 		n = ynew(Y_SEQ, &ev->start_mark);
+		if (ev->data.sequence_start.tag != NULL)
+			bad_tag(yp, n, ev->data.sequence_start.tag);
 		yaml_event_delete(ev);
 		return parse_children(yp, n, YAML_SEQUENCE_END_EVENT);
 	case YAML_MAPPING_START_EVENT:
 		n = ynew(Y_MAP, &ev->start_mark);
+		if (ev->data.mapping_start.tag != NULL)
+			bad_tag(yp, n, ev->data.mapping_start.tag);
 		yaml_event_delete(ev);
 		return parse_children(yp, n, YAML_MAPPING_END_EVENT);
 	case YAML_ALIAS_EVENT:

@@ -1,0 +1,38 @@
+# Shared setup for the bats suites: every test gets its own temp dir, its own
+# state dir, and runs zdm under `timeout` so a hang fails instead of stalling.
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load '/usr/lib/bats/bats-file/load'
+
+REPO="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
+: "${ZDM_BIN:=$REPO/build/zdm}"
+
+setup() {
+  T="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-test.XXXXXX")"
+  cd "$T"
+  export ZDM_PLUGIN_PATH="$REPO/plugins"
+  unset ZDM_STATE_DIR ZDM_AUDIT_KEY ZDM_TEST_CRASH_AFTER_RECORD ZDM_TEST_TEAR_RECORD
+  export NO_COLOR=1
+}
+
+teardown() {
+  # stop anything a test left running in its dir, then remove it
+  pkill -9 -f "$T/" 2>/dev/null || true
+  cd /
+  rm -rf "$T"
+}
+
+# zdm with a time limit; a timeout shows as exit 124
+zdm() {
+  timeout 60 "$ZDM_BIN" "$@"
+}
+
+# the newest journal in $1 (a state dir)
+journal_of() {
+  ls -t "$1"/runs/*.jsonl | head -1
+}
+
+# events of a journal, one "event step" per line
+events() {
+  jq -r '[.event, (.step // "")] | join(" ") | rtrimstr(" ")' "$1"
+}

@@ -1,0 +1,66 @@
+/*
+ * Unit tests for zdm's C modules.  Each unit_*() prints TAP-like
+ * "ok - ..." / "not ok - ..." lines and returns its number of failures.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zdm.h"
+
+int unit_journal(void);
+int unit_luahost(void);
+
+/* small checks of util.c and redact.c */
+static int
+unit_util(void)
+{
+	int fails = 0;
+	int64_t ms = -1;
+	char *r;
+
+#define CHECK(cond, what) do { if (cond) printf("ok - %s\n", what); \
+	else { printf("not ok - %s\n", what); fails++; } } while (0)
+	CHECK(parse_duration("500ms", &ms) == 0 && ms == 500, "duration 500ms");
+	CHECK(parse_duration("1m30s", &ms) == 0 && ms == 90000, "duration 1m30s");
+	CHECK(parse_duration("1.5s", &ms) == 0 && ms == 1500, "duration 1.5s");
+	CHECK(parse_duration("5", &ms) != 0, "duration without unit refused");
+	CHECK(parse_duration("5 minutes", &ms) != 0, "duration in words refused");
+	CHECK(parse_duration("", &ms) != 0, "empty duration refused");
+	redact_add("hunter2");
+	redact_add("hunter2-long");
+	r = redact_str("pw=hunter2-long and hunter2.");
+	CHECK(strcmp(r, "pw=*** and ***.") == 0, "redaction replaces longer secrets first");
+	free(r);
+	{
+		json_t *j = json_pack("{s:[s,{s:s}]}", "a", "x hunter2", "hunter2", "y");
+
+		redact_json(j);
+		r = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+		CHECK(strstr(r, "hunter2") == NULL, "redact_json reaches keys and nested strings");
+		free(r);
+		json_decref(j);
+	}
+	redact_reset();
+	{
+		const char *c[] = { "exec", "wait", "release.symlink", NULL };
+
+		CHECK(did_you_mean("exex", c) != NULL && strcmp(did_you_mean("exex", c), "exec") == 0,
+		    "did you mean exec");
+		CHECK(did_you_mean("kubernetes", c) == NULL, "no far-fetched suggestion");
+	}
+#undef CHECK
+	return fails;
+}
+
+int
+main(void)
+{
+	int fails = 0;
+
+	fails += unit_util();
+	fails += unit_journal();
+	fails += unit_luahost();
+	printf("unit: %d failed\n", fails);
+	return fails ? 1 : 0;
+}
