@@ -10,6 +10,10 @@
  *   - libraries: base, string, table, math, utf8 only; no dofile, loadfile or
  *     require; `load` accepts text only (crafted bytecode can crash the VM);
  *     `print` goes to zdm.log;
+ *   - no Lua code that runs with hooks off: Lua runs __gc finalizers, and
+ *     the message handler of an error raised by the hook, with hooks
+ *     disabled, so setmetatable refuses __gc and xpcall runs its handler
+ *     after the unwind;
  *   - memory: a lua_Alloc that refuses to grow past ZDM_PLUGIN_MEMORY_MB
  *     (default 64), so a runaway plugin gets "not enough memory";
  *   - time: a count hook checks the deadline and zdm_interrupted every
@@ -136,7 +140,7 @@ lh_panic(lua_State *L)
 	abort();
 }
 
-/* the deadline passed or a signal came: note why (once) and say so */
+/* the deadline passed or a signal came: note why and say so */
 static bool
 lh_expired(struct plugin *p)
 {
@@ -216,6 +220,7 @@ lh_pcall(struct plugin *p, lua_CFunction body, void *arg, int64_t deadline,
 	lua_State *L = p->L;
 	int top = lua_gettop(L), rc;
 
+	msg[0] = '\0';
 	p->deadline_ms = deadline;
 	p->killed = false;
 	p->kill_reason = NULL;
@@ -231,7 +236,7 @@ lh_pcall(struct plugin *p, lua_CFunction body, void *arg, int64_t deadline,
 		snprintf(msg, msgsz, "%s", m);
 	}
 	lua_settop(L, top);
-	lua_gc(L, LUA_GCCOLLECT);	/* finalizers still under the hook */
+	lua_gc(L, LUA_GCCOLLECT);	/* the call's garbage; only C finalizers exist */
 	lua_sethook(L, NULL, 0, 0);
 	p->deadline_ms = 0;
 	return rc;
@@ -244,7 +249,7 @@ lh_why(struct plugin *p, const char *what, const char *msg, int64_t limit,
 {
 	if (!p->killed)
 		snprintf(out, n, "%s", msg);
-	else if (p->kill_reason[0] == 'i')
+	else if (strcmp(p->kill_reason, "interrupted") == 0)
 		snprintf(out, n, "%s interrupted by signal %d", what,
 		    (int)zdm_interrupted);
 	else if (limit != 0)
@@ -254,7 +259,7 @@ lh_why(struct plugin *p, const char *what, const char *msg, int64_t limit,
 		snprintf(out, n, "%s did not finish before the step's deadline", what);
 }
 
-/* ---- guards ---------------------------------------------------------------- */
+/* ---- guards -------------------------------------------------------------- */
 
 static void
 lh_guard_release(struct guard *g)
@@ -298,7 +303,7 @@ lh_guard(lua_State *L)
 	return g;
 }
 
-/* ---- the zdm module: logging, time ---------------------------------------- */
+/* ---- the zdm module: logging, time --------------------------------------- */
 
 static void
 lh_log_str(struct plugin *p, const char *s)
@@ -350,16 +355,65 @@ lh_print(lua_State *L)
 static int
 lh_load(lua_State *L)
 {
-	int n = lua_gettop(L);
+	bool env = lua_gettop(L) >= 4;	/* load() tells a nil env from none */
 
+	lua_settop(L, 4);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, 1);
 	lua_pushvalue(L, 2);
 	lua_pushliteral(L, "t");
-	if (n >= 4)
+	if (env)
 		lua_pushvalue(L, 4);
-	lua_call(L, n >= 4 ? 4 : 3, LUA_MULTRET);
-	return lua_gettop(L) - n;
+	lua_call(L, env ? 4 : 3, LUA_MULTRET);
+	return lua_gettop(L) - 4;
+}
+
+/*
+ * xpcall(f, h, ...): Lua calls a message handler from inside the error, and
+ * when the error is the hook's kill that is with hooks off: an endless
+ * handler would never be stopped.  Here h runs after the unwind, under the
+ * hook.  Without the debug library a handler cannot see the stack anyway.
+ */
+static int
+lh_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L);
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 1);
+	for (int i = 3; i <= n; i++)
+		lua_pushvalue(L, i);
+	if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK) {
+		lua_pushboolean(L, 1);
+		lua_insert(L, n + 1);
+		return lua_gettop(L) - n;
+	}
+	lua_pushvalue(L, 2);
+	lua_insert(L, -2);
+	lua_pcall(L, 1, 1, 0);		/* h(err), or the error h raised */
+	lua_pushboolean(L, 0);
+	lua_insert(L, -2);
+	return 2;
+}
+
+/*
+ * setmetatable(t, mt) without __gc: Lua runs finalizers with hooks off, so
+ * a plugin's __gc could loop forever out of the deadline's reach.
+ */
+static int
+lh_setmetatable(lua_State *L)
+{
+	lua_settop(L, 2);
+	if (lua_type(L, 2) == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "setmetatable: __gc is not allowed in plugins");
+		lua_pop(L, 1);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 2, 1);
+	return 1;
 }
 
 /* zdm.sleep(ms): bounded by the step's deadline */
@@ -408,7 +462,7 @@ lh_is_expr(lua_State *L)
 	return 1;
 }
 
-/* ---- the zdm module: exec ------------------------------------------------- */
+/* ---- the zdm module: exec ------------------------------------------------ */
 
 /* opts.NAME as a string or nil (left on the stack; the pointer lives as long) */
 static const char *
@@ -582,7 +636,7 @@ lh_exec(lua_State *L)
 	return 1;
 }
 
-/* ---- the zdm module: files ------------------------------------------------- */
+/* ---- the zdm module: files ----------------------------------------------- */
 
 /* "dir/base" -> dir ("." or "/" as needed) and a temp name beside it with
  * `suffix` appended.  -1 (errno set) when it does not fit or has no base. */
@@ -819,7 +873,7 @@ lh_file_type(lua_State *L)
 	return 1;
 }
 
-/* ---- the zdm module: json --------------------------------------------------- */
+/* ---- the zdm module: json ------------------------------------------------ */
 
 /* zdm.json.encode(v) -> string; raises on a value with no JSON form */
 static int
@@ -917,6 +971,11 @@ lh_sandbox(lua_State *L)
 	lua_setglobal(L, "load");
 	lua_pushcfunction(L, lh_print);
 	lua_setglobal(L, "print");
+	lua_pushcfunction(L, lh_xpcall);
+	lua_setglobal(L, "xpcall");
+	lua_getglobal(L, "setmetatable");
+	lua_pushcclosure(L, lh_setmetatable, 1);
+	lua_setglobal(L, "setmetatable");
 
 	luaL_newmetatable(L, LH_GUARD);
 	lua_pushcfunction(L, lh_guard_close);
@@ -933,7 +992,7 @@ lh_sandbox(lua_State *L)
 	lua_setglobal(L, "zdm");
 }
 
-/* ---- loading: the plugin's table ------------------------------------------- */
+/* ---- loading: the plugin's table ----------------------------------------- */
 
 static bool
 lh_optbool(lua_State *L, struct plugin *p, int t, const char *name)
@@ -1151,7 +1210,7 @@ lh_load_body(lua_State *L)
 	return 0;
 }
 
-/* ---- calls ------------------------------------------------------------------ */
+/* ---- calls --------------------------------------------------------------- */
 
 static void
 lh_push_params(lua_State *L, const json_t *params)
@@ -1397,10 +1456,14 @@ lh_call(struct plugin *p, struct call *c)
 	c->rc = -1;
 	p->ctx = c->ctx;
 	p->res = c->res;
+	/* killed yet "returned": `return pcall(zdm.sleep, 1e9)` ends without
+	 * another instruction for the hook to raise on */
 	if (lh_pcall(p, lh_call_body, c, c->ctx != NULL ? c->ctx->deadline_ms : 0,
-	    msg, sizeof msg) != LUA_OK) {
+	    msg, sizeof msg) != LUA_OK || p->killed) {
 		snprintf(what, sizeof what, "%s()", c->fn);
 		lh_why(p, what, msg, 0, why, sizeof why);
+		if (p->killed)
+			c->res->err[0] = '\0';	/* the kill is the cause */
 		zdm_fail(c->res, "%s", why);
 		c->rc = -1;
 	}
@@ -1438,7 +1501,7 @@ lh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx,
 	return lh_call(p, &c);
 }
 
-/* ---- life cycle --------------------------------------------------------------- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 static void
 lh_free(struct plugin *p)

@@ -35,7 +35,7 @@ struct lj {
 
 static json_t *lj_value(struct lj *c, int idx);
 
-/* ---- JSON -> Lua -------------------------------------------------------- */
+/* ---- JSON -> Lua --------------------------------------------------------- */
 
 void
 lj_push(lua_State *L, const json_t *v)
@@ -87,7 +87,7 @@ lj_push(lua_State *L, const json_t *v)
 	}
 }
 
-/* ---- Lua -> JSON -------------------------------------------------------- */
+/* ---- Lua -> JSON --------------------------------------------------------- */
 
 static json_t *
 lj_fail(struct lj *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
