@@ -59,7 +59,7 @@ struct plugin {
 	struct zdm_param *params;
 	size_t nparams;
 	bool read_only, idempotent;
-	int ref_run, ref_validate, ref_plan, ref_undo;	/* registry refs */
+	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot;	/* registry refs */
 	size_t mem, mem_limit;
 
 	/* the call in progress */
@@ -79,6 +79,7 @@ struct call {
 	const json_t *params;
 	const json_t *undo_data;
 	bool with_undo_data;
+	bool raw_result;		/* snapshot(): the value itself is undo_data */
 	struct zdm_result *res;
 	struct zdm_diag *diag;
 	char *plan;
@@ -1200,6 +1201,7 @@ lh_load_body(lua_State *L)
 	p->ref_validate = lh_optfunc(L, p, t, "validate", false);
 	p->ref_plan = lh_optfunc(L, p, t, "plan", false);
 	p->ref_undo = lh_optfunc(L, p, t, "undo", false);
+	p->ref_snapshot = lh_optfunc(L, p, t, "snapshot", false);
 
 	ty = lua_getfield(L, t, "params");
 	if (ty == LUA_TTABLE)
@@ -1239,6 +1241,10 @@ lh_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
 	lua_setfield(L, -2, "undoing");
 	lua_pushstring(L, ctx->state_dir != NULL ? ctx->state_dir : "");
 	lua_setfield(L, -2, "state_dir");
+	if (ctx->prior != NULL && !json_is_null(ctx->prior)) {
+		lj_push(L, ctx->prior);
+		lua_setfield(L, -2, "prior");
+	}
 }
 
 /* one validate() answer: a message or {param=, message=}; false if neither */
@@ -1444,6 +1450,23 @@ lh_call_body(lua_State *L)
 		nargs = 3;
 	}
 	lua_call(L, nargs, 2);
+	if (c->raw_result) {
+		char *err = NULL;
+		json_t *v = NULL;
+
+		if (!lua_isnil(L, fn)) {
+			v = lj_to_json(L, fn, &err);
+			if (v == NULL) {
+				zdm_fail(c->res, "%s(): %s", c->fn, err);
+				free(err);
+				return 0;
+			}
+		}
+		json_decref(c->res->undo_data);
+		c->res->undo_data = v;
+		c->rc = 0;
+		return 0;
+	}
 	lh_take_result(L, c, fn);
 	return 0;
 }
@@ -1482,6 +1505,19 @@ lh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx,
 	struct call c = {
 		.p = p, .fn = "run", .ref = p->ref_run, .ctx = ctx,
 		.params = params, .res = res,
+	};
+
+	return lh_call(p, &c);
+}
+
+static int
+lh_snapshot(const struct zdm_step_type *t, struct zdm_ctx *ctx,
+    const json_t *params, struct zdm_result *res)
+{
+	struct plugin *p = t->impl;
+	struct call c = {
+		.p = p, .fn = "snapshot", .ref = p->ref_snapshot, .ctx = ctx,
+		.params = params, .res = res, .raw_result = true,
 	};
 
 	return lh_call(p, &c);
@@ -1562,7 +1598,7 @@ luahost_load(const char *name, const char *path, char **err)
 
 	p->name = xstrdup(name);
 	p->path = xstrdup(path);
-	p->ref_run = p->ref_validate = p->ref_plan = p->ref_undo = LUA_NOREF;
+	p->ref_run = p->ref_validate = p->ref_plan = p->ref_undo = p->ref_snapshot = LUA_NOREF;
 	if (lh_mem_limit(&p->mem_limit, err) == -1)
 		goto fail;
 	p->L = lua_newstate(lh_alloc, p);
@@ -1594,6 +1630,7 @@ luahost_load(const char *name, const char *path, char **err)
 	t->plan = lh_plan;
 	t->run = lh_run;
 	t->undo = p->ref_undo != LUA_NOREF ? lh_undo : NULL;
+	t->snapshot = p->ref_snapshot != LUA_NOREF ? lh_snapshot : NULL;
 	t->impl = p;
 	t->free_impl = lh_free_impl;
 	return t;

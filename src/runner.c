@@ -37,6 +37,7 @@ struct stepstate {
 	long start_seq;
 	enum ustate ust;
 	int undo_attempts;
+	json_t *snapshot;	/* recorded before the step's first attempt */
 };
 
 struct run {
@@ -56,6 +57,7 @@ struct run {
 	char *fail_msg;
 	long last_seq;
 	int no_undo;		/* steps that changed things and have no undo */
+	bool rolling_back_cmd;	/* this process is `zdm rollback` */
 };
 
 /* ---- terminal output ----------------------------------------------------- */
@@ -250,7 +252,40 @@ run_step(struct run *r, size_t i, char **why)
 			expr_set_step(r->rb->x, s->id, NULL);
 			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
+		memset(&ctx, 0, sizeof ctx);
+		memset(&res, 0, sizeof res);
+		ctx.run_id = r->run_id;
+		ctx.step_id = s->id;
+		ctx.attempt = attempt;
+		ctx.dry_run = dry;
+		ctx.state_dir = r->o->state_dir;
 		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
+		if (s->type->snapshot != NULL) {
+			/* the state run() will replace, on disk before it acts */
+			ctx.deadline_ms = zdm_now_ms() + s->timeout_ms;
+			if (s->type->snapshot(s->type, &ctx, params, &res) != 0) {
+				char *msg = xasprintf("reading the state before the change: %s", res.err);
+
+				json_decref(d);
+				json_decref(params);
+				zdm_result_release(&res);
+				show_step(r, i, "failed", "\033[31m", -1, msg);
+				if (jrec(r, "step.failed", s->id, attempt, json_pack("{s:s,s:b}",
+				    "error", msg, "will_retry", false)) != 0) {
+					free(msg);
+					return OC_JOURNAL;
+				}
+				ss->st = S_FAILED;
+				*why = msg;
+				return OC_FAILED;
+			}
+			json_object_set_new(d, "snapshot", res.undo_data ? res.undo_data : json_null());
+			if (ss->snapshot == NULL && res.undo_data != NULL)
+				ss->snapshot = json_incref(res.undo_data);
+			res.undo_data = NULL;
+			zdm_result_release(&res);
+			memset(&res, 0, sizeof res);
+		}
 		if (jrec(r, "step.started", s->id, attempt, d) != 0) {
 			json_decref(params);
 			return OC_JOURNAL;
@@ -263,13 +298,7 @@ run_step(struct run *r, size_t i, char **why)
 		else if (!r->o->json)
 			say(r, "[%zu/%zu] running   %s (%s, attempt %d)\n", i + 1,
 			    r->rb->nsteps, s->id, s->uses, attempt);
-		memset(&ctx, 0, sizeof ctx);
-		memset(&res, 0, sizeof res);
-		ctx.run_id = r->run_id;
-		ctx.step_id = s->id;
-		ctx.attempt = attempt;
-		ctx.dry_run = dry;
-		ctx.state_dir = r->o->state_dir;
+		ctx.prior = ss->snapshot;
 		t0 = zdm_now_ms();
 		ctx.deadline_ms = t0 + s->timeout_ms;
 		rc = s->type->run(s->type, &ctx, params, &res);
@@ -390,7 +419,7 @@ rollback(struct run *r)
 		if (ss->ust == U_SUCCEEDED || ss->ust == U_SKIPPED)
 			continue;
 		if (ss->st == S_SUCCEEDED || ss->st == S_STARTED ||
-		    (ss->st == S_FAILED && ss->undo_data != NULL)) {
+		    (ss->st == S_FAILED && (ss->undo_data != NULL || ss->snapshot != NULL))) {
 			items[n].i = i;
 			items[n].seq = ss->st == S_STARTED ? ss->start_seq :
 			    ss->st == S_FAILED ? LONG_MAX - (long)(r->rb->nsteps - i) : ss->done_seq;
@@ -414,7 +443,14 @@ rollback(struct run *r)
 			rc = ZDM_EXIT_PAUSED;
 			break;
 		}
-		if (ss->st == S_STARTED && r->o->in_doubt != IN_DOUBT_RETRY) {
+		/* a step whose type recorded a snapshot before acting can be put
+		 * back exactly even if it never recorded its end: restoring the
+		 * state from before is right whether or not it took effect */
+		const json_t *udata = ss->undo_data ? ss->undo_data :
+		    (s->undo == NULL && s->type && s->type->undo ? ss->snapshot : NULL);
+		bool exact = ss->st == S_STARTED && udata != NULL;
+
+		if (ss->st == S_STARTED && !exact && r->o->in_doubt != IN_DOUBT_RETRY) {
 			bool skip = r->o->in_doubt == IN_DOUBT_SKIP;
 			const char *why = skip ? "in doubt, skipped by --in-doubt skip" :
 			    "in doubt: it started but its end was not recorded, so there is no undo_data; "
@@ -503,7 +539,7 @@ rollback(struct run *r)
 			if (s->undo != NULL)
 				urc = ut->run(ut, &ctx, params, &res);
 			else
-				urc = ut->undo(ut, &ctx, params, ss->undo_data, &res);
+				urc = ut->undo(ut, &ctx, params, udata, &res);
 			json_decref(params);
 			if (res.interrupted) {
 				zdm_result_release(&res);
@@ -714,6 +750,7 @@ run_release(struct run *r)
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
+		json_decref(r->ss[i].snapshot);
 	}
 	free(r->ss);
 	free(r->finished_status);
@@ -870,9 +907,13 @@ load_state(struct run *r, struct jlog *log)
 			return -1;
 		}
 		if (strcmp(ev, "step.started") == 0) {
+			json_t *snap = json_object_get(data, "snapshot");
+
 			ss->st = S_STARTED;
 			ss->attempts = attempt;
 			ss->start_seq = seq;
+			if (ss->snapshot == NULL && snap != NULL && !json_is_null(snap))
+				ss->snapshot = json_incref(snap);
 		} else if (strcmp(ev, "step.succeeded") == 0) {
 			json_t *u = json_object_get(data, "undo_data");
 
@@ -993,7 +1034,9 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 	}
 	if (r->o->json)
 		journal_set_echo(r->j, echo_record, NULL);
-	d = json_pack("{s:o,s:b,s:s,s:s}", "actor", actor_json(), "allow_changed",
+	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command",
+	    strcmp(event, "run.resumed") == 0 && r->rolling_back_cmd ? "rollback" : "resume",
+	    "actor", actor_json(), "allow_changed",
 	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt",
 	    r->o->in_doubt == IN_DOUBT_RETRY ? "retry" : r->o->in_doubt == IN_DOUBT_SKIP ? "skip" : "ask");
 	if (jrec(r, event, NULL, 0, d) != 0)
@@ -1103,6 +1146,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 	for (size_t i = 0; i < rb->nsteps; i++)
 		if (r.ss[i].st == S_SUCCEEDED)
 			expr_set_step(rb->x, rb->steps[i].id, r.ss[i].outputs);
+	r.rolling_back_cmd = true;
 	rc = reopen(&r, journal, log, "run.resumed");
 	if (rc != ZDM_EXIT_OK) {
 		run_release(&r);

@@ -255,3 +255,45 @@ RB
   [ "$status" -eq 2 ]
   assert_output --partial "already finished (succeeded)"
 }
+
+# release.symlink records the link's target in step.started (snapshot) before
+# it switches, so a switch that happened but was never recorded as done is
+# still put back exactly
+symlink_runbook() {
+  mkdir -p r/v1 r/v2
+  ln -sfn "$T/r/v1" current
+  cat > rb.yml <<RB
+zdm: 1
+name: sl
+steps:
+  - id: switch
+    uses: release.symlink
+    with: {link: "$T/current", target: "$T/r/v2"}
+  - id: after
+    uses: exec
+    with: {command: ["true"]}
+RB
+}
+
+@test "crash: a symlink switch torn before step.succeeded is undone exactly by zdm rollback" {
+  symlink_runbook
+  ZDM_TEST_TEAR_RECORD=3 run zdm run rb.yml       # step.succeeded of switch is torn
+  [ "$status" -eq 137 ]
+  [ "$(readlink current)" = "$T/r/v2" ]           # the switch did happen
+  run zdm rollback rb.yml
+  [ "$status" -eq 0 ] || fail "$output"
+  assert_output --partial "last line was torn"
+  [ "$(readlink current)" = "$T/r/v1" ]
+}
+
+@test "crash: an idempotent switch rerun after a crash still undoes to the release before the first try" {
+  symlink_runbook
+  ZDM_TEST_TEAR_RECORD=3 run zdm run rb.yml
+  [ "$status" -eq 137 ]
+  run zdm resume rb.yml
+  [ "$status" -eq 0 ] || fail "$output"
+  [ "$(jq -r 'select(.event=="step.succeeded" and .step=="switch") | .data.undo_data.previous' "$(journal_of .zdm)")" = "$T/r/v1" ]
+  run zdm rollback rb.yml
+  [ "$status" -eq 0 ] || fail "$output"
+  [ "$(readlink current)" = "$T/r/v1" ]
+}

@@ -51,6 +51,11 @@ struct zdm_ctx {
 	bool undoing;		/* true inside undo() */
 	int64_t deadline_ms;	/* monotonic ms when this attempt times out; 0 = none */
 	const char *state_dir;
+	/* run(): what snapshot() recorded before the FIRST attempt of this step
+	 * in this run (from the journal after a crash), or NULL.  An idempotent
+	 * step run again after a crash must undo to this state, not to its own
+	 * half-done change. */
+	const json_t *prior;
 };
 
 /* What run() and undo() report.  `err` holds the first error (first wins). */
@@ -89,6 +94,16 @@ struct zdm_step_type {
 
 	/* What run() would do, in words; malloc'd, caller frees.  NULL = generic. */
 	char *(*plan)(const struct zdm_step_type *t, const json_t *params);
+
+	/*
+	 * Optional.  Reads, changing nothing, the state run() is about to
+	 * replace, and puts it in res->undo_data in the shape undo() takes.
+	 * Called before step.started is written and recorded in it, so a step
+	 * left in doubt by a crash can still be undone exactly, and a rerun
+	 * sees the first attempt's snapshot in ctx->prior.  Returns 0 or -1.
+	 */
+	int (*snapshot)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
+	    const json_t *params, struct zdm_result *res);
 
 	/* Does it.  Returns 0 on success, -1 on failure with res->err set. */
 	int (*run)(const struct zdm_step_type *t, struct zdm_ctx *ctx,

@@ -67,6 +67,9 @@ return {
 		end
 
 		local old = now and zdm.file.readlink(link) or nil
+		-- run again after a crash: the link may already point at target;
+		-- what must come back on undo is what was there before the first try
+		if ctx.prior then old = ctx.prior.previous end
 		local ok, err = zdm.file.symlink(target, link)
 		if not ok then return nil, err end
 		zdm.log(string.format("%s -> %s (was %s)", link, target, old or "no link"))
@@ -77,8 +80,17 @@ return {
 		}
 	end,
 
+	-- the state run() replaces, recorded in the journal before it acts
+	snapshot = function(ctx, p)
+		local now = zdm.file.type(p.link)
+		if now ~= nil and now ~= "link" then return nil end
+		return {link = p.link, previous = now and zdm.file.readlink(p.link) or nil}
+	end,
+
 	undo = function(ctx, p, u)
-		u = u or {}
+		if u == nil then
+			return nil, "no undo_data was recorded for this step: point the link back by hand"
+		end
 		local link = u.link or p.link
 		local ok, err = true, nil
 		if u.previous then
