@@ -147,9 +147,10 @@ is_runbook_path(const char *a)
 	return stat(a, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* the `name` in the first record of a journal (cheap: first line only) */
+/* the `name` in the first record of a journal (cheap: first line only);
+ * *dry tells whether it was a dry run */
 static char *
-journal_runbook_name(const char *path)
+journal_runbook_name(const char *path, bool *dry)
 {
 	FILE *f = fopen(path, "rb");
 	char *line = NULL, *name = NULL;
@@ -164,6 +165,7 @@ journal_runbook_name(const char *path)
 			const char *n = json_string_value(json_object_get(json_object_get(j, "data"), "name"));
 
 			name = n ? xstrdup(n) : NULL;
+			*dry = json_is_true(json_object_get(json_object_get(j, "data"), "dry_run"));
 			json_decref(j);
 		}
 	}
@@ -172,9 +174,10 @@ journal_runbook_name(const char *path)
 	return name;
 }
 
-/* newest journal in STATE_DIR/runs (for runbook `name`, or any) */
+/* newest journal in STATE_DIR/runs (for runbook `name`, or any); dry runs
+ * only when with_dry (resume and rollback never want a rehearsal) */
 static char *
-latest_journal(const char *state_dir, const char *name)
+latest_journal(const char *state_dir, const char *name, bool with_dry)
 {
 	char *runs = path_join(state_dir, "runs"), *best = NULL;
 	DIR *d = opendir(runs);
@@ -202,9 +205,12 @@ latest_journal(const char *state_dir, const char *name)
 				free(p);
 				continue;
 			}
-			if (name != NULL) {
-				n = journal_runbook_name(p);
-				if (n == NULL || strcmp(n, name) != 0) {
+			{
+				bool dry = false;
+
+				n = journal_runbook_name(p, &dry);
+				if ((name != NULL && (n == NULL || strcmp(n, name) != 0)) ||
+				    (dry && !with_dry)) {
 					free(n);
 					free(p);
 					continue;
@@ -226,6 +232,12 @@ latest_journal(const char *state_dir, const char *name)
 	}
 	free(runs);
 	return best;
+}
+
+static bool
+with_dry(const char *cmd)
+{
+	return strcmp(cmd, "resume") != 0 && strcmp(cmd, "rollback") != 0;
 }
 
 /*
@@ -257,7 +269,7 @@ find_journal(const struct cli *c, const char *arg, char **state_dir, const char 
 
 		*state_dir = state_dir_for(c, arg);
 		if (n != NULL && n->kind == Y_SCALAR)
-			j = latest_journal(*state_dir, n->str);
+			j = latest_journal(*state_dir, n->str, with_dry(cmd));
 		else if (e.n > 0)
 			print_errors(&e);
 		if (j == NULL && n != NULL)
@@ -268,7 +280,7 @@ find_journal(const struct cli *c, const char *arg, char **state_dir, const char 
 	}
 	*state_dir = state_dir_for(c, NULL);
 	if (arg == NULL) {
-		j = latest_journal(*state_dir, NULL);
+		j = latest_journal(*state_dir, NULL, with_dry(cmd));
 		if (j == NULL)
 			fprintf(stderr, "zdm %s: no runs in %s (name a RUN_ID or RUNBOOK, or set --state-dir)\n",
 			    cmd, *state_dir);

@@ -49,6 +49,23 @@ plugin_path_build(const char *flag)
 		free(copy);
 	}
 	v[n++] = xstrdup("./plugins");
+	{
+		/* where this binary is installed: BIN/../share/zdm/plugins, so
+		 * `make install PREFIX=...` works without a rebuild */
+		char exe[4096];
+		ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+		if (l > 0) {
+			char *bin, *pre;
+
+			exe[l] = '\0';
+			bin = path_dirname(exe);
+			pre = path_dirname(bin);
+			v[n++] = path_join(pre, "share/zdm/plugins");
+			free(bin);
+			free(pre);
+		}
+	}
 	v[n++] = xstrdup(ZDM_PREFIX "/share/zdm/plugins");
 	v[n] = NULL;
 	return v;

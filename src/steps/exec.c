@@ -47,8 +47,8 @@ exec_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d
 				zdm_diag(d, "expect_exit", "exit codes are whole numbers from 0 to 255");
 	}
 	v = json_object_get(p, "output_limit");
-	if (json_is_integer(v) && (json_integer_value(v) < 0 || json_integer_value(v) > (64 << 20)))
-		zdm_diag(d, "output_limit", "must be from 0 to 67108864 bytes");
+	if (json_is_integer(v) && (json_integer_value(v) < 1 || json_integer_value(v) > (64 << 20)))
+		zdm_diag(d, "output_limit", "must be from 1 to 67108864 bytes");
 }
 
 /* argv from the list; numbers become their text */
@@ -103,12 +103,39 @@ exec_plan(const struct zdm_step_type *t, const json_t *p)
 	return sb_detach(&sb);
 }
 
+/* outputs are JSON strings: bytes that are not UTF-8 become U+FFFD */
 static void
 chomp_set(json_t *out, const char *key, const char *s, size_t n)
 {
+	json_t *v;
+
 	if (n > 0 && s[n - 1] == '\n')
 		n--;
-	json_object_set_new(out, key, json_stringn(s, n));
+	v = json_stringn(s, n);
+	if (v == NULL) {
+		struct sbuf sb;
+		size_t i = 0;
+
+		sb_init(&sb);
+		while (i < n) {
+			unsigned char c = (unsigned char)s[i];
+			size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 :
+			    (c >> 3) == 30 ? 4 : 0;
+			json_t *probe = len && i + len <= n ? json_stringn(s + i, len) : NULL;
+
+			if (probe != NULL) {
+				sb_add(&sb, s + i, len);
+				json_decref(probe);
+				i += len;
+			} else {
+				sb_adds(&sb, "\xef\xbf\xbd");
+				i++;
+			}
+		}
+		v = json_stringn(sb.buf, sb.len);
+		sb_release(&sb);
+	}
+	json_object_set_new(out, key, v ? v : json_string(""));
 }
 
 static const char *
