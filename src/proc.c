@@ -29,6 +29,7 @@
 extern char **environ;
 
 volatile sig_atomic_t zdm_interrupted;
+void (*zdm_tick)(void);
 static volatile sig_atomic_t signal_count;
 
 static void
@@ -65,9 +66,13 @@ zdm_sleep_ms(int64_t ms)
 			return -1;
 		if (left <= 0)
 			return 0;
+		if (left > 200 && zdm_tick != NULL)
+			left = 200;
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;
 		nanosleep(&ts, NULL);
+		if (zdm_tick != NULL)
+			zdm_tick();
 	}
 }
 
@@ -301,6 +306,8 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 			timeout = 10;
 		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
+		if (zdm_tick != NULL)
+			zdm_tick();
 		if (iout >= 0 && p[iout].revents != 0 && !drain(&so)) {
 			close(so.fd);
 			so.fd = -1;

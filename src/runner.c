@@ -104,6 +104,53 @@ show_step(const struct run *r, size_t i, const char *state, const char *color,
 	    detail ? "\n        " : "", detail ? detail : "");
 }
 
+/* the running step's line on a terminal: spinner and elapsed time */
+static struct {
+	const struct run *r;
+	size_t i;
+	int64_t t0, last;
+	int frame;
+} live;
+
+static void
+live_tick(void)
+{
+	static const char *const spin[] = { "|", "/", "-", "\\" };
+	const struct rb_step *s;
+	int64_t now = zdm_now_ms();
+	char d[32];
+
+	if (live.r == NULL || now - live.last < 200)
+		return;
+	live.last = now;
+	s = &live.r->rb->steps[live.i];
+	fmt_duration(now - live.t0, d, sizeof d);
+	say(live.r, "\r[%zu/%zu] %s%s running%s %s%s%s  %s\033[K", live.i + 1, live.r->rb->nsteps,
+	    c(live.r, "\033[33m"), spin[live.frame++ % 4], c(live.r, "\033[0m"), s->id,
+	    s->name ? " — " : "", s->name ? s->name : "", d);
+}
+
+static void
+live_start(const struct run *r, size_t i)
+{
+	if (!r->tty)
+		return;
+	live.r = r;
+	live.i = i;
+	live.t0 = live.last = zdm_now_ms();
+	live.frame = 0;
+	zdm_tick = live_tick;
+}
+
+static void
+live_stop(void)
+{
+	if (live.r != NULL)
+		say(live.r, "\r\033[K");
+	live.r = NULL;
+	zdm_tick = NULL;
+}
+
 /* ---- journal helpers ----------------------------------------------------- */
 
 static void
@@ -301,7 +348,9 @@ run_step(struct run *r, size_t i, char **why)
 		ctx.prior = ss->snapshot;
 		t0 = zdm_now_ms();
 		ctx.deadline_ms = t0 + s->timeout_ms;
+		live_start(r, i);
 		rc = s->type->run(s->type, &ctx, params, &res);
+		live_stop();
 		json_decref(params);
 		if (rc == 0 && zdm_now_ms() > ctx.deadline_ms + 1000 && !s->type->read_only) {
 			/* finished, late: keep the result, it did happen */

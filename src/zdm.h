@@ -84,6 +84,9 @@ void redact_reset(void);
 /* ---- proc.c: child processes in their own process group -------------- */
 
 extern volatile sig_atomic_t zdm_interrupted;	/* signal number, or 0 */
+/* called about every 200 ms while a child runs or zdm sleeps (the terminal
+ * redraws the running step's elapsed time); NULL = nothing */
+extern void (*zdm_tick)(void);
 void proc_install_signals(void);
 
 struct proc_opts {
