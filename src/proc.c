@@ -254,7 +254,9 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 		fcntl(inp[1], F_SETFL, O_NONBLOCK);
 	so.fd = outp[0];
 	se.fd = errp[0];
-	so.cap = se.cap = o->cap ? o->cap : 65536;
+	/* keep a secret's length more than asked, so a secret cut by the cap
+	 * is still whole when redacted; cut to the cap after redaction */
+	so.cap = se.cap = (o->cap ? o->cap : 65536) + redact_maxlen();
 	so.trunc = se.trunc = false;
 	sb_init(&so.sb);
 	sb_init(&se.sb);
@@ -361,6 +363,20 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 	r->err_len = strlen(r->err);
 	r->out_trunc = so.trunc;
 	r->err_trunc = se.trunc;
+	{
+		size_t cap = o->cap ? o->cap : 65536;
+
+		if (r->out_len > cap) {
+			r->out[cap] = '\0';
+			r->out_len = cap;
+			r->out_trunc = true;
+		}
+		if (r->err_len > cap) {
+			r->err[cap] = '\0';
+			r->err_len = cap;
+			r->err_trunc = true;
+		}
+	}
 	sb_release(&so.sb);
 	sb_release(&se.sb);
 	r->duration_ms = zdm_now_ms() - start;

@@ -48,6 +48,13 @@ redact_add(const char *secret)
 	}
 }
 
+size_t
+redact_maxlen(void)
+{
+	/* sorted longest first */
+	return nsecrets ? strlen(secrets[0]) : 0;
+}
+
 bool
 redact_active(void)
 {

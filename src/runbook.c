@@ -1021,6 +1021,16 @@ runbook_resolve_secrets(struct runbook *rb, char **err)
 			sb_init(&sb);
 			while ((r = fread(buf, 1, sizeof buf, f)) > 0 && sb.len < (1u << 20))
 				sb_add(&sb, buf, r);
+			if (ferror(f)) {
+				int e = errno;
+
+				fclose(f);
+				sb_release(&sb);
+				seterr(err, "%s:%d:%d: secret '%s': cannot read file '%s': %s",
+				    rb->path, s->node->line, s->node->col, s->name, s->file, strerror(e));
+				json_decref(obj);
+				return -1;
+			}
 			fclose(f);
 			/* a trailing newline is not part of the secret */
 			while (sb.len > 0 && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))

@@ -77,6 +77,7 @@ char *path_abs(const char *p);
 
 void redact_add(const char *secret);	/* copies; empty strings ignored */
 bool redact_active(void);
+size_t redact_maxlen(void);		/* length of the longest secret */
 char *redact_str(const char *s);	/* malloc'd copy with every secret -> "***" */
 void redact_json(json_t *v);		/* in place: every string (and key) */
 void redact_reset(void);
