@@ -644,6 +644,14 @@ jread(const char *path, struct jlog *log, char **err, int *why)
 				seterr(err, "%s:1: unknown chain '%s' (expected "
 				    "sha256 or hmac-sha256)", path, chain);
 				goto out;
+			} else if (audit_key() != NULL) {
+				/* with a key set, an unkeyed chain is one anybody
+				 * could have re-made: never act on it */
+				seterr(err, "%s:1: chain is plain sha256 but "
+				    "ZDM_AUDIT_KEY is set: not made with the key "
+				    "(re-chained, or written before the key was "
+				    "set)", path);
+				goto out;
 			}
 			run = json_string_value(json_object_get(rec, "run"));
 		}
@@ -732,13 +740,6 @@ journal_verify(const char *path, FILE *out, FILE *errout)
 	if (log.n > 0)
 		chain = json_string_value(json_object_get(
 		    json_object_get(log.recs[0], "data"), "chain"));
-	if (chain != NULL && strcmp(chain, "sha256") == 0 &&
-	    audit_key() != NULL) {
-		fprintf(errout, "%s:1: chain is plain sha256 but ZDM_AUDIT_KEY "
-		    "is set: not made with the key\n", path);
-		jlog_release(&log);
-		return BAD_CHAIN;
-	}
 	if (log.n == 0)
 		fprintf(out, "%s: ok, 0 records%s\n", path,
 		    log.torn ? ", torn last line ignored" : "");

@@ -793,7 +793,16 @@ main(int argc, char **argv)
 	c.vars = xcalloc((size_t)argc, sizeof *c.vars);
 	optind = 2;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+	int li = -1;
+
+	while ((opt = getopt_long(argc, argv, ":h", long_opts, &li)) != -1) {
+		char optname[64];
+
+		if (li >= 0)
+			snprintf(optname, sizeof optname, "--%s", long_opts[li].name);
+		else
+			snprintf(optname, sizeof optname, "%s", argv[optind - 1]);
+		li = -1;
 		if (opt == 'h') {
 			help_one(cmd);
 			free(c.vars);
@@ -801,13 +810,14 @@ main(int argc, char **argv)
 		}
 		if (opt == '?' || opt == ':') {
 			fprintf(stderr, "zdm %s: %s '%s' (zdm %s --help)\n", cmd->name,
-			    opt == ':' ? "missing value for" : "unknown option", argv[optind - 1], cmd->name);
+			    opt == ':' ? "missing value for" : "unknown or ambiguous option",
+			    argv[optind - 1], cmd->name);
 			free(c.vars);
 			return ZDM_EXIT_USAGE;
 		}
 		if ((cmd->opts & opt_bit(opt)) == 0) {
 			fprintf(stderr, "zdm %s: option '%s' does not apply here (zdm %s --help)\n",
-			    cmd->name, argv[optind - 1], cmd->name);
+			    cmd->name, optname, cmd->name);
 			free(c.vars);
 			return ZDM_EXIT_USAGE;
 		}

@@ -376,6 +376,10 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 			r->err_len = cap;
 			r->err_trunc = true;
 		}
+		if (r->out_trunc)
+			r->out_len = redact_tail(r->out, r->out_len);
+		if (r->err_trunc)
+			r->err_len = redact_tail(r->err, r->err_len);
 	}
 	sb_release(&so.sb);
 	sb_release(&se.sb);

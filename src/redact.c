@@ -99,6 +99,24 @@ redact_str(const char *s)
 	return sb_detach(&sb);
 }
 
+size_t
+redact_tail(char *s, size_t len)
+{
+	/* a cut inside a secret leaves its first bytes at the end: drop them */
+	for (size_t i = 0; i < nsecrets; i++) {
+		size_t sl = strlen(secrets[i]);
+
+		for (size_t k = sl - 1; k > 0; k--) {
+			if (k <= len && memcmp(s + len - k, secrets[i], k) == 0) {
+				len -= k;
+				s[len] = '\0';
+				break;
+			}
+		}
+	}
+	return len;
+}
+
 void
 redact_json(json_t *v)
 {

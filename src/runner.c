@@ -35,6 +35,7 @@ struct stepstate {
 	json_t *undo_data;
 	long done_seq;		/* seq of step.succeeded (order for rollback) */
 	long start_seq;
+	bool interrupted;	/* in doubt because a signal stopped it */
 	enum ustate ust;
 	int undo_attempts;
 	json_t *snapshot;	/* recorded before the step's first attempt */
@@ -357,17 +358,16 @@ run_step(struct run *r, size_t i, char **why)
 		}
 		if (res.interrupted || (rc != 0 && zdm_interrupted)) {
 			/* zdm stopped the step itself (SIGTERM, then SIGKILL to its
-			 * process group) and saw it end: that is a failed attempt, not
-			 * a step in doubt, and resume runs it again as a retry would */
-			d = json_pack("{s:s,s:b,s:b,s:I}", "error", "interrupted: zdm stopped the step",
-			    "interrupted", true, "will_retry", false,
+			 * process group) part-way: it may have half-happened, so it
+			 * stays in doubt, as after a crash, unless it is idempotent */
+			d = json_pack("{s:s,s:i,s:I}", "error", "stopped by a signal while it ran",
+			    "signal", (int)zdm_interrupted,
 			    "duration_ms", (json_int_t)(zdm_now_ms() - t0));
 			if (res.undo_data != NULL)
 				json_object_set(d, "undo_data", res.undo_data);
 			show_step(r, i, "stopped", "\033[33m", zdm_now_ms() - t0, res.err);
-			ss->st = S_FAILED;
 			zdm_result_release(&res);
-			if (jrec(r, "step.failed", s->id, attempt, d) != 0)
+			if (jrec(r, "step.interrupted", s->id, attempt, d) != 0)
 				return OC_JOURNAL;
 			return OC_INTERRUPTED;
 		}
@@ -961,6 +961,7 @@ load_state(struct run *r, struct jlog *log)
 			ss->st = S_STARTED;
 			ss->attempts = attempt;
 			ss->start_seq = seq;
+			ss->interrupted = false;
 			if (ss->snapshot == NULL && snap != NULL && !json_is_null(snap))
 				ss->snapshot = json_incref(snap);
 		} else if (strcmp(ev, "step.succeeded") == 0) {
@@ -985,6 +986,14 @@ load_state(struct run *r, struct jlog *log)
 			free(r->fail_msg);
 			r->fail_msg = xstrdup(json_string_value(json_object_get(data, "error")) ?
 			    json_string_value(json_object_get(data, "error")) : "failed");
+		} else if (strcmp(ev, "step.interrupted") == 0) {
+			/* still started-not-ended: in doubt */
+			ss->interrupted = true;
+			if (json_object_get(data, "undo_data") != NULL &&
+			    !json_is_null(json_object_get(data, "undo_data"))) {
+				json_decref(ss->undo_data);
+				ss->undo_data = json_incref(json_object_get(data, "undo_data"));
+			}
 		} else if (strcmp(ev, "step.skipped") == 0) {
 			ss->st = S_SKIPPED;
 		} else if (strcmp(ev, "undo.started") == 0) {
@@ -1053,7 +1062,7 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 
 	if (json_is_true(json_object_get(fd, "dry_run"))) {
 		fprintf(stderr, "zdm: run %s was a dry run; there is nothing to %s\n", r->run_id,
-		    strcmp(event, "run.resumed") == 0 ? "resume" : "roll back");
+		    r->rolling_back_cmd ? "roll back" : "resume");
 		return ZDM_EXIT_USAGE;
 	}
 	if (sha != NULL && strcmp(sha, r->rb->sha256) != 0 && !r->o->allow_changed) {
@@ -1135,11 +1144,14 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		struct rb_step *s = &rb->steps[from];
 
 		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
-			printf("step '%s' is in doubt: it started (attempt %d) but zdm stopped before "
-			    "recording how it ended,\nand '%s' is not idempotent, so running it again "
-			    "could do it twice.\n  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
+			printf("step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
+			    "so running it again could do it twice.\n"
+			    "  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
 			    "  If it DID take effect:     zdm resume %s --in-doubt skip\n",
-			    s->id, r.ss[from].attempts, s->uses, r.run_id, r.run_id);
+			    s->id, r.ss[from].interrupted ?
+			    "a signal stopped it part-way, so it may have half-happened" :
+			    "it started but zdm stopped before recording how it ended",
+			    r.ss[from].attempts, s->uses, r.run_id, r.run_id);
 			run_release(&r);
 			return ZDM_EXIT_IN_DOUBT;
 		}

@@ -74,7 +74,8 @@ yerr(struct yerrs *e, const char *file, int line, int col, const char *fmt, ...)
 	e->v[e->n].line = line;
 	e->v[e->n].col = col;
 	e->v[e->n].seq = e->n;
-	e->v[e->n].msg = xasprintf("%s:%d:%d: %s", file, line, col, msg);
+	e->v[e->n].msg = line > 0 ? xasprintf("%s:%d:%d: %s", file, line, col, msg) :
+	    xasprintf("%s: %s", file, msg);
 	e->n++;
 	free(msg);
 }

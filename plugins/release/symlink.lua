@@ -94,6 +94,8 @@ return {
 		local link = u.link or p.link
 		local ok, err = true, nil
 		if u.previous then
+			-- already there (the switch never happened): leave the link alone
+			if zdm.file.readlink(link) == u.previous then return nil end
 			ok, err = zdm.file.symlink(u.previous, link)
 		elseif zdm.file.type(link) == "link" then
 			ok, err = zdm.file.remove(link)

@@ -1,0 +1,541 @@
+#!/usr/bin/env bats
+# Step types: the list, release.symlink on a real symlink, a user's Lua
+# plugin end to end (params, validate, plan, run, undo from the recorded
+# undo_data), and the sandbox (timeout, no io/os, load errors).
+
+bats_require_minimum_version 1.5.0
+load helper
+
+# a site with releases v1 and v2, current -> releases/v1
+make_site() {
+  mkdir -p "$T/site/releases/v1" "$T/site/releases/v2"
+  echo v1 >"$T/site/releases/v1/VERSION"
+  echo v2 >"$T/site/releases/v2/VERSION"
+  ln -s releases/v1 "$T/site/current"
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: release
+vars: {target: releases/v2}
+steps:
+  - id: switch
+    uses: release.symlink
+    with: {link: "$T/site/current", target: "\${{ vars.target }}"}
+  - id: verify
+    uses: exec
+    with: {command: [cat, "$T/site/current/VERSION"]}
+EOF
+}
+
+# a user plugin my.marker: writes a file, records what it replaced, undo
+# puts it back and leaves a trace of what it was given
+make_user_plugin() {
+  mkdir -p "$T/myplugins/my"
+  cat >"$T/myplugins/my/marker.lua" <<'EOF'
+return {
+  description = "write a marker file, put the old content back on undo",
+  params = {
+    {name = "path", type = "string", required = true, doc = "the file"},
+    {name = "text", type = "string", default = "hello", doc = "what to write"},
+    {name = "count", type = "int", default = 1, doc = "how many lines"},
+  },
+  read_only = false,
+  idempotent = false,
+  validate = function(p)
+    if not zdm.is_expr(p.path) and p.path:find("forbidden", 1, true) then
+      return {param = "path", message = "that path is forbidden"}
+    end
+    if p.count < 1 then return "count must be at least 1" end
+  end,
+  plan = function(p)
+    return string.format("write %d line(s) of '%s' to %s", p.count, p.text, p.path)
+  end,
+  run = function(ctx, p)
+    local old = zdm.file.read(p.path)
+    local ok, err = zdm.file.write_atomic(p.path, string.rep(p.text .. "\n", p.count))
+    if not ok then return nil, err end
+    return {outputs = {written = p.text, lines = p.count},
+            undo_data = {path = p.path, old = old, by = ctx.step_id, attempt = ctx.attempt}}
+  end,
+  undo = function(ctx, p, u)
+    zdm.file.write_atomic(p.path .. ".undo-trace",
+      zdm.json.encode({undo_data = u, undoing = ctx.undoing == true, step = ctx.step_id}))
+    if u == nil then return nil, "no undo_data" end
+    if u.old then
+      local ok, err = zdm.file.write_atomic(u.path, u.old)
+      if not ok then return nil, err end
+    else
+      local ok, err = zdm.file.remove(u.path)
+      if not ok then return nil, err end
+    end
+  end,
+}
+EOF
+  cat >"$T/user.yml" <<EOF
+zdm: 1
+name: user-plugin
+steps:
+  - id: mark
+    uses: my.marker
+    with: {path: "$T/marker.txt", text: new, count: "2"}
+  - id: check
+    uses: exec
+    with: {command: [echo, "\${{ steps.mark.outputs.written }}/\${{ steps.mark.outputs.lines }}"]}
+EOF
+}
+
+# a one-step runbook using plugin NAME from $T/pp
+bad_runbook() {   # file name timeout
+  cat >"$T/$1" <<EOF
+zdm: 1
+name: sandbox
+steps:
+  - id: s
+    uses: $2
+    timeout: ${3:-5s}
+EOF
+}
+
+# a plugin file under $T/pp from stdin
+plugin() {   # dotted name
+  local f="$T/pp/${1//.//}.lua"
+  mkdir -p "$(dirname "$f")"
+  cat >"$f"
+}
+
+@test "plugins: lists exec, wait and release.symlink with their flags and params, sorted" {
+  run --separate-stderr zdm plugins
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  # sorted by name: exec, release.symlink, wait
+  run bash -c "grep -E '^[a-z]' <<<\"\$1\"" _ "$output"
+  assert_output - <<'EOF'
+exec
+release.symlink  [idempotent]  [undo]
+wait  [read-only]  [idempotent]
+EOF
+  run zdm plugins
+  assert_line --regexp '^    command +list +optional +argv list'
+  assert_line --regexp '^    expect_exit +list +\[0\] +exit codes that count as success$'
+  assert_line --regexp '^    kill_grace +duration +"5s" +'
+  assert_line --regexp '^    link +string +required +path of the `current` symlink$'
+  assert_line --regexp '^    target +string +required +release directory to point it at$'
+  assert_line --regexp '^    duration +duration +required +how long to wait'
+  assert_line '  Point a `current` symlink at a release directory (atomic switch)'
+}
+
+@test "plugins: a user plugin from --plugin-path is listed with its params and defaults" {
+  make_user_plugin
+  run --separate-stderr zdm plugins --plugin-path "$T/myplugins"
+  assert_equal "$status" 0
+  assert_line 'my.marker  [undo]'
+  assert_line '  write a marker file, put the old content back on undo'
+  assert_line --regexp '^    path +string +required +the file$'
+  assert_line --regexp '^    text +string +"hello" +what to write$'
+  assert_line --regexp '^    count +int +1 +how many lines$'
+  assert_line 'release.symlink  [idempotent]  [undo]'
+}
+
+@test "release.symlink: switches a real symlink; the journal's undo_data holds the previous target" {
+  make_site
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(readlink "$T/site/current")" releases/v2
+  local j; j="$(journal_of "$T/state")"
+  run jq -c 'select(.event=="step.succeeded" and .step=="switch") | .data | [.outputs, .undo_data]' "$j"
+  assert_output "[{\"current\":\"releases/v2\",\"previous\":\"releases/v1\"},{\"link\":\"$T/site/current\",\"previous\":\"releases/v1\"}]"
+  run jq -r 'select(.event=="step.succeeded" and .step=="verify") | .data.outputs.stdout' "$j"
+  assert_output v2
+  # and a later zdm rollback, in a new process, puts it back from the journal
+  run zdm rollback rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
+
+@test "release.symlink: --fail-at after the switch restores the link, exit 1" {
+  make_site
+  run zdm run rb.yml --fail-at switch --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/2\] undone +switch'
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+  [ -L "$T/site/current" ]
+  run events "$(journal_of "$T/state")"
+  assert_output - <<'EOF'
+run.started
+step.started switch
+step.succeeded switch
+drill.failure switch
+rollback.started switch
+undo.started switch
+undo.succeeded switch
+run.finished
+EOF
+}
+
+@test "release.symlink: a missing target directory fails the step with the message; the link is untouched" {
+  make_site
+  run zdm run rb.yml --var target=releases/v9 --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line "        release directory 'releases/v9' does not exist"
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+  run jq -r 'select(.event=="step.failed") | .data.error' "$(journal_of "$T/state")"
+  assert_output "release directory 'releases/v9' does not exist"
+  # a target that is a file, not a directory
+  run zdm run rb.yml --var target=releases/v1/VERSION --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line "        release directory 'releases/v1/VERSION' is not a directory"
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
+
+@test "release.symlink: a regular file at the link path is refused and left as it was" {
+  make_site
+  rm "$T/site/current"
+  echo 'precious' >"$T/site/current"
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line "        '$T/site/current' exists and is not a symlink; refusing to replace it"
+  [ ! -L "$T/site/current" ]
+  assert_equal "$(cat "$T/site/current")" precious
+  # a directory there is refused too
+  rm "$T/site/current"
+  mkdir "$T/site/current"
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 1
+  [ -d "$T/site/current" ] && [ ! -L "$T/site/current" ]
+}
+
+@test "release.symlink: with no link before, run creates it and the rollback removes it" {
+  make_site
+  rm "$T/site/current"
+  run zdm run rb.yml --fail-at verify --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_not_exist "$T/site/current"
+  run jq -c 'select(.event=="step.succeeded" and .step=="switch") | .data.undo_data' "$(journal_of "$T/state")"
+  assert_output "{\"link\":\"$T/site/current\"}"
+}
+
+@test "release.symlink: zdm plan shows the switch and reads the link without changing it" {
+  make_site
+  run zdm plan rb.yml
+  assert_equal "$status" 0
+  assert_line "      do:   point $T/site/current at releases/v2 (now: releases/v1)"
+  assert_line '      undo: release.symlink restores what it recorded'
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
+
+@test "user plugin: validate, plan, run and undo from the recorded undo_data, end to end" {
+  make_user_plugin
+  echo old >"$T/marker.txt"
+
+  run zdm validate user.yml --plugin-path "$T/myplugins"
+  assert_equal "$status" 0
+  assert_output "user.yml: ok (runbook 'user-plugin', 2 steps)"
+
+  run zdm plan user.yml --plugin-path "$T/myplugins"
+  assert_equal "$status" 0
+  assert_line "      do:   write 2 line(s) of 'new' to $T/marker.txt"
+  assert_line '      undo: my.marker restores what it recorded'
+  assert_equal "$(cat "$T/marker.txt")" old
+
+  run zdm run user.yml --plugin-path "$T/myplugins" --fail-at check --state-dir "$T/state"
+  assert_equal "$status" 1
+  local j; j="$(journal_of "$T/state")"
+  # run() did write, its outputs reached the next step (count "2" became an int)
+  run jq -r 'select(.event=="step.succeeded" and .step=="check") | .data.outputs.stdout' "$j"
+  assert_output new/2
+  run jq -c 'select(.event=="step.started" and .step=="mark") | .data.params' "$j"
+  assert_output "{\"count\":2,\"path\":\"$T/marker.txt\",\"text\":\"new\"}"
+  # undo() got exactly the undo_data that run() recorded, and put the file back
+  local recorded; recorded="$(jq -c 'select(.event=="step.succeeded" and .step=="mark") | .data.undo_data' "$j")"
+  assert_equal "$recorded" "{\"attempt\":1,\"by\":\"mark\",\"old\":\"old\\n\",\"path\":\"$T/marker.txt\"}"
+  assert_equal "$(jq -c .undo_data "$T/marker.txt.undo-trace")" "$recorded"
+  assert_equal "$(jq -c '[.undoing, .step]' "$T/marker.txt.undo-trace")" '[true,"mark"]'
+  assert_equal "$(cat "$T/marker.txt")" old
+  run jq -r 'select(.event | startswith("undo.")) | .event + " " + .step' "$j"
+  assert_output $'undo.skipped check\nundo.started mark\nundo.succeeded mark'
+}
+
+@test "user plugin: zdm rollback in a new process calls undo with the undo_data from the journal" {
+  make_user_plugin
+  run zdm run user.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(cat "$T/marker.txt")" $'new\nnew'
+  run zdm rollback user.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 0
+  # there was no file before: undo_data has no "old", and undo removed it
+  assert_not_exist "$T/marker.txt"
+  assert_equal "$(jq -c .undo_data "$T/marker.txt.undo-trace")" "{\"attempt\":1,\"by\":\"mark\",\"path\":\"$T/marker.txt\"}"
+}
+
+@test "user plugin: its validate() and param schema are checked before anything runs (exit 2)" {
+  make_user_plugin
+  cat >"$T/bad.yml" <<EOF
+zdm: 1
+name: bad-params
+steps:
+  - id: first
+    uses: exec
+    with: {command: [touch, "$T/ran"]}
+  - id: mark
+    uses: my.marker
+    with: {path: "$T/forbidden.txt", count: many, colour: red}
+EOF
+  run --separate-stderr zdm run bad.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 2
+  [[ "$stderr" == *"bad.yml:9:"*"step 'mark': param 'count'"* ]]
+  [[ "$stderr" == *"bad.yml:9:"*"'colour'"* ]]
+  assert_not_exist "$T/ran"
+  assert_not_exist "$T/state"
+  # with the schema right, validate() speaks
+  sed -i 's/, count: many, colour: red//' "$T/bad.yml"
+  run --separate-stderr zdm validate bad.yml --plugin-path "$T/myplugins"
+  assert_equal "$status" 2
+  [[ "$stderr" == "bad.yml:9:"*": step 'mark': param 'path': that path is forbidden"* ]]
+}
+
+@test "user plugin: --plugin-path comes before ZDM_PLUGIN_PATH (first found wins)" {
+  mkdir -p "$T/override/release"
+  cat >"$T/override/release/symlink.lua" <<'EOF'
+return {
+  description = "the user's own release.symlink",
+  params = {{name = "link", type = "string", required = true}, {name = "target", type = "string", required = true}},
+  run = function(ctx, p) return {outputs = {mine = true}} end,
+}
+EOF
+  run zdm plugins --plugin-path "$T/override"
+  assert_line "  the user's own release.symlink"
+  make_site
+  run zdm run rb.yml --plugin-path "$T/override" --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
+
+@test "sandbox: a plugin that loops forever is stopped by the step timeout (1s)" {
+  plugin loop.forever <<'EOF'
+return {
+  description = "never returns",
+  run = function(ctx, p)
+    local n = 0
+    while true do n = n + 1 end
+  end,
+}
+EOF
+  bad_runbook rb.yml loop.forever 1s
+  local t0=$SECONDS
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  [ $((SECONDS - t0)) -le 3 ]
+  assert_line --regexp '^\[1/1\] failed +s +1\.[0-9]s$'
+  run jq -c 'select(.event=="step.failed") | [.data.error, .data.timed_out]' "$(journal_of "$T/state")"
+  assert_output "[\"run() did not finish before the step's deadline\",true]"
+}
+
+@test "sandbox: a pcall cannot swallow the timeout" {
+  plugin loop.pcall <<'EOF'
+return {
+  description = "tries to catch the deadline",
+  run = function(ctx, p)
+    while true do pcall(function() while true do end end) end
+  end,
+}
+EOF
+  bad_runbook rb.yml loop.pcall 500ms
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  run jq -r 'select(.event=="step.failed") | .data.timed_out' "$(journal_of "$T/state")"
+  assert_output true
+}
+
+@test "sandbox: a plugin's zdm.exec child is stopped with the step at its timeout" {
+  cp "$(command -v sleep)" "$T/plugin-sleeper"
+  plugin slow.exec <<EOF
+return {
+  description = "runs a long command",
+  run = function(ctx, p)
+    local r, err = zdm.exec({"$T/plugin-sleeper", "30"})
+    if not r then return nil, err end
+  end,
+}
+EOF
+  bad_runbook rb.yml slow.exec 500ms
+  local t0=$SECONDS
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  [ $((SECONDS - t0)) -le 4 ]
+  run pgrep -f "$T/plugin-sleeper"
+  assert_equal "$status" 1
+  run jq -r 'select(.event=="step.failed") | .data.timed_out' "$(journal_of "$T/state")"
+  assert_output true
+}
+
+@test "sandbox: io.open and os.execute are not there: the step fails with a clear error and does nothing" {
+  plugin bad.io <<EOF
+return {
+  description = "reads a file behind zdm's back",
+  run = function(ctx, p)
+    local f = io.open("$T/stolen", "w")
+    f:write("x")
+  end,
+}
+EOF
+  plugin bad.os <<EOF
+return {
+  description = "runs a shell behind zdm's back",
+  run = function(ctx, p)
+    os.execute("touch $T/pwned")
+  end,
+}
+EOF
+  bad_runbook io.yml bad.io
+  run zdm run io.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line "        $T/pp/bad/io.lua:4: attempt to index a nil value (global 'io')"
+  assert_not_exist "$T/stolen"
+
+  bad_runbook os.yml bad.os
+  run zdm run os.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line "        $T/pp/bad/os.lua:4: attempt to index a nil value (global 'os')"
+  assert_not_exist "$T/pwned"
+  run jq -r 'select(.event=="step.failed") | .data.error' "$(journal_of "$T/state")"
+  assert_output "$T/pp/bad/os.lua:4: attempt to index a nil value (global 'os')"
+}
+
+@test "sandbox: require, dofile, loadfile are gone and load refuses bytecode" {
+  plugin probe.sandbox <<'EOF'
+return {
+  description = "looks around",
+  run = function(ctx, p)
+    local f, err = load(string.dump(function() return 1 end), "=chunk", "b")
+    return {outputs = {
+      require = type(require), dofile = type(dofile), loadfile = type(loadfile),
+      io = type(io), os = type(os), debug = type(debug), package = type(package),
+      bytecode = f == nil and tostring(err) or "loaded",
+      text = load("return 40 + 2", "=chunk")(),
+    }}
+  end,
+}
+EOF
+  bad_runbook rb.yml probe.sandbox
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.require, .dofile, .loadfile, .io, .os, .debug, .package, .text]' \
+    "$(journal_of "$T/state")"
+  assert_output '["nil","nil","nil","nil","nil","nil","nil",42]'
+  run jq -r 'select(.event=="step.succeeded") | .data.outputs.bytecode' "$(journal_of "$T/state")"
+  refute_output loaded
+  assert_output --partial 'binary'
+}
+
+@test "plugin load errors: a syntax error makes zdm validate exit 2 naming the plugin file and line" {
+  plugin bad.syntax <<'EOF'
+return {
+  description = "does not parse",
+  run = function(ctx, p)
+    if then
+  end,
+}
+EOF
+  bad_runbook rb.yml bad.syntax
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "rb.yml:5:11: $T/pp/bad/syntax.lua:4: unexpected symbol near 'then'
+zdm: 1 error; nothing ran"
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 2
+  assert_not_exist "$T/state"
+  # zdm plugins lists the rest and warns about it
+  run --separate-stderr zdm plugins --plugin-path "$T/pp"
+  assert_equal "$status" 0
+  assert_equal "$stderr" "zdm: warning: $T/pp/bad/syntax.lua:4: unexpected symbol near 'then'"
+  assert_line 'release.symlink  [idempotent]  [undo]'
+}
+
+@test "plugin load errors: no run(), or not a table, is reported at the uses: line (exit 2)" {
+  plugin bad.norun <<'EOF'
+return {description = "forgot run"}
+EOF
+  plugin bad.notable <<'EOF'
+return 42
+EOF
+  bad_runbook norun.yml bad.norun
+  run --separate-stderr zdm validate norun.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == "norun.yml:5:11: $T/pp/bad/norun.lua"*"run"* ]]
+  bad_runbook notable.yml bad.notable
+  run --separate-stderr zdm validate notable.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == "notable.yml:5:11: $T/pp/bad/notable.lua"*"table"* ]]
+  # an unknown type is named with a did-you-mean
+  bad_runbook typo.yml release.symlnk
+  run --separate-stderr zdm validate typo.yml
+  assert_equal "$status" 2
+  [[ "$stderr" == "typo.yml:5:11: "*"release.symlnk"*"release.symlink"* ]]
+}
+
+@test "sandbox: a plugin that eats memory fails with 'not enough memory' at the cap" {
+  plugin mem.hog <<'EOF'
+return {
+  description = "allocates without end",
+  run = function(ctx, p)
+    local t = {}
+    for i = 1, 1e9 do t[i] = string.rep("x", 100) .. i end
+  end,
+}
+EOF
+  bad_runbook rb.yml mem.hog 10s
+  ZDM_PLUGIN_MEMORY_MB=8 run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  run jq -r 'select(.event=="step.failed") | .data.error' "$(journal_of "$T/state")"
+  assert_output 'not enough memory'
+  ZDM_PLUGIN_MEMORY_MB=lots run zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  assert_output --partial "ZDM_PLUGIN_MEMORY_MB: invalid value 'lots'"
+}
+
+@test "release.symlink: a failed switch is put back from its snapshot, and a link already in place is left alone" {
+  # a failed step whose type recorded a snapshot is undone to that state
+  # (it may have half-acted); release.symlink's undo does nothing when the
+  # link already points at the recorded target
+  make_site
+  local inode; inode="$(stat -c %i "$T/site/current")"
+  run zdm run rb.yml --var target=releases/v9 --state-dir "$T/state"
+  assert_equal "$status" 1
+  # the link is the very same file, not a re-made copy
+  assert_equal "$(stat -c %i "$T/site/current")" "$inode"
+  run jq -r 'select(.event | startswith("undo.")) | .event + " " + .step' "$(journal_of "$T/state")"
+  assert_line 'undo.succeeded switch'
+}
+
+@test "release.symlink: a crash between the switch and step.succeeded; resume, then rollback restores the old link" {
+  make_site
+  # record 3 is step.succeeded of 'switch': torn, then SIGKILL; the link was switched
+  run env ZDM_TEST_TEAR_RECORD=3 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 137
+  assert_equal "$(readlink "$T/site/current")" releases/v2
+  # idempotent: resume runs it again, and records the link from before the first try
+  run zdm resume rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -c 'select(.event=="step.succeeded" and .step=="switch") | .data.undo_data.previous' "$(journal_of "$T/state")"
+  assert_output '"releases/v1"'
+  run zdm rollback rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
+
+@test "release.symlink: a crash between the switch and step.succeeded; zdm rollback puts the old link back" {
+  make_site
+  run env ZDM_TEST_TEAR_RECORD=3 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 137
+  assert_equal "$(readlink "$T/site/current")" releases/v2
+  run zdm rollback rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+  # and with --in-doubt retry the link is restored too, never removed
+  make_site_again() { rm -rf "$T/site" "$T/state"; make_site; }
+  make_site_again
+  run env ZDM_TEST_TEAR_RECORD=3 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 137
+  run zdm rollback rb.yml --in-doubt retry --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
