@@ -374,9 +374,9 @@ run_step(struct run *r, size_t i, char **why)
 		if (rc == 0) {
 			int64_t ms = zdm_now_ms() - t0;
 
-			d = json_pack("{s:O,s:O,s:I}", "outputs",
-			    res.outputs ? res.outputs : json_object(),
-			    "undo_data", res.undo_data ? res.undo_data : json_null(),
+			d = json_pack("{s:o,s:o,s:I}", "outputs",
+			    res.outputs ? json_incref(res.outputs) : json_object(),
+			    "undo_data", res.undo_data ? json_incref(res.undo_data) : json_null(),
 			    "duration_ms", (json_int_t)ms);
 			if (jrec(r, "step.succeeded", s->id, attempt, d) != 0) {
 				zdm_result_release(&res);
