@@ -253,6 +253,9 @@ expr_set_static(struct expr *x, bool on)
 	set_env_field(x, "secrets");
 	push_guarded(x->L, on ? l_deferred : l_missing_step);
 	set_env_field(x, "steps");
+	/* the environment of `zdm validate` is not the run's */
+	push_guarded(x->L, on ? l_deferred : l_env_index);
+	set_env_field(x, "env");
 }
 
 void

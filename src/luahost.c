@@ -1454,6 +1454,12 @@ lh_call_body(lua_State *L)
 		char *err = NULL;
 		json_t *v = NULL;
 
+		if (lua_isnil(L, fn) && !lua_isnil(L, fn + 1)) {
+			/* `return nil, "why"`: a failure, as in run() */
+			zdm_fail(c->res, "%s", luaL_tolstring(L, fn + 1, NULL));
+			return 0;
+		}
+
 		if (!lua_isnil(L, fn)) {
 			v = lj_to_json(L, fn, &err);
 			if (v == NULL) {

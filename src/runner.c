@@ -59,6 +59,7 @@ struct run {
 	long last_seq;
 	int no_undo;		/* steps that changed things and have no undo */
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */
+	int planned;		/* dry run: steps that only printed their plan */
 };
 
 /* ---- terminal output ----------------------------------------------------- */
@@ -227,6 +228,17 @@ new_run_id(char *out, size_t n)
 
 /* ---- one step ------------------------------------------------------------- */
 
+/* does any string in v mention s (an expression reading steps.*) */
+static bool
+json_dumps_contains(const json_t *v, const char *s)
+{
+	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	bool yes = t != NULL && strstr(t, s) != NULL;
+
+	free(t);
+	return yes;
+}
+
 static int64_t
 backoff_delay(const struct rb_step *s, int attempt)
 {
@@ -262,7 +274,7 @@ run_step(struct run *r, size_t i, char **why)
 		if (zdm_interrupted)
 			return OC_INTERRUPTED;
 		params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
-		if (params == NULL && dry) {
+		if (params == NULL && dry && r->planned > 0 && json_dumps_contains(s->with, "steps")) {
 			/* in a rehearsal, outputs of steps that only printed their
 			 * plan do not exist: show this step's plan as written */
 			show_step(r, i, "planned", "\033[36m", -1, err);
@@ -291,6 +303,7 @@ run_step(struct run *r, size_t i, char **why)
 			char *plan = s->type->plan ? s->type->plan(s->type, params) : NULL;
 
 			show_step(r, i, "planned", "\033[36m", -1, plan ? plan : s->uses);
+			r->planned++;
 			d = json_pack("{s:s,s:s}", "reason", "dry run: not read-only", "plan",
 			    plan ? plan : s->uses);
 			free(plan);
@@ -464,11 +477,16 @@ rollback(struct run *r)
 
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		struct stepstate *ss = &r->ss[i];
+		const struct rb_step *rs = &r->rb->steps[i];
 
 		if (ss->ust == U_SUCCEEDED || ss->ust == U_SKIPPED)
 			continue;
+		/* a failed step is undone only from what its type recorded (undo_data
+		 * returned with the failure, or the snapshot from before it acted):
+		 * a runbook's own undo: is written for a step that completed */
 		if (ss->st == S_SUCCEEDED || ss->st == S_STARTED ||
-		    (ss->st == S_FAILED && (ss->undo_data != NULL || ss->snapshot != NULL))) {
+		    (ss->st == S_FAILED && (ss->undo_data != NULL ||
+		    (ss->snapshot != NULL && rs->undo == NULL && rs->type && rs->type->undo)))) {
 			items[n].i = i;
 			items[n].seq = ss->st == S_STARTED ? ss->start_seq :
 			    ss->st == S_FAILED ? LONG_MAX - (long)(r->rb->nsteps - i) : ss->done_seq;
@@ -501,7 +519,9 @@ rollback(struct run *r)
 
 		if (ss->st == S_STARTED && !exact && r->o->in_doubt != IN_DOUBT_RETRY) {
 			bool skip = r->o->in_doubt == IN_DOUBT_SKIP;
-			const char *why = skip ? "in doubt, skipped by --in-doubt skip" :
+			const char *why = skip ? "in doubt, skipped by --in-doubt skip" : ss->interrupted ?
+			    "in doubt: a signal stopped it part-way and it recorded no undo_data; "
+			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip" :
 			    "in doubt: it started but its end was not recorded, so there is no undo_data; "
 			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip";
 
@@ -774,8 +794,8 @@ execute(struct run *r, size_t from)
 		char d[32];
 
 		fmt_duration(zdm_now_ms() - r->t0, d, sizeof d);
-		say(r, "%ssucceeded%s: run %s, %zu steps in %s\n", c(r, "\033[32m"),
-		    c(r, "\033[0m"), r->run_id, r->rb->nsteps, d);
+		say(r, "%ssucceeded%s: run %s, %zu step%s in %s\n", c(r, "\033[32m"),
+		    c(r, "\033[0m"), r->run_id, r->rb->nsteps, r->rb->nsteps == 1 ? "" : "s", d);
 	}
 	return finish(r, "succeeded", ZDM_EXIT_OK, NULL);
 }
@@ -918,9 +938,9 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		run_release(&r);
 		return ZDM_EXIT_NEEDS_PERSON;
 	}
-	say(&r, "%s%s%s %s: %zu steps, journal %s\n", c(&r, "\033[1m"),
+	say(&r, "%s%s%s %s: %zu step%s, journal %s\n", c(&r, "\033[1m"),
 	    o->mode == MODE_DRY_RUN ? "dry run" : "run", c(&r, "\033[0m"), r.run_id,
-	    rb->nsteps, journal_path(r.j));
+	    rb->nsteps, rb->nsteps == 1 ? "" : "s", journal_path(r.j));
 	rc = execute(&r, 0);
 	run_release(&r);
 	return rc;
