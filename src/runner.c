@@ -1122,6 +1122,20 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 	return ZDM_EXIT_OK;
 }
 
+/* a run object standing where the journal says; -1 (released) if unusable */
+static int
+run_from_journal(struct run *r, struct runbook *rb, struct jlog *log,
+    const struct run_opts *o)
+{
+	run_init(r, rb, o);
+	if (load_state(r, log) != 0) {
+		run_release(r);
+		return -1;
+	}
+	set_run_table(r);
+	return 0;
+}
+
 int
 runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o)
@@ -1130,12 +1144,8 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 	size_t from = rb->nsteps;
 	int rc;
 
-	run_init(&r, rb, o);
-	if (load_state(&r, log) != 0) {
-		run_release(&r);
+	if (run_from_journal(&r, rb, log, o) != 0)
 		return ZDM_EXIT_USAGE;
-	}
-	set_run_table(&r);
 	if (r.finished) {
 		fprintf(stderr, "zdm: run %s already finished (%s); nothing to resume\n", r.run_id,
 		    r.finished_status);
@@ -1213,12 +1223,8 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 	struct run r;
 	int rc;
 
-	run_init(&r, rb, o);
-	if (load_state(&r, log) != 0) {
-		run_release(&r);
+	if (run_from_journal(&r, rb, log, o) != 0)
 		return ZDM_EXIT_USAGE;
-	}
-	set_run_table(&r);
 	if (r.finished && strcmp(r.finished_status, "rolled_back") == 0) {
 		fprintf(stderr, "zdm: run %s is already rolled back; nothing to undo\n", r.run_id);
 		run_release(&r);
