@@ -112,6 +112,7 @@ static struct {
 	size_t i;
 	int64_t t0, last;
 	int frame;
+	char text[160];		/* the step's own progress line */
 } live;
 
 static void
@@ -127,9 +128,9 @@ live_tick(void)
 	live.last = now;
 	s = &live.r->rb->steps[live.i];
 	fmt_duration(now - live.t0, d, sizeof d);
-	say(live.r, "\r[%zu/%zu] %s%s running%s %s%s%s  %s\033[K", live.i + 1, live.r->rb->nsteps,
+	say(live.r, "\r[%zu/%zu] %s%s running%s %s%s%s  %s%s%s\033[K", live.i + 1, live.r->rb->nsteps,
 	    c(live.r, "\033[33m"), spin[live.frame++ % 4], c(live.r, "\033[0m"), s->id,
-	    s->name ? " — " : "", s->name ? s->name : "", d);
+	    s->name ? " — " : "", s->name ? s->name : "", d, live.text[0] ? "  " : "", live.text);
 }
 
 static void
@@ -141,7 +142,41 @@ live_start(const struct run *r, size_t i)
 	live.i = i;
 	live.t0 = live.last = zdm_now_ms();
 	live.frame = 0;
+	live.text[0] = '\0';
 	zdm_tick = live_tick;
+}
+
+/* ctx->progress: on a terminal, beside the spinner; else one line each
+ * time the text changes, so CI logs show a gate's measurements too */
+static void
+host_progress(struct zdm_ctx *ctx, const char *text)
+{
+	const struct run *r = ctx->host;
+
+	if (r == NULL || r->o->json)
+		return;
+	if (r->tty) {
+		snprintf(live.text, sizeof live.text, "%s", text);
+		live.last = 0;
+		live_tick();
+	} else {
+		say(r, "        %s: %s\n", ctx->step_id, text);
+	}
+}
+
+static int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
+
+/* ctx->note: a step's own journal event, on disk before it returns */
+static void
+host_note(struct zdm_ctx *ctx, const char *event, json_t *data)
+{
+	struct run *r = ctx->host;
+
+	if (r == NULL) {
+		json_decref(data);
+		return;
+	}
+	jrec(r, event, ctx->step_id, ctx->attempt, data);
 }
 
 static void
@@ -250,7 +285,7 @@ backoff_delay(const struct rb_step *s, int attempt)
 	return d;
 }
 
-enum outcome { OC_OK, OC_FAILED, OC_INTERRUPTED, OC_JOURNAL };
+enum outcome { OC_OK, OC_FAILED, OC_INTERRUPTED, OC_JOURNAL, OC_PAUSE };
 
 /*
  * Run step i with its retries.  On success records outputs/undo_data.
@@ -320,6 +355,9 @@ run_step(struct run *r, size_t i, char **why)
 		ctx.attempt = attempt;
 		ctx.dry_run = dry;
 		ctx.state_dir = r->o->state_dir;
+		ctx.host = r;
+		ctx.note = host_note;
+		ctx.progress = host_progress;
 		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
 		if (s->type->snapshot != NULL) {
 			/* the state run() will replace, on disk before it acts */
@@ -409,11 +447,13 @@ run_step(struct run *r, size_t i, char **why)
 		}
 		{
 			int64_t ms = zdm_now_ms() - t0;
-			bool retry = k + 1 < max;
+			bool retry = k + 1 < max && !res.pause;
 			char *msg = redact_str(res.err[0] ? res.err : "failed");
 
 			d = json_pack("{s:s,s:b,s:b,s:I}", "error", msg, "will_retry", retry,
 			    "timed_out", res.timed_out, "duration_ms", (json_int_t)ms);
+			if (res.pause)
+				json_object_set_new(d, "needs_decision", json_true());
 			if (res.outputs != NULL)
 				json_object_set(d, "outputs", res.outputs);
 			if (res.undo_data != NULL)
@@ -443,9 +483,9 @@ run_step(struct run *r, size_t i, char **why)
 					return OC_INTERRUPTED;
 				continue;
 			}
-			show_step(r, i, "failed", "\033[31m", ms, msg);
+			show_step(r, i, res.pause ? "undecided" : "failed", "\033[31m", ms, msg);
 			*why = msg;
-			return OC_FAILED;
+			return res.pause ? OC_PAUSE : OC_FAILED;
 		}
 	}
 	return OC_FAILED;
@@ -603,6 +643,9 @@ rollback(struct run *r)
 			ctx.attempt = attempt;
 			ctx.undoing = true;
 			ctx.state_dir = r->o->state_dir;
+			ctx.host = r;
+			ctx.note = host_note;
+			ctx.progress = host_progress;
 			tmo = s->undo && s->undo->timeout_ms ? s->undo->timeout_ms : s->timeout_ms;
 			ctx.deadline_ms = t0 + tmo;
 			if (s->undo != NULL)
@@ -774,6 +817,16 @@ execute(struct run *r, size_t from)
 			rc = on_failure(r, s->id, why);
 			free(why);
 			return rc;
+		}
+		if (oc == OC_PAUSE) {
+			/* not a verdict: a person decides (DESIGN: exit 4, resumable) */
+			jrec(r, "run.paused", s->id, 0, json_pack("{s:s,s:b}", "error", why,
+			    "needs_decision", true));
+			say(r, "%spaused%s: step '%s' could not decide (%s).\n"
+			    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
+			    c(r, "\033[33m"), c(r, "\033[0m"), s->id, why, r->run_id, r->run_id);
+			free(why);
+			return ZDM_EXIT_PAUSED;
 		}
 		if (r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0) {
 			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);

@@ -453,3 +453,28 @@ path_abs(const char *p)
 		return xstrdup(p);
 	return path_join(cwd, p);
 }
+
+void
+zdm_note(struct zdm_ctx *ctx, const char *event, json_t *data)
+{
+	if (ctx == NULL || ctx->note == NULL) {
+		json_decref(data);
+		return;
+	}
+	ctx->note(ctx, event, data);
+}
+
+void
+zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+
+	if (ctx == NULL || ctx->progress == NULL)
+		return;
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	ctx->progress(ctx, m);
+	free(m);
+}

@@ -56,6 +56,15 @@ struct zdm_ctx {
 	 * step run again after a crash must undo to this state, not to its own
 	 * half-done change. */
 	const json_t *prior;
+	/* Write an event of the step's own into the journal now (on disk when
+	 * it returns), e.g. "gate.measurement" for each sample a gate takes:
+	 * evidence that survives a crash.  data is stolen.  May be NULL
+	 * (plan mode); call through zdm_note(). */
+	void (*note)(struct zdm_ctx *ctx, const char *event, json_t *data);
+	/* One line of live state for the terminal ("measurement 3/10: 0.02 <
+	 * 0.05"); redacted and shown beside the running step.  May be NULL. */
+	void (*progress)(struct zdm_ctx *ctx, const char *text);
+	void *host;		/* the runner's, for note/progress */
 };
 
 /* What run() and undo() report.  `err` holds the first error (first wins). */
@@ -64,6 +73,9 @@ struct zdm_result {
 	json_t *undo_data;	/* any JSON, owned; NULL = nothing recorded */
 	bool timed_out;		/* the attempt ran past ctx->deadline_ms */
 	bool interrupted;	/* SIGINT/SIGTERM reached zdm while the step ran */
+	bool pause;		/* with -1: not a failure to roll back but a
+				 * question for a person (an inconclusive gate):
+				 * the run pauses, exit 4, whatever on_failure says */
 	char err[2048];
 };
 
@@ -121,6 +133,12 @@ struct zdm_step_type {
 
 /* true when v is a string that is exactly one unresolved ${{ ... }} */
 bool zdm_is_expr(const json_t *v);
+
+/* journal an event of the step's own (data stolen); no-op without a host */
+void zdm_note(struct zdm_ctx *ctx, const char *event, json_t *data);
+/* show live state for the running step; no-op without a terminal */
+void zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* first error wins: formats into res->err only while it is empty */
 void zdm_fail(struct zdm_result *res, const char *fmt, ...)
