@@ -73,12 +73,31 @@ struct journal {
 
 /* ---- helpers ------------------------------------------------------------ */
 
+static char *audit_key_v;	/* ZDM_AUDIT_KEY, taken by journal_init_key() */
+
 static const char *
 audit_key(void)
 {
-	const char *k = getenv("ZDM_AUDIT_KEY");
+	return audit_key_v;
+}
 
-	return k != NULL && *k != '\0' ? k : NULL;
+void
+journal_set_audit_key(const char *key)
+{
+	free(audit_key_v);
+	audit_key_v = key != NULL && *key != '\0' ? xstrdup(key) : NULL;
+	if (audit_key_v != NULL)
+		redact_add(audit_key_v);
+}
+
+void
+journal_init_key(void)
+{
+	/* taken once, then out of the environment that every step inherits
+	 * (a step that can read the key could forge the chain) and onto the
+	 * redaction list (an `env` in a step must not print it) */
+	journal_set_audit_key(getenv("ZDM_AUDIT_KEY"));
+	unsetenv("ZDM_AUDIT_KEY");
 }
 
 static long

@@ -272,6 +272,9 @@ find_journal(const struct cli *c, const char *arg, char **state_dir, const char 
 			j = latest_journal(*state_dir, n->str, with_dry(cmd));
 		else if (e.n > 0)
 			print_errors(&e);
+		else
+			fprintf(stderr, "zdm %s: '%s' is not a runbook (no name:); name a RUN_ID, a runbook or a journal\n",
+			    cmd, arg);
 		if (j == NULL && n != NULL)
 			fprintf(stderr, "zdm %s: no runs of runbook '%s' in %s\n", cmd, n->str, *state_dir);
 		ynode_free(root);
@@ -368,6 +371,17 @@ out:
 	return rc;
 }
 
+/* a recorded value that a secret was cut out of: never a value to use */
+static bool
+has_redacted(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	bool yes = s != NULL && strstr(s, "***") != NULL;
+
+	free(s);
+	return yes;
+}
+
 /* resume and rollback: find the journal, load its runbook, hand over */
 static int
 cmd_continue(const struct cmd *cmd, struct cli *c)
@@ -412,7 +426,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 		json_t *v;
 
 		json_object_foreach(vars, k, v)
-			if (json_object_get(rb->vars, k) != NULL) {
+			if (json_object_get(rb->vars, k) != NULL && !has_redacted(v)) {
 				bool flagged = false;
 
 				for (size_t i = 0; i < c->nvars; i++)
@@ -834,7 +848,14 @@ main(int argc, char **argv)
 				return ZDM_EXIT_USAGE;
 			}
 			break;
-		case 's': c.state_dir = optarg; break;
+		case 's':
+			if (*optarg == '\0') {
+				fprintf(stderr, "zdm %s: --state-dir is empty\n", cmd->name);
+				free(c.vars);
+				return ZDM_EXIT_USAGE;
+			}
+			c.state_dir = optarg;
+			break;
 		case 'p': c.plugin_path = optarg; break;
 		case 'F': c.fail_at = optarg; break;
 		case 'D':
@@ -862,6 +883,7 @@ main(int argc, char **argv)
 		return ZDM_EXIT_USAGE;
 	}
 	proc_install_signals();
+	journal_init_key();
 	rc = cmd->fn(cmd, &c);
 	free(c.vars);
 	redact_reset();

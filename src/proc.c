@@ -32,11 +32,19 @@ volatile sig_atomic_t zdm_interrupted;
 void (*zdm_tick)(void);
 static volatile sig_atomic_t signal_count;
 
+static volatile sig_atomic_t child_running;
+
 static void
 on_signal(int sig)
 {
 	zdm_interrupted = sig;
 	signal_count++;
+	/* a second signal while no child runs (zdm busy in its own code, e.g.
+	 * an expression): stop now; the journal is consistent at any point */
+	if (signal_count > 1 && !child_running) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
 }
 
 void
@@ -49,8 +57,14 @@ proc_install_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);	/* terminal closed, ssh dropped */
+	sigaction(SIGQUIT, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	/* an inherited SIG_IGN would make the kernel reap our children and
+	 * waitpid() never see them */
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
 }
 
 int
@@ -182,6 +196,7 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 	char *const *argv;
 	pid_t pid;
 	int pidfd = -1, status = 0, rc;
+	bool reaped = false;
 	int64_t start = zdm_now_ms(), kill_at = 0;
 	bool exited = false, termed = false;
 	size_t in_off = 0, in_len = o->stdin_data ? strlen(o->stdin_data) : 0;
@@ -220,6 +235,8 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 	sigaddset(&defs, SIGINT);
 	sigaddset(&defs, SIGTERM);
 	sigaddset(&defs, SIGPIPE);
+	sigaddset(&defs, SIGHUP);
+	sigaddset(&defs, SIGQUIT);
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &defs);
 	posix_spawnattr_setpgroup(&at, 0);
@@ -247,6 +264,7 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 			close(inp[1]);
 		return -1;
 	}
+	child_running = 1;
 	pidfd = pidfd_open_(pid);
 	fcntl(outp[0], F_SETFL, O_NONBLOCK);
 	fcntl(errp[0], F_SETFL, O_NONBLOCK);
@@ -276,7 +294,7 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 		}
 		if (termed && kill_at == 0) {
 			kill(-pid, SIGTERM);
-			kill_at = now + (o->kill_grace_ms > 0 ? o->kill_grace_ms : 5000);
+			kill_at = now + (o->kill_grace_ms >= 0 ? o->kill_grace_ms : 5000);
 		}
 		if (kill_at != 0 && (now >= kill_at || signal_count > 1)) {
 			kill(-pid, SIGKILL);
@@ -306,8 +324,12 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 			timeout = (int)(o->deadline_ms - now) + 1;
 		if (pidfd < 0 && so.fd < 0 && se.fd < 0)
 			timeout = 10;
-		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR) {
+			kill(-pid, SIGKILL);
+			if (waitpid(pid, &status, 0) == pid)
+				reaped = true;
 			break;
+		}
 		if (zdm_tick != NULL)
 			zdm_tick();
 		if (iout >= 0 && p[iout].revents != 0 && !drain(&so)) {
@@ -331,8 +353,12 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 		if ((ipid >= 0 && p[ipid].revents != 0) || pidfd < 0) {
 			pid_t w = waitpid(pid, &status, WNOHANG);
 
-			if (w == pid)
+			if (w == pid) {
 				exited = true;
+				reaped = true;
+			} else if (w < 0 && errno == ECHILD) {
+				exited = true;	/* gone, how it ended unknown */
+			}
 		}
 	}
 	/* the child is gone: take what is left in the pipes without waiting
@@ -351,7 +377,12 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 		close(pidfd);
 	if (termed)	/* stop what the command left behind in its group */
 		kill(-pid, SIGKILL);
-	if (WIFEXITED(status)) {
+	child_running = 0;
+	if (!reaped) {
+		/* never turn "did not see it end" into exit 0 */
+		r->exit_code = -1;
+		r->term_signal = 0;
+	} else if (WIFEXITED(status)) {
 		r->exit_code = WEXITSTATUS(status);
 	} else if (WIFSIGNALED(status)) {
 		r->exit_code = -1;

@@ -362,7 +362,16 @@ run_step(struct run *r, size_t i, char **why)
 		if (s->type->snapshot != NULL) {
 			/* the state run() will replace, on disk before it acts */
 			ctx.deadline_ms = zdm_now_ms() + s->timeout_ms;
-			if (s->type->snapshot(s->type, &ctx, params, &res) != 0) {
+			if (s->type->snapshot(s->type, &ctx, params, &res) != 0 &&
+			    (res.interrupted || zdm_interrupted)) {
+				/* nothing acted yet: an interrupt, not a failure */
+				json_decref(d);
+				json_decref(params);
+				zdm_result_release(&res);
+				ss->attempts--;
+				return OC_INTERRUPTED;
+			}
+			if (res.err[0] != '\0') {
 				char *msg = xasprintf("reading the state before the change: %s", res.err);
 
 				json_decref(d);
@@ -550,6 +559,21 @@ rollback(struct run *r)
 			rc = ZDM_EXIT_PAUSED;
 			break;
 		}
+		if (!has_undo || (s->type && s->type->read_only && s->undo == NULL)) {
+			const char *why = s->type && s->type->read_only ?
+			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
+
+			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
+				rc = ZDM_EXIT_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = U_SKIPPED;
+			if (!(s->type && s->type->read_only)) {
+				show_step(r, i, "no undo", "\033[2m", -1, NULL);
+				r->no_undo++;
+			}
+			continue;
+		}
 		/* a step whose type recorded a snapshot before acting can be put
 		 * back exactly even if it never recorded its end: restoring the
 		 * state from before is right whether or not it took effect */
@@ -576,21 +600,6 @@ rollback(struct run *r)
 			show_step(r, i, skip ? "skipped" : "not undone", "\033[31m", -1, why);
 			if (!skip)
 				need_person = true;
-			continue;
-		}
-		if (!has_undo || (s->type && s->type->read_only && s->undo == NULL)) {
-			const char *why = s->type && s->type->read_only ?
-			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
-
-			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
-				rc = ZDM_EXIT_NEEDS_PERSON;
-				break;
-			}
-			ss->ust = U_SKIPPED;
-			if (!(s->type && s->type->read_only)) {
-				show_step(r, i, "no undo", "\033[2m", -1, NULL);
-				r->no_undo++;
-			}
 			continue;
 		}
 		if (ss->ust == U_STARTED && !(s->idempotent || r->o->in_doubt == IN_DOUBT_RETRY)) {
@@ -624,7 +633,8 @@ rollback(struct run *r)
 			    s->undo->with_node, &err) :
 			    runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
 			if (params == NULL) {
-				jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err));
+				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err)) != 0)
+					rc = ZDM_EXIT_NEEDS_PERSON;
 				show_step(r, i, "undo failed", "\033[31m", -1, err);
 				free(err);
 				break;
@@ -659,16 +669,27 @@ rollback(struct run *r)
 				break;
 			}
 			if (urc == 0) {
-				jrec(r, "undo.succeeded", s->id, attempt, json_pack("{s:I}",
-				    "duration_ms", (json_int_t)(zdm_now_ms() - t0)));
+				if (jrec(r, "undo.succeeded", s->id, attempt, json_pack("{s:I}",
+				    "duration_ms", (json_int_t)(zdm_now_ms() - t0))) != 0) {
+					fprintf(stderr, "zdm: the undo of step '%s' ran but could not be recorded; "
+					    "the journal will show it in doubt\n", s->id);
+					zdm_result_release(&res);
+					rc = ZDM_EXIT_NEEDS_PERSON;
+					break;
+				}
 				ss->ust = U_SUCCEEDED;
 				show_step(r, i, "undone", "\033[32m", zdm_now_ms() - t0, NULL);
 				done = true;
 			} else {
 				char *msg = redact_str(res.err);
 
-				jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s,s:b}",
-				    "error", msg, "will_retry", a + 1 < max));
+				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s,s:b}",
+				    "error", msg, "will_retry", a + 1 < max)) != 0) {
+					free(msg);
+					zdm_result_release(&res);
+					rc = ZDM_EXIT_NEEDS_PERSON;
+					break;
+				}
 				ss->ust = U_FAILED;
 				show_step(r, i, "undo failed", "\033[31m", zdm_now_ms() - t0, msg);
 				free(msg);
@@ -717,9 +738,14 @@ interrupted(struct run *r, const char *step)
 	if (step != NULL)
 		json_object_set_new(d, "step", json_string(step));
 	jrec(r, "run.interrupted", NULL, 0, d);
-	say(r, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
-	    "  or undo:  zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
-	    strsignal(zdm_interrupted), r->run_id, r->run_id);
+	if (r->rolling_back)
+		say(r, "\n%sinterrupted%s by %s during the rollback; the journal is consistent.\n"
+		    "  continue the rollback: zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
+		    strsignal(zdm_interrupted), r->run_id);
+	else
+		say(r, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
+		    "  or undo:  zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
+		    strsignal(zdm_interrupted), r->run_id, r->run_id);
 	return ZDM_EXIT_PAUSED;
 }
 
@@ -751,6 +777,7 @@ on_failure(struct run *r, const char *step, const char *why)
 	}
 	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
 		return ZDM_EXIT_NEEDS_PERSON;
+	r->rolling_back = true;
 	rc = rollback(r);
 	if (rc == ZDM_EXIT_PAUSED)
 		return interrupted(r, NULL);
@@ -788,7 +815,21 @@ execute(struct run *r, size_t from)
 			bool yes = true;
 			char *err = NULL;
 
-			if (expr_truthy(r->rb->x, s->if_expr, &yes, &err) != 0) {
+			if (expr_truthy(r->rb->x, s->if_expr, &yes, &err) != 0 &&
+			    r->o->mode == MODE_DRY_RUN && r->planned > 0 && strstr(s->if_expr, "steps") != NULL) {
+				/* it reads outputs of a step that only printed its plan */
+				show_step(r, i, "planned", "\033[36m", -1, err);
+				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}", "reason",
+				    "dry run: if: needs outputs of steps that did not run", "error", err)) != 0) {
+					free(err);
+					return ZDM_EXIT_NEEDS_PERSON;
+				}
+				free(err);
+				ss->st = S_SKIPPED;
+				expr_set_step(r->rb->x, s->id, NULL);
+				continue;
+			}
+			if (err != NULL) {
 				why = xasprintf("%s:%d:%d: if: %s", r->rb->path, s->if_node->line,
 				    s->if_node->col, err);
 				free(err);
@@ -985,6 +1026,12 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	    "name", rb->name, "sha256", rb->sha256, "vars", rb->vars, "secrets", secrets,
 	    "actor", actor_json(), "zdm_version", ZDM_VERSION, "dry_run", o->mode == MODE_DRY_RUN,
 	    "steps", (int)rb->nsteps);
+	if (d == NULL) {
+		fprintf(stderr, "zdm: cannot record run.started (is the runbook path %s valid UTF-8?); nothing ran\n",
+		    rb->abspath);
+		run_release(&r);
+		return ZDM_EXIT_USAGE;
+	}
 	if (o->fail_at != NULL)
 		json_object_set_new(d, "fail_at", json_string(o->fail_at));
 	if (jrec(&r, "run.started", NULL, 0, d) != 0) {
@@ -1024,6 +1071,10 @@ load_state(struct run *r, struct jlog *log)
 
 		if (ev == NULL)
 			continue;
+		if ((strncmp(ev, "step.", 5) == 0 || strncmp(ev, "undo.", 5) == 0) && sid == NULL) {
+			fprintf(stderr, "zdm: journal line %zu: %s without a step\n", k + 1, ev);
+			return -1;
+		}
 		if (sid != NULL && s == NULL && strncmp(ev, "step.", 5) == 0) {
 			fprintf(stderr, "zdm: the journal names step '%s', which the runbook no longer has\n", sid);
 			return -1;
@@ -1149,7 +1200,32 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 		free(err);
 		return ZDM_EXIT_USAGE;
 	}
-	if (lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
+	{
+		/* vars the journal holds redacted are taken from the runbook or
+		 * --var; they must redact to what the run recorded */
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(json_object_get(fd, "vars"), k, v) {
+			json_t *now = json_object_get(r->rb->vars, k), *red;
+			bool same;
+
+			if (now == NULL)
+				continue;
+			red = json_deep_copy(now);
+			redact_json(red);
+			same = json_equal(red, v);
+			json_decref(red);
+			if (!same) {
+				fprintf(stderr, "zdm: var '%s' is not what run %s used (the journal holds it redacted, "
+				    "so zdm cannot take it from there); pass the run's value with --var %s=...\n",
+				    k, r->run_id, k);
+				return ZDM_EXIT_USAGE;
+			}
+		}
+	}
+	if (r->lockfd < 0 &&
+	    lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
 		return ZDM_EXIT_USAGE;
@@ -1210,6 +1286,17 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		    r.run_id, r.run_id);
 		run_release(&r);
 		return ZDM_EXIT_USAGE;
+	}
+	{
+		char *err = NULL;
+
+		/* a run still going is not in doubt: its holder says so */
+		if (lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
+			fprintf(stderr, "zdm: %s\n", err);
+			free(err);
+			run_release(&r);
+			return ZDM_EXIT_USAGE;
+		}
 	}
 	/* the first step not done, and what the steps before it produced */
 	for (size_t i = 0; i < rb->nsteps; i++) {
@@ -1297,6 +1384,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		run_release(&r);
 		return ZDM_EXIT_NEEDS_PERSON;
 	}
+	r.rolling_back = true;
 	say(&r, "%srollback%s of run %s, journal %s\n", c(&r, "\033[1m"), c(&r, "\033[0m"),
 	    r.run_id, journal);
 	rc = rollback(&r);

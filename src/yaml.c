@@ -54,11 +54,14 @@ yadd(struct ynode *parent, struct ynode *key, struct ynode *val)
 	parent->items[parent->n++] = val;
 }
 
+#define YAML_MAX_DEPTH 64	/* a runbook nested deeper is a mistake */
+
 struct yparser {
 	yaml_parser_t p;
 	const char *file;
 	struct yerrs *errs;
 	bool failed;
+	int depth;
 };
 
 void
@@ -128,10 +131,26 @@ next_event(struct yparser *yp, yaml_event_t *ev)
 }
 
 static struct ynode *parse_node(struct yparser *yp, yaml_event_t *ev);
+static struct ynode *parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end);
 
 static struct ynode *
 parse_children(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
 {
+	struct ynode *r = parse_children_in(yp, n, end);
+
+	yp->depth--;
+	return r;
+}
+
+static struct ynode *
+parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
+{
+	if (++yp->depth > YAML_MAX_DEPTH) {
+		yerr(yp->errs, yp->file, n->line, n->col,
+		    "nested more than %d levels deep", YAML_MAX_DEPTH);
+		yp->failed = true;
+		return n;
+	}
 	for (;;) {
 		yaml_event_t ev;
 		struct ynode *key = NULL, *val;

@@ -205,6 +205,8 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	} else if (r.interrupted) {
 		res->interrupted = true;
 		zdm_fail(res, "interrupted; the command's process group was stopped");
+	} else if (r.exit_code < 0 && r.term_signal == 0) {
+		zdm_fail(res, "ended, but zdm could not see how (its exit status was lost)");
 	} else if (r.exit_code < 0) {
 		zdm_fail(res, "killed by signal %d (%s)", r.term_signal, strsignal(r.term_signal));
 	} else {

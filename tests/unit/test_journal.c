@@ -164,7 +164,7 @@ unit_journal(void)
 	int echoed = 0, rc, lfd, lfd2;
 
 	failed = 0;
-	unsetenv("ZDM_AUDIT_KEY");
+	journal_set_audit_key(NULL);
 	unsetenv("ZDM_TEST_CRASH_AFTER_RECORD");
 	unsetenv("ZDM_TEST_TEAR_RECORD");
 	dir = mkdtemp(tmpl);
@@ -363,7 +363,7 @@ unit_journal(void)
 	}
 
 	/* ---- HMAC chain ---- */
-	setenv("ZDM_AUDIT_KEY", "k1", 1);
+	journal_set_audit_key("k1");
 	j = journal_create(p2, "r2", &err);
 	check(j != NULL, "create with ZDM_AUDIT_KEY", err);
 	free(err);
@@ -384,24 +384,24 @@ unit_journal(void)
 	    "a plain chain fails when the key is set", eout);
 	free(out);
 	free(eout);
-	setenv("ZDM_AUDIT_KEY", "k2", 1);
+	journal_set_audit_key("k2");
 	rc = verify(p2, &out, &eout);
 	check(rc == 1 && strstr(eout, ":1: hash does not match") != NULL,
 	    "verify with the wrong key fails", eout);
 	free(out);
 	free(eout);
-	unsetenv("ZDM_AUDIT_KEY");
+	journal_set_audit_key(NULL);
 	rc = verify(p2, &out, &eout);
 	check(rc == 2 && strstr(eout, "ZDM_AUDIT_KEY is not set") != NULL,
 	    "verify without the key cannot check an hmac chain", eout);
 	free(out);
 	free(eout);
-	setenv("ZDM_AUDIT_KEY", "k1", 1);
+	journal_set_audit_key("k1");
 	rc = journal_read(p2, &log, &err);
 	free(err);
 	err = NULL;
 	if (rc == 0) {
-		unsetenv("ZDM_AUDIT_KEY");
+		journal_set_audit_key(NULL);
 		j = journal_reopen(p2, "r2", &log, &err);
 		check(j == NULL && err != NULL, "reopen of an hmac chain needs the key", err);
 		journal_close(j);
@@ -409,7 +409,7 @@ unit_journal(void)
 		err = NULL;
 		jlog_release(&log);
 	}
-	unsetenv("ZDM_AUDIT_KEY");
+	journal_set_audit_key(NULL);
 
 	/* ---- fault injection ---- */
 	{
