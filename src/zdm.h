@@ -154,6 +154,12 @@ void jlog_release(struct jlog *log);
 /* `zdm audit verify`: prints the result; returns 0 ok, 1 bad chain, 2 unusable */
 int journal_verify(const char *path, FILE *out, FILE *errout);
 
+/* Take ZDM_AUDIT_KEY out of the environment (steps must not see it) and
+ * onto the redaction list; call before anything is spawned. */
+void journal_init_key(void);
+/* set (or with NULL clear) the HMAC key directly: tests */
+void journal_set_audit_key(const char *key);
+
 /* Lock per runbook name in STATE_DIR/locks/NAME.lock (flock; released when
  * the process dies).  On contention err names holder pid, host and run. */
 int lock_acquire(const char *state_dir, const char *name, const char *run_id,
@@ -186,6 +192,8 @@ void plugin_path_free(char **p);
 /* built-in types */
 extern const struct zdm_step_type zdm_step_exec;
 extern const struct zdm_step_type zdm_step_wait;
+extern const struct zdm_step_type zdm_step_metric_gate;
+extern const struct zdm_step_type zdm_step_http, zdm_step_health_gate;
 
 /* ---- luahost.c --------------------------------------------------------- */
 
