@@ -102,14 +102,17 @@ plugin() {   # dotted name
   cat >"$f"
 }
 
-@test "plugins: lists exec, wait and release.symlink with their flags and params, sorted" {
+@test "plugins: lists the built-ins and release.symlink with their flags and params, sorted" {
   run --separate-stderr zdm plugins
   assert_equal "$status" 0
   assert_equal "$stderr" ""
-  # sorted by name: exec, release.symlink, wait
+  # sorted by name
   run bash -c "grep -E '^[a-z]' <<<\"\$1\"" _ "$output"
   assert_output - <<'EOF'
 exec
+health_gate  [read-only]  [idempotent]
+http
+metric_gate  [read-only]  [idempotent]
 release.symlink  [idempotent]  [undo]
 wait  [read-only]  [idempotent]
 EOF
