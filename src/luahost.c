@@ -520,12 +520,29 @@ lh_check_env(lua_State *L, int t)
  * | nil, msg.  cmd: argv table or shell string.  opts: env, cwd, stdin,
  * timeout (ms), cap (bytes).
  */
+/*
+ * validate() and plan() (and loading) must change nothing: DESIGN's "no side
+ * effects" for `zdm validate` and `zdm plan`.  Only run(), undo() and
+ * snapshot() (which may read through a command) have a step context.
+ */
+static void
+lh_may_act(lua_State *L, const char *what)
+{
+	struct plugin *p = lh_plugin(L);
+
+	if (p->ctx == NULL)
+		luaL_error(L, "%s is not allowed here: validate() and plan() must change nothing "
+		    "(do it in run() or undo())", what);
+}
+
 static int
 lh_exec(lua_State *L)
 {
 	static const char *const known[] = {
 		"env", "cwd", "stdin", "timeout", "cap", NULL
 	};
+
+	lh_may_act(L, "zdm.exec");
 	struct plugin *p = lh_plugin(L);
 	struct proc_opts o;
 	struct guard *g;
@@ -744,6 +761,9 @@ lh_http(lua_State *L)
 	if (why != NULL)
 		return luaL_error(L, "zdm.http: malformed URL '%s': %s", req.url, why);
 	req.method = lh_http_str(L, "method");
+	if (req.method != NULL && strcasecmp(req.method, "GET") != 0 &&
+	    strcasecmp(req.method, "HEAD") != 0)
+		lh_may_act(L, "zdm.http with a method other than GET or HEAD");
 	req.ca_file = lh_http_str(L, "ca_file");
 	req.unix_socket = lh_http_str(L, "unix_socket");
 	req.bearer = lh_http_str(L, "bearer");
@@ -937,7 +957,7 @@ lh_file_read(lua_State *L)
 static int
 lh_file_write_atomic(lua_State *L)
 {
-	const char *path = luaL_checkstring(L, 1);
+	const char *path = (lh_may_act(L, "zdm.file.write_atomic"), luaL_checkstring(L, 1));
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 	lua_Integer mode = luaL_optinteger(L, 3, -1);
@@ -1000,7 +1020,7 @@ static int
 lh_file_symlink(lua_State *L)
 {
 	static unsigned counter;
-	const char *target = luaL_checkstring(L, 1);
+	const char *target = (lh_may_act(L, "zdm.file.symlink"), luaL_checkstring(L, 1));
 	const char *link = luaL_checkstring(L, 2);
 	char dir[PATH_MAX], tmp[PATH_MAX], suffix[32];
 	int e;
@@ -1033,7 +1053,7 @@ lh_file_symlink(lua_State *L)
 static int
 lh_file_remove(lua_State *L)
 {
-	const char *path = luaL_checkstring(L, 1);
+	const char *path = (lh_may_act(L, "zdm.file.remove"), luaL_checkstring(L, 1));
 
 	return luaL_fileresult(L, remove(path) == 0, path);
 }
