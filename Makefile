@@ -57,6 +57,7 @@ demo: deps
 
 bench: all
 	bash bench/overhead.sh
+	bash bench/gates.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \

@@ -53,4 +53,34 @@ void expr_check(struct expr *x, const char *s, const char *const *known_vars,
     const char *const *known_secrets, const char *const *steps_before,
     const char *const *all_steps, char ***errs);
 
+/*
+ * Gate conditions (metric_gate's `success` / `failure`): a Lua expression
+ * over `result`, compiled as `return CODE` in an environment of its own that
+ * sees only result, isnan, isinf and the sandbox's safe functions (tostring,
+ * tonumber, type, pairs, ipairs, select, next, error, assert, string, table,
+ * math); any other name is an error, with a did-you-mean.  Same limits as
+ * ${{ }}: text chunks only, the memory cap, the instruction-count hook.
+ *
+ * `result` is given as JSON: null is nil, objects and arrays become tables
+ * (as lj_push does).  JSON has no NaN or infinity: make such numbers with
+ * expr_number(), which the evaluator turns back into Lua's NaN / +-inf.
+ */
+json_t *expr_number(double d);
+
+/*
+ * Static check of a condition: it parses, and it names nothing unknown (it
+ * is tried against a few sample results and only an unknown-name error is
+ * reported: type errors depend on the real result).  0, or -1 with *err.
+ */
+int expr_check_cond(const char *code, char **err);
+
+/*
+ * Evaluate a condition with `result` bound to result (NULL = nil) in x's
+ * state (the gate's own sandbox: expr_new()).  *out = 1 true, 0 false,
+ * -1 nil.  Returns 0, or -1 with *err: a parse error, a runtime error
+ * ("attempt to compare nil with number"), or a value that is not a boolean.
+ */
+int expr_eval_cond(struct expr *x, const char *code, const json_t *result, int *out,
+    char **err);
+
 #endif

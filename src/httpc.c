@@ -388,3 +388,17 @@ http_resp_release(struct http_resp *resp)
 	resp->headers = NULL;
 	resp->body_len = 0;
 }
+
+char *
+http_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0), *r;
+
+	if (e == NULL) {
+		fputs("zdm: out of memory\n", stderr);
+		abort();
+	}
+	r = xstrdup(e);
+	curl_free(e);
+	return r;
+}

@@ -43,4 +43,7 @@ void http_resp_release(struct http_resp *resp);
  * fine, else a static reason */
 const char *http_url_problem(const char *url);
 
+/* percent-encode a query parameter's value (curl_easy_escape); malloc'd */
+char *http_escape(const char *s);
+
 #endif
