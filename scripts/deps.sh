@@ -9,7 +9,7 @@ PKGS=(
   libcurl4-openssl-dev libssh2-1-dev libpq-dev
   bats bats-assert bats-support bats-file
   jq procps util-linux parallel
-  python3 nginx-light prometheus curl
+  python3 nginx-light prometheus curl openssl
 )
 
 missing=()

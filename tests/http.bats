@@ -410,6 +410,44 @@ EOF
   assert_line --regexp "^        GET https://127.0.0.1:$HTTPD_PORT/ok: .+"
 }
 
+# a self-signed certificate for 127.0.0.1; httpd.py speaks HTTPS with it
+make_cert() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
+}
+
+tls_runbook() {   # name, extra params
+  runbook <<RB
+zdm: 1
+name: $1
+steps:
+  - id: get
+    uses: http
+    with: {url: "https://127.0.0.1:$HTTPD_PORT/ok", expect_body_contains: secure$2}
+RB
+}
+
+@test "http: real TLS: an untrusted certificate fails, ca_file trusts it, insecure skips the check with a warning" {
+  make_cert
+  echo '{"/ok": {"status": 200, "body": "secure"}}' | control
+  HTTPD_TLS="$T/cert.pem $T/key.pem" start_httpd
+  # default: the system's CAs do not know a self-signed certificate
+  tls_runbook tls-default ""
+  run --separate-stderr zdm run rb.yml --state-dir "$T/s1"
+  assert_equal "$status" 1
+  assert_output --regexp "certificate"
+  # ca_file: the same server is trusted
+  tls_runbook tls-ca ", ca_file: \"$T/cert.pem\""
+  run --separate-stderr zdm run rb.yml --state-dir "$T/s2"
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  # insecure: passes, and says so
+  tls_runbook tls-insecure ", insecure: true"
+  run --separate-stderr zdm run rb.yml --state-dir "$T/s3"
+  assert_equal "$status" 0
+  assert_equal "$stderr" "zdm: warning: step 'get': insecure: true, so TLS certificates are not verified"
+}
+
 # ---- validate --------------------------------------------------------------------
 
 @test "http: zdm validate catches a malformed URL, bad statuses, bad JSON paths, with FILE:LINE:COL" {

@@ -28,7 +28,7 @@ start_httpd() {
   [[ "${1:-}" == unix:* ]] && where=(--unix "${1#unix:}")
   [ -f "$T/control.json" ] || echo '{}' >"$T/control.json"
   rm -f "$T/httpd.port"
-  python3 "$REPO/tests/servers/httpd.py" "$T/" "${where[@]}" --lifetime 120 >"$T/httpd.out" 2>&1 3>&- &
+  python3 "$REPO/tests/servers/httpd.py" "$T/" "${where[@]}" ${HTTPD_TLS:+--tls $HTTPD_TLS} --lifetime 120 >"$T/httpd.out" 2>&1 3>&- &
   echo $! >"$T/httpd.pid"
   local i
   for i in $(seq 200); do

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP server the bats suites control, on 127.0.0.1 with a free port.
 
-    httpd.py DIR [--port PORT | --unix PATH] [--lifetime SECONDS]
+    httpd.py DIR [--port PORT | --unix PATH] [--lifetime SECONDS] [--tls CERT KEY]
 
 Binds 127.0.0.1:PORT (default 0: a free port), or the unix socket PATH, and
 writes the port (0 for a socket) to DIR/httpd.port (atomically).  Each
@@ -37,6 +37,8 @@ ap.add_argument("dir")
 ap.add_argument("--port", type=int, default=0)
 ap.add_argument("--unix")
 ap.add_argument("--lifetime", type=float, default=120.0)
+ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                help="speak HTTPS with this certificate and key (PEM)")
 ARGS = ap.parse_args()
 DIR = ARGS.dir
 
@@ -129,6 +131,11 @@ def main():
         srv = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
         srv.daemon_threads = True
         port = srv.server_address[1]
+        if ARGS.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(ARGS.tls[0], ARGS.tls[1])
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     tmp = os.path.join(DIR, ".httpd.port.tmp")
     with open(tmp, "w") as f:
         f.write("%d\n" % port)
