@@ -835,6 +835,16 @@ lh_http(lua_State *L)
 	}
 	lh_check(L, p);
 
+	/* what a plugin gets back is redacted like zdm.exec's output */
+	if (redact_active()) {
+		char *red = redact_str(gr->str);
+
+		free(gr->str);
+		gr->str = red;
+		resp.body = red;
+		resp.body_len = strlen(red);
+		redact_json(gr->json);
+	}
 	lua_createtable(L, 0, 4);
 	lua_pushinteger(L, (lua_Integer)resp.status);
 	lua_setfield(L, -2, "status");

@@ -526,6 +526,25 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 			fmt_duration(json_integer_value(json_object_get(d, "duration_ms")), dd, sizeof dd);
 			sb_addf(&sb, "  %s", dd);
 		}
+		if (strcmp(ev, "gate.measurement") == 0) {
+			/* the evidence: what was measured and what it meant */
+			json_t *v = json_object_get(d, "value");
+			char *vs = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+
+			if (json_is_integer(json_object_get(d, "n")))
+				sb_addf(&sb, " #%lld", (long long)json_integer_value(json_object_get(d, "n")));
+			if (json_is_integer(json_object_get(d, "round")))
+				sb_addf(&sb, " round %lld", (long long)json_integer_value(json_object_get(d, "round")));
+			if (json_is_string(json_object_get(d, "phase")))
+				sb_addf(&sb, "  %s", json_string_value(json_object_get(d, "phase")));
+			if (json_is_boolean(json_object_get(d, "healthy")))
+				sb_addf(&sb, "  %s", json_is_true(json_object_get(d, "healthy")) ? "healthy" : "unhealthy");
+			if (vs != NULL)
+				sb_addf(&sb, "  value %s", vs);
+			if (json_is_string(json_object_get(d, "message")))
+				sb_addf(&sb, "  %s", json_string_value(json_object_get(d, "message")));
+			free(vs);
+		}
 		if (json_is_string(json_object_get(d, "status")))
 			sb_addf(&sb, "  %s", json_string_value(json_object_get(d, "status")));
 		if (json_is_string(json_object_get(d, "error")))

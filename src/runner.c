@@ -859,6 +859,12 @@ execute(struct run *r, size_t from)
 			free(why);
 			return rc;
 		}
+		if (oc == OC_PAUSE && r->o->mode == MODE_DRY_RUN) {
+			/* nothing to resume in a rehearsal: report it as found */
+			rc = on_failure(r, s->id, why);
+			free(why);
+			return rc;
+		}
 		if (oc == OC_PAUSE) {
 			/* not a verdict: a person decides (DESIGN: exit 4, resumable) */
 			jrec(r, "run.paused", s->id, 0, json_pack("{s:s,s:b}", "error", why,
@@ -1212,6 +1218,14 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 
 			if (now == NULL)
 				continue;
+			{
+				char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+				bool redacted = t != NULL && strstr(t, "***") != NULL;
+
+				free(t);
+				if (!redacted)
+					continue;	/* recorded in clear: --var may change it */
+			}
 			red = json_deep_copy(now);
 			redact_json(red);
 			same = json_equal(red, v);

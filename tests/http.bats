@@ -641,3 +641,17 @@ EOF
   run jq -r 'select(.event=="step.failed") | .data.error' "$(journal_of "$T/state")"
   assert_output --regexp "^Failed to connect to localhost port 80 after [0-9]+ ms: Couldn't connect to server \(No such file or directory\)$"
 }
+
+@test "http: a literal bearer or password is refused (params are journaled; secrets are not)" {
+  runbook <<'RB'
+zdm: 1
+name: http-literal
+steps:
+  - id: get
+    uses: http
+    with: {url: "http://127.0.0.1:1/x", bearer: "abc123"}
+RB
+  run --separate-stderr zdm validate rb.yml
+  assert_equal "$status" 2
+  assert_equal "$stderr" "$(printf '%s\n%s' "rb.yml:6:49: step 'get': param 'bearer': must come from secrets (bearer: \${{ secrets.NAME }}): zdm writes params to the journal and only secrets are kept out of it" "zdm: 1 error; nothing ran")"
+}

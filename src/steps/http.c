@@ -90,6 +90,8 @@ http_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d
 	v = json_object_get(p, "timeout");
 	if (json_is_integer(v) && json_integer_value(v) <= 0)
 		zdm_diag(d, "timeout", "must be more than 0");
+	hc_check_secret(d, p, "password");
+	hc_check_secret(d, p, "bearer");
 	if (json_object_get(p, "password") != NULL && json_object_get(p, "user") == NULL)
 		zdm_diag(d, "password", "a password needs a user");
 	if (json_object_get(p, "user") != NULL && json_object_get(p, "bearer") != NULL)
@@ -214,6 +216,8 @@ http_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	req.user = json_string_value(json_object_get(p, "user"));
 	req.password = json_string_value(json_object_get(p, "password"));
 	req.bearer = json_string_value(json_object_get(p, "bearer"));
+	/* read as much as outputs may keep (at least httpc's 1 MiB) */
+	req.max_body = keep > ((size_t)1 << 20) ? keep : (size_t)1 << 20;
 	if (json_is_string(body)) {
 		req.body = json_string_value(body);
 		req.body_len = json_string_length(body);

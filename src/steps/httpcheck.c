@@ -482,3 +482,21 @@ hc_warn_insecure(const struct zdm_ctx *ctx, const json_t *p)
 	fprintf(stderr, "zdm: warning: step '%s': insecure: true, so TLS certificates are not verified\n",
 	    ctx->step_id != NULL ? ctx->step_id : "?");
 }
+
+/* bearer and password must come from secrets: a literal would be journaled */
+void
+hc_check_secret(struct zdm_diag *d, const json_t *p, const char *name)
+{
+	const json_t *v = json_object_get(p, name);
+	const char *s = json_string_value(v);
+	char *r;
+
+	if (s == NULL || expr_has_template(s))
+		return;		/* ${{ secrets.x }}: checked when it is resolved */
+	r = redact_str(s);
+	if (!redact_active() || strcmp(r, "***") != 0)
+		zdm_diag(d, name, "must come from secrets (%s: ${{ secrets.NAME }}): zdm writes params "
+		    "to the journal and only secrets are kept out of it", name);
+	free(r);
+}
+

@@ -43,6 +43,9 @@ json_t *hc_text(const char *s, size_t n);
 void hc_check_url(struct zdm_diag *d, const char *param, const json_t *v);
 void hc_check_status(struct zdm_diag *d, const json_t *p);
 void hc_check_headers(struct zdm_diag *d, const json_t *p);
+/* param `name` (a password, a token) must come from secrets: a literal would
+ * be journaled in clear */
+void hc_check_secret(struct zdm_diag *d, const json_t *p, const char *name);
 
 /* request options common to both types: headers, timeout, ca_file, insecure */
 void hc_req_init(struct http_req *req, const json_t *p);

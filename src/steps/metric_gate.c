@@ -65,6 +65,7 @@
 
 #include "expr.h"
 #include "httpc.h"
+#include "httpcheck.h"
 
 #define MG_MAX_BODY	(8u << 20)	/* bytes of a query's response kept */
 #define MG_JOURNAL_SERIES 50		/* series of a list result journaled */
@@ -181,23 +182,6 @@ check_limit(struct zdm_diag *d, const json_t *p, const char *name, long min)
 		zdm_diag(d, name, "must be %ld or more, not %ld", min, v);
 }
 
-/* bearer and password must come from secrets: a literal would be journaled */
-static void
-check_secret(struct zdm_diag *d, const json_t *p, const char *name)
-{
-	const json_t *v = json_object_get(p, name);
-	const char *s = json_string_value(v);
-	char *r;
-
-	if (s == NULL || expr_has_template(s))
-		return;		/* ${{ secrets.x }}: checked when it is resolved */
-	r = redact_str(s);
-	if (!redact_active() || strcmp(r, "***") != 0)
-		zdm_diag(d, name, "must come from secrets (%s: ${{ secrets.NAME }}): zdm writes params "
-		    "to the journal and only secrets are kept out of it", name);
-	free(r);
-}
-
 static void
 mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 {
@@ -271,8 +255,8 @@ mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 	if ((json_object_get(p, "user") == NULL) != (json_object_get(p, "password") == NULL))
 		zdm_diag(d, json_object_get(p, "user") ? "user" : "password",
 		    "basic auth needs both 'user' and 'password'");
-	check_secret(d, p, "bearer");
-	check_secret(d, p, "password");
+	hc_check_secret(d, p, "bearer");
+	hc_check_secret(d, p, "password");
 }
 
 static char *
