@@ -843,6 +843,8 @@ lh_http(lua_State *L)
 		gr->str = red;
 		resp.body = red;
 		resp.body_len = strlen(red);
+		if (resp.body_trunc)	/* a secret cut by the limit */
+			resp.body_len = redact_tail(red, resp.body_len);
 		redact_json(gr->json);
 	}
 	lua_createtable(L, 0, 4);

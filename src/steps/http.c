@@ -176,7 +176,7 @@ capture(const json_t *outs, const struct http_resp *r, json_t *into, struct zdm_
 	doc = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, &je);
 	if (doc == NULL) {
 		zdm_fail(res, "outputs: the response is not JSON (line %d, column %d: %s)%s",
-		    je.line, je.column, je.text, r->body_trunc ? "; it was cut at 1 MiB" : "");
+		    je.line, je.column, je.text, r->body_trunc ? "; it was cut at the read limit" : "");
 		return;
 	}
 	json_object_foreach((json_t *)outs, k, v) {
