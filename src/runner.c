@@ -263,6 +263,21 @@ new_run_id(char *out, size_t n)
 
 /* ---- one step ------------------------------------------------------------- */
 
+/* the context a step's run(), snapshot() or undo() gets from this run */
+static void
+ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
+{
+	memset(ctx, 0, sizeof *ctx);
+	ctx->run_id = r->run_id;
+	ctx->step_id = step;
+	ctx->attempt = attempt;
+	ctx->dry_run = r->o->mode == MODE_DRY_RUN;
+	ctx->state_dir = r->o->state_dir;
+	ctx->host = r;
+	ctx->note = host_note;
+	ctx->progress = host_progress;
+}
+
 /* does any string in v mention s (an expression reading steps.*) */
 static bool
 json_dumps_contains(const json_t *v, const char *s)
@@ -348,16 +363,8 @@ run_step(struct run *r, size_t i, char **why)
 			expr_set_step(r->rb->x, s->id, NULL);
 			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
-		memset(&ctx, 0, sizeof ctx);
+		ctx_init(r, &ctx, s->id, attempt);
 		memset(&res, 0, sizeof res);
-		ctx.run_id = r->run_id;
-		ctx.step_id = s->id;
-		ctx.attempt = attempt;
-		ctx.dry_run = dry;
-		ctx.state_dir = r->o->state_dir;
-		ctx.host = r;
-		ctx.note = host_note;
-		ctx.progress = host_progress;
 		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
 		if (s->type->snapshot != NULL) {
 			/* the state run() will replace, on disk before it acts */
@@ -646,16 +653,9 @@ rollback(struct run *r)
 				break;
 			}
 			ss->ust = U_STARTED;
-			memset(&ctx, 0, sizeof ctx);
-			memset(&res, 0, sizeof res);
-			ctx.run_id = r->run_id;
-			ctx.step_id = s->id;
-			ctx.attempt = attempt;
+			ctx_init(r, &ctx, s->id, attempt);
 			ctx.undoing = true;
-			ctx.state_dir = r->o->state_dir;
-			ctx.host = r;
-			ctx.note = host_note;
-			ctx.progress = host_progress;
+			memset(&res, 0, sizeof res);
 			tmo = s->undo && s->undo->timeout_ms ? s->undo->timeout_ms : s->timeout_ms;
 			ctx.deadline_ms = t0 + tmo;
 			if (s->undo != NULL)

@@ -478,3 +478,36 @@ zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 	ctx->progress(ctx, m);
 	free(m);
 }
+
+/* a JSON string of s; bytes that are not UTF-8 become U+FFFD (jansson
+ * refuses invalid UTF-8, and command or HTTP output may be anything) */
+json_t *
+json_text(const char *s, size_t n)
+{
+	json_t *v = json_stringn(s, n);
+	struct sbuf sb;
+	size_t i = 0;
+
+	if (v != NULL)
+		return v;
+	sb_init(&sb);
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+		size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 :
+		    (c >> 3) == 30 ? 4 : 0;
+		json_t *probe = len && i + len <= n ? json_stringn(s + i, len) : NULL;
+
+		if (probe != NULL) {
+			sb_add(&sb, s + i, len);
+			json_decref(probe);
+			i += len;
+		} else {
+			sb_adds(&sb, "\xef\xbf\xbd");
+			i++;
+		}
+	}
+	v = json_stringn(sb.buf, sb.len);
+	sb_release(&sb);
+	return v != NULL ? v : json_string("");
+}
+

@@ -59,6 +59,8 @@ void sb_release(struct sbuf *sb);
 
 /* "500ms" "30s" "5m" "1h" "1h30m" -> ms.  Returns -1 on a bad duration. */
 int parse_duration(const char *s, int64_t *ms);
+/* a JSON string of n bytes; invalid UTF-8 becomes U+FFFD; never NULL */
+json_t *json_text(const char *s, size_t n);
 /* 1234 -> "1.2s"; 61000 -> "1m1s"; out >= 32 bytes */
 void fmt_duration(int64_t ms, char *out, size_t n);
 /* wall clock, "2026-11-21T10:00:01.123Z"; out >= 32 bytes */

@@ -111,31 +111,8 @@ chomp_set(json_t *out, const char *key, const char *s, size_t n)
 
 	if (n > 0 && s[n - 1] == '\n')
 		n--;
-	v = json_stringn(s, n);
-	if (v == NULL) {
-		struct sbuf sb;
-		size_t i = 0;
-
-		sb_init(&sb);
-		while (i < n) {
-			unsigned char c = (unsigned char)s[i];
-			size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 :
-			    (c >> 3) == 30 ? 4 : 0;
-			json_t *probe = len && i + len <= n ? json_stringn(s + i, len) : NULL;
-
-			if (probe != NULL) {
-				sb_add(&sb, s + i, len);
-				json_decref(probe);
-				i += len;
-			} else {
-				sb_adds(&sb, "\xef\xbf\xbd");
-				i++;
-			}
-		}
-		v = json_stringn(sb.buf, sb.len);
-		sb_release(&sb);
-	}
-	json_object_set_new(out, key, v ? v : json_string(""));
+	v = json_text(s, n);
+	json_object_set_new(out, key, v);
 }
 
 static const char *

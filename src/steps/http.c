@@ -159,7 +159,7 @@ body_excerpt(const struct http_resp *r, char *out, size_t n)
 
 	while (len < r->body_len && len < 200 && r->body[len] != '\n' && r->body[len] != '\r')
 		len++;
-	t = hc_text(r->body, len);	/* messages go into JSON: UTF-8 only */
+	t = json_text(r->body, len);	/* messages go into JSON: UTF-8 only */
 	snprintf(out, n, "%s", json_string_value(t));
 	json_decref(t);
 }
@@ -246,7 +246,7 @@ http_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	}
 	res->outputs = json_object();
 	json_object_set_new(res->outputs, "status", json_integer(r.status));
-	json_object_set_new(res->outputs, "body", hc_text(r.body, r.body_len < keep ? r.body_len : keep));
+	json_object_set_new(res->outputs, "body", json_text(r.body, r.body_len < keep ? r.body_len : keep));
 	if (r.body_len > keep || r.body_trunc)
 		json_object_set_new(res->outputs, "body_truncated", json_true());
 	json_object_set_new(res->outputs, "duration_ms", json_integer(r.duration_ms));

@@ -32,8 +32,6 @@ const json_t *hc_path_get(const json_t *doc, const char *path, char *why, size_t
 /* 0 when the response meets e; -1 with why ("status 500, expected 2xx") */
 int hc_check(const struct hc_expect *e, const struct http_resp *r, char *why, size_t n);
 
-/* bytes as a JSON string; what is not UTF-8 becomes U+FFFD */
-json_t *hc_text(const char *s, size_t n);
 
 /*
  * Static checks shared by the types: a URL (skipped while it holds an
