@@ -1,7 +1,7 @@
 # zdm - zero-downtime migration orchestrator
 PREFIX   ?= /usr/local
 CC       ?= cc
-PKGS     := yaml-0.1 lua5.4 jansson libcrypto libcurl
+PKGS     := yaml-0.1 lua5.4 jansson libcrypto libcurl libssh2 libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2 -g

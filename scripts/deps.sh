@@ -10,6 +10,10 @@ PKGS=(
   bats bats-assert bats-support bats-file
   jq procps util-linux parallel
   python3 nginx-light prometheus curl openssl
+  haproxy socat wrk
+  postgresql postgresql-client
+  openssh-server openssh-client
+  libxml2-utils
 )
 
 missing=()

@@ -45,6 +45,7 @@
 #include <lualib.h>
 
 #include "httpc.h"
+#include "luahost_ext.h"
 #include "zdm.h"
 
 #define LH_MEMORY_MB	64		/* per plugin; ZDM_PLUGIN_MEMORY_MB */
@@ -162,6 +163,7 @@ lh_expired(struct plugin *p)
 }
 
 static void lh_hook(lua_State *L, lua_Debug *ar);
+static void lh_may_act(lua_State *L, const char *what);
 
 /* from here on every instruction raises, until the call unwinds */
 static int
@@ -442,6 +444,53 @@ lh_sleep(lua_State *L)
 		lh_check(L, p);
 	}
 	lh_check(L, p);		/* cut short by the deadline: raises */
+	return 0;
+}
+
+/*
+ * zdm.note(event, data): journal an event of the step's own now (on disk
+ * when it returns), e.g. "backfill.batch"; earlier attempts' notes come back
+ * in ctx.notes.  Names with a dot, not in zdm's own namespaces.
+ */
+static int
+lh_note(lua_State *L)
+{
+	struct plugin *p = lh_plugin(L);
+	const char *ev = luaL_checkstring(L, 1);
+	char *err = NULL, ebuf[512];
+	json_t *data;
+
+	lh_may_act(L, "zdm.note");
+	if (strchr(ev, '.') == NULL || strncmp(ev, "step.", 5) == 0 ||
+	    strncmp(ev, "undo.", 5) == 0 || strncmp(ev, "run.", 4) == 0 ||
+	    strncmp(ev, "rollback.", 9) == 0 || strncmp(ev, "drill.", 6) == 0)
+		return luaL_error(L, "zdm.note: event '%s' must be 'area.what' and not in "
+		    "zdm's own step./undo./run./rollback./drill. namespaces", ev);
+	if (lua_isnoneornil(L, 2)) {
+		data = json_null();
+	} else {
+		data = lj_to_json(L, 2, &err);
+		if (data == NULL) {
+			snprintf(ebuf, sizeof ebuf, "%s", err != NULL ? err : "?");
+			free(err);
+			return luaL_error(L, "zdm.note: data: %s", ebuf);
+		}
+	}
+	redact_json(data);
+	zdm_note(p->ctx, ev, data);
+	return 0;
+}
+
+/* zdm.progress(text): one live line beside the running step on a terminal */
+static int
+lh_progress(lua_State *L)
+{
+	struct plugin *p = lh_plugin(L);
+	const char *t = luaL_checkstring(L, 1);
+
+	lh_check(L, p);
+	if (p->ctx != NULL)
+		zdm_progress(p->ctx, "%s", t);
 	return 0;
 }
 
@@ -1151,6 +1200,8 @@ static const luaL_Reg lh_zdm_funcs[] = {
 	{ "sleep", lh_sleep },
 	{ "log", lh_log },
 	{ "is_expr", lh_is_expr },
+	{ "note", lh_note },
+	{ "progress", lh_progress },
 	{ NULL, NULL },
 };
 
@@ -1217,6 +1268,8 @@ lh_sandbox(lua_State *L)
 	lua_setfield(L, -2, "file");
 	luaL_newlib(L, lh_json_funcs);
 	lua_setfield(L, -2, "json");
+	for (size_t i = 0; lhx_openers[i] != NULL; i++)
+		lhx_openers[i](L);	/* zdm.socket, zdm.pg, zdm.ssh, ... */
 	lua_setglobal(L, "zdm");
 }
 
@@ -1471,6 +1524,10 @@ lh_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
 	if (ctx->prior != NULL && !json_is_null(ctx->prior)) {
 		lj_push(L, ctx->prior);
 		lua_setfield(L, -2, "prior");
+	}
+	if (ctx->notes != NULL && json_array_size(ctx->notes) > 0) {
+		lj_push(L, ctx->notes);
+		lua_setfield(L, -2, "notes");
 	}
 }
 
@@ -1870,4 +1927,36 @@ luahost_load(const char *name, const char *path, char **err)
 fail:
 	lh_free(p);
 	return NULL;
+}
+
+/* ---- for the host module's other parts (luahost_ext.h) ------------------- */
+
+void
+lhx_may_act(lua_State *L, const char *what)
+{
+	lh_may_act(L, what);
+}
+
+void
+lhx_check(lua_State *L)
+{
+	lh_check(L, lh_plugin(L));
+}
+
+int64_t
+lhx_deadline_ms(lua_State *L)
+{
+	return lh_plugin(L)->deadline_ms;
+}
+
+struct zdm_ctx *
+lhx_ctx(lua_State *L)
+{
+	return lh_plugin(L)->ctx;
+}
+
+void
+lhx_log(lua_State *L, const char *msg)
+{
+	lh_log_str(lh_plugin(L), msg);
 }

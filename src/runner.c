@@ -39,6 +39,7 @@ struct stepstate {
 	enum ustate ust;
 	int undo_attempts;
 	json_t *snapshot;	/* recorded before the step's first attempt */
+	json_t *notes;		/* the step's own events (zdm_note), all attempts */
 };
 
 struct run {
@@ -167,15 +168,30 @@ host_progress(struct zdm_ctx *ctx, const char *text)
 static int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
 
 /* ctx->note: a step's own journal event, on disk before it returns */
+/* remember a step's own event for ctx->notes of later attempts and undo */
+static void
+note_keep(struct stepstate *ss, const char *event, int attempt, json_t *data)
+{
+	if (ss->notes == NULL)
+		ss->notes = json_array();
+	json_array_append_new(ss->notes, json_pack("{s:s,s:i,s:O}", "event", event,
+	    "attempt", attempt, "data", data ? data : json_null()));
+}
+
 static void
 host_note(struct zdm_ctx *ctx, const char *event, json_t *data)
 {
 	struct run *r = ctx->host;
 
+	struct rb_step *s;
+
 	if (r == NULL) {
 		json_decref(data);
 		return;
 	}
+	s = ctx->step_id != NULL ? runbook_step(r->rb, ctx->step_id) : NULL;
+	if (s != NULL)
+		note_keep(&r->ss[s - r->rb->steps], event, ctx->attempt, data);
 	jrec(r, event, ctx->step_id, ctx->attempt, data);
 }
 
@@ -316,7 +332,7 @@ run_step(struct run *r, size_t i, char **why)
 	for (int k = 0; k < max; k++) {
 		struct zdm_ctx ctx;
 		struct zdm_result res;
-		json_t *params, *d;
+		json_t *params, *d, *notes;
 		char *err = NULL;
 		int64_t t0;
 		int attempt = ++ss->attempts, rc;
@@ -414,12 +430,15 @@ run_step(struct run *r, size_t i, char **why)
 			say(r, "[%zu/%zu] running   %s (%s, attempt %d)\n", i + 1,
 			    r->rb->nsteps, s->id, s->uses, attempt);
 		ctx.prior = ss->snapshot;
+		notes = ss->notes != NULL ? json_copy(ss->notes) : NULL;	/* earlier attempts' */
+		ctx.notes = notes;
 		t0 = zdm_now_ms();
 		ctx.deadline_ms = t0 + s->timeout_ms;
 		live_start(r, i);
 		rc = s->type->run(s->type, &ctx, params, &res);
 		live_stop();
 		json_decref(params);
+		json_decref(notes);
 		if (rc == 0 && zdm_now_ms() > ctx.deadline_ms + 1000 && !s->type->read_only) {
 			/* finished, late: keep the result, it did happen */
 		}
@@ -629,7 +648,7 @@ rollback(struct run *r)
 		for (int a = 0; a < max && !done; a++) {
 			struct zdm_ctx ctx;
 			struct zdm_result res;
-			json_t *params;
+			json_t *params, *notes;
 			char *err = NULL;
 			int64_t t0 = zdm_now_ms(), tmo;
 			int attempt = ++ss->undo_attempts, urc;
@@ -658,11 +677,14 @@ rollback(struct run *r)
 			memset(&res, 0, sizeof res);
 			tmo = s->undo && s->undo->timeout_ms ? s->undo->timeout_ms : s->timeout_ms;
 			ctx.deadline_ms = t0 + tmo;
+			notes = ss->notes != NULL ? json_copy(ss->notes) : NULL;
+			ctx.notes = notes;
 			if (s->undo != NULL)
 				urc = ut->run(ut, &ctx, params, &res);
 			else
 				urc = ut->undo(ut, &ctx, params, udata, &res);
 			json_decref(params);
+			json_decref(notes);
 			if (res.interrupted) {
 				zdm_result_release(&res);
 				rc = ZDM_EXIT_PAUSED;
@@ -920,6 +942,7 @@ run_release(struct run *r)
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
 		json_decref(r->ss[i].snapshot);
+		json_decref(r->ss[i].notes);
 	}
 	free(r->ss);
 	free(r->finished_status);
@@ -1084,6 +1107,13 @@ load_state(struct run *r, struct jlog *log)
 		if (sid != NULL && s == NULL && strncmp(ev, "step.", 5) == 0) {
 			fprintf(stderr, "zdm: the journal names step '%s', which the runbook no longer has\n", sid);
 			return -1;
+		}
+		if (ss != NULL && strncmp(ev, "step.", 5) != 0 && strncmp(ev, "undo.", 5) != 0 &&
+		    strncmp(ev, "run.", 4) != 0 && strcmp(ev, "rollback.started") != 0 &&
+		    strcmp(ev, "drill.failure") != 0) {
+			/* the step's own event (zdm_note): ctx->notes of its next attempt */
+			note_keep(ss, ev, attempt, data);
+			continue;
 		}
 		if (strcmp(ev, "step.started") == 0) {
 			json_t *snap = json_object_get(data, "snapshot");

@@ -542,3 +542,74 @@ EOF
   assert_equal "$status" 0
   assert_equal "$(readlink "$T/site/current")" releases/v1
 }
+
+# my.parts: appends each of `parts` to a file, noting each part done with
+# zdm.note; a rerun skips the parts its earlier attempts noted (ctx.notes)
+make_parts_plugin() {
+  mkdir -p "$T/myplugins/my"
+  cat >"$T/myplugins/my/parts.lua" <<'LUA'
+return {
+  description = "append parts to a file, resumable part by part",
+  params = {
+    {name = "path", type = "string", required = true},
+    {name = "parts", type = "list", required = true},
+  },
+  idempotent = true,
+  run = function(ctx, p)
+    local done = {}
+    for _, n in ipairs(ctx.notes or {}) do
+      if n.event == "parts.done" then done[n.data.part] = true end
+    end
+    for _, part in ipairs(p.parts) do
+      if not done[part] then
+        local old = zdm.file.read(p.path) or ""
+        zdm.file.write_atomic(p.path, old .. part .. "\n")
+        zdm.note("parts.done", {part = part})
+      end
+    end
+    return {outputs = {skipped = #(ctx.notes or {})}}
+  end,
+}
+LUA
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: parts
+steps:
+  - id: write
+    uses: my.parts
+    with: {path: "$T/out", parts: [a, b, c]}
+EOF
+}
+
+@test "zdm.note: parts noted before a crash come back in ctx.notes; resume does only the rest" {
+  make_parts_plugin
+  # records: 1 run.started, 2 step.started, 3 parts.done a, 4 parts.done b: crash after b
+  run env ZDM_TEST_CRASH_AFTER_RECORD=4 "$ZDM_BIN" run rb.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 137
+  assert_equal "$(cat "$T/out")" "$(printf 'a\nb')"
+  run zdm resume rb.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(cat "$T/out")" "$(printf 'a\nb\nc')"
+  run jq -r 'select(.event=="parts.done") | "\(.attempt) \(.data.part)"' "$(journal_of "$T/state")"
+  assert_output "$(printf '1 a\n1 b\n2 c')"
+  run jq -r 'select(.event=="step.succeeded") | .data.outputs.skipped' "$(journal_of "$T/state")"
+  assert_output 2
+}
+
+@test "zdm.note: refused in plan() and for zdm's own event names" {
+  mkdir -p "$T/p/my"
+  cat >"$T/p/my/bad.lua" <<'LUA'
+return {
+  description = "notes",
+  params = {{name = "ev", type = "string", required = true}},
+  plan = function(p) zdm.note("x.y", {}) return "never" end,
+  run = function(ctx, p) zdm.note(p.ev, {}) return {} end,
+}
+LUA
+  printf 'zdm: 1\nname: n\nsteps:\n  - id: s\n    uses: my.bad\n    with: {ev: step.succeeded}\n' >"$T/rb.yml"
+  run zdm plan rb.yml --plugin-path "$T/p" --state-dir "$T/state"
+  assert_output --partial "zdm.note is not allowed here"
+  run zdm run rb.yml --plugin-path "$T/p" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "zdm.note: event 'step.succeeded' must be 'area.what'"
+}

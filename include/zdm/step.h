@@ -56,6 +56,12 @@ struct zdm_ctx {
 	 * step run again after a crash must undo to this state, not to its own
 	 * half-done change. */
 	const json_t *prior;
+	/* The step's own events (zdm_note) journaled by earlier attempts in
+	 * this run, before a crash too, oldest first: an array of
+	 * {"event": name, "attempt": n, "data": ...}, or NULL.  A step that
+	 * works in parts (hosts, batches) notes each part done and skips it
+	 * when run again; undo() gets them as well. */
+	const json_t *notes;
 	/* Write an event of the step's own into the journal now (on disk when
 	 * it returns), e.g. "gate.measurement" for each sample a gate takes:
 	 * evidence that survives a crash.  data is stolen.  May be NULL

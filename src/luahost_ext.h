@@ -1,0 +1,43 @@
+/*
+ * luahost_ext.h - how the other parts of the plugins' `zdm` host module
+ * (zdm.socket, zdm.pg, zdm.ssh: each in its own lua_*.c) plug into
+ * src/luahost.c without reaching into its internals.
+ *
+ * Rules every part keeps (DESIGN.md "The Lua host"):
+ *   - a function that changes anything calls lhx_may_act() first, so
+ *     validate() and plan() stay side-effect free;
+ *   - a function that waits bounds the wait by lhx_deadline_ms() and calls
+ *     lhx_check() after it (raises "timed out" / "interrupted" for the
+ *     runner), since the count hook does not run inside C functions;
+ *   - C resources (connections, sockets) live in full userdata with a C
+ *     __gc / __close metamethod, so an unwinding error frees them;
+ *   - what a plugin gets back is redacted (redact_str) like zdm.exec's.
+ */
+#ifndef ZDM_LUAHOST_EXT_H
+#define ZDM_LUAHOST_EXT_H
+
+#include <stdint.h>
+
+#include <lua.h>
+
+struct zdm_ctx;
+
+/* raise "X is not allowed here" unless in run() or undo() */
+void lhx_may_act(lua_State *L, const char *what);
+/* raise if the call's deadline passed or a signal came */
+void lhx_check(lua_State *L);
+/* monotonic ms when the current call must end; 0 = none */
+int64_t lhx_deadline_ms(lua_State *L);
+/* the running step's context; NULL in load, validate() and plan() */
+struct zdm_ctx *lhx_ctx(lua_State *L);
+/* one line into the step's log (redacted), like zdm.log */
+void lhx_log(lua_State *L, const char *msg);
+
+/*
+ * Each part's opener: called with the `zdm` table on top of the stack, sets
+ * its field(s) there (e.g. zdm.socket) and leaves the stack as it was.
+ * The list is in src/luahost_ext.c, NULL-terminated.
+ */
+extern const lua_CFunction lhx_openers[];
+
+#endif
