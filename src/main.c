@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "audit.h"
 
 /* options a command may take */
 enum {
@@ -624,6 +625,7 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 			    json_string_value(json_object_get(a, "login")),
 			    json_string_value(json_object_get(a, "host")),
 			    json_string_value(json_object_get(d, "zdm_version")));
+			audit_print_started(d, stdout);
 		}
 		if (st != NULL)
 			sb_addf(&sb, " %s", st);
@@ -755,25 +757,8 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 static int
 cmd_audit(const struct cmd *cmd, struct cli *c)
 {
-	int worst = 0;
-
-	if (strcmp(c->argv[0], "verify") != 0) {
-		fprintf(stderr, "zdm audit: unknown subcommand '%s' (zdm audit verify JOURNAL...)\n", c->argv[0]);
-		return ZDM_EXIT_USAGE;
-	}
-	if (c->argc < 2) {
-		fprintf(stderr, "usage: zdm audit verify JOURNAL...\n");
-		return ZDM_EXIT_USAGE;
-	}
-	for (int i = 1; i < c->argc; i++) {
-		int rc = journal_verify(c->argv[i], stdout, stderr);
-
-		if (rc == 2 && worst == 0)
-			worst = ZDM_EXIT_USAGE;
-		if (rc == 1)
-			worst = 1;
-	}
-	return worst;
+	(void)cmd;
+	return audit_main(c->argc, c->argv);
 }
 
 /*
@@ -967,9 +952,15 @@ static const struct cmd commands[] = {
 	  "Where a run stands: its state, whether a zdm process holds it, each step's last event." },
 	{ "log", cmd_log, O_STATE_DIR | O_JSON, 0, 1, "log [RUN_ID | RUNBOOK] [--json]",
 	  "The journal as a timeline (who, when, what, outcome, durations); --json: the records." },
-	{ "audit", cmd_audit, 0, 1, 64, "audit verify JOURNAL...",
-	  "Check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the first bad\n"
-	  "line.  Exit 0 intact, 1 tampered, 2 unreadable." },
+	{ "audit", cmd_audit, 0, 1, 64,
+	  "audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
+	  "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]",
+	  "verify: check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the\n"
+	  "first bad line; a state dir (default: ZDM_STATE_DIR or ./.zdm) checks every journal\n"
+	  "in it and lists runs with no run.finished as incomplete.  Exit 0 intact, 1 a chain\n"
+	  "is broken, 2 unreadable or no key.\n"
+	  "export: one row per run (who, what, when, outcome, chain verified), JSON or CSV;\n"
+	  "--since 2026-11-01 or an ISO-8601 time.  See docs/audit.md." },
 	{ "approve", cmd_approve, O_STATE_DIR | O_DENY | O_REASON, 2, 2,
 	  "approve RUN_ID STEP [--deny] [--reason TEXT] [--state-dir DIR]",
 	  "Decide an approval step the run is paused on: approve it, or with --deny refuse it.\n"
@@ -1041,6 +1032,8 @@ main(int argc, char **argv)
 		usage_all(stdout);
 		return ZDM_EXIT_OK;
 	}
+	if (strcmp(argv[1], "audit") == 0)	/* its own options: audit.c */
+		return audit_main(argc - 2, argv + 2);
 	if (strcmp(argv[1], "--version") == 0)
 		argv[1] = "version";
 	for (size_t i = 0; i < NCOMMANDS; i++)

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "audit.h"
+#include "notify.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
 enum ustate { U_NONE, U_STARTED, U_SUCCEEDED, U_FAILED, U_SKIPPED };
@@ -244,40 +246,31 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 {
 	char *err = NULL;
 	long seq;
+	json_t *kept = json_incref(data);	/* for the webhooks */
 
 	if (r->j == NULL) {
 		json_decref(data);
+		json_decref(kept);
 		return 0;
 	}
 	seq = journal_append(r->j, event, step, attempt, data, &err);
 	if (seq < 0) {
 		fprintf(stderr, "zdm: journal %s: %s\n", journal_path(r->j), err);
 		free(err);
+		json_decref(kept);
 		return -1;
 	}
 	r->last_seq = seq;
+	if (r->o->mode == MODE_RUN)	/* notify.c: never fails the run */
+		notify_event(r->rb, r->j, r->run_id, event, step, attempt, kept);
+	json_decref(kept);
 	return 0;
 }
 
 static json_t *
 actor_json(void)
 {
-	json_t *a = json_object();
-	struct passwd *pw = getpwuid(getuid());
-	const char *vars[] = {
-		"ZDM_ACTOR", "SUDO_USER", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "CI_JOB_URL", NULL,
-	};
-	char host[256] = "";
-
-	json_object_set_new(a, "login", json_string(pw ? pw->pw_name : "?"));
-	json_object_set_new(a, "uid", json_integer((json_int_t)getuid()));
-	for (size_t i = 0; vars[i] != NULL; i++)
-		if (getenv(vars[i]) != NULL)
-			json_object_set_new(a, vars[i], json_string(getenv(vars[i])));
-	gethostname(host, sizeof host - 1);
-	json_object_set_new(a, "host", json_string(host));
-	json_object_set_new(a, "pid", json_integer((json_int_t)getpid()));
-	return a;
+	return audit_actor();	/* audit.c */
 }
 
 static void
@@ -1132,6 +1125,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	}
 	if (o->fail_at != NULL)
 		json_object_set_new(d, "fail_at", json_string(o->fail_at));
+	audit_provenance(d, rb->abspath);	/* host, git commit */
 	if (jrec(&r, "run.started", NULL, 0, d) != 0) {
 		run_release(&r);
 		return ZDM_EXIT_NEEDS_PERSON;
