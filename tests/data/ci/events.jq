@@ -64,7 +64,9 @@ def data_fields:
     stepped + [ req($d; "actor"; str), req($d; "via"; IN("zdm approve", "--approve", "prompt")),
       opt($d; "reason"; str) ]
   elif .event == "drill.failure" then stepped + [ req($d; "error"; str) ]
-  elif (.event | test("^(run|step|undo|approval)\\.")) then [ "unknown event \(.event)" ]
+  elif .event == "notify.failed" then
+    [ req($d; "url"; str), req($d; "event"; str), req($d; "on"; str), req($d; "error"; str) ]
+  elif (.event | test("^(run|step|undo|approval|notify|rollback|drill)\\.")) then [ "unknown event \(.event)" ]
   else stepped   # a step's own event (gate.measurement, a plugin's note): data is the step's
   end;
 
