@@ -602,8 +602,9 @@ parse_notify(struct runbook *rb, struct yerrs *e, const struct ynode *n)
 		if ((on = ymap_get(w, "on")) != NULL) {
 			nt->on = 0;
 			if (on->kind != Y_SEQ || on->n == 0)
-				err_at(rb, e, on, "on must be a list of events from start, failure, "
-				    "rollback, finish, pause");
+				err_at(rb, e, on, "on: must be a list such as [failure, finish] (events: "
+				    "start, failure, rollback, finish, pause), not %s",
+				    on->kind == Y_SEQ ? "an empty list" : ynode_kind_name(on));
 			for (size_t j = 0; on->kind == Y_SEQ && j < on->n; j++) {
 				const struct ynode *ev = on->items[j];
 				size_t k;
