@@ -10,8 +10,10 @@
  *    "zdm": {"event": "run.finished", "on": "finish", "run": "...",
  *            "runbook": "orders", "status": "rolled_back", "exit_code": 1, ...}}
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "httpc.h"
@@ -109,6 +111,43 @@ message(const struct runbook *rb, const char *run_id, const char *event, const c
 	return sb_detach(&sb);
 }
 
+/*
+ * seq and hash of the journal's last record (read from its last 64 KiB), so
+ * a receiver of run.finished holds an anchor that a later cut of the
+ * journal's tail cannot match.  Nothing is added when it cannot be read.
+ */
+static void
+add_anchor(json_t *z, const char *path)
+{
+	char buf[65536];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end, from;
+	ssize_t n;
+	char *nl, *start;
+	json_t *rec;
+
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+	n = end > 0 ? pread(fd, buf, (size_t)(end - from), from) : 0;
+	close(fd);
+	if (n <= 1 || buf[n - 1] != '\n')
+		return;
+	buf[n - 1] = '\0';
+	nl = strrchr(buf, '\n');
+	start = nl != NULL ? nl + 1 : buf;
+	if (nl == NULL && from > 0)
+		return;		/* a line longer than the buffer */
+	rec = json_loads(start, 0, NULL);
+	if (json_is_string(json_object_get(rec, "hash")) &&
+	    json_is_integer(json_object_get(rec, "seq"))) {
+		json_object_set(z, "last_seq", json_object_get(rec, "seq"));
+		json_object_set(z, "last_hash", json_object_get(rec, "hash"));
+	}
+	json_decref(rec);
+}
+
 /* a webhook failed: say so, journal it, go on */
 static void
 failed(struct journal *j, const char *url, const char *event, const char *word,
@@ -168,6 +207,8 @@ notify_event(struct runbook *rb, struct journal *j, const char *run_id, const ch
 	if (json_object_get(actor, "ci_url") != NULL)
 		json_object_set(z, "ci_url", json_object_get(actor, "ci_url"));
 	json_object_set_new(z, "journal", json_string(journal_path(j)));
+	if (bit == NOTIFY_FINISH)
+		add_anchor(z, journal_path(j));
 	payload = json_pack("{s:o,s:o}", "text", json_text(text, strlen(text)), "zdm", z);
 	redact_json(payload);	/* the error of a step may quote a secret */
 	body = json_dumps(payload, JSON_COMPACT);

@@ -70,6 +70,10 @@ EOF
   assert_line --index 3 --regexp "^zdm: run $run_id of 'notified' finished: rolled_back \(exit 1\) in .+ after step 'two' failed: exited with 1$"
   run jq -c 'select(.zdm.event == "run.finished") | [.zdm.run, .zdm.runbook, .zdm.status, .zdm.exit_code, .zdm.failed_step]' < <(bodies_to "/hook/$TOKEN")
   assert_output "[\"$run_id\",\"notified\",\"rolled_back\",1,\"two\"]"
+  # run.finished carries the journal's anchor: seq and hash of that record
+  run jq -r 'select(.zdm.event == "run.finished") | "\(.zdm.last_seq) \(.zdm.last_hash)"' < <(bodies_to "/hook/$TOKEN")
+  assert_output "$(jq -r 'select(.event == "run.finished") | "\(.seq) \(.hash)"' "$(journal_of "$T/state")")"
+  [[ "$output" =~ ^[0-9]+\ [0-9a-f]{64}$ ]]
   run jq -r '.method + " " + .headers["content-type"]' < <(requests_to "/hook/$TOKEN")
   assert_line --index 0 "POST application/json"
 
