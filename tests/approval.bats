@@ -130,7 +130,7 @@ start_and_pause() {
   assert_file_exist finished
 }
 
-@test "zdm approve refuses (exit 2) a step the run is not waiting on, and an unknown run" {
+@test "zdm approve refuses (exit 2) a step the run is not waiting on, an unknown run, a held lock" {
   runbook
   start_and_pause
   run env ZDM_ACTOR=ann "$ZDM_BIN" approve "$ID" prepare --state-dir "$T/state"
@@ -142,6 +142,18 @@ start_and_pause() {
   run zdm approve "$ID" --state-dir "$T/state"
   assert_equal "$status" 2
   assert_output --partial "usage: zdm approve RUN_ID STEP"
+  # while a zdm process holds the run's lock, nothing is written
+  local before; before="$(wc -l <"$(journal_of "$T/state")")"
+  exec 9>"$T/state/locks/appr.lock"
+  flock -x 9
+  run env ZDM_ACTOR=ann "$ZDM_BIN" approve "$ID" go-ahead --state-dir "$T/state"
+  exec 9>&-
+  assert_equal "$status" 2
+  assert_output --partial "lock"
+  assert_equal "$(wc -l <"$(journal_of "$T/state")")" "$before"
+  # and once it is free, the same command goes through
+  run env ZDM_ACTOR=ann "$ZDM_BIN" approve "$ID" go-ahead --state-dir "$T/state"
+  assert_equal "$status" 0
 }
 
 # zdm on a real pseudo-terminal, answering the prompt with $1
