@@ -465,27 +465,36 @@ verify_capture(const char *path, char **out, char **err)
 	return rc;
 }
 
+/* journal_verify's line for an intact journal (one read: the log is needed anyway) */
+static char *
+ok_line(const char *path, const struct jlog *log)
+{
+	const char *chain = log->n > 0 ? jstr(json_object_get(log->recs[0], "data"), "chain") : NULL;
+
+	if (log->n == 0)
+		return xasprintf("%s: ok, 0 records%s", path, log->torn ? ", torn last line ignored" : "");
+	return xasprintf("%s: ok, %zu records, chain %s, last hash %.16s%s", path, log->n,
+	    chain ? chain : "?", log->last_hash, log->torn ? ", torn last line ignored" : "");
+}
+
 static void
 verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 {
-	char *out = NULL, *err = NULL, *rerr = NULL;
+	char *out = NULL, *err = NULL;
 	struct jlog log;
-	int rc = verify_capture(path, &out, &err);
 
-	if (rc != 0) {
-		fprintf(stderr, "%s\n", err);
-		if (rc == 1)
-			t->broken++;
-		else
+	if (journal_read(path, &log, NULL) != 0) {
+		/* read again for journal_verify's verdict: broken or unusable */
+		int rc = verify_capture(path, &out, &err);
+
+		fprintf(stderr, "%s\n", rc != 0 ? err : "changed while it was read");
+		if (rc == 2)
 			t->unusable++;
+		else
+			t->broken++;
 		goto done;
 	}
-	if (journal_read(path, &log, &rerr) != 0) {
-		/* changed between the two reads: report what the second saw */
-		fprintf(stderr, "%s\n", rerr);
-		t->broken++;
-		goto done;
-	}
+	out = ok_line(path, &log);
 	if (run_ended(&log)) {
 		printf("%s, %s\n", out, run_state_word(&log));
 		t->complete++;
@@ -509,7 +518,6 @@ verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 done:
 	free(out);
 	free(err);
-	free(rerr);
 }
 
 static int
@@ -643,11 +651,13 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 	bool rolled = false, have_t0;
 	long undone = 0;
 	json_t *exit_code = NULL;
-	int rc = verify_capture(path, &out, &err);
+	int rc = journal_read(path, &log, NULL) == 0 ? 0 : verify_capture(path, &out, &err);
 	char *verr = NULL;
 
-	verified = rc == 0 ? "ok" : rc == 1 ? "broken" : "unchecked";
-	if (rc != 0) {
+	if (rc == 0 && out != NULL)
+		rc = 1;		/* changed between the reads */
+	verified = rc == 0 ? "ok" : rc == 2 ? "unchecked" : "broken";
+	if (rc != 0 && err != NULL) {
 		/* drop the "PATH:" the message starts with: the row names the run */
 		const char *m = err;
 
@@ -657,7 +667,7 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 			m++;
 		verr = xstrdup(*m == ' ' ? m + 1 : m);
 	}
-	if (rc != 0 || journal_read(path, &log, NULL) != 0)
+	if (rc != 0)
 		lenient_read(path, &log);
 	first = log.n > 0 ? log.recs[0] : NULL;
 	d = json_object_get(first, "data");
