@@ -14,6 +14,7 @@ PKGS=(
   postgresql postgresql-client
   openssh-server openssh-client
   libxml2-utils
+  git
 )
 
 missing=()
