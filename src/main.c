@@ -743,6 +743,32 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 				close(fd);
 			free(lockp);
 		}
+		if (strcmp(state, "paused") == 0) {
+			/* an approval: who is it waiting for, or what was decided */
+			const char *ps = NULL, *dec = NULL, *by = NULL;
+			const char *run = json_string_value(json_object_get(log.recs[0], "run"));
+
+			for (size_t i = 0; i < log.n; i++) {
+				json_t *r = log.recs[i], *rd = json_object_get(r, "data");
+				const char *ev = json_string_value(json_object_get(r, "event"));
+				const char *st = json_string_value(json_object_get(r, "step"));
+
+				if (ev != NULL && strcmp(ev, "run.paused") == 0) {
+					ps = json_is_string(json_object_get(rd, "waiting_for")) ? st : NULL;
+					dec = NULL;
+				} else if (ev != NULL && ps != NULL && st != NULL && strcmp(st, ps) == 0 &&
+				    strncmp(ev, "approval.", 9) == 0 && strcmp(ev, "approval.requested") != 0) {
+					dec = ev;
+					by = json_string_value(json_object_get(rd, "actor"));
+				}
+			}
+			if (ps != NULL && dec == NULL)
+				printf(" — waiting for approval of step '%s': zdm approve %s %s, then zdm resume %s",
+				    ps, run, ps, run);
+			else if (ps != NULL)
+				printf(" — step '%s' %s by %s: zdm resume %s", ps,
+				    strcmp(dec, "approval.granted") == 0 ? "approved" : "denied", by ? by : "?", run);
+		}
 		printf("\njournal  %s (%zu records)\n", jp, log.n);
 	}
 	json_object_foreach(steps, k, v)

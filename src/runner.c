@@ -797,6 +797,7 @@ on_failure(struct run *r, const char *step, const char *why)
 	int rc;
 
 	if (r->o->mode == MODE_DRY_RUN) {
+		annotate_step(r, "error", step, "zdm: dry run: step failed", why);
 		say(r, "dry run: step '%s' failed: %s\n", step, why);
 		return finish(r, "failed", ZDM_EXIT_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));

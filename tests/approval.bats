@@ -59,6 +59,8 @@ start_and_pause() {
   assert_equal "$status" 2
   assert_output --partial "'eve' is not among the approvers of step 'go-ahead'"
   assert_equal "$(wc -l <"$(journal_of "$T/state")")" "$before"
+  run zdm status "$ID" --state-dir "$T/state"
+  assert_line "state    paused — waiting for approval of step 'go-ahead': zdm approve $ID go-ahead, then zdm resume $ID"
   # an approver
   run env ZDM_ACTOR=ann "$ZDM_BIN" approve "$ID" go-ahead --reason "canary is clean" --state-dir "$T/state"
   assert_equal "$status" 0
@@ -68,6 +70,8 @@ start_and_pause() {
   run env ZDM_ACTOR=bob "$ZDM_BIN" approve "$ID" go-ahead --deny --state-dir "$T/state"
   assert_equal "$status" 2
   assert_output --partial "already approved by ann"
+  run zdm status "$ID" --state-dir "$T/state"
+  assert_line "state    paused — step 'go-ahead' approved by ann: zdm resume $ID"
   run zdm resume "$ID" --state-dir "$T/state" </dev/null
   assert_equal "$status" 0
   assert_file_exist finished

@@ -240,6 +240,24 @@ EOF
   refute_line --regexp '^::'
 }
 
+@test "GitHub annotations: a step that fails in a dry run (a plan job) is ::error at its line" {
+  cat >rb.yml <<'EOF'
+zdm: 1
+name: gh-dry
+steps:
+  - id: check
+    uses: exec
+    with: {command: ["true"]}
+  - id: probe
+    uses: wait
+    with: {duration: 200ms}
+    timeout: 20ms
+EOF
+  run env GITHUB_ACTIONS=true "$ZDM_BIN" run rb.yml --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^::error file=rb\.yml,line=7,col=5,title=zdm%3A dry run%3A step failed::timed out'
+}
+
 @test "GitHub annotations: validation errors are ::error at each FILE:LINE:COL; exit 2" {
   cat >rb.yml <<'EOF'
 zdm: 1
