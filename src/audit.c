@@ -888,11 +888,25 @@ cmd_export(const char *state_flag, const char *since, const char *format)
 
 /* ---- zdm audit ----------------------------------------------------------- */
 
+const char audit_usage[] =
+    "audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
+    "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]";
+const char audit_help[] =
+    "verify: check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the\n"
+    "first bad line; a state dir (default: ZDM_STATE_DIR or ./.zdm) checks every journal\n"
+    "in it and lists runs with no run.finished as incomplete.  Exit 0 intact, 1 a chain\n"
+    "is broken, 2 unreadable or no key.\n"
+    "export: one row per run (who, what, when, outcome, chain verified), JSON or CSV;\n"
+    "--since 2026-11-01 or an ISO-8601 time.  See docs/audit.md.";
+
+/* as `zdm help audit` prints it (main.c's help_one) */
 static void
-audit_usage(FILE *f)
+audit_usage_print(FILE *f, bool full)
 {
-	fprintf(f, "usage: zdm audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
-	    "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]\n");
+	if (full)
+		fprintf(f, "usage: zdm %s\n\n%s\n", audit_usage, audit_help);
+	else
+		fprintf(f, "usage: zdm %s\n", audit_usage);
 }
 
 int
@@ -910,7 +924,7 @@ audit_main(int argc, char **argv)
 	int opt, rc;
 
 	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-		audit_usage(argc < 1 ? stderr : stdout);
+		audit_usage_print(argc < 1 ? stderr : stdout, argc >= 1);
 		return argc < 1 ? ZDM_EXIT_USAGE : ZDM_EXIT_OK;
 	}
 	sub = argv[0];
@@ -924,7 +938,7 @@ audit_main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
-			audit_usage(stdout);
+			audit_usage_print(stdout, true);
 			return ZDM_EXIT_OK;
 		case 's':
 			if (*optarg == '\0') {

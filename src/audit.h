@@ -37,6 +37,9 @@ void audit_provenance(json_t *d, const char *abspath);
  * git commit) printed under the header; prints nothing it does not have */
 void audit_print_started(const json_t *data, FILE *out);
 
+/* the command table's usage and help for `zdm audit` (main.c) */
+extern const char audit_usage[], audit_help[];
+
 /*
  * `zdm audit ...` with argv[0] the subcommand; parses its own options.
  * Exit codes (docs/audit.md): verify 0 every chain intact (incomplete runs

@@ -978,15 +978,7 @@ static const struct cmd commands[] = {
 	  "Where a run stands: its state, whether a zdm process holds it, each step's last event." },
 	{ "log", cmd_log, O_STATE_DIR | O_JSON, 0, 1, "log [RUN_ID | RUNBOOK] [--json]",
 	  "The journal as a timeline (who, when, what, outcome, durations); --json: the records." },
-	{ "audit", cmd_audit, 0, 1, 64,
-	  "audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
-	  "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]",
-	  "verify: check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the\n"
-	  "first bad line; a state dir (default: ZDM_STATE_DIR or ./.zdm) checks every journal\n"
-	  "in it and lists runs with no run.finished as incomplete.  Exit 0 intact, 1 a chain\n"
-	  "is broken, 2 unreadable or no key.\n"
-	  "export: one row per run (who, what, when, outcome, chain verified), JSON or CSV;\n"
-	  "--since 2026-11-01 or an ISO-8601 time.  See docs/audit.md." },
+	{ "audit", cmd_audit, 0, 1, 64, audit_usage, audit_help },
 	{ "approve", cmd_approve, O_STATE_DIR | O_DENY | O_REASON, 2, 2,
 	  "approve RUN_ID STEP [--deny] [--reason TEXT] [--state-dir DIR]",
 	  "Decide an approval step the run is paused on: approve it, or with --deny refuse it.\n"
