@@ -217,6 +217,15 @@ junit_write(const char *out, const struct runbook *rb, const char *journal, char
 	}
 	if (status == NULL)
 		status = "?";
+	{
+		/* a run not finished yet (paused, interrupted): its steps' time */
+		int64_t steps_ms = 0;
+
+		for (size_t i = 0; i < rb->nsteps; i++)
+			steps_ms += js[i].ms + js[i].ums;
+		if (steps_ms > total)
+			total = steps_ms;
+	}
 	sb_init(&cases);
 	for (size_t i = 0; i < rb->nsteps; i++) {
 		struct jstep *s = &js[i];

@@ -194,6 +194,11 @@ on_tty() { # ANSWER ARGS...
   run env CI=true script -qec "$ZDM_BIN run rb.yml --state-dir $T/s2" /dev/null </dev/null
   assert_equal "$status" 4
   refute_output --partial "[y/N]"
+  # someone who may not decide is not asked
+  ZDM_ACTOR=eve run on_tty y run rb.yml --state-dir "$T/s3"
+  assert_equal "$status" 4
+  refute_output --partial "[y/N]"
+  assert_output --partial "'eve' is not among the approvers (ann, bob), so zdm does not ask"
   assert_not_exist finished
 }
 

@@ -274,6 +274,9 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		fprintf(stderr, "zdm: --approve %s: '%s' is not among the approvers (%s); not pre-approved\n",
 		    ctx->step_id, actor, who);
 	}
+	if (ap_cfg.interactive && !approval_allowed(approvers, actor))
+		fprintf(stderr, "zdm: step %s: '%s' is not among the approvers (%s), so zdm does not ask; "
+		    "one of them decides with zdm approve\n", ctx->step_id, actor, who);
 	if (ap_cfg.interactive && approval_allowed(approvers, actor)) {
 		int a = ask(ctx->step_id, msg, who, timeout - (now - requested));
 
