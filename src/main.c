@@ -1086,6 +1086,7 @@ main(int argc, char **argv)
 		if (opt == 'h') {
 			help_one(cmd);
 			free(c.vars);
+			free(c.approve);
 			return ZDM_EXIT_OK;
 		}
 		if (opt == '?' || opt == ':') {
@@ -1093,12 +1094,14 @@ main(int argc, char **argv)
 			    opt == ':' ? "missing value for" : "unknown or ambiguous option",
 			    argv[optind - 1], cmd->name);
 			free(c.vars);
+			free(c.approve);
 			return ZDM_EXIT_USAGE;
 		}
 		if ((cmd->opts & opt_bit(opt)) == 0) {
 			fprintf(stderr, "zdm %s: option '%s' does not apply here (zdm %s --help)\n",
 			    cmd->name, optname, cmd->name);
 			free(c.vars);
+			free(c.approve);
 			return ZDM_EXIT_USAGE;
 		}
 		switch (opt) {
@@ -1111,6 +1114,7 @@ main(int argc, char **argv)
 			else if (strcmp(optarg, "text") != 0) {
 				fprintf(stderr, "zdm %s: --output '%s': use text or json\n", cmd->name, optarg);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			break;
@@ -1118,6 +1122,7 @@ main(int argc, char **argv)
 			if (*optarg == '\0') {
 				fprintf(stderr, "zdm %s: --state-dir is empty\n", cmd->name);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			c.state_dir = optarg;
@@ -1133,6 +1138,7 @@ main(int argc, char **argv)
 				fprintf(stderr, "zdm %s: --in-doubt '%s': use retry (it did not happen) or skip (it did)\n",
 				    cmd->name, optarg);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			break;
@@ -1143,6 +1149,7 @@ main(int argc, char **argv)
 			if (*optarg == '\0') {
 				fprintf(stderr, "zdm %s: --junit needs a file name\n", cmd->name);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			c.junit = optarg;
@@ -1162,6 +1169,7 @@ main(int argc, char **argv)
 	if (c.argc < cmd->min_args || c.argc > cmd->max_args) {
 		fprintf(stderr, "usage: zdm %s\n", cmd->usage);
 		free(c.vars);
+		free(c.approve);
 		return ZDM_EXIT_USAGE;
 	}
 	proc_install_signals();
@@ -1182,8 +1190,8 @@ main(int argc, char **argv)
 		json_object_set_new(ev, "command", json_string(cmd->name));
 		ci_emit(ev);
 	}
-	free(c.approve);
 	free(c.vars);
+	free(c.approve);
 	redact_reset();
 	return rc;
 }

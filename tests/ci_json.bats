@@ -301,6 +301,11 @@ EOF
   run zdm run rb.yml --output yaml --state-dir "$T/state"
   assert_equal "$status" 2
   assert_output --partial "--output 'yaml': use text or json"
+  run zdm run rb.yml --approve a --approve b --output yaml --state-dir "$T/state"
+  assert_equal "$status" 2
+  run zdm resume --approve a --state-dir "$T/state" extra args
+  assert_equal "$status" 2
+  assert_output --partial "usage: zdm resume"
   run zdm run rb.yml --junit "" --state-dir "$T/state"
   assert_equal "$status" 2
   run zdm run rb.yml --approve one --state-dir "$T/state"
