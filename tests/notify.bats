@@ -38,7 +38,7 @@ steps:
       with: {command: [rm, -f, "$T/one.done"]}
   - id: two
     uses: exec
-    with: {command: [sh, -c, "exit $fail"]}
+    with: {command: [sh, -c, "echo \"token \$HOOK_TOKEN\" >&2; exit $fail"]}
 EOF
 }
 
@@ -66,8 +66,9 @@ EOF
   # Slack's incoming webhooks read "text"; the facts are also fields
   run jq -r .text < <(bodies_to "/hook/$TOKEN")
   assert_line --index 0 --regexp "^zdm: run $run_id of 'notified' started by .+ on .+ \(2 steps\)$"
-  assert_line --index 1 "zdm: run $run_id of 'notified': step 'two' failed: exited with 1"
-  assert_line --index 3 --regexp "^zdm: run $run_id of 'notified' finished: rolled_back \(exit 1\) in .+ after step 'two' failed: exited with 1$"
+  # (the step printed the token on stderr: the error quotes it, redacted)
+  assert_line --index 1 "zdm: run $run_id of 'notified': step 'two' failed: exited with 1: token ***"
+  assert_line --index 3 --regexp "^zdm: run $run_id of 'notified' finished: rolled_back \(exit 1\) in .+ after step 'two' failed: exited with 1: token \*\*\*$"
   run jq -c 'select(.zdm.event == "run.finished") | [.zdm.run, .zdm.runbook, .zdm.status, .zdm.exit_code, .zdm.failed_step]' < <(bodies_to "/hook/$TOKEN")
   assert_output "[\"$run_id\",\"notified\",\"rolled_back\",1,\"two\"]"
   # run.finished carries the journal's anchor: seq and hash of that record
@@ -160,7 +161,7 @@ run.paused
 EOF
   assert_equal "$(requests_to /fin | wc -l)" 0
   run jq -r 'select(.zdm.event == "run.paused") | .text' < <(bodies_to /pause)
-  assert_output --regexp "paused at step 'two': exited with 1; a person decides: zdm resume .+ or zdm rollback .+"
+  assert_output --regexp "paused at step 'two': exited with 1: token \*\*\*; a person decides: zdm resume .+ or zdm rollback .+"
 
   # zdm rollback: a start (resumed), then the rollback's finish
   run zdm rollback rb.yml --state-dir "$T/state"
