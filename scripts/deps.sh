@@ -13,7 +13,8 @@ PKGS=(
   haproxy socat wrk
   postgresql postgresql-client
   openssh-server openssh-client
-  libxml2-utils
+  libxml2-utils bsdutils
+  git
 )
 
 missing=()

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "audit.h"
 
 /* options a command may take */
 enum {
@@ -29,6 +30,12 @@ enum {
 	O_ALLOW_CHANGED = 1 << 8,
 	O_JSON = 1 << 9,
 	O_YES = 1 << 10,
+	/* issue 7A: CI stage */
+	O_JUNIT = 1 << 16,
+	O_NONINTERACTIVE = 1 << 17,
+	O_APPROVE = 1 << 18,
+	O_DENY = 1 << 19,
+	O_REASON = 1 << 20,
 };
 
 struct cli {
@@ -43,6 +50,12 @@ struct cli {
 	enum in_doubt in_doubt;
 	bool allow_changed;
 	bool json;
+	const char *junit;		/* --junit FILE */
+	bool non_interactive;		/* --non-interactive */
+	const char **approve;		/* --approve STEP, repeatable */
+	size_t napprove;
+	bool deny;			/* zdm approve --deny */
+	const char *reason;		/* zdm approve --reason TEXT */
 	int argc;		/* positional arguments */
 	char **argv;
 };
@@ -68,6 +81,11 @@ static const struct option long_opts[] = {
 	{ "allow-changed", no_argument, NULL, 'A' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "yes", no_argument, NULL, 'y' },
+	{ "junit", required_argument, NULL, 'J' },
+	{ "non-interactive", no_argument, NULL, 'I' },
+	{ "approve", required_argument, NULL, 'P' },
+	{ "deny", no_argument, NULL, 'X' },
+	{ "reason", required_argument, NULL, 'R' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -87,17 +105,63 @@ opt_bit(int c)
 	case 'A': return O_ALLOW_CHANGED;
 	case 'j': return O_JSON;
 	case 'y': return O_YES;
+	case 'J': return O_JUNIT;
+	case 'I': return O_NONINTERACTIVE;
+	case 'P': return O_APPROVE;
+	case 'X': return O_DENY;
+	case 'R': return O_REASON;
 	}
 	return 0;
 }
 
 /* ---- shared pieces ---- */
 
+/* set while the command's stdout is the --output json event stream */
+static bool json_stream;
+
+/* "FILE:LINE:COL: message" -> its parts (file and message malloc'd) */
+static void
+split_diag(const char *m, char **file, int *line, int *col, char **msg)
+{
+	const char *p = m;
+
+	*file = NULL;
+	*line = *col = 0;
+	*msg = NULL;
+	/* the file name may hold ':'; find ":N:N: " */
+	for (p = strchr(m, ':'); p != NULL; p = strchr(p + 1, ':')) {
+		int l, c, n = 0;
+
+		if (sscanf(p, ":%d:%d: %n", &l, &c, &n) == 2 && n > 0) {
+			*file = xstrndup(m, (size_t)(p - m));
+			*line = l;
+			*col = c;
+			*msg = xstrdup(p + n);
+			return;
+		}
+	}
+	*msg = xstrdup(m);
+}
+
 static void
 print_errors(struct yerrs *e)
 {
-	for (size_t i = 0; i < e->n; i++)
+	for (size_t i = 0; i < e->n; i++) {
+		char *file, *msg;
+		int line, col;
+
 		fprintf(stderr, "%s\n", e->v[i].msg);
+		split_diag(e->v[i].msg, &file, &line, &col, &msg);
+		if (json_stream) {
+			json_t *ev = json_pack("{s:s,s:s*,s:i,s:i,s:s}", "event", "validation.error",
+			    "file", file, "line", line, "col", col, "message", msg);
+
+			ci_emit(ev);
+		}
+		ci_annotate("error", file, line, col, "zdm: invalid runbook", msg);
+		free(file);
+		free(msg);
+	}
 	fprintf(stderr, "zdm: %zu error%s; nothing ran\n", e->n, e->n == 1 ? "" : "s");
 }
 
@@ -313,6 +377,46 @@ new_registry(const struct cli *c, char ***path)
 
 /* ---- commands ---- */
 
+static char out_run_id[64], out_status[32];
+
+/* --non-interactive, implied without a terminal or with CI set */
+static bool
+interactive(const struct cli *c)
+{
+	const char *ci = getenv("CI");
+
+	return !c->non_interactive && (ci == NULL || *ci == '\0') &&
+	    isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
+}
+
+/* --approve STEP must name an approval step of the runbook */
+static int
+check_approve(const char *cmd, const struct cli *c, struct runbook *rb)
+{
+	for (size_t i = 0; i < c->napprove; i++) {
+		struct rb_step *s = runbook_step(rb, c->approve[i]);
+
+		if (s == NULL || s->type != &zdm_step_approval) {
+			fprintf(stderr, "zdm %s: --approve '%s': %s %s; name a step that uses: approval\n",
+			    cmd, c->approve[i], s ? "step is not an approval in" : "no such step in", rb->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* the CI options of run, resume and rollback */
+static void
+ci_opts(struct run_opts *o, const struct cli *c)
+{
+	o->junit = c->junit;
+	o->interactive = interactive(c);
+	o->approve = c->approve;
+	o->napprove = c->napprove;
+	o->run_id_out = out_run_id;
+	o->status_out = out_status;
+}
+
 static int
 cmd_validate(const struct cmd *cmd, struct cli *c)
 {
@@ -348,6 +452,9 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	o.mode = strcmp(cmd->name, "plan") == 0 ? MODE_PLAN : c->dry_run ? MODE_DRY_RUN : MODE_RUN;
 	o.fail_at = c->fail_at;
 	o.json = c->json_output;
+	ci_opts(&o, c);
+	if (check_approve(cmd->name, c, rb) != 0)
+		goto out;
 	sd = state_dir_for(c, c->argv[0]);
 	o.state_dir = sd;
 	if (c->fail_at != NULL && runbook_step(rb, c->fail_at) == NULL) {
@@ -443,6 +550,9 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.allow_changed = c->allow_changed;
 	o.json = c->json_output;
 	o.state_dir = sd;
+	ci_opts(&o, c);
+	if (check_approve(cmd->name, c, rb) != 0)
+		goto out;
 	if (strcmp(cmd->name, "resume") == 0)
 		rc = runner_resume(rb, jp, &log, &o);
 	else
@@ -515,6 +625,7 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 			    json_string_value(json_object_get(a, "login")),
 			    json_string_value(json_object_get(a, "host")),
 			    json_string_value(json_object_get(d, "zdm_version")));
+			audit_print_started(d, stdout);
 		}
 		if (st != NULL)
 			sb_addf(&sb, " %s", st);
@@ -632,6 +743,32 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 				close(fd);
 			free(lockp);
 		}
+		if (strcmp(state, "paused") == 0) {
+			/* an approval: who is it waiting for, or what was decided */
+			const char *ps = NULL, *dec = NULL, *by = NULL;
+			const char *run = json_string_value(json_object_get(log.recs[0], "run"));
+
+			for (size_t i = 0; i < log.n; i++) {
+				json_t *r = log.recs[i], *rd = json_object_get(r, "data");
+				const char *ev = json_string_value(json_object_get(r, "event"));
+				const char *st = json_string_value(json_object_get(r, "step"));
+
+				if (ev != NULL && strcmp(ev, "run.paused") == 0) {
+					ps = json_is_string(json_object_get(rd, "waiting_for")) ? st : NULL;
+					dec = NULL;
+				} else if (ev != NULL && ps != NULL && st != NULL && strcmp(st, ps) == 0 &&
+				    strncmp(ev, "approval.", 9) == 0 && strcmp(ev, "approval.requested") != 0) {
+					dec = ev;
+					by = json_string_value(json_object_get(rd, "actor"));
+				}
+			}
+			if (ps != NULL && dec == NULL)
+				printf(" — waiting for approval of step '%s': zdm approve %s %s, then zdm resume %s",
+				    ps, run, ps, run);
+			else if (ps != NULL)
+				printf(" — step '%s' %s by %s: zdm resume %s", ps,
+				    strcmp(dec, "approval.granted") == 0 ? "approved" : "denied", by ? by : "?", run);
+		}
 		printf("\njournal  %s (%zu records)\n", jp, log.n);
 	}
 	json_object_foreach(steps, k, v)
@@ -646,25 +783,122 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 static int
 cmd_audit(const struct cmd *cmd, struct cli *c)
 {
-	int worst = 0;
+	(void)cmd;
+	return audit_main(c->argc, c->argv);
+}
 
-	if (strcmp(c->argv[0], "verify") != 0) {
-		fprintf(stderr, "zdm audit: unknown subcommand '%s' (zdm audit verify JOURNAL...)\n", c->argv[0]);
-		return ZDM_EXIT_USAGE;
-	}
-	if (c->argc < 2) {
-		fprintf(stderr, "usage: zdm audit verify JOURNAL...\n");
-		return ZDM_EXIT_USAGE;
-	}
-	for (int i = 1; i < c->argc; i++) {
-		int rc = journal_verify(c->argv[i], stdout, stderr);
+/*
+ * zdm approve RUN_ID STEP [--deny] [--reason TEXT]: a person's decision on
+ * an approval step the run is paused on, appended to the run's journal (in
+ * the hash chain) under the run's lock.  `zdm resume` then acts on it.
+ */
+static int
+cmd_approve(const struct cmd *cmd, struct cli *c)
+{
+	const char *step = c->argv[1], *name, *run, *uses = NULL, *decided = NULL, *by = NULL;
+	const json_t *params = NULL;
+	char *sd = NULL, *jp, *err = NULL, *actor = NULL;
+	struct journal *j = NULL;
+	struct jlog log;
+	long paused = -1, seq;
+	bool finished = false;
+	int rc = ZDM_EXIT_USAGE, lockfd = -1;
+	json_t *d;
 
-		if (rc == 2 && worst == 0)
-			worst = ZDM_EXIT_USAGE;
-		if (rc == 1)
-			worst = 1;
+	memset(&log, 0, sizeof log);
+	jp = find_journal(c, c->argv[0], &sd, cmd->name);
+	if (jp == NULL)
+		goto out;
+	if (journal_read(jp, &log, &err) != 0 || log.n == 0) {
+		fprintf(stderr, "zdm approve: %s\n  (zdm audit verify %s)\n", err ? err : "the journal is empty", jp);
+		goto out;
 	}
-	return worst;
+	name = json_string_value(json_object_get(json_object_get(log.recs[0], "data"), "name"));
+	run = json_string_value(json_object_get(log.recs[0], "run"));
+	for (size_t k = 0; k < log.n; k++) {
+		json_t *r = log.recs[k], *rd = json_object_get(r, "data");
+		const char *ev = json_string_value(json_object_get(r, "event"));
+		const char *sid = json_string_value(json_object_get(r, "step"));
+		bool mine = sid != NULL && strcmp(sid, step) == 0;
+
+		if (ev == NULL)
+			continue;
+		if (strcmp(ev, "run.finished") == 0)
+			finished = true;
+		else if (strcmp(ev, "run.paused") == 0)
+			paused = mine && json_is_string(json_object_get(rd, "waiting_for")) ? (long)k : -1;
+		else if (strcmp(ev, "run.resumed") == 0 || strcmp(ev, "rollback.started") == 0)
+			paused = -1, decided = NULL;
+		else if (mine && strcmp(ev, "step.started") == 0) {
+			params = json_object_get(rd, "params");
+			uses = json_string_value(json_object_get(rd, "uses"));
+		} else if (mine && paused >= 0 && (strcmp(ev, "approval.granted") == 0 ||
+		    strcmp(ev, "approval.denied") == 0)) {
+			decided = ev;
+			by = json_string_value(json_object_get(rd, "actor"));
+		}
+	}
+	if (name == NULL || run == NULL) {
+		fprintf(stderr, "zdm approve: %s:1: run.started does not name its run and runbook\n", jp);
+		goto out;
+	}
+	if (finished || paused < 0 || uses == NULL || strcmp(uses, "approval") != 0) {
+		fprintf(stderr, "zdm approve: run %s is not waiting for approval of step '%s' (state: %s)%s\n",
+		    run, step, run_state_word(&log), finished ? "" : "; see zdm status");
+		goto out;
+	}
+	if (decided != NULL) {
+		fprintf(stderr, "zdm approve: step '%s' of run %s is already %s by %s; continue: zdm resume %s\n",
+		    step, run, strcmp(decided, "approval.granted") == 0 ? "approved" : "denied",
+		    by ? by : "?", run);
+		goto out;
+	}
+	actor = approval_actor();
+	if (!approval_allowed(json_object_get(params, "approvers"), actor)) {
+		char *who = json_dumps(json_object_get(params, "approvers"), JSON_COMPACT);
+
+		fprintf(stderr, "zdm approve: '%s' is not among the approvers of step '%s' (%s); "
+		    "one of them must decide (the actor is ZDM_ACTOR, else the login name)\n",
+		    actor, step, who ? who : "?");
+		free(who);
+		goto out;
+	}
+	if (lock_acquire(sd, name, run, &lockfd, &err) != 0) {
+		fprintf(stderr, "zdm approve: %s\n", err);
+		goto out;
+	}
+	j = journal_reopen(jp, run, &log, &err);
+	if (j == NULL) {
+		fprintf(stderr, "zdm approve: %s\n", err);
+		goto out;
+	}
+	d = json_pack("{s:s,s:s}", "actor", actor, "via", "zdm approve");
+	if (c->reason != NULL)
+		json_object_set_new(d, "reason", json_string(c->reason));
+	seq = journal_append(j, c->deny ? "approval.denied" : "approval.granted", step, 0, d, &err);
+	if (seq < 0) {
+		fprintf(stderr, "zdm approve: journal %s: %s\n", jp, err);
+		rc = ZDM_EXIT_NEEDS_PERSON;
+		goto out;
+	}
+	if (c->deny)
+		printf("denied: step '%s' of run %s, by %s (journal record %ld).\n"
+		    "  zdm resume %s now fails the step and rolls the run back\n", step, run, actor, seq, run);
+	else
+		printf("approved: step '%s' of run %s, by %s (journal record %ld).\n"
+		    "  continue: zdm resume %s\n", step, run, actor, seq, run);
+	rc = ZDM_EXIT_OK;
+out:
+	free(err);
+	if (j != NULL)
+		journal_close(j);
+	if (lockfd >= 0)
+		lock_release(lockfd);
+	free(actor);
+	jlog_release(&log);
+	free(jp);
+	free(sd);
+	return rc;
 }
 
 static int
@@ -712,25 +946,31 @@ static const struct cmd commands[] = {
 	  "plan RUNBOOK [--var k=v] [--vars-file F]",
 	  "Print the resolved steps and their undo plan.  Runs nothing, writes nothing." },
 	{ "run", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_DRY_RUN |
-	  O_OUTPUT | O_FAIL_AT | O_YES, 1, 1,
+	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE, 1, 1,
 	  "run RUNBOOK [--var k=v] [--vars-file F] [--dry-run] [--output text|json]\n"
-	  "           [--fail-at STEP] [--state-dir DIR]",
+	  "           [--fail-at STEP] [--state-dir DIR] [--junit FILE] [--non-interactive]\n"
+	  "           [--approve STEP]...",
 	  "Run the steps in order, journaling each before and after it acts.  On failure:\n"
 	  "on_failure (rollback by default).  --dry-run runs read-only steps (gates) for real and\n"
 	  "prints the plan of the others.  --fail-at STEP forces a failure after STEP succeeds,\n"
 	  "to rehearse the rollback in a drill.\n"
 	  "Exit: 0 ok, 1 failed and rolled back, 2 usage/validation/lock, 3 a person must look,\n"
-	  "4 paused or interrupted (resumable), 5 a step is in doubt." },
+	  "4 paused or interrupted (resumable), 5 a step is in doubt.\n"
+	  "CI: --output json (events, docs/ci.md), --junit FILE, --non-interactive (implied\n"
+	  "without a terminal or with CI set), --approve STEP (pre-approve an approval step);\n"
+	  "GitHub annotations when GITHUB_ACTIONS=true." },
 	{ "resume", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT, 0, 1,
-	  "resume [RUN_ID | RUNBOOK] [--in-doubt retry|skip] [--allow-changed]",
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE, 0, 1,
+	  "resume [RUN_ID | RUNBOOK] [--in-doubt retry|skip] [--allow-changed]\n"
+	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...",
 	  "Continue a run that crashed, was interrupted or paused.  Steps that succeeded are\n"
 	  "skipped with their recorded outputs.  A step that started but never ended is in doubt:\n"
 	  "it runs again if idempotent; otherwise choose --in-doubt retry (it did not happen) or\n"
 	  "--in-doubt skip (it did).  A changed runbook is refused unless --allow-changed." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT, 0, 1,
-	  "rollback [RUN_ID | RUNBOOK] [--in-doubt retry|skip] [--allow-changed]",
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE, 0, 1,
+	  "rollback [RUN_ID | RUNBOOK] [--in-doubt retry|skip] [--allow-changed]\n"
+	  "           [--output text|json] [--junit FILE]",
 	  "Undo the run's completed steps in reverse order from their recorded undo_data, or\n"
 	  "continue a rollback that was cut short.  No undo runs twice.  Exit 0 when every step\n"
 	  "is undone, 3 when not, 5 when an undo is in doubt." },
@@ -738,9 +978,14 @@ static const struct cmd commands[] = {
 	  "Where a run stands: its state, whether a zdm process holds it, each step's last event." },
 	{ "log", cmd_log, O_STATE_DIR | O_JSON, 0, 1, "log [RUN_ID | RUNBOOK] [--json]",
 	  "The journal as a timeline (who, when, what, outcome, durations); --json: the records." },
-	{ "audit", cmd_audit, 0, 1, 64, "audit verify JOURNAL...",
-	  "Check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the first bad\n"
-	  "line.  Exit 0 intact, 1 tampered, 2 unreadable." },
+	{ "audit", cmd_audit, 0, 1, 64, audit_usage, audit_help },
+	{ "approve", cmd_approve, O_STATE_DIR | O_DENY | O_REASON, 2, 2,
+	  "approve RUN_ID STEP [--deny] [--reason TEXT] [--state-dir DIR]",
+	  "Decide an approval step the run is paused on: approve it, or with --deny refuse it.\n"
+	  "Recorded in the run's journal (approval.granted / approval.denied) with the actor:\n"
+	  "ZDM_ACTOR, else the login name, who must be among the step's approvers.  Then\n"
+	  "zdm resume RUN_ID goes on (approved) or rolls back (denied).  Exit 2 when the run is\n"
+	  "not waiting on STEP, the actor may not decide, or a zdm process holds the run." },
 	{ "plugins", cmd_plugins, O_PLUGIN_PATH, 0, 0, "plugins [--plugin-path DIRS]",
 	  "List the step types, built-in and Lua, with their params." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
@@ -805,6 +1050,8 @@ main(int argc, char **argv)
 		usage_all(stdout);
 		return ZDM_EXIT_OK;
 	}
+	if (strcmp(argv[1], "audit") == 0)	/* its own options: audit.c */
+		return audit_main(argc - 2, argv + 2);
 	if (strcmp(argv[1], "--version") == 0)
 		argv[1] = "version";
 	for (size_t i = 0; i < NCOMMANDS; i++)
@@ -839,6 +1086,7 @@ main(int argc, char **argv)
 		if (opt == 'h') {
 			help_one(cmd);
 			free(c.vars);
+			free(c.approve);
 			return ZDM_EXIT_OK;
 		}
 		if (opt == '?' || opt == ':') {
@@ -846,12 +1094,14 @@ main(int argc, char **argv)
 			    opt == ':' ? "missing value for" : "unknown or ambiguous option",
 			    argv[optind - 1], cmd->name);
 			free(c.vars);
+			free(c.approve);
 			return ZDM_EXIT_USAGE;
 		}
 		if ((cmd->opts & opt_bit(opt)) == 0) {
 			fprintf(stderr, "zdm %s: option '%s' does not apply here (zdm %s --help)\n",
 			    cmd->name, optname, cmd->name);
 			free(c.vars);
+			free(c.approve);
 			return ZDM_EXIT_USAGE;
 		}
 		switch (opt) {
@@ -864,6 +1114,7 @@ main(int argc, char **argv)
 			else if (strcmp(optarg, "text") != 0) {
 				fprintf(stderr, "zdm %s: --output '%s': use text or json\n", cmd->name, optarg);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			break;
@@ -871,6 +1122,7 @@ main(int argc, char **argv)
 			if (*optarg == '\0') {
 				fprintf(stderr, "zdm %s: --state-dir is empty\n", cmd->name);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			c.state_dir = optarg;
@@ -886,12 +1138,30 @@ main(int argc, char **argv)
 				fprintf(stderr, "zdm %s: --in-doubt '%s': use retry (it did not happen) or skip (it did)\n",
 				    cmd->name, optarg);
 				free(c.vars);
+				free(c.approve);
 				return ZDM_EXIT_USAGE;
 			}
 			break;
 		case 'A': c.allow_changed = true; break;
 		case 'j': c.json = true; break;
 		case 'y': break;
+		case 'J':
+			if (*optarg == '\0') {
+				fprintf(stderr, "zdm %s: --junit needs a file name\n", cmd->name);
+				free(c.vars);
+				free(c.approve);
+				return ZDM_EXIT_USAGE;
+			}
+			c.junit = optarg;
+			break;
+		case 'I': c.non_interactive = true; break;
+		case 'P':
+			if (c.approve == NULL)
+				c.approve = xcalloc((size_t)argc, sizeof *c.approve);
+			c.approve[c.napprove++] = optarg;
+			break;
+		case 'X': c.deny = true; break;
+		case 'R': c.reason = optarg; break;
 		}
 	}
 	c.argc = argc - optind;
@@ -899,12 +1169,29 @@ main(int argc, char **argv)
 	if (c.argc < cmd->min_args || c.argc > cmd->max_args) {
 		fprintf(stderr, "usage: zdm %s\n", cmd->usage);
 		free(c.vars);
+		free(c.approve);
 		return ZDM_EXIT_USAGE;
 	}
 	proc_install_signals();
 	journal_init_key();
+	json_stream = c.json_output;
+	ci_json_stdout = c.json_output;
 	rc = cmd->fn(cmd, &c);
+	if (json_stream) {
+		/* the stream's last line, always: how zdm ended (docs/ci.md) */
+		static const char *const word[] = {
+			"succeeded", "rolled_back", "usage_error", "needs_person", "paused", "in_doubt",
+		};
+		json_t *ev = json_pack("{s:s,s:i,s:s}", "event", "exit", "exit_code", rc, "status",
+		    out_status[0] ? out_status : rc >= 0 && rc <= 5 ? word[rc] : "?");
+
+		if (out_run_id[0] != '\0')
+			json_object_set_new(ev, "run", json_string(out_run_id));
+		json_object_set_new(ev, "command", json_string(cmd->name));
+		ci_emit(ev);
+	}
 	free(c.vars);
+	free(c.approve);
 	redact_reset();
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "httpc.h"
 #include "runbook.h"
 
 #define DEFAULT_TIMEOUT_MS (5 * 60 * 1000)
@@ -16,7 +17,7 @@
 
 static const char *const top_keys[] = {
 	"zdm", "name", "description", "vars", "secrets", "defaults", "on_failure",
-	"steps", NULL,
+	"steps", "notify", NULL,
 };
 static const char *const step_keys[] = {
 	"id", "name", "description", "uses", "with", "if", "timeout", "retries",
@@ -558,6 +559,81 @@ parse_secrets(struct runbook *rb, struct yerrs *e, const struct ynode *n)
 	}
 }
 
+/* notify: [{url: URL, on: [start, failure, rollback, finish, pause], timeout: 5s}] */
+static const char *const notify_keys[] = { "url", "on", "timeout", NULL };
+static const char *const notify_events[] = {
+	"start", "failure", "rollback", "finish", "pause", NULL,
+};
+
+static void
+parse_notify(struct runbook *rb, struct yerrs *e, const struct ynode *n)
+{
+	if (n == NULL)
+		return;
+	if (n->kind != Y_SEQ) {
+		err_at(rb, e, n, "notify must be a list of webhooks (- url: ...), not %s",
+		    ynode_kind_name(n));
+		return;
+	}
+	rb->notify = xcalloc(n->n + 1, sizeof *rb->notify);
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ynode *w = n->items[i], *u, *on, *to;
+		struct rb_notify *nt;
+		const char *s, *why;
+
+		if (w->kind != Y_MAP) {
+			err_at(rb, e, w, "a notify entry is a mapping (url:, on:, timeout:), not %s",
+			    ynode_kind_name(w));
+			continue;
+		}
+		check_keys(rb, e, w, notify_keys, "a notify entry");
+		nt = &rb->notify[rb->nnotify++];
+		nt->node = w;
+		nt->on = NOTIFY_ALL;
+		nt->timeout_ms = NOTIFY_DEFAULT_TIMEOUT_MS;
+		if ((u = ymap_get(w, "url")) == NULL)
+			err_at(rb, e, w, "notify entry: missing 'url:' (the webhook, e.g. "
+			    "${{ secrets.slack_hook }})");
+		else if ((s = want_string(rb, e, u, "url")) != NULL) {
+			nt->url = xstrdup(s);
+			if (!expr_has_template(s) && (why = http_url_problem(s)) != NULL)
+				err_at(rb, e, u, "notify url '%s': %s", s, why);
+		}
+		if ((on = ymap_get(w, "on")) != NULL) {
+			nt->on = 0;
+			if (on->kind != Y_SEQ || on->n == 0)
+				err_at(rb, e, on, "on: must be a list such as [failure, finish] (events: "
+				    "start, failure, rollback, finish, pause), not %s",
+				    on->kind == Y_SEQ ? "an empty list" : ynode_kind_name(on));
+			for (size_t j = 0; on->kind == Y_SEQ && j < on->n; j++) {
+				const struct ynode *ev = on->items[j];
+				size_t k;
+
+				for (k = 0; notify_events[k] != NULL; k++)
+					if (ev->kind == Y_SCALAR && strcmp(ev->str, notify_events[k]) == 0)
+						break;
+				if (notify_events[k] != NULL) {
+					nt->on |= 1u << k;
+				} else if (ev->kind != Y_SCALAR) {
+					err_at(rb, e, ev, "notify event must be a word (start, failure, "
+					    "rollback, finish, pause), not %s", ynode_kind_name(ev));
+				} else {
+					const char *dym = did_you_mean(ev->str, notify_events);
+
+					err_at(rb, e, ev, "unknown notify event '%s'%s%s%s (use start, "
+					    "failure, rollback, finish, pause)", ev->str,
+					    dym ? " (did you mean '" : "", dym ? dym : "", dym ? "'?)" : "");
+				}
+			}
+		}
+		if ((to = ymap_get(w, "timeout")) != NULL &&
+		    want_duration(rb, e, to, "timeout", &nt->timeout_ms) == 0 &&
+		    (nt->timeout_ms < 1 || nt->timeout_ms > NOTIFY_MAX_TIMEOUT_MS))
+			err_at(rb, e, to, "notify timeout must be from 1ms to 30s: a webhook must not "
+			    "hold up the migration");
+	}
+}
+
 static struct rb_undo *
 parse_undo(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *stepid)
 {
@@ -844,6 +920,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		rb->description = xstrdup(s);
 	parse_vars(rb, errs, ymap_get(root, "vars"));
 	parse_secrets(rb, errs, ymap_get(root, "secrets"));
+	parse_notify(rb, errs, ymap_get(root, "notify"));
 	parse_defaults(rb, errs, ymap_get(root, "defaults"), &dtimeout, &dretries, &ddelay, &dfixed);
 	if ((n = ymap_get(root, "on_failure")) != NULL) {
 		if (n->kind == Y_SCALAR && strcmp(n->str, "rollback") == 0)
@@ -930,6 +1007,13 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			}
 			free(before);
 		}
+		for (size_t j = 0; j < rb->nnotify; j++) {
+			/* a URL sees vars, secrets and env, not steps */
+			const char *none[] = { NULL };
+
+			check_exprs(rb, errs, ymap_get(rb->notify[j].node, "url"), vars, secrets,
+			    none, ids);
+		}
 		expr_set_static(rb->x, false);
 		free(ids);
 		free(vars);
@@ -968,6 +1052,9 @@ runbook_free(struct runbook *rb)
 		free(rb->secrets[i].file);
 	}
 	free(rb->secrets);
+	for (size_t i = 0; i < rb->nnotify; i++)
+		free(rb->notify[i].url);
+	free(rb->notify);
 	json_decref(rb->vars);
 	expr_free(rb->x);
 	ynode_free(rb->root);

@@ -46,6 +46,25 @@ struct rb_secret {
 	const struct ynode *node;
 };
 
+/* notify: one webhook (docs/zdm-runbook.5 "NOTIFY", notify.c) */
+enum {
+	NOTIFY_START = 1 << 0,		/* run.started, run.resumed */
+	NOTIFY_FAILURE = 1 << 1,	/* a step (or an undo) failed for good */
+	NOTIFY_ROLLBACK = 1 << 2,	/* rollback.started */
+	NOTIFY_FINISH = 1 << 3,		/* run.finished, whatever the outcome */
+	NOTIFY_PAUSE = 1 << 4,		/* run.paused, run.interrupted */
+	NOTIFY_ALL = (1 << 5) - 1,
+};
+#define NOTIFY_DEFAULT_TIMEOUT_MS 5000		/* per request, connect included */
+#define NOTIFY_MAX_TIMEOUT_MS 30000
+
+struct rb_notify {
+	char *url;			/* as written: may hold ${{ }} (a secret) */
+	unsigned on;			/* NOTIFY_* bits; NOTIFY_ALL when on: is absent */
+	int64_t timeout_ms;
+	const struct ynode *node;	/* the entry, for messages */
+};
+
 struct runbook {
 	char *path;			/* as given (used in messages) */
 	char *abspath;
@@ -58,6 +77,8 @@ struct runbook {
 	enum on_failure on_failure;
 	struct rb_step *steps;
 	size_t nsteps;
+	struct rb_notify *notify;	/* notify: webhooks, or NULL */
+	size_t nnotify;
 	struct registry *reg;		/* borrowed */
 	struct expr *x;			/* the run's expression sandbox */
 };

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "audit.h"
+#include "notify.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
 enum ustate { U_NONE, U_STARTED, U_SUCCEEDED, U_FAILED, U_SKIPPED };
@@ -206,13 +208,35 @@ live_stop(void)
 
 /* ---- journal helpers ----------------------------------------------------- */
 
+/* --output json: each journal record, as it reaches disk, as an event of
+ * the documented stream (docs/ci.md) */
 static void
 echo_record(const char *line, void *arg)
 {
+	json_t *rec = json_loads(line, 0, NULL);
+
 	(void)arg;
-	fputs(line, stdout);
-	fputc('\n', stdout);
-	fflush(stdout);
+	if (rec != NULL)
+		ci_emit(rec);
+}
+
+/* how this command leaves the run, for the final "exit" event */
+static void
+set_status(const struct run *r, const char *status)
+{
+	if (r->o->status_out != NULL)
+		snprintf(r->o->status_out, 32, "%s", status);
+}
+
+/* a step's place in the runbook, for annotations */
+static void
+annotate_step(const struct run *r, const char *level, const char *step, const char *title,
+    const char *msg)
+{
+	const struct rb_step *s = step ? runbook_step(r->rb, step) : NULL;
+
+	ci_annotate(level, r->rb->path, s && s->node ? s->node->line : 0,
+	    s && s->node ? s->node->col : 0, title, msg);
 }
 
 /* append or die trying: a run that cannot journal must not act.
@@ -222,40 +246,31 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 {
 	char *err = NULL;
 	long seq;
+	json_t *kept = json_incref(data);	/* for the webhooks */
 
 	if (r->j == NULL) {
 		json_decref(data);
+		json_decref(kept);
 		return 0;
 	}
 	seq = journal_append(r->j, event, step, attempt, data, &err);
 	if (seq < 0) {
 		fprintf(stderr, "zdm: journal %s: %s\n", journal_path(r->j), err);
 		free(err);
+		json_decref(kept);
 		return -1;
 	}
 	r->last_seq = seq;
+	if (r->o->mode == MODE_RUN)	/* notify.c: never fails the run */
+		notify_event(r->rb, r->j, r->run_id, event, step, attempt, kept);
+	json_decref(kept);
 	return 0;
 }
 
 static json_t *
 actor_json(void)
 {
-	json_t *a = json_object();
-	struct passwd *pw = getpwuid(getuid());
-	const char *vars[] = {
-		"ZDM_ACTOR", "SUDO_USER", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "CI_JOB_URL", NULL,
-	};
-	char host[256] = "";
-
-	json_object_set_new(a, "login", json_string(pw ? pw->pw_name : "?"));
-	json_object_set_new(a, "uid", json_integer((json_int_t)getuid()));
-	for (size_t i = 0; vars[i] != NULL; i++)
-		if (getenv(vars[i]) != NULL)
-			json_object_set_new(a, vars[i], json_string(getenv(vars[i])));
-	gethostname(host, sizeof host - 1);
-	json_object_set_new(a, "host", json_string(host));
-	json_object_set_new(a, "pid", json_integer((json_int_t)getpid()));
-	return a;
+	return audit_actor();	/* audit.c */
 }
 
 static void
@@ -518,7 +533,8 @@ run_step(struct run *r, size_t i, char **why)
 					return OC_INTERRUPTED;
 				continue;
 			}
-			show_step(r, i, res.pause ? "undecided" : "failed", "\033[31m", ms, msg);
+			show_step(r, i, !res.pause ? "failed" : s->type == &zdm_step_approval ? "waiting" :
+			    "undecided", res.pause ? "\033[33m" : "\033[31m", ms, msg);
 			*why = msg;
 			return res.pause ? OC_PAUSE : OC_FAILED;
 		}
@@ -714,6 +730,8 @@ rollback(struct run *r)
 				}
 				ss->ust = U_FAILED;
 				show_step(r, i, "undo failed", "\033[31m", zdm_now_ms() - t0, msg);
+				if (a + 1 >= max)
+					annotate_step(r, "error", s->id, "zdm: undo failed", msg);
 				free(msg);
 				if (a + 1 < max && zdm_sleep_ms(backoff_delay(s, a + 1)) != 0) {
 					zdm_result_release(&res);
@@ -746,6 +764,7 @@ finish(struct run *r, const char *status, int code, json_t *extra)
 
 	json_object_set_new(d, "status", json_string(status));
 	json_object_set_new(d, "exit_code", json_integer(code));
+	set_status(r, status);
 	json_object_set_new(d, "duration_ms", json_integer(zdm_now_ms() - r->t0));
 	if (jrec(r, "run.finished", NULL, 0, d) != 0)
 		return ZDM_EXIT_NEEDS_PERSON;
@@ -757,6 +776,7 @@ interrupted(struct run *r, const char *step)
 {
 	json_t *d = json_pack("{s:i}", "signal", (int)zdm_interrupted);
 
+	set_status(r, "interrupted");
 	if (step != NULL)
 		json_object_set_new(d, "step", json_string(step));
 	jrec(r, "run.interrupted", NULL, 0, d);
@@ -777,18 +797,22 @@ on_failure(struct run *r, const char *step, const char *why)
 	int rc;
 
 	if (r->o->mode == MODE_DRY_RUN) {
+		annotate_step(r, "error", step, "zdm: dry run: step failed", why);
 		say(r, "dry run: step '%s' failed: %s\n", step, why);
 		return finish(r, "failed", ZDM_EXIT_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
 	switch (r->rb->on_failure) {
 	case ON_FAILURE_PAUSE:
+		set_status(r, "paused");
+		annotate_step(r, "error", step, "zdm: step failed; run paused", why);
 		jrec(r, "run.paused", step, 0, json_pack("{s:s}", "error", why));
 		say(r, "%spaused%s after step '%s' failed (on_failure: pause).\n"
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(r, "\033[33m"), c(r, "\033[0m"), step, r->run_id, r->run_id);
 		return ZDM_EXIT_PAUSED;
 	case ON_FAILURE_ABORT:
+		annotate_step(r, "error", step, "zdm: step failed; run aborted, nothing undone", why);
 		say(r, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
 		    "  undo by hand or: zdm rollback %s\n", c(r, "\033[31m"), c(r, "\033[0m"),
 		    step, r->run_id);
@@ -797,15 +821,20 @@ on_failure(struct run *r, const char *step, const char *why)
 	case ON_FAILURE_ROLLBACK:
 		break;
 	}
+	annotate_step(r, "error", step, "zdm: step failed", why);
 	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
 		return ZDM_EXIT_NEEDS_PERSON;
 	r->rolling_back = true;
 	rc = rollback(r);
 	if (rc == ZDM_EXIT_PAUSED)
 		return interrupted(r, NULL);
-	if (rc == ZDM_EXIT_IN_DOUBT)
+	if (rc == ZDM_EXIT_IN_DOUBT) {
+		set_status(r, "in_doubt");
 		return rc;
+	}
 	if (rc == ZDM_EXIT_OK) {
+		annotate_step(r, "warning", step, "zdm: rolled back",
+		    "every completed step with an undo was undone; the system is back where it started");
 		say(r, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
 		    c(r, "\033[33m"), c(r, "\033[0m"), step, why,
 		    r->no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
@@ -889,11 +918,27 @@ execute(struct run *r, size_t from)
 		}
 		if (oc == OC_PAUSE) {
 			/* not a verdict: a person decides (DESIGN: exit 4, resumable) */
-			jrec(r, "run.paused", s->id, 0, json_pack("{s:s,s:b}", "error", why,
-			    "needs_decision", true));
-			say(r, "%spaused%s: step '%s' could not decide (%s).\n"
-			    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
-			    c(r, "\033[33m"), c(r, "\033[0m"), s->id, why, r->run_id, r->run_id);
+			bool appr = s->type == &zdm_step_approval;
+			json_t *pd = json_pack("{s:s,s:b}", "error", why, "needs_decision", true);
+
+			if (appr)
+				json_object_set_new(pd, "waiting_for", json_string("approval"));
+			jrec(r, "run.paused", s->id, 0, pd);
+			set_status(r, "paused");
+			if (appr) {
+				char *m = xasprintf("waiting for approval: zdm approve %s %s, then zdm resume %s",
+				    r->run_id, s->id, r->run_id);
+
+				annotate_step(r, "warning", s->id, "zdm: approval needed", m);
+				say(r, "%spaused%s: %s\n  to refuse (rolls back): zdm approve --deny %s %s, then zdm resume %s\n",
+				    c(r, "\033[33m"), c(r, "\033[0m"), m, r->run_id, s->id, r->run_id);
+				free(m);
+			} else {
+				annotate_step(r, "warning", s->id, "zdm: paused, a person decides", why);
+				say(r, "%spaused%s: step '%s' could not decide (%s).\n"
+				    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
+				    c(r, "\033[33m"), c(r, "\033[0m"), s->id, why, r->run_id, r->run_id);
+			}
 			free(why);
 			return ZDM_EXIT_PAUSED;
 		}
@@ -930,6 +975,12 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->o = o;
 	r->lockfd = -1;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
+	{
+		struct approval_opts ao = { o->interactive, o->approve, o->napprove };
+
+		approval_configure(&ao);
+	}
+	ci_json_stdout = o->json;
 	r->tty = !o->json && isatty(STDOUT_FILENO);
 	r->color = r->tty && getenv("NO_COLOR") == NULL;
 	r->t0 = zdm_now_ms();
@@ -938,6 +989,16 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 static void
 run_release(struct run *r)
 {
+	if (r->j != NULL && r->o->junit != NULL) {
+		/* the report covers the whole run, from its journal */
+		char *err = NULL;
+
+		if (junit_write(r->o->junit, r->rb, journal_path(r->j), &err) != 0) {
+			fprintf(stderr, "zdm: --junit %s: %s\n", r->o->junit, err);
+			free(err);
+		}
+	}
+	approval_configure(NULL);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
@@ -1016,6 +1077,8 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 
 	run_init(&r, rb, o);
 	new_run_id(r.run_id, sizeof r.run_id);
+	if (o->run_id_out != NULL && o->mode != MODE_PLAN)
+		snprintf(o->run_id_out, 64, "%s", r.run_id);
 	set_run_table(&r);
 	if (o->mode == MODE_PLAN) {
 		rc = plan(&r);
@@ -1063,6 +1126,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	}
 	if (o->fail_at != NULL)
 		json_object_set_new(d, "fail_at", json_string(o->fail_at));
+	audit_provenance(d, rb->abspath);	/* host, git commit */
 	if (jrec(&r, "run.started", NULL, 0, d) != 0) {
 		run_release(&r);
 		return ZDM_EXIT_NEEDS_PERSON;
@@ -1089,6 +1153,8 @@ load_state(struct run *r, struct jlog *log)
 	}
 	id = json_string_value(json_object_get(first, "run"));
 	snprintf(r->run_id, sizeof r->run_id, "%s", id ? id : "?");
+	if (r->o->run_id_out != NULL)
+		snprintf(r->o->run_id_out, 64, "%s", r->run_id);
 	for (size_t k = 0; k < log->n; k++) {
 		json_t *rec = log->recs[k], *data = json_object_get(rec, "data");
 		const char *ev = json_string_value(json_object_get(rec, "event"));
@@ -1358,7 +1424,10 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		struct rb_step *s = &rb->steps[from];
 
 		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
-			printf("step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
+			set_status(&r, "in_doubt");
+			annotate_step(&r, "error", s->id, "zdm: step in doubt", "it started but its end was not "
+			    "recorded and it is not idempotent: zdm resume --in-doubt retry|skip");
+			fprintf(o->json ? stderr : stdout, "step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
 			    "so running it again could do it twice.\n"
 			    "  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
 			    "  If it DID take effect:     zdm resume %s --in-doubt skip\n",

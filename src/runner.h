@@ -18,6 +18,13 @@ struct run_opts {
 	bool allow_changed;
 	bool json;			/* --output json: records on stdout */
 	const char *state_dir;
+	/* issue 7A: CI stage */
+	const char *junit;		/* --junit FILE: written when the command ends, or NULL */
+	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
+	const char *const *approve;	/* --approve STEP ids (pre-approved) */
+	size_t napprove;
+	char *run_id_out;		/* >= 64 bytes or NULL: the run's id, once known */
+	char *status_out;		/* >= 32 bytes or NULL: how the command left the run */
 };
 
 /* each returns an exit code (ZDM_EXIT_*) and prints what happened */

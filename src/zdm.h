@@ -197,6 +197,38 @@ extern const struct zdm_step_type zdm_step_wait;
 extern const struct zdm_step_type zdm_step_metric_gate;
 extern const struct zdm_step_type zdm_step_http, zdm_step_health_gate;
 
+/* ---- issue 7A: CI stage (ci.c, junit.c, steps/approval.c) --------------- */
+
+extern const struct zdm_step_type zdm_step_approval;
+/* how approval steps decide in this process (set by the runner) */
+struct approval_opts {
+	bool interactive;		/* may prompt on the terminal */
+	const char *const *pre;		/* --approve STEP ids */
+	size_t npre;
+};
+void approval_configure(const struct approval_opts *o);
+char *approval_actor(void);		/* ZDM_ACTOR, else the login name; malloc'd */
+/* approvers: JSON array of names; empty or not an array: anyone */
+bool approval_allowed(const json_t *approvers, const char *name);
+
+/* --output json: one event per line on stdout, schema docs/ci.md ("v": 1) */
+#define ZDM_EVENT_SCHEMA 1
+void ci_emit(json_t *ev);		/* adds "v" and "ts" if missing; stolen */
+/* GitHub Actions workflow commands (::error file=..,line=..,col=..::msg)
+ * when GITHUB_ACTIONS=true; level "error" | "warning" | "notice"; on stdout,
+ * or stderr when stdout carries --output json; line/col 0 = none */
+bool ci_github(void);
+void ci_annotate(const char *level, const char *file, int line, int col,
+    const char *title, const char *msg);
+extern bool ci_json_stdout;		/* stdout is the JSON event stream */
+
+/* --junit FILE from a run's journal (written atomically: FILE.tmp, rename) */
+struct runbook;
+int junit_write(const char *out, const struct runbook *rb, const char *journal, char **err);
+/* XML 1.0 escaping of UTF-8 text into sb; characters XML cannot hold
+ * (C0 controls but TAB LF CR, U+FFFE, U+FFFF) become U+FFFD */
+void xml_escape(struct sbuf *sb, const char *s, bool attr);
+
 /* ---- luahost.c --------------------------------------------------------- */
 
 /* Load `plugins/<a>/<b>.lua` for name "a.b" from file `path` into a new step

@@ -340,3 +340,204 @@ EOF
   assert_equal "$(readlink "$T/site/current")" r2
   assert_equal "$(stat -c %s "$J")" "$size"
 }
+
+# ---- actor and provenance (issue 7) ------------------------------------------
+
+# a one-step runbook at $1 (default $T/rb.yml) named $2 (default prov)
+one_step() {
+  cat >"${1:-$T/rb.yml}" <<EOF
+zdm: 1
+name: ${2:-prov}
+steps:
+  - id: one
+    uses: exec
+    with: {command: [echo, hello]}
+EOF
+}
+
+@test "audit: run.started records the actor from CI variables (GitHub, GitLab), SUDO_USER and ZDM_ACTOR" {
+  one_step
+  env -u ZDM_ACTOR GITHUB_ACTIONS=true GITHUB_ACTOR=octo-cat GITHUB_REPOSITORY=acme/shop \
+    GITHUB_RUN_ID=4242 GITHUB_SHA=0123abc GITHUB_WORKFLOW=deploy SUDO_USER=bob \
+    "$ZDM_BIN" run rb.yml --state-dir "$T/gh" >/dev/null
+  J="$(journal_of "$T/gh")"
+  run jq -c 'select(.seq==1) | .data.actor | [.who, .ci, .ci_url, .GITHUB_ACTOR, .GITHUB_REPOSITORY,
+    .GITHUB_RUN_ID, .GITHUB_SHA, .GITHUB_WORKFLOW, .SUDO_USER, .login, (.uid|type), (.pid|type)]' "$J"
+  assert_output "[\"octo-cat\",\"github-actions\",\"https://github.com/acme/shop/actions/runs/4242\",\"octo-cat\",\"acme/shop\",\"4242\",\"0123abc\",\"deploy\",\"bob\",\"$(id -un)\",\"number\",\"number\"]"
+  run jq -r 'select(.seq==1) | [.data.host, .data.actor.host, .data.zdm_version, .data.runbook] | join(" ")' "$J"
+  assert_output "$(hostname) $(hostname) $("$ZDM_BIN" version | awk '{print $2}') $T/rb.yml"
+  run zdm log "$J"
+  assert_line --index 3 "  acting for octo-cat, sudo by bob"
+  assert_line --index 4 "  ci github-actions https://github.com/acme/shop/actions/runs/4242"
+
+  env GITLAB_CI=true GITLAB_USER_LOGIN=gl-user CI_JOB_URL=https://gitlab.example/acme/shop/-/jobs/7 \
+    CI_PIPELINE_ID=99 CI_COMMIT_SHA=fedcba "$ZDM_BIN" run rb.yml --state-dir "$T/gl" >/dev/null
+  run jq -c 'select(.seq==1) | .data.actor | [.who, .ci, .ci_url, .CI_PIPELINE_ID, .CI_COMMIT_SHA]' "$(journal_of "$T/gl")"
+  assert_output '["gl-user","gitlab-ci","https://gitlab.example/acme/shop/-/jobs/7","99","fedcba"]'
+
+  # ZDM_ACTOR names the person behind a shared account first; empty variables are not recorded
+  env ZDM_ACTOR=carol GITHUB_ACTOR=octo-cat SUDO_USER= "$ZDM_BIN" run rb.yml --state-dir "$T/za" >/dev/null
+  run jq -c 'select(.seq==1) | .data.actor | [.who, .ZDM_ACTOR, has("SUDO_USER")]' "$(journal_of "$T/za")"
+  assert_output '["carol","carol",false]'
+
+  # no CI, no sudo: the login is who
+  env -u GITHUB_ACTOR -u GITHUB_ACTIONS -u GITHUB_RUN_ID -u GITLAB_CI -u GITLAB_USER_LOGIN -u CI_JOB_URL \
+    -u CI -u SUDO_USER -u ZDM_ACTOR -u BUILDKITE -u CIRCLECI -u JENKINS_URL \
+    "$ZDM_BIN" run rb.yml --state-dir "$T/plain" >/dev/null
+  run jq -c 'select(.seq==1) | .data.actor | [.who == .login, has("ci")]' "$(journal_of "$T/plain")"
+  assert_output '[true,false]'
+}
+
+@test "audit: run.started records the git commit of the runbook and whether the file differs from it" {
+  mkdir -p "$T/repo/deploy"
+  one_step "$T/repo/deploy/rb.yml"
+  git -C "$T/repo" init -q
+  git -C "$T/repo" add deploy/rb.yml
+  git -C "$T/repo" -c user.name=t -c user.email=t@example.invalid commit -qm "runbook"
+  local head; head="$(git -C "$T/repo" rev-parse HEAD)"
+
+  zdm run "$T/repo/deploy/rb.yml" --state-dir "$T/s1" >/dev/null
+  run jq -c 'select(.seq==1) | .data.git' "$(journal_of "$T/s1")"
+  assert_output "{\"commit\":\"$head\",\"root\":\"$T/repo\",\"runbook\":\"clean\"}"
+  run zdm log "$(journal_of "$T/s1")"
+  assert_output --partial "  git $head in $T/repo, runbook clean"
+
+  echo "# edited after the commit" >>"$T/repo/deploy/rb.yml"
+  zdm run "$T/repo/deploy/rb.yml" --state-dir "$T/s2" >/dev/null
+  run jq -r 'select(.seq==1) | .data.git.commit + " " + .data.git.runbook' "$(journal_of "$T/s2")"
+  assert_output "$head modified"
+
+  one_step "$T/repo/deploy/new.yml" newbook
+  zdm run "$T/repo/deploy/new.yml" --state-dir "$T/s3" >/dev/null
+  run jq -r 'select(.seq==1) | .data.git.runbook' "$(journal_of "$T/s3")"
+  assert_output untracked
+
+  # outside a repository there is no git field at all
+  one_step "$T/rb.yml"
+  zdm run rb.yml --state-dir "$T/s4" >/dev/null
+  run jq -c --arg sha "$(sha256sum "$T/rb.yml" | cut -c1-64)" 'select(.seq==1) | .data | [has("git"), .sha256 == $sha]' "$(journal_of "$T/s4")"
+  assert_output '[false,true]'
+}
+
+# ---- zdm audit verify over a state dir ------------------------------------------
+
+# three finished runs of the two-step runbook in $T/state: $J1 $J2 $J3 (sorted)
+three_runs() {
+  make_journal
+  zdm run rb.yml --state-dir "$T/state" >/dev/null
+  zdm run rb.yml --state-dir "$T/state" >/dev/null
+  mapfile -t JS < <(ls "$T"/state/runs/*.jsonl | sort)
+  [ "${#JS[@]}" -eq 3 ]
+  J1="${JS[0]}" J2="${JS[1]}" J3="${JS[2]}"
+}
+
+@test "audit verify STATE_DIR: every journal ok, with its outcome; exit 0" {
+  three_runs
+  run --separate-stderr zdm audit verify "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  assert_line --index 0 --regexp "^$J1: ok, 6 records, chain sha256, last hash [0-9a-f]{16}, succeeded$"
+  assert_line --index 2 --regexp "^$J3: ok, 6 records, chain sha256, last hash [0-9a-f]{16}, succeeded$"
+  assert_line --index 3 "3 journals: 3 complete, 0 incomplete, 0 broken, 0 unreadable"
+  # no argument: ZDM_STATE_DIR, else ./.zdm
+  ZDM_STATE_DIR="$T/state" run zdm audit verify
+  assert_equal "$status" 0
+  assert_line --index 3 "3 journals: 3 complete, 0 incomplete, 0 broken, 0 unreadable"
+  mv "$T/state" "$T/.zdm"
+  run zdm audit verify
+  assert_equal "$status" 0
+  assert_output --partial "3 journals: 3 complete"
+}
+
+@test "audit verify STATE_DIR: a tampered, a reordered and a dropped-line journal are each named at their first bad line; exit 1" {
+  three_runs
+  edit_line "$J1" 3 '"stdout":"hello"' '"stdout":"hellx"'
+  sed -i -n '1p;2h;3{p;x;p};4,$p' "$J2"
+  sed -i 4d "$J3"
+  run --separate-stderr zdm audit verify "$T/state"
+  assert_equal "$status" 1
+  assert_equal "$stderr" "$J1:3: hash does not match the record (line edited?)
+$J2:2: seq 3 where 2 was expected (line dropped or reordered?)
+$J3:4: seq 5 where 4 was expected (line dropped or reordered?)"
+  assert_output "3 journals: 0 complete, 0 incomplete, 3 broken, 0 unreadable"
+}
+
+@test "audit verify STATE_DIR: a truncated journal (last records cut off) is listed as incomplete, naming where it ends" {
+  three_runs
+  head -n 4 "$J2" >"$T/cut" && cat "$T/cut" >"$J2"     # step.succeeded two and run.finished are gone
+  run --separate-stderr zdm audit verify "$T/state"
+  assert_equal "$status" 0
+  assert_line --index 1 --regexp "^$J2: ok, 4 records, chain sha256, last hash [0-9a-f]{16}, incomplete: no run.finished; ends at line 4 \(step.started two\), running or crashed, and no zdm holds its lock: paused, crashed or killed, or its last lines were cut off$"
+  assert_line --index 3 "3 journals: 2 complete, 1 incomplete, 0 broken, 0 unreadable"
+  # cut in the middle of a line: the torn tail is named too
+  printf '%s' "$(sed -n 5p "$J3" | cut -c1-40)" >"$T/piece"
+  head -n 4 "$J3" >"$T/cut" && cat "$T/cut" "$T/piece" >"$J3"
+  run zdm audit verify "$T/state"
+  assert_equal "$status" 0
+  assert_line --index 2 --partial "$J3: ok, 4 records, chain sha256, last hash"
+  assert_line --index 2 --partial ", torn last line ignored, incomplete: no run.finished; ends at line 4"
+}
+
+@test "audit verify STATE_DIR: a run in progress is incomplete and named as running by its lock holder" {
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: slow
+steps:
+  - id: hold
+    uses: wait
+    with: {duration: 30s}
+EOF
+  "$ZDM_BIN" run rb.yml --state-dir "$T/state" >"$T/run.out" 2>&1 3>&- &
+  local pid=$! i
+  for i in $(seq 100); do
+    [ -n "$(ls "$T"/state/runs/*.jsonl 2>/dev/null)" ] && grep -q step.started "$T"/state/runs/*.jsonl && break
+    sleep 0.05
+  done
+  run zdm audit verify "$T/state"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  assert_equal "$status" 0
+  assert_line --index 0 --regexp ", incomplete: running \(pid $pid holds the lock\)$"
+  # stopped by the signal: it says so (run.interrupted), still no run.finished
+  run zdm audit verify "$T/state"
+  assert_line --index 0 --regexp "incomplete: no run.finished; ends at line [0-9]+ \\(run.interrupted\\), interrupted, and no zdm holds its lock"
+}
+
+@test "audit verify STATE_DIR: HMAC chains need the key; a journal re-chained without it is caught at line 1" {
+  export ZDM_AUDIT_KEY='state-dir-key'
+  three_runs
+  run zdm audit verify "$T/state"
+  assert_equal "$status" 0
+  assert_output --partial "3 journals: 3 complete"
+  # re-chained by someone without the key (with a key of their own)
+  edit_line "$J2" 3 '"stdout":"hello"' '"stdout":"forged"'
+  rechain "$J2" 'not-the-key'
+  run --separate-stderr zdm audit verify "$T/state"
+  assert_equal "$status" 1
+  assert_equal "$stderr" "$J2:1: hash does not match the record (line edited?)"
+  assert_output --partial "3 journals: 2 complete, 0 incomplete, 1 broken, 0 unreadable"
+  # without the key nothing can be checked: exit 2, telling why
+  unset ZDM_AUDIT_KEY
+  run --separate-stderr zdm audit verify "$T/state"
+  assert_equal "$status" 2
+  [[ "$stderr" == "$J1:1: chain is hmac-sha256 but ZDM_AUDIT_KEY is not set: cannot check it"* ]]
+  assert_output "3 journals: 0 complete, 0 incomplete, 0 broken, 3 unreadable"
+}
+
+@test "audit verify: usage errors exit 2 (no state dir, export's options, journals and --state-dir together)" {
+  run --separate-stderr zdm audit verify
+  assert_equal "$status" 2
+  assert_equal "$stderr" "zdm audit verify: no state dir '$T/.zdm' (name journals or a state dir, or set --state-dir / ZDM_STATE_DIR)"
+  mkdir "$T/empty"
+  run --separate-stderr zdm audit verify "$T/empty"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "zdm audit verify: '$T/empty' is not a state dir (no runs/ in it)"
+  run --separate-stderr zdm audit verify --since 2026-01-01 "$T/empty"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "zdm audit verify: option '--since' does not apply here (it is for zdm audit export)"
+  run zdm audit verify --state-dir "$T/empty" x.jsonl
+  assert_equal "$status" 2
+  run zdm audit frobnicate
+  assert_equal "$status" 2
+  assert_output "zdm audit: unknown subcommand 'frobnicate' (verify or export)"
+}

@@ -109,6 +109,7 @@ plugin() {   # dotted name
   # sorted by name
   run bash -c "grep -E '^[a-z]' <<<\"\$1\"" _ "$output"
   assert_output - <<'EOF'
+approval  [read-only]  [idempotent]
 exec
 health_gate  [read-only]  [idempotent]
 http

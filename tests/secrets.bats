@@ -106,8 +106,9 @@ EOF
   zdm run rb.yml --state-dir "$T/state" --output json >"$T/json.out" 2>"$T/json.err" || rc=$?
   assert_equal "$rc" 1
   assert_no_secret "$T/json.out" "$T/json.err"
-  # stdout is the journal's records, the same bytes as the file
-  cmp "$T/json.out" "$(journal_of "$T/state")"
+  # stdout is the journal's records as events ("v" added, docs/ci.md), then the exit event
+  assert_equal "$(jq -c 'del(.v)' "$T/json.out" | head -n -1)" "$(jq -c . "$(journal_of "$T/state")")"
+  assert_equal "$(tail -n 1 "$T/json.out" | jq -r '.event, .exit_code' | paste -sd' ')" "exit 1"
   run jq -r 'select(.event=="step.failed") | .data.error' "$T/json.out"
   assert_output 'exited with 7: login failed for token ***'
 

@@ -1,0 +1,986 @@
+/*
+ * audit.c - the audit trail around the journal (docs/audit.md):
+ *
+ *   - who and what started a run: audit_actor() (login and uid from the OS,
+ *     SUDO_USER, CI identity from the CI's own variables) and
+ *     audit_provenance() (host, git commit of the runbook, clean or not);
+ *   - `zdm audit verify`: the chain of one journal, or of every journal of a
+ *     state dir, with the runs that never finished listed as incomplete;
+ *   - `zdm audit export`: one row per run of a state dir, JSON (jansson) or
+ *     CSV (RFC 4180).
+ *
+ * The chain itself (hashes, HMAC, first bad line) is journal.c's; this file
+ * only reads its answers.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "runner.h"
+
+#define GIT_TIMEOUT_MS 5000
+
+/* recorded when set and non-empty; the list is in docs/audit.md */
+const char *const audit_env_vars[] = {
+	"ZDM_ACTOR", "SUDO_USER",
+	/* GitHub Actions */
+	"GITHUB_ACTOR", "GITHUB_TRIGGERING_ACTOR", "GITHUB_REPOSITORY", "GITHUB_RUN_ID",
+	"GITHUB_RUN_ATTEMPT", "GITHUB_SHA", "GITHUB_REF", "GITHUB_WORKFLOW",
+	"GITHUB_SERVER_URL",
+	/* GitLab CI */
+	"GITLAB_USER_LOGIN", "CI_PROJECT_PATH", "CI_PIPELINE_ID", "CI_JOB_ID", "CI_JOB_URL",
+	"CI_COMMIT_SHA", "CI_COMMIT_REF_NAME",
+	/* Buildkite, CircleCI, Jenkins */
+	"BUILDKITE_BUILD_CREATOR", "BUILDKITE_BUILD_URL", "CIRCLE_USERNAME",
+	"CIRCLE_BUILD_URL", "BUILD_USER_ID", "BUILD_URL", "JOB_NAME", "BUILD_NUMBER",
+	NULL,
+};
+
+static const char *
+env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* ---- actor and provenance ------------------------------------------------ */
+
+json_t *
+audit_actor(void)
+{
+	json_t *a = json_object();
+	struct passwd *pw = getpwuid(getuid());
+	const char *login = pw != NULL ? pw->pw_name : "?";
+	const char *who_vars[] = {
+		"ZDM_ACTOR", "GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN",
+		"BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME", "BUILD_USER_ID", "SUDO_USER", NULL,
+	};
+	const char *who = login, *ci = NULL;
+	char host[256] = "";
+
+	json_object_set_new(a, "login", json_string(login));
+	json_object_set_new(a, "uid", json_integer((json_int_t)getuid()));
+	for (size_t i = 0; audit_env_vars[i] != NULL; i++) {
+		const char *v = env_set(audit_env_vars[i]);
+
+		if (v != NULL)
+			json_object_set_new(a, audit_env_vars[i], json_text(v, strlen(v)));
+	}
+	for (size_t i = 0; who_vars[i] != NULL; i++)
+		if (env_set(who_vars[i]) != NULL) {
+			who = env_set(who_vars[i]);
+			break;
+		}
+	json_object_set_new(a, "who", json_text(who, strlen(who)));
+
+	if (env_set("GITHUB_ACTIONS") || env_set("GITHUB_RUN_ID") || env_set("GITHUB_ACTOR"))
+		ci = "github-actions";
+	else if (env_set("GITLAB_CI") || env_set("GITLAB_USER_LOGIN") || env_set("CI_JOB_URL"))
+		ci = "gitlab-ci";
+	else if (env_set("BUILDKITE"))
+		ci = "buildkite";
+	else if (env_set("CIRCLECI"))
+		ci = "circleci";
+	else if (env_set("JENKINS_URL"))
+		ci = "jenkins";
+	else if (env_set("CI"))
+		ci = "ci";
+	if (ci != NULL) {
+		char *url = NULL;
+
+		json_object_set_new(a, "ci", json_string(ci));
+		/* where a reviewer clicks to see the job that ran it */
+		if (strcmp(ci, "github-actions") == 0 && env_set("GITHUB_REPOSITORY") &&
+		    env_set("GITHUB_RUN_ID"))
+			url = xasprintf("%s/%s/actions/runs/%s", env_set("GITHUB_SERVER_URL") ?
+			    env_set("GITHUB_SERVER_URL") : "https://github.com",
+			    env_set("GITHUB_REPOSITORY"), env_set("GITHUB_RUN_ID"));
+		else if (env_set("CI_JOB_URL"))
+			url = xstrdup(env_set("CI_JOB_URL"));
+		else if (env_set("BUILDKITE_BUILD_URL"))
+			url = xstrdup(env_set("BUILDKITE_BUILD_URL"));
+		else if (env_set("CIRCLE_BUILD_URL"))
+			url = xstrdup(env_set("CIRCLE_BUILD_URL"));
+		else if (env_set("BUILD_URL"))
+			url = xstrdup(env_set("BUILD_URL"));
+		if (url != NULL)
+			json_object_set_new(a, "ci_url", json_text(url, strlen(url)));
+		free(url);
+	}
+	if (gethostname(host, sizeof host - 1) != 0)
+		snprintf(host, sizeof host, "?");
+	json_object_set_new(a, "host", json_text(host, strlen(host)));
+	json_object_set_new(a, "pid", json_integer((json_int_t)getpid()));
+	return a;
+}
+
+/* run git with args in dir; its stdout (malloc'd, trailing newline cut) or NULL */
+static char *
+git_out(const char *dir, const char *a1, const char *a2, const char *a3, const char *a4)
+{
+	char *argv[] = { "git", "-C", (char *)dir, (char *)a1, (char *)a2, (char *)a3,
+	    (char *)a4, NULL };
+	struct proc_opts o;
+	struct proc_result r;
+	char *err = NULL, *out = NULL;
+
+	memset(&o, 0, sizeof o);
+	memset(&r, 0, sizeof r);
+	o.argv = argv;
+	o.deadline_ms = zdm_now_ms() + GIT_TIMEOUT_MS;
+	o.kill_grace_ms = 500;
+	o.cap = 64 * 1024;
+	if (proc_run(&o, &r, &err) != 0) {
+		free(err);	/* no git: no provenance from it */
+		return NULL;
+	}
+	if (r.exit_code == 0 && !r.timed_out) {
+		size_t n = r.out_len;
+
+		while (n > 0 && (r.out[n - 1] == '\n' || r.out[n - 1] == '\r'))
+			n--;
+		out = xstrndup(r.out, n);
+	}
+	proc_result_release(&r);
+	return out;
+}
+
+void
+audit_provenance(json_t *d, const char *abspath)
+{
+	char host[256] = "";
+	char *dir = path_dirname(abspath), *base, *root, *head, *st;
+	const char *slash = strrchr(abspath, '/');
+
+	if (gethostname(host, sizeof host - 1) != 0)
+		snprintf(host, sizeof host, "?");
+	json_object_set_new(d, "host", json_text(host, strlen(host)));
+	base = xstrdup(slash != NULL ? slash + 1 : abspath);
+	root = git_out(dir, "rev-parse", "--show-toplevel", NULL, NULL);
+	head = root != NULL ? git_out(dir, "rev-parse", "--verify", "HEAD", NULL) : NULL;
+	if (root != NULL) {
+		json_t *g = json_object();
+		const char *state = "clean";
+
+		json_object_set_new(g, "root", json_text(root, strlen(root)));
+		json_object_set_new(g, "commit", head != NULL ? json_string(head) : json_null());
+		/* "?? file": not in git; anything else: differs from HEAD */
+		st = git_out(dir, "status", "--porcelain", "--", base);
+		if (st == NULL)
+			state = "unknown";
+		else if (strncmp(st, "??", 2) == 0)
+			state = "untracked";
+		else if (*st != '\0')
+			state = "modified";
+		else if (head == NULL)
+			state = "untracked";
+		json_object_set_new(g, "runbook", json_string(state));
+		free(st);
+		json_object_set_new(d, "git", g);
+	}
+	free(head);
+	free(root);
+	free(base);
+	free(dir);
+}
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+void
+audit_print_started(const json_t *d, FILE *out)
+{
+	const json_t *a = json_object_get(d, "actor"), *g = json_object_get(d, "git");
+	const char *who = jstr(a, "who"), *login = jstr(a, "login");
+
+	if (who != NULL && login != NULL && strcmp(who, login) != 0)
+		fprintf(out, "  acting for %s%s%s\n", who, jstr(a, "SUDO_USER") ? ", sudo by " : "",
+		    jstr(a, "SUDO_USER") ? jstr(a, "SUDO_USER") : "");
+	if (jstr(a, "ci") != NULL)
+		fprintf(out, "  ci %s%s%s\n", jstr(a, "ci"), jstr(a, "ci_url") ? " " : "",
+		    jstr(a, "ci_url") ? jstr(a, "ci_url") : "");
+	if (json_is_object(g))
+		fprintf(out, "  git %s in %s, runbook %s\n",
+		    jstr(g, "commit") ? jstr(g, "commit") : "(no commit yet)",
+		    jstr(g, "root") ? jstr(g, "root") : "?", jstr(g, "runbook") ? jstr(g, "runbook") : "?");
+}
+
+/* ---- dates --------------------------------------------------------------- */
+
+static int
+digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+/*
+ * "2026-11-01" (midnight UTC), "2026-11-01T10:00", "2026-11-01T10:00:05",
+ * with ".123" fractions and "Z" / "+02:00" / "-0530" zones (no zone = UTC;
+ * ' ' may stand for 'T') -> ms since the epoch.  -1 on anything else,
+ * including dates that do not exist (2026-02-30).
+ */
+static int
+parse_time(const char *s, int64_t *ms)
+{
+	const char *p = s;
+	struct tm tm, back;
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, fdig = 0, off = 0;
+	time_t t;
+
+	memset(&tm, 0, sizeof tm);
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+	    digits(&p, 2, &d))
+		return -1;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
+			return -1;
+		if (*p == ':') {
+			p++;
+			if (digits(&p, 2, &sec))
+				return -1;
+			if (*p == '.' || *p == ',') {
+				p++;
+				while (*p >= '0' && *p <= '9') {
+					if (fdig < 3) {
+						frac = frac * 10 + (*p - '0');
+						fdig++;
+					}
+					p++;
+				}
+				if (fdig == 0)
+					return -1;
+				while (fdig < 3) {
+					frac *= 10;
+					fdig++;
+				}
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int sign = *p++ == '-' ? -1 : 1, oh, om;
+
+			if (digits(&p, 2, &oh))
+				return -1;
+			if (*p == ':')
+				p++;
+			if (digits(&p, 2, &om) || oh > 23 || om > 59)
+				return -1;
+			off = sign * (oh * 60 + om);
+		}
+	}
+	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec > 59 ? 59 : sec;
+	t = timegm(&tm);
+	if (t == (time_t)-1 || gmtime_r(&t, &back) == NULL || back.tm_mday != d ||
+	    back.tm_mon != mo - 1)
+		return -1;	/* 2026-02-30 normalises to March: not a date */
+	*ms = ((int64_t)t - (int64_t)off * 60) * 1000 + frac;
+	return 0;
+}
+
+/* ---- reading a state dir --------------------------------------------------- */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* the runs directory of a state dir: DIR/runs, or DIR itself when it is a
+ * runs directory; NULL when neither exists */
+static char *
+runs_dir(const char *dir)
+{
+	char *runs = path_join(dir, "runs");
+	struct stat st;
+	const char *b = strrchr(dir, '/');
+
+	if (stat(runs, &st) == 0 && S_ISDIR(st.st_mode))
+		return runs;
+	free(runs);
+	b = b != NULL ? b + 1 : dir;
+	if (strcmp(b, "runs") == 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return xstrdup(dir);
+	return NULL;
+}
+
+/* every .jsonl file in DIR, sorted by name (= by run id: time, then a random part) */
+static char **
+list_journals(const char *runs, size_t *n, char **err)
+{
+	DIR *d = opendir(runs);
+	struct dirent *e;
+	char **v = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	if (d == NULL) {
+		seterr(err, "cannot read '%s': %s", runs, strerror(errno));
+		return NULL;
+	}
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+
+		if (l < 7 || strcmp(e->d_name + l - 6, ".jsonl") != 0)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		v[(*n)++] = path_join(runs, e->d_name);
+	}
+	closedir(d);
+	if (*n > 0)
+		qsort(v, *n, sizeof *v, cmp_str);
+	return v;
+}
+
+static void
+free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* the state dir when none is named: --state-dir, ZDM_STATE_DIR, ./.zdm */
+static char *
+default_state_dir(const char *flag)
+{
+	const char *env = getenv("ZDM_STATE_DIR");
+
+	if (flag != NULL)
+		return path_abs(flag);
+	if (env != NULL && *env != '\0')
+		return path_abs(env);
+	return path_abs(".zdm");
+}
+
+/* is the record a step in the life of the run (not a step's own event) */
+static bool
+lifecycle(const char *ev)
+{
+	return ev != NULL && (strncmp(ev, "run.", 4) == 0 || strcmp(ev, "rollback.started") == 0);
+}
+
+/* did the run end: its last lifecycle record is run.finished */
+static bool
+run_ended(const struct jlog *log)
+{
+	const char *last = NULL;
+
+	for (size_t i = 0; i < log->n; i++) {
+		const char *ev = jstr(log->recs[i], "event");
+
+		if (lifecycle(ev))
+			last = ev;
+	}
+	return last != NULL && strcmp(last, "run.finished") == 0;
+}
+
+/* pid of the zdm that holds the run's lock now, or 0 */
+static long
+lock_holder_of(const char *state_dir, const struct jlog *log)
+{
+	const char *name = log->n > 0 ? jstr(json_object_get(log->recs[0], "data"), "name") : NULL;
+	const char *run = log->n > 0 ? jstr(log->recs[0], "run") : NULL;
+	char *rel, *p, buf[4096];
+	long pid = 0;
+	int fd;
+
+	if (name == NULL || run == NULL || strchr(name, '/') != NULL)
+		return 0;
+	rel = xasprintf("locks/%s.lock", name);
+	p = path_join(state_dir, rel);
+	free(rel);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	free(p);
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+		ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+		json_t *h = r > 0 ? json_loadb(buf, (size_t)r, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+
+		if (h != NULL && jstr(h, "run") != NULL && strcmp(jstr(h, "run"), run) == 0)
+			pid = (long)json_integer_value(json_object_get(h, "pid"));
+		json_decref(h);
+	}
+	close(fd);
+	return pid;
+}
+
+/* ---- zdm audit verify ------------------------------------------------------ */
+
+struct tally {
+	int complete, incomplete, broken, unusable;
+};
+
+/* journal_verify into strings: its exit (0, 1 bad chain, 2 unusable) */
+static int
+verify_capture(const char *path, char **out, char **err)
+{
+	size_t ol = 0, el = 0;
+	FILE *fo = open_memstream(out, &ol), *fe = open_memstream(err, &el);
+	int rc;
+
+	if (fo == NULL || fe == NULL)
+		abort();	/* out of memory */
+	rc = journal_verify(path, fo, fe);
+	fclose(fo);
+	fclose(fe);
+	while (ol > 0 && (*out)[ol - 1] == '\n')
+		(*out)[--ol] = '\0';
+	while (el > 0 && (*err)[el - 1] == '\n')
+		(*err)[--el] = '\0';
+	return rc;
+}
+
+/* journal_verify's line for an intact journal (one read: the log is needed anyway) */
+static char *
+ok_line(const char *path, const struct jlog *log)
+{
+	const char *chain = log->n > 0 ? jstr(json_object_get(log->recs[0], "data"), "chain") : NULL;
+
+	if (log->n == 0)
+		return xasprintf("%s: ok, 0 records%s", path, log->torn ? ", torn last line ignored" : "");
+	return xasprintf("%s: ok, %zu records, chain %s, last hash %.16s%s", path, log->n,
+	    chain ? chain : "?", log->last_hash, log->torn ? ", torn last line ignored" : "");
+}
+
+static void
+verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
+{
+	char *out = NULL, *err = NULL;
+	struct jlog log;
+
+	if (journal_read(path, &log, NULL) != 0) {
+		/* read again for journal_verify's verdict: broken or unusable */
+		int rc = verify_capture(path, &out, &err);
+
+		fprintf(stderr, "%s\n", rc != 0 ? err : "changed while it was read");
+		if (rc == 2)
+			t->unusable++;
+		else
+			t->broken++;
+		goto done;
+	}
+	out = ok_line(path, &log);
+	if (run_ended(&log)) {
+		printf("%s, %s\n", out, run_state_word(&log));
+		t->complete++;
+	} else {
+		long pid = lock_holder_of(state_dir, &log);
+		const json_t *last = log.n > 0 ? log.recs[log.n - 1] : NULL;
+		const char *lev = last ? jstr(last, "event") : NULL;
+
+		t->incomplete++;
+		if (pid > 0)
+			printf("%s, incomplete: running (pid %ld holds the lock)\n", out, pid);
+		else if (log.n == 0)
+			printf("%s, incomplete: no record at all (crashed at the start, or emptied)\n", out);
+		else
+			printf("%s, incomplete: no run.finished; ends at line %zu (%s%s%s), %s, and no "
+			    "zdm holds its lock: paused, crashed or killed, or its last lines were "
+			    "cut off\n", out, log.n, lev ? lev : "?", jstr(last, "step") ? " " : "",
+			    jstr(last, "step") ? jstr(last, "step") : "", run_state_word(&log));
+	}
+	jlog_release(&log);
+done:
+	free(out);
+	free(err);
+}
+
+static int
+verify_dir(const char *dir, struct tally *t)
+{
+	char *runs = runs_dir(dir), *err = NULL;
+	char **v;
+	size_t n;
+
+	if (runs == NULL) {
+		fprintf(stderr, "zdm audit verify: '%s' is not a state dir (no runs/ in it)\n", dir);
+		t->unusable++;
+		return -1;
+	}
+	v = list_journals(runs, &n, &err);
+	if (v == NULL && err != NULL) {
+		fprintf(stderr, "zdm audit verify: %s\n", err);
+		free(err);
+		free(runs);
+		t->unusable++;
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		verify_one_in_dir(dir, v[i], t);
+	if (n == 0)
+		printf("%s: no journals\n", runs);
+	free_list(v, n);
+	free(runs);
+	return 0;
+}
+
+static int
+cmd_verify(int argc, char **argv, const char *state_flag)
+{
+	struct tally t = { 0, 0, 0, 0 };
+	bool dirs = false;
+	struct stat st;
+
+	if (argc == 0) {
+		char *sd = default_state_dir(state_flag);
+
+		if (stat(sd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "zdm audit verify: no state dir '%s' (name journals or a state "
+			    "dir, or set --state-dir / ZDM_STATE_DIR)\n", sd);
+			free(sd);
+			return ZDM_EXIT_USAGE;
+		}
+		verify_dir(sd, &t);
+		free(sd);
+		dirs = true;
+	}
+	for (int i = 0; i < argc; i++) {
+		if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+			verify_dir(argv[i], &t);
+			dirs = true;
+			continue;
+		}
+		/* one journal: the single-file report, as before */
+		switch (journal_verify(argv[i], stdout, stderr)) {
+		case 0: t.complete++; break;
+		case 1: t.broken++; break;
+		default: t.unusable++; break;
+		}
+	}
+	if (dirs)
+		printf("%d journal%s: %d complete, %d incomplete, %d broken, %d unreadable\n",
+		    t.complete + t.incomplete + t.broken + t.unusable,
+		    t.complete + t.incomplete + t.broken + t.unusable == 1 ? "" : "s",
+		    t.complete, t.incomplete, t.broken, t.unusable);
+	if (t.broken > 0)
+		return 1;
+	return t.unusable > 0 ? ZDM_EXIT_USAGE : ZDM_EXIT_OK;
+}
+
+/* ---- zdm audit export ------------------------------------------------------ */
+
+/* the fields of a row, in output order (the CSV header) */
+static const char *const export_fields[] = {
+	"run", "runbook", "runbook_path", "sha256", "git_commit", "git_runbook", "who",
+	"login", "sudo_user", "ci", "ci_url", "host", "zdm_version", "dry_run", "started",
+	"finished", "status", "exit_code", "duration_ms", "steps", "steps_failed",
+	"rolled_back", "steps_undone", "undo_failed", "failed_step", "records", "chain",
+	"verified", "verify_error", NULL,
+};
+
+/* a journal that failed the check, read line by line for what it claims */
+static void
+lenient_read(const char *path, struct jlog *log)
+{
+	FILE *f = fopen(path, "rb");
+	char *line = NULL;
+	size_t cap = 0, lcap = 0;
+	ssize_t len;
+
+	memset(log, 0, sizeof *log);
+	if (f == NULL)
+		return;
+	while ((len = getline(&line, &cap, f)) > 0) {
+		json_t *r = json_loadb(line, (size_t)len, 0, NULL);
+
+		if (!json_is_object(r)) {
+			json_decref(r);
+			continue;
+		}
+		if (log->n == lcap) {
+			lcap = lcap ? lcap * 2 : 16;
+			log->recs = xrealloc(log->recs, lcap * sizeof *log->recs);
+		}
+		log->recs[log->n++] = r;
+	}
+	free(line);
+	fclose(f);
+}
+
+static json_t *
+str_or_null(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+/* one row for the journal at path; NULL when it is before since_ms */
+static json_t *
+export_row(const char *path, bool has_since, int64_t since_ms)
+{
+	struct jlog log;
+	char *err = NULL, *out = NULL;
+	const json_t *first, *d, *a, *g;
+	const char *started = NULL, *finished = NULL, *failed_step = NULL, *verified;
+	json_t *row, *failed = json_object(), *ufailed = json_object();
+	int64_t t0 = 0, t1 = 0;
+	bool rolled = false, have_t0;
+	long undone = 0;
+	json_t *exit_code = NULL;
+	int rc = journal_read(path, &log, NULL) == 0 ? 0 : verify_capture(path, &out, &err);
+	char *verr = NULL;
+
+	if (rc == 0 && out != NULL)
+		rc = 1;		/* changed between the reads */
+	verified = rc == 0 ? "ok" : rc == 2 ? "unchecked" : "broken";
+	if (rc != 0 && err != NULL) {
+		/* drop the "PATH:" the message starts with: the row names the run */
+		const char *m = err;
+
+		if (strncmp(m, path, strlen(path)) == 0)
+			m += strlen(path);
+		if (*m == ':')
+			m++;
+		verr = xstrdup(*m == ' ' ? m + 1 : m);
+	}
+	if (rc != 0)
+		lenient_read(path, &log);
+	first = log.n > 0 ? log.recs[0] : NULL;
+	d = json_object_get(first, "data");
+	a = json_object_get(d, "actor");
+	g = json_object_get(d, "git");
+	started = jstr(first, "ts");
+	have_t0 = started != NULL && parse_time(started, &t0) == 0;
+	if (has_since && have_t0 && t0 < since_ms) {
+		jlog_release(&log);
+		json_decref(failed);
+		json_decref(ufailed);
+		free(out);
+		free(err);
+		free(verr);
+		return NULL;
+	}
+	for (size_t i = 0; i < log.n; i++) {
+		const json_t *r = log.recs[i], *rd = json_object_get(r, "data");
+		const char *ev = jstr(r, "event"), *st = jstr(r, "step");
+
+		if (ev == NULL)
+			continue;
+		if (strcmp(ev, "step.failed") == 0 && st != NULL &&
+		    !json_is_true(json_object_get(rd, "will_retry")))
+			json_object_set_new(failed, st, json_true());
+		else if (strcmp(ev, "undo.failed") == 0 && st != NULL)
+			json_object_set_new(ufailed, st, json_true());
+		else if (strcmp(ev, "undo.succeeded") == 0)
+			undone++;
+		else if (strcmp(ev, "rollback.started") == 0)
+			rolled = true;
+		if (lifecycle(ev)) {
+			finished = NULL;
+			exit_code = NULL;
+		}
+		if (strcmp(ev, "run.finished") == 0) {
+			finished = jstr(r, "ts");
+			exit_code = json_object_get(rd, "exit_code");
+			if (jstr(rd, "failed_step") != NULL)
+				failed_step = jstr(rd, "failed_step");
+		}
+	}
+
+	row = json_object();
+	{
+		const char *slash = strrchr(path, '/');
+		const char *base = slash != NULL ? slash + 1 : path;
+		const char *run = jstr(first, "run");
+		char *fromname = xstrndup(base, strlen(base) - 6);	/* ".jsonl" */
+
+		json_object_set_new(row, "run", json_string(run != NULL ? run : fromname));
+		free(fromname);
+	}
+	json_object_set_new(row, "runbook", str_or_null(jstr(d, "name")));
+	json_object_set_new(row, "runbook_path", str_or_null(jstr(d, "runbook")));
+	json_object_set_new(row, "sha256", str_or_null(jstr(d, "sha256")));
+	json_object_set_new(row, "git_commit", str_or_null(jstr(g, "commit")));
+	json_object_set_new(row, "git_runbook", str_or_null(jstr(g, "runbook")));
+	json_object_set_new(row, "who", str_or_null(jstr(a, "who") ? jstr(a, "who") : jstr(a, "login")));
+	json_object_set_new(row, "login", str_or_null(jstr(a, "login")));
+	json_object_set_new(row, "sudo_user", str_or_null(jstr(a, "SUDO_USER")));
+	json_object_set_new(row, "ci", str_or_null(jstr(a, "ci")));
+	json_object_set_new(row, "ci_url", str_or_null(jstr(a, "ci_url") ? jstr(a, "ci_url") :
+	    jstr(a, "CI_JOB_URL")));
+	json_object_set_new(row, "host", str_or_null(jstr(d, "host") ? jstr(d, "host") : jstr(a, "host")));
+	json_object_set_new(row, "zdm_version", str_or_null(jstr(d, "zdm_version")));
+	json_object_set_new(row, "dry_run", json_boolean(json_is_true(json_object_get(d, "dry_run"))));
+	json_object_set_new(row, "started", str_or_null(started));
+	json_object_set_new(row, "finished", str_or_null(finished));
+	json_object_set_new(row, "status", json_string(log.n > 0 ? run_state_word(&log) : "empty"));
+	json_object_set_new(row, "exit_code", json_is_integer(exit_code) ? json_copy(exit_code) : json_null());
+	if (finished != NULL && have_t0 && parse_time(finished, &t1) == 0)
+		json_object_set_new(row, "duration_ms", json_integer(t1 - t0));
+	else
+		json_object_set_new(row, "duration_ms", json_null());
+	json_object_set_new(row, "steps", json_is_integer(json_object_get(d, "steps")) ?
+	    json_copy(json_object_get(d, "steps")) : json_null());
+	json_object_set_new(row, "steps_failed", json_integer((json_int_t)json_object_size(failed)));
+	json_object_set_new(row, "rolled_back", json_boolean(rolled));
+	json_object_set_new(row, "steps_undone", json_integer(undone));
+	json_object_set_new(row, "undo_failed", json_integer((json_int_t)json_object_size(ufailed)));
+	json_object_set_new(row, "failed_step", str_or_null(failed_step));
+	json_object_set_new(row, "records", json_integer((json_int_t)log.n));
+	json_object_set_new(row, "chain", str_or_null(jstr(d, "chain")));
+	json_object_set_new(row, "verified", json_string(verified));
+	json_object_set_new(row, "verify_error", str_or_null(verr));
+	jlog_release(&log);
+	json_decref(failed);
+	json_decref(ufailed);
+	free(out);
+	free(err);
+	free(verr);
+	return row;
+}
+
+/* RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled */
+static void
+csv_field(FILE *f, const char *s)
+{
+	if (strpbrk(s, ",\"\r\n") == NULL) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void
+csv_row(FILE *f, const json_t *row)
+{
+	for (size_t i = 0; export_fields[i] != NULL; i++) {
+		const json_t *v = json_object_get(row, export_fields[i]);
+		char num[32];
+
+		if (i > 0)
+			fputc(',', f);
+		if (json_is_string(v))
+			csv_field(f, json_string_value(v));
+		else if (json_is_integer(v)) {
+			snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+			fputs(num, f);
+		} else if (json_is_boolean(v))
+			fputs(json_is_true(v) ? "true" : "false", f);
+		/* null: an empty field */
+	}
+	fputs("\r\n", f);
+}
+
+static int
+cmp_rows(const void *a, const void *b)
+{
+	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	const char *sx = jstr(x, "started"), *sy = jstr(y, "started");
+	int c = strcmp(sx ? sx : "", sy ? sy : "");
+
+	return c != 0 ? c : strcmp(jstr(x, "run"), jstr(y, "run"));
+}
+
+static int
+cmd_export(const char *state_flag, const char *since, const char *format)
+{
+	char *sd = default_state_dir(state_flag), *runs, *err = NULL;
+	int64_t since_ms = 0;
+	json_t **rows;
+	size_t n, nrows = 0;
+	char **v;
+	bool csv;
+
+	if (format != NULL && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0) {
+		fprintf(stderr, "zdm audit export: --format '%s': use json or csv\n", format);
+		free(sd);
+		return ZDM_EXIT_USAGE;
+	}
+	csv = format != NULL && strcmp(format, "csv") == 0;
+	if (since != NULL && parse_time(since, &since_ms) != 0) {
+		fprintf(stderr, "zdm audit export: --since '%s': not a date; use 2026-11-01 (UTC "
+		    "midnight) or an ISO-8601 time such as 2026-11-01T10:00:00Z or "
+		    "2026-11-01T12:00:00+02:00\n", since);
+		free(sd);
+		return ZDM_EXIT_USAGE;
+	}
+	runs = runs_dir(sd);
+	if (runs == NULL) {
+		fprintf(stderr, "zdm audit export: no journals in '%s' (no runs/ in it; set "
+		    "--state-dir or ZDM_STATE_DIR)\n", sd);
+		free(sd);
+		return ZDM_EXIT_USAGE;
+	}
+	v = list_journals(runs, &n, &err);
+	if (v == NULL && err != NULL) {
+		fprintf(stderr, "zdm audit export: %s\n", err);
+		free(err);
+		free(runs);
+		free(sd);
+		return ZDM_EXIT_USAGE;
+	}
+	rows = xcalloc(n + 1, sizeof *rows);
+	for (size_t i = 0; i < n; i++) {
+		json_t *row = export_row(v[i], since != NULL, since_ms);
+
+		if (row != NULL)
+			rows[nrows++] = row;
+	}
+	if (nrows > 1)
+		qsort(rows, nrows, sizeof *rows, cmp_rows);
+	if (csv) {
+		for (size_t i = 0; export_fields[i] != NULL; i++)
+			printf("%s%s", i ? "," : "", export_fields[i]);
+		fputs("\r\n", stdout);
+		for (size_t i = 0; i < nrows; i++)
+			csv_row(stdout, rows[i]);
+	} else {
+		json_t *arr = json_array();
+		char *s;
+
+		for (size_t i = 0; i < nrows; i++)
+			json_array_append(arr, rows[i]);
+		s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (s != NULL)
+			puts(s);
+		free(s);
+		json_decref(arr);
+	}
+	for (size_t i = 0; i < nrows; i++)
+		json_decref(rows[i]);
+	free(rows);
+	free_list(v, n);
+	free(runs);
+	free(sd);
+	fflush(stdout);
+	return ZDM_EXIT_OK;
+}
+
+/* ---- zdm audit ----------------------------------------------------------- */
+
+const char audit_usage[] =
+    "audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
+    "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]";
+const char audit_help[] =
+    "verify: check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the\n"
+    "first bad line; a state dir (default: ZDM_STATE_DIR or ./.zdm) checks every journal\n"
+    "in it and lists runs with no run.finished as incomplete.  Exit 0 intact, 1 a chain\n"
+    "is broken, 2 unreadable or no key.\n"
+    "export: one row per run (who, what, when, outcome, chain verified), JSON or CSV;\n"
+    "--since 2026-11-01 or an ISO-8601 time.  See docs/audit.md.";
+
+/* as `zdm help audit` prints it (main.c's help_one) */
+static void
+audit_usage_print(FILE *f, bool full)
+{
+	if (full)
+		fprintf(f, "usage: zdm %s\n\n%s\n", audit_usage, audit_help);
+	else
+		fprintf(f, "usage: zdm %s\n", audit_usage);
+}
+
+int
+audit_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "since", required_argument, NULL, 'S' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *state = NULL, *since = NULL, *format = NULL, *sub;
+	bool export;
+	int opt, rc;
+
+	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+		audit_usage_print(argc < 1 ? stderr : stdout, argc >= 1);
+		return argc < 1 ? ZDM_EXIT_USAGE : ZDM_EXIT_OK;
+	}
+	sub = argv[0];
+	if (strcmp(sub, "verify") != 0 && strcmp(sub, "export") != 0) {
+		fprintf(stderr, "zdm audit: unknown subcommand '%s' (verify or export)\n", sub);
+		return ZDM_EXIT_USAGE;
+	}
+	export = strcmp(sub, "export") == 0;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			audit_usage_print(stdout, true);
+			return ZDM_EXIT_OK;
+		case 's':
+			if (*optarg == '\0') {
+				fprintf(stderr, "zdm audit %s: --state-dir is empty\n", sub);
+				return ZDM_EXIT_USAGE;
+			}
+			state = optarg;
+			break;
+		case 'S':
+		case 'f':
+			if (!export) {
+				fprintf(stderr, "zdm audit verify: option '%s' does not apply here "
+				    "(it is for zdm audit export)\n", opt == 'S' ? "--since" : "--format");
+				return ZDM_EXIT_USAGE;
+			}
+			if (opt == 'S')
+				since = optarg;
+			else
+				format = optarg;
+			break;
+		default:
+			fprintf(stderr, "zdm audit %s: %s '%s' (zdm audit --help)\n", sub,
+			    opt == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+			return ZDM_EXIT_USAGE;
+		}
+	}
+	journal_init_key();
+	if (export) {
+		if (optind < argc) {
+			fprintf(stderr, "zdm audit export: unexpected argument '%s' (name the state dir "
+			    "with --state-dir)\n", argv[optind]);
+			return ZDM_EXIT_USAGE;
+		}
+		rc = cmd_export(state, since, format);
+	} else {
+		if (state != NULL && optind < argc) {
+			fprintf(stderr, "zdm audit verify: name journals or --state-dir, not both\n");
+			return ZDM_EXIT_USAGE;
+		}
+		rc = cmd_verify(argc - optind, argv + optind, state);
+	}
+	journal_set_audit_key(NULL);
+	redact_reset();
+	return rc;
+}

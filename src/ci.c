@@ -1,0 +1,118 @@
+/*
+ * ci.c - zdm as a CI stage: the --output json event stream and GitHub
+ * Actions annotations.
+ *
+ * The event stream (schema in docs/ci.md, "v": ZDM_EVENT_SCHEMA) is one
+ * JSON object per line on stdout: every journal record as it reaches disk
+ * (with "v" added), plus events that are not journal records because no
+ * run exists yet or any more: "validation.error" and the final "exit".
+ * Text for people goes to stderr while stdout carries the stream.
+ *
+ * Annotations follow GitHub's "workflow commands" syntax
+ * (docs.github.com/en/actions/using-workflow-commands-for-github-actions):
+ *   ::error file=F,line=L,col=C,title=T::MESSAGE
+ * with the message's `%`, CR and LF escaped as %25, %0D, %0A, and property
+ * values additionally `:` as %3A and `,` as %2C (the escaping the runner
+ * undoes, as in @actions/core's command.ts escapeData/escapeProperty).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "zdm.h"
+
+bool ci_json_stdout;
+
+void
+ci_emit(json_t *ev)
+{
+	json_t *out = json_object();
+	const char *k;
+	json_t *v;
+	char *line;
+
+	/* "v" first, then the record's own fields in their order */
+	json_object_set_new(out, "v", json_integer(ZDM_EVENT_SCHEMA));
+	if (json_object_get(ev, "ts") == NULL) {
+		char ts[32];
+
+		now_iso8601(ts, sizeof ts);
+		json_object_set_new(out, "ts", json_string(ts));
+	}
+	json_object_foreach(ev, k, v)
+		if (strcmp(k, "v") != 0)
+			json_object_set(out, k, v);
+	json_decref(ev);
+	redact_json(out);
+	line = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
+	if (line == NULL)
+		return;
+	fputs(line, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+	free(line);
+}
+
+bool
+ci_github(void)
+{
+	const char *g = getenv("GITHUB_ACTIONS");
+
+	return g != NULL && strcmp(g, "true") == 0;
+}
+
+static void
+gh_escape(struct sbuf *sb, const char *s, bool prop)
+{
+	for (; s != NULL && *s != '\0'; s++) {
+		switch (*s) {
+		case '%': sb_adds(sb, "%25"); break;
+		case '\r': sb_adds(sb, "%0D"); break;
+		case '\n': sb_adds(sb, "%0A"); break;
+		case ':': sb_adds(sb, prop ? "%3A" : ":"); break;
+		case ',': sb_adds(sb, prop ? "%2C" : ","); break;
+		default: sb_addc(sb, *s);
+		}
+	}
+}
+
+void
+ci_annotate(const char *level, const char *file, int line, int col,
+    const char *title, const char *msg)
+{
+	struct sbuf sb;
+	char *m, *t;
+	const char *sep = " ";
+
+	if (!ci_github())
+		return;
+	m = redact_str(msg != NULL ? msg : "");
+	t = title != NULL ? redact_str(title) : NULL;
+	sb_init(&sb);
+	sb_addf(&sb, "::%s", level);
+	if (file != NULL) {
+		sb_adds(&sb, " file=");
+		gh_escape(&sb, file, true);
+		sep = ",";
+	}
+	if (line > 0) {
+		sb_addf(&sb, "%sline=%d", sep, line);
+		sep = ",";
+	}
+	if (col > 0) {
+		sb_addf(&sb, "%scol=%d", sep, col);
+		sep = ",";
+	}
+	if (t != NULL) {
+		sb_addf(&sb, "%stitle=", sep);
+		gh_escape(&sb, t, true);
+	}
+	sb_adds(&sb, "::");
+	gh_escape(&sb, m, false);
+	sb_addc(&sb, '\n');
+	fputs(sb.buf, ci_json_stdout ? stderr : stdout);
+	fflush(ci_json_stdout ? stderr : stdout);
+	sb_release(&sb);
+	free(m);
+	free(t);
+}

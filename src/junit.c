@@ -1,0 +1,335 @@
+/*
+ * junit.c - `--junit FILE`: a run as a JUnit XML report, built from the
+ * run's journal (so a resumed or rolled-back run reports every part of it,
+ * whichever process ran it).
+ *
+ * Shape: the JUnit XML format of Apache Ant's XMLJUnitResultFormatter as
+ * CI servers read it (Jenkins' junit-4.xsd, GitLab's and GitHub actions'
+ * JUnit report parsers); tests/data/junit.xsd is the schema it is checked
+ * against:
+ *
+ *   <testsuites name="zdm" tests failures errors skipped time>
+ *     <testsuite name=RUNBOOK-NAME tests failures errors skipped time timestamp>
+ *       <properties> zdm.run, zdm.status, zdm.runbook </properties>
+ *       <testcase name=STEP-ID classname=zdm.RUNBOOK-NAME time=SECONDS>
+ *         <skipped message=/> | <failure message= type=>text</failure> |
+ *         <error message= type=>text</error>   (in doubt, or its undo failed)
+ *         <system-out> attempts, outputs, the rollback's outcome </system-out>
+ *
+ * Times are seconds with millisecond precision (the journal's duration_ms
+ * of every attempt, summed).  Messages are the journal's, already redacted,
+ * redacted again here.  Written to FILE.tmp.PID, fsynced, renamed over FILE.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runbook.h"
+
+void
+xml_escape(struct sbuf *sb, const char *s, bool attr)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (; p != NULL && *p != '\0'; p++) {
+		switch (*p) {
+		case '&': sb_adds(sb, "&amp;"); continue;
+		case '<': sb_adds(sb, "&lt;"); continue;
+		case '>': sb_adds(sb, "&gt;"); continue;
+		case '"': sb_adds(sb, "&quot;"); continue;
+		case '\'': sb_adds(sb, "&apos;"); continue;
+		case '\t': sb_adds(sb, attr ? "&#9;" : "\t"); continue;
+		case '\n': sb_adds(sb, attr ? "&#10;" : "\n"); continue;
+		case '\r': sb_adds(sb, "&#13;"); continue;
+		}
+		if (*p < 0x20 || *p == 0x7f) {
+			/* XML 1.0 has no place for C0 controls, not even as
+			 * character references; DEL is legal but invisible */
+			if (*p == 0x7f)
+				sb_adds(sb, "&#127;");
+			else
+				sb_adds(sb, "\xef\xbf\xbd");
+			continue;
+		}
+		if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
+			/* U+FFFE, U+FFFF: not XML characters */
+			sb_adds(sb, "\xef\xbf\xbd");
+			p += 2;
+			continue;
+		}
+		if (*p >= 0x80) {
+			/* a UTF-8 sequence: copy it whole if it is complete */
+			size_t n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1;
+			size_t k;
+
+			for (k = 1; k < n && (p[k] & 0xc0) == 0x80; k++)
+				;
+			if (n == 1 || k < n) {
+				sb_adds(sb, "\xef\xbf\xbd");
+				p += k - 1;
+				continue;
+			}
+			sb_add(sb, p, n);
+			p += n - 1;
+			continue;
+		}
+		sb_addc(sb, (char)*p);
+	}
+}
+
+enum jst { J_NOTRUN, J_STARTED, J_OK, J_FAILED, J_SKIPPED };
+
+struct jstep {
+	enum jst st;
+	int attempts;
+	int64_t ms;
+	const char *err;	/* last step.failed error (borrowed from the log) */
+	bool decision;		/* failed as needs_decision (paused) */
+	bool timed_out;
+	const char *skip;	/* step.skipped reason */
+	const char *ust;	/* last undo event, or NULL */
+	const char *uerr;
+	int64_t ums;
+	const char *approved_by;
+};
+
+static void
+attr(struct sbuf *sb, const char *name, const char *v)
+{
+	sb_addf(sb, " %s=\"", name);
+	xml_escape(sb, v, true);
+	sb_addc(sb, '"');
+}
+
+static void
+secs(char *out, size_t n, int64_t ms)
+{
+	snprintf(out, n, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+static int
+write_atomic(const char *path, const char *text, size_t len, char **err)
+{
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	size_t off = 0;
+
+	if (fd < 0) {
+		seterr(err, "cannot write '%s': %s", tmp, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	while (off < len) {
+		ssize_t k = write(fd, text + off, len - off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			seterr(err, "cannot write '%s': %s", tmp, strerror(errno));
+			close(fd);
+			unlink(tmp);
+			free(tmp);
+			return -1;
+		}
+		off += (size_t)k;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+		seterr(err, "cannot write '%s': %s", path, strerror(errno));
+		unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	free(tmp);
+	return 0;
+}
+
+int
+junit_write(const char *out, const struct runbook *rb, const char *journal, char **err)
+{
+	struct jlog log;
+	struct jstep *js;
+	struct sbuf sb, cases;
+	const char *status = "running", *run = "", *ts = NULL;
+	int tests = (int)rb->nsteps, failures = 0, errors = 0, skipped = 0;
+	int64_t total = 0;
+	char t[48];
+	int rc;
+
+	memset(&log, 0, sizeof log);
+	if (journal_read(journal, &log, err) != 0)
+		return -1;
+	js = xcalloc(rb->nsteps ? rb->nsteps : 1, sizeof *js);
+	for (size_t k = 0; k < log.n; k++) {
+		json_t *rec = log.recs[k], *d = json_object_get(rec, "data");
+		const char *ev = json_string_value(json_object_get(rec, "event"));
+		const char *sid = json_string_value(json_object_get(rec, "step"));
+		struct jstep *s = NULL;
+
+		if (ev == NULL)
+			continue;
+		if (k == 0) {
+			run = json_string_value(json_object_get(rec, "run"));
+			ts = json_string_value(json_object_get(rec, "ts"));
+		}
+		for (size_t i = 0; sid != NULL && i < rb->nsteps; i++)
+			if (strcmp(rb->steps[i].id, sid) == 0)
+				s = &js[i];
+		if (strcmp(ev, "run.finished") == 0)
+			status = json_string_value(json_object_get(d, "status"));
+		else if (strcmp(ev, "run.paused") == 0)
+			status = "paused";
+		else if (strcmp(ev, "run.interrupted") == 0)
+			status = "interrupted";
+		else if (strcmp(ev, "run.resumed") == 0 || strcmp(ev, "run.started") == 0)
+			status = "running";
+		if (strcmp(ev, "run.finished") == 0 && json_is_integer(json_object_get(d, "duration_ms")))
+			total += json_integer_value(json_object_get(d, "duration_ms"));
+		if (s == NULL)
+			continue;
+		if (strcmp(ev, "step.started") == 0) {
+			s->st = J_STARTED;
+			s->attempts++;
+		} else if (strcmp(ev, "step.succeeded") == 0) {
+			s->st = J_OK;
+			s->ms += json_integer_value(json_object_get(d, "duration_ms"));
+		} else if (strcmp(ev, "step.failed") == 0) {
+			s->st = J_FAILED;
+			s->ms += json_integer_value(json_object_get(d, "duration_ms"));
+			s->err = json_string_value(json_object_get(d, "error"));
+			s->decision = json_is_true(json_object_get(d, "needs_decision"));
+			s->timed_out = json_is_true(json_object_get(d, "timed_out"));
+		} else if (strcmp(ev, "step.skipped") == 0) {
+			s->st = J_SKIPPED;
+			s->skip = json_string_value(json_object_get(d, "reason"));
+		} else if (strncmp(ev, "undo.", 5) == 0) {
+			s->ust = ev;
+			if (strcmp(ev, "undo.failed") == 0)
+				s->uerr = json_string_value(json_object_get(d, "error"));
+			else if (strcmp(ev, "undo.skipped") == 0)
+				s->uerr = json_string_value(json_object_get(d, "reason"));
+			if (json_is_integer(json_object_get(d, "duration_ms")))
+				s->ums += json_integer_value(json_object_get(d, "duration_ms"));
+		} else if (strcmp(ev, "approval.granted") == 0) {
+			s->approved_by = json_string_value(json_object_get(d, "actor"));
+		}
+	}
+	if (status == NULL)
+		status = "?";
+	{
+		/* a run not finished yet (paused, interrupted): its steps' time */
+		int64_t steps_ms = 0;
+
+		for (size_t i = 0; i < rb->nsteps; i++)
+			steps_ms += js[i].ms + js[i].ums;
+		if (steps_ms > total)
+			total = steps_ms;
+	}
+	sb_init(&cases);
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		struct jstep *s = &js[i];
+		const char *id = rb->steps[i].id;
+		struct sbuf so;
+
+		sb_init(&so);
+		secs(t, sizeof t, s->ms);
+		sb_adds(&cases, "    <testcase");
+		attr(&cases, "name", id);
+		sb_addf(&cases, " classname=\"zdm.");
+		xml_escape(&cases, rb->name, true);
+		sb_addf(&cases, "\" time=\"%s\">\n", t);
+		sb_addf(&so, "uses: %s\nattempts: %d\n", rb->steps[i].uses, s->attempts);
+		if (rb->steps[i].name != NULL)
+			sb_addf(&so, "name: %s\n", rb->steps[i].name);
+		if (s->approved_by != NULL)
+			sb_addf(&so, "approved by: %s\n", s->approved_by);
+		if (s->ust != NULL) {
+			char u[48];
+
+			secs(u, sizeof u, s->ums);
+			sb_addf(&so, "rollback: %s%s%s (%ss)\n",
+			    strcmp(s->ust, "undo.succeeded") == 0 ? "undone" :
+			    strcmp(s->ust, "undo.failed") == 0 ? "undo FAILED" :
+			    strcmp(s->ust, "undo.skipped") == 0 ? "not undone" : "undo in doubt",
+			    s->uerr ? ": " : "", s->uerr ? s->uerr : "", u);
+		}
+		switch (s->st) {
+		case J_NOTRUN:
+			sb_adds(&cases, "      <skipped message=\"not run\"/>\n");
+			skipped++;
+			break;
+		case J_SKIPPED:
+			sb_adds(&cases, "      <skipped");
+			attr(&cases, "message", s->skip ? s->skip : "skipped");
+			sb_adds(&cases, "/>\n");
+			skipped++;
+			break;
+		case J_STARTED:
+			sb_adds(&cases, "      <error type=\"in_doubt\"");
+			attr(&cases, "message", "started but its end is not recorded (in doubt)");
+			sb_adds(&cases, "/>\n");
+			errors++;
+			break;
+		case J_FAILED:
+			if (s->decision && strcmp(status, "paused") == 0) {
+				sb_adds(&cases, "      <skipped");
+				attr(&cases, "message", s->err ? s->err : "paused");
+				sb_adds(&cases, "/>\n");
+				skipped++;
+				break;
+			}
+			sb_addf(&cases, "      <failure type=\"%s\"", s->timed_out ? "timed_out" : "step.failed");
+			attr(&cases, "message", s->err ? s->err : "failed");
+			sb_adds(&cases, ">");
+			xml_escape(&cases, s->err ? s->err : "failed", false);
+			sb_adds(&cases, "</failure>\n");
+			failures++;
+			break;
+		case J_OK:
+			break;
+		}
+		if (s->ust != NULL && strcmp(s->ust, "undo.succeeded") != 0 &&
+		    strcmp(s->ust, "undo.skipped") != 0) {
+			sb_addf(&cases, "      <error type=\"%s\"", s->ust);
+			attr(&cases, "message", s->uerr ? s->uerr : "the undo did not complete");
+			sb_adds(&cases, "/>\n");
+			errors++;
+		}
+		sb_adds(&cases, "      <system-out>");
+		xml_escape(&cases, so.buf, false);
+		sb_adds(&cases, "</system-out>\n    </testcase>\n");
+		sb_release(&so);
+	}
+	secs(t, sizeof t, total);
+	sb_init(&sb);
+	sb_adds(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"zdm\"");
+	sb_addf(&sb, " tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\" time=\"%s\">\n",
+	    tests, failures, errors, skipped, t);
+	sb_adds(&sb, "  <testsuite");
+	attr(&sb, "name", rb->name);
+	sb_addf(&sb, " tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\" time=\"%s\"",
+	    tests, failures, errors, skipped, t);
+	if (ts != NULL)
+		attr(&sb, "timestamp", ts);
+	sb_adds(&sb, ">\n    <properties>\n      <property name=\"zdm.run\"");
+	attr(&sb, "value", run ? run : "");
+	sb_adds(&sb, "/>\n      <property name=\"zdm.status\"");
+	attr(&sb, "value", status);
+	sb_adds(&sb, "/>\n      <property name=\"zdm.runbook\"");
+	attr(&sb, "value", rb->path);
+	sb_adds(&sb, "/>\n    </properties>\n");
+	sb_add(&sb, cases.buf, cases.len);
+	sb_adds(&sb, "  </testsuite>\n</testsuites>\n");
+	sb_release(&cases);
+	{
+		char *red = redact_str(sb.buf);
+
+		rc = write_atomic(out, red, strlen(red), err);
+		free(red);
+	}
+	sb_release(&sb);
+	free(js);
+	jlog_release(&log);
+	return rc;
+}
