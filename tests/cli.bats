@@ -798,7 +798,7 @@ EOF
 run_and_terminate() {
   "$ZDM_BIN" run rb.yml --state-dir "$T/state" >"$T/sig.out" 2>&1 3>&- &
   local pid=$! i
-  for i in $(seq 100); do [ -s "$T/long.pid" ] && break; sleep 0.05; done
+  for i in $(seq 400); do [ -s "$T/long.pid" ] && break; sleep 0.05; done
   [ -s "$T/long.pid" ]
   kill -TERM "$pid"
   SIG_RC=0
