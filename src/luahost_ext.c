@@ -1,6 +1,9 @@
 /* luahost_ext.c - the host module's parts beyond luahost.c (luahost_ext.h) */
 #include "luahost_ext.h"
 
+int lhx_open_socket(lua_State *L);	/* zdm.socket: lua_socket.c */
+
 const lua_CFunction lhx_openers[] = {
+	lhx_open_socket,
 	NULL,
 };
