@@ -21,9 +21,10 @@
  * A socket error has status 0.  Note that libcurl itself re-sends a request once when
  * a *reused* keep-alive connection turns out to be closed before any byte of the reply
  * came (as browsers do); such a request is not an error, but it needed a new
- * connection: the summary's `connects` counts every connection opened, so
- * `connects - CONNS` is the number of keep-alive connections the server closed under
- * the load (e.g. by an nginx reload).
+ * connection: the summary's `closed_during_load` counts the keep-alive connections
+ * closed while requests were still being sent (the pool holds CONNS connections and
+ * never more are in use, so these are connections the server closed, e.g. at an nginx
+ * reload), and `connects` every connection opened.
  *
  * LOG (-l): one line per response, tab-separated: ms status backend outcome.
  * SUMMARY (-s, default stdout): JSON (jansson) with the counts, and per backend the
@@ -67,6 +68,8 @@ struct backend {
 };
 
 static volatile sig_atomic_t stop_requested;
+static int sending = 1;     /* still starting requests */
+static long closed_early;   /* connections closed while sending (not at the end) */
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static int64_t mono_us(void)
@@ -109,6 +112,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		c->backend[vl] = '\0';
 	}
 	return len;
+}
+
+/* libcurl closes a connection: while the load runs, that is one the server closed
+ * (the pool holds CONNS connections, and at most CONNS are ever in use) */
+static int on_close(void *ud, curl_socket_t fd)
+{
+	(void)ud;
+	if (sending)
+		closed_early++;
+	return close(fd);
 }
 
 static enum outcome classify(CURLcode rc)
@@ -235,6 +248,7 @@ int main(int argc, char **argv)
 		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, &cs[i]);
 		curl_easy_setopt(h, CURLOPT_PRIVATE, &cs[i]);
+		curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close);
 		cs[i].h = h;
 	}
 
@@ -253,7 +267,7 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		int64_t now = mono_us();
-		int sending = !stop_requested && now < end_us && sent < max_req;
+		sending = !stop_requested && now < end_us && sent < max_req;
 		int64_t wake = now + 100000;
 		for (long i = 0; i < conns && sending; i++) {
 			struct conn *c = &cs[i];
@@ -370,6 +384,7 @@ int main(int argc, char **argv)
 	json_object_set_new(j, "error_rate",
 	                    json_real(responses ? (double)(non2xx + sock_err) / (double)responses : 0));
 	json_object_set_new(j, "connects", json_integer(connects));
+	json_object_set_new(j, "closed_during_load", json_integer(closed_early));
 	json_t *bj = json_object();
 	for (int k = 0; k < nbk; k++) {
 		json_t *e = json_object();
