@@ -345,7 +345,11 @@ int main(int argc, char **argv)
 			c->active = 0;
 			active--;
 		}
-		/* wait for socket activity or the next paced start, at most 100 ms */
+		/* wait for socket activity or the next paced start, at most 100 ms (a
+		 * connection whose request completed just now is due too) */
+		for (long i = 0; i < conns && sending; i++)
+			if (!cs[i].active && cs[i].next_us < wake)
+				wake = cs[i].next_us;
 		now = mono_us();
 		int64_t wait_ms = (wake - now + 999) / 1000;
 		if (wait_ms < 0)
