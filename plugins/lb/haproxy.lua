@@ -15,8 +15,11 @@ local STATES = {ready = true, drain = true, maint = true}
 local MAX_WEIGHT = 256		-- HAProxy's range for `set server ... weight`
 
 -- srv_admin_state bits (HAProxy include/haproxy/server-t.h, SRV_ADMF_*)
+-- Only the forced flags are what `set server ... state` sets and clears; the
+-- others (inherited from a tracked server, from DNS resolution, or the
+-- configuration's `disabled` marker that stays after `state ready`) are not
+-- ours to restore.
 local ADMF_FMAINT = 0x01	-- forced maintenance (`set server ... state maint`)
-local ADMF_CMAINT = 0x04	-- `disabled` in the configuration
 local ADMF_FDRAIN = 0x08	-- forced drain (`set server ... state drain`)
 
 local function sock_hint(addr)
@@ -61,7 +64,7 @@ local function read_state(p, read_only)
 			if f[cols.be_name] == p.backend then
 				local admin = tonumber(f[cols.srv_admin_state]) or 0
 				local state = "ready"
-				if admin & (ADMF_FMAINT | ADMF_CMAINT) ~= 0 then
+				if admin & ADMF_FMAINT ~= 0 then
 					state = "maint"
 				elseif admin & ADMF_FDRAIN ~= 0 then
 					state = "drain"
