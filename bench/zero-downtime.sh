@@ -2,7 +2,7 @@
 # bench/zero-downtime.sh - live traffic through a real front while zdm switches it
 # from blue to green, beside the same switch done by hand with the raw command.
 #
-#   make && bash bench/zero-downtime.sh     (from the repo root; about 2 minutes)
+#   make && bash bench/zero-downtime.sh     (from the repo root; about 90 s)
 #
 # Everything runs on 127.0.0.1, free ports, in a temp dir, stopped on exit:
 #   backends  one nginx with two server blocks, blue and green (X-Backend header;
@@ -16,7 +16,7 @@
 #   nginx   raw   write the upstream file + `nginx -s reload`
 #   nginx   zdm   (a) runbooks/blue-green-nginx.yml (health gate, lb.nginx switch, watch)
 #   haproxy raw   `set weight app/green 10; set weight app/blue 90` | socat (the 10% shift)
-#   haproxy zdm   (b) runbooks/canary-haproxy.yml 10% -> 50% -> 100%, gates pass (once)
+#   haproxy zdm   (b) runbooks/canary-haproxy.yml 10% -> 50% -> 100%, gates pass
 #   haproxy raw   rollback by hand: green failing at 10%, `set weight app/green 0; ...`
 #   haproxy zdm   (c) the canary with green failing: the metric gate fails, zdm undoes
 # Latencies (ms, wall clock; the journal's `ts` and loadgen's CLOCK_REALTIME):
@@ -272,20 +272,23 @@ for ((r = 1; r <= REPS; r++)); do
 	hap_reset
 done
 
-echo "haproxy: zdm canary 10% -> 50% -> 100% (b)" >&2
-load_start hap-zdm-b
-rc=0
-canary "$TMP/state-hap-b" "$TMP/hap-zdm-b.out" || rc=$?
-load_stop
-((rc == 0)) || die "zdm (canary) exited $rc, not 0: $(tail -5 "$TMP/hap-zdm-b.out")"
-[[ $(hap_server green) == "100 0" ]] || die "after the canary green is '$(hap_server green)', not weight 100 ready"
-t0=$(event_ms "$(journal "$TMP/state-hap-b")" step.started '^shift-10$') || die "no step.started for shift-10"
-first=$(first_of hap-zdm-b green "$t0")
-[[ -n $first ]] || die "no response from green in the canary"
-SW_HAP_ZDM+=($((first - t0)))
-row haproxy "(b) canary" zdm hap-zdm-b $((first - t0)) - - "$rc"
-tally haproxy hap-zdm-b
-hap_reset
+for ((r = 1; r <= REPS; r++)); do
+	echo "haproxy: zdm canary 10% -> 50% -> 100% (b) $r/$REPS" >&2
+	st=$TMP/state-hap-b-$r
+	load_start "hap-zdm-b-$r"
+	rc=0
+	canary "$st" "$TMP/hap-zdm-b-$r.out" || rc=$?
+	load_stop
+	((rc == 0)) || die "zdm (canary) exited $rc, not 0: $(tail -5 "$TMP/hap-zdm-b-$r.out")"
+	[[ $(hap_server green) == "100 0" ]] || die "after the canary green is '$(hap_server green)', not weight 100 ready"
+	t0=$(event_ms "$(journal "$st")" step.started '^shift-10$') || die "no step.started for shift-10"
+	first=$(first_of "hap-zdm-b-$r" green "$t0")
+	[[ -n $first ]] || die "no response from green in the canary"
+	SW_HAP_ZDM+=($((first - t0)))
+	row haproxy "(b) canary" zdm "hap-zdm-b-$r" $((first - t0)) - - "$rc"
+	tally haproxy "hap-zdm-b-$r"
+	hap_reset
+done
 
 touch "$TMP/backends/green-fail"
 for ((r = 1; r <= REPS; r++)); do
