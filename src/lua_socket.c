@@ -13,6 +13,8 @@
  *                      10^12, default 5000; the step's deadline applies anyway
  *            cap       bytes of reply kept, 1 to 64 MiB, default 1 MiB; past it
  *                      the reply is cut and a second value `true` is returned
+ *                      (a reply of exactly cap bytes is whole if the peer then
+ *                      closes before the timeout)
  *            read_only boolean, default false: the plugin's promise that the
  *                      text only reads (`show servers state`); allows the call
  *                      in validate() and plan(), which must change nothing
@@ -259,9 +261,12 @@ sock_exchange(struct conn *c, const char *address, const char *text, size_t tlen
 			if (*got == cap) {
 				char one;
 
-				/* exactly cap bytes and then the close is not a cut reply */
-				n = recv(c->fd, &one, 1, MSG_PEEK | MSG_DONTWAIT);
-				*cut = n != 0;
+				/* exactly cap bytes and then the close is not a cut
+				 * reply: wait for the next byte or the close */
+				*cut = true;
+				if (wait_fd(c->fd, POLLIN, deadline) == 1 &&
+				    recv(c->fd, &one, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+					*cut = false;
 				break;
 			}
 			continue;
