@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sets variables for the script that sources it
 # bench/lb-servers.sh - real blue/green backends and fronts on 127.0.0.1 for
 # bench/zero-downtime.sh and scripts/demo.sh (source it; bash).
 #

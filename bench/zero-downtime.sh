@@ -25,6 +25,10 @@
 #             raw: the moment the command was started)
 #   rollback  last response from green - decision (zdm: `ts` of the failed gate's
 #             step.failed; raw: the moment the command was started)
+#   undone    zdm: the last undo.succeeded - step.failed; raw: the command's wall time.
+#             Green gets one request in ten at 10%, so its last answer may come before
+#             the weights changed; after `undone` it gets no new request: the later of
+#             the two is what the rollback goal is held against.
 # Goals (issue 4), shown met/missed at the end:
 #   HAProxy runs: 0 failed requests (non-2xx + socket errors); in (c) the 500s green
 #     sends before the gate decides are the signal the gate acts on: they are shown,
@@ -32,7 +36,8 @@
 #   nginx runs: 0 non-2xx and an error rate < 0.01% (socket errors from keep-alive
 #     connections closed at a reload are the only ones allowed, and counted).
 #   zdm's switch latency <= the raw command's + 5 ms (medians, same run).
-#   zdm's rollback latency < 100 ms (max). (Common zero-downtime targets: < 1 s switch,
+#   zdm's rollback latency < 100 ms (max over the runs of the later of the last green
+#     answer and the end of the undo, see below). (Common zero-downtime targets: < 1 s switch,
 #     < 5 s rollback.)
 # It exits 0 whatever the numbers (a benchmark does not fail on a number) and non-zero
 # when it could not measure: a server did not start, zdm exited with an unexpected
@@ -302,9 +307,9 @@ for ((r = 1; r <= REPS; r++)); do
 	load_stop
 	last=$(last_of "hap-rawrb-$r" green)
 	[[ -n $last ]] || die "no response from green in hap-rawrb-$r"
-	RB_HAP_RAW+=($((last - t0)))
+	RB_HAP_RAW+=($((last > t1 ? last - t0 : t1 - t0)))
 	row haproxy "rollback, green failing" raw "hap-rawrb-$r" - $((last - t0)) $((t1 - t0)) -
-	tally haproxy-c "hap-rawrb-$r"
+	tally haproxy_c "hap-rawrb-$r"
 	hap_reset
 
 	echo "haproxy: zdm canary, green failing (c) $r/$REPS" >&2
@@ -324,9 +329,11 @@ for ((r = 1; r <= REPS; r++)); do
 	t1=$(ts_ms "$t1")
 	last=$(last_of "hap-zdm-c-$r" green)
 	[[ -n $last ]] || die "no response from green in hap-zdm-c-$r"
-	RB_HAP_ZDM+=($((last - t0)))
+	# held against the goal: the later of green's last answer and the end of the undo
+	# (after it green gets no new request; the last answer alone is sampled coarsely)
+	RB_HAP_ZDM+=($((last > t1 ? last - t0 : t1 - t0)))
 	row haproxy "(c) canary, green failing" zdm "hap-zdm-c-$r" - $((last - t0)) $((t1 - t0)) "$rc"
-	tally haproxy-c "hap-zdm-c-$r"
+	tally haproxy_c "hap-zdm-c-$r"
 	hap_reset
 done
 rm -f "$TMP/backends/green-fail"
@@ -353,16 +360,18 @@ printf '%s\n' "${ROWS[@]}"
 mr=$(median "${SW_NGX_RAW[@]}") mz=$(median "${SW_NGX_ZDM[@]}")
 hr=$(median "${SW_HAP_RAW[@]}") hz=$(median "${SW_HAP_ZDM[@]}")
 rr=$(median "${RB_HAP_RAW[@]}") rz=$(maximum "${RB_HAP_ZDM[@]}")
+hap_failed=$((NON2XX[haproxy] + SOCKERR[haproxy]))
+hapc_sock=${SOCKERR[haproxy_c]} ngx_non2xx=${NON2XX[nginx]}
 ngx_rate=$(awk -v e="${SOCKERR[nginx]}" -v n="${REQS[nginx]}" 'BEGIN { printf "%.4f", n ? 100 * e / n : 0 }')
 cat <<EOF
 
 | goal | measured | |
 |---|---|---|
-| HAProxy runs (raw, b): 0 failed requests | ${NON2XX[haproxy]} non-2xx, ${SOCKERR[haproxy]} socket errors of ${REQS[haproxy]} | $(yn $((NON2XX[haproxy] + SOCKERR[haproxy] == 0))) |
-| HAProxy (c): 0 socket errors (green's 500s are the gate's signal) | ${SOCKERR[haproxy-c]} socket errors, ${NON2XX[haproxy-c]} non-2xx of ${REQS[haproxy-c]} | $(yn $((SOCKERR[haproxy-c] == 0))) |
-| nginx runs: 0 non-2xx | ${NON2XX[nginx]} of ${REQS[nginx]} | $(yn $((NON2XX[nginx] == 0))) |
+| HAProxy runs (raw, b): 0 failed requests | ${NON2XX[haproxy]} non-2xx, ${SOCKERR[haproxy]} socket errors of ${REQS[haproxy]} | $(yn $((hap_failed == 0))) |
+| HAProxy (c): 0 socket errors (green's 500s are the gate's signal) | ${SOCKERR[haproxy_c]} socket errors, ${NON2XX[haproxy_c]} non-2xx of ${REQS[haproxy_c]} | $(yn $((hapc_sock == 0))) |
+| nginx runs: 0 non-2xx | ${NON2XX[nginx]} of ${REQS[nginx]} | $(yn $((ngx_non2xx == 0))) |
 | nginx runs: error rate < 0.01% | ${ngx_rate}% (${SOCKERR[nginx]} socket errors) | $(yn "$(awk -v r="$ngx_rate" 'BEGIN { print (r < 0.01) }')") |
 | nginx: zdm switch <= raw + 5 ms (medians) | zdm $mz, raw $mr | $(yn $((mz <= mr + 5))) |
 | HAProxy: zdm switch <= raw + 5 ms (medians) | zdm $hz, raw $hr | $(yn $((hz <= hr + 5))) |
-| HAProxy: zdm rollback < 100 ms (max of $REPS) | zdm $rz (raw median $rr) | $(yn $((rz < 100))) |
+| HAProxy: zdm rollback < 100 ms (max of $REPS; the later of rollback and undone) | zdm $rz (raw median $rr) | $(yn $((rz < 100))) |
 EOF

@@ -91,10 +91,10 @@ event_ms() {
 	[[ -n $ts ]] && ts_ms "$ts"
 }
 ZVARS=()
-run_runbook() { # extra zdm args...
+run_runbook() {
 	touch "$DEMO/.mark"
 	sleep 0.01
-	"$ZDM" run "$RB" --state-dir "$STATE" "${ZVARS[@]}" "$@"
+	"$ZDM" run "$RB" --state-dir "$STATE" "${ZVARS[@]}"
 }
 
 say "blue and green backends and a front nginx on 127.0.0.1 (in $DEMO)"
