@@ -9,8 +9,11 @@ load helper
 
 setup_file() {
   export LG="$BATS_FILE_TMPDIR/loadgen"
+  local san=()
+  # under make asan, loadgen too runs with ASan+UBSan and leak detection
+  [ -z "${ZDM_ASAN:-}" ] || san=(-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined)
   # shellcheck disable=SC2046
-  cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$LG" "$BATS_TEST_DIRNAME/../bench/loadgen.c" \
+  cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror "${san[@]}" -o "$LG" "$BATS_TEST_DIRNAME/../bench/loadgen.c" \
     $(pkg-config --cflags --libs libcurl jansson)
 }
 
@@ -61,4 +64,21 @@ teardown() {
   assert_output "loadgen: -u: 'http://example.com/' is not a loopback URL (http://127.0.0.1:PORT/...)"
   run -2 "$LG" -u "http://127.0.0.1:1/" -c 0
   assert_output "loadgen: -c: '0' is not a number in range (see -h)"
+}
+
+@test "loadgen: an nginx reload under load moves it to green and the closed keep-alive connections are counted" {
+  backends
+  lbs_nginx_front "$T/front" "$BLUE_ADDR"
+  "$LG" -u "http://127.0.0.1:$FRONT_PORT/" -c 2 -r 200 -d 20000 -n 400 -l "$T/log" -s "$T/sum.json" &
+  lg=$!
+  sleep 0.5   # 400 requests at 200/s: the reload comes about a quarter of the way in
+  lbs_upstream_file "$T/front/upstream.conf" "$GREEN_ADDR"
+  nginx -p "$T/front/" -c "$T/front/nginx.conf" -s reload
+  rc=0
+  wait "$lg" || rc=$?
+  assert_equal "$rc" 0
+  run jq -r '[.requests, .status_2xx, (.closed_during_load >= 1), (.backends.blue.first_ms < .backends.green.first_ms)] | @csv' "$T/sum.json"
+  assert_output '400,400,true,true'
+  run bash -c "tail -n 10 '$T/log' | cut -f2-4 | sort -u"
+  assert_output "$(printf '200\tgreen\tok')"
 }
