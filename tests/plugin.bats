@@ -112,6 +112,9 @@ plugin() {   # dotted name
 exec
 health_gate  [read-only]  [idempotent]
 http
+lb.haproxy  [idempotent]  [undo]
+lb.kubernetes  [idempotent]  [undo]
+lb.nginx  [idempotent]  [undo]
 metric_gate  [read-only]  [idempotent]
 release.symlink  [idempotent]  [undo]
 wait  [read-only]  [idempotent]
