@@ -236,3 +236,14 @@ YML
   assert_output --partial "no server 'purple' in backend 'app' (it has: blue, green)"
   [ "$(hx_state)" = "$BEFORE" ]
 }
+
+@test "lb.haproxy: no data for the canary's query pauses the run (exit 4); rollback then restores exactly" {
+  start_backends
+  start_haproxy
+  QUERY=zdm_no_such_series run canary run
+  assert_equal "$status" 4
+  [ "$(hx_state)" = "$(printf 'blue 90 0\ngreen 10 0')" ]
+  run canary rollback
+  assert_equal "$status" 0
+  [ "$(hx_state)" = "$BEFORE" ]
+}

@@ -176,3 +176,33 @@ YML
         -d '{"metadata":{"resourceVersion":"99"}}' "$u")" = 409 ]
   [ "$(selector)" = '{"app":"orders","canary":"no","track":"blue"}' ]
 }
+
+@test "lb.kubernetes: a token from token_file (as in a pod) authenticates and is never shown" {
+  start_kube
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: kube-pod
+steps:
+  - id: switch
+    uses: lb.kubernetes
+    with:
+      api: $API
+      ca_file: $T/kube/ca.pem
+      namespace: shop
+      service: orders
+      token_file: $T/kube/token
+      selector: {app: orders, track: green}
+YML
+  run zdm plan "$T/rb.yml"
+  assert_equal "$status" 0
+  assert_output --partial "Service shop/orders: selector {app=orders,canary=no,track=blue} -> {app=orders,track=green}"
+  run zdm run "$T/rb.yml" --state-dir "$T/state" --fail-at switch
+  assert_equal "$status" 1
+  [ "$(selector)" = '{"app":"orders","canary":"no","track":"blue"}' ]
+  # switched, then (forced failure) switched back: two patches went through
+  [ "$(jq -r 'select(.method=="PATCH") | .status' "$T/kube/requests.jsonl" | tr '\n' ' ')" = "200 200 " ]
+  run jq -r '.auth' "$T/kube/requests.jsonl"
+  refute_output --partial "missing"
+  refute_output --partial "wrong"
+  no_token_anywhere
+}
