@@ -247,3 +247,25 @@ YML
   assert_equal "$status" 0
   [ "$(hx_state)" = "$BEFORE" ]
 }
+
+@test "lb.haproxy: end to end, the canary's default query on HAProxy's own exporter catches a failing green" {
+  start_backends 503
+  start_haproxy
+  start_haproxy_prometheus
+  prom_await 'up{job="haproxy"}' >/dev/null     # a first scrape, before the traffic
+  # green has been taking a little traffic (weight 3, ready), all of it 503
+  hx "set server app/green state ready" >/dev/null
+  hx_answers 80 >/dev/null
+  hx "set server app/green state maint" >/dev/null
+  [ "$(hx_state)" = "$BEFORE" ]
+  # the runbook's own error_query (green's share of 5xx) as Prometheus sees it
+  q="$(sed -n '/^  error_query: >-$/,/^  max_error_ratio/p' "$RB" | sed '1d;$d' | tr -s ' \n' ' ')"
+  [ -n "$q" ]
+  prom_await "$q" >/dev/null
+  run zdm run "$RB" --state-dir "$T/state" --var haproxy_socket="$HX_SOCK" --var backend=app \
+    --var prometheus="$HX_PROM" --var gate_interval=100ms --var measurements=1
+  assert_equal "$status" 1
+  assert_output --partial "gate-10: measurement 1/1: 1 failed (failure: result >= 0.05)"
+  assert_output --partial "undone    shift-10"
+  [ "$(hx_state)" = "$BEFORE" ]
+}

@@ -33,8 +33,10 @@ J() { journal_of "$T/state"; }
 
 # 20 requests through nginx, the distinct answers, sorted, one line
 answers() {
-  local i
-  for i in $(seq 20); do front /; done | sort -u | tr '\n' ' '
+  local i urls=()
+  # one curl process, one keep-alive connection; nginx balances each request
+  for i in $(seq 20); do urls+=("$FRONT/"); done
+  curl -s --max-time 10 "${urls[@]}" | sort -u | tr '\n' ' '
 }
 
 setup_lb() {
