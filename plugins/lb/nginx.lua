@@ -262,7 +262,7 @@ local function reload(p)
 		if waited >= p.reload_timeout then break end
 		zdm.sleep(step)
 		waited = waited + step
-		if step < 200 then step = step * 2 end
+		step = math.min(step * 2, 200)
 	end
 	if new then
 		return nil, string.format("nginx master %s started worker %s, but an old worker still accepts "
