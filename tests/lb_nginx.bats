@@ -240,3 +240,44 @@ YML
   cmp "$T/lb/upstream.conf" "$T/upstream.before"
   assert_file_not_exists "$T/state"
 }
+
+@test "lb.nginx: without pid_file it reloads with nginx -s reload (not confirmed) and says so" {
+  setup_lb
+  run bg run --var nginx_pid=""
+  assert_equal "$status" 0
+  assert_output --partial "nginx -s reload sent (not confirmed: no pid_file)"
+  # the reload is asynchronous: wait (bounded) for the new generation
+  for i in $(seq 100); do [ "$(answers)" = "green " ] && break; sleep 0.05; done
+  [ "$(answers)" = "green " ]
+}
+
+@test "lb.nginx: a reload nginx cannot apply is caught (no new workers); traffic stays on blue" {
+  setup_lb
+  # nginx -t does not bind ports, a reload does: a listen on green's busy
+  # port passes the test and makes every reload fail in the master
+  echo "server { listen 127.0.0.1:$GREEN_PORT; }" >"$T/lb/conf.d/busy.conf"
+  workers_before="$(lb_workers)"
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: busy
+steps:
+  - id: switch
+    uses: lb.nginx
+    with:
+      conf: $T/lb/nginx.conf
+      prefix: $T/lb/
+      pid_file: $T/lb/nginx.pid
+      file: $T/lb/upstream.conf
+      upstream: app
+      reload_timeout: 1s
+      servers: [{address: "127.0.0.1:$GREEN_PORT"}]
+YML
+  run zdm run "$T/rb.yml" --state-dir "$T/state"
+  # the undo restores the file but cannot reload either: a person must look
+  assert_equal "$status" 3
+  assert_output --regexp "nginx master [0-9]+ started no new worker within 1000 ms of the reload: it kept the old configuration"
+  cmp "$T/lb/upstream.conf" "$T/upstream.before"
+  [ "$(lb_workers)" = "$workers_before" ]
+  [ "$(answers)" = "blue " ]
+  grep -q "Address already in use" "$T/lb/error.log"
+}
