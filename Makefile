@@ -16,7 +16,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
-.PHONY: all test asan demo install deps clean bench unit
+.PHONY: all test asan demo install deps clean bench bench-zdt unit
 
 all: $(BIN)
 
@@ -52,13 +52,22 @@ asan: deps
 	ZDM_ASAN=1 ZDM_BIN=$(abspath build-asan/zdm) ZDM_UNIT=$(abspath build-asan/unit-tests) bash scripts/run-tests.sh
 
 demo: deps
-	$(MAKE) all
-	ZDM_BIN=$(abspath $(BIN)) bash scripts/demo.sh
+	$(MAKE) all $(BUILD)/loadgen
+	ZDM_BIN=$(abspath $(BIN)) LOADGEN=$(abspath $(BUILD)/loadgen) bash scripts/demo.sh
+
+# the load generator of bench/zero-downtime.sh and the demo (libcurl multi)
+$(BUILD)/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --cflags --libs libcurl jansson)
 
 bench: all
 	bash bench/overhead.sh
 	bash bench/gates.sh
 	bash bench/audit.sh
+	$(MAKE) bench-zdt
+
+bench-zdt: all $(BUILD)/loadgen
+	ZDM_BIN=$(abspath $(BIN)) LOADGEN=$(abspath $(BUILD)/loadgen) bash bench/zero-downtime.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \

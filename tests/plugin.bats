@@ -113,6 +113,9 @@ approval  [read-only]  [idempotent]
 exec
 health_gate  [read-only]  [idempotent]
 http
+lb.haproxy  [idempotent]  [undo]
+lb.kubernetes  [idempotent]  [undo]
+lb.nginx  [idempotent]  [undo]
 metric_gate  [read-only]  [idempotent]
 release.symlink  [idempotent]  [undo]
 wait  [read-only]  [idempotent]

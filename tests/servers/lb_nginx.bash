@@ -1,0 +1,111 @@
+# A real nginx load balancer for the lb suites (load after helper and
+# servers/httpd): on 127.0.0.1 with free ports, everything under $T/lb.
+#
+#   start_lb_nginx    nginx (daemon off, 1 worker) with
+#                       - the front server on $FRONT_PORT: proxy_pass http://app
+#                       - blue on $BLUE_PORT: answers "blue" (and /health "ok")
+#                     main config $T/lb/nginx.conf includes $T/lb/upstream.conf
+#                     (upstream app -> blue, keepalive 4) and $T/lb/conf.d/*.conf;
+#                     master pid in $T/lb/nginx.pid; sets FRONT (http://...)
+#   start_green       tests/servers/httpd.py in $T/green/ as green: "/" answers
+#                     "green", "/health" 200 ok, "/ready" 200; sets GREEN_PORT
+#   front [PATH]      one request through nginx; prints the body
+#   lb_workers        the master's children (worker pids), sorted, one line
+# Both are stopped by the test's teardown (by pid); a server that does not
+# start fails the test.
+
+start_lb_nginx() {
+  local i
+  FRONT_PORT="$(free_port)"
+  BLUE_PORT="$(free_port)"
+  mkdir -p "$T/lb/conf.d"
+  cat >"$T/lb/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $T/lb/nginx.pid;
+error_log $T/lb/error.log;
+events { worker_connections 128; }
+http {
+  access_log off;
+  client_body_temp_path $T/lb/body;
+  proxy_temp_path $T/lb/proxy;
+  include $T/lb/upstream.conf;
+  include $T/lb/conf.d/*.conf;
+  server {
+    listen 127.0.0.1:$FRONT_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen 127.0.0.1:$BLUE_PORT;
+    location / { return 200 "blue\n"; }
+    location /health { return 200 "ok\n"; }
+  }
+}
+CONF
+  cat >"$T/lb/upstream.conf" <<CONF
+# the app's servers; lb.nginx edits the server lines of this block
+upstream app {
+    server 127.0.0.1:$BLUE_PORT;
+    keepalive 4;
+}
+CONF
+  nginx -p "$T/lb/" -c "$T/lb/nginx.conf" -e "$T/lb/error.log" >"$T/lb/out" 2>&1 3>&- &
+  echo $! >"$T/lb-nginx.pid"
+  FRONT="http://127.0.0.1:$FRONT_PORT"
+  for i in $(seq 200); do
+    [ "$(curl -s --max-time 1 "$FRONT/")" = blue ] && break
+    sleep 0.025
+  done
+  if [ "$(curl -s --max-time 1 "$FRONT/")" != blue ]; then
+    echo "nginx (load balancer) did not start:" >&2
+    cat "$T/lb/out" "$T/lb/error.log" >&2
+    return 1
+  fi
+}
+
+start_green() {
+  local i
+  mkdir -p "$T/green"
+  rm -f "$T/green/httpd.port"
+  cat >"$T/green/control.json" <<'JSON'
+{"/": {"status": 200, "body": "green\n"}, "/health": {"status": 200, "body": "ok\n"},
+ "/ready": {"status": 200, "body": "ready\n"}}
+JSON
+  python3 "$REPO/tests/servers/httpd.py" "$T/green/" --port 0 --lifetime 120 >"$T/green/out" 2>&1 3>&- &
+  echo $! >"$T/green.pid"
+  for i in $(seq 200); do
+    [ -s "$T/green/httpd.port" ] && break
+    sleep 0.025
+  done
+  if [ ! -s "$T/green/httpd.port" ]; then
+    echo "green (tests/servers/httpd.py) did not start:" >&2
+    cat "$T/green/out" >&2
+    return 1
+  fi
+  GREEN_PORT="$(cat "$T/green/httpd.port")"
+}
+
+front() {
+  curl -s --max-time 2 "$FRONT${1:-/}"
+}
+
+lb_workers() {
+  local pid
+  pid="$(cat "$T/lb/nginx.pid")"
+  tr ' ' '\n' <"/proc/$pid/task/$pid/children" | grep . | sort | tr '\n' ' '
+}
+
+stop_lb() {
+  local f pid
+  for f in lb-nginx green haproxy; do
+    [ -f "$T/$f.pid" ] || continue
+    pid="$(cat "$T/$f.pid")"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$T/$f.pid"
+  done
+}
