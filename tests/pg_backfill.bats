@@ -104,6 +104,31 @@ batch_size: 100"
   assert_output '[10,1000,3]'
 }
 
+@test "postgres_backfill: a batch that waits past lock_timeout for a row the application holds rolls back and is retried" {
+  newdb
+  # the application holds row 150 (in batch 2) for 1.5 s
+  pg_psql fill "$DB" -c "BEGIN; UPDATE items SET v = v WHERE id = 150; SELECT pg_sleep(1.5); COMMIT" >/dev/null 2>&1 &
+  app=$!
+  for i in $(seq 100); do
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()")" -ge 1 ] && break
+    sleep 0.05
+  done
+  fill_runbook "set: hits = hits + 1
+batch_size: 100
+lock_timeout: 200ms
+lock_retry_delay: 200ms
+lock_retry_max_delay: 400ms"
+  run zdm run rb.yml --state-dir "$T/state"
+  wait "$app"
+  assert_equal "$status" 0
+  run jq -r 'select(.event=="backfill.lock_timeout") | .data | "\(.batch) \(.lock_timeout_ms)"' "$(journal)"
+  assert_line "2 200"
+  # the rolled-back tries left nothing: each row once
+  assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1")" 1000
+  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows]' "$(journal)"
+  assert_output '[10,1000]'
+}
+
 @test "postgres_backfill: where selects the rows, gaps in the keys do not shrink batches" {
   # ids 3, 6, 9, ... 3000; the backfill only touches even ids (500 rows)
   newdb "generate_series(3, 3000, 3)"
