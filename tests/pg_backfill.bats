@@ -195,12 +195,15 @@ throttle_interval: 100ms"
 
 @test "postgres_backfill: a key that is not an integer column fails before any change; bad names are exit 2" {
   newdb
-  fill_runbook "set: hits = hits + 1"
+  fill_runbook "set: hits = hits + 1
+undo_set: hits = 0"
   sed -i 's/key: id/key: doubled/' "$T/rb.yml"
   pg_psql fill "$DB" -c "ALTER TABLE items ALTER COLUMN doubled TYPE text"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_output --partial "key 'doubled' is text: it must be an integer column"
+  # the rollback undoes the failed step from its snapshot: nothing ran, nothing to undo
+  assert_output --partial "nothing to undo: key 'doubled' is text"
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits <> 0")" 0
   fill_runbook "set: hits = hits + 1
 replica_conninfo: host=127.0.0.1

@@ -190,6 +190,31 @@ transaction: false" fail
   assert_line "undo.succeeded ddl"
 }
 
+@test "postgres_sql: a CREATE INDEX CONCURRENTLY that times out on a lock is not retried; the rollback runs undo_sql from the snapshot" {
+  newdb
+  pg_psql sql "$DB" -c "BEGIN; LOCK TABLE items IN SHARE UPDATE EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT" >/dev/null 2>&1 &
+  blocker=$!
+  for i in $(seq 100); do
+    [ "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE c.relname = 'items' AND l.granted AND l.mode = 'ShareUpdateExclusiveLock'")" -ge 1 ] && break
+    sleep 0.05
+  done
+  sql_runbook "sql: CREATE INDEX CONCURRENTLY items_name ON items (name)
+undo_sql: DROP INDEX CONCURRENTLY IF EXISTS items_name
+transaction: false
+lock_timeout: 100ms
+lock_retry_delay: 300ms"
+  run zdm run rb.yml --state-dir "$T/state"
+  wait "$blocker"
+  assert_equal "$status" 1
+  assert_output --partial "CREATE INDEX / REINDEX CONCURRENTLY is not retried (it leaves an INVALID index behind"
+  assert_equal "$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(journal)")" 0
+  # the failed step is undone from its snapshot (undo_sql recorded before it ran)
+  run events "$(journal)"
+  assert_line "undo.succeeded ddl"
+  assert_equal "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_name'")" 0
+}
+
 @test "postgres_sql: the password comes from secrets: never in the journal or output; a wrong one fails clearly" {
   newdb
   sql_runbook "sql: ALTER TABLE items ADD COLUMN note text"

@@ -29,6 +29,7 @@ local LOCK_NOT_AVAILABLE = "55P03"
 local INTEGER_TYPES = {smallint = true, integer = true, bigint = true}
 
 local function ms(v)
+	if v == 0 then return "none" end
 	if v % 60000 == 0 and v >= 60000 then return string.format("%dm", v // 60000) end
 	if v % 1000 == 0 and v >= 1000 then return string.format("%ds", v // 1000) end
 	return string.format("%dms", v)
@@ -257,7 +258,7 @@ local function open(ctx, p)
 	if problem then
 		db:close()
 		if replica then replica:close() end
-		return nil, problem
+		return nil, problem, "check"
 	end
 	return db, replica
 end
@@ -311,7 +312,7 @@ return {
 		{name = "undo_where", type = "string",
 		 doc = "predicate for the undo's batches (default: every row)"},
 		{name = "lock_timeout", type = "duration", default = "500ms",
-		 doc = "longest wait for a lock before a batch rolls back and is retried"},
+		 doc = "longest wait for a lock before a batch rolls back and is retried; 0 = no limit"},
 		{name = "lock_retries", type = "int", default = 20,
 		 doc = "retries of one batch after lock timeouts before the step fails"},
 		{name = "lock_retry_delay", type = "duration", default = "1s",
@@ -356,7 +357,7 @@ return {
 		range("batch_size", 1, 10000000)
 		range("max_lag_bytes", 0, math.maxinteger)
 		range("lock_retries", 0, 1000)
-		range("lock_timeout", 1, 3600000)
+		range("lock_timeout", 0, 3600000)
 		range("lock_retry_delay", 1, 3600000)
 		range("lock_retry_max_delay", 1, 3600000)
 		range("throttle_interval", 10, 3600000)
@@ -434,8 +435,16 @@ return {
 			return nil
 		end
 		local cursor, _, _, last_batch = resume_point(ctx, "backfill.undo_batch")
-		local db, replica = open(ctx, p)
-		if not db then return nil, replica end
+		local db, replica, why = open(ctx, p)
+		if not db then
+			-- run makes the same check before its first batch: when it fails
+			-- and no batch was noted, run changed nothing
+			if why == "check" and resume_point(ctx, "backfill.batch") == nil then
+				zdm.log("nothing to undo: " .. replica .. " (so no batch ran)")
+				return nil
+			end
+			return nil, replica
+		end
 		local out, err = batches(ctx, p, db, replica, set, where, cursor,
 			"backfill.undo_batch", last_batch + 1)
 		close(db, replica)

@@ -105,6 +105,7 @@ local function one_line(s, max)
 end
 
 local function ms(v)
+	if v == 0 then return "none" end
 	if v % 60000 == 0 and v >= 60000 then return string.format("%dm", v // 60000) end
 	if v % 1000 == 0 and v >= 1000 then return string.format("%ds", v // 1000) end
 	return string.format("%dms", v)
@@ -159,6 +160,16 @@ local function execute(ctx, p, db, stmts, transaction, what, done)
 		if state ~= LOCK_NOT_AVAILABLE then
 			return false, string.format("%s%s: %s", what,
 				#stmts > 1 and string.format(" statement %d", index) or "", hint(err, state))
+		end
+		-- a ... CONCURRENTLY that gave up leaves an INVALID index behind:
+		-- running it again would fail on that index or keep it
+		local l = stmts[index]:lower()
+		if not transaction and (l:find("create%s[%w%s]-index%s+concurrently%f[%W]") or
+				l:find("reindex%s.-concurrently%f[%W]")) then
+			return false, string.format("%s%s: %s; CREATE INDEX / REINDEX CONCURRENTLY is not retried " ..
+				"(it leaves an INVALID index behind: undo_sql should drop it); give it " ..
+				"`lock_timeout: 0`: its long waits do not block reads or writes", what,
+				#stmts > 1 and string.format(" statement %d", index) or "", err)
 		end
 		timeouts = timeouts + 1
 		if timeouts > p.lock_retries then
@@ -238,7 +249,7 @@ return {
 		{name = "transaction", type = "bool", default = true,
 		 doc = "run all of sql in one transaction; false for CREATE INDEX CONCURRENTLY and the like"},
 		{name = "lock_timeout", type = "duration", default = "500ms",
-		 doc = "longest wait for a lock before giving up and retrying (SET lock_timeout)"},
+		 doc = "longest wait for a lock before giving up and retrying (SET lock_timeout); 0 = wait as long as it takes"},
 		{name = "lock_retries", type = "int", default = 20,
 		 doc = "retries after a lock timeout before the step fails"},
 		{name = "lock_retry_delay", type = "duration", default = "1s",
@@ -273,10 +284,10 @@ return {
 			local v = p[name]
 			if type(v) == "number" and (v < min or v > max) then
 				problems[#problems + 1] = {param = name,
-					message = string.format("must be from %s to %s", ms(min), ms(max))}
+					message = string.format("must be from %s to %s", min == 0 and "0" or ms(min), ms(max))}
 			end
 		end
-		positive("lock_timeout", 1, 3600000)
+		positive("lock_timeout", 0, 3600000)
 		positive("lock_retry_delay", 1, 3600000)
 		positive("lock_retry_max_delay", 1, 3600000)
 		positive("connect_timeout", 1000, 3600000)
