@@ -285,3 +285,31 @@ EOF
 slot:
 sub:"
 }
+
+@test "pg_sync: killed right after creating the subscription, resume finishes the sync and rollback drops it all" {
+  export TEST_PG_PW="$PG_PASSWORD"
+  make_dbs s6 2000
+  sync_runbook s6
+  # records: run.started, step.started, note (publication), note (subscription)
+  ZDM_TEST_CRASH_AFTER_RECORD=4 run zdm run "$T/rb.yml" --state-dir "$T/state"
+  assert_equal "$status" 137
+  run leftovers s6
+  assert_output "pub:zdm_s6_sync
+slot:zdm_s6_sync
+sub:zdm_s6_sync"
+  # the objects are this step's (the snapshot says they did not exist before):
+  # the rerun takes them over instead of refusing
+  run zdm resume "$T/rb.yml" --state-dir "$T/state"
+  echo "$output"
+  assert_success
+  assert_output --partial "running it again (idempotent)"
+  assert_output --partial "parity verified (count): 3000 rows in 2 table(s)"
+  parity s6
+  run zdm rollback "$T/rb.yml" --state-dir "$T/state"
+  echo "$output"
+  assert_success
+  run leftovers s6
+  assert_output "pub:
+slot:
+sub:"
+}

@@ -314,28 +314,35 @@ local function drop_all(ctx, p, u)
 	if not src then return nil, err end
 	-- the subscription's slot, and any table-sync slot it left (pg_<subid>_sync_...)
 	local pattern = u.subid and ("pg_" .. u.subid .. "_sync_%") or "-"
-	for _ = 1, 100 do
+	local left = nil
+	for _ = 1, 100 do	-- a walsender ends within a few seconds of DISABLE: 10 s at most
 		local r
 		r, err = src:query("SELECT slot_name, active_pid FROM pg_replication_slots " ..
 			"WHERE (slot_name = $1 AND NOT $2::bool) OR slot_name LIKE $3",
 			{n.slot, existed.slot and "true" or "false", pattern})
 		if not r then return nil, "source: " .. err end
-		if r.count == 0 then break end
-		local busy = false
+		left = nil
 		for _, row in ipairs(r.rows) do
 			if row.active_pid then
 				-- the walsender of the subscription just disabled is ending
-				busy = true
+				left = string.format("replication slot %s is still in use (pid %s)", row.slot_name, row.active_pid)
 			else
 				local ok, e, st = src:query("SELECT pg_drop_replication_slot($1)", {row.slot_name})
 				if ok then
 					dropped[#dropped + 1] = "slot " .. row.slot_name
-				elseif st ~= "55006" and st ~= "42704" then
+				elseif st == "55006" then
+					left = "replication slot " .. row.slot_name .. " is still in use"
+				elseif st ~= "42704" then
 					return nil, "source: dropping slot " .. row.slot_name .. ": " .. e
 				end
 			end
 		end
-		if busy then zdm.sleep(100) end
+		if left == nil then break end
+		zdm.sleep(100)
+	end
+	if left ~= nil then
+		return nil, "source: " .. left .. " after 10 s: stop its user " ..
+			"(SELECT pg_terminate_backend(pid)) and run the rollback again"
 	end
 	if not existed.publication then
 		local r
