@@ -59,6 +59,7 @@ bench: all
 	bash bench/overhead.sh
 	bash bench/gates.sh
 	bash bench/pg_migrate.sh
+	bash bench/postgres.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \

@@ -216,6 +216,11 @@ sub:"
   run zdm run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 2
   assert_output --partial "rb.yml:15:15: step 'sync': param 'verify': must be count, checksum or none"
+  sync_runbook s5
+  sed -i '0,/dbname=s5 user=zdm"/s//dbname=s5 user=zdm password=hunter2"/' "$T/rb.yml"
+  run zdm validate "$T/rb.yml"
+  assert_equal "$status" 2
+  assert_output --partial "rb.yml:10:15: step 'sync': param 'source': must not hold the password (params are journaled)"
 }
 
 @test "pg_sequences: sets the target's sequences to the source's values + margin; undo puts them back" {

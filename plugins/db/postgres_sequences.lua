@@ -51,6 +51,12 @@ local function chosen(db, src_seqs, p)
 	return out
 end
 
+-- a conninfo or URI that holds a password (params are journaled)
+local function has_password(v)
+	return type(v) == "string" and not zdm.is_expr(v) and
+		(v:lower():match("password%s*=") ~= nil or v:match("^postgres[a-z]*://[^/@]*:[^/@]*@") ~= nil)
+end
+
 return {
 	description = "Copy sequence values (+ margin) from a source PostgreSQL to a target at cut-over",
 	params = {
@@ -67,6 +73,12 @@ return {
 	idempotent = true,
 
 	validate = function(p)
+		for _, k in ipairs({"source", "target"}) do
+			if has_password(p[k]) then
+				return {param = k, message = "must not hold the password " ..
+					"(params are journaled): give it as source_password/target_password from secrets"}
+			end
+		end
 		if not zdm.is_expr(p.margin) and type(p.margin) == "number" and p.margin < 0 then
 			return {param = "margin", message = "must be 0 or more"}
 		end

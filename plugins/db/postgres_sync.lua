@@ -359,6 +359,12 @@ local function drop_all(ctx, p, u)
 	return nil
 end
 
+-- a conninfo or URI that holds a password (params are journaled)
+local function has_password(v)
+	return type(v) == "string" and not zdm.is_expr(v) and
+		(v:lower():match("password%s*=") ~= nil or v:match("^postgres[a-z]*://[^/@]*:[^/@]*@") ~= nil)
+end
+
 return {
 	description = "Replicate tables to another PostgreSQL by logical replication, wait for sync and lag, verify parity",
 	params = {
@@ -393,6 +399,12 @@ return {
 
 	validate = function(p)
 		local problems = {}
+		for _, k in ipairs({"source", "target", "publisher"}) do
+			if has_password(p[k]) then
+				problems[#problems + 1] = {param = k, message = "must not hold the password " ..
+					"(params are journaled): give it as source_password/target_password from secrets"}
+			end
+		end
 		if not zdm.is_expr(p.tables) then
 			if type(p.tables) ~= "table" or #p.tables == 0 then
 				problems[#problems + 1] = {param = "tables", message = "must list at least one table"}
