@@ -217,9 +217,14 @@ lock_retry_delay: 300ms"
 
 @test "postgres_sql: the password comes from secrets: never in the journal or output; a wrong one fails clearly" {
   newdb
-  sql_runbook "sql: ALTER TABLE items ADD COLUMN note text"
+  # a secret in the SQL itself: the plan shows the expression, the journal ***
+  sql_runbook "sql: [ALTER TABLE items ADD COLUMN note text, \"COMMENT ON TABLE items IS 'k=\${{ secrets.pg }}'\"]"
+  run zdm plan rb.yml
+  assert_output --partial "COMMENT ON TABLE items IS 'k=\${{ secrets.pg }}'"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
+  assert_equal "$(jq -r 'select(.event=="step.started") | .data.params.sql[1]' "$(journal)")" "COMMENT ON TABLE items IS 'k=***'"
+  assert_equal "$(pg_psql sql "$DB" -c "SELECT obj_description('items'::regclass)")" "k=$PG_PASSWORD"
   refute_output --partial "$PG_PASSWORD"
   run grep -rF "$PG_PASSWORD" "$T/state"
   assert_equal "$status" 1
