@@ -193,6 +193,49 @@ throttle_interval: 100ms"
   [ "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.throttled_ms' "$(journal)")" -gt 0 ]
 }
 
+# a streaming standby of cluster `fill` (pg_basebackup -R), as cluster `standby`
+start_standby() {
+  local dir="$PG_ROOT/standby" port
+  mkdir -p "$dir"
+  chown postgres: "$dir" 2>/dev/null || true
+  _pg_as "$PG_BIN/pg_basebackup" -h "$PG_ROOT/fill" -p "$(pg_port fill)" -U postgres \
+    -D "$dir/data" -R -X stream -c fast --no-sync >"$dir/basebackup.log" 2>&1 || {
+    cat "$dir/basebackup.log" >&2
+    return 1
+  }
+  port="$(_pg_free_port)"
+  printf "port = %s\nunix_socket_directories = '%s'\n" "$port" "$dir" >>"$dir/data/postgresql.auto.conf"
+  _pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null 2>&1 || {
+    cat "$dir/server.log" >&2
+    return 1
+  }
+  echo "$port" >"$dir/port"
+}
+
+@test "postgres_backfill: with replica_conninfo it waits while that standby's replay is behind" {
+  newdb
+  start_standby
+  pg_psql standby postgres -c "SELECT pg_wal_replay_pause()"
+  # replay resumes after 2 s
+  (sleep 2; pg_psql standby postgres -c "SELECT pg_wal_replay_resume()") &
+  resume=$!
+  fill_runbook "set: hits = hits + 1
+batch_size: 250
+max_lag_bytes: 8192
+replica_conninfo: \"$(pg_conninfo standby)\"
+throttle_interval: 100ms"
+  run zdm run rb.yml --state-dir "$T/state"
+  wait "$resume"
+  pg_stop standby
+  assert_equal "$status" 0
+  assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1")" 1000
+  run jq -r 'select(.event=="backfill.throttle") | .data | (.lag_bytes > .max_lag_bytes)' "$(journal)"
+  assert_line true
+  run jq -s '[.[] | select(.event=="backfill.throttle_end")] | length >= 1' "$(journal)"
+  assert_output true
+  [ "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.throttled_ms' "$(journal)")" -gt 0 ]
+}
+
 @test "postgres_backfill: a key that is not an integer column fails before any change; bad names are exit 2" {
   newdb
   fill_runbook "set: hits = hits + 1
