@@ -255,16 +255,18 @@ pg_push_fail(lua_State *L, const PGresult *res, PGconn *conn)
 
 /*
  * Send is done; read every result until libpq has none.  Keeps the first
- * failed result, else the last one.  Returns it (caller PQclears) or NULL
- * when the connection broke before any result.
+ * failed result, else the last one, in a to-be-closed holder pushed on the
+ * stack (so a wait that raises leaks nothing); returns it (owned by the
+ * holder) or NULL when the connection broke before any result.
  */
 static PGresult *
 pg_collect(lua_State *L, struct pgconn *c)
 {
-	PGresult *keep = NULL, *r;
+	struct pgres *keep = pg_res_hold(L, NULL);
+	PGresult *r;
 	int f;
 
-	/* the query may not have gone out whole yet */
+	/* the query may not have gone out whole yet (non-blocking mode) */
 	while ((f = PQflush(c->conn)) == 1)
 		(void)pg_wait(L, c, POLLIN | POLLOUT, 0);
 	if (f < 0)
@@ -278,17 +280,17 @@ pg_collect(lua_State *L, struct pgconn *c)
 		r = PQgetResult(c->conn);
 		if (r == NULL)
 			break;
-		if (keep != NULL && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+		if (keep->res != NULL && PQresultStatus(keep->res) == PGRES_FATAL_ERROR) {
 			PQclear(r);
 		} else {
-			if (keep != NULL)
-				PQclear(keep);
-			keep = r;
+			if (keep->res != NULL)
+				PQclear(keep->res);
+			keep->res = r;
 		}
 		if (PQstatus(c->conn) == CONNECTION_BAD)
 			break;
 	}
-	return keep;
+	return keep->res;
 }
 
 static bool
@@ -310,7 +312,6 @@ pg_query(lua_State *L)
 	int n = 0, i, ncol, nrow;
 	const char **vals = NULL;
 	PGresult *res;
-	struct pgres *held;
 
 	if (!lua_isnoneornil(L, 3)) {
 		luaL_checktype(L, 3, LUA_TTABLE);
@@ -348,8 +349,7 @@ pg_query(lua_State *L)
 		free(m);
 		return 2;
 	}
-	res = pg_collect(L, c);
-	held = pg_res_hold(L, res);
+	res = pg_collect(L, c);	/* held on the stack until we return */
 	if (!pg_res_ok(res))
 		return pg_push_fail(L, res, c->conn);
 
@@ -381,7 +381,6 @@ pg_query(lua_State *L)
 	lua_setfield(L, -2, "affected");
 	pg_push_redacted_str(L, PQcmdStatus(res));
 	lua_setfield(L, -2, "status");
-	(void)held;	/* cleared when this function returns (to-be-closed) */
 	return 1;
 }
 
@@ -403,7 +402,6 @@ pg_exec(lua_State *L)
 		return 2;
 	}
 	res = pg_collect(L, c);
-	pg_res_hold(L, res);
 	if (!pg_res_ok(res))
 		return pg_push_fail(L, res, c->conn);
 	lua_pushboolean(L, 1);
@@ -626,6 +624,13 @@ pg_connect(lua_State *L)
 		return 2;
 	}
 	PQsetNoticeProcessor(c->conn, pg_notice, c);
+	/* sends never block: PQflush in pg_collect waits on the socket instead */
+	if (PQsetnonblocking(c->conn, 1) != 0) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "connect %s: cannot switch to non-blocking mode", c->where);
+		pg_finish(c);
+		return 2;
+	}
 	if (stimeout >= 0) {
 		char sql[64];
 		PGresult *res;
@@ -639,7 +644,6 @@ pg_connect(lua_State *L)
 			return 2;
 		}
 		res = pg_collect(L, c);
-		pg_res_hold(L, res);
 		if (!pg_res_ok(res)) {
 			char *e = pg_res_error(res, c->conn);
 			char *m = xasprintf("connect %s: SET statement_timeout: %s", c->where, e);

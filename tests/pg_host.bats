@@ -201,6 +201,14 @@ EOF
     sleep 0.05
   done
   assert_equal "$n" 0
+  # the same with a first result already read (freed as the call unwinds: ASan)
+  pg_runbook "    timeout: 1s" <<'EOF2'
+db:exec("SELECT 1; SELECT pg_sleep(60) /* zdm-deadline-test */")
+return nil
+EOF2
+  run zdm run "$T/rb.yml" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "run() did not finish before the step's deadline"
 }
 
 @test "pg_host: SIGTERM during a query cancels it and interrupts the run (exit 4)" {
