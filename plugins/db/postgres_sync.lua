@@ -254,12 +254,20 @@ local function verify(src, dst, p, n, tables)
 		local s, err = measure(src, tables, checksum)
 		if not s then return nil, "verify on the source: " .. err end
 		local at = q1(src, "SELECT pg_current_wal_lsn() AS lsn")
-		-- wait until the subscription confirmed that position
-		for _ = 1, 600 do
+		-- wait until the target has applied everything up to that position:
+		-- its replication origin has applied a commit past it (writes flow),
+		-- or the slot's confirmed position passed it (idle: keepalive replies)
+		local target_oid = n.subid
+		for _ = 1, 3000 do	-- bounded; the step's deadline stops it anyway
 			local r = q1(src, "SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots " ..
 				"WHERE slot_name = $2", {at.lsn, n.slot})
 			if r and r.ok == "t" then break end
-			zdm.sleep(p.poll_interval)
+			if target_oid then
+				r = q1(dst, "SELECT remote_lsn >= $1::pg_lsn AS ok FROM pg_replication_origin_status " ..
+					"WHERE external_id = $2", {at.lsn, "pg_" .. target_oid})
+				if r and r.ok == "t" then break end
+			end
+			zdm.sleep(math.min(p.poll_interval, 20))
 		end
 		local d
 		d, err = measure(dst, tables, checksum)
@@ -528,6 +536,7 @@ return {
 		end
 		local sub = q1(dst, "SELECT oid FROM pg_subscription WHERE subname = $1", {n.subscription})
 		undo_data.subid = sub and sub.oid
+		n.subid = undo_data.subid
 
 		-- wait: every table ready (pg_subscription_rel all 'r') and lag small
 		local lag, ready, total, errors
