@@ -193,6 +193,20 @@ sub:"
   [ -z "$(pg_psql old s4 -c "select pubname from pg_publication")" ]
   [ -z "$(pg_psql old postgres -c "select slot_name from pg_replication_slots")" ]
   [ -z "$(pg_psql dst s4 -c "select subname from pg_subscription where subdbid = (select oid from pg_database where datname = 's4')")" ]
+  # a source user without the REPLICATION attribute
+  make_dbs s4b 10
+  pg_psql src s4b -c "CREATE ROLE app_ro LOGIN PASSWORD '$PG_PASSWORD'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_ro" 2>/dev/null ||
+    pg_psql src s4b -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_ro"
+  sync_runbook s4b
+  sed -i '0,/dbname=s4b user=zdm"/s//dbname=s4b user=app_ro"/' "$T/rb.yml"
+  run zdm run "$T/rb.yml" --state-dir "$T/state"
+  echo "$output"
+  assert_equal "$status" 1
+  assert_output --partial "refused before creating anything: source user app_ro has no replication privilege: ALTER ROLE app_ro REPLICATION (or use a superuser)"
+  run leftovers s4b
+  assert_output "pub:
+slot:
+sub:"
 }
 
 @test "pg_sync: a target without the tables is refused unless copy_schema; bad params exit 2" {
@@ -273,6 +287,10 @@ EOF
   echo "$(pg_conninfo src m1)" >"$T/db.conf"
   run zdm validate "$REPO/runbooks/postgres-move.yml" "${vars[@]}"
   assert_success
+  run zdm plan "$REPO/runbooks/postgres-move.yml" "${vars[@]}"
+  assert_success
+  assert_output --partial "replicate public.orders, public.items by logical replication (copy_schema false), wait until synced and lag <= 1048576 bytes, verify checksum"
+  assert_output --partial "set every sequence on the target to the source's value + 1000"
   run zdm run "$REPO/runbooks/postgres-move.yml" "${vars[@]}" --state-dir "$T/state"
   echo "$output"
   assert_success

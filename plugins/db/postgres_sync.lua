@@ -93,7 +93,7 @@ end
 
 -- resolve the tables on the source: {name=, ident=, oid=, order=}
 local function source_tables(src, p)
-	local out, problems = {}, {}
+	local out, problems, seen = {}, {}, {}
 	for _, t in ipairs(p.tables) do
 		local r, err = q1(src, [[
 			SELECT c.oid, n.nspname, c.relname, c.relkind, c.relreplident,
@@ -112,7 +112,10 @@ local function source_tables(src, p)
 			problems[#problems + 1] = string.format("table %s does not exist on the source", t)
 		elseif r.relkind ~= "r" and r.relkind ~= "p" then
 			problems[#problems + 1] = string.format("%s is not a table on the source", t)
+		elseif seen[r.oid] then
+			-- listed twice (maybe spelt two ways): once is enough
 		else
+			seen[r.oid] = true
 			local ident = r.ident
 			local ok = (r.relreplident == "d" and r.pk ~= nil) or r.relreplident == "f" or
 				(r.relreplident == "i" and r.ri_index ~= "0")
