@@ -137,7 +137,7 @@ local function fail_checks(what)
 end
 
 -- every check that can be made before anything is created
-local function preflight(src, dst, p, tables)
+local function preflight(src, dst, p)
 	local r, err = q1(src, "SELECT current_setting('wal_level') AS w, " ..
 		"(SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS repl, " ..
 		"current_user AS u")
@@ -491,14 +491,14 @@ return {
 					k == "publication" and "publication" or "subscription")
 			end
 		end
+		local ok
+		ok, err = preflight(src, dst, p)
+		if not ok then return nil, err end
 		local tables
 		tables, err = source_tables(src, p)
 		if not tables then
 			return nil, err:match("^source: ") and err or ("refused before creating anything: " .. err)
 		end
-		local ok
-		ok, err = preflight(src, dst, p, tables)
-		if not ok then return nil, err end
 		if not now.subscription then
 			local missing, nonempty
 			missing, nonempty, err = target_state(dst, tables)
