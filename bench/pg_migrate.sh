@@ -88,6 +88,11 @@ start_load() {
   done >"$W/$db.reader.sql"
   pg_psql bench "$db" -f "$W/$db.reader.sql" >"$W/$db.reader.out" 2>&1 &
   READER=$!
+  # the DDL starts once the reader is answering, so its stall shows as a gap
+  for _ in $(seq 200); do
+    [ "$(grep -cE '^[0-9]+:[0-9]+$' "$W/$db.reader.out")" -ge 3 ] && break
+    sleep 0.02
+  done
   READS=$reads
 }
 

@@ -80,6 +80,11 @@ columns() {
   done >"$T/reader.sql"
   pg_psql sql "$DB" -f "$T/reader.sql" >"$T/reader.out" 2>&1 &
   reader=$!
+  # the DDL starts once the reader is answering, so a stall shows as a gap
+  for i in $(seq 100); do
+    [ "$(grep -c ':200$' "$T/reader.out")" -ge 3 ] && break
+    sleep 0.02
+  done
   sql_runbook "sql: ALTER TABLE items ADD COLUMN note text
 undo_sql: ALTER TABLE items DROP COLUMN IF EXISTS note
 lock_timeout: 300ms
