@@ -68,6 +68,8 @@ bench: all
 
 bench-zdt: all $(BUILD)/loadgen
 	ZDM_BIN=$(abspath $(BIN)) LOADGEN=$(abspath $(BUILD)/loadgen) bash bench/zero-downtime.sh
+	bash bench/pg_migrate.sh
+	bash bench/postgres.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \

@@ -1,5 +1,6 @@
 /* luahost_ext.c - the host module's parts beyond luahost.c (luahost_ext.h) */
 #include "luahost_ext.h"
+#include "zdm.h"
 
 int lhx_open_socket(lua_State *L);	/* zdm.socket: lua_socket.c */
 int lhx_open_secret(lua_State *L);	/* zdm.is_secret: lua_secret.c */
@@ -7,5 +8,6 @@ int lhx_open_secret(lua_State *L);	/* zdm.is_secret: lua_secret.c */
 const lua_CFunction lhx_openers[] = {
 	lhx_open_socket,
 	lhx_open_secret,
+	lua_pg_open,	/* zdm.pg: src/lua_pg.c */
 	NULL,
 };

@@ -235,4 +235,7 @@ void xml_escape(struct sbuf *sb, const char *s, bool attr);
  * type (malloc'd; free with its free_impl then free()). */
 struct zdm_step_type *luahost_load(const char *name, const char *path, char **err);
 
+/* ---- lua_pg.c: zdm.pg (libpq) for plugins; opener in lhx_openers ---- */
+int lua_pg_open(struct lua_State *L);
+
 #endif

@@ -102,7 +102,7 @@ plugin() {   # dotted name
   cat >"$f"
 }
 
-@test "plugins: lists the built-ins and release.symlink with their flags and params, sorted" {
+@test "plugins: lists the built-ins and the shipped plugins with their flags and params, sorted" {
   run --separate-stderr zdm plugins
   assert_equal "$status" 0
   assert_equal "$stderr" ""
@@ -110,6 +110,10 @@ plugin() {   # dotted name
   run bash -c "grep -E '^[a-z]' <<<\"\$1\"" _ "$output"
   assert_output - <<'EOF'
 approval  [read-only]  [idempotent]
+db.postgres_backfill  [idempotent]  [undo]
+db.postgres_sequences  [idempotent]  [undo]
+db.postgres_sql  [undo]
+db.postgres_sync  [idempotent]  [undo]
 exec
 health_gate  [read-only]  [idempotent]
 http
