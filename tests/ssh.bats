@@ -284,8 +284,11 @@ EOF
   hosts 1
   ssh-agent -D -a "$T/agent.sock" >/dev/null 3>&- &
   echo $! >"$T/agent.pid"
-  for i in $(seq 100); do [ -S "$T/agent.sock" ] && break; sleep 0.02; done
-  SSH_AUTH_SOCK="$T/agent.sock" ssh-add -q "$T/ssh/id_ed25519"
+  for i in $(seq 100); do
+    SSH_AUTH_SOCK="$T/agent.sock" ssh-add -q "$T/ssh/id_ed25519" 2>/dev/null && break
+    sleep 0.05
+  done
+  SSH_AUTH_SOCK="$T/agent.sock" ssh-add -l >/dev/null
   cmd_yaml | rb
   SSH_AUTH_SOCK="$T/agent.sock" run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
