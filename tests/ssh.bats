@@ -40,6 +40,15 @@ fail_on() {
 # the command every host runs: count the run, fail where asked
 CMD='p=${SSH_CONNECTION##* }; echo run >>$T/ran.$p; echo "host $p says hi"; if [ -e $T/fail.$p ]; then echo "host $p is broken" >&2; exit 1; fi'
 
+# for the crash tests: a host with block.PORT is slow: it says it is
+# waiting, waits while block.PORT exists and then gives up (exit 9) without
+# counting a run; the other hosts finish only once it is waiting, so the
+# crash after their records always finds it running
+SLOW_CMD='p=${SSH_CONNECTION##* }; i=0
+if [ -e $T/block.$p ]; then touch $T/waiting; while [ -e $T/block.$p ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; exit 9; fi
+while [ ! -e $T/waiting ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done
+echo run >>$T/ran.$p'
+
 # rb.yml with one ssh step over $HOSTS; more `with:` lines on stdin;
 # $EXTRA_STEPS after it
 rb() {
@@ -221,10 +230,9 @@ EOF
 
 @test "ssh: a crash mid-batch; resume asks, then --in-doubt retry runs only the unfinished hosts, each exactly once" {
   hosts 4
-  # h3 is slow: it waits while block.PORT exists and then gives up without
-  # running, so the first run's h3 never counts
+  # h3 is still running when zdm crashes (SLOW_CMD)
   touch "$T/block.$PORT_h3"
-  CMD='p=${SSH_CONNECTION##* }; if [ -e $T/block.$p ]; then i=0; while [ -e $T/block.$p ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; exit 9; fi; echo run >>$T/ran.$p'
+  CMD="$SLOW_CMD"
   { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "batch: 3"; } | rb
   # records: 1 run.started, 2 step.started, 3 and 4: ssh.host of h1 and h2
   run env ZDM_TEST_CRASH_AFTER_RECORD=4 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
@@ -249,7 +257,7 @@ EOF
 @test "ssh: a crash mid-batch, then rollback: undo runs on the hosts the notes say succeeded" {
   hosts 3
   touch "$T/block.$PORT_h3"
-  CMD='p=${SSH_CONNECTION##* }; if [ -e $T/block.$p ]; then i=0; while [ -e $T/block.$p ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; exit 9; fi; echo run >>$T/ran.$p'
+  CMD="$SLOW_CMD"
   { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"
     echo "undo: 'echo \${SSH_CONNECTION##* } >>$T/undo.log'"; } | rb
   run env ZDM_TEST_CRASH_AFTER_RECORD=4 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
