@@ -268,6 +268,34 @@ EOF
   assert_equal "$(sort "$T/undo.log" | tr '\n' ' ')" "$(printf '%s\n' "$PORT_h1" "$PORT_h2" | sort | tr '\n' ' ')"
 }
 
+@test "ssh: SIGINT stops the running hosts, the run pauses (exit 4); resume --in-doubt retry runs only the unfinished host" {
+  hosts 2
+  touch "$T/block.$PORT_h2"
+  CMD="$SLOW_CMD"
+  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; } | rb
+  "$ZDM_BIN" run rb.yml --state-dir "$T/state" >"$T/out" 2>&1 &
+  local pid=$! i
+  for i in $(seq 200); do
+    [ -e "$T/waiting" ] && [ "$(ran h1)" = 1 ] && break
+    sleep 0.05
+  done
+  assert_equal "$(ran h1)" 1
+  kill -INT "$pid"
+  local rc=0
+  wait "$pid" || rc=$?
+  assert_equal "$rc" 4
+  rm -f "$T/block.$PORT_h2"
+  run jq -r 'select(.event=="ssh.host") | .data.host' "$(J)"
+  assert_output "127.0.0.1:$PORT_h1"
+  # h2 was cut short mid-command: in doubt, so resume asks first
+  run zdm resume rb.yml --state-dir "$T/state"
+  assert_equal "$status" 5
+  run zdm resume rb.yml --state-dir "$T/state" --in-doubt retry
+  assert_equal "$status" 0
+  assert_equal "$(ran h1)" 1
+  assert_equal "$(ran h2)" 1
+}
+
 @test "ssh: a key with a passphrase from secrets; the passphrase never reaches journal or output" {
   hosts 1
   local pass="pp-Sekrit-4711"

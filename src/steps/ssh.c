@@ -757,8 +757,11 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	json_t *e, *outs;
 	int rc = 0;
 
-	if (u == NULL)
-		return 0;	/* nothing to put back: the runbook gave no undo command */
+	if (u == NULL) {
+		/* nothing to put back: the runbook gave no undo command */
+		zdm_progress(ctx, "no undo command: nothing run on the hosts");
+		return 0;
+	}
 	tg = targets(p, &n, &err);
 	if (tg == NULL) {
 		zdm_fail(res, "%s", err ? err : "no hosts");
