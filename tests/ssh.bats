@@ -114,7 +114,7 @@ EOF
 @test "ssh: a host failing within max_fail: the step succeeds and lists it; every batch ran" {
   hosts 4
   fail_on h2
-  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "batch: 2"; echo "max_fail: 1"; } | rb
+  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "batch: 2"; echo 'max_fail: "50%"'; } | rb
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
   assert_output --partial "batch 1/2: 2 hosts — 1 done, 1 failed, 0 running"
@@ -358,6 +358,19 @@ EOF
   assert_equal "$status" 2
   assert_output --partial "host 'db1' is listed twice"
   assert_dir_not_exists "$T/state/runs"
+}
+
+@test "ssh: plan shows the batches (a canary, then percentages) and the budget; nothing connects" {
+  HOSTS='[a, b, c, d, e, f, g]'
+  rb <<'EOF'
+command: [systemctl, restart, "my app"]
+batch: [1, "30%"]
+max_fail: "50%"
+undo: "systemctl restart old"
+EOF
+  run zdm plan rb.yml
+  assert_equal "$status" 0
+  assert_output --partial "run 'systemctl restart 'my app'' over ssh on 7 hosts in 4 batches (1+2+2+2), at most 50% of each batch may fail (rounded down); undo: 'systemctl restart old' on the hosts where it succeeded, last batch first"
 }
 
 @test "zdm.ssh: a plugin runs a command on several hosts and reads each result" {

@@ -355,9 +355,15 @@ ssh_plan(const struct zdm_step_type *t, const json_t *p)
 	    nb, nb == 1 ? "" : "es");
 	for (size_t i = 0; i < nb; i++)
 		sb_addf(&sb, "%s%zu", i ? "+" : "", sizes[i]);
-	sb_addf(&sb, "), at most %zu failed host%s per batch",
-	    nb ? budget(json_object_get(p, "max_fail"), sizes[0]) : 0,
-	    nb && budget(json_object_get(p, "max_fail"), sizes[0]) == 1 ? "" : "s");
+	{
+		const json_t *mf = json_object_get(p, "max_fail");
+
+		if (json_is_string(mf))
+			sb_addf(&sb, "), at most %s of each batch may fail (rounded down)", json_string_value(mf));
+		else
+			sb_addf(&sb, "), at most %lld failed host%s per batch", (long long)json_integer_value(mf),
+			    json_integer_value(mf) == 1 ? "" : "s");
+	}
 	if (u != NULL) {
 		char *uc = cmd_text(json_is_array(u) ? u : NULL, json_is_string(u) ? u : NULL);
 
