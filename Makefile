@@ -58,6 +58,7 @@ demo: deps
 bench: all
 	bash bench/overhead.sh
 	bash bench/gates.sh
+	bash bench/ssh.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \
