@@ -428,10 +428,27 @@ check_host_key(struct conn *c)
 		jerr(c, "cannot check the host key: %s", last_error(c));
 		goto out;
 	}
-	if (access(kh, F_OK) == 0 &&
-	    libssh2_knownhost_readfile(khs, kh, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-		jerr(c, "cannot read known_hosts '%s': %s", kh, last_error(c));
-		goto out;
+	/* line by line, so a line libssh2 does not understand (a certificate
+	 * authority, a security-key type) is skipped instead of failing the file */
+	{
+		FILE *f = fopen(kh, "re");
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t ll;
+
+		if (f == NULL && errno != ENOENT) {
+			jerr(c, "cannot read known_hosts '%s': %s", kh, strerror(errno));
+			goto out;
+		}
+		while (f != NULL && (ll = getline(&line, &cap, f)) > 0) {
+			if (line[0] == '#' || line[0] == '\n' || line[0] == '@')
+				continue;
+			(void)libssh2_knownhost_readline(khs, line, (size_t)ll,
+			    LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+		}
+		free(line);
+		if (f != NULL)
+			fclose(f);
 	}
 	rc = libssh2_knownhost_checkp(khs, t->host, t->port, key, klen,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | mask, &found);

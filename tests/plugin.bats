@@ -114,6 +114,7 @@ health_gate  [read-only]  [idempotent]
 http
 metric_gate  [read-only]  [idempotent]
 release.symlink  [idempotent]  [undo]
+ssh  [undo]
 wait  [read-only]  [idempotent]
 EOF
   run zdm plugins
