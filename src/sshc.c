@@ -669,24 +669,41 @@ exec_command(struct conn *c)
 	return 0;
 }
 
-/* end the session: a short polite goodbye, then free everything */
+/* end the session: a short polite goodbye, then free everything.  In
+ * non-blocking mode libssh2's free calls return EAGAIN while they still
+ * have something to send; past the goodbye's deadline (or after a signal)
+ * the socket is shut down, so they fail at once and free. */
 static void
 conn_close(struct conn *c)
 {
 	int64_t bye = zdm_now_ms() + SSHC_BYE_MS;
+	bool cut = false;
 
-	if (c->ch != NULL) {
-		libssh2_channel_free(c->ch);
-		c->ch = NULL;
+	c->deadline = bye;
+	for (int i = 0; c->ch != NULL && i < 100; i++) {
+		if (libssh2_channel_free(c->ch) != LIBSSH2_ERROR_EAGAIN) {
+			c->ch = NULL;
+			break;
+		}
+		if (!cut && (zdm_interrupted || waitsock(c) != SW_OK)) {
+			shutdown(c->fd, SHUT_RDWR);
+			cut = true;
+		}
 	}
-	if (c->s != NULL) {
-		c->deadline = bye;
-		if (!zdm_interrupted && c->fd >= 0)
-			while (libssh2_session_disconnect(c->s, "zdm done") == LIBSSH2_ERROR_EAGAIN)
-				if (waitsock(c) != SW_OK)
-					break;
-		libssh2_session_free(c->s);
-		c->s = NULL;
+	if (c->s != NULL && c->fd >= 0 && !cut && !zdm_interrupted)
+		while (libssh2_session_disconnect(c->s, "zdm done") == LIBSSH2_ERROR_EAGAIN)
+			if (waitsock(c) != SW_OK)
+				break;
+	for (int i = 0; c->s != NULL && i < 100; i++) {
+		if (libssh2_session_free(c->s) != LIBSSH2_ERROR_EAGAIN) {
+			c->s = NULL;
+			break;
+		}
+		if (!cut && (zdm_interrupted || waitsock(c) != SW_OK)) {
+			if (c->fd >= 0)
+				shutdown(c->fd, SHUT_RDWR);
+			cut = true;
+		}
 	}
 	if (c->fd >= 0)
 		close(c->fd);

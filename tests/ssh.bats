@@ -286,7 +286,7 @@ EOF
   kill -INT "$pid"
   local rc=0
   wait "$pid" || rc=$?
-  assert_equal "$rc" 4
+  assert_equal "$rc" 4 || { cat "$T/out"; false; }
   rm -f "$T/block.$PORT_h2"
   run jq -r 'select(.event=="ssh.host") | .data.host' "$(J)"
   assert_output "127.0.0.1:$PORT_h1"
