@@ -9,6 +9,8 @@
 #   - zdm:           `zdm run` of a one-step runbook (ssh, batch N, max_parallel N):
 #                    the whole process, journal fsyncs included;
 #   - zdm step:      the same run's ssh step alone (step.succeeded duration_ms);
+#   - zdm CPU:       user+sys CPU time of the zdm process (bash `time`): zdm's own
+#                    cost, beside what sshd and the remote shells spend;
 #   - OpenSSH loop:  a bash loop of `ssh -o BatchMode=yes ... true` over the hosts;
 #   - ansible:       `ansible all -m raw -a true --forks 16` (raw: one SSH exec per
 #                    host like zdm; ControlPersist off so no connection is reused
@@ -64,12 +66,14 @@ for i in $(seq 16); do
 	PORTS+=("$SSHD_PORT")
 done
 
-zdm_once() {	# N -> "wall_ms step_ms"
-	local n=$1 t0 t1 st="$T/state.$RANDOM$RANDOM"
+zdm_once() {	# N -> "wall_ms step_ms cpu_ms" (cpu: zdm's own user+sys)
+	local n=$1 t0 t1 st="$T/state.$RANDOM$RANDOM" cpu TIMEFORMAT='%3U %3S'
 	t0=$(now_ms)
-	"$ZDM" run "$T/rb$n.yml" --state-dir "$st" >"$T/zdm.out" 2>&1 || { cat "$T/zdm.out" >&2; die "zdm run failed on $n hosts"; }
+	{ time "$ZDM" run "$T/rb$n.yml" --state-dir "$st" >"$T/zdm.out" 2>&1; } 2>"$T/zdm.cpu" ||
+		{ cat "$T/zdm.out" >&2; die "zdm run failed on $n hosts"; }
 	t1=$(now_ms)
-	echo "$((t1 - t0)) $(jq -r 'select(.event=="step.succeeded") | .data.duration_ms' "$st"/runs/*.jsonl)"
+	cpu=$(awk '{ printf "%d", ($1 + $2) * 1000 }' "$T/zdm.cpu")
+	echo "$((t1 - t0)) $(jq -r 'select(.event=="step.succeeded") | .data.duration_ms' "$st"/runs/*.jsonl) $cpu"
 	rm -rf "$st"
 }
 
@@ -129,16 +133,17 @@ EOF
 	} >"$T/inv$n.ini"
 done
 
-declare -A W S L A
+declare -A W S C L A
 have_ansible=0
 command -v ansible >/dev/null && have_ansible=1
 for n in 1 16; do
-	: >"$T/w" ; : >"$T/s" ; : >"$T/l" ; : >"$T/a"
+	: >"$T/w" ; : >"$T/s" ; : >"$T/c" ; : >"$T/l" ; : >"$T/a"
 	zdm_once "$n" >/dev/null	# warm-up: page cache, sshd's first fork
 	for _ in $(seq "$REPS"); do
-		read -r w s < <(zdm_once "$n")
+		read -r w s c < <(zdm_once "$n")
 		echo "$w" >>"$T/w"
 		echo "$s" >>"$T/s"
+		echo "$c" >>"$T/c"
 		loop_once "$n" >>"$T/l"
 	done
 	if ((have_ansible)); then
@@ -146,6 +151,7 @@ for n in 1 16; do
 	fi
 	W[$n]=$(median <"$T/w")
 	S[$n]=$(median <"$T/s")
+	C[$n]=$(median <"$T/c")
 	L[$n]=$(median <"$T/l")
 	A[$n]=$( ((have_ansible)) && median <"$T/a" || echo "")
 done
@@ -156,10 +162,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'
 echo
 echo "ssh fan-out, 1 command (true) per host; medians of $REPS runs (ansible: $ANSIBLE_REPS); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| hosts | zdm run (wall) | zdm ssh step | OpenSSH ssh loop | ansible -m raw, forks 16 |"
-echo "|---:|---:|---:|---:|---:|"
+echo "| hosts | zdm run (wall) | zdm ssh step | zdm CPU (user+sys) | OpenSSH ssh loop | ansible -m raw, forks 16 |"
+echo "|---:|---:|---:|---:|---:|---:|"
 for n in 1 16; do
-	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${L[$n]} ms | $(fmt "${A[$n]}") |"
+	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${C[$n]} ms | ${L[$n]} ms | $(fmt "${A[$n]}") |"
 done
 echo
 r1=$(ratio "${W[16]}" "${W[1]}")
