@@ -114,6 +114,19 @@ EOF
   assert_file_not_exists "$T/injected"
 }
 
+@test "ssh: hosts from a --var string (commas and blanks) and a user@ entry" {
+  hosts 2
+  HOSTS='${{ vars.web }}'
+  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; } | rb
+  sed -i 's/^steps:/vars: {web: "none"}\nsteps:/' rb.yml
+  run zdm run rb.yml --state-dir "$T/state" --var "web=127.0.0.1:$PORT_h1,  root@127.0.0.1:$PORT_h2"
+  assert_equal "$status" 0
+  assert_equal "$(ran h1)" 1
+  assert_equal "$(ran h2)" 1
+  run jq -r 'select(.event=="ssh.host") | .data.host' "$(J)"
+  assert_line "root@127.0.0.1:$PORT_h2"
+}
+
 @test "ssh: a host failing within max_fail: the step succeeds and lists it; every batch ran" {
   hosts 4
   fail_on h2
@@ -306,10 +319,21 @@ EOF
   cat "$T/ssh/locked.pub" >>"$T/ssh/authorized_keys"
   SECRETS="secrets:
   pp: {env: ZDM_T_PASS}"
+  # a second step prints the secret on the host: its tails read ***
+  EXTRA_STEPS="  - id: leak
+    uses: ssh
+    with:
+      hosts: $HOSTS
+      user: root
+      known_hosts: $T/ssh/known_hosts
+      key_file: $T/ssh/id_ed25519
+      shell: 'echo token=\${{ secrets.pp }}; echo \${{ secrets.pp }} >&2'"
   { cmd_yaml; echo "key_file: $T/ssh/locked"; echo 'passphrase: ${{ secrets.pp }}'; } | rb
   ZDM_T_PASS="$pass" run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
   assert_equal "$(ran h1)" 1
+  run jq -r 'select(.event=="step.succeeded" and .step=="leak") | .data.outputs.hosts[] | "\(.stdout_tail) \(.stderr_tail)"' "$(J)"
+  assert_output "token=*** ***"
   ZDM_T_PASS="wrong-$pass" run zdm run rb.yml --state-dir "$T/state2"
   assert_equal "$status" 1
   assert_output --partial "cannot use key_file $T/ssh/locked"
