@@ -12,6 +12,10 @@
 #   - zdm CPU:       user+sys CPU time of the zdm process (bash `time`): zdm's own
 #                    cost, beside what sshd and the remote shells spend;
 #   - OpenSSH loop:  a bash loop of `ssh -o BatchMode=yes ... true` over the hosts;
+#   - OpenSSH, all at once: the same N ssh clients started together and waited
+#                    for: what N concurrent sessions cost this machine (sshd's
+#                    fork, re-exec and key exchange, the remote shell), the floor
+#                    for any fan-out;
 #   - ansible:       `ansible all -m raw -a true --forks 16` (raw: one SSH exec per
 #                    host like zdm; ControlPersist off so no connection is reused
 #                    between repetitions), when ansible is installed.
@@ -89,6 +93,20 @@ loop_once() {	# N -> ms
 	echo $((t1 - t0))
 }
 
+par_once() {	# N -> ms: N OpenSSH clients at once (the machine's floor for N sessions)
+	local n=$1 t0 t1 p pids=() rc=0
+	t0=$(now_ms)
+	for p in "${PORTS[@]:0:n}"; do
+		timeout 20 ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$T/ssh/known_hosts" \
+			-o ControlMaster=no -o ConnectTimeout=10 -i "$T/ssh/id_ed25519" -p "$p" root@127.0.0.1 true &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	t1=$(now_ms)
+	((rc == 0)) || die "a parallel ssh failed"
+	echo $((t1 - t0))
+}
+
 ansible_once() {	# N -> ms
 	local n=$1 t0 t1
 	t0=$(now_ms)
@@ -133,11 +151,11 @@ EOF
 	} >"$T/inv$n.ini"
 done
 
-declare -A W S C L A
+declare -A W S C L P A
 have_ansible=0
 command -v ansible >/dev/null && have_ansible=1
 for n in 1 16; do
-	: >"$T/w" ; : >"$T/s" ; : >"$T/c" ; : >"$T/l" ; : >"$T/a"
+	: >"$T/w" ; : >"$T/s" ; : >"$T/c" ; : >"$T/l" ; : >"$T/p" ; : >"$T/a"
 	zdm_once "$n" >/dev/null	# warm-up: page cache, sshd's first fork
 	for _ in $(seq "$REPS"); do
 		read -r w s c < <(zdm_once "$n")
@@ -145,6 +163,7 @@ for n in 1 16; do
 		echo "$s" >>"$T/s"
 		echo "$c" >>"$T/c"
 		loop_once "$n" >>"$T/l"
+		par_once "$n" >>"$T/p"
 	done
 	if ((have_ansible)); then
 		for _ in $(seq "$ANSIBLE_REPS"); do ansible_once "$n" >>"$T/a"; done
@@ -153,6 +172,7 @@ for n in 1 16; do
 	S[$n]=$(median <"$T/s")
 	C[$n]=$(median <"$T/c")
 	L[$n]=$(median <"$T/l")
+	P[$n]=$(median <"$T/p")
 	A[$n]=$( ((have_ansible)) && median <"$T/a" || echo "")
 done
 
@@ -162,10 +182,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'
 echo
 echo "ssh fan-out, 1 command (true) per host; medians of $REPS runs (ansible: $ANSIBLE_REPS); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| hosts | zdm run (wall) | zdm ssh step | zdm CPU (user+sys) | OpenSSH ssh loop | ansible -m raw, forks 16 |"
-echo "|---:|---:|---:|---:|---:|---:|"
+echo "| hosts | zdm run (wall) | zdm ssh step | zdm CPU (user+sys) | OpenSSH ssh loop | OpenSSH, all at once | ansible -m raw, forks 16 |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
 for n in 1 16; do
-	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${C[$n]} ms | ${L[$n]} ms | $(fmt "${A[$n]}") |"
+	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${C[$n]} ms | ${L[$n]} ms | ${P[$n]} ms | $(fmt "${A[$n]}") |"
 done
 echo
 r1=$(ratio "${W[16]}" "${W[1]}")
@@ -174,6 +194,7 @@ g1=$(awk -v r="$r1" 'BEGIN { print (r <= 1.5) ? "met" : "missed" }')
 g2=$(awk -v r="$r2" 'BEGIN { print (r >= 5) ? "met" : "missed" }')
 echo "- zdm 16 hosts / 1 host (wall): ${r1}× (goal ≤ 1.5×: $g1); step alone: $(ratio "${S[16]}" "${S[1]}")×"
 echo "- OpenSSH loop / zdm on 16 hosts (wall): ${r2}× (goal ≥ 5×: $g2)"
+echo "- zdm / 16 OpenSSH clients started at once (the machine's floor for 16 sessions): $(ratio "${W[16]}" "${P[16]}")×; that floor / one OpenSSH session: $(ratio "${P[16]}" "${P[1]}")×"
 if ((have_ansible)); then
 	echo "- ansible / zdm on 16 hosts (wall): $(ratio "${A[16]}" "${W[16]}")×"
 fi
