@@ -244,6 +244,19 @@ EOF
   for h in h1 h2; do assert_equal "$(ran $h)" 1; done
 }
 
+@test "ssh: host_timeout ends a slow host's session; the fast host's result stands" {
+  hosts 2
+  CMD='p=${SSH_CONNECTION##* }; echo run >>$T/ran.$p; if [ -e $T/fail.$p ]; then sleep 4; fi'
+  fail_on h2
+  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "host_timeout: 1s"; echo "max_fail: 1"; } | rb
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -r --arg h "127.0.0.1:$PORT_h2" 'select(.event=="step.succeeded") | .data.outputs.hosts[$h] | "\(.ok) \(.timed_out) \(.error)"' "$(J)"
+  assert_output --regexp "^false true timed out after 1(\.[0-9])?s while the command ran$"
+  run jq -r 'select(.event=="step.succeeded") | .data.outputs.failed_hosts | length' "$(J)"
+  assert_output 1
+}
+
 @test "ssh: a crash mid-batch; resume asks, then --in-doubt retry runs only the unfinished hosts, each exactly once" {
   hosts 4
   # h3 is still running when zdm crashes (SLOW_CMD)
