@@ -65,11 +65,12 @@ bench: all
 	bash bench/gates.sh
 	bash bench/audit.sh
 	$(MAKE) bench-zdt
+	bash bench/pg_migrate.sh
+	bash bench/postgres.sh
+	bash bench/ssh.sh
 
 bench-zdt: all $(BUILD)/loadgen
 	ZDM_BIN=$(abspath $(BIN)) LOADGEN=$(abspath $(BUILD)/loadgen) bash bench/zero-downtime.sh
-	bash bench/pg_migrate.sh
-	bash bench/postgres.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \

@@ -22,6 +22,7 @@ static const struct zdm_step_type *const builtins[] = {
 	&zdm_step_metric_gate,
 	&zdm_step_http, &zdm_step_health_gate,
 	&zdm_step_approval,
+	&zdm_step_ssh,
 	NULL,
 };
 

@@ -196,6 +196,7 @@ extern const struct zdm_step_type zdm_step_exec;
 extern const struct zdm_step_type zdm_step_wait;
 extern const struct zdm_step_type zdm_step_metric_gate;
 extern const struct zdm_step_type zdm_step_http, zdm_step_health_gate;
+extern const struct zdm_step_type zdm_step_ssh;	/* steps/ssh.c */
 
 /* ---- issue 7A: CI stage (ci.c, junit.c, steps/approval.c) --------------- */
 

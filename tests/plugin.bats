@@ -122,6 +122,7 @@ lb.kubernetes  [idempotent]  [undo]
 lb.nginx  [idempotent]  [undo]
 metric_gate  [read-only]  [idempotent]
 release.symlink  [idempotent]  [undo]
+ssh  [undo]
 wait  [read-only]  [idempotent]
 EOF
   run zdm plugins

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# bench/ssh.sh — the `ssh` built-in's fan-out: 1 and 16 hosts × 1 command.
+#
+#   make && bash bench/ssh.sh            (from the repo root; about 1 min)
+#
+# Hosts are real OpenSSH sshd processes on 127.0.0.1, one per port, each with its
+# own host key (tests/servers/sshd.bash), logged in as root with an ed25519 key.
+# For N = 1 and 16 hosts, each running `true` once, it measures (median of REPS):
+#   - zdm:           `zdm run` of a one-step runbook (ssh, batch N, max_parallel N):
+#                    the whole process, journal fsyncs included;
+#   - zdm step:      the same run's ssh step alone (step.succeeded duration_ms);
+#   - zdm CPU:       user+sys CPU time of the zdm process (bash `time`): zdm's own
+#                    cost, beside what sshd and the remote shells spend;
+#   - OpenSSH loop:  a bash loop of `ssh -o BatchMode=yes ... true` over the hosts;
+#   - OpenSSH, all at once: the same N ssh clients started together and waited
+#                    for: what N concurrent sessions cost this machine (sshd's
+#                    fork, re-exec and key exchange, the remote shell), the floor
+#                    for any fan-out;
+#   - ansible:       `ansible all -m raw -a true --forks 16` (raw: one SSH exec per
+#                    host like zdm; ControlPersist off so no connection is reused
+#                    between repetitions), when ansible is installed.
+# Goals (issue 6): zdm on 16 hosts in one batch of 16 within 1.5× of its time on one
+# host; ≥ 5× faster than the OpenSSH loop on 16 hosts.
+#
+# It prints a markdown table and exits 0 whatever the timings (a benchmark never
+# fails on a number); non-zero only when zdm or a server failed.  Every wait is
+# bounded; traffic stays on 127.0.0.1.
+#
+# Environment:
+#   ZDM_BIN        zdm binary (default: build/zdm)
+#   REPS           repetitions per cell (default 5)
+#   ANSIBLE_REPS   repetitions for ansible (default 3)
+#   KEEP=1         keep the temporary directory
+
+set -euo pipefail
+
+ZDM=${ZDM_BIN:-build/zdm}
+REPS=${REPS:-5}
+ANSIBLE_REPS=${ANSIBLE_REPS:-3}
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+die() { printf 'ssh.sh: %s\n' "$*" >&2; exit 1; }
+
+[[ -x $ZDM ]] || die "zdm binary '$ZDM' not found or not executable (run make, or set ZDM_BIN)"
+case $ZDM in /*) ;; *) ZDM=$PWD/$ZDM ;; esac
+((REPS >= 1 && REPS <= 50 && ANSIBLE_REPS >= 1 && ANSIBLE_REPS <= 20)) || die "REPS or ANSIBLE_REPS out of range"
+for c in /usr/sbin/sshd ssh ssh-keygen python3 jq; do
+	command -v "$c" >/dev/null || die "'$c' is missing (scripts/deps.sh installs it)"
+done
+
+T=$(mktemp -d)
+teardown() { :; }
+# shellcheck source=../tests/servers/sshd.bash
+source "$REPO/tests/servers/sshd.bash"
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	stop_sshds
+	if [[ ${KEEP:-0} == 1 ]]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : int((v[NR/2]+v[NR/2+1])/2)}'; }
+
+ssh_keys
+PORTS=()
+for i in $(seq 16); do
+	start_sshd "h$i" || die "sshd h$i did not start"
+	known_host "h$i"
+	PORTS+=("$SSHD_PORT")
+done
+
+zdm_once() {	# N -> "wall_ms step_ms cpu_ms" (cpu: zdm's own user+sys)
+	local n=$1 t0 t1 st="$T/state.$RANDOM$RANDOM" cpu TIMEFORMAT='%3U %3S'
+	t0=$(now_ms)
+	{ time "$ZDM" run "$T/rb$n.yml" --state-dir "$st" >"$T/zdm.out" 2>&1; } 2>"$T/zdm.cpu" ||
+		{ cat "$T/zdm.out" >&2; die "zdm run failed on $n hosts"; }
+	t1=$(now_ms)
+	cpu=$(awk '{ printf "%d", ($1 + $2) * 1000 }' "$T/zdm.cpu")
+	echo "$((t1 - t0)) $(jq -r 'select(.event=="step.succeeded") | .data.duration_ms' "$st"/runs/*.jsonl) $cpu"
+	rm -rf "$st"
+}
+
+loop_once() {	# N -> ms
+	local n=$1 t0 t1 p
+	t0=$(now_ms)
+	for p in "${PORTS[@]:0:n}"; do
+		timeout 20 ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$T/ssh/known_hosts" \
+			-o ControlMaster=no -o ConnectTimeout=10 -i "$T/ssh/id_ed25519" -p "$p" root@127.0.0.1 true ||
+			die "ssh to port $p failed"
+	done
+	t1=$(now_ms)
+	echo $((t1 - t0))
+}
+
+par_once() {	# N -> ms: N OpenSSH clients at once (the machine's floor for N sessions)
+	local n=$1 t0 t1 p pids=() rc=0
+	t0=$(now_ms)
+	for p in "${PORTS[@]:0:n}"; do
+		timeout 20 ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$T/ssh/known_hosts" \
+			-o ControlMaster=no -o ConnectTimeout=10 -i "$T/ssh/id_ed25519" -p "$p" root@127.0.0.1 true &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	t1=$(now_ms)
+	((rc == 0)) || die "a parallel ssh failed"
+	echo $((t1 - t0))
+}
+
+ansible_once() {	# N -> ms
+	local n=$1 t0 t1
+	t0=$(now_ms)
+	HOME="$T/home" ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_SSH_ARGS="-o ControlMaster=no -o ControlPersist=no" \
+		ANSIBLE_LOCAL_TEMP="$T/home/tmp" ANSIBLE_NOCOLOR=1 ANSIBLE_CONFIG="$T/ansible.cfg" \
+		timeout 120 ansible all -i "$T/inv$n.ini" -m raw -a true --forks 16 >"$T/ansible.out" 2>&1 ||
+		{ cat "$T/ansible.out" >&2; die "ansible failed on $n hosts"; }
+	t1=$(now_ms)
+	echo $((t1 - t0))
+}
+
+for n in 1 16; do
+	hl=""
+	for p in "${PORTS[@]:0:n}"; do hl+="${hl:+, }\"127.0.0.1:$p\""; done
+	cat >"$T/rb$n.yml" <<EOF
+zdm: 1
+name: bench-ssh-$n
+steps:
+  - id: fan
+    uses: ssh
+    with:
+      hosts: [$hl]
+      user: root
+      key_file: $T/ssh/id_ed25519
+      known_hosts: $T/ssh/known_hosts
+      command: ["true"]
+      batch: $n
+      max_parallel: $n
+EOF
+	mkdir -p "$T/home/tmp"
+	printf "[defaults]\n" >"$T/ansible.cfg"
+	{
+		echo "[all]"
+		i=0
+		for p in "${PORTS[@]:0:n}"; do
+			i=$((i + 1))
+			echo "h$i ansible_host=127.0.0.1 ansible_port=$p ansible_user=root"
+		done
+		echo "[all:vars]"
+		echo "ansible_ssh_private_key_file=$T/ssh/id_ed25519"
+		echo "ansible_ssh_common_args='-o UserKnownHostsFile=$T/ssh/known_hosts -o StrictHostKeyChecking=yes'"
+	} >"$T/inv$n.ini"
+done
+
+declare -A W S C L P A
+have_ansible=0
+command -v ansible >/dev/null && have_ansible=1
+for n in 1 16; do
+	: >"$T/w" ; : >"$T/s" ; : >"$T/c" ; : >"$T/l" ; : >"$T/p" ; : >"$T/a"
+	zdm_once "$n" >/dev/null	# warm-up: page cache, sshd's first fork
+	for _ in $(seq "$REPS"); do
+		read -r w s c < <(zdm_once "$n")
+		echo "$w" >>"$T/w"
+		echo "$s" >>"$T/s"
+		echo "$c" >>"$T/c"
+		loop_once "$n" >>"$T/l"
+		par_once "$n" >>"$T/p"
+	done
+	if ((have_ansible)); then
+		for _ in $(seq "$ANSIBLE_REPS"); do ansible_once "$n" >>"$T/a"; done
+	fi
+	W[$n]=$(median <"$T/w")
+	S[$n]=$(median <"$T/s")
+	C[$n]=$(median <"$T/c")
+	L[$n]=$(median <"$T/l")
+	P[$n]=$(median <"$T/p")
+	A[$n]=$( ((have_ansible)) && median <"$T/a" || echo "")
+done
+
+fmt() { [[ -n $1 ]] && echo "$1 ms" || echo "not installed"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+
+echo
+echo "ssh fan-out, 1 command (true) per host; medians of $REPS runs (ansible: $ANSIBLE_REPS); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| hosts | zdm run (wall) | zdm ssh step | zdm CPU (user+sys) | OpenSSH ssh loop | OpenSSH, all at once | ansible -m raw, forks 16 |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
+for n in 1 16; do
+	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${C[$n]} ms | ${L[$n]} ms | ${P[$n]} ms | $(fmt "${A[$n]}") |"
+done
+echo
+r1=$(ratio "${W[16]}" "${W[1]}")
+r2=$(ratio "${L[16]}" "${W[16]}")
+g1=$(awk -v r="$r1" 'BEGIN { print (r <= 1.5) ? "met" : "missed" }')
+g2=$(awk -v r="$r2" 'BEGIN { print (r >= 5) ? "met" : "missed" }')
+echo "- zdm 16 hosts / 1 host (wall): ${r1}× (goal ≤ 1.5×: $g1); step alone: $(ratio "${S[16]}" "${S[1]}")×"
+echo "- OpenSSH loop / zdm on 16 hosts (wall): ${r2}× (goal ≥ 5×: $g2)"
+echo "- zdm / 16 OpenSSH clients started at once (the machine's floor for 16 sessions): $(ratio "${W[16]}" "${P[16]}")×; that floor / one OpenSSH session: $(ratio "${P[16]}" "${P[1]}")×"
+if ((have_ansible)); then
+	echo "- ansible / zdm on 16 hosts (wall): $(ratio "${A[16]}" "${W[16]}")×"
+fi
