@@ -17,6 +17,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "expr.h"
 #include "luahost_ext.h"
 #include "zdm.h"
 
@@ -44,10 +45,41 @@ lua_zdm_is_secret(lua_State *L)
 	return 1;
 }
 
+/*
+ * zdm.from_secrets(v): the rule the C built-ins apply to a credential
+ * (httpcheck.c hc_check_secret), for a plugin's validate(): true when v is
+ * nil or "", still a "${{ ... }}" template (checked again when resolved), or
+ * exactly a secret's value; false for a literal or any other value, which
+ * would be written to the journal with the step's params.
+ */
+static int
+lua_zdm_from_secrets(lua_State *L)
+{
+	const char *s;
+	size_t len;
+
+	if (lua_isnoneornil(L, 1)) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (lua_type(L, 1) != LUA_TSTRING) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	s = lua_tolstring(L, 1, &len);
+	if (len == 0 || (strlen(s) == len && expr_has_template(s))) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	return lua_zdm_is_secret(L);
+}
+
 int
 lhx_open_secret(lua_State *L)
 {
 	lua_pushcfunction(L, lua_zdm_is_secret);
 	lua_setfield(L, -2, "is_secret");
+	lua_pushcfunction(L, lua_zdm_from_secrets);
+	lua_setfield(L, -2, "from_secrets");
 	return 0;
 }

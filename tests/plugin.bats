@@ -622,3 +622,42 @@ LUA
   assert_equal "$status" 1
   assert_output --partial "zdm.note: event 'step.succeeded' must be 'area.what'"
 }
+
+@test "db.* and lb.kubernetes: a credential that is not from secrets is refused before anything runs (exit 2)" {
+  cat >"$T/rb.yml" <<'EOF'
+zdm: 1
+name: pw
+vars: {pw: hunter2}
+secrets:
+  dbpw: {env: DBPW}
+steps:
+  - id: lit
+    uses: db.postgres_sql
+    with: {conninfo: "host=127.0.0.1 port=1 dbname=x", password: hunter2, sql: "select 1"}
+  - id: var
+    uses: db.postgres_backfill
+    with: {conninfo: "host=127.0.0.1 port=1 dbname=x", password: "${{ vars.pw }}", table: t, key: id, set: "a = 1"}
+  - id: sync
+    uses: db.postgres_sync
+    with: {source: "host=127.0.0.1 port=1 dbname=x", target: "host=127.0.0.1 port=2 dbname=x", tables: [t], target_password: hunter2}
+  - id: seq
+    uses: db.postgres_sequences
+    with: {source: "host=127.0.0.1 port=1 dbname=x", target: "host=127.0.0.1 port=2 dbname=x", source_password: "${{ secrets.dbpw }}", target_password: hunter2}
+  - id: svc
+    uses: lb.kubernetes
+    with: {service: app, namespace: default, selector: {color: green}, token: hunter2}
+  - id: fine
+    uses: db.postgres_sql
+    with: {conninfo: "host=127.0.0.1 port=1 dbname=x", password: "${{ secrets.dbpw }}", sql: "select 1"}
+EOF
+  run env DBPW=s3cret "$ZDM_BIN" validate "$T/rb.yml"
+  assert_equal "$status" 2
+  assert_line --partial "rb.yml:9:66: step 'lit': param 'password': must come from secrets (password: \${{ secrets.NAME }})"
+  assert_line --partial "rb.yml:12:66: step 'var': param 'password': must come from secrets"
+  assert_line --partial "step 'sync': param 'target_password': must come from secrets (target_password:"
+  assert_line --partial "step 'seq': param 'target_password': must come from secrets"
+  assert_line --partial "step 'svc': param 'token': must come from secrets"
+  refute_output --partial "step 'fine'"
+  refute_output --partial "step 'seq': param 'source_password'"
+  assert_line "zdm: 5 errors; nothing ran"
+}

@@ -28,6 +28,10 @@ local LOCK_NOT_AVAILABLE = "55P03"
 
 local INTEGER_TYPES = {smallint = true, integer = true, bigint = true}
 
+-- for a credential that zdm.from_secrets() refuses
+local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
+	"zdm writes params to the journal and only secrets are kept out of it"
+
 local function ms(v)
 	if v == 0 then return "none" end
 	if v % 60000 == 0 and v >= 60000 then return string.format("%dm", v // 60000) end
@@ -331,10 +335,8 @@ return {
 		local problems = {}
 		check_conninfo(problems, p, "conninfo")
 		check_conninfo(problems, p, "replica_conninfo")
-		if p.password ~= nil and zdm.is_expr(p.password) and not p.password:find("secrets%.") then
-			problems[#problems + 1] = {param = "password",
-				message = "must come from secrets (password: ${{ secrets.NAME }}): " ..
-					"zdm writes params to the journal and only secrets are kept out of it"}
+		if not zdm.from_secrets(p.password) then
+			problems[#problems + 1] = {param = "password", message = SECRET_MSG:gsub("NAME:", "password:", 1)}
 		end
 		check_ident(problems, p, "table", true)
 		check_ident(problems, p, "key", false)

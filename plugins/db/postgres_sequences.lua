@@ -10,6 +10,10 @@
 -- snapshot() records the target's values first; undo puts them back
 -- (a sequence never used before is reset to its start, is_called false).
 
+-- for a credential that zdm.from_secrets() refuses
+local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
+	"zdm writes params to the journal and only secrets are kept out of it"
+
 local function connect(which, conninfo, pw)
 	local db, err = zdm.pg.connect(conninfo, {password = pw ~= "" and pw or nil,
 		application_name = "zdm db.postgres_sequences"})
@@ -77,6 +81,11 @@ return {
 			if has_password(p[k]) then
 				return {param = k, message = "must not hold the password " ..
 					"(params are journaled): give it as source_password/target_password from secrets"}
+			end
+		end
+		for _, k in ipairs({"source_password", "target_password"}) do
+			if not zdm.from_secrets(p[k]) then
+				return {param = k, message = (SECRET_MSG:gsub("NAME:", k .. ":", 1))}
 			end
 		end
 		if not zdm.is_expr(p.margin) and type(p.margin) == "number" and p.margin < 0 then

@@ -31,6 +31,10 @@ local NO_TRANSACTION = {
 }
 
 -- `sql` / `undo_sql`: one string (any number of statements) or a list of them
+-- for a credential that zdm.from_secrets() refuses
+local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
+	"zdm writes params to the journal and only secrets are kept out of it"
+
 local function statements(v)
 	if type(v) == "string" then return {v} end
 	return v
@@ -89,12 +93,8 @@ local function check_conninfo(problems, p, name)
 end
 
 local function check_password(problems, p)
-	local v = p.password
-	-- a ${{ }} that is not a secret (vars, env) would be journaled resolved
-	if v ~= nil and zdm.is_expr(v) and not v:find("secrets%.") then
-		problems[#problems + 1] = {param = "password",
-			message = "must come from secrets (password: ${{ secrets.NAME }}): " ..
-				"zdm writes params to the journal and only secrets are kept out of it"}
+	if not zdm.from_secrets(p.password) then
+		problems[#problems + 1] = {param = "password", message = SECRET_MSG:gsub("NAME:", "password:", 1)}
 	end
 end
 

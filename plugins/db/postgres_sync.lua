@@ -18,6 +18,10 @@
 -- The source password goes into the subscription's CONNECTION (PostgreSQL
 -- stores it in pg_subscription on the target); zdm never writes it out.
 
+-- for a credential that zdm.from_secrets() refuses
+local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
+	"zdm writes params to the journal and only secrets are kept out of it"
+
 local function quote_conn_value(v)
 	return "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
 end
@@ -414,6 +418,11 @@ return {
 			if has_password(p[k]) then
 				problems[#problems + 1] = {param = k, message = "must not hold the password " ..
 					"(params are journaled): give it as source_password/target_password from secrets"}
+			end
+		end
+		for _, k in ipairs({"source_password", "target_password"}) do
+			if not zdm.from_secrets(p[k]) then
+				problems[#problems + 1] = {param = k, message = SECRET_MSG:gsub("NAME:", k .. ":", 1)}
 			end
 		end
 		if not zdm.is_expr(p.tables) then

@@ -192,7 +192,7 @@ return {
 			bad("api", "must be an http:// or https:// URL")
 		end
 		-- ${{ secrets.NAME }} in the static calls, a secret's value at run time
-		if p.token ~= "" and not zdm.is_expr(p.token) and not zdm.is_secret(p.token) then
+		if not zdm.from_secrets(p.token) then
 			bad("token", "must come from secrets (token: ${{ secrets.NAME }}): a literal value "
 				.. "would be written to the journal with the step's parameters")
 		end
