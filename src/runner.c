@@ -309,6 +309,31 @@ ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
 	ctx->progress = host_progress;
 }
 
+/*
+ * A type's plan() in words, given params with every secret already "***":
+ * a plan may quote or encode a value (a shell-quoted argv, a URL-encoded
+ * password), after which redacting its text would no longer find the
+ * secret.  NULL when the type has no plan().
+ */
+static char *
+plan_of(const struct zdm_step_type *t, const json_t *params)
+{
+	json_t *shown;
+	char *p, *r;
+
+	if (t->plan == NULL)
+		return NULL;
+	shown = json_deep_copy(params);
+	redact_json(shown);
+	p = t->plan(t, shown);
+	json_decref(shown);
+	if (p == NULL)
+		return NULL;
+	r = redact_str(p);	/* and whatever it read from elsewhere */
+	free(p);
+	return r;
+}
+
 /* does any string in v mention s (an expression reading steps.*) */
 static bool
 json_dumps_contains(const json_t *v, const char *s)
@@ -381,7 +406,7 @@ run_step(struct run *r, size_t i, char **why)
 			return OC_FAILED;
 		}
 		if (dry && !s->type->read_only) {
-			char *plan = s->type->plan ? s->type->plan(s->type, params) : NULL;
+			char *plan = plan_of(s->type, params);
 
 			show_step(r, i, "planned", "\033[36m", -1, plan ? plan : s->uses);
 			r->planned++;
@@ -1040,8 +1065,8 @@ plan(struct run *r)
 		say(r, "%2zu. %s%s%s (%s%s)%s%s\n", i + 1, s->id, s->name ? " — " : "",
 		    s->name ? s->name : "", s->uses, s->type->read_only ? ", read-only" : "",
 		    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
-		if (params != NULL && s->type->plan != NULL)
-			p = s->type->plan(s->type, params);
+		if (params != NULL)
+			p = plan_of(s->type, params);
 		say(r, "      do:   %s\n", p ? p : params ? s->uses : err);
 		free(p);
 		free(err);
@@ -1051,8 +1076,8 @@ plan(struct run *r)
 			p = NULL;
 			params = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
 			    s->undo->with_node, &err);
-			if (params != NULL && s->undo->type->plan != NULL)
-				p = s->undo->type->plan(s->undo->type, params);
+			if (params != NULL)
+				p = plan_of(s->undo->type, params);
 			say(r, "      undo: %s\n", p ? p : params ? s->undo->uses : err);
 			free(p);
 			free(err);

@@ -202,7 +202,7 @@ EOF
   export CI_TEST_TOKEN=s3cr3t-t0ken-value GITHUB_ACTIONS=true
   jrun run rb.yml --output json --state-dir "$T/state"
   assert_stream 1 rolled_back
-  ! grep -q s3cr3t-t0ken-value "$T/out.jsonl" "$T/err.txt" "$(journal_of "$T/state")"
+  refute grep -q s3cr3t-t0ken-value "$T/out.jsonl" "$T/err.txt" "$(journal_of "$T/state")"
   grep -q '\*\*\*' "$T/out.jsonl"
   grep -q '^::error ' "$T/err.txt"
 }

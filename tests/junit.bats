@@ -211,7 +211,7 @@ EOF
   run zdm run rb.yml --junit report.xml --state-dir "$T/state"
   assert_equal "$status" 1
   valid report.xml
-  ! grep -q hunter2-very-secret report.xml
+  refute grep -q hunter2-very-secret report.xml
   assert_equal "$(xp report.xml 'string(//testcase/failure/@message)')" "exited with 1: ***"
   run zdm run rb.yml --junit "$T/no/such/dir/report.xml" --state-dir "$T/state"
   assert_equal "$status" 1

@@ -119,7 +119,7 @@ PATCH /api/v1/namespaces/shop/services/orders application/merge-patch+json ok 20
   assert_equal "$status" 1
   assert_output --partial "GET Service shop/orders: HTTP 401: Unauthorized (the token was refused: check token / token_file)"
   [ "$(selector)" = '{"app":"orders","canary":"no","track":"blue"}' ]
-  ! grep -rqF "not-the-token" "$T/state"
+  refute grep -rqF "not-the-token" "$T/state"
   [[ "$output" != *not-the-token* ]]
 }
 

@@ -154,7 +154,7 @@ YML
   SOCK_SECRET=hunter2-secret run zrun
   assert_equal "$status" 0
   assert_output --partial "| s: reply [got: pw ***]"
-  ! grep -rq hunter2-secret "$T/state"
+  refute grep -rq hunter2-secret "$T/state"
 }
 
 @test "zdm.socket: not allowed in plan unless read_only = true" {

@@ -145,8 +145,8 @@ EOF
   echo "$output"
   assert_equal "$status" 1
   assert_output --partial "connect host=127.0.0.1 port=$(pg_port h) dbname=h1: connection to server at \"127.0.0.1\", port $(pg_port h) failed: FATAL:  password authentication failed for user \"zdm\""
-  ! grep -qF "$TEST_PG_PW" <<<"$output"
-  ! grep -rqF "$TEST_PG_PW" "$T/state"
+  refute grep -qF "$TEST_PG_PW" <<<"$output"
+  refute grep -rqF "$TEST_PG_PW" "$T/state"
   # nothing listens there
   local port
   port="$(_pg_free_port)"

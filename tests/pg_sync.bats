@@ -117,10 +117,10 @@ parity() {
          | .publication == false and .subscription == false and .slot == false' "$j"
   # the password went into the subscription (PostgreSQL keeps it) but nowhere of zdm's
   pg_psql dst s1 -c "select subconninfo from pg_subscription where subname = 'zdm_s1_sync'" | grep -q "password="
-  ! grep -rqF "$PG_PASSWORD" "$T/state"
-  ! grep -qF "$PG_PASSWORD" <<<"$output"
+  refute grep -rqF "$PG_PASSWORD" "$T/state"
+  refute grep -qF "$PG_PASSWORD" <<<"$output"
   run zdm log "$(basename "$j" .jsonl)" --state-dir "$T/state"
-  ! grep -qF "$PG_PASSWORD" <<<"$output"
+  refute grep -qF "$PG_PASSWORD" <<<"$output"
   # clean up this test's replication (the cluster is shared)
   run zdm rollback "$T/rb.yml" --state-dir "$T/state"
 }
@@ -149,7 +149,7 @@ sub:"
   local j
   j="$(journal_of "$T/state")"
   jq -se 'any(.[]; .event == "undo.succeeded" and .step == "sync")' "$j"
-  ! grep -qF "$PG_PASSWORD" "$j"
+  refute grep -qF "$PG_PASSWORD" "$j"
   pg_psql src s2 -c "SELECT pg_drop_replication_slot('s2_keep_slot')" >/dev/null
 }
 
@@ -298,7 +298,7 @@ EOF
   # the application's config points at the target; ids go on past the source's
   assert_equal "$(cat "$T/db.conf")" "$(pg_conninfo dst m1)"
   [ "$(pg_psql dst m1 -c "select last_value from orders_id_seq")" -gt 2000 ]
-  ! grep -rqF "$PG_PASSWORD" "$T/state"
+  refute grep -rqF "$PG_PASSWORD" "$T/state"
   run zdm rollback "$REPO/runbooks/postgres-move.yml" "${vars[@]}" --state-dir "$T/state"
   echo "$output"
   assert_success
@@ -336,4 +336,21 @@ sub:"
   assert_output "pub:
 slot:
 sub:"
+}
+
+@test "postgres_sync: a CREATE SUBSCRIPTION that fails does not put the source password in the target's server log" {
+  make_dbs s_log 10
+  # the target reaches the "publisher" on a port where nothing listens: the
+  # CREATE SUBSCRIPTION (which carries the password) fails on the target
+  local dead; dead="$(_pg_free_port)"
+  sync_runbook s_log "      publisher: \"host=127.0.0.1 port=$dead dbname=s_log user=$PG_USER\""
+  run env TEST_PG_PW="$PG_PASSWORD" "$ZDM_BIN" run "$T/rb.yml" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "target: CREATE SUBSCRIPTION"
+  refute grep -qF "$PG_PASSWORD" "$PG_ROOT/dst/server.log"
+  refute grep -rqF "$PG_PASSWORD" "$T/state"
+  refute grep -qF "$PG_PASSWORD" <<<"$output"
+  # and nothing of the step is left
+  run leftovers s_log
+  assert_output "$(printf 'pub:\nslot:\nsub:')"
 }

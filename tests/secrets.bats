@@ -322,3 +322,23 @@ EOF
   run jq -r 'select(.event=="step.succeeded") | .data.outputs.stdout' "$j"
   assert_output 'resumed with ***'
 }
+
+@test "secrets: a plan that quotes a secret (ssh argv with a quote in the secret) shows *** in a dry run and zdm plan" {
+  cat >"$T/q.yml" <<'EOF'
+zdm: 1
+name: q
+secrets:
+  tok: {env: TOK}
+steps:
+  - id: deploy
+    uses: ssh
+    with:
+      hosts: [127.0.0.1:1]
+      command: [deploy, "--token=${{ secrets.tok }}"]
+EOF
+  run env TOK="it's-S3cret" "$ZDM_BIN" run "$T/q.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_output --partial "--token=***"
+  refute_output --partial "S3cret"
+  refute grep -q "S3cret" "$(journal_of "$T/state")"
+}

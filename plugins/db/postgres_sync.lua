@@ -539,6 +539,12 @@ return {
 		end
 		if not now.subscription then
 			local conn = with_password(p.publisher ~= "" and p.publisher or p.source, p.source_password)
+			-- the statement carries the source password: keep it out of the
+			-- target's server log (log_statement, and the STATEMENT line
+			-- log_min_error_statement adds to an error); superuser-only
+			-- settings, and the target user is one on PostgreSQL 15
+			ok, err = dst:exec("SET log_statement = 'none'; SET log_min_error_statement = 'panic'")
+			if not ok then return nil, "target: keeping the password out of the server log: " .. err end
 			ok, err = dst:exec("CREATE SUBSCRIPTION " .. dst:quote_ident(n.subscription) ..
 				" CONNECTION " .. dst:quote_literal(conn) ..
 				" PUBLICATION " .. dst:quote_ident(n.publication) ..
