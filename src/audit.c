@@ -55,17 +55,33 @@ env_set(const char *name)
 
 /* ---- actor and provenance ------------------------------------------------ */
 
+/* the best single name of who acts, in this order (malloc'd) */
+char *
+audit_who(void)
+{
+	static const char *const who_vars[] = {
+		"ZDM_ACTOR", "GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN",
+		"BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME", "BUILD_USER_ID", "SUDO_USER", NULL,
+	};
+	struct passwd *pw;
+
+	for (size_t i = 0; who_vars[i] != NULL; i++)
+		if (env_set(who_vars[i]) != NULL)
+			return xstrdup(env_set(who_vars[i]));
+	pw = getpwuid(getuid());
+	if (pw != NULL && pw->pw_name != NULL)
+		return xstrdup(pw->pw_name);
+	return xstrdup(env_set("LOGNAME") != NULL ? env_set("LOGNAME") : "unknown");
+}
+
 json_t *
 audit_actor(void)
 {
 	json_t *a = json_object();
 	struct passwd *pw = getpwuid(getuid());
 	const char *login = pw != NULL ? pw->pw_name : "?";
-	const char *who_vars[] = {
-		"ZDM_ACTOR", "GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN",
-		"BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME", "BUILD_USER_ID", "SUDO_USER", NULL,
-	};
-	const char *who = login, *ci = NULL;
+	const char *ci = NULL;
+	char *who = audit_who();
 	char host[256] = "";
 
 	json_object_set_new(a, "login", json_string(login));
@@ -76,12 +92,8 @@ audit_actor(void)
 		if (v != NULL)
 			json_object_set_new(a, audit_env_vars[i], json_text(v, strlen(v)));
 	}
-	for (size_t i = 0; who_vars[i] != NULL; i++)
-		if (env_set(who_vars[i]) != NULL) {
-			who = env_set(who_vars[i]);
-			break;
-		}
 	json_object_set_new(a, "who", json_text(who, strlen(who)));
+	free(who);
 
 	if (env_set("GITHUB_ACTIONS") || env_set("GITHUB_RUN_ID") || env_set("GITHUB_ACTOR"))
 		ci = "github-actions";

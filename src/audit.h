@@ -19,6 +19,9 @@
  */
 json_t *audit_actor(void);
 
+/* that "who" alone, malloc'd: the one name approvals and zdm approve use */
+char *audit_who(void);
+
 /* the environment variables audit_actor records, NULL-terminated (the list
  * is documented in docs/audit.md and zdm(1)) */
 extern const char *const audit_env_vars[];

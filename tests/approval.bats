@@ -224,3 +224,13 @@ EOF
   assert_output --regexp "bad.yml:9:[0-9]+: .*item 3 must be a non-empty name"
   assert_output --regexp "bad.yml:9:[0-9]+: .*timeout.*must be more than 0"
 }
+
+@test "without ZDM_ACTOR the approver is the CI's user, the same name run.started records as actor.who" {
+  runbook
+  unset CI
+  run env GITHUB_ACTOR=bob "$ZDM_BIN" run rb.yml --approve go-ahead --state-dir "$T/state" </dev/null
+  assert_equal "$status" 0
+  assert_equal "$(recs approval.granted)" '{"actor":"bob","via":"--approve"}'
+  run jq -r 'select(.event=="run.started") | .data.actor.who' "$(journal_of "$T/state")"
+  assert_output bob
+}

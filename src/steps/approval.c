@@ -26,12 +26,12 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "zdm.h"
 
 static const struct zdm_param ap_params[] = {
@@ -54,16 +54,8 @@ approval_configure(const struct approval_opts *o)
 char *
 approval_actor(void)
 {
-	const char *a = getenv("ZDM_ACTOR");
-	struct passwd *pw;
-
-	if (a != NULL && *a != '\0')
-		return xstrdup(a);
-	pw = getpwuid(getuid());
-	if (pw != NULL && pw->pw_name != NULL)
-		return xstrdup(pw->pw_name);
-	a = getenv("LOGNAME");
-	return xstrdup(a != NULL && *a != '\0' ? a : "unknown");
+	/* the same name run.started records as actor.who (audit.c) */
+	return audit_who();
 }
 
 bool
