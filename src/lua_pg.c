@@ -23,6 +23,7 @@
  * redacted (redact_str) when the run has secrets.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,7 +463,7 @@ static const char *const pg_opt_names[] = {
 };
 
 static int64_t
-pg_opt_ms(lua_State *L, const char *name)
+pg_opt_ms(lua_State *L, const char *name, lua_Integer max)
 {
 	int ok;
 	lua_Integer v;
@@ -473,8 +474,8 @@ pg_opt_ms(lua_State *L, const char *name)
 		return -1;
 	}
 	v = lua_tointegerx(L, -1, &ok);
-	if (!ok || v < 0 || v > (lua_Integer)1000000000000)
-		luaL_error(L, "zdm.pg.connect: %s must be whole ms (0 to 10^12)", name);
+	if (!ok || v < 0 || v > max)
+		luaL_error(L, "zdm.pg.connect: %s must be whole ms (0 to %I)", name, max);
 	lua_pop(L, 1);
 	return (int64_t)v;
 }
@@ -560,9 +561,10 @@ pg_connect(lua_State *L)
 		}
 		password = pg_opt_str(L, "password");
 		appname = pg_opt_str(L, "application_name");
-		if ((own = pg_opt_ms(L, "connect_timeout")) >= 0)
+		if ((own = pg_opt_ms(L, "connect_timeout", (lua_Integer)1000000000000)) >= 0)
 			ctimeout = own;
-		stimeout = pg_opt_ms(L, "statement_timeout");
+		/* PostgreSQL's own limit for statement_timeout: INT_MAX ms (24.8 days) */
+		stimeout = pg_opt_ms(L, "statement_timeout", (lua_Integer)INT_MAX);
 	}
 	lua_settop(L, 2);
 
@@ -605,8 +607,8 @@ pg_connect(lua_State *L)
 	    st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
 		if (!pg_wait(L, c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, own)) {
 			lua_pushnil(L);
-			lua_pushfstring(L, "connect %s: timed out after %d ms",
-			    c->where, (int)ctimeout);
+			lua_pushfstring(L, "connect %s: timed out after %I ms",
+			    c->where, (lua_Integer)ctimeout);
 			pg_finish(c);
 			return 2;
 		}

@@ -661,3 +661,13 @@ EOF
   refute_output --partial "step 'seq': param 'source_password'"
   assert_line "zdm: 5 errors; nothing ran"
 }
+
+@test "db.postgres_sql: a statement_timeout past PostgreSQL's limit (INT_MAX ms) is a validation error, not a run-time failure" {
+  printf 'zdm: 1\nname: st\nsteps:\n  - id: ddl\n    uses: db.postgres_sql\n    with: {conninfo: "host=127.0.0.1 port=1 dbname=x", sql: "select 1", statement_timeout: 720h}\n' >"$T/rb.yml"
+  run zdm validate "$T/rb.yml"
+  assert_equal "$status" 2
+  assert_line --partial "step 'ddl': param 'statement_timeout': must be from 0 to"
+  sed -i 's/720h/24h/' "$T/rb.yml"
+  run zdm validate "$T/rb.yml"
+  assert_equal "$status" 0
+}

@@ -291,9 +291,8 @@ return {
 		positive("lock_retry_delay", 1, 3600000)
 		positive("lock_retry_max_delay", 1, 3600000)
 		positive("connect_timeout", 1000, 3600000)
-		if type(p.statement_timeout) == "number" and p.statement_timeout < 0 then
-			problems[#problems + 1] = {param = "statement_timeout", message = "must not be negative"}
-		end
+		-- PostgreSQL's limit for statement_timeout: INT_MAX ms (24.8 days)
+		positive("statement_timeout", 0, 2147483647)
 		if type(p.lock_retries) == "number" and (p.lock_retries < 0 or p.lock_retries > 1000) then
 			problems[#problems + 1] = {param = "lock_retries", message = "must be from 0 to 1000"}
 		end
