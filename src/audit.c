@@ -779,11 +779,18 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 static void
 csv_field(FILE *f, const char *s)
 {
-	if (strpbrk(s, ",\"\r\n") == NULL) {
+	/* a field a spreadsheet would run as a formula (OWASP "CSV injection":
+	 * = + - @ and tab/CR first) gets a leading ': values such as "who" come
+	 * from environment variables anyone can set */
+	bool formula = strchr("=+-@\t\r", s[0]) != NULL && s[0] != '\0';
+
+	if (!formula && strpbrk(s, ",\"\r\n") == NULL) {
 		fputs(s, f);
 		return;
 	}
 	fputc('"', f);
+	if (formula)
+		fputc('\'', f);
 	for (; *s != '\0'; s++) {
 		if (*s == '"')
 			fputc('"', f);

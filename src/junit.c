@@ -28,8 +28,22 @@
 
 #include "runbook.h"
 
+static void xml_escape_raw(struct sbuf *sb, const char *s, bool attr);
+
 void
 xml_escape(struct sbuf *sb, const char *s, bool attr)
+{
+	/* redact before escaping: a secret holding & or < would no longer
+	 * match once escaped (the journal's text is redacted already; this is
+	 * for what comes from elsewhere, the runbook's own text) */
+	char *red = s != NULL ? redact_str(s) : NULL;
+
+	xml_escape_raw(sb, red, attr);
+	free(red);
+}
+
+static void
+xml_escape_raw(struct sbuf *sb, const char *s, bool attr)
 {
 	const unsigned char *p = (const unsigned char *)s;
 

@@ -160,3 +160,15 @@ EOF
   ZDM_AUDIT_KEY=k-export run zdm audit export --state-dir "$T/keyed"
   assert_equal "$(jq -r '.[0].verified + " " + .[0].chain' <<<"$output")" "ok hmac-sha256"
 }
+
+@test "audit export --format csv: a who that a spreadsheet would run as a formula is quoted with a leading '" {
+  runbooks
+  ZDM_ACTOR='=HYPERLINK("http://x","y")' zdm run "$T/ok.yml" --state-dir "$T/state" >/dev/null 2>&1
+  zdm audit export --state-dir "$T/state" --format csv >"$T/out.csv"
+  run csv_to_json "$T/out.csv"
+  assert_equal "$status" 0
+  assert_equal "$(jq -r '.[0].who' <<<"$output")" "'=HYPERLINK(\"http://x\",\"y\")"
+  # the JSON export keeps the value as recorded
+  run zdm audit export --state-dir "$T/state" --format json
+  assert_equal "$(jq -r '.[0].who' <<<"$output")" '=HYPERLINK("http://x","y")'
+}
