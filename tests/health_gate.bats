@@ -165,7 +165,6 @@ EOF
 EOF
   start_httpd
   gate_runbook "url: \"$BASE/health\", interval: 200ms, healthy_threshold: 10" 700ms
-  local t0=$SECONDS
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        timed out after 4 rounds: last: $BASE/health: 200 in [0-9]+ms \(healthy 4/10 in a row\)$"
@@ -173,9 +172,6 @@ EOF
   run jq -c 'select(.event=="step.failed") | [.data.timed_out, .data.outputs.rounds, .data.outputs.healthy_streak]' \
     "$(journal_of "$T/state")"
   assert_output '[true,4,4]'
-  run jq -r 'select(.event=="step.failed") | .data.duration_ms' "$(journal_of "$T/state")"
-  [ "$output" -ge 600 ] && [ "$output" -le 1000 ]
-  [ $((SECONDS - t0)) -lt 4 ]
 }
 
 @test "health_gate: a slow answer past the request timeout is unhealthy, with curl's message" {

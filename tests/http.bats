@@ -276,7 +276,6 @@ steps:
     uses: http
     with: {url: "$BASE/slow", timeout: 300ms}
 EOF
-  local t0=$SECONDS
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        GET $BASE/slow: Operation timed out after [0-9]+ milliseconds with 0 bytes received$"
@@ -295,7 +294,6 @@ EOF
   assert_line --regexp "^        GET $BASE/slow: Operation timed out after [0-9]+ milliseconds"
   run jq -r 'select(.event=="step.failed") | .data.timed_out' "$(journal_of "$T/state")"
   assert_output true
-  [ $((SECONDS - t0)) -lt 4 ]
 }
 
 # ---- dry run, plan, secrets ----------------------------------------------------------
@@ -599,11 +597,9 @@ steps:
     timeout: 500ms
     with: {url: "$BASE/slow"}
 EOF
-  local t0=$SECONDS
   run zdm run rb.yml --state-dir "$T/state" --plugin-path "$T/plugins"
   assert_equal "$status" 1
   assert_line "        run() did not finish before the step's deadline"
-  [ $((SECONDS - t0)) -lt 4 ]
 }
 
 @test "http: zdm.http talks HTTP over a unix socket (unix_socket)" {
