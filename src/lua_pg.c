@@ -37,7 +37,6 @@
 
 #define PG_CONN	"zdm.pg.conn"		/* registry names of the metatables */
 #define PG_RES	"zdm.pg.result"
-#define PG_SLICE_MS	200		/* longest single poll(2): signals, ticks */
 #define PG_CONNECT_TIMEOUT_MS	10000	/* default connect_timeout */
 
 struct pgconn {
@@ -127,37 +126,21 @@ pg_abandon(struct pgconn *c)
 static int
 pg_wait(lua_State *L, struct pgconn *c, short events, int64_t own)
 {
-	int64_t step = lhx_deadline_ms(L);
+	int64_t step = lhx_deadline_ms(L), until;
+	int fd = PQsocket(c->conn), rc;
 
-	for (;;) {
-		int64_t now = zdm_now_ms(), until = PG_SLICE_MS + now;
-		struct pollfd pfd;
-		int rc;
-
-		if (zdm_interrupted || (step != 0 && now >= step)) {
-			pg_abandon(c);
-			lhx_check(L);
-			luaL_error(L, "zdm.pg: stopped");	/* not reached */
-		}
-		if (own != 0 && now >= own)
-			return 0;
-		if (step != 0 && step < until)
-			until = step;
-		if (own != 0 && own < until)
-			until = own;
-		pfd.fd = PQsocket(c->conn);
-		pfd.events = events;
-		pfd.revents = 0;
-		if (pfd.fd < 0)
-			return 1;	/* let libpq report the broken connection */
-		rc = poll(&pfd, 1, (int)(until > now ? until - now : 0));
-		if (zdm_tick != NULL)
-			zdm_tick();
-		if (rc > 0)
-			return 1;
-		if (rc < 0 && errno != EINTR)
-			return 1;	/* libpq will see the error on the socket */
+	if (fd < 0)
+		return 1;	/* let libpq report the broken connection */
+	until = step == 0 ? own : own == 0 || step < own ? step : own;
+	rc = zdm_poll_fd(fd, events, until);
+	if (rc == 1 || (rc < 0 && !zdm_interrupted))
+		return 1;	/* ready, or libpq will see the error on the socket */
+	if (zdm_interrupted || (step != 0 && zdm_now_ms() >= step)) {
+		pg_abandon(c);
+		lhx_check(L);
+		luaL_error(L, "zdm.pg: stopped");	/* not reached */
 	}
+	return 0;		/* its own timeout (connect_timeout) */
 }
 
 static struct pgconn *

@@ -85,42 +85,6 @@ conn_gc(lua_State *L)
 	return 0;
 }
 
-/* ms left before the earlier of the two deadlines (monotonic ms), >= 0 */
-static int
-ms_left(int64_t deadline)
-{
-	int64_t left = deadline - zdm_now_ms();
-
-	if (left < 0)
-		return 0;
-	return left > 1000000 ? 1000000 : (int)left;	/* poll() takes an int */
-}
-
-/* wait for `events` on fd until deadline; 1 ready, 0 timed out, -1 errno/signal */
-static int
-wait_fd(int fd, short events, int64_t deadline)
-{
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = events };
-		int n;
-
-		if (zdm_interrupted) {
-			errno = EINTR;
-			return -1;
-		}
-		n = poll(&pfd, 1, ms_left(deadline));
-		if (n > 0)
-			return 1;
-		if (n == 0) {
-			if (zdm_now_ms() >= deadline)
-				return 0;
-			continue;	/* poll's wait was capped: wait on */
-		}
-		if (errno != EINTR)
-			return -1;
-	}
-}
-
 /* non-blocking connect to one address; 0 ok, else -1 with msg set */
 static int
 connect_one(struct conn *c, int family, const struct sockaddr *sa, socklen_t len,
@@ -140,7 +104,7 @@ connect_one(struct conn *c, int family, const struct sockaddr *sa, socklen_t len
 		snprintf(msg, msz, "connect %s: %s", what, strerror(errno));
 		goto fail;
 	}
-	r = wait_fd(c->fd, POLLOUT, deadline);
+	r = zdm_poll_fd(c->fd, POLLOUT, deadline);
 	if (r == 0) {
 		snprintf(msg, msz, "connect %s: no connection within the timeout", what);
 		goto fail;
@@ -242,7 +206,7 @@ sock_exchange(struct conn *c, const char *address, const char *text, size_t tlen
 			snprintf(msg, msz, "send to %s: %s", address, strerror(errno));
 			return -1;
 		}
-		r = wait_fd(c->fd, POLLOUT, deadline);
+		r = zdm_poll_fd(c->fd, POLLOUT, deadline);
 		if (r <= 0) {
 			snprintf(msg, msz, "send to %s: %s", address,
 			    r == 0 ? "timed out" : strerror(errno));
@@ -264,7 +228,7 @@ sock_exchange(struct conn *c, const char *address, const char *text, size_t tlen
 				/* exactly cap bytes and then the close is not a cut
 				 * reply: wait for the next byte or the close */
 				*cut = true;
-				if (wait_fd(c->fd, POLLIN, deadline) == 1 &&
+				if (zdm_poll_fd(c->fd, POLLIN, deadline) == 1 &&
 				    recv(c->fd, &one, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
 					*cut = false;
 				break;
@@ -277,7 +241,7 @@ sock_exchange(struct conn *c, const char *address, const char *text, size_t tlen
 			snprintf(msg, msz, "read from %s: %s", address, strerror(errno));
 			return -1;
 		}
-		r = wait_fd(c->fd, POLLIN, deadline);
+		r = zdm_poll_fd(c->fd, POLLIN, deadline);
 		if (r == 0) {
 			snprintf(msg, msz, "%s: no complete reply within %lld ms (%zu bytes so far)",
 			    address, (long long)timeout, *got);

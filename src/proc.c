@@ -90,6 +90,34 @@ zdm_sleep_ms(int64_t ms)
 	}
 }
 
+int
+zdm_poll_fd(int fd, short events, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int64_t now = zdm_now_ms(), wait = 200;
+		int n;
+
+		if (zdm_interrupted) {
+			errno = EINTR;
+			return -1;
+		}
+		if (deadline != 0) {
+			if (now >= deadline)
+				return 0;
+			if (deadline - now < wait)
+				wait = deadline - now;
+		}
+		n = poll(&pfd, 1, (int)wait);
+		if (zdm_tick != NULL)
+			zdm_tick();
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
 static char **
 build_env(const json_t *extra)
 {

@@ -120,6 +120,11 @@ int proc_run(const struct proc_opts *o, struct proc_result *r, char **err);
 void proc_result_release(struct proc_result *r);
 /* sleep until ms passed or a signal arrives; returns -1 if interrupted */
 int zdm_sleep_ms(int64_t ms);
+/* wait for `events` on fd until the monotonic ms `deadline` (0 = none), in
+ * slices of at most 200 ms that run zdm_tick (the live line stays alive):
+ * 1 ready (or an error/hangup to read), 0 the deadline passed, -1 a signal
+ * came (zdm_interrupted; errno EINTR) or poll failed (errno) */
+int zdm_poll_fd(int fd, short events, int64_t deadline);
 
 /* ---- journal.c ---------------------------------------------------------- */
 
