@@ -176,8 +176,13 @@ batch_size: 400" fail
     sleep 0.05
   done
   kill -STOP "$recv"
-  # let it catch up after 2 s
-  (sleep 2; kill -CONT "$recv") &
+  # let it catch up once zdm has journaled that it waits for it (bounded:
+  # 60 s), so the order does not depend on how busy the machine is
+  (for _ in $(seq 600); do
+     grep -qs '"event":"backfill.throttle"' "$T"/state/runs/*.jsonl && break
+     sleep 0.1
+   done
+   kill -CONT "$recv") &
   cont=$!
   fill_runbook "set: hits = hits + 1, doubled = v * 2
 batch_size: 250
@@ -224,8 +229,13 @@ start_standby() {
   newdb
   start_standby
   pg_psql standby postgres -c "SELECT pg_wal_replay_pause()"
-  # replay resumes after 2 s
-  (sleep 2; pg_psql standby postgres -c "SELECT pg_wal_replay_resume()") &
+  # replay resumes once zdm has journaled that it waits for the standby
+  # (bounded: 60 s), so the order does not depend on how busy the machine is
+  (for _ in $(seq 600); do
+     grep -qs '"event":"backfill.throttle"' "$T"/state/runs/*.jsonl && break
+     sleep 0.1
+   done
+   pg_psql standby postgres -c "SELECT pg_wal_replay_resume()") &
   resume=$!
   fill_runbook "set: hits = hits + 1
 batch_size: 250
