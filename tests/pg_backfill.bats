@@ -171,8 +171,10 @@ batch_size: 400" fail
   PGPASSWORD="$PG_PASSWORD" "$PG_BIN/pg_receivewal" -h 127.0.0.1 -p "$(pg_port fill)" -U "$PG_USER" \
     -D "$T/wal" --slot "$slot" --synchronous -s 1 -n >"$T/receivewal.log" 2>&1 &
   recv=$!
-  for i in $(seq 100); do
-    [ "$(q "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg_receivewal'")" -ge 1 ] && break
+  # stopped only once it has reported a position: with none, lag reads as 0
+  for i in $(seq 300); do
+    [ "$(q "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg_receivewal'
+           AND flush_lsn IS NOT NULL")" -ge 1 ] && break
     sleep 0.05
   done
   kill -STOP "$recv"
