@@ -35,8 +35,8 @@ httpc_cleanup(void)
 	curl_global_cleanup();
 }
 
-static int
-httpc_init(char **err)
+int
+http_init(char **err)
 {
 	CURLcode rc;
 
@@ -179,9 +179,13 @@ on_header(char *p, size_t size, size_t n, void *arg)
 static int
 on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
+	const struct http_req *req = arg;
+
 	if (zdm_interrupted)
 		return 1;	/* CURLE_ABORTED_BY_CALLBACK */
-	if (zdm_tick != NULL)
+	if (req->cancel != NULL && atomic_load(req->cancel))
+		return 1;
+	if (!req->background && zdm_tick != NULL)
 		zdm_tick();
 	return 0;
 }
@@ -254,7 +258,7 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	sink.max = req->max_body > 0 ? req->max_body : HTTPC_MAX_BODY;
 	t0 = zdm_now_ms();
 
-	if (httpc_init(err) != 0)
+	if (http_init(err) != 0)
 		goto out;
 	if (req->url == NULL || http_url_problem(req->url) != NULL) {
 		seterr(err, "'%s': %s", req->url ? req->url : "", req->url ?
@@ -302,6 +306,7 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &sink);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (req->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -343,6 +348,8 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_ABORTED_BY_CALLBACK && zdm_interrupted)
 			seterr(err, "interrupted by signal %d", (int)zdm_interrupted);
+		else if (rc == CURLE_ABORTED_BY_CALLBACK && req->cancel != NULL)
+			seterr(err, "cancelled");
 		else
 			seterr(err, "%s", ebuf[0] != '\0' ? ebuf : curl_easy_strerror(rc));
 		if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) {
