@@ -232,15 +232,16 @@ send_one(struct notifier *n, struct nitem *it)
 	req.body = it->body;
 	req.body_len = strlen(it->body);
 	req.timeout_ms = it->timeout_ms;
-	req.max_body = 4096;
+	req.max_body = 1;	/* the body is never shown: a receiver may echo the URL */
 	req.background = true;
 	req.cancel = &n->cancel;
 	if (http_do(&req, &resp, &err) != 0) {
 		it->cut = atomic_load(&n->cancel) != 0 && !zdm_interrupted;
 		it->error = err;
 	} else if (resp.status < 200 || resp.status > 299) {
-		it->error = xasprintf("HTTP %ld%s%.200s", resp.status, resp.body_len ? ": " : "",
-		    resp.body);
+		/* the status only: an error page may quote the request's path,
+		 * and a webhook's path is often its secret */
+		it->error = xasprintf("HTTP %ld", resp.status);
 	}
 	http_resp_release(&resp);
 	json_decref(headers);

@@ -133,7 +133,7 @@ EOF
   J="$(journal_of "$T/state")"
   run jq -r 'select(.event == "notify.failed") | .data.on + " " + .data.error' "$J"
   assert_line --index 0 --regexp '^start .*timed out'
-  assert_line --index 1 "finish HTTP 500: boom"
+  assert_line --index 1 "finish HTTP 500"
   assert_equal "${#lines[@]}" 2
   # each webhook got only the events it asked for
   assert_equal "$(requests_to /err | jq -r '.body | fromjson | .zdm.event')" run.finished
@@ -200,4 +200,39 @@ rb.yml:9:5: unknown key 'retries' in a notify entry
 zdm: 6 errors; nothing ran"
   [ ! -f "$T/requests.jsonl" ]
   [ ! -d "$T/state/runs" ]
+}
+
+@test "notify: a webhook URL that is a secret stays secret when the receiver echoes the path in its error body" {
+  start_httpd
+  # the receiver answers 404 and quotes the request (path and all) in its body
+  echo "{\"/services/$TOKEN\": {\"status\": 404, \"echo\": true}}" | control
+  cat >"$T/rb.yml" <<EOF2
+zdm: 1
+name: echoed
+secrets:
+  hook_url: {env: HOOK_URL}
+notify:
+  - url: \${{ secrets.hook_url }}
+    on: [start, finish]
+steps:
+  - id: one
+    uses: exec
+    with: {command: [sh, -c, "exit 0"]}
+EOF2
+  HOOK_URL="$BASE/services/$TOKEN" run --separate-stderr zdm run rb.yml --output json --state-dir "$T/state"
+  assert_equal "$status" 0
+  # the receiver did get the path, and said so in its body
+  assert_equal "$(requests_to "/services/$TOKEN" | wc -l)" 2
+  [[ "$stderr" == *"zdm: warning: notify start (run.started) to *** failed: HTTP 404; the run goes on"* ]]
+  [[ "$stderr" != *"$TOKEN"* ]]
+  [[ "$stderr" != *"services"* ]]
+  [[ "$output" != *"$TOKEN"* ]]
+  J="$(journal_of "$T/state")"
+  run jq -r 'select(.event == "notify.failed") | .data.on + " " + .data.url + " " + .data.error' "$J"
+  assert_output - <<'EOF2'
+start *** HTTP 404
+finish *** HTTP 404
+EOF2
+  run grep -rF -- "$TOKEN" "$T/state"
+  assert_failure
 }
