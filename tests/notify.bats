@@ -236,3 +236,45 @@ EOF2
   run grep -rF -- "$TOKEN" "$T/state"
   assert_failure
 }
+
+@test "notify: webhooks that never answer do not hold up the rollback" {
+  start_httpd
+  # two receivers that accept and never answer (within the test)
+  echo '{"/a": {"status": 200, "delay": 100}, "/b": {"status": 200, "delay": 100}}' | control
+  make_runbook "  - url: $BASE/a
+    on: [failure, rollback]
+    timeout: 2s
+  - url: $BASE/b
+    on: [failure, rollback]
+    timeout: 2s"
+  run --separate-stderr zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_not_exist "$T/one.done"   # rolled back
+  J="$(journal_of "$T/state")"
+  # the rollback ran straight after the failure: no webhook in between ...
+  run jq -r 'select(.event != "step.started" and .event != "step.succeeded" and .event != "run.started") |
+    .event + " " + (.step // "") + (if .event == "notify.failed" then .data.event + " " + .data.url else "" end)' "$J"
+  assert_line --index 0 "step.failed two"
+  assert_line --index 1 "rollback.started two"
+  assert_line --index 2 "undo.started one"
+  assert_line --index 3 "undo.succeeded one"
+  assert_line --index 4 "run.finished "
+  # ... and each hung webhook's failure notice is journaled only after the
+  # run finished: the steps never waited for it
+  assert_equal "${#lines[@]}" 9
+  run jq -r 'select(.event == "notify.failed") | .data.event + " " + .data.url' "$J"
+  assert_output - <<EOF
+step.failed $BASE/a
+step.failed $BASE/b
+rollback.started $BASE/a
+rollback.started $BASE/b
+EOF
+  # the first POST timed out; the wait at the end (the largest timeout, 2 s)
+  # cut the rest, each said so
+  run jq -r 'select(.event == "notify.failed") | .data.error' "$J"
+  assert_line --index 0 --partial "timed out"
+  assert_line --index 1 "not delivered: zdm waits at most 2000 ms (the largest notify timeout) for the webhooks after the run"
+  assert_equal "$(grep -c 'not delivered' <<<"$stderr")" 3
+  run zdm audit verify "$J"
+  assert_equal "$status" 0
+}
