@@ -25,10 +25,12 @@ struct http_req {
 	const char *bearer;		/* Authorization: Bearer, or NULL */
 	const char *unix_socket;	/* talk HTTP over this unix socket, or NULL */
 	size_t max_body;		/* bytes of response body kept; 0 = 1 MiB */
-	/* for a request made off the main thread (notify.c's sender): no
-	 * zdm_tick (the spinner is the main thread's), and the transfer is
-	 * aborted within about a second once *cancel is nonzero (borrowed; NULL
-	 * = never).  zdm_interrupted aborts every request. */
+	/* background: a request made off the main thread (notify.c's sender):
+	 * no zdm_tick (the spinner is the main thread's) and zdm_interrupted
+	 * does not abort it (its owner decides, through cancel).  Any request
+	 * is aborted within about a second once *cancel is nonzero (borrowed;
+	 * NULL = never); a request not in the background also by a signal
+	 * (zdm_interrupted). */
 	bool background;
 	const atomic_int *cancel;
 };

@@ -15,8 +15,9 @@
  * queues one item per webhook; one sender thread POSTs them in queue order
  * (so in order per webhook) and hands failures back.  The main thread
  * journals them (notify.failed) at its next record and at notify_close.
- * The sender blocks every signal: SIGINT/SIGTERM go to the main thread,
- * whose zdm_interrupted also aborts the sender's transfer (httpc.c).
+ * The sender blocks every signal: SIGINT/SIGTERM go to the main thread.
+ * Its requests are background ones (httpc.h): a signal does not abort them;
+ * notify_close decides, through n->cancel.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -236,7 +237,7 @@ send_one(struct notifier *n, struct nitem *it)
 	req.background = true;
 	req.cancel = &n->cancel;
 	if (http_do(&req, &resp, &err) != 0) {
-		it->cut = atomic_load(&n->cancel) != 0 && !zdm_interrupted;
+		it->cut = atomic_load(&n->cancel) != 0;
 		it->error = err;
 	} else if (resp.status < 200 || resp.status > 299) {
 		/* the status only: an error page may quote the request's path,
@@ -456,11 +457,16 @@ notify_close(struct notifier *n, struct journal *j)
 	if (n == NULL)
 		return;
 	if (n->started) {
+		/* a run that a signal stopped still tells its webhooks (the
+		 * run.interrupted notice matters most then); a second signal
+		 * ends zdm (proc.c).  A signal during the wait ends the wait. */
+		bool sig0 = zdm_interrupted != 0;
+
 		deadline = zdm_now_ms() + n->budget_ms;
 		pthread_mutex_lock(&n->mu);
-		/* wait for the queue to drain, at most budget_ms in all; a
-		 * signal cuts the wait (checked every 100 ms) */
-		while ((n->head != NULL || n->busy) && !zdm_interrupted &&
+		/* wait for the queue to drain, at most budget_ms in all (a
+		 * signal is looked for every 100 ms) */
+		while ((n->head != NULL || n->busy) && (sig0 || !zdm_interrupted) &&
 		    (now = zdm_now_ms()) < deadline) {
 			int64_t step = deadline - now < 100 ? deadline - now : 100;
 			struct timespec ts;
@@ -472,7 +478,7 @@ notify_close(struct notifier *n, struct journal *j)
 			pthread_cond_timedwait(&n->idle, &n->mu, &ts);
 		}
 		if (n->head != NULL || n->busy) {
-			cut_why = zdm_interrupted ?
+			cut_why = zdm_interrupted && !sig0 ?
 			    xasprintf("not delivered: zdm was interrupted by signal %d", (int)zdm_interrupted) :
 			    xasprintf("not delivered: zdm waits at most %lld ms (the largest notify "
 				"timeout) for the webhooks after the run", (long long)n->budget_ms);

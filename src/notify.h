@@ -37,9 +37,11 @@ void notify_event(struct notifier *n, struct journal *j, const char *run_id,
 /*
  * At the end of the command (finished, paused, interrupted, or an error):
  * waits for the queue to drain, at most the largest webhook timeout in all
- * (so run.finished still goes out; a signal, zdm_interrupted, cuts the wait
- * at once), cancels what is left, stops the sender, journals every failure
- * and every item not delivered as notify.failed, and frees n.
+ * (so run.finished, run.paused and run.interrupted still go out; a signal
+ * arriving during the wait, zdm_interrupted, cuts it within 100 ms; after a
+ * run stopped by a signal, a second signal ends zdm, proc.c), cancels what
+ * is left, stops the sender, journals every failure and every item not
+ * delivered as notify.failed, and frees n.
  */
 void notify_close(struct notifier *n, struct journal *j);
 

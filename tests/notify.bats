@@ -278,3 +278,33 @@ EOF
   run zdm audit verify "$J"
   assert_equal "$status" 0
 }
+
+@test "notify: a run stopped by SIGINT still tells its webhooks (run.interrupted), exit 4" {
+  start_httpd
+  echo '{"/pause": {"status": 200}}' | control
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: stopped
+notify:
+  - url: $BASE/pause
+    on: [start, pause]
+steps:
+  - id: slow
+    uses: exec
+    with: {shell: "echo started >> '$T/effects'; sleep 30 # zdm-notify-marker-$BATS_TEST_NUMBER"}
+EOF
+  cd "$T"
+  setsid "$ZDM_BIN" run rb.yml --state-dir "$T/state" >out.txt 2>&1 &
+  local pid=$! rc=0
+  for _ in $(seq 100); do grep -q started effects 2>/dev/null && break; sleep 0.05; done
+  kill -INT "$pid"
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 4 ] || fail "exit $rc, want 4: $(cat out.txt)"
+  run jq -r '.zdm.event' < <(bodies_to /pause)
+  assert_output - <<'EOF'
+run.started
+run.interrupted
+EOF
+  run jq -r 'select(.event == "notify.failed")' "$(journal_of "$T/state")"
+  assert_output ""
+}
