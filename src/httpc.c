@@ -12,11 +12,13 @@
  *   - CURLOPT_NOSIGNAL (zdm owns its signals), and a progress callback that
  *     aborts the transfer when SIGINT/SIGTERM reached zdm and keeps the
  *     terminal's spinner turning (zdm_tick);
+ *   - sockets opened close-on-exec (on_opensocket);
  *   - the response body kept up to max_body bytes (the rest is read and
  *     dropped, so the status still arrives), headers lower-cased.
  */
 #include <ctype.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -190,6 +192,19 @@ on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t u
 	return 0;
 }
 
+/*
+ * Every socket close-on-exec (curl does not set it): notify.c's sender
+ * talks while the main thread starts a step's processes, which must not
+ * inherit a webhook's connection (a daemon a step starts would hold it open).
+ */
+static curl_socket_t
+on_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)arg;
+	(void)purpose;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* ---- the request --------------------------------------------------------- */
 
 static bool
@@ -305,6 +320,7 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &sink);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
