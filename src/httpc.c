@@ -183,7 +183,7 @@ on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t u
 {
 	const struct http_req *req = arg;
 
-	if (zdm_interrupted && !req->background)
+	if (!req->background && zdm_interrupted)
 		return 1;	/* CURLE_ABORTED_BY_CALLBACK */
 	if (req->cancel != NULL && atomic_load(req->cancel))
 		return 1;
@@ -362,7 +362,7 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	rc = curl_easy_perform(h);
 	resp->duration_ms = zdm_now_ms() - t0;
 	if (rc != CURLE_OK) {
-		if (rc == CURLE_ABORTED_BY_CALLBACK && zdm_interrupted && !req->background)
+		if (rc == CURLE_ABORTED_BY_CALLBACK && !req->background && zdm_interrupted)
 			seterr(err, "interrupted by signal %d", (int)zdm_interrupted);
 		else if (rc == CURLE_ABORTED_BY_CALLBACK && req->cancel != NULL)
 			seterr(err, "cancelled");
