@@ -12,11 +12,13 @@
  *   - CURLOPT_NOSIGNAL (zdm owns its signals), and a progress callback that
  *     aborts the transfer when SIGINT/SIGTERM reached zdm and keeps the
  *     terminal's spinner turning (zdm_tick);
+ *   - sockets opened close-on-exec (on_opensocket);
  *   - the response body kept up to max_body bytes (the rest is read and
  *     dropped, so the status still arrives), headers lower-cased.
  */
 #include <ctype.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -35,8 +37,8 @@ httpc_cleanup(void)
 	curl_global_cleanup();
 }
 
-static int
-httpc_init(char **err)
+int
+http_init(char **err)
 {
 	CURLcode rc;
 
@@ -179,11 +181,28 @@ on_header(char *p, size_t size, size_t n, void *arg)
 static int
 on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-	if (zdm_interrupted)
+	const struct http_req *req = arg;
+
+	if (!req->background && zdm_interrupted)
 		return 1;	/* CURLE_ABORTED_BY_CALLBACK */
-	if (zdm_tick != NULL)
+	if (req->cancel != NULL && atomic_load(req->cancel))
+		return 1;
+	if (!req->background && zdm_tick != NULL)
 		zdm_tick();
 	return 0;
+}
+
+/*
+ * Every socket close-on-exec (curl does not set it): notify.c's sender
+ * talks while the main thread starts a step's processes, which must not
+ * inherit a webhook's connection (a daemon a step starts would hold it open).
+ */
+static curl_socket_t
+on_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)arg;
+	(void)purpose;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 /* ---- the request --------------------------------------------------------- */
@@ -254,7 +273,7 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	sink.max = req->max_body > 0 ? req->max_body : HTTPC_MAX_BODY;
 	t0 = zdm_now_ms();
 
-	if (httpc_init(err) != 0)
+	if (http_init(err) != 0)
 		goto out;
 	if (req->url == NULL || http_url_problem(req->url) != NULL) {
 		seterr(err, "'%s': %s", req->url ? req->url : "", req->url ?
@@ -301,7 +320,9 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &sink);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (req->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -341,8 +362,10 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	rc = curl_easy_perform(h);
 	resp->duration_ms = zdm_now_ms() - t0;
 	if (rc != CURLE_OK) {
-		if (rc == CURLE_ABORTED_BY_CALLBACK && zdm_interrupted)
+		if (rc == CURLE_ABORTED_BY_CALLBACK && !req->background && zdm_interrupted)
 			seterr(err, "interrupted by signal %d", (int)zdm_interrupted);
+		else if (rc == CURLE_ABORTED_BY_CALLBACK && req->cancel != NULL)
+			seterr(err, "cancelled");
 		else
 			seterr(err, "%s", ebuf[0] != '\0' ? ebuf : curl_easy_strerror(rc));
 		if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) {

@@ -6,6 +6,8 @@
 #ifndef ZDM_HTTPC_H
 #define ZDM_HTTPC_H
 
+#include <stdatomic.h>
+
 #include "zdm.h"
 
 struct http_req {
@@ -23,6 +25,14 @@ struct http_req {
 	const char *bearer;		/* Authorization: Bearer, or NULL */
 	const char *unix_socket;	/* talk HTTP over this unix socket, or NULL */
 	size_t max_body;		/* bytes of response body kept; 0 = 1 MiB */
+	/* background: a request made off the main thread (notify.c's sender):
+	 * no zdm_tick (the spinner is the main thread's) and zdm_interrupted
+	 * does not abort it (its owner decides, through cancel).  Any request
+	 * is aborted within about a second once *cancel is nonzero (borrowed;
+	 * NULL = never); a request not in the background also by a signal
+	 * (zdm_interrupted). */
+	bool background;
+	const atomic_int *cancel;
 };
 
 struct http_resp {
@@ -37,6 +47,10 @@ struct http_resp {
 /* 0 when a response arrived (any status); -1 with *err = curl's message
  * (connection refused, timeout, TLS failure ...) otherwise. */
 int http_do(const struct http_req *req, struct http_resp *resp, char **err);
+/* initialises libcurl (curl_global_init, not thread-safe): call it on the
+ * main thread before a thread of zdm's makes requests.  http_do calls it
+ * too.  0, or -1 with *err. */
+int http_init(char **err);
 void http_resp_release(struct http_resp *resp);
 
 /* checks a URL the way the request will (scheme http/https, host); NULL if

@@ -8,18 +8,41 @@
 
 #include "runbook.h"
 
+struct notifier;
+
+/*
+ * A run's webhooks.  notify_open: NULL when the runbook has none (every
+ * call below accepts NULL).  All three are for the main thread only.
+ */
+struct notifier *notify_open(struct runbook *rb);
+
 /*
  * Called by the runner after each journal record of a real run is on disk
- * (data: the record's data as given, not yet redacted; borrowed).  Events
- * that no webhook wants return at once.  Each webhook that wants it gets one
- * POST, in runbook order, each cut off after its timeout (default 5 s), no
- * retries: so an event holds the run up at most the sum of those timeouts.
- * A webhook that fails (no connection, timeout, a status other than 2xx, a
- * URL expression that does not evaluate) never fails the run: a warning
+ * (data: the record's data as given, not yet redacted; borrowed).  It never
+ * waits on the network: the payload is built and redacted here, and one
+ * item per webhook that wants the event is queued for the sender thread,
+ * which POSTs them in queue order (so in order per webhook), each cut off
+ * after its timeout (default 5 s, at most 30 s), no retries.  A migration
+ * step or its rollback is never held up by a webhook.
+ * It first journals the failures the sender reported since the last call:
+ * a webhook that fails (no connection, timeout, a status other than 2xx --
+ * the status only, never the response body, which may echo a secret URL --
+ * or a URL expression that does not evaluate) never fails the run: a warning
  * goes to stderr and a `notify.failed` record into the journal j, both with
- * secrets redacted.  Text and payload pass through redact_str/redact_json.
+ * secrets redacted.
  */
-void notify_event(struct runbook *rb, struct journal *j, const char *run_id,
+void notify_event(struct notifier *n, struct journal *j, const char *run_id,
     const char *event, const char *step, int attempt, const json_t *data);
+
+/*
+ * At the end of the command (finished, paused, interrupted, or an error):
+ * waits for the queue to drain, at most the largest webhook timeout in all
+ * (so run.finished, run.paused and run.interrupted still go out; a signal
+ * arriving during the wait, zdm_interrupted, cuts it within 100 ms; after a
+ * run stopped by a signal, a second signal ends zdm, proc.c), cancels what
+ * is left, stops the sender, journals every failure and every item not
+ * delivered as notify.failed, and frees n.
+ */
+void notify_close(struct notifier *n, struct journal *j);
 
 #endif

@@ -48,6 +48,7 @@ struct run {
 	struct runbook *rb;
 	const struct run_opts *o;
 	struct journal *j;
+	struct notifier *nf;	/* webhooks (notify.h), from the first record */
 	char run_id[64];
 	struct stepstate *ss;
 	bool tty, color;
@@ -261,8 +262,11 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 		return -1;
 	}
 	r->last_seq = seq;
-	if (r->o->mode == MODE_RUN)	/* notify.c: never fails the run */
-		notify_event(r->rb, r->j, r->run_id, event, step, attempt, kept);
+	if (r->o->mode == MODE_RUN) {	/* notify.c: never fails or holds up the run */
+		if (r->nf == NULL)
+			r->nf = notify_open(r->rb);
+		notify_event(r->nf, r->j, r->run_id, event, step, attempt, kept);
+	}
 	json_decref(kept);
 	return 0;
 }
@@ -1014,6 +1018,8 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 static void
 run_release(struct run *r)
 {
+	notify_close(r->nf, r->j);	/* the last webhooks, before the report */
+	r->nf = NULL;
 	if (r->j != NULL && r->o->junit != NULL) {
 		/* the report covers the whole run, from its journal */
 		char *err = NULL;

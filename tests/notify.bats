@@ -133,7 +133,7 @@ EOF
   J="$(journal_of "$T/state")"
   run jq -r 'select(.event == "notify.failed") | .data.on + " " + .data.error' "$J"
   assert_line --index 0 --regexp '^start .*timed out'
-  assert_line --index 1 "finish HTTP 500: boom"
+  assert_line --index 1 "finish HTTP 500"
   assert_equal "${#lines[@]}" 2
   # each webhook got only the events it asked for
   assert_equal "$(requests_to /err | jq -r '.body | fromjson | .zdm.event')" run.finished
@@ -200,4 +200,111 @@ rb.yml:9:5: unknown key 'retries' in a notify entry
 zdm: 6 errors; nothing ran"
   [ ! -f "$T/requests.jsonl" ]
   [ ! -d "$T/state/runs" ]
+}
+
+@test "notify: a webhook URL that is a secret stays secret when the receiver echoes the path in its error body" {
+  start_httpd
+  # the receiver answers 404 and quotes the request (path and all) in its body
+  echo "{\"/services/$TOKEN\": {\"status\": 404, \"echo\": true}}" | control
+  cat >"$T/rb.yml" <<EOF2
+zdm: 1
+name: echoed
+secrets:
+  hook_url: {env: HOOK_URL}
+notify:
+  - url: \${{ secrets.hook_url }}
+    on: [start, finish]
+steps:
+  - id: one
+    uses: exec
+    with: {command: [sh, -c, "exit 0"]}
+EOF2
+  HOOK_URL="$BASE/services/$TOKEN" run --separate-stderr zdm run rb.yml --output json --state-dir "$T/state"
+  assert_equal "$status" 0
+  # the receiver did get the path, and said so in its body
+  assert_equal "$(requests_to "/services/$TOKEN" | wc -l)" 2
+  [[ "$stderr" == *"zdm: warning: notify start (run.started) to *** failed: HTTP 404; the run goes on"* ]]
+  [[ "$stderr" != *"$TOKEN"* ]]
+  [[ "$stderr" != *"services"* ]]
+  [[ "$output" != *"$TOKEN"* ]]
+  J="$(journal_of "$T/state")"
+  run jq -r 'select(.event == "notify.failed") | .data.on + " " + .data.url + " " + .data.error' "$J"
+  assert_output - <<'EOF2'
+start *** HTTP 404
+finish *** HTTP 404
+EOF2
+  run grep -rF -- "$TOKEN" "$T/state"
+  assert_failure
+}
+
+@test "notify: webhooks that never answer do not hold up the rollback" {
+  start_httpd
+  # two receivers that accept and never answer (within the test)
+  echo '{"/a": {"status": 200, "delay": 100}, "/b": {"status": 200, "delay": 100}}' | control
+  make_runbook "  - url: $BASE/a
+    on: [failure, rollback]
+    timeout: 2s
+  - url: $BASE/b
+    on: [failure, rollback]
+    timeout: 2s"
+  run --separate-stderr zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_not_exist "$T/one.done"   # rolled back
+  J="$(journal_of "$T/state")"
+  # the rollback ran straight after the failure: no webhook in between ...
+  run jq -r 'select(.event != "step.started" and .event != "step.succeeded" and .event != "run.started") |
+    .event + " " + (.step // "") + (if .event == "notify.failed" then .data.event + " " + .data.url else "" end)' "$J"
+  assert_line --index 0 "step.failed two"
+  assert_line --index 1 "rollback.started two"
+  assert_line --index 2 "undo.started one"
+  assert_line --index 3 "undo.succeeded one"
+  assert_line --index 4 "run.finished "
+  # ... and each hung webhook's failure notice is journaled only after the
+  # run finished: the steps never waited for it
+  assert_equal "${#lines[@]}" 9
+  run jq -r 'select(.event == "notify.failed") | .data.event + " " + .data.url' "$J"
+  assert_output - <<EOF
+step.failed $BASE/a
+step.failed $BASE/b
+rollback.started $BASE/a
+rollback.started $BASE/b
+EOF
+  # the first POST timed out; the wait at the end (the largest timeout, 2 s)
+  # cut the rest, each said so
+  run jq -r 'select(.event == "notify.failed") | .data.error' "$J"
+  assert_line --index 0 --partial "timed out"
+  assert_line --index 1 "not delivered: zdm waits at most 2000 ms (the largest notify timeout) for the webhooks after the run"
+  assert_equal "$(grep -c 'not delivered' <<<"$stderr")" 3
+  run zdm audit verify "$J"
+  assert_equal "$status" 0
+}
+
+@test "notify: a run stopped by SIGINT still tells its webhooks (run.interrupted), exit 4" {
+  start_httpd
+  echo '{"/pause": {"status": 200}}' | control
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: stopped
+notify:
+  - url: $BASE/pause
+    on: [start, pause]
+steps:
+  - id: slow
+    uses: exec
+    with: {shell: "echo started >> '$T/effects'; sleep 30 # zdm-notify-marker-$BATS_TEST_NUMBER"}
+EOF
+  cd "$T"
+  setsid "$ZDM_BIN" run rb.yml --state-dir "$T/state" >out.txt 2>&1 &
+  local pid=$! rc=0
+  for _ in $(seq 100); do grep -q started effects 2>/dev/null && break; sleep 0.05; done
+  kill -INT "$pid"
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 4 ] || fail "exit $rc, want 4: $(cat out.txt)"
+  run jq -r '.zdm.event' < <(bodies_to /pause)
+  assert_output - <<'EOF'
+run.started
+run.interrupted
+EOF
+  run jq -r 'select(.event == "notify.failed")' "$(journal_of "$T/state")"
+  assert_output ""
 }
