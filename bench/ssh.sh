@@ -20,6 +20,10 @@
 #   - zdm step:      the same run's ssh step alone (step.succeeded duration_ms);
 #   - zdm CPU:       user+sys CPU time of the zdm process (bash `time`): zdm's own
 #                    cost, beside what sshd and the remote shells spend;
+#   - sshd+shell CPU: what the sessions of that zdm run cost the "hosts" (the sshd
+#                    listeners' cutime+cstime, /proc/PID/stat); with zdm's CPU it
+#                    gives the CPU floor: no client can be faster than that CPU
+#                    divided by the cores;
 #   - OpenSSH loop:  a bash loop of `ssh -o BatchMode=yes ... true` over the hosts;
 #   - OpenSSH, all at once: the same N ssh clients started together and waited
 #                    for: what N concurrent sessions cost this machine (sshd's
@@ -97,14 +101,30 @@ for i in $(seq 16); do
 	PORTS+=("$SSHD_PORT")
 done
 
-zdm_once() {	# N -> "wall_ms step_ms cpu_ms" (cpu: zdm's own user+sys)
-	local n=$1 t0 t1 st="$T/state.$RANDOM$RANDOM" cpu TIMEFORMAT='%3U %3S'
+# sshd_cpu_ms: user+sys CPU of every session the sshd listeners have reaped
+# (each session's sshd and, through it, its shell): cutime+cstime of the
+# listeners in /proc/PID/stat, in clock ticks
+TCK=$(getconf CLK_TCK)
+sshd_cpu_ms() {
+	local f st sum=0
+	for f in "$T"/ssh/h*/pid; do
+		read -r -a st <"/proc/$(cat "$f")/stat" || die "sshd $(dirname "$f") is gone"
+		sum=$((sum + st[15] + st[16]))
+	done
+	echo $((sum * 1000 / TCK))
+}
+
+zdm_once() {	# N -> "wall_ms step_ms cpu_ms sshd_cpu_ms" (cpu: zdm's own user+sys)
+	local n=$1 t0 t1 st="$T/state.$RANDOM$RANDOM" cpu TIMEFORMAT='%3U %3S' s0 s1
+	s0=$(sshd_cpu_ms)
 	t0=$(now_ms)
 	{ time "$ZDM" run "$T/rb$n.yml" --state-dir "$st" >"$T/zdm.out" 2>&1; } 2>"$T/zdm.cpu" ||
 		{ cat "$T/zdm.out" >&2; die "zdm run failed on $n hosts"; }
 	t1=$(now_ms)
+	sleep 0.05	# the listeners reap their last sessions
+	s1=$(sshd_cpu_ms)
 	cpu=$(awk '{ printf "%d", ($1 + $2) * 1000 }' "$T/zdm.cpu")
-	echo "$((t1 - t0)) $(jq -r 'select(.event=="step.succeeded") | .data.duration_ms' "$st"/runs/*.jsonl) $cpu"
+	echo "$((t1 - t0)) $(jq -r 'select(.event=="step.succeeded") | .data.duration_ms' "$st"/runs/*.jsonl) $cpu $((s1 - s0))"
 	rm -rf "$st"
 }
 
@@ -178,14 +198,15 @@ EOF
 	} >"$T/inv$n.ini"
 done
 
-declare -A W S C L P A
+declare -A W S C R L P A
 have_ansible=0
 command -v ansible >/dev/null && have_ansible=1
 for n in 1 16; do
-	: >"$T/w" ; : >"$T/s" ; : >"$T/c" ; : >"$T/l" ; : >"$T/p" ; : >"$T/a"
+	: >"$T/w" ; : >"$T/s" ; : >"$T/c" ; : >"$T/r" ; : >"$T/l" ; : >"$T/p" ; : >"$T/a"
 	zdm_once "$n" >/dev/null	# warm-up: page cache, sshd's first fork
 	for _ in $(seq "$REPS"); do
-		read -r w s c < <(zdm_once "$n")
+		read -r w s c r < <(zdm_once "$n")
+		echo "$r" >>"$T/r"
 		echo "$w" >>"$T/w"
 		echo "$s" >>"$T/s"
 		echo "$c" >>"$T/c"
@@ -198,6 +219,7 @@ for n in 1 16; do
 	W[$n]=$(median <"$T/w")
 	S[$n]=$(median <"$T/s")
 	C[$n]=$(median <"$T/c")
+	R[$n]=$(median <"$T/r")
 	L[$n]=$(median <"$T/l")
 	P[$n]=$(median <"$T/p")
 	A[$n]=$( ((have_ansible)) && median <"$T/a" || echo "")
@@ -211,10 +233,10 @@ echo "ssh fan-out, 1 command (true) per host; medians of $REPS runs (ansible: $A
 echo "remote side of every session: $(/usr/sbin/sshd -V 2>&1 | cut -d, -f1) on 127.0.0.1 (fork + re-exec per connection, UsePAM no, UseDNS no, PermitUserRC no, KexAlgorithms curve25519-sha256, ed25519 host key), user $BU (login shell $BU_SHELL -> $(readlink -f "$BU_SHELL")), running: $BU_SHELL -c true"
 echo "clients: the same ed25519 key and known_hosts (strict), one connection per host (no ControlMaster/ControlPersist)"
 echo
-echo "| hosts | zdm run (wall) | zdm ssh step | zdm CPU (user+sys) | OpenSSH ssh loop | OpenSSH, all at once | ansible -m raw, forks 16 |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+echo "| hosts | zdm run (wall) | zdm ssh step | zdm CPU (user+sys) | sshd+shell CPU in zdm's run | OpenSSH ssh loop | OpenSSH, all at once | ansible -m raw, forks 16 |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in 1 16; do
-	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${C[$n]} ms | ${L[$n]} ms | ${P[$n]} ms | $(fmt "${A[$n]}") |"
+	echo "| $n | ${W[$n]} ms | ${S[$n]} ms | ${C[$n]} ms | ${R[$n]} ms | ${L[$n]} ms | ${P[$n]} ms | $(fmt "${A[$n]}") |"
 done
 echo
 r1=$(ratio "${W[16]}" "${W[1]}")
@@ -224,6 +246,8 @@ g2=$(awk -v r="$r2" 'BEGIN { print (r >= 5) ? "met" : "missed" }')
 echo "- zdm 16 hosts / 1 host (wall): ${r1}× (goal ≤ 1.5×: $g1); step alone: $(ratio "${S[16]}" "${S[1]}")×"
 echo "- OpenSSH loop / zdm on 16 hosts (wall): ${r2}× (goal ≥ 5×: $g2)"
 echo "- machine floor (16 hosts share $(nproc) cores with their sshds): 16 OpenSSH clients at once / one: $(ratio "${P[16]}" "${P[1]}")×; zdm on 16 hosts / that floor: $(ratio "${W[16]}" "${P[16]}")×; zdm's 16/1 ratio / the floor's 16/1 ratio: $(awk -v a="$r1" -v b="$(ratio "${P[16]}" "${P[1]}")" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')×"
+fl=$(((C[16] + R[16]) / $(nproc)))
+echo "- CPU floor: zdm's 16 sessions cost ${C[16]} ms (zdm) + ${R[16]} ms (sshd and shells) of CPU; on $(nproc) cores no client can take less than $fl ms wall (more when others share the cores); zdm run on 16 hosts / that: $(ratio "${W[16]}" "$fl")×; 1.5× zdm's 1-host run is $(awk -v w="${W[1]}" 'BEGIN { printf "%d", w * 1.5 }') ms, so the 1.5× goal is $(awk -v f="$fl" -v w="${W[1]}" 'BEGIN { print (f <= w * 1.5) ? "within" : "beyond" }') this machine's reach"
 if ((have_ansible)); then
 	echo "- ansible / zdm on 16 hosts (wall): $(ratio "${A[16]}" "${W[16]}")×"
 fi
