@@ -106,10 +106,10 @@ done
 # listeners in /proc/PID/stat, in clock ticks
 TCK=$(getconf CLK_TCK)
 sshd_cpu_ms() {
-	local f st sum=0
+	local f fields sum=0
 	for f in "$T"/ssh/h*/pid; do
-		read -r -a st <"/proc/$(cat "$f")/stat" || die "sshd $(dirname "$f") is gone"
-		sum=$((sum + st[15] + st[16]))
+		read -r -a fields <"/proc/$(cat "$f")/stat" || die "sshd $(dirname "$f") is gone"
+		sum=$((sum + fields[15] + fields[16]))
 	done
 	echo $((sum * 1000 / TCK))
 }
