@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <pthread.h>
@@ -234,6 +236,17 @@ waitsock(struct conn *c)
 		p.events |= POLLOUT;
 	if (p.events == 0)
 		p.events = POLLIN;
+#ifdef TCP_QUICKACK
+	/* ACK what libssh2 has read now: sshd keeps Nagle on until a command
+	 * starts, so a small packet it sends behind another (the channel-open
+	 * confirmation behind its host-keys notice) waits for our ACK, which
+	 * Linux would delay up to 40 ms.  Not sticky: set before each wait. */
+	{
+		int one = 1;
+
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+	}
+#endif
 	(void)poll(&p, 1, (int)t);
 	return SW_OK;
 }
@@ -336,6 +349,13 @@ tcp_connect(struct conn *c)
 			break;
 		}
 		if (fd >= 0) {
+			int one = 1;
+
+			/* SSH writes small packets back to back (NEWKEYS then
+			 * SERVICE_REQUEST, CHANNEL_CLOSE then DISCONNECT): with
+			 * Nagle's algorithm the second waits for the first's ACK,
+			 * which the server delays up to 40 ms (Linux TCP_DELACK_MIN) */
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 			c->fd = fd;
 			freeaddrinfo(ai);
 			return 0;

@@ -4,6 +4,16 @@
 # the test's $T; the test's teardown stops every sshd by pid.  A server
 # that does not start fails the test; nothing is skipped.
 #
+# What a session costs the machine is kept to what any SSH session costs
+# (sshd's fork, re-exec and key exchange, the remote shell's fork+exec) and
+# nothing this machine's accounts add: the sessions' HOME is an empty
+# $T/ssh/home, so a login shell reads no ~/.bashrc (Debian's bash reads it
+# for commands over ssh; root's may run pyenv, ~125 ms of CPU a session);
+# no ~/.ssh/rc (PermitUserRC no), no DNS (UseDNS no), no PAM; key exchange
+# curve25519-sha256 only, the one libssh2 1.10 (zdm) and every OpenSSH
+# client share (OpenSSH 9.2 would otherwise pick sntrup761x25519 with its
+# own clients, which costs more CPU), host and client keys ed25519.
+#
 #   ssh_keys                      client key $T/ssh/id_ed25519 (+ authorized_keys)
 #   start_sshd NAME               sshd for host NAME; sets SSHD_PORT, PORT_<NAME>
 #   known_host NAME [FILE]        append NAME's host key line to FILE ($T/ssh/known_hosts)
@@ -35,7 +45,7 @@ port_open() {
 
 start_sshd() {
   local name="$1" d="$T/ssh/$1" port i
-  mkdir -p "$d" /run/sshd
+  mkdir -p "$d" "$T/ssh/home" /run/sshd
   [ -f "$d/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$d/host_ed25519"
   port="$(free_port)"
   cat >"$d/sshd_config" <<EOF
@@ -54,6 +64,10 @@ AllowAgentForwarding no
 X11Forwarding no
 PrintMotd no
 MaxStartups 200
+UseDNS no
+PermitUserRC no
+SetEnv HOME=$T/ssh/home
+KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
 MaxSessions 50
 LogLevel ERROR
 EOF
