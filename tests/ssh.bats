@@ -454,3 +454,57 @@ EOF
   run jq -r 'select(.event=="step.succeeded") | .data.outputs | "\(.codes) \(.argv)"' "$(J)"
   assert_output "127.0.0.1:$PORT_h1=0:host $PORT_h1 says hi,127.0.0.1:$PORT_h2=1:host $PORT_h2 says hi x y'z"
 }
+
+@test "zdm.ssh: output over cap keeps the last cap bytes from a line start; a cap the memory cannot hold and a result that does not fit are clear errors, nothing leaks" {
+  hosts 2
+  mkdir -p "$T/pp/my"
+  cat >"$T/pp/my/big.lua" <<'LUA'
+return {
+  description = "zdm.ssh near the plugin's memory cap",
+  params = {
+    {name = "hosts", type = "list", required = true},
+    {name = "key", type = "string", required = true},
+    {name = "kh", type = "string", required = true},
+  },
+  run = function(ctx, p)
+    local o = {user = "root", key_file = p.key, known_hosts = p.kh}
+    -- 1: about 3.4 MB of output, 1 MiB kept
+    o.cap = 1048576
+    local r = zdm.ssh(p.hosts[1], "seq 1 500000", o)[1]
+    print("big: " .. #r.stdout .. " " .. tostring(r.stdout_truncated) .. " " ..
+      r.stdout:match("^(%d+)\n") .. " " .. r.stdout:sub(-7, -2) .. " " .. tostring(r.code))
+    -- 2: 4 MiB x 2 hosts x 2 streams is more than the 8 MiB the plugin may hold
+    o.cap = 4 * 1048576
+    local ok, e = pcall(zdm.ssh, p.hosts, "true", o)
+    print("refused: " .. tostring(ok) .. " " .. e)
+    -- 3: 2 x 2 MiB of output fits the cap, not beside 4 MiB the plugin holds
+    local hold = {string.rep("a", 2 * 1048576), string.rep("b", 2 * 1048576)}
+    o.cap = 2 * 1048576
+    zdm.ssh(p.hosts, "seq 1 500000; echo ${SSH_CONNECTION##* }", o)
+    return {outputs = {held = #hold[1] + #hold[2]}}
+  end,
+}
+LUA
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: zssh-big
+steps:
+  - id: r
+    uses: my.big
+    with:
+      hosts: $HOSTS
+      key: $T/ssh/id_ed25519
+      kh: $T/ssh/known_hosts
+EOF
+  local kept first
+  kept="$(seq 1 500000 | tail -c 1048576 | sed 1d | wc -c)"
+  first="$(seq 1 500000 | tail -c 1048576 | sed -n 2p)"
+  ZDM_PLUGIN_MEMORY_MB=8 run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "big: $kept true $first 500000 0"
+  assert_output --partial "refused: false "
+  assert_output --partial "zdm.ssh: opts.cap 4194304 bytes x 2 hosts x 2 streams (stdout, stderr) is 16777216 bytes, more than the plugin's memory (8 MiB, ZDM_PLUGIN_MEMORY_MB); lower opts.cap to 2097152 or less"
+  assert_output --partial "zdm.ssh: the hosts' output does not fit in the plugin's memory (8 MiB, ZDM_PLUGIN_MEMORY_MB)"
+  run jq -r 'select(.event=="step.failed") | .data.error' "$(J)"
+  assert_output --partial "does not fit in the plugin's memory"
+}
