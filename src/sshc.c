@@ -276,6 +276,18 @@ jerr(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* a configured limit as a runbook writes it: "1s", "2m", else "1.5s" */
+static void
+limit_text(int64_t ms, char *d, size_t n)
+{
+	if (ms > 0 && ms % 60000 == 0)
+		snprintf(d, n, "%lldm", (long long)(ms / 60000));
+	else if (ms > 0 && ms % 1000 == 0)
+		snprintf(d, n, "%llds", (long long)(ms / 1000));
+	else
+		fmt_duration(ms, d, n);
+}
+
 /* say why a wait ended; returns -1 */
 static int
 wait_failed(struct conn *c, int w, const char *doing)
@@ -286,9 +298,18 @@ wait_failed(struct conn *c, int w, const char *doing)
 		c->j->interrupted = true;
 		jerr(c, "interrupted while %s", doing);
 	} else {
+		/* name the limit that ended the wait (as configured, not as
+		 * measured): the connect timeout, the host's, or the step's */
 		c->j->timed_out = true;
-		fmt_duration(zdm_now_ms() - c->t0, d, sizeof d);
-		jerr(c, "timed out after %s while %s", d, doing);
+		if (c->deadline == c->t0 + c->o->connect_timeout_ms) {
+			limit_text(c->o->connect_timeout_ms, d, sizeof d);
+			jerr(c, "timed out after %s (connect timeout) while %s", d, doing);
+		} else if (c->j->timeout_ms > 0 && c->deadline == c->t0 + c->j->timeout_ms) {
+			limit_text(c->j->timeout_ms, d, sizeof d);
+			jerr(c, "timed out after %s (host timeout) while %s", d, doing);
+		} else {
+			jerr(c, "timed out (the step's deadline passed) while %s", doing);
+		}
 	}
 	return -1;
 }
