@@ -115,12 +115,10 @@ set_redacted(lua_State *L, struct lssh_call *c, const char *k, const char *s, si
 
 	if (trunc) {		/* the head was cut: drop its partial line, so a
 				 * secret cut in half is not shown half */
-		const char *nl = memchr(b, '\n', n);
+		size_t cut = sshc_tail_start(b, n);
 
-		if (nl != NULL) {
-			n -= (size_t)(nl + 1 - b);
-			b = nl + 1;
-		}
+		b += cut;
+		n -= cut;
 	}
 	t = xstrndup(b, n);
 	free(c->red);
@@ -311,8 +309,10 @@ l_ssh(lua_State *L)
 	c->def_user = user ? xstrdup(user) : sshc_default_user();
 	c->tg = xcalloc(c->nhosts, sizeof *c->tg);
 	for (n = 0; n < c->nhosts; n++) {
-		if (sshc_parse_target(c->hosts[n], c->def_user, (int)port, &c->tg[n], &c->err) != 0)
-			return luaL_error(L, "zdm.ssh: %s", c->err);	/* c->err freed by __close */
+		if (sshc_parse_target(c->hosts[n], c->def_user, (int)port, &c->tg[n], &c->err) != 0) {
+			c->red = redact_str(c->err);	/* both freed by __close */
+			return luaL_error(L, "zdm.ssh: %s", c->red);
+		}
 		c->ntg = n + 1;
 	}
 	dl = lhx_deadline_ms(L);

@@ -110,6 +110,23 @@ sshc_quote(struct sbuf *sb, const char *s)
 	sb_addc(sb, '\'');
 }
 
+size_t
+sshc_tail_start(const char *s, size_t n)
+{
+	size_t skip = redact_maxlen() > 0 ? redact_maxlen() - 1 : 0, cut = 0;
+	const char *nl = memchr(s, '\n', n);
+
+	if (skip > n)
+		skip = n;
+	if (nl != NULL)
+		cut = (size_t)(nl + 1 - s);
+	if (cut < skip) {	/* a line end inside the danger zone: the next one */
+		nl = memchr(s + skip, '\n', n - skip);
+		cut = nl != NULL ? (size_t)(nl + 1 - s) : skip;
+	}
+	return cut;
+}
+
 char *
 sshc_build_command(const json_t *argv, const char *shell, const json_t *env)
 {

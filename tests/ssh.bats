@@ -406,6 +406,22 @@ wait_late() {
   assert_equal "$status" 1
 }
 
+@test "ssh: a tail cut inside a secret (one long line over the 4096-byte cap) shows no piece of it" {
+  hosts 1
+  SECRETS="secrets:
+  tok: {env: ZDM_T_TOK}"
+  # 16 bytes of secret, then 4090 x: the last 4096 bytes start inside the secret
+  { echo "key_file: $T/ssh/id_ed25519"
+    echo "shell: 'printf %s \${{ secrets.tok }}; head -c 4090 /dev/zero | tr \"\\\\000\" x'"; } | rb
+  ZDM_T_TOK="tail-Sekrit-9876" run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -r 'select(.event=="ssh.host") | .data.stdout_tail' "$(J)"
+  # 15 bytes (the longest secret less one) dropped from the cut head
+  assert_output "$(head -c 4081 /dev/zero | tr '\000' x)"
+  run grep -rl -e "9876" -e "Sekrit" "$T/state"
+  assert_equal "$status" 1
+}
+
 @test "ssh: no key_file: the key comes from ssh-agent; without an agent the error says what to do" {
   hosts 1
   ssh-agent -D -a "$T/agent.sock" >/dev/null 3>&- &

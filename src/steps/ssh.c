@@ -382,7 +382,8 @@ ssh_plan(const struct zdm_step_type *t, const json_t *p)
 /* ---- run ------------------------------------------------------------------------ */
 
 /* the last `lines` lines of a tail, redacted; a head cut by the cap is
- * dropped to the next line start, so no secret is left cut in half */
+ * dropped to the next line start (sshc_tail_start), so no secret is left
+ * cut in half */
 static json_t *
 tail_lines(const char *s, size_t n, bool trunc, long lines)
 {
@@ -392,12 +393,10 @@ tail_lines(const char *s, size_t n, bool trunc, long lines)
 	long k = 0;
 
 	if (trunc) {
-		const char *nl = memchr(b, '\n', n);
+		size_t cut = sshc_tail_start(b, n);
 
-		if (nl != NULL) {
-			n -= (size_t)(nl + 1 - b);
-			b = nl + 1;
-		}
+		b += cut;
+		n -= cut;
 	}
 	t = xstrndup(b, n);
 	red = redact_str(t);
