@@ -173,6 +173,11 @@ lssh_results(lua_State *L)
 		lua_setfield(L, -2, "duration_ms");
 		lua_pushboolean(L, j->timed_out);
 		lua_setfield(L, -2, "timed_out");
+		if (j->ran && j->exit_code < 0 && j->exit_signal == NULL) {
+			/* started, no exit status: it may have run, or still run */
+			lua_pushboolean(L, 1);
+			lua_setfield(L, -2, "unknown");
+		}
 		lua_rawseti(L, -2, (lua_Integer)k + 1);
 	}
 	return 1;

@@ -209,7 +209,6 @@ sshc_default_user(void)
 /* ---- one session ------------------------------------------------------------ */
 
 enum { SW_OK = 0, SW_TIMEOUT = 1, SW_INTR = 2 };
-
 /* the last cap bytes of a stream, in memory that grows as data arrives
  * (never more than cap + 1 bytes): linear until cap bytes came, then a
  * ring whose oldest byte is at head; tail_finish() makes it one string */
@@ -230,6 +229,7 @@ struct conn {
 	int64_t t0;
 	int64_t deadline;	/* the phase's deadline (connect, then command) */
 	struct tail tout, terr;	/* stdout and stderr kept so far */
+	bool authed;		/* past connect_timeout's phase */
 };
 
 static int64_t
@@ -318,7 +318,7 @@ wait_failed(struct conn *c, int w, const char *doing)
 		/* name the limit that ended the wait (as configured, not as
 		 * measured): the connect timeout, the host's, or the step's */
 		c->j->timed_out = true;
-		if (c->deadline == c->t0 + c->o->connect_timeout_ms) {
+		if (!c->authed && c->deadline == c->t0 + c->o->connect_timeout_ms) {
 			limit_text(c->o->connect_timeout_ms, d, sizeof d);
 			jerr(c, "timed out after %s (connect timeout) while %s", d, doing);
 		} else if (c->j->timeout_ms > 0 && c->deadline == c->t0 + c->j->timeout_ms) {
@@ -623,7 +623,6 @@ out:
 	return ret;
 }
 
-
 static void
 tail_reserve(struct tail *t, size_t need, size_t cap)
 {
@@ -859,6 +858,7 @@ run_job(const struct sshc_opts *o, struct sshc_job *j)
 	if ((o->key_file != NULL ? auth_key(&c) : auth_agent(&c)) != 0)
 		goto done;
 	c.deadline = j->deadline_ms;
+	c.authed = true;
 	exec_command(&c);
 done:
 	conn_close(&c);

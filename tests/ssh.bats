@@ -499,7 +499,9 @@ return {
       out[#out + 1] = r.host .. "=" .. tostring(r.code) .. ":" .. r.stdout:gsub("\n", "")
     end
     local argv = zdm.ssh(p.hosts[1], {"printf", "%s", "x y'z"}, {user = "root", key_file = p.key, known_hosts = p.kh})
-    return {outputs = {codes = table.concat(out, ","), argv = argv[1].stdout}}
+    local slow = zdm.ssh(p.hosts[1], "sleep 1", {user = "root", key_file = p.key, known_hosts = p.kh, timeout = 300})[1]
+    return {outputs = {codes = table.concat(out, ","), argv = argv[1].stdout,
+      slow = tostring(slow.code) .. " " .. tostring(slow.timed_out) .. " " .. tostring(slow.unknown) .. " " .. slow.error}}
   end,
 }
 LUA
@@ -519,6 +521,9 @@ EOF
   assert_equal "$status" 0
   run jq -r 'select(.event=="step.succeeded") | .data.outputs | "\(.codes) \(.argv)"' "$(J)"
   assert_output "127.0.0.1:$PORT_h1=0:host $PORT_h1 says hi,127.0.0.1:$PORT_h2=1:host $PORT_h2 says hi x y'z"
+  # a timed-out command: no code, its outcome unknown, the configured limit named
+  run jq -r 'select(.event=="step.succeeded") | .data.outputs.slow' "$(J)"
+  assert_output "nil true true timed out after 300ms (host timeout) while the command ran"
 }
 
 @test "zdm.ssh: output over cap keeps the last cap bytes from a line start; a cap the memory cannot hold and a result that does not fit are clear errors, nothing leaks" {
