@@ -38,7 +38,7 @@ static const struct zdm_param ssh_params[] = {
 	{ "hosts", ZDM_T_ANY, true, NULL, "host list (host, host:port, user@host:port, [::1]:22), or a string of them separated by commas or spaces" },
 	{ "command", ZDM_T_LIST, false, NULL, "argv, each argument single-quoted for the remote shell" },
 	{ "shell", ZDM_T_STRING, false, NULL, "a command line for the remote user's shell (instead of command)" },
-	{ "undo", ZDM_T_ANY, false, NULL, "argv list or shell string run on undo, on the hosts where the command succeeded" },
+	{ "undo", ZDM_T_ANY, false, NULL, "argv list or shell string run on undo, on the hosts where the command succeeded or its outcome is unknown (must be safe either way)" },
 	{ "port", ZDM_T_INT, false, "22", "port for hosts that name none" },
 	{ "user", ZDM_T_STRING, false, NULL, "remote user for hosts that name none (default: the local user)" },
 	{ "key_file", ZDM_T_STRING, false, NULL, "private key file (ed25519, rsa, ecdsa); default: ssh-agent (SSH_AUTH_SOCK)" },
