@@ -1949,6 +1949,12 @@ lhx_deadline_ms(lua_State *L)
 	return lh_plugin(L)->deadline_ms;
 }
 
+size_t
+lhx_mem_limit(lua_State *L)
+{
+	return lh_plugin(L)->mem_limit;
+}
+
 struct zdm_ctx *
 lhx_ctx(lua_State *L)
 {

@@ -16,6 +16,7 @@
 #ifndef ZDM_LUAHOST_EXT_H
 #define ZDM_LUAHOST_EXT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -28,6 +29,8 @@ void lhx_may_act(lua_State *L, const char *what);
 void lhx_check(lua_State *L);
 /* monotonic ms when the current call must end; 0 = none */
 int64_t lhx_deadline_ms(lua_State *L);
+/* bytes the plugin's Lua state may hold (ZDM_PLUGIN_MEMORY_MB) */
+size_t lhx_mem_limit(lua_State *L);
 /* the running step's context; NULL in load, validate() and plan() */
 struct zdm_ctx *lhx_ctx(lua_State *L);
 /* one line into the step's log (redacted), like zdm.log */

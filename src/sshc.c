@@ -112,6 +112,23 @@ sshc_quote(struct sbuf *sb, const char *s)
 	sb_addc(sb, '\'');
 }
 
+size_t
+sshc_tail_start(const char *s, size_t n)
+{
+	size_t skip = redact_maxlen() > 0 ? redact_maxlen() - 1 : 0, cut = 0;
+	const char *nl = memchr(s, '\n', n);
+
+	if (skip > n)
+		skip = n;
+	if (nl != NULL)
+		cut = (size_t)(nl + 1 - s);
+	if (cut < skip) {	/* a line end inside the danger zone: the next one */
+		nl = memchr(s + skip, '\n', n - skip);
+		cut = nl != NULL ? (size_t)(nl + 1 - s) : skip;
+	}
+	return cut;
+}
+
 char *
 sshc_build_command(const json_t *argv, const char *shell, const json_t *env)
 {
@@ -194,6 +211,16 @@ sshc_default_user(void)
 /* ---- one session ------------------------------------------------------------ */
 
 enum { SW_OK = 0, SW_TIMEOUT = 1, SW_INTR = 2 };
+/* the last cap bytes of a stream, in memory that grows as data arrives
+ * (never more than cap + 1 bytes): linear until cap bytes came, then a
+ * ring whose oldest byte is at head; tail_finish() makes it one string */
+struct tail {
+	char *buf;
+	size_t size;		/* bytes allocated, NUL excluded */
+	size_t len;		/* bytes kept, <= cap */
+	size_t head;		/* full ring: index of the oldest byte */
+	bool trunc;		/* bytes were dropped from the head */
+};
 
 struct conn {
 	struct sshc_job *j;
@@ -203,6 +230,8 @@ struct conn {
 	LIBSSH2_CHANNEL *ch;
 	int64_t t0;
 	int64_t deadline;	/* the phase's deadline (connect, then command) */
+	struct tail tout, terr;	/* stdout and stderr kept so far */
+	bool authed;		/* past connect_timeout's phase */
 };
 
 static int64_t
@@ -277,6 +306,18 @@ jerr(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* a configured limit as a runbook writes it: "1s", "2m", else "1.5s" */
+static void
+limit_text(int64_t ms, char *d, size_t n)
+{
+	if (ms > 0 && ms % 60000 == 0)
+		snprintf(d, n, "%lldm", (long long)(ms / 60000));
+	else if (ms > 0 && ms % 1000 == 0)
+		snprintf(d, n, "%llds", (long long)(ms / 1000));
+	else
+		fmt_duration(ms, d, n);
+}
+
 /* say why a wait ended; returns -1 */
 static int
 wait_failed(struct conn *c, int w, const char *doing)
@@ -287,9 +328,18 @@ wait_failed(struct conn *c, int w, const char *doing)
 		c->j->interrupted = true;
 		jerr(c, "interrupted while %s", doing);
 	} else {
+		/* name the limit that ended the wait (as configured, not as
+		 * measured): the connect timeout, the host's, or the step's */
 		c->j->timed_out = true;
-		fmt_duration(zdm_now_ms() - c->t0, d, sizeof d);
-		jerr(c, "timed out after %s while %s", d, doing);
+		if (!c->authed && c->deadline == c->t0 + c->o->connect_timeout_ms) {
+			limit_text(c->o->connect_timeout_ms, d, sizeof d);
+			jerr(c, "timed out after %s (connect timeout) while %s", d, doing);
+		} else if (c->j->timeout_ms > 0 && c->deadline == c->t0 + c->j->timeout_ms) {
+			limit_text(c->j->timeout_ms, d, sizeof d);
+			jerr(c, "timed out after %s (host timeout) while %s", d, doing);
+		} else {
+			jerr(c, "timed out (the step's deadline passed) while %s", doing);
+		}
 	}
 	return -1;
 }
@@ -593,30 +643,80 @@ out:
 	return ret;
 }
 
-/* keep the last cap bytes of a stream */
 static void
-keep_tail(char **buf, size_t *len, bool *trunc, size_t cap, const char *p, size_t n)
+tail_reserve(struct tail *t, size_t need, size_t cap)
 {
-	if (cap == 0)
-		return;
-	if (n >= cap) {
-		p += n - cap;
-		*trunc = *trunc || n > cap || *len > 0;
-		n = cap;
-		*len = 0;
-	}
-	if (*buf == NULL)
-		*buf = xmalloc(cap + 1);
-	if (*len + n > cap) {
-		size_t drop = *len + n - cap;
+	size_t sz = t->size ? t->size : 4096;
 
-		memmove(*buf, *buf + drop, *len - drop);
-		*len -= drop;
-		*trunc = true;
+	if (need <= t->size)
+		return;
+	while (sz < need)
+		sz = sz > SIZE_MAX / 2 ? need : sz * 2;
+	if (sz > cap)
+		sz = cap;
+	t->buf = xrealloc(t->buf, sz + 1);
+	t->size = sz;
+}
+
+static void
+keep_tail(struct tail *t, size_t cap, const char *p, size_t n)
+{
+	size_t k;
+
+	if (cap == 0 || n == 0)
+		return;
+	if (n >= cap) {		/* this read alone fills the cap */
+		tail_reserve(t, cap, cap);
+		t->trunc = t->trunc || n > cap || t->len > 0;
+		memcpy(t->buf, p + n - cap, cap);
+		t->len = cap;
+		t->head = 0;
+		return;
 	}
-	memcpy(*buf + *len, p, n);
-	*len += n;
-	(*buf)[*len] = '\0';
+	if (t->len < cap) {	/* linear part: fill up to the cap */
+		k = cap - t->len < n ? cap - t->len : n;
+		tail_reserve(t, t->len + k, cap);
+		memcpy(t->buf + t->len, p, k);
+		t->len += k;
+		p += k;
+		n -= k;
+	}
+	if (n == 0)
+		return;
+	/* full: overwrite the oldest bytes */
+	t->trunc = true;
+	k = cap - t->head < n ? cap - t->head : n;
+	memcpy(t->buf + t->head, p, k);
+	memcpy(t->buf, p + k, n - k);
+	t->head = (t->head + n) % cap;
+}
+
+static void
+reverse(char *a, size_t n)
+{
+	for (size_t i = 0; i < n / 2; i++) {
+		char c = a[i];
+
+		a[i] = a[n - 1 - i];
+		a[n - 1 - i] = c;
+	}
+}
+
+/* hand the tail over as a NUL-terminated string, oldest byte first */
+static void
+tail_finish(struct tail *t, char **out, size_t *len, bool *trunc)
+{
+	if (t->head != 0) {	/* rotate in place: no second cap-sized buffer */
+		reverse(t->buf, t->head);
+		reverse(t->buf + t->head, t->len - t->head);
+		reverse(t->buf, t->len);
+	}
+	if (t->buf != NULL)
+		t->buf[t->len] = '\0';
+	*out = t->buf;
+	*len = t->len;
+	*trunc = t->trunc;
+	memset(t, 0, sizeof *t);
 }
 
 static int
@@ -651,10 +751,10 @@ exec_command(struct conn *c)
 
 		n1 = libssh2_channel_read_ex(c->ch, 0, buf, sizeof buf);
 		if (n1 > 0)
-			keep_tail(&j->out, &j->out_len, &j->out_trunc, j->cap, buf, (size_t)n1);
+			keep_tail(&c->tout, j->cap, buf, (size_t)n1);
 		n2 = libssh2_channel_read_ex(c->ch, SSH_EXTENDED_DATA_STDERR, buf, sizeof buf);
 		if (n2 > 0)
-			keep_tail(&j->err, &j->err_len, &j->err_trunc, j->cap, buf, (size_t)n2);
+			keep_tail(&c->terr, j->cap, buf, (size_t)n2);
 		if ((n1 < 0 && n1 != LIBSSH2_ERROR_EAGAIN) || (n2 < 0 && n2 != LIBSSH2_ERROR_EAGAIN)) {
 			jerr(c, "lost the connection while the command ran: %s", last_error(c));
 			return -1;
@@ -778,9 +878,12 @@ run_job(const struct sshc_opts *o, struct sshc_job *j)
 	if ((o->key_file != NULL ? auth_key(&c) : auth_agent(&c)) != 0)
 		goto done;
 	c.deadline = j->deadline_ms;
+	c.authed = true;
 	exec_command(&c);
 done:
 	conn_close(&c);
+	tail_finish(&c.tout, &j->out, &j->out_len, &j->out_trunc);
+	tail_finish(&c.terr, &j->err, &j->err_len, &j->err_trunc);
 	j->duration_ms = zdm_now_ms() - c.t0;
 }
 

@@ -94,6 +94,12 @@ char *sshc_expand_home(const char *path);
 /* the local login name (as OpenSSH's default user); malloc'd */
 char *sshc_default_user(void);
 
+/* Where a tail whose head was cut (more than cap came) may start being
+ * shown: after the first line end, and never inside the first
+ * redact_maxlen()-1 bytes, so the end of a secret cut at the head is not
+ * shown (redaction would not know it).  Returns the bytes to skip, <= n. */
+size_t sshc_tail_start(const char *s, size_t n);
+
 /* Single-quote s for a POSIX shell (embedded ' becomes '\''), appended to sb
  * (a struct sbuf *). */
 struct sbuf;

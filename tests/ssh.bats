@@ -172,7 +172,7 @@ EOF
   assert_equal "$(head -1 "$T/undo.log")" "$PORT_h3"
   assert_equal "$(tail -n 2 "$T/undo.log" | sort | tr '\n' ' ')" "$(printf '%s\n' "$PORT_h1" "$PORT_h2" | sort | tr '\n' ' ')"
   run jq -c 'select(.event=="step.failed") | .data.undo_data' "$(J)"
-  assert_output "{\"succeeded\":[[\"127.0.0.1:$PORT_h1\",\"127.0.0.1:$PORT_h2\"],[\"127.0.0.1:$PORT_h3\"]]}"
+  assert_output "{\"succeeded\":[[\"127.0.0.1:$PORT_h1\",\"127.0.0.1:$PORT_h2\"],[\"127.0.0.1:$PORT_h3\"]],\"unknown\":[[],[]]}"
   run events "$(J)"
   assert_line "undo.succeeded fan"
 }
@@ -240,7 +240,7 @@ EOF
   sed -i "s/hosts: \[/hosts: [\"127.0.0.1:$SILENT_PORT\", /" rb.yml
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
-  assert_output --regexp "127.0.0.1:$SILENT_PORT: timed out after 1(\.[0-9])?s while waiting for the SSH handshake"
+  assert_output --partial "127.0.0.1:$SILENT_PORT: timed out after 1s (connect timeout) while waiting for the SSH handshake"
   for h in h1 h2; do assert_equal "$(ran $h)" 1; done
 }
 
@@ -252,9 +252,56 @@ EOF
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
   run jq -r --arg h "127.0.0.1:$PORT_h2" 'select(.event=="step.succeeded") | .data.outputs.hosts[$h] | "\(.ok) \(.timed_out) \(.error)"' "$(J)"
-  assert_output --regexp "^false true timed out after 1(\.[0-9])?s while the command ran$"
+  assert_output "false true timed out after 1s (host timeout) while the command ran; the command had started: its outcome is unknown (it may have finished or still be running), so undo runs here too"
   run jq -r 'select(.event=="step.succeeded") | .data.outputs.failed_hosts | length' "$(J)"
   assert_output 1
+}
+
+# h2 sleeps past host_timeout, then makes its change anyway (late.PORT):
+# zdm gave up on it, sshd did not stop it
+LATE_CMD='p=${SSH_CONNECTION##* }; echo run >>$T/ran.$p; if [ -e $T/fail.$p ]; then sleep 2; touch $T/late.$p; fi'
+
+# wait (bounded) for h2's command to finish on its own
+wait_late() {
+  local i
+  for i in $(seq 50); do
+    [ -e "$T/late.$PORT_h2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+@test "ssh: a host timed out mid-command is recorded unknown; the rollback runs undo on it too" {
+  hosts 2
+  CMD="$LATE_CMD"
+  fail_on h2
+  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "host_timeout: 1s"
+    echo "undo: 'echo \${SSH_CONNECTION##* } >>$T/undo.log'"; } | rb
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "127.0.0.1:$PORT_h2: timed out after 1s (host timeout) while the command ran; the command had started: its outcome is unknown"
+  # undo ran on both: h1 succeeded, h2 may have
+  assert_equal "$(sort "$T/undo.log" | tr '\n' ' ')" "$(printf '%s\n' "$PORT_h1" "$PORT_h2" | sort | tr '\n' ' ')"
+  run jq -c 'select(.event=="step.failed") | [.data.undo_data, .data.outputs.unknown_hosts]' "$(J)"
+  assert_output "[{\"succeeded\":[[\"127.0.0.1:$PORT_h1\"]],\"unknown\":[[\"127.0.0.1:$PORT_h2\"]]},[\"127.0.0.1:$PORT_h2\"]]"
+  run jq -r --arg h "127.0.0.1:$PORT_h2" 'select(.event=="ssh.host" and .data.host==$h) | "\(.data.ok) \(.data.unknown) \(.data.timed_out)"' "$(J)"
+  assert_output "false true true"
+  run events "$(J)"
+  assert_line "undo.succeeded fan"
+  # and the command did finish after zdm gave up on it: why undo had to run there
+  wait_late
+}
+
+@test "ssh: a host timed out mid-command and no undo command: the rollback is incomplete (exit 3) and names the host" {
+  hosts 2
+  CMD="$LATE_CMD"
+  fail_on h2
+  { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "host_timeout: 1s"; } | rb
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 3
+  assert_output --partial "no undo command, and the outcome on 1 host is unknown: 127.0.0.1:$PORT_h2 (the command started but did not finish"
+  refute_output --partial "127.0.0.1:$PORT_h1 ("
+  wait_late
 }
 
 @test "ssh: a crash mid-batch; resume asks, then --in-doubt retry runs only the unfinished hosts, each exactly once" {
@@ -314,9 +361,12 @@ EOF
   wait "$pid" || rc=$?
   assert_equal "$rc" 4 || { cat "$T/out"; false; }
   rm -f "$T/block.$PORT_h2"
-  run jq -r 'select(.event=="ssh.host") | .data.host' "$(J)"
+  run jq -r 'select(.event=="ssh.host" and .data.ok) | .data.host' "$(J)"
   assert_output "127.0.0.1:$PORT_h1"
-  # h2 was cut short mid-command: in doubt, so resume asks first
+  # h2 was cut short mid-command: noted as unknown, not ok
+  run jq -r 'select(.event=="ssh.host" and (.data.ok | not)) | "\(.data.host) \(.data.unknown) \(.data.interrupted)"' "$(J)"
+  assert_output "127.0.0.1:$PORT_h2 true true"
+  # in doubt, so resume asks first
   run zdm resume rb.yml --state-dir "$T/state"
   assert_equal "$status" 5
   run zdm resume rb.yml --state-dir "$T/state" --in-doubt retry
@@ -353,6 +403,22 @@ EOF
   assert_output --partial "passphrase"
   refute_output --partial "$pass"
   run grep -rl -- "$pass" "$T/state" "$T/state2"
+  assert_equal "$status" 1
+}
+
+@test "ssh: a tail cut inside a secret (one long line over the 4096-byte cap) shows no piece of it" {
+  hosts 1
+  SECRETS="secrets:
+  tok: {env: ZDM_T_TOK}"
+  # 16 bytes of secret, then 4090 x: the last 4096 bytes start inside the secret
+  { echo "key_file: $T/ssh/id_ed25519"
+    echo "shell: 'printf %s \${{ secrets.tok }}; head -c 4090 /dev/zero | tr \"\\\\000\" x'"; } | rb
+  ZDM_T_TOK="tail-Sekrit-9876" run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -r 'select(.event=="ssh.host") | .data.stdout_tail' "$(J)"
+  # 15 bytes (the longest secret less one) dropped from the cut head
+  assert_output "$(head -c 4081 /dev/zero | tr '\000' x)"
+  run grep -rl -e "9876" -e "Sekrit" "$T/state"
   assert_equal "$status" 1
 }
 
@@ -410,7 +476,7 @@ undo: "systemctl restart old"
 EOF
   run zdm plan rb.yml
   assert_equal "$status" 0
-  assert_output --partial "run 'systemctl restart 'my app'' over ssh on 7 hosts in 4 batches (1+2+2+2), at most 50% of each batch may fail (rounded down); undo: 'systemctl restart old' on the hosts where it succeeded, last batch first"
+  assert_output --partial "run 'systemctl restart 'my app'' over ssh on 7 hosts in 4 batches (1+2+2+2), at most 50% of each batch may fail (rounded down); undo: 'systemctl restart old' on the hosts where it succeeded or its outcome is unknown, last batch first"
 }
 
 @test "zdm.ssh: a plugin runs a command on several hosts and reads each result" {
@@ -433,7 +499,9 @@ return {
       out[#out + 1] = r.host .. "=" .. tostring(r.code) .. ":" .. r.stdout:gsub("\n", "")
     end
     local argv = zdm.ssh(p.hosts[1], {"printf", "%s", "x y'z"}, {user = "root", key_file = p.key, known_hosts = p.kh})
-    return {outputs = {codes = table.concat(out, ","), argv = argv[1].stdout}}
+    local slow = zdm.ssh(p.hosts[1], "sleep 1", {user = "root", key_file = p.key, known_hosts = p.kh, timeout = 300})[1]
+    return {outputs = {codes = table.concat(out, ","), argv = argv[1].stdout,
+      slow = tostring(slow.code) .. " " .. tostring(slow.timed_out) .. " " .. tostring(slow.unknown) .. " " .. slow.error}}
   end,
 }
 LUA
@@ -453,4 +521,61 @@ EOF
   assert_equal "$status" 0
   run jq -r 'select(.event=="step.succeeded") | .data.outputs | "\(.codes) \(.argv)"' "$(J)"
   assert_output "127.0.0.1:$PORT_h1=0:host $PORT_h1 says hi,127.0.0.1:$PORT_h2=1:host $PORT_h2 says hi x y'z"
+  # a timed-out command: no code, its outcome unknown, the configured limit named
+  run jq -r 'select(.event=="step.succeeded") | .data.outputs.slow' "$(J)"
+  assert_output "nil true true timed out after 300ms (host timeout) while the command ran"
+}
+
+@test "zdm.ssh: output over cap keeps the last cap bytes from a line start; a cap the memory cannot hold and a result that does not fit are clear errors, nothing leaks" {
+  hosts 2
+  mkdir -p "$T/pp/my"
+  cat >"$T/pp/my/big.lua" <<'LUA'
+return {
+  description = "zdm.ssh near the plugin's memory cap",
+  params = {
+    {name = "hosts", type = "list", required = true},
+    {name = "key", type = "string", required = true},
+    {name = "kh", type = "string", required = true},
+  },
+  run = function(ctx, p)
+    local o = {user = "root", key_file = p.key, known_hosts = p.kh}
+    -- 1: about 3.4 MB of output, 1 MiB kept
+    o.cap = 1048576
+    local r = zdm.ssh(p.hosts[1], "seq 1 500000", o)[1]
+    print("big: " .. #r.stdout .. " " .. tostring(r.stdout_truncated) .. " " ..
+      r.stdout:match("^(%d+)\n") .. " " .. r.stdout:sub(-7, -2) .. " " .. tostring(r.code))
+    -- 2: 4 MiB x 2 hosts x 2 streams is more than the 8 MiB the plugin may hold
+    o.cap = 4 * 1048576
+    local ok, e = pcall(zdm.ssh, p.hosts, "true", o)
+    print("refused: " .. tostring(ok) .. " " .. e)
+    -- 3: 2 x 2 MiB of output fits the cap, not beside 4 MiB the plugin holds
+    local hold = {string.rep("a", 2 * 1048576), string.rep("b", 2 * 1048576)}
+    o.cap = 2 * 1048576
+    zdm.ssh(p.hosts, "seq 1 500000; echo ${SSH_CONNECTION##* }", o)
+    return {outputs = {held = #hold[1] + #hold[2]}}
+  end,
+}
+LUA
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: zssh-big
+steps:
+  - id: r
+    uses: my.big
+    with:
+      hosts: $HOSTS
+      key: $T/ssh/id_ed25519
+      kh: $T/ssh/known_hosts
+EOF
+  local kept first
+  kept="$(seq 1 500000 | tail -c 1048576 | sed 1d | wc -c)"
+  first="$(seq 1 500000 | tail -c 1048576 | sed -n 2p)"
+  ZDM_PLUGIN_MEMORY_MB=8 run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "big: $kept true $first 500000 0"
+  assert_output --partial "refused: false "
+  assert_output --partial "zdm.ssh: opts.cap 4194304 bytes x 2 hosts x 2 streams (stdout, stderr) is 16777216 bytes, more than the plugin's memory (8 MiB, ZDM_PLUGIN_MEMORY_MB); lower opts.cap to 2097152 or less"
+  assert_output --partial "zdm.ssh: the hosts' output does not fit in the plugin's memory (8 MiB, ZDM_PLUGIN_MEMORY_MB)"
+  run jq -r 'select(.event=="step.failed") | .data.error' "$(J)"
+  assert_output --partial "does not fit in the plugin's memory"
 }

@@ -16,9 +16,12 @@
  *   - each host that ends is journaled at once (`ssh.host` note); a rerun
  *     (retry, or resume after a crash) does not run again a host that
  *     succeeded; failed and unfinished hosts run again.
- *   - undo runs the `undo` command on exactly the hosts where the command
- *     succeeded, batch by batch in reverse order (`ssh.undo` notes make an
- *     interrupted undo resumable without repeating a host).
+ *   - undo runs the `undo` command on the hosts where the command
+ *     succeeded and where it started but sent no exit status (timed out,
+ *     connection lost, interrupted: `unknown`, since libssh2 cannot stop the
+ *     remote command), batch by batch in reverse order (`ssh.undo` notes
+ *     make an interrupted undo resumable without repeating a host).  With no
+ *     `undo` command, an unknown host fails the undo (exit 3).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +38,7 @@ static const struct zdm_param ssh_params[] = {
 	{ "hosts", ZDM_T_ANY, true, NULL, "host list (host, host:port, user@host:port, [::1]:22), or a string of them separated by commas or spaces" },
 	{ "command", ZDM_T_LIST, false, NULL, "argv, each argument single-quoted for the remote shell" },
 	{ "shell", ZDM_T_STRING, false, NULL, "a command line for the remote user's shell (instead of command)" },
-	{ "undo", ZDM_T_ANY, false, NULL, "argv list or shell string run on undo, on the hosts where the command succeeded" },
+	{ "undo", ZDM_T_ANY, false, NULL, "argv list or shell string run on undo, on the hosts where the command succeeded or its outcome is unknown (must be safe either way)" },
 	{ "port", ZDM_T_INT, false, "22", "port for hosts that name none" },
 	{ "user", ZDM_T_STRING, false, NULL, "remote user for hosts that name none (default: the local user)" },
 	{ "key_file", ZDM_T_STRING, false, NULL, "private key file (ed25519, rsa, ecdsa); default: ssh-agent (SSH_AUTH_SOCK)" },
@@ -367,7 +370,7 @@ ssh_plan(const struct zdm_step_type *t, const json_t *p)
 	if (u != NULL) {
 		char *uc = cmd_text(json_is_array(u) ? u : NULL, json_is_string(u) ? u : NULL);
 
-		sb_addf(&sb, "; undo: '%s' on the hosts where it succeeded, last batch first", uc);
+		sb_addf(&sb, "; undo: '%s' on the hosts where it succeeded or its outcome is unknown, last batch first", uc);
 		free(uc);
 	}
 	free(c);
@@ -379,7 +382,8 @@ ssh_plan(const struct zdm_step_type *t, const json_t *p)
 /* ---- run ------------------------------------------------------------------------ */
 
 /* the last `lines` lines of a tail, redacted; a head cut by the cap is
- * dropped to the next line start, so no secret is left cut in half */
+ * dropped to the next line start (sshc_tail_start), so no secret is left
+ * cut in half */
 static json_t *
 tail_lines(const char *s, size_t n, bool trunc, long lines)
 {
@@ -389,12 +393,10 @@ tail_lines(const char *s, size_t n, bool trunc, long lines)
 	long k = 0;
 
 	if (trunc) {
-		const char *nl = memchr(b, '\n', n);
+		size_t cut = sshc_tail_start(b, n);
 
-		if (nl != NULL) {
-			n -= (size_t)(nl + 1 - b);
-			b = nl + 1;
-		}
+		b += cut;
+		n -= cut;
 	}
 	t = xstrndup(b, n);
 	red = redact_str(t);
@@ -476,6 +478,10 @@ on_host(size_t k, void *arg)
 	struct fan *f = arg;
 	struct sshc_job *j = &f->jobs[k];
 	bool ok = j->error == NULL && j->exit_signal == NULL && exit_expected(f->expect, j->exit_code);
+	/* the command started and no exit status came back (timed out, the
+	 * connection was lost, interrupted): it may have done its work, or
+	 * may still be doing it (libssh2 1.10 cannot signal it) */
+	bool unknown = j->ran && j->exit_code < 0 && j->exit_signal == NULL;
 	json_t *rec = json_pack("{s:s,s:i,s:b,s:I}", "host", j->t->label, "batch", (int)f->batch + 1,
 	    "ok", ok, "duration_ms", (json_int_t)j->duration_ms);
 
@@ -487,6 +493,13 @@ on_host(size_t k, void *arg)
 	if (j->error != NULL) {
 		char *r = redact_str(j->error);
 
+		if (unknown && !f->undoing) {
+			char *u = xasprintf("%s; the command had started: its outcome is unknown (it "
+			    "may have finished or still be running), so undo runs here too", r);
+
+			free(r);
+			r = u;
+		}
 		json_object_set_new(rec, "error", json_string(r));
 		free(r);
 	} else if (!ok) {
@@ -508,9 +521,12 @@ on_host(size_t k, void *arg)
 		json_object_set_new(rec, "timed_out", json_true());
 	if (j->interrupted)
 		json_object_set_new(rec, "interrupted", json_true());
-	/* a host cut short by a signal has not finished: no note, so a
-	 * rerun runs it again */
-	if (!j->interrupted)
+	if (unknown)
+		json_object_set_new(rec, "unknown", json_true());
+	/* a host cut short by a signal before its command started has done
+	 * nothing: no note.  One whose command started is noted unknown
+	 * (ok false, so a rerun runs it again; undo runs on it) */
+	if (!j->interrupted || unknown)
 		zdm_note(f->ctx, f->undoing ? "ssh.undo" : "ssh.host", json_deep_copy(rec));
 	json_decref(f->recs[f->idx[k]]);
 	f->recs[f->idx[k]] = rec;
@@ -593,8 +609,8 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	struct fan f;
 	char *err = NULL, *kh, *command;
 	size_t n, nb, *sizes, start = 0, b, *sel;
-	json_t *outs, *hosts, *fl, *nr, *succ;
-	bool stop = false;
+	json_t *outs, *hosts, *fl, *nr, *succ, *unk, *ul;
+	bool stop = false, *was_unknown;
 	int rc = 0;
 	size_t nok = 0, nfail = 0, nskip = 0;
 
@@ -617,8 +633,10 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	f.expect = json_object_get(p, "expect_exit");
 	f.tty = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
 	sel = xcalloc(n, sizeof *sel);
+	was_unknown = xcalloc(n, sizeof *was_unknown);
 
-	/* hosts that succeeded in an earlier attempt (before a crash too) */
+	/* hosts that succeeded in an earlier attempt (before a crash too), and
+	 * hosts whose outcome an earlier attempt left unknown */
 	{
 		size_t i;
 		json_t *e;
@@ -629,8 +647,14 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 
 			const char *ev = json_string_value(json_object_get(e, "event"));
 
-			if (ev == NULL || strcmp(ev, "ssh.host") != 0 || h == NULL || !json_is_true(json_object_get(d, "ok")))
+			if (ev == NULL || strcmp(ev, "ssh.host") != 0 || h == NULL)
 				continue;
+			if (!json_is_true(json_object_get(d, "ok"))) {
+				for (size_t k = 0; k < n; k++)
+					if (json_is_true(json_object_get(d, "unknown")) && strcmp(tg[k].label, h) == 0)
+						was_unknown[k] = true;
+				continue;
+			}
 			for (size_t k = 0; k < n; k++)
 				if (strcmp(tg[k].label, h) == 0) {
 					json_decref(f.recs[k]);
@@ -700,13 +724,21 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	fl = json_array();
 	nr = json_array();
 	succ = json_array();
+	unk = json_array();
+	ul = json_array();
 	start = 0;
 	for (b = 0; b < nb; b++) {
-		json_t *sb = json_array();
+		json_t *sb = json_array(), *ub = json_array();
 
 		for (size_t k = start; k < start + sizes[b]; k++) {
 			json_t *r = f.recs[k];
 
+			/* unknown: now, or in an earlier attempt and not done since */
+			if ((r != NULL && json_is_true(json_object_get(r, "unknown"))) ||
+			    (was_unknown[k] && !json_is_true(json_object_get(r, "ok")))) {
+				json_array_append_new(ub, json_string(tg[k].label));
+				json_array_append_new(ul, json_string(tg[k].label));
+			}
 			if (r == NULL) {
 				json_array_append_new(nr, json_string(tg[k].label));
 				nskip++;
@@ -722,6 +754,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			}
 		}
 		json_array_append_new(succ, sb);
+		json_array_append_new(unk, ub);
 		start += sizes[b];
 	}
 	json_object_set_new(outs, "hosts", hosts);
@@ -729,9 +762,10 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	json_object_set_new(outs, "failed", json_integer((json_int_t)nfail));
 	json_object_set_new(outs, "failed_hosts", fl);
 	json_object_set_new(outs, "not_run", nr);
+	json_object_set_new(outs, "unknown_hosts", ul);
 	json_object_set_new(outs, "batches", json_integer((json_int_t)nb));
 	res->outputs = outs;
-	res->undo_data = json_pack("{s:o}", "succeeded", succ);
+	res->undo_data = json_pack("{s:o,s:o}", "succeeded", succ, "unknown", unk);
 	if (rc == 0 && nfail > 0)
 		zdm_progress(ctx, "%zu host%s failed within max_fail: %s", nfail, nfail == 1 ? "" : "s",
 		    json_string_value(json_array_get(fl, 0)));
@@ -740,6 +774,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		json_decref(f.recs[k]);
 	free(f.recs);
 	free(sel);
+	free(was_unknown);
 	free(sizes);
 	free(command);
 	free(kh);
@@ -754,22 +789,23 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     const json_t *undo_data, struct zdm_result *res)
 {
 	const json_t *u = json_object_get(p, "undo"), *succ = json_object_get(undo_data, "succeeded");
+	const json_t *unkd = json_object_get(undo_data, "unknown");
 	struct sshc_target *tg;
 	struct sshc_opts o;
 	struct fan f;
 	char *err = NULL, *kh, *command;
 	size_t n, nb, *sizes, *bat, *sel, i;
-	bool *ok, *undone;
+	bool *ok, *undone, *unk;
 	json_t *e, *outs;
 	int rc = 0;
 
-	if (u == NULL) {
-		/* nothing to put back: the runbook gave no undo command */
-		zdm_progress(ctx, "no undo command: nothing run on the hosts");
-		return 0;
-	}
 	tg = targets(p, &n, &err);
 	if (tg == NULL) {
+		if (u == NULL) {	/* nothing would run anyway */
+			free(err);
+			zdm_progress(ctx, "no undo command: nothing run on the hosts");
+			return 0;
+		}
 		zdm_fail(res, "%s", err ? err : "no hosts");
 		free(err);
 		return -1;
@@ -778,6 +814,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	bat = xcalloc(n, sizeof *bat);
 	ok = xcalloc(n, sizeof *ok);
 	undone = xcalloc(n, sizeof *undone);
+	unk = xcalloc(n, sizeof *unk);
 	sel = xcalloc(n, sizeof *sel);
 	for (size_t b = 0, k = 0; b < nb; b++)
 		for (size_t c = 0; c < sizes[b]; c++)
@@ -792,11 +829,27 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 				if (json_is_string(h) && strcmp(tg[k].label, json_string_value(h)) == 0)
 					ok[k] = true;
 	}
+	/* unknown (the command started, no exit status): from undo_data and
+	 * the notes, like succeeded */
+	json_array_foreach(unkd, i, e) {
+		size_t x;
+		json_t *h;
+
+		json_array_foreach(e, x, h)
+			for (size_t k = 0; k < n; k++)
+				if (json_is_string(h) && strcmp(tg[k].label, json_string_value(h)) == 0)
+					unk[k] = true;
+	}
 	json_array_foreach(ctx->notes, i, e) {
 		const char *ev = json_string_value(json_object_get(e, "event"));
 		json_t *d = json_object_get(e, "data");
 		const char *h = json_string_value(json_object_get(d, "host"));
 
+		if (ev != NULL && h != NULL && strcmp(ev, "ssh.host") == 0 &&
+		    json_is_true(json_object_get(d, "unknown")))
+			for (size_t k = 0; k < n; k++)
+				if (strcmp(tg[k].label, h) == 0)
+					unk[k] = true;
 		if (ev == NULL || h == NULL || !json_is_true(json_object_get(d, "ok")))
 			continue;
 		for (size_t k = 0; k < n; k++) {
@@ -807,6 +860,36 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			else if (strcmp(ev, "ssh.undo") == 0)
 				undone[k] = true;
 		}
+	}
+	if (u == NULL) {
+		/* no undo command: the hosts where the command succeeded stay as
+		 * they are (the runbook said so); a host whose outcome is unknown
+		 * may be half-way, so the rollback cannot claim it is back */
+		struct sbuf sb;
+		size_t nu = 0;
+
+		sb_init(&sb);
+		for (size_t k = 0; k < n; k++)
+			if (unk[k] && !ok[k])
+				sb_addf(&sb, "%s%s", nu++ ? ", " : "", tg[k].label);
+		if (nu > 0) {
+			zdm_fail(res, "no undo command, and the outcome on %zu host%s is unknown: %s "
+			    "(the command started but did not finish: it timed out, the connection was "
+			    "lost or zdm was interrupted, and it may still be running); check %s by hand",
+			    nu, nu == 1 ? "" : "s", sb.buf, nu == 1 ? "it" : "them");
+			rc = -1;
+		} else {
+			zdm_progress(ctx, "no undo command: nothing run on the hosts");
+		}
+		sb_release(&sb);
+		free(sel);
+		free(bat);
+		free(ok);
+		free(unk);
+		free(undone);
+		free(sizes);
+		free_targets(tg, n);
+		return rc;
 	}
 	ssh_opts(p, &o, &kh);
 	command = sshc_build_command(json_is_array(u) ? u : NULL, json_string_value(u),
@@ -824,7 +907,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		size_t m = 0, bfail = 0, all = 0;
 
 		for (size_t k = 0; k < n; k++)
-			if (bat[k] == b && ok[k]) {
+			if (bat[k] == b && (ok[k] || unk[k])) {
 				all++;
 				if (!undone[k])
 					sel[m++] = k;
@@ -872,6 +955,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	free(sel);
 	free(bat);
 	free(ok);
+	free(unk);
 	free(undone);
 	free(sizes);
 	free_targets(tg, n);
