@@ -695,6 +695,15 @@ return {
 EOF
 }
 
+# a plugin lib.user that loads lib._helper (the test writes it), in rb.yml
+lib_user_plugin() {
+  plugin lib.user <<'EOF'
+local l = zdm.lib("lib._helper")
+return {description = "needs lib._helper", run = function() end}
+EOF
+  bad_runbook rb.yml lib.user
+}
+
 @test "zdm.lib: a user library on --plugin-path is run once in the plugin's sandbox and the same table comes back" {
   make_lib_plugin
   # a second directory later on the path: the first one found wins, as for plugins
@@ -734,11 +743,7 @@ zdm: 1 error; nothing ran"
 }
 
 @test "zdm.lib: a missing library, a syntax error or an error in it fails validate (exit 2) naming the library file and line" {
-  plugin lib.user <<'EOF'
-local l = zdm.lib("lib._helper")
-return {description = "needs lib._helper", run = function() end}
-EOF
-  bad_runbook rb.yml lib.user
+  lib_user_plugin
   run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
   assert_equal "$status" 2
   [[ "$stderr" == "rb.yml:5:11: $T/pp/lib/user.lua:1: zdm.lib('lib._helper'): library not found: no lib/_helper.lua on the plugin path ($T/pp:"* ]]
@@ -790,11 +795,7 @@ EOF
 }
 
 @test "zdm.lib: the library runs under the plugin's sandbox: no io or os, the memory cap, bytecode refused" {
-  plugin lib.user <<'EOF'
-local l = zdm.lib("lib._helper")
-return {description = "uses lib._helper", run = function() end}
-EOF
-  bad_runbook rb.yml lib.user
+  lib_user_plugin
   printf 'local M = {}\nM.f = io.open("%s/stolen", "w")\nreturn M\n' "$T" >"$T/pp/lib/_helper.lua"
   run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
   assert_equal "$status" 2
