@@ -224,8 +224,14 @@ start_standby() {
   newdb
   start_standby
   pg_psql standby postgres -c "SELECT pg_wal_replay_pause()"
-  # replay resumes after 2 s
-  (sleep 2; pg_psql standby postgres -c "SELECT pg_wal_replay_resume()") &
+  # replay resumes once the backfill has noted that it waits for it (at most
+  # 30 s: then the assertions below fail), not after a fixed time that a
+  # loaded machine can outlast before the first batch
+  (for _ in $(seq 300); do
+     grep -qs '"event":"backfill.throttle"' "$T"/state/runs/*.jsonl && break
+     sleep 0.1
+   done
+   pg_psql standby postgres -c "SELECT pg_wal_replay_resume()") &
   resume=$!
   fill_runbook "set: hits = hits + 1
 batch_size: 250
