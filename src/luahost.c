@@ -54,6 +54,7 @@
 #define LH_EXEC_CAP	(1024 * 1024)	/* zdm.exec: bytes kept per stream */
 #define LH_KILL_GRACE	2000		/* zdm.exec: SIGTERM -> SIGKILL */
 #define LH_GUARD	"zdm.guard"	/* registry name of the guard metatable */
+#define LH_LIBS		"zdm.libs"	/* registry: zdm.lib name -> its value */
 
 struct plugin {
 	lua_State *L;
@@ -63,6 +64,8 @@ struct plugin {
 	bool read_only, idempotent;
 	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot;	/* registry refs */
 	size_t mem, mem_limit;
+	const char *const *search;	/* plugin path, for zdm.lib; load only */
+	bool loading;			/* the plugin file's top level is running */
 
 	/* the call in progress */
 	struct zdm_ctx *ctx;		/* run and undo only */
@@ -1194,7 +1197,96 @@ lh_json_decode(lua_State *L)
 	return 1;
 }
 
+/*
+ * zdm.lib(name): a plugin library, "db._pg" -> the first <dir>/db/_pg.lua on
+ * the plugin search path (the registry's plugin_find, the plugins' own
+ * order).  Text only, run once in this plugin's state (same globals, hook
+ * and memory cap), its value cached in LUA_REGISTRYINDEX[LH_LIBS] (true for
+ * a library that returns nothing).  Only while the plugin file loads, so
+ * a missing or broken library is a load error, reported at validate.
+ */
+static int
+lh_lib(lua_State *L)
+{
+	struct plugin *p = lh_plugin(L);
+	const char *name = luaL_checkstring(L, 1);
+	char *file;
+	int libs;
+
+	if (!p->loading)
+		return luaL_error(L, "zdm.lib('%s'): only while the plugin loads (at the top "
+		    "level of its file, e.g. `local pg = zdm.lib(\"db._pg\")`), not in "
+		    "validate(), plan(), run() or undo()", name);
+	if (!plugin_name_valid(name) || !plugin_is_lib(name))
+		return luaL_error(L, "zdm.lib('%s'): not a library name: a dotted name whose "
+		    "last part starts with '_' (\"db._pg\" is <dir>/db/_pg.lua)", name);
+	lua_settop(L, 1);
+	lua_getfield(L, LUA_REGISTRYINDEX, LH_LIBS);
+	libs = lua_gettop(L);
+	switch (lua_getfield(L, libs, name)) {
+	case LUA_TNIL:
+		break;
+	case LUA_TLIGHTUSERDATA:	/* the mark of a library still loading */
+		return luaL_error(L, "zdm.lib('%s'): the library needs itself "
+		    "(a cycle of zdm.lib calls)", name);
+	default:
+		return 1;
+	}
+	lua_pop(L, 1);
+
+	file = plugin_find(p->search, name);
+	if (file == NULL) {
+		const char *rel = luaL_gsub(L, name, ".", "/");
+		luaL_Buffer b;
+
+		luaL_buffinit(L, &b);
+		for (size_t i = 0; p->search != NULL && p->search[i] != NULL; i++) {
+			if (i > 0)
+				luaL_addchar(&b, ':');
+			luaL_addstring(&b, p->search[i]);
+		}
+		luaL_pushresult(&b);
+		return luaL_error(L, "zdm.lib('%s'): library not found: no %s.lua "
+		    "on the plugin path (%s)", name, rel, lua_tostring(L, -1));
+	}
+	lua_pushstring(L, file);	/* may raise: file is freed first below */
+	free(file);
+	if (luaL_loadfilex(L, lua_tostring(L, -1), "t") != LUA_OK)
+		goto fail;	/* "<file>:<line>: <syntax error>" */
+	lua_pushlightuserdata(L, p);
+	lua_setfield(L, libs, name);
+	lua_pushvalue(L, 1);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		lua_pushnil(L);
+		lua_setfield(L, libs, name);
+		goto fail;
+	}
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushboolean(L, 1);
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, libs, name);
+	return 1;
+fail:
+	/* "<plugin>:<line>: zdm.lib('db._pg'): <library>:<line>: ..." */
+	if (p->killed)
+		return lua_error(L);
+	if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+		const char *tn = luaL_typename(L, -1);
+
+		lua_pushfstring(L, "(error object is a %s value)", tn);
+		lua_remove(L, -2);
+	}
+	luaL_where(L, 1);
+	lua_pushfstring(L, "zdm.lib('%s'): ", name);
+	lua_rotate(L, -3, 2);
+	lua_concat(L, 3);
+	return lua_error(L);
+}
+
 static const luaL_Reg lh_zdm_funcs[] = {
+	{ "lib", lh_lib },
 	{ "exec", lh_exec },
 	{ "http", lh_http },
 	{ "sleep", lh_sleep },
@@ -1255,6 +1347,9 @@ lh_sandbox(lua_State *L)
 	lua_getglobal(L, "setmetatable");
 	lua_pushcclosure(L, lh_setmetatable, 1);
 	lua_setglobal(L, "setmetatable");
+
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, LH_LIBS);
 
 	luaL_newmetatable(L, LH_GUARD);
 	lua_pushcfunction(L, lh_guard_close);
@@ -1881,10 +1976,18 @@ lh_mem_limit(size_t *out, char **err)
 struct zdm_step_type *
 luahost_load(const char *name, const char *path, char **err)
 {
+	return luahost_load_from(name, path, NULL, err);
+}
+
+struct zdm_step_type *
+luahost_load_from(const char *name, const char *path,
+    const char *const *search, char **err)
+{
 	struct plugin *p = xcalloc(1, sizeof *p);
 	struct zdm_step_type *t;
 	char msg[1024], why[1024];
 	size_t plen = strlen(path);
+	int rc;
 
 	p->name = xstrdup(name);
 	p->path = xstrdup(path);
@@ -1898,8 +2001,12 @@ luahost_load(const char *name, const char *path, char **err)
 	}
 	*(struct plugin **)lua_getextraspace(p->L) = p;
 	lua_atpanic(p->L, lh_panic);
-	if (lh_pcall(p, lh_load_body, p, zdm_now_ms() + LH_STATIC_MS, msg,
-	    sizeof msg) != LUA_OK) {
+	p->search = search;
+	p->loading = true;
+	rc = lh_pcall(p, lh_load_body, p, zdm_now_ms() + LH_STATIC_MS, msg, sizeof msg);
+	p->loading = false;
+	p->search = NULL;
+	if (rc != LUA_OK) {
 		lh_why(p, "loading", msg, LH_STATIC_MS, why, sizeof why);
 		/* Lua's own messages start "path:line:" unless it is a bare one */
 		if (strncmp(why, path, plen) == 0 && why[plen] == ':')

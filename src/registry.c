@@ -94,8 +94,8 @@ registry_new(const char *const *plugin_path)
 	return r;
 }
 
-static bool
-valid_plugin_name(const char *name)
+bool
+plugin_name_valid(const char *name)
 {
 	bool dot = false;
 
@@ -128,6 +128,37 @@ plugin_file(const char *dir, const char *name)
 	return p;
 }
 
+/*
+ * A plugin library (zdm.lib, docs/plugins.md): the last part of its dotted
+ * name starts with '_' ("db._pg" is <dir>/db/_pg.lua).  It is not a step
+ * type: `zdm plugins` skips it and `uses:` refuses it.
+ */
+bool
+plugin_is_lib(const char *name)
+{
+	const char *d = strrchr(name, '.');
+
+	return (d != NULL ? d + 1 : name)[0] == '_';
+}
+
+/* the first <dir>/a/b.lua on the search path for a valid name "a.b"
+ * (malloc'd), or NULL */
+char *
+plugin_find(const char *const *path, const char *name)
+{
+	if (path == NULL || !plugin_name_valid(name))
+		return NULL;
+	for (size_t i = 0; path[i] != NULL; i++) {
+		char *f = plugin_file(path[i], name);
+		struct stat st;
+
+		if (stat(f, &st) == 0 && S_ISREG(st.st_mode))
+			return f;
+		free(f);
+	}
+	return NULL;
+}
+
 static const struct zdm_step_type *
 find_loaded(struct registry *r, const char *name)
 {
@@ -143,7 +174,8 @@ find_loaded(struct registry *r, const char *name)
 static const struct zdm_step_type *
 load_from(struct registry *r, const char *name, const char *file, char **err)
 {
-	struct zdm_step_type *t = luahost_load(name, file, err);
+	struct zdm_step_type *t = luahost_load_from(name, file,
+	    (const char *const *)r->path, err);
 
 	if (t == NULL)
 		return NULL;
@@ -159,17 +191,18 @@ registry_get(struct registry *r, const char *name, char **err)
 
 	if (t != NULL)
 		return t;
-	if (valid_plugin_name(name)) {
-		for (size_t i = 0; r->path[i] != NULL; i++) {
-			char *f = plugin_file(r->path[i], name);
-			struct stat st;
+	if (plugin_name_valid(name) && plugin_is_lib(name)) {
+		seterr(err, "'%s' is a plugin library (loaded by plugins with zdm.lib), "
+		    "not a step type", name);
+		return NULL;
+	}
+	{
+		char *f = plugin_find((const char *const *)r->path, name);
 
-			if (stat(f, &st) == 0 && S_ISREG(st.st_mode)) {
-				t = load_from(r, name, f, err);
-				free(f);
-				return t;
-			}
+		if (f != NULL) {
+			t = load_from(r, name, f, err);
 			free(f);
+			return t;
 		}
 	}
 	{
@@ -220,7 +253,8 @@ scan_dir(struct registry *r, const char *root, const char *rel)
 			for (char *s = name; *s != '\0'; s++)
 				if (*s == '/')
 					*s = '.';
-			if (valid_plugin_name(name) && find_loaded(r, name) == NULL &&
+			if (plugin_name_valid(name) && !plugin_is_lib(name) &&
+			    find_loaded(r, name) == NULL &&
 			    load_from(r, name, full, &lerr) == NULL) {
 				fprintf(stderr, "zdm: warning: %s\n", lerr);
 			}

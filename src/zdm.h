@@ -195,6 +195,12 @@ void registry_free(struct registry *r);
 /* plugin search path: --plugin-path, ZDM_PLUGIN_PATH, ./plugins, PREFIX/share/zdm/plugins */
 char **plugin_path_build(const char *flag);
 void plugin_path_free(char **p);
+/* plugin names and files (registry.c), also for zdm.lib in luahost.c:
+ * a dotted name of [a-z0-9_-] parts; a library's last part starts with '_';
+ * plugin_find: the first <dir>/a/b.lua on path (malloc'd) or NULL */
+bool plugin_name_valid(const char *name);
+bool plugin_is_lib(const char *name);
+char *plugin_find(const char *const *path, const char *name);
 
 /* built-in types */
 extern const struct zdm_step_type zdm_step_exec;
@@ -240,6 +246,10 @@ void xml_escape(struct sbuf *sb, const char *s, bool attr);
 /* Load `plugins/<a>/<b>.lua` for name "a.b" from file `path` into a new step
  * type (malloc'd; free with its free_impl then free()). */
 struct zdm_step_type *luahost_load(const char *name, const char *path, char **err);
+/* the same, with the plugin search path (NULL-terminated, borrowed for the
+ * load only) where the plugin's zdm.lib() looks for libraries */
+struct zdm_step_type *luahost_load_from(const char *name, const char *path,
+    const char *const *search, char **err);
 
 /* ---- lua_pg.c: zdm.pg (libpq) for plugins; opener in lhx_openers ---- */
 int lua_pg_open(struct lua_State *L);

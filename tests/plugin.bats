@@ -667,3 +667,151 @@ EOF
   run zdm validate "$T/rb.yml"
   assert_equal "$status" 0
 }
+
+# a library my._util under $T/pp (zdm.lib("my._util")) and a plugin my.uses
+# that loads it twice and reports what it saw
+make_lib_plugin() {
+  plugin my._util <<'EOF'
+LOADS = (LOADS or 0) + 1	-- a global of the plugin's own state
+local M = {from = "pp"}
+function M.greet(x) return "hello " .. x end
+M.io, M.os, M.require = type(io), type(os), type(require)
+return M
+EOF
+  plugin my.uses <<'EOF'
+local u = zdm.lib("my._util")
+local again = zdm.lib("my._util")
+return {
+  description = "uses my._util: " .. u.greet("world"),
+  run = function(ctx, p)
+    return {outputs = {same = u == again, loads = LOADS, from = u.from, greet = u.greet("run"),
+      io = u.io, os = u.os, require = u.require}}
+  end,
+}
+EOF
+}
+
+# a plugin lib.user that loads lib._helper (the test writes it), in rb.yml
+lib_user_plugin() {
+  plugin lib.user <<'EOF'
+local l = zdm.lib("lib._helper")
+return {description = "needs lib._helper", run = function() end}
+EOF
+  bad_runbook rb.yml lib.user
+}
+
+@test "zdm.lib: a user library on --plugin-path is run once in the plugin's sandbox and the same table comes back" {
+  make_lib_plugin
+  # a second directory later on the path: the first one found wins, as for plugins
+  mkdir -p "$T/pp2/my"
+  echo 'return {from = "pp2", greet = function(x) return "bye " .. x end}' >"$T/pp2/my/_util.lua"
+  bad_runbook rb.yml my.uses
+  run zdm run rb.yml --plugin-path "$T/pp:$T/pp2" --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.same, .loads, .from, .greet, .io, .os, .require]' \
+    "$(journal_of "$T/state")"
+  assert_output '[true,1,"pp","hello run","nil","nil","nil"]'
+  # a library found only in a later directory is found there
+  rm "$T/pp/my/_util.lua"
+  run zdm run rb.yml --plugin-path "$T/pp:$T/pp2" --state-dir "$T/state2"
+  assert_equal "$status" 0
+  assert_equal "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.greet' "$(journal_of "$T/state2")")" "bye run"
+}
+
+@test "zdm.lib: a library is not a step type: zdm plugins does not list it and uses: refuses it (exit 2)" {
+  make_lib_plugin
+  run --separate-stderr zdm plugins --plugin-path "$T/pp"
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  assert_line --regexp '^my\.uses'
+  assert_line --partial 'uses my._util: hello world'
+  refute_output --partial 'my._util  '
+  refute_line --regexp '^my\._util'
+  bad_runbook rb.yml my._util
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "rb.yml:5:11: 'my._util' is a plugin library (loaded by plugins with zdm.lib), not a step type
+zdm: 1 error; nothing ran"
+  # the shipped PostgreSQL library is not listed either, its plugins are
+  run zdm plugins
+  assert_line --regexp '^db\.postgres_sql'
+  refute_output --partial 'db._pg'
+}
+
+@test "zdm.lib: a missing library, a syntax error or an error in it fails validate (exit 2) naming the library file and line" {
+  lib_user_plugin
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == "rb.yml:5:11: $T/pp/lib/user.lua:1: zdm.lib('lib._helper'): library not found: no lib/_helper.lua on the plugin path ($T/pp:"* ]]
+
+  printf 'local M = {}\nfunction M.f(\n  if then\nend\nreturn M\n' >"$T/pp/lib/_helper.lua"
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "rb.yml:5:11: $T/pp/lib/user.lua:1: zdm.lib('lib._helper'): $T/pp/lib/_helper.lua:3: <name> or '...' expected near 'if'
+zdm: 1 error; nothing ran"
+  # a run does not start either
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 2
+  assert_not_exist "$T/state"
+
+  printf 'local M = {}\nerror("helper is broken")\nreturn M\n' >"$T/pp/lib/_helper.lua"
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "rb.yml:5:11: $T/pp/lib/user.lua:1: zdm.lib('lib._helper'): $T/pp/lib/_helper.lua:2: helper is broken
+zdm: 1 error; nothing ran"
+
+  # not a library name
+  plugin lib.user <<'EOF'
+local l = zdm.lib("lib.other")
+return {description = "x", run = function() end}
+EOF
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == "rb.yml:5:11: $T/pp/lib/user.lua:1: zdm.lib('lib.other'): not a library name"* ]]
+}
+
+@test "zdm.lib: refused after load time (in run), the step fails with a clear error" {
+  make_lib_plugin
+  plugin my.late <<'EOF'
+return {
+  description = "loads a library too late",
+  run = function(ctx, p)
+    local u = zdm.lib("my._util")
+    return {outputs = {greet = u.greet("x")}}
+  end,
+}
+EOF
+  bad_runbook rb.yml my.late
+  run zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 0
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 1
+  run jq -r 'select(.event=="step.failed") | .data.error' "$(journal_of "$T/state")"
+  assert_output "$T/pp/my/late.lua:4: zdm.lib('my._util'): only while the plugin loads (at the top level of its file, e.g. \`local pg = zdm.lib(\"db._pg\")\`), not in validate(), plan(), run() or undo()"
+}
+
+@test "zdm.lib: the library runs under the plugin's sandbox: no io or os, the memory cap, bytecode refused" {
+  lib_user_plugin
+  printf 'local M = {}\nM.f = io.open("%s/stolen", "w")\nreturn M\n' "$T" >"$T/pp/lib/_helper.lua"
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "rb.yml:5:11: $T/pp/lib/user.lua:1: zdm.lib('lib._helper'): $T/pp/lib/_helper.lua:2: attempt to index a nil value (global 'io')
+zdm: 1 error; nothing ran"
+  assert_not_exist "$T/stolen"
+  printf 'os.execute("touch %s/pwned")\n' "$T" >"$T/pp/lib/_helper.lua"
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == *"_helper.lua:1: attempt to index a nil value (global 'os')"* ]]
+  assert_not_exist "$T/pwned"
+  # the plugin's memory cap counts the library's allocations
+  printf 'local t = {}\nfor i = 1, 1e9 do t[i] = string.rep("x", 100) .. i end\n' >"$T/pp/lib/_helper.lua"
+  ZDM_PLUGIN_MEMORY_MB=8 run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == *"zdm.lib('lib._helper'): not enough memory"* ]]
+  # text only: a precompiled chunk is refused
+  luac_out="$T/pp/lib/_helper.lua"
+  printf '\033Lua' >"$luac_out"
+  run --separate-stderr zdm validate rb.yml --plugin-path "$T/pp"
+  assert_equal "$status" 2
+  [[ "$stderr" == *"attempt to load a binary chunk"* ]]
+}

@@ -24,32 +24,10 @@
 -- and is retried after a backoff (`backfill.lock_timeout` notes), as
 -- db.postgres_sql does for DDL.
 
-local LOCK_NOT_AVAILABLE = "55P03"
+local pg = zdm.lib("db._pg")		-- connect, lock_timeout retries, checks
+local ms = pg.ms
 
 local INTEGER_TYPES = {smallint = true, integer = true, bigint = true}
-
--- for a credential that zdm.from_secrets() refuses
-local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
-	"zdm writes params to the journal and only secrets are kept out of it"
-
-local function ms(v)
-	if v == 0 then return "none" end
-	if v % 60000 == 0 and v >= 60000 then return string.format("%dm", v // 60000) end
-	if v % 1000 == 0 and v >= 1000 then return string.format("%ds", v // 1000) end
-	return string.format("%dms", v)
-end
-
-local function check_conninfo(problems, p, name)
-	local c = p[name]
-	if c == nil or zdm.is_expr(c) then return end
-	if c:match("^%s*$") then
-		problems[#problems + 1] = {param = name, message = "must be a libpq connection string"}
-	elseif c:lower():find("password%s*=") or c:find("^%a[%w+.-]*://[^/@]*:[^/@]*@") then
-		problems[#problems + 1] = {param = name,
-			message = "must not hold a password (it would be journaled): give it as " ..
-				"`password: ${{ secrets.NAME }}`"}
-	end
-end
 
 -- plain (unquoted) identifiers only: they go into the SQL text as they are
 local function check_ident(problems, p, name, dotted)
@@ -64,30 +42,13 @@ local function check_ident(problems, p, name, dotted)
 	end
 end
 
-local function connect(ctx, conninfo, p, what)
-	local db, err = zdm.pg.connect(conninfo, {
-		password = p.password,
-		connect_timeout = p.connect_timeout,
-		statement_timeout = p.statement_timeout > 0 and p.statement_timeout or nil,
-		application_name = "zdm " .. ctx.step_id,
-	})
-	if not db then return nil, string.format("connecting to the %s: %s", what, tostring(err)) end
-	local ok, e = db:exec(string.format("SET lock_timeout = %d", p.lock_timeout))
-	if not ok then
-		db:close()
-		return nil, "setting lock_timeout: " .. tostring(e)
+local function connect(ctx, conninfo, p, which)
+	local db, err, what = pg.connect(conninfo, pg.step_options(ctx, p))
+	if not db then
+		if what == "connecting" then what = "connecting to the " .. which end
+		return nil, what .. ": " .. err
 	end
 	return db
-end
-
-local function backoff(p, n)
-	local d = p.lock_retry_delay
-	for _ = 2, n do
-		d = d * 2
-		if d >= p.lock_retry_max_delay then break end
-	end
-	if d > p.lock_retry_max_delay then d = p.lock_retry_max_delay end
-	return d // 2 + math.random(0, d - d // 2)
 end
 
 -- the database's clock in ms (the sandbox has none)
@@ -163,20 +124,14 @@ local function in_transaction(p, db, what, batch, body)
 			if ok then return res end
 		end
 		db:exec("ROLLBACK")
-		if state ~= LOCK_NOT_AVAILABLE then return nil, tostring(err) end
+		if state ~= pg.LOCK_NOT_AVAILABLE then return nil, tostring(err) end
 		timeouts = timeouts + 1
-		if timeouts > p.lock_retries then
-			return nil, string.format("batch %d: gave up after %d lock timeouts of %s each " ..
-				"(lock_retries: %d): %s; a transaction holds locks on these rows: look for it " ..
-				"in pg_stat_activity and pg_locks", batch, timeouts, ms(p.lock_timeout),
-				p.lock_retries, err)
-		end
-		local wait = backoff(p, timeouts)
-		zdm.note(what .. ".lock_timeout", {batch = batch, retry = timeouts,
-			lock_timeout_ms = p.lock_timeout, retry_in_ms = wait, error = err})
-		zdm.log(string.format("batch %d: no lock within %s (retry %d of %d in %s): %s",
-			batch, ms(p.lock_timeout), timeouts, p.lock_retries, ms(wait), err))
-		zdm.sleep(wait)
+		local again, msg = pg.lock_retry(p, timeouts, err, {
+			what = "batch " .. batch, holder = "a transaction holds locks on these rows",
+			event = what .. ".lock_timeout", data = {batch = batch},
+			log = string.format("batch %d: no lock", batch),
+		})
+		if not again then return nil, msg end
 	end
 end
 
@@ -333,11 +288,9 @@ return {
 
 	validate = function(p)
 		local problems = {}
-		check_conninfo(problems, p, "conninfo")
-		check_conninfo(problems, p, "replica_conninfo")
-		if not zdm.from_secrets(p.password) then
-			problems[#problems + 1] = {param = "password", message = SECRET_MSG:gsub("NAME:", "password:", 1)}
-		end
+		pg.check_conninfo(problems, p, "conninfo")
+		pg.check_conninfo(problems, p, "replica_conninfo")
+		pg.check_secret(problems, p, "password")
 		check_ident(problems, p, "table", true)
 		check_ident(problems, p, "key", false)
 		for _, name in ipairs({"set", "where", "undo_set", "undo_where"}) do

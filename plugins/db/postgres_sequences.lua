@@ -10,13 +10,10 @@
 -- snapshot() records the target's values first; undo puts them back
 -- (a sequence never used before is reset to its start, is_called false).
 
--- for a credential that zdm.from_secrets() refuses
-local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
-	"zdm writes params to the journal and only secrets are kept out of it"
+local pg = zdm.lib("db._pg")		-- connect, credential checks
 
 local function connect(which, conninfo, pw)
-	local db, err = zdm.pg.connect(conninfo, {password = pw ~= "" and pw or nil,
-		application_name = "zdm db.postgres_sequences"})
+	local db, err = pg.connect(conninfo, {password = pw, application_name = "zdm db.postgres_sequences"})
 	if not db then return nil, which .. ": " .. err end
 	return db
 end
@@ -55,12 +52,6 @@ local function chosen(db, src_seqs, p)
 	return out
 end
 
--- a conninfo or URI that holds a password (params are journaled)
-local function has_password(v)
-	return type(v) == "string" and not zdm.is_expr(v) and
-		(v:lower():match("password%s*=") ~= nil or v:match("^postgres[a-z]*://[^/@]*:[^/@]*@") ~= nil)
-end
-
 return {
 	description = "Copy sequence values (+ margin) from a source PostgreSQL to a target at cut-over",
 	params = {
@@ -78,14 +69,14 @@ return {
 
 	validate = function(p)
 		for _, k in ipairs({"source", "target"}) do
-			if has_password(p[k]) then
+			if pg.has_password(p[k]) then
 				return {param = k, message = "must not hold the password " ..
 					"(params are journaled): give it as source_password/target_password from secrets"}
 			end
 		end
 		for _, k in ipairs({"source_password", "target_password"}) do
 			if not zdm.from_secrets(p[k]) then
-				return {param = k, message = (SECRET_MSG:gsub("NAME:", k .. ":", 1))}
+				return {param = k, message = pg.secret_message(k)}
 			end
 		end
 		if not zdm.is_expr(p.margin) and type(p.margin) == "number" and p.margin < 0 then

@@ -18,7 +18,9 @@
 -- runs on its own (autocommit), and the items already done are noted
 -- (`sql.statement`) so a retry or a resume does not run them again.
 
-local LOCK_NOT_AVAILABLE = "55P03"	-- lock_timeout expired
+local pg = zdm.lib("db._pg")		-- connect, lock_timeout retries, checks
+local ms = pg.ms
+
 local ACTIVE_SQL_TRANSACTION = "25001"	-- "cannot run inside a transaction block"
 
 -- statements PostgreSQL refuses inside a transaction block (its docs for each)
@@ -31,10 +33,6 @@ local NO_TRANSACTION = {
 }
 
 -- `sql` / `undo_sql`: one string (any number of statements) or a list of them
--- for a credential that zdm.from_secrets() refuses
-local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
-	"zdm writes params to the journal and only secrets are kept out of it"
-
 local function statements(v)
 	if type(v) == "string" then return {v} end
 	return v
@@ -79,67 +77,16 @@ local function needs_autocommit(v)
 	return nil
 end
 
--- the conninfo is journaled with the params: a password in it would be too
-local function check_conninfo(problems, p, name)
-	local c = p[name]
-	if c == nil or zdm.is_expr(c) then return end
-	if c:match("^%s*$") then
-		problems[#problems + 1] = {param = name, message = "must be a libpq connection string"}
-	elseif c:lower():find("password%s*=") or c:find("^%a[%w+.-]*://[^/@]*:[^/@]*@") then
-		problems[#problems + 1] = {param = name,
-			message = "must not hold a password (it would be journaled): give it as " ..
-				"`password: ${{ secrets.NAME }}`"}
-	end
-end
-
-local function check_password(problems, p)
-	if not zdm.from_secrets(p.password) then
-		problems[#problems + 1] = {param = "password", message = SECRET_MSG:gsub("NAME:", "password:", 1)}
-	end
-end
-
 local function one_line(s, max)
 	s = s:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
 	if #s > max then s = s:sub(1, max - 3) .. "..." end
 	return s
 end
 
-local function ms(v)
-	if v == 0 then return "none" end
-	if v % 60000 == 0 and v >= 60000 then return string.format("%dm", v // 60000) end
-	if v % 1000 == 0 and v >= 1000 then return string.format("%ds", v // 1000) end
-	return string.format("%dms", v)
-end
-
 local function connect(ctx, p)
-	local db, err = zdm.pg.connect(p.conninfo, {
-		password = p.password,
-		connect_timeout = p.connect_timeout,
-		statement_timeout = p.statement_timeout > 0 and p.statement_timeout or nil,
-		application_name = "zdm " .. ctx.step_id,
-	})
-	if not db then return nil, "connecting: " .. tostring(err) end
-	-- for the whole session: every statement of every attempt gives up on a
-	-- lock it cannot get within lock_timeout
-	local ok, e = db:exec(string.format("SET lock_timeout = %d", p.lock_timeout))
-	if not ok then
-		db:close()
-		return nil, "setting lock_timeout: " .. tostring(e)
-	end
+	local db, err, what = pg.connect(p.conninfo, pg.step_options(ctx, p))
+	if not db then return nil, what .. ": " .. err end
 	return db
-end
-
--- the wait before retry number `n` (1-based): lock_retry_delay doubling up to
--- lock_retry_max_delay, then 50-100 % of it (jitter, so two zdm runs do not
--- retry in step)
-local function backoff(p, n)
-	local d = p.lock_retry_delay
-	for _ = 2, n do
-		d = d * 2
-		if d >= p.lock_retry_max_delay then break end
-	end
-	if d > p.lock_retry_max_delay then d = p.lock_retry_max_delay end
-	return d // 2 + math.random(0, d - d // 2)
 end
 
 local function hint(err, state)
@@ -157,7 +104,7 @@ end
 local function execute(ctx, p, db, stmts, transaction, what, done)
 	local timeouts = 0
 	local function retry_or_fail(err, state, index)
-		if state ~= LOCK_NOT_AVAILABLE then
+		if state ~= pg.LOCK_NOT_AVAILABLE then
 			return false, string.format("%s%s: %s", what,
 				#stmts > 1 and string.format(" statement %d", index) or "", hint(err, state))
 		end
@@ -172,23 +119,11 @@ local function execute(ctx, p, db, stmts, transaction, what, done)
 				#stmts > 1 and string.format(" statement %d", index) or "", err)
 		end
 		timeouts = timeouts + 1
-		if timeouts > p.lock_retries then
-			return false, string.format("%s: gave up after %d lock timeouts of %s each " ..
-				"(lock_retries: %d): %s; a long transaction holds a lock on the table: " ..
-				"look for it in pg_stat_activity and pg_locks", what, timeouts,
-				ms(p.lock_timeout), p.lock_retries, err)
-		end
-		local wait = backoff(p, timeouts)
-		zdm.note(what .. ".lock_timeout", {
-			retry = timeouts, statement = index, lock_timeout_ms = p.lock_timeout,
-			retry_in_ms = wait, error = err,
+		return pg.lock_retry(p, timeouts, err, {
+			what = what, holder = "a long transaction holds a lock on the table",
+			event = what .. ".lock_timeout", data = {statement = index},
+			log = "could not get a lock", progress = true,
 		})
-		zdm.progress(string.format("lock timeout %d/%d (%s): retry in %s",
-			timeouts, p.lock_retries, ms(p.lock_timeout), ms(wait)))
-		zdm.log(string.format("could not get a lock within %s (retry %d of %d in %s): %s",
-			ms(p.lock_timeout), timeouts, p.lock_retries, ms(wait), err))
-		zdm.sleep(wait)
-		return true
 	end
 
 	if transaction then
@@ -266,8 +201,8 @@ return {
 
 	validate = function(p)
 		local problems = {}
-		check_conninfo(problems, p, "conninfo")
-		check_password(problems, p)
+		pg.check_conninfo(problems, p, "conninfo")
+		pg.check_secret(problems, p, "password")
 		check_sql(problems, p, "sql", true)
 		check_sql(problems, p, "undo_sql", false)
 		if p.transaction == true then

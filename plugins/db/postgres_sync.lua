@@ -18,9 +18,7 @@
 -- The source password goes into the subscription's CONNECTION (PostgreSQL
 -- stores it in pg_subscription on the target); zdm never writes it out.
 
--- for a credential that zdm.from_secrets() refuses
-local SECRET_MSG = "must come from secrets (NAME: ${{ secrets.NAME }}): " ..
-	"zdm writes params to the journal and only secrets are kept out of it"
+local pg = zdm.lib("db._pg")		-- connect, credential checks
 
 local function quote_conn_value(v)
 	return "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
@@ -64,13 +62,12 @@ local function fmt_bytes(n)
 	return string.format("%.1f MB", n / 1048576)
 end
 
+-- lock_timeout: our DDL must never queue in front of the application's
+-- writes for long
 local function connect(which, conninfo, pw, p)
-	local db, err = zdm.pg.connect(conninfo, {password = pw ~= "" and pw or nil,
-		application_name = "zdm db.postgres_sync"})
+	local db, err = pg.connect(conninfo, {password = pw, application_name = "zdm db.postgres_sync",
+		lock_timeout = p.lock_timeout})
 	if not db then return nil, which .. ": " .. err end
-	-- our DDL must never queue in front of the application's writes for long
-	local ok, e = db:exec(string.format("SET lock_timeout = %d", p.lock_timeout))
-	if not ok then return nil, which .. ": " .. e end
 	return db
 end
 
@@ -374,12 +371,6 @@ local function drop_all(ctx, p, u)
 	return nil
 end
 
--- a conninfo or URI that holds a password (params are journaled)
-local function has_password(v)
-	return type(v) == "string" and not zdm.is_expr(v) and
-		(v:lower():match("password%s*=") ~= nil or v:match("^postgres[a-z]*://[^/@]*:[^/@]*@") ~= nil)
-end
-
 return {
 	description = "Replicate tables to another PostgreSQL by logical replication, wait for sync and lag, verify parity",
 	params = {
@@ -415,14 +406,14 @@ return {
 	validate = function(p)
 		local problems = {}
 		for _, k in ipairs({"source", "target", "publisher"}) do
-			if has_password(p[k]) then
+			if pg.has_password(p[k]) then
 				problems[#problems + 1] = {param = k, message = "must not hold the password " ..
 					"(params are journaled): give it as source_password/target_password from secrets"}
 			end
 		end
 		for _, k in ipairs({"source_password", "target_password"}) do
 			if not zdm.from_secrets(p[k]) then
-				problems[#problems + 1] = {param = k, message = SECRET_MSG:gsub("NAME:", k .. ":", 1)}
+				problems[#problems + 1] = {param = k, message = pg.secret_message(k)}
 			end
 		end
 		if not zdm.is_expr(p.tables) then
