@@ -25,8 +25,10 @@ W="$(mktemp -d "${TMPDIR:-/tmp}/zdm-bench-audit.XXXXXX")"
 HTTPD_PID=
 
 cleanup() {
-  [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null && wait "$HTTPD_PID" 2>/dev/null
+  local rc=$?	# the bench's own status, not the receiver's (killed: 143)
+  [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null && { wait "$HTTPD_PID" 2>/dev/null || true; }
   [ "${KEEP:-}" = 1 ] && echo "kept $W" >&2 || rm -rf "$W"
+  exit "$rc"
 }
 trap cleanup EXIT
 
