@@ -22,33 +22,17 @@
 # Both are stopped by stop_haproxy (by pid) from the test's teardown.
 
 start_backends() {
-  local i status="${1:-200}"
+  local status="${1:-200}"
   BLUE_PORT="$(free_port)"
   GREEN_PORT="$(free_port)"
   mkdir -p "$T/be"
-  cat >"$T/be/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $T/be/nginx.pid;
-error_log $T/be/error.log;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $T/be/body;
-  proxy_temp_path $T/be/proxy;
+  { nginx_head "$T/be" 256; cat <<CONF; } >"$T/be/nginx.conf"
   server { listen 127.0.0.1:$BLUE_PORT; location / { return 200 "blue\n"; } }
   server { listen 127.0.0.1:$GREEN_PORT; location / { return $status "green\n"; } }
 }
 CONF
-  nginx -p "$T/be/" -c "$T/be/nginx.conf" -e "$T/be/error.log" >"$T/be/out" 2>&1 3>&- &
-  echo $! >"$T/be-nginx.pid"
-  for i in $(seq 200); do
-    [ "$(curl -s --max-time 1 "http://127.0.0.1:$GREEN_PORT/")" = green ] && return 0
-    sleep 0.025
-  done
-  echo "nginx (backends) did not start:" >&2
-  cat "$T/be/out" "$T/be/error.log" >&2
-  return 1
+  # green answers "green" whatever its status: it is up
+  nginx_run "$T/be" "$T/be-nginx.pid" "http://127.0.0.1:$GREEN_PORT/" green "nginx (backends)"
 }
 
 start_haproxy() {

@@ -50,40 +50,61 @@ requests_to() {
   jq -c --arg p "$1" 'select((.path | split("?")[0]) == $p)' "$T/requests.jsonl"
 }
 
+# nginx_head DIR CONNS: the top of a test nginx.conf whose pid, logs and
+# temp files live in DIR, up to and including "http {" (the caller writes
+# the rest); daemon off, so the test's teardown stops it by pid
+nginx_head() {
+  cat <<EOF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log;
+events { worker_connections $2; }
+http {
+  access_log off;
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+EOF
+}
+
+# nginx_run DIR PIDFILE URL [BODY] [WHAT]: start nginx on DIR/nginx.conf
+# (its pid in PIDFILE) and wait, at most 5 s, until URL answers (with BODY
+# when given); otherwise print nginx's output and error log and fail
+nginx_run() {
+  local dir="$1" pidfile="$2" url="$3" want="${4:-}" what="${5:-nginx}" i
+  nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/out" 2>&1 3>&- &
+  echo $! >"$pidfile"
+  for i in $(seq 200); do
+    if [ -n "$want" ]; then
+      [ "$(curl -s --max-time 1 "$url")" = "$want" ] && return 0
+    else
+      curl -s -o /dev/null --max-time 1 "$url" && return 0
+    fi
+    sleep 0.025
+  done
+  echo "$what did not start:" >&2
+  cat "$dir/out" "$dir/error.log" >&2
+  return 1
+}
+
 # start_nginx < SERVER-BLOCK-BODY: a real nginx (daemon off, its own prefix
 # in $T) serving the given locations; sets NGINX_PORT and NGINX
 start_nginx() {
-  local body port i
+  local body port
   body="$(cat)"
   port="$(free_port)"
   mkdir -p "$T/nginx"
-  cat >"$T/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path $T/nginx/body;
-  proxy_temp_path $T/nginx/proxy;
+  {
+    nginx_head "$T/nginx" 64
+    cat <<EOF
   server {
     listen 127.0.0.1:$port;
 $body
   }
 }
 EOF
-  nginx -p "$T/nginx/" -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" >"$T/nginx/out" 2>&1 3>&- &
-  echo $! >"$T/nginx.pid"
-  for i in $(seq 200); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-    sleep 0.025
-  done
-  if ! curl -s -o /dev/null "http://127.0.0.1:$port/"; then
-    echo "nginx did not start:" >&2
-    cat "$T/nginx/out" "$T/nginx/error.log" >&2
-    return 1
-  fi
+  } >"$T/nginx/nginx.conf"
+  nginx_run "$T/nginx" "$T/nginx.pid" "http://127.0.0.1:$port/" || return 1
   NGINX_PORT="$port"
   NGINX="http://127.0.0.1:$port"
 }

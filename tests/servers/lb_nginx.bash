@@ -15,20 +15,10 @@
 # start fails the test.
 
 start_lb_nginx() {
-  local i
   FRONT_PORT="$(free_port)"
   BLUE_PORT="$(free_port)"
   mkdir -p "$T/lb/conf.d"
-  cat >"$T/lb/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $T/lb/nginx.pid;
-error_log $T/lb/error.log;
-events { worker_connections 128; }
-http {
-  access_log off;
-  client_body_temp_path $T/lb/body;
-  proxy_temp_path $T/lb/proxy;
+  { nginx_head "$T/lb" 128; cat <<CONF; } >"$T/lb/nginx.conf"
   include $T/lb/upstream.conf;
   include $T/lb/conf.d/*.conf;
   server {
@@ -53,18 +43,8 @@ upstream app {
     keepalive 4;
 }
 CONF
-  nginx -p "$T/lb/" -c "$T/lb/nginx.conf" -e "$T/lb/error.log" >"$T/lb/out" 2>&1 3>&- &
-  echo $! >"$T/lb-nginx.pid"
   FRONT="http://127.0.0.1:$FRONT_PORT"
-  for i in $(seq 200); do
-    [ "$(curl -s --max-time 1 "$FRONT/")" = blue ] && break
-    sleep 0.025
-  done
-  if [ "$(curl -s --max-time 1 "$FRONT/")" != blue ]; then
-    echo "nginx (load balancer) did not start:" >&2
-    cat "$T/lb/out" "$T/lb/error.log" >&2
-    return 1
-  fi
+  nginx_run "$T/lb" "$T/lb-nginx.pid" "$FRONT/" blue "nginx (load balancer)"
 }
 
 start_green() {
