@@ -7,11 +7,11 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2 -g
 # flags zdm needs whatever CFLAGS the user passes (make CFLAGS=... keeps these)
 ZDM_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
-            -Iinclude -Isrc $(PKG_CFLAGS) -DZDM_PREFIX='"$(PREFIX)"'
+            -Iinclude -Isrc -Isrc/base -Isrc/net -Isrc/core -Isrc/lua -Isrc/steps -Isrc/report -Isrc/cli $(PKG_CFLAGS) -DZDM_PREFIX='"$(PREFIX)"'
 LDLIBS   += $(PKG_LIBS) -lm
 
 BUILD    ?= build
-SRCS     := $(wildcard src/*.c src/steps/*.c)
+SRCS     := $(wildcard src/*/*.c)
 OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
@@ -35,7 +35,7 @@ deps:
 # unit tests for C modules (tests/unit/*.c linked against the objects but main)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BIN  := $(BUILD)/unit-tests
-$(UNIT_BIN): $(UNIT_SRCS) $(filter-out $(BUILD)/src/main.o,$(OBJS))
+$(UNIT_BIN): $(UNIT_SRCS) $(filter-out $(BUILD)/src/cli/main.o,$(OBJS))
 	$(CC) $(ZDM_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)
