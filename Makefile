@@ -7,7 +7,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2 -g
 # flags zdm needs whatever CFLAGS the user passes (make CFLAGS=... keeps these)
 ZDM_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
-            -Iinclude -Isrc -Isrc/base -Isrc/net -Isrc/core -Isrc/lua -Isrc/steps -Isrc/report -Isrc/cli $(PKG_CFLAGS) -DZDM_PREFIX='"$(PREFIX)"'
+            -Iinclude -Isrc $(PKG_CFLAGS) -DZDM_PREFIX='"$(PREFIX)"'
 LDLIBS   += $(PKG_LIBS) -lm
 
 BUILD    ?= build

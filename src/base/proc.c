@@ -24,7 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "zdm/step.h"
 
 extern char **environ;
 

@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "zdm.h"
+#include "base/redact.h"
+#include "base/util.h"
 
 static char **secrets;
 static size_t nsecrets;

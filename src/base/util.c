@@ -12,7 +12,8 @@
 
 #include <openssl/evp.h>
 
-#include "zdm.h"
+#include "base/util.h"
+#include "zdm/step.h"
 
 void *
 xmalloc(size_t n)

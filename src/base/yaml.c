@@ -14,7 +14,8 @@
 
 #include <yaml.h>
 
-#include "ynode.h"
+#include "base/util.h"
+#include "base/ynode.h"
 
 static struct ynode *
 ynew(enum ynode_kind kind, const yaml_mark_t *m)

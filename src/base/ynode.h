@@ -5,7 +5,10 @@
 #ifndef ZDM_YNODE_H
 #define ZDM_YNODE_H
 
-#include "zdm.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
 
 enum ynode_kind { Y_SCALAR, Y_SEQ, Y_MAP };
 

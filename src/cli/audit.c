@@ -24,8 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "audit.h"
-#include "runner.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "cli/audit.h"
+#include "core/journal.h"
+#include "core/runner.h"
+#include "zdm/step.h"
 
 #define GIT_TIMEOUT_MS 5000
 

@@ -8,7 +8,9 @@
 #ifndef ZDM_AUDIT_H
 #define ZDM_AUDIT_H
 
-#include "zdm.h"
+#include <stdio.h>
+
+#include <jansson.h>
 
 /*
  * The actor of a run (run.started, run.resumed): a new object (caller owns)

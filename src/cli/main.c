@@ -14,8 +14,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner.h"
-#include "audit.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "cli/audit.h"
+#include "core/journal.h"
+#include "core/lock.h"
+#include "core/registry.h"
+#include "core/runner.h"
+#include "report/ci.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 /* options a command may take */
 enum {

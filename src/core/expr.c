@@ -15,7 +15,9 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "expr.h"
+#include "base/util.h"
+#include "core/expr.h"
+#include "lua/luajson.h"
 
 #define EXPR_MEM_LIMIT (64u << 20)	/* bytes */
 #define EXPR_MAX_INSNS 10000000		/* instructions per expression */

@@ -10,7 +10,10 @@
 #ifndef ZDM_EXPR_H
 #define ZDM_EXPR_H
 
-#include "zdm.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
 
 struct expr;
 

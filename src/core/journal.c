@@ -46,7 +46,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "zdm.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/journal.h"
+#include "core/lock.h"
 
 #define HASH_HEX 64
 #define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS)

@@ -10,7 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "zdm.h"
+#include "base/util.h"
+#include "core/registry.h"
+#include "lua/host.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 #ifndef ZDM_PREFIX
 #define ZDM_PREFIX "/usr/local"

@@ -9,8 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "httpc.h"
-#include "runbook.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/registry.h"
+#include "core/runbook.h"
+#include "net/httpc.h"
+#include "zdm/step.h"
 
 #define DEFAULT_TIMEOUT_MS (5 * 60 * 1000)
 #define DEFAULT_RETRY_DELAY_MS 2000

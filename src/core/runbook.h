@@ -8,9 +8,9 @@
 #ifndef ZDM_RUNBOOK_H
 #define ZDM_RUNBOOK_H
 
-#include "expr.h"
-#include "ynode.h"
-#include "zdm.h"
+#include "base/ynode.h"
+#include "core/expr.h"
+#include "zdm/step.h"
 
 enum on_failure { ON_FAILURE_ROLLBACK, ON_FAILURE_PAUSE, ON_FAILURE_ABORT };
 

@@ -23,9 +23,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner.h"
-#include "audit.h"
-#include "notify.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "cli/audit.h"
+#include "core/journal.h"
+#include "core/lock.h"
+#include "core/runner.h"
+#include "report/ci.h"
+#include "report/junit.h"
+#include "report/notify.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
 enum ustate { U_NONE, U_STARTED, U_SUCCEEDED, U_FAILED, U_SKIPPED };

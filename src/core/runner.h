@@ -6,7 +6,18 @@
 #ifndef ZDM_RUNNER_H
 #define ZDM_RUNNER_H
 
-#include "runbook.h"
+#include "core/journal.h"
+#include "core/runbook.h"
+
+/* Exit codes (zdm(1) EXIT STATUS): the runner returns them, src/cli exits with them. */
+enum {
+	ZDM_EXIT_OK = 0,
+	ZDM_EXIT_ROLLED_BACK = 1,
+	ZDM_EXIT_USAGE = 2,
+	ZDM_EXIT_NEEDS_PERSON = 3,
+	ZDM_EXIT_PAUSED = 4,
+	ZDM_EXIT_IN_DOUBT = 5,
+};
 
 enum run_mode { MODE_RUN, MODE_DRY_RUN, MODE_PLAN };
 enum in_doubt { IN_DOUBT_ASK, IN_DOUBT_RETRY, IN_DOUBT_SKIP };

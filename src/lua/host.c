@@ -44,9 +44,15 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "httpc.h"
-#include "luahost_ext.h"
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/registry.h"
+#include "lua/host.h"
+#include "lua/luahost_ext.h"
+#include "lua/luajson.h"
+#include "net/httpc.h"
+#include "zdm/step.h"
 
 #define LH_MEMORY_MB	64		/* per plugin; ZDM_PLUGIN_MEMORY_MB */
 #define LH_HOOK_EVERY	1000		/* instructions between deadline checks */

@@ -43,4 +43,7 @@ void lhx_log(lua_State *L, const char *msg);
  */
 extern const lua_CFunction lhx_openers[];
 
+/* zdm.pg (libpq), in pg.c */
+int lua_pg_open(lua_State *L);
+
 #endif

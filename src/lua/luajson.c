@@ -21,7 +21,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#include "zdm.h"
+#include "base/util.h"
+#include "lua/luajson.h"
 
 #define LJ_MAXDEPTH	64
 

@@ -32,8 +32,11 @@
 #include <libpq-fe.h>
 #include <lua.h>
 
-#include "luahost_ext.h"
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "lua/luahost_ext.h"
+#include "zdm/step.h"
 
 #define PG_CONN	"zdm.pg.conn"		/* registry names of the metatables */
 #define PG_RES	"zdm.pg.result"

@@ -17,9 +17,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "expr.h"
-#include "luahost_ext.h"
-#include "zdm.h"
+#include "base/redact.h"
+#include "core/expr.h"
+#include "lua/luahost_ext.h"
 
 static int
 lua_zdm_is_secret(lua_State *L)

@@ -50,8 +50,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "luahost_ext.h"
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "lua/luahost_ext.h"
 #include "zdm/step.h"
 
 #define SOCK_MT "zdm.socket.conn"

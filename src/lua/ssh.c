@@ -10,9 +10,10 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "luahost_ext.h"
-#include "sshc.h"
-#include "zdm.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "lua/luahost_ext.h"
+#include "net/sshc.h"
 
 #define LSSH_CAP 65536		/* default bytes kept of stdout and of stderr */
 #define LSSH_MAX_HOSTS 1000

@@ -23,7 +23,10 @@
 
 #include <curl/curl.h>
 
-#include "httpc.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "net/httpc.h"
+#include "zdm/step.h"
 
 #define HTTPC_TIMEOUT_MS	10000
 #define HTTPC_CONNECT_MS	5000

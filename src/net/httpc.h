@@ -7,8 +7,12 @@
 #define ZDM_HTTPC_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "zdm.h"
+#include <jansson.h>
+
 
 struct http_req {
 	const char *method;		/* "GET" when NULL */

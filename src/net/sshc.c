@@ -19,8 +19,11 @@
 #include <libssh2.h>
 #include <openssl/evp.h>
 
-#include "sshc.h"
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "net/sshc.h"
+#include "zdm/step.h"
 
 #define SSHC_SLICE_MS 200	/* longest single poll: signals and deadlines are seen this fast */
 #define SSHC_BYE_MS 1000	/* time given to a polite disconnect */

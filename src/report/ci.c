@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "zdm.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "report/ci.h"
 
 bool ci_json_stdout;
 

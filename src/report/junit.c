@@ -26,7 +26,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runbook.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/journal.h"
+#include "core/runbook.h"
+#include "report/junit.h"
 
 static void xml_escape_raw(struct sbuf *sb, const char *s, bool attr);
 

@@ -28,9 +28,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "audit.h"
-#include "httpc.h"
-#include "notify.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "cli/audit.h"
+#include "core/journal.h"
+#include "net/httpc.h"
+#include "report/notify.h"
+#include "zdm/step.h"
 
 static const char *
 dstr(const json_t *d, const char *k)

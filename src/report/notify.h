@@ -6,8 +6,9 @@
 #ifndef ZDM_NOTIFY_H
 #define ZDM_NOTIFY_H
 
-#include "runbook.h"
+#include "core/runbook.h"
 
+struct journal;
 struct notifier;
 
 /*

@@ -31,8 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "audit.h"
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "cli/audit.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 static const struct zdm_param ap_params[] = {
 	{ "message", ZDM_T_STRING, true, NULL, "what the approver is asked to check" },

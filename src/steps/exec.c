@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 static const struct zdm_param exec_params[] = {
 	{ "command", ZDM_T_LIST, false, NULL, "argv list, run without a shell: [systemctl, restart, app]" },

@@ -30,7 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "httpcheck.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "steps/builtin.h"
+#include "steps/httpcheck.h"
+#include "zdm/step.h"
 
 static const struct zdm_param hg_params[] = {
 	{ "url", ZDM_T_STRING, false, NULL, "URL to poll (or urls)" },

@@ -17,8 +17,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "expr.h"
-#include "httpcheck.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "core/expr.h"
+#include "steps/builtin.h"
+#include "steps/httpcheck.h"
+#include "zdm/step.h"
 
 static const char *const reserved_outputs[] = {
 	"status", "body", "body_truncated", "duration_ms", NULL,

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "expr.h"
-#include "httpcheck.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/expr.h"
+#include "steps/httpcheck.h"
+#include "zdm/step.h"
 
 /* ---- expected status ----------------------------------------------------- */
 

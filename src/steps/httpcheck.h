@@ -6,7 +6,8 @@
 #ifndef ZDM_HTTPCHECK_H
 #define ZDM_HTTPCHECK_H
 
-#include "httpc.h"
+#include "net/httpc.h"
+#include "zdm/step.h"
 
 /* what makes a response good */
 struct hc_expect {

@@ -63,9 +63,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "expr.h"
-#include "httpc.h"
-#include "httpcheck.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "core/expr.h"
+#include "net/httpc.h"
+#include "steps/builtin.h"
+#include "steps/httpcheck.h"
+#include "zdm/step.h"
 
 #define MG_MAX_BODY	(8u << 20)	/* bytes of a query's response kept */
 #define MG_JOURNAL_SERIES 50		/* series of a list result journaled */

@@ -27,9 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "expr.h"
-#include "sshc.h"
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/expr.h"
+#include "net/sshc.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 #define SSH_MAX_HOSTS 10000
 #define SSH_TAIL_BYTES 4096	/* bytes of each stream read back per host */

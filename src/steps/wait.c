@@ -2,7 +2,10 @@
  * wait - pause for a while (a soak time before a gate, a drain period).
  * Read-only and idempotent: it runs in --dry-run rehearsals too.
  */
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
 
 static const struct zdm_param wait_params[] = {
 	{ "duration", ZDM_T_DURATION, true, NULL, "how long to wait: 500ms, 30s, 5m" },

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "zdm.h"
+#include "base/redact.h"
+#include "base/util.h"
 
 int unit_journal(void);
 int unit_luahost(void);

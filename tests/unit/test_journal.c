@@ -16,7 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "zdm.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/journal.h"
+#include "core/lock.h"
 
 int unit_journal(void);
 

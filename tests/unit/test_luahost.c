@@ -18,7 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "zdm.h"
+#include "base/proc.h"
+#include "base/util.h"
+#include "lua/host.h"
+#include "zdm/step.h"
 
 int unit_luahost(void);
 

@@ -1,0 +1,53 @@
+/*
+ * proc.h - child processes in their own process group, signals, and the
+ * waits (sleep, poll) that a signal cuts short.
+ */
+#ifndef ZDM_BASE_PROC_H
+#define ZDM_BASE_PROC_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+extern volatile sig_atomic_t zdm_interrupted;	/* signal number, or 0 */
+/* called about every 200 ms while a child runs or zdm sleeps (the terminal
+ * redraws the running step's elapsed time); NULL = nothing */
+extern void (*zdm_tick)(void);
+void proc_install_signals(void);
+
+struct proc_opts {
+	char *const *argv;	/* argv[0] looked up in PATH; or NULL with shell */
+	const char *shell;	/* run with /bin/sh -c */
+	const json_t *env;	/* object of extra variables, or NULL */
+	const char *cwd;	/* or NULL */
+	const char *stdin_data;	/* or NULL: /dev/null */
+	int64_t deadline_ms;	/* monotonic; 0 = none */
+	int64_t kill_grace_ms;	/* SIGTERM -> SIGKILL delay */
+	size_t cap;		/* bytes kept per stream */
+};
+
+struct proc_result {
+	int exit_code;		/* -1 when killed by a signal */
+	int term_signal;
+	bool timed_out, interrupted;
+	char *out, *err;	/* NUL-terminated, redacted, owned */
+	size_t out_len, err_len;
+	bool out_trunc, err_trunc;
+	int64_t duration_ms;
+};
+
+/* Returns 0 when the process ran (whatever its exit), -1 when it could not start. */
+int proc_run(const struct proc_opts *o, struct proc_result *r, char **err);
+void proc_result_release(struct proc_result *r);
+/* sleep until ms passed or a signal arrives; returns -1 if interrupted */
+int zdm_sleep_ms(int64_t ms);
+/* wait for `events` on fd until the monotonic ms `deadline` (0 = none), in
+ * slices of at most 200 ms that run zdm_tick (the live line stays alive):
+ * 1 ready (or an error/hangup to read), 0 the deadline passed, -1 a signal
+ * came (zdm_interrupted; errno EINTR) or poll failed (errno) */
+int zdm_poll_fd(int fd, short events, int64_t deadline);
+
+#endif

@@ -1,0 +1,18 @@
+/*
+ * junit.h - a JUnit XML report of a run, from its journal.
+ */
+#ifndef ZDM_REPORT_JUNIT_H
+#define ZDM_REPORT_JUNIT_H
+
+#include <stdbool.h>
+
+#include "base/util.h"
+
+/* --junit FILE from a run's journal (written atomically: FILE.tmp, rename) */
+struct runbook;
+int junit_write(const char *out, const struct runbook *rb, const char *journal, char **err);
+/* XML 1.0 escaping of UTF-8 text into sb; characters XML cannot hold
+ * (C0 controls but TAB LF CR, U+FFFE, U+FFFF) become U+FFFD */
+void xml_escape(struct sbuf *sb, const char *s, bool attr);
+
+#endif
