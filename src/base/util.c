@@ -109,50 +109,6 @@ seterr(char **err, const char *fmt, ...)
 	return -1;
 }
 
-void
-zdm_fail(struct zdm_result *res, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (res->err[0] != '\0')
-		return;
-	va_start(ap, fmt);
-	vsnprintf(res->err, sizeof res->err, fmt, ap);
-	va_end(ap);
-	if (res->err[0] == '\0')
-		snprintf(res->err, sizeof res->err, "failed");
-}
-
-void
-zdm_result_release(struct zdm_result *res)
-{
-	json_decref(res->outputs);
-	json_decref(res->undo_data);
-	res->outputs = NULL;
-	res->undo_data = NULL;
-}
-
-bool
-zdm_is_expr(const json_t *v)
-{
-	const char *s, *e;
-
-	if (!json_is_string(v))
-		return false;
-	s = json_string_value(v);
-	while (*s == ' ')
-		s++;
-	if (strncmp(s, "${{", 3) != 0)
-		return false;
-	e = strstr(s, "}}");
-	if (e == NULL)
-		return false;
-	e += 2;
-	while (*e == ' ')
-		e++;
-	return *e == '\0';
-}
-
 int64_t
 zdm_now_ms(void)
 {
@@ -453,31 +409,6 @@ path_abs(const char *p)
 	if (p[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
 		return xstrdup(p);
 	return path_join(cwd, p);
-}
-
-void
-zdm_note(struct zdm_ctx *ctx, const char *event, json_t *data)
-{
-	if (ctx == NULL || ctx->note == NULL) {
-		json_decref(data);
-		return;
-	}
-	ctx->note(ctx, event, data);
-}
-
-void
-zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-	char *m;
-
-	if (ctx == NULL || ctx->progress == NULL)
-		return;
-	va_start(ap, fmt);
-	m = xvasprintf(fmt, ap);
-	va_end(ap);
-	ctx->progress(ctx, m);
-	free(m);
 }
 
 /* a JSON string of s; bytes that are not UTF-8 become U+FFFD (jansson

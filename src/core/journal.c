@@ -1,5 +1,5 @@
 /*
- * journal.c - the durable, hash-chained run journal and the per-runbook lock.
+ * journal.c - the durable, hash-chained run journal.
  *
  * Format (DESIGN.md "The journal"): one JSON Lines file per run,
  * STATE_DIR/runs/RUN_ID.jsonl, one record per line, keys sorted, compact:
@@ -28,9 +28,6 @@
  * Fault injection for the crash tests (read once at create/reopen):
  *   ZDM_TEST_CRASH_AFTER_RECORD=N  SIGKILL right after record N is on disk
  *   ZDM_TEST_TEAR_RECORD=N         write half of record N's line, then SIGKILL
- *
- * The lock is STATE_DIR/locks/NAME.lock held with flock(2), so it goes away
- * with the process; its content names the holder for the error message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,10 +43,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "base/fsio.h"
 #include "base/redact.h"
 #include "base/util.h"
 #include "core/journal.h"
-#include "core/lock.h"
 
 #define HASH_HEX 64
 #define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS)
@@ -117,64 +114,6 @@ env_long(const char *name)
 	if (errno != 0 || *end != '\0' || v < 0)
 		return 0;
 	return v;
-}
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-datasync(int fd)
-{
-	int rc;
-
-	do
-		rc = fdatasync(fd);
-	while (rc != 0 && errno == EINTR);
-	return rc;
-}
-
-static int
-fullsync(int fd)
-{
-	int rc;
-
-	do
-		rc = fsync(fd);
-	while (rc != 0 && errno == EINTR);
-	return rc;
-}
-
-static int
-sync_dir(const char *dir, char **err)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return seterr(err, "cannot open directory '%s': %s", dir,
-		    strerror(errno));
-	if (fullsync(fd) != 0) {
-		int e = errno;
-
-		close(fd);
-		return seterr(err, "cannot fsync directory '%s': %s", dir,
-		    strerror(e));
-	}
-	close(fd);
-	return 0;
 }
 
 /*
@@ -771,138 +710,4 @@ journal_verify(const char *path, FILE *out, FILE *errout)
 		    log.torn ? ", torn last line ignored" : "");
 	jlog_release(&log);
 	return 0;
-}
-
-/* ---- the per-runbook lock ----------------------------------------------- */
-
-/* the holder's record, or NULL while it is still being written */
-static json_t *
-lock_holder(int fd)
-{
-	char buf[4096];
-	ssize_t r;
-
-	do
-		r = pread(fd, buf, sizeof buf, 0);
-	while (r < 0 && errno == EINTR);
-	if (r <= 0)
-		return NULL;
-	return json_loadb(buf, (size_t)r, JSON_DISABLE_EOF_CHECK, NULL);
-}
-
-int
-lock_acquire(const char *state_dir, const char *name, const char *run_id,
-    int *fd, char **err)
-{
-	char *dir, *path;
-	char ts[32], host[256];
-	json_t *me;
-	char *text;
-	size_t len;
-	int lfd, rc = -1;
-
-	*fd = -1;
-	if (*name == '\0' || strchr(name, '/') != NULL ||
-	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return seterr(err, "runbook name '%s' cannot name a lock file",
-		    name);
-	dir = path_join(state_dir, "locks");
-	path = xasprintf("%s/%s.lock", dir, name);
-	if (mkdir_p(dir, 0700) != 0) {
-		seterr(err, "cannot create directory '%s': %s", dir,
-		    strerror(errno));
-		goto out;
-	}
-	lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0) {
-		seterr(err, "cannot open lock '%s': %s", path, strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno == EWOULDBLOCK) {
-			json_t *h = NULL;
-
-			/* the holder may be between flock() and its write */
-			for (int i = 0; i < 20 && h == NULL; i++) {
-				struct timespec ms10 = { 0, 10 * 1000 * 1000 };
-
-				h = lock_holder(lfd);
-				if (h == NULL)
-					nanosleep(&ms10, NULL);
-			}
-			if (h != NULL && json_is_object(h)) {
-				const char *hh, *hr, *hs;
-
-				hh = json_string_value(json_object_get(h, "host"));
-				hr = json_string_value(json_object_get(h, "run"));
-				hs = json_string_value(json_object_get(h, "since"));
-				seterr(err, "runbook '%s' is locked by pid %"
-				    JSON_INTEGER_FORMAT " on host '%s' (run %s, "
-				    "since %s); wait for that run to finish or "
-				    "stop it", name,
-				    json_integer_value(json_object_get(h, "pid")),
-				    hh != NULL ? hh : "?", hr != NULL ? hr : "?",
-				    hs != NULL ? hs : "?");
-			} else {
-				seterr(err, "runbook '%s' is locked by another "
-				    "zdm (no details in '%s'); wait for that "
-				    "run to finish or stop it", name, path);
-			}
-			json_decref(h);
-		} else {
-			seterr(err, "cannot lock '%s': %s", path,
-			    strerror(errno));
-		}
-		close(lfd);
-		goto out;
-	}
-
-	now_iso8601(ts, sizeof ts);
-	if (gethostname(host, sizeof host) != 0)
-		snprintf(host, sizeof host, "?");
-	host[sizeof host - 1] = '\0';
-	me = json_object();
-	json_object_set_new(me, "pid", json_integer((json_int_t)getpid()));
-	json_object_set_new(me, "host", json_string(host));
-	json_object_set_new(me, "run", json_string(run_id != NULL ? run_id : ""));
-	json_object_set_new(me, "since", json_string(ts));
-	text = json_dumps(me, JSON_COMPACT);
-	json_decref(me);
-	if (text == NULL) {
-		seterr(err, "cannot write lock '%s': out of memory", path);
-		close(lfd);
-		goto out;
-	}
-	len = strlen(text);
-	text[len] = '\n';
-	if (ftruncate(lfd, 0) != 0 || write_all(lfd, text, len + 1) != 0 ||
-	    fullsync(lfd) != 0) {
-		seterr(err, "cannot write lock '%s': %s", path, strerror(errno));
-		free(text);
-		close(lfd);
-		goto out;
-	}
-	free(text);
-	*fd = lfd;
-	rc = 0;
-out:
-	free(dir);
-	free(path);
-	return rc;
-}
-
-void
-lock_release(int fd)
-{
-	if (fd < 0)
-		return;
-	/* still holding the lock: leave no stale holder for the next reader */
-	if (ftruncate(fd, 0) != 0) {
-		/* nothing to do: the content is only advice */
-	}
-	close(fd);
 }

@@ -16,10 +16,6 @@
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
-#ifndef ZDM_PREFIX
-#define ZDM_PREFIX "/usr/local"
-#endif
-
 static const struct zdm_step_type *const builtins[] = {
 	&zdm_step_exec,
 	&zdm_step_wait,
@@ -37,58 +33,6 @@ struct registry {
 	const struct zdm_step_type **all;
 };
 
-char **
-plugin_path_build(const char *flag)
-{
-	char **v = xcalloc(64, sizeof *v);
-	size_t n = 0;
-	const char *envp = getenv("ZDM_PLUGIN_PATH");
-	const char *parts[2] = { flag, envp };
-
-	for (int i = 0; i < 2; i++) {
-		char *copy, *save = NULL, *tok;
-
-		if (parts[i] == NULL || *parts[i] == '\0')
-			continue;
-		copy = xstrdup(parts[i]);
-		for (tok = strtok_r(copy, ":", &save); tok != NULL && n < 60;
-		    tok = strtok_r(NULL, ":", &save))
-			v[n++] = xstrdup(tok);
-		free(copy);
-	}
-	v[n++] = xstrdup("./plugins");
-	{
-		/* where this binary is installed: BIN/../share/zdm/plugins, so
-		 * `make install PREFIX=...` works without a rebuild */
-		char exe[4096];
-		ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-
-		if (l > 0) {
-			char *bin, *pre;
-
-			exe[l] = '\0';
-			bin = path_dirname(exe);
-			pre = path_dirname(bin);
-			v[n++] = path_join(pre, "share/zdm/plugins");
-			free(bin);
-			free(pre);
-		}
-	}
-	v[n++] = xstrdup(ZDM_PREFIX "/share/zdm/plugins");
-	v[n] = NULL;
-	return v;
-}
-
-void
-plugin_path_free(char **p)
-{
-	if (p == NULL)
-		return;
-	for (size_t i = 0; p[i] != NULL; i++)
-		free(p[i]);
-	free(p);
-}
-
 struct registry *
 registry_new(const char *const *plugin_path)
 {
@@ -96,71 +40,6 @@ registry_new(const char *const *plugin_path)
 
 	r->path = (char **)plugin_path;
 	return r;
-}
-
-bool
-plugin_name_valid(const char *name)
-{
-	bool dot = false;
-
-	if (name[0] == '\0' || name[0] == '.')
-		return false;
-	for (const char *p = name; *p != '\0'; p++) {
-		if (*p == '.') {
-			if (p[1] == '\0' || p[1] == '.')
-				return false;
-			dot = true;
-		} else if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '_' || *p == '-')) {
-			return false;
-		}
-	}
-	return dot;
-}
-
-/* "lb.nginx" -> "<dir>/lb/nginx.lua" */
-static char *
-plugin_file(const char *dir, const char *name)
-{
-	char *rel = xasprintf("%s.lua", name), *p;
-
-	for (char *s = rel; *s != '\0' && s < rel + strlen(name); s++)
-		if (*s == '.')
-			*s = '/';
-	p = path_join(dir, rel);
-	free(rel);
-	return p;
-}
-
-/*
- * A plugin library (zdm.lib, docs/plugins.md): the last part of its dotted
- * name starts with '_' ("db._pg" is <dir>/db/_pg.lua).  It is not a step
- * type: `zdm plugins` skips it and `uses:` refuses it.
- */
-bool
-plugin_is_lib(const char *name)
-{
-	const char *d = strrchr(name, '.');
-
-	return (d != NULL ? d + 1 : name)[0] == '_';
-}
-
-/* the first <dir>/a/b.lua on the search path for a valid name "a.b"
- * (malloc'd), or NULL */
-char *
-plugin_find(const char *const *path, const char *name)
-{
-	if (path == NULL || !plugin_name_valid(name))
-		return NULL;
-	for (size_t i = 0; path[i] != NULL; i++) {
-		char *f = plugin_file(path[i], name);
-		struct stat st;
-
-		if (stat(f, &st) == 0 && S_ISREG(st.st_mode))
-			return f;
-		free(f);
-	}
-	return NULL;
 }
 
 static const struct zdm_step_type *

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/plugin_path.h"
 #include "zdm/step.h"
 
 struct registry;
@@ -19,14 +20,4 @@ const struct zdm_step_type *registry_get(struct registry *r, const char *name, c
  * loads all plugins.  Returns count; names owned by the registry. */
 size_t registry_all(struct registry *r, const struct zdm_step_type ***out);
 void registry_free(struct registry *r);
-/* plugin search path: --plugin-path, ZDM_PLUGIN_PATH, ./plugins, PREFIX/share/zdm/plugins */
-char **plugin_path_build(const char *flag);
-void plugin_path_free(char **p);
-/* plugin names and files (registry.c), also for zdm.lib in luahost.c:
- * a dotted name of [a-z0-9_-] parts; a library's last part starts with '_';
- * plugin_find: the first <dir>/a/b.lua on path (malloc'd) or NULL */
-bool plugin_name_valid(const char *name);
-bool plugin_is_lib(const char *name);
-char *plugin_find(const char *const *path, const char *name);
-
 #endif

@@ -26,7 +26,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
-#include "cli/audit.h"
+#include "core/actor.h"
 #include "core/journal.h"
 #include "core/lock.h"
 #include "core/runner.h"

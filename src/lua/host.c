@@ -47,7 +47,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
-#include "core/registry.h"
+#include "core/plugin_path.h"
 #include "lua/host.h"
 #include "lua/luahost_ext.h"
 #include "lua/luajson.h"

@@ -31,7 +31,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
-#include "cli/audit.h"
+#include "core/actor.h"
 #include "core/journal.h"
 #include "net/httpc.h"
 #include "report/notify.h"

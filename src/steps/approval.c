@@ -33,7 +33,7 @@
 
 #include "base/proc.h"
 #include "base/util.h"
-#include "cli/audit.h"
+#include "core/actor.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
 

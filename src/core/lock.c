@@ -1,0 +1,151 @@
+/*
+ * lock.c - one run at a time per runbook name and state dir:
+ * STATE_DIR/locks/NAME.lock held with flock(2), so it goes away with the
+ * process; its content names the holder for the error message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "base/fsio.h"
+#include "base/util.h"
+#include "core/lock.h"
+
+/* the holder's record, or NULL while it is still being written */
+static json_t *
+lock_holder(int fd)
+{
+	char buf[4096];
+	ssize_t r;
+
+	do
+		r = pread(fd, buf, sizeof buf, 0);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return NULL;
+	return json_loadb(buf, (size_t)r, JSON_DISABLE_EOF_CHECK, NULL);
+}
+
+int
+lock_acquire(const char *state_dir, const char *name, const char *run_id,
+    int *fd, char **err)
+{
+	char *dir, *path;
+	char ts[32], host[256];
+	json_t *me;
+	char *text;
+	size_t len;
+	int lfd, rc = -1;
+
+	*fd = -1;
+	if (*name == '\0' || strchr(name, '/') != NULL ||
+	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return seterr(err, "runbook name '%s' cannot name a lock file",
+		    name);
+	dir = path_join(state_dir, "locks");
+	path = xasprintf("%s/%s.lock", dir, name);
+	if (mkdir_p(dir, 0700) != 0) {
+		seterr(err, "cannot create directory '%s': %s", dir,
+		    strerror(errno));
+		goto out;
+	}
+	lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0) {
+		seterr(err, "cannot open lock '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK) {
+			json_t *h = NULL;
+
+			/* the holder may be between flock() and its write */
+			for (int i = 0; i < 20 && h == NULL; i++) {
+				struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+
+				h = lock_holder(lfd);
+				if (h == NULL)
+					nanosleep(&ms10, NULL);
+			}
+			if (h != NULL && json_is_object(h)) {
+				const char *hh, *hr, *hs;
+
+				hh = json_string_value(json_object_get(h, "host"));
+				hr = json_string_value(json_object_get(h, "run"));
+				hs = json_string_value(json_object_get(h, "since"));
+				seterr(err, "runbook '%s' is locked by pid %"
+				    JSON_INTEGER_FORMAT " on host '%s' (run %s, "
+				    "since %s); wait for that run to finish or "
+				    "stop it", name,
+				    json_integer_value(json_object_get(h, "pid")),
+				    hh != NULL ? hh : "?", hr != NULL ? hr : "?",
+				    hs != NULL ? hs : "?");
+			} else {
+				seterr(err, "runbook '%s' is locked by another "
+				    "zdm (no details in '%s'); wait for that "
+				    "run to finish or stop it", name, path);
+			}
+			json_decref(h);
+		} else {
+			seterr(err, "cannot lock '%s': %s", path,
+			    strerror(errno));
+		}
+		close(lfd);
+		goto out;
+	}
+
+	now_iso8601(ts, sizeof ts);
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "?");
+	host[sizeof host - 1] = '\0';
+	me = json_object();
+	json_object_set_new(me, "pid", json_integer((json_int_t)getpid()));
+	json_object_set_new(me, "host", json_string(host));
+	json_object_set_new(me, "run", json_string(run_id != NULL ? run_id : ""));
+	json_object_set_new(me, "since", json_string(ts));
+	text = json_dumps(me, JSON_COMPACT);
+	json_decref(me);
+	if (text == NULL) {
+		seterr(err, "cannot write lock '%s': out of memory", path);
+		close(lfd);
+		goto out;
+	}
+	len = strlen(text);
+	text[len] = '\n';
+	if (ftruncate(lfd, 0) != 0 || write_all(lfd, text, len + 1) != 0 ||
+	    fullsync(lfd) != 0) {
+		seterr(err, "cannot write lock '%s': %s", path, strerror(errno));
+		free(text);
+		close(lfd);
+		goto out;
+	}
+	free(text);
+	*fd = lfd;
+	rc = 0;
+out:
+	free(dir);
+	free(path);
+	return rc;
+}
+
+void
+lock_release(int fd)
+{
+	if (fd < 0)
+		return;
+	/* still holding the lock: leave no stale holder for the next reader */
+	if (ftruncate(fd, 0) != 0) {
+		/* nothing to do: the content is only advice */
+	}
+	close(fd);
+}
