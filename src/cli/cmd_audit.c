@@ -24,7 +24,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
-#include "cli/audit.h"
+#include "cli/cli.h"
 #include "core/journal.h"
 #include "core/runner.h"
 #include "zdm/step.h"
@@ -827,4 +827,11 @@ audit_main(int argc, char **argv)
 	journal_set_audit_key(NULL);
 	redact_reset();
 	return rc;
+}
+
+int
+cmd_audit(const struct cmd *cmd, struct cli *c)
+{
+	(void)cmd;
+	return audit_main(c->argc, c->argv);
 }

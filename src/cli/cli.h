@@ -1,0 +1,119 @@
+/*
+ * cli.h - the command line's own interface: the options a command takes,
+ * the command table's entry, each command's handler (one file each:
+ * cmd_*.c) and what they share (common.c, runs.c).  Handlers return an
+ * exit code (ZDM_EXIT_*); only src/cli prints errors and exits.
+ */
+#ifndef ZDM_CLI_CLI_H
+#define ZDM_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "core/runner.h"
+
+/* options a command may take */
+enum {
+	O_VAR = 1 << 0,
+	O_VARS_FILE = 1 << 1,
+	O_DRY_RUN = 1 << 2,
+	O_OUTPUT = 1 << 3,
+	O_STATE_DIR = 1 << 4,
+	O_PLUGIN_PATH = 1 << 5,
+	O_FAIL_AT = 1 << 6,
+	O_IN_DOUBT = 1 << 7,
+	O_ALLOW_CHANGED = 1 << 8,
+	O_JSON = 1 << 9,
+	O_YES = 1 << 10,
+	O_JUNIT = 1 << 16,
+	O_NONINTERACTIVE = 1 << 17,
+	O_APPROVE = 1 << 18,
+	O_DENY = 1 << 19,
+	O_REASON = 1 << 20,
+};
+
+struct cli {
+	const char **vars;
+	size_t nvars;
+	const char *vars_file;
+	bool dry_run;
+	bool json_output;
+	const char *state_dir;
+	const char *plugin_path;
+	const char *fail_at;
+	enum in_doubt in_doubt;
+	bool allow_changed;
+	bool json;
+	const char *junit;		/* --junit FILE */
+	bool non_interactive;		/* --non-interactive */
+	const char **approve;		/* --approve STEP, repeatable */
+	size_t napprove;
+	bool deny;			/* zdm approve --deny */
+	const char *reason;		/* zdm approve --reason TEXT */
+	int argc;		/* positional arguments */
+	char **argv;
+};
+
+struct cmd {
+	const char *name;
+	int (*fn)(const struct cmd *, struct cli *);
+	unsigned opts;
+	int min_args, max_args;
+	const char *usage;
+	const char *help;
+};
+
+/* the handlers, one file each */
+int cmd_validate(const struct cmd *cmd, struct cli *c);
+int cmd_run(const struct cmd *cmd, struct cli *c);		/* plan, run */
+int cmd_continue(const struct cmd *cmd, struct cli *c);	/* resume, rollback */
+int cmd_status(const struct cmd *cmd, struct cli *c);
+int cmd_log(const struct cmd *cmd, struct cli *c);
+int cmd_audit(const struct cmd *cmd, struct cli *c);
+int cmd_approve(const struct cmd *cmd, struct cli *c);
+int cmd_plugins(const struct cmd *cmd, struct cli *c);
+
+/* common.c: stdout is the --output json event stream; the run's id and how
+ * the command left it, for the final `exit` event */
+extern bool json_stream;
+extern char out_run_id[64], out_status[32];
+
+/* common.c */
+struct yerrs;
+struct registry;
+/* every error as FILE:LINE:COL: message (and a validation.error event and
+ * an annotation), then the count */
+void print_errors(struct yerrs *e);
+/* load and check a runbook; NULL after printing the errors */
+struct runbook *load(const struct cli *c, const char *path, struct registry *reg);
+/* the registry over --plugin-path; *path is freed by the caller */
+struct registry *new_registry(const struct cli *c, char ***path);
+/* approvals may prompt: a terminal, no CI, no --non-interactive */
+bool interactive(const struct cli *c);
+/* --approve STEP must name an approval step of the runbook */
+int check_approve(const char *cmd, const struct cli *c, struct runbook *rb);
+/* the CI options of run, resume and rollback */
+void ci_opts(struct run_opts *o, const struct cli *c);
+
+/* runs.c */
+/* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */
+char *state_dir_for(const struct cli *c, const char *runbook);
+bool is_runbook_path(const char *a);
+/* the journal a RUN_ID | RUNBOOK argument (or none: the newest) names,
+ * malloc'd with *state_dir; NULL after printing why */
+char *find_journal(const struct cli *c, const char *arg, char **state_dir, const char *cmd);
+
+/* cmd_audit.c: `zdm audit ...` with argv[0] the subcommand; parses its own
+ * options.  Exit codes (docs/audit.md): verify 0 every chain intact
+ * (incomplete runs are listed, not failed), 1 a chain is broken, 2 usage or
+ * a journal that cannot be read or checked (no key); export 0, 2 usage. */
+int audit_main(int argc, char **argv);
+extern const char audit_usage[], audit_help[];
+/* `zdm log`: the provenance lines of a run.started record (CI identity,
+ * git commit) printed under the header; prints nothing it does not have */
+void audit_print_started(const json_t *data, FILE *out);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * cmd_run.c - zdm validate, plan, run, resume and rollback: one code path
+ * (the runner) with a mode, so a rehearsal cannot drift from the real run.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "cli/cli.h"
+#include "core/journal.h"
+#include "core/lock.h"
+#include "core/registry.h"
+#include "core/runner.h"
+#include "report/ci.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
+
+int
+cmd_validate(const struct cmd *cmd, struct cli *c)
+{
+	char **pp;
+	struct registry *reg = new_registry(c, &pp);
+	struct runbook *rb = load(c, c->argv[0], reg);
+	int rc = ZDM_EXIT_USAGE;
+
+	if (rb != NULL) {
+		printf("%s: ok (runbook '%s', %zu step%s)\n", c->argv[0], rb->name, rb->nsteps,
+		    rb->nsteps == 1 ? "" : "s");
+		rc = ZDM_EXIT_OK;
+	}
+	runbook_free(rb);
+	registry_free(reg);
+	plugin_path_free(pp);
+	return rc;
+}
+
+int
+cmd_run(const struct cmd *cmd, struct cli *c)
+{
+	char **pp;
+	struct registry *reg = new_registry(c, &pp);
+	struct runbook *rb = load(c, c->argv[0], reg);
+	struct run_opts o;
+	char *sd = NULL;
+	int rc = ZDM_EXIT_USAGE;
+
+	if (rb == NULL)
+		goto out;
+	memset(&o, 0, sizeof o);
+	o.mode = strcmp(cmd->name, "plan") == 0 ? MODE_PLAN : c->dry_run ? MODE_DRY_RUN : MODE_RUN;
+	o.fail_at = c->fail_at;
+	o.json = c->json_output;
+	ci_opts(&o, c);
+	if (check_approve(cmd->name, c, rb) != 0)
+		goto out;
+	sd = state_dir_for(c, c->argv[0]);
+	o.state_dir = sd;
+	if (c->fail_at != NULL && runbook_step(rb, c->fail_at) == NULL) {
+		const char **ids = xcalloc(rb->nsteps + 1, sizeof *ids);
+		const char *s;
+
+		for (size_t i = 0; i < rb->nsteps; i++)
+			ids[i] = rb->steps[i].id;
+		s = did_you_mean(c->fail_at, ids);
+		fprintf(stderr, "zdm run: --fail-at '%s': no such step in %s%s%s%s\n", c->fail_at,
+		    c->argv[0], s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+		free(ids);
+		goto out;
+	}
+	rc = runner_run(rb, &o);
+out:
+	free(sd);
+	runbook_free(rb);
+	registry_free(reg);
+	plugin_path_free(pp);
+	return rc;
+}
+
+/* a recorded value that a secret was cut out of: never a value to use */
+static bool
+has_redacted(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	bool yes = s != NULL && strstr(s, "***") != NULL;
+
+	free(s);
+	return yes;
+}
+
+/* resume and rollback: find the journal, load its runbook, hand over */
+int
+cmd_continue(const struct cmd *cmd, struct cli *c)
+{
+	char *sd = NULL, *jp, *err = NULL, **pp = NULL;
+	struct jlog log;
+	struct registry *reg = NULL;
+	struct runbook *rb = NULL;
+	const char *rbpath;
+	struct run_opts o;
+	int rc = ZDM_EXIT_USAGE;
+
+	memset(&log, 0, sizeof log);
+	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
+	if (jp == NULL)
+		goto out;
+	if (journal_read(jp, &log, &err) != 0) {
+		fprintf(stderr, "zdm %s: the journal is damaged, so zdm cannot tell what ran: %s\n"
+		    "  check it with: zdm audit verify %s\n", cmd->name, err, jp);
+		free(err);
+		goto out;
+	}
+	if (log.n == 0) {
+		fprintf(stderr, "zdm %s: %s is empty: the run never started\n", cmd->name, jp);
+		goto out;
+	}
+	rbpath = json_string_value(json_object_get(json_object_get(log.recs[0], "data"), "runbook"));
+	if (rbpath == NULL) {
+		fprintf(stderr, "zdm %s: %s:1: run.started does not name its runbook\n", cmd->name, jp);
+		goto out;
+	}
+	if (c->argc && is_runbook_path(c->argv[0]))
+		rbpath = c->argv[0];
+	reg = new_registry(c, &pp);
+	/* the run's vars as it recorded them, unless overridden again */
+	rb = load(c, rbpath, reg);
+	if (rb == NULL)
+		goto out;
+	{
+		json_t *vars = json_object_get(json_object_get(log.recs[0], "data"), "vars");
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(vars, k, v)
+			if (json_object_get(rb->vars, k) != NULL && !has_redacted(v)) {
+				bool flagged = false;
+
+				for (size_t i = 0; i < c->nvars; i++)
+					if (strncmp(c->vars[i], k, strlen(k)) == 0 && c->vars[i][strlen(k)] == '=')
+						flagged = true;
+				if (!flagged)
+					json_object_set(rb->vars, k, v);
+			}
+		expr_set(rb->x, "vars", rb->vars);
+	}
+	memset(&o, 0, sizeof o);
+	o.mode = MODE_RUN;
+	o.in_doubt = c->in_doubt;
+	o.allow_changed = c->allow_changed;
+	o.json = c->json_output;
+	o.state_dir = sd;
+	ci_opts(&o, c);
+	if (check_approve(cmd->name, c, rb) != 0)
+		goto out;
+	if (strcmp(cmd->name, "resume") == 0)
+		rc = runner_resume(rb, jp, &log, &o);
+	else
+		rc = runner_rollback(rb, jp, &log, &o);
+out:
+	jlog_release(&log);
+	runbook_free(rb);
+	registry_free(reg);
+	plugin_path_free(pp);
+	free(jp);
+	free(sd);
+	return rc;
+}

@@ -1,0 +1,136 @@
+/*
+ * common.c - what several commands share: loading a runbook and reporting
+ * its errors (text, --output json events, CI annotations) and the registry.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "cli/cli.h"
+#include "core/journal.h"
+#include "core/lock.h"
+#include "core/registry.h"
+#include "core/runner.h"
+#include "report/ci.h"
+#include "steps/builtin.h"
+#include "zdm/step.h"
+
+/* "FILE:LINE:COL: message" -> its parts (file and message malloc'd) */
+/* set while the command's stdout is the --output json event stream */
+bool json_stream;
+/* the run id and how the command left the run, for the final JSON event */
+char out_run_id[64], out_status[32];
+
+static void
+split_diag(const char *m, char **file, int *line, int *col, char **msg)
+{
+	const char *p = m;
+
+	*file = NULL;
+	*line = *col = 0;
+	*msg = NULL;
+	/* the file name may hold ':'; find ":N:N: " */
+	for (p = strchr(m, ':'); p != NULL; p = strchr(p + 1, ':')) {
+		int l, c, n = 0;
+
+		if (sscanf(p, ":%d:%d: %n", &l, &c, &n) == 2 && n > 0) {
+			*file = xstrndup(m, (size_t)(p - m));
+			*line = l;
+			*col = c;
+			*msg = xstrdup(p + n);
+			return;
+		}
+	}
+	*msg = xstrdup(m);
+}
+
+void
+print_errors(struct yerrs *e)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		char *file, *msg;
+		int line, col;
+
+		fprintf(stderr, "%s\n", e->v[i].msg);
+		split_diag(e->v[i].msg, &file, &line, &col, &msg);
+		if (json_stream) {
+			json_t *ev = json_pack("{s:s,s:s*,s:i,s:i,s:s}", "event", "validation.error",
+			    "file", file, "line", line, "col", col, "message", msg);
+
+			ci_emit(ev);
+		}
+		ci_annotate("error", file, line, col, "zdm: invalid runbook", msg);
+		free(file);
+		free(msg);
+	}
+	fprintf(stderr, "zdm: %zu error%s; nothing ran\n", e->n, e->n == 1 ? "" : "s");
+}
+
+/* load and check a runbook; NULL after printing the errors */
+struct runbook *
+load(const struct cli *c, const char *path, struct registry *reg)
+{
+	struct rb_opts o = { c->vars, c->nvars, c->vars_file };
+	struct yerrs e = { 0 };
+	struct runbook *rb = runbook_load(path, reg, &o, &e);
+
+	if (rb == NULL) {
+		print_errors(&e);
+		yerrs_release(&e);
+	}
+	return rb;
+}
+
+struct registry *
+new_registry(const struct cli *c, char ***path)
+{
+	*path = plugin_path_build(c->plugin_path);
+	return registry_new((const char *const *)*path);
+}
+
+/* --non-interactive, implied without a terminal or with CI set */
+bool
+interactive(const struct cli *c)
+{
+	const char *ci = getenv("CI");
+
+	return !c->non_interactive && (ci == NULL || *ci == '\0') &&
+	    isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
+}
+
+/* --approve STEP must name an approval step of the runbook */
+int
+check_approve(const char *cmd, const struct cli *c, struct runbook *rb)
+{
+	for (size_t i = 0; i < c->napprove; i++) {
+		struct rb_step *s = runbook_step(rb, c->approve[i]);
+
+		if (s == NULL || s->type != &zdm_step_approval) {
+			fprintf(stderr, "zdm %s: --approve '%s': %s %s; name a step that uses: approval\n",
+			    cmd, c->approve[i], s ? "step is not an approval in" : "no such step in", rb->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* the CI options of run, resume and rollback */
+void
+ci_opts(struct run_opts *o, const struct cli *c)
+{
+	o->junit = c->junit;
+	o->interactive = interactive(c);
+	o->approve = c->approve;
+	o->napprove = c->napprove;
+	o->run_id_out = out_run_id;
+	o->status_out = out_status;
+}
