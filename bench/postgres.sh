@@ -25,7 +25,7 @@
 # latency during the zdm run, to hold against zdm's lock_timeout (5 s): the
 # application's write path must never wait longer.
 #
-# Goal (issue 5): zdm <= 1.2 x by hand.  Prints a markdown table; exits 0
+# Goal: zdm <= 1.2 x by hand.  Prints a markdown table; exits 0
 # whatever the timings, non-zero only when a contender failed.
 #
 # Environment:

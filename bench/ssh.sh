@@ -33,7 +33,7 @@
 #   - ansible:       `ansible all -m raw -a true --forks 16` (raw: one SSH exec per
 #                    host like zdm; ControlPersist off so no connection is reused
 #                    between repetitions), when ansible is installed.
-# Goals (issue 6): zdm on 16 hosts in one batch of 16 within 1.5× of its time on one
+# Goals: zdm on 16 hosts in one batch of 16 within 1.5× of its time on one
 # host; ≥ 5× faster than the OpenSSH loop on 16 hosts.
 #
 # It prints a markdown table and exits 0 whatever the timings (a benchmark never

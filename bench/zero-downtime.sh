@@ -29,7 +29,7 @@
 #             Green gets one request in ten at 10%, so its last answer may come before
 #             the weights changed; after `undone` it gets no new request: the later of
 #             the two is what the rollback goal is held against.
-# Goals (issue 4), shown met/missed at the end:
+# Goals, shown met/missed at the end:
 #   HAProxy runs: 0 failed requests (non-2xx + socket errors); in (c) the 500s green
 #     sends before the gate decides are the signal the gate acts on: they are shown,
 #     and the goal there is 0 socket errors.
@@ -69,7 +69,7 @@ for c in nginx haproxy socat prometheus jq python3 curl; do
 	command -v "$c" >/dev/null || die "'$c' is missing (scripts/deps.sh installs it)"
 done
 for p in lb/nginx lb/haproxy; do
-	[[ -f $REPO/plugins/$p.lua ]] || die "plugins/$p.lua is missing (issue 4 part A)"
+	[[ -f $REPO/plugins/$p.lua ]] || die "plugins/$p.lua is missing (the bench switches traffic with it)"
 done
 
 TMP=$(mktemp -d /tmp/zdm-zdt.XXXXXX)
