@@ -86,4 +86,13 @@ int expr_check_cond(const char *code, char **err);
 int expr_eval_cond(struct expr *x, const char *code, const json_t *result, int *out,
     char **err);
 
+/*
+ * For cond.c, which evaluates in the same sandbox: x's Lua state, and a
+ * lua_pcall of the function below nargs arguments under the instruction
+ * limit (one result; returns lua_pcall's code).
+ */
+struct lua_State;
+struct lua_State *expr_lua(struct expr *x);
+int expr_pcall(struct expr *x, int nargs);
+
 #endif
