@@ -33,9 +33,9 @@
 #include "core/expr.h"
 #include "net/sshc.h"
 #include "steps/builtin.h"
+#include "steps/ssh_hosts.h"
 #include "zdm/step.h"
 
-#define SSH_MAX_HOSTS 10000
 #define SSH_TAIL_BYTES 4096	/* bytes of each stream read back per host */
 
 static const struct zdm_param ssh_params[] = {
@@ -58,140 +58,6 @@ static const struct zdm_param ssh_params[] = {
 	{ "max_fail", ZDM_T_ANY, false, "0", "failed hosts a batch may have and the rollout go on: a count or \"N%\" of the batch" },
 	{ "output_lines", ZDM_T_INT, false, "10", "last lines of stdout and stderr kept per host in outputs and the journal" },
 };
-
-/* ---- batch and budget specs ------------------------------------------------ */
-
-/* a count or "N%": sets *n / *pct; 0 ok, -1 bad */
-static int
-count_or_pct(const json_t *v, long *n, long *pct, long min, long max_pct)
-{
-	*n = -1;
-	*pct = -1;
-	if (json_is_integer(v)) {
-		if (json_integer_value(v) < min || json_integer_value(v) > SSH_MAX_HOSTS)
-			return -1;
-		*n = (long)json_integer_value(v);
-		return 0;
-	}
-	if (json_is_string(v)) {
-		const char *s = json_string_value(v);
-		char *end;
-		long p = strtol(s, &end, 10);
-
-		if (end == s || strcmp(end, "%") != 0 || p < (min > 0 ? 1 : 0) || p > max_pct)
-			return -1;
-		*pct = p;
-		return 0;
-	}
-	return -1;
-}
-
-/* the batches' sizes for nhosts hosts; returns the number of batches */
-static size_t
-plan_batches(const json_t *spec, size_t nhosts, size_t **sizes)
-{
-	size_t nb = 0, left = nhosts, k = 0;
-	size_t *v = xcalloc(nhosts ? nhosts : 1, sizeof *v);
-
-	while (left > 0) {
-		const json_t *s = json_is_array(spec) ?
-		    json_array_get(spec, k < json_array_size(spec) ? k : json_array_size(spec) - 1) : spec;
-		long n, pct;
-		size_t sz;
-
-		if (count_or_pct(s, &n, &pct, 1, 100) != 0)
-			n = (long)nhosts;
-		sz = n > 0 ? (size_t)n : (size_t)pct * nhosts / 100;
-		if (sz < 1)
-			sz = 1;
-		if (sz > left)
-			sz = left;
-		v[nb++] = sz;
-		left -= sz;
-		k++;
-	}
-	*sizes = v;
-	return nb;
-}
-
-/* the failures a batch of `size` hosts may have */
-static size_t
-budget(const json_t *spec, size_t size)
-{
-	long n, pct;
-
-	if (count_or_pct(spec, &n, &pct, 0, 100) != 0)
-		return 0;
-	return n >= 0 ? (size_t)n : (size_t)pct * size / 100;
-}
-
-/* hosts from a list or a "a, b c" string; NULL list on error */
-static json_t *
-host_list(const json_t *hosts)
-{
-	json_t *out = json_array();
-
-	if (json_is_array(hosts)) {
-		json_decref(out);
-		return json_incref((json_t *)hosts);
-	}
-	if (json_is_string(hosts)) {
-		char *s = xstrdup(json_string_value(hosts)), *save = NULL, *tok;
-
-		for (tok = strtok_r(s, ", \t\n", &save); tok != NULL; tok = strtok_r(NULL, ", \t\n", &save))
-			json_array_append_new(out, json_string(tok));
-		free(s);
-	}
-	return out;
-}
-
-/* parse every host; NULL (and *err) on the first bad one */
-static struct sshc_target *
-targets(const json_t *p, size_t *n, char **err)
-{
-	json_t *hl = host_list(json_object_get(p, "hosts")), *v;
-	const char *user = json_string_value(json_object_get(p, "user"));
-	char *def_user = user ? xstrdup(user) : sshc_default_user();
-	int port = (int)json_integer_value(json_object_get(p, "port"));
-	struct sshc_target *t = xcalloc(json_array_size(hl) + 1, sizeof *t);
-	size_t i;
-
-	*n = 0;
-	json_array_foreach(hl, i, v) {
-		if (!json_is_string(v)) {
-			seterr(err, "host %zu is not a string", i + 1);
-			goto bad;
-		}
-		if (sshc_parse_target(json_string_value(v), def_user, port, &t[i], err) != 0)
-			goto bad;
-		for (size_t k = 0; k < i; k++)
-			if (strcmp(t[k].label, t[i].label) == 0) {
-				seterr(err, "host '%s' is listed twice", t[i].label);
-				*n = i + 1;
-				goto bad;
-			}
-		*n = i + 1;
-	}
-	json_decref(hl);
-	free(def_user);
-	return t;
-bad:
-	for (size_t k = 0; k < *n; k++)
-		sshc_target_release(&t[k]);
-	free(t);
-	json_decref(hl);
-	free(def_user);
-	*n = 0;
-	return NULL;
-}
-
-static void
-free_targets(struct sshc_target *t, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		sshc_target_release(&t[i]);
-	free(t);
-}
 
 /* ---- validate / plan ---------------------------------------------------------- */
 
@@ -246,17 +112,17 @@ ssh_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 			struct sshc_target *tg;
 			char *err = NULL;
 
-			json_t *hl = host_list(hosts);
+			json_t *hl = ssh_host_list(hosts);
 
 			if (json_array_size(hl) == 0)
 				zdm_diag(d, "hosts", "no hosts: give at least one (host, host:port, user@host:port)");
 			else if (json_array_size(hl) > SSH_MAX_HOSTS)
 				zdm_diag(d, "hosts", "more than %d hosts", SSH_MAX_HOSTS);
 			json_decref(hl);
-			if ((tg = targets(p, &i, &err)) == NULL && err != NULL)
+			if ((tg = ssh_targets(p, &i, &err)) == NULL && err != NULL)
 				zdm_diag(d, "hosts", "%s", err);
 			if (tg != NULL)
-				free_targets(tg, i);
+				ssh_free_targets(tg, i);
 			free(err);
 		}
 	}
@@ -309,16 +175,16 @@ ssh_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 
 		if (json_is_array(v)) {
 			json_array_foreach(v, i, u)
-				bad = bad || (!zdm_is_expr(u) && count_or_pct(u, &n, &pct, 1, 100) != 0);
+				bad = bad || (!zdm_is_expr(u) && ssh_count_or_pct(u, &n, &pct, 1, 100) != 0);
 		} else {
-			bad = count_or_pct(v, &n, &pct, 1, 100) != 0;
+			bad = ssh_count_or_pct(v, &n, &pct, 1, 100) != 0;
 		}
 		if (bad)
 			zdm_diag(d, "batch", "must be a count of hosts (1 or more), a percentage \"1%%\" to "
 			    "\"100%%\", or a list of them like [1, \"25%%\"]");
 	}
 	v = json_object_get(p, "max_fail");
-	if (!zdm_is_expr(v) && count_or_pct(v, &n, &pct, 0, 100) != 0)
+	if (!zdm_is_expr(v) && ssh_count_or_pct(v, &n, &pct, 0, 100) != 0)
 		zdm_diag(d, "max_fail", "must be a count of hosts (0 or more) or a percentage of "
 		    "the batch \"0%%\" to \"100%%\"");
 }
@@ -352,9 +218,9 @@ static char *
 ssh_plan(const struct zdm_step_type *t, const json_t *p)
 {
 	const json_t *u = json_object_get(p, "undo");
-	json_t *hl = host_list(json_object_get(p, "hosts"));
+	json_t *hl = ssh_host_list(json_object_get(p, "hosts"));
 	char *c = cmd_text(json_object_get(p, "command"), json_object_get(p, "shell"));
-	size_t n = json_array_size(hl), *sizes, nb = plan_batches(json_object_get(p, "batch"), n, &sizes);
+	size_t n = json_array_size(hl), *sizes, nb = ssh_plan_batches(json_object_get(p, "batch"), n, &sizes);
 	struct sbuf sb;
 
 	sb_init(&sb);
@@ -618,7 +484,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	int rc = 0;
 	size_t nok = 0, nfail = 0, nskip = 0;
 
-	tg = targets(p, &n, &err);
+	tg = ssh_targets(p, &n, &err);
 	if (tg == NULL) {
 		zdm_fail(res, "%s", err ? err : "no hosts");
 		free(err);
@@ -627,7 +493,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	ssh_opts(p, &o, &kh);
 	command = sshc_build_command(json_object_get(p, "command"),
 	    json_string_value(json_object_get(p, "shell")), json_object_get(p, "env"));
-	nb = plan_batches(json_object_get(p, "batch"), n, &sizes);
+	nb = ssh_plan_batches(json_object_get(p, "batch"), n, &sizes);
 	memset(&f, 0, sizeof f);
 	f.ctx = ctx;
 	f.p = p;
@@ -669,7 +535,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	}
 
 	for (b = 0; b < nb && !stop; b++) {
-		size_t m = 0, allowed = budget(json_object_get(p, "max_fail"), sizes[b]), bfail = 0;
+		size_t m = 0, allowed = ssh_budget(json_object_get(p, "max_fail"), sizes[b]), bfail = 0;
 		bool intr = false, tmo = false;
 
 		for (size_t k = start; k < start + sizes[b]; k++)
@@ -782,7 +648,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	free(sizes);
 	free(command);
 	free(kh);
-	free_targets(tg, n);
+	ssh_free_targets(tg, n);
 	return rc;
 }
 
@@ -803,7 +669,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	json_t *e, *outs;
 	int rc = 0;
 
-	tg = targets(p, &n, &err);
+	tg = ssh_targets(p, &n, &err);
 	if (tg == NULL) {
 		if (u == NULL) {	/* nothing would run anyway */
 			free(err);
@@ -814,7 +680,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		free(err);
 		return -1;
 	}
-	nb = plan_batches(json_object_get(p, "batch"), n, &sizes);
+	nb = ssh_plan_batches(json_object_get(p, "batch"), n, &sizes);
 	bat = xcalloc(n, sizeof *bat);
 	ok = xcalloc(n, sizeof *ok);
 	undone = xcalloc(n, sizeof *undone);
@@ -892,7 +758,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		free(unk);
 		free(undone);
 		free(sizes);
-		free_targets(tg, n);
+		ssh_free_targets(tg, n);
 		return rc;
 	}
 	ssh_opts(p, &o, &kh);
@@ -962,7 +828,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	free(unk);
 	free(undone);
 	free(sizes);
-	free_targets(tg, n);
+	ssh_free_targets(tg, n);
 	return rc;
 }
 
