@@ -1,7 +1,7 @@
 /*
  * journal.c - the durable, hash-chained run journal.
  *
- * Format (DESIGN.md "The journal"): one JSON Lines file per run,
+ * Format (zdm-runbook(5) JOURNAL): one JSON Lines file per run,
  * STATE_DIR/runs/RUN_ID.jsonl, one record per line, keys sorted, compact:
  *
  *   {"attempt":1,"data":{...},"event":"step.succeeded","hash":"<hex>",
