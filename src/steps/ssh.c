@@ -654,6 +654,20 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 
 /* ---- undo --------------------------------------------------------------------------- */
 
+/* flag[k] for every target whose label is in one of lists' arrays */
+static void
+mark_hosts(const json_t *lists, const struct sshc_target *tg, size_t n, bool *flag)
+{
+	size_t i, x;
+	json_t *e, *h;
+
+	json_array_foreach(lists, i, e)
+		json_array_foreach(e, x, h)
+			for (size_t k = 0; k < n; k++)
+				if (json_is_string(h) && strcmp(tg[k].label, json_string_value(h)) == 0)
+					flag[k] = true;
+}
+
 static int
 ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     const json_t *undo_data, struct zdm_result *res)
@@ -689,27 +703,10 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	for (size_t b = 0, k = 0; b < nb; b++)
 		for (size_t c = 0; c < sizes[b]; c++)
 			bat[k++] = b;
-	/* succeeded: from undo_data and from the notes (a crash leaves only these) */
-	json_array_foreach(succ, i, e) {
-		size_t x;
-		json_t *h;
-
-		json_array_foreach(e, x, h)
-			for (size_t k = 0; k < n; k++)
-				if (json_is_string(h) && strcmp(tg[k].label, json_string_value(h)) == 0)
-					ok[k] = true;
-	}
-	/* unknown (the command started, no exit status): from undo_data and
-	 * the notes, like succeeded */
-	json_array_foreach(unkd, i, e) {
-		size_t x;
-		json_t *h;
-
-		json_array_foreach(e, x, h)
-			for (size_t k = 0; k < n; k++)
-				if (json_is_string(h) && strcmp(tg[k].label, json_string_value(h)) == 0)
-					unk[k] = true;
-	}
+	/* succeeded: from undo_data and from the notes (a crash leaves only
+	 * these); unknown (the command started, no exit status): the same */
+	mark_hosts(succ, tg, n, ok);
+	mark_hosts(unkd, tg, n, unk);
 	json_array_foreach(ctx->notes, i, e) {
 		const char *ev = json_string_value(json_object_get(e, "event"));
 		json_t *d = json_object_get(e, "data");
