@@ -8,9 +8,12 @@
  * person as to zdm.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -255,24 +258,81 @@ parse_node(struct yparser *yp, yaml_event_t *ev)
 	return n;
 }
 
+/*
+ * The whole file, read before parsing.  Only a regular file of at most
+ * YAML_MAX_BYTES is read: a FIFO, a device or /dev/stdin could block
+ * forever or never end, and a runbook of 1,000 steps is about 100 KB.
+ * Opened non-blocking, so a FIFO is refused without waiting for a writer.
+ */
+static char *
+read_regular(const char *path, const char *display, struct yerrs *errs, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	char *buf;
+	size_t n = 0;
+
+	if (fd < 0) {
+		yerr(errs, display, 0, 0, "cannot read runbook: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		yerr(errs, display, 0, 0, "not a regular file (a runbook or vars file is read "
+		    "only from a file: a FIFO, device, socket or directory is refused)");
+		close(fd);
+		return NULL;
+	}
+	if (st.st_size > YAML_MAX_BYTES) {
+		yerr(errs, display, 0, 0, "%lld bytes is over the limit of %d MiB for a "
+		    "runbook or vars file", (long long)st.st_size, YAML_MAX_BYTES >> 20);
+		close(fd);
+		return NULL;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	for (;;) {
+		ssize_t r = read(fd, buf + n, (size_t)st.st_size + 1 - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			yerr(errs, display, 0, 0, "cannot read runbook: %s", strerror(errno));
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > (size_t)st.st_size) {	/* it grew while being read */
+			yerr(errs, display, 0, 0, "the file grew while it was read; try again");
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+	}
+	close(fd);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
 struct ynode *
 yparse_file(const char *path, const char *display, struct yerrs *errs)
 {
 	struct yparser yp;
-	FILE *f = fopen(path, "rb");
 	struct ynode *root = NULL;
 	yaml_event_t ev;
 	int ndocs = 0;
+	size_t len;
+	char *buf = read_regular(path, display, errs, &len);
 
-	if (f == NULL) {
-		yerr(errs, display, 0, 0, "cannot read runbook: %s", strerror(errno));
+	if (buf == NULL)
 		return NULL;
-	}
 	memset(&yp, 0, sizeof yp);
 	yp.file = display;
 	yp.errs = errs;
 	yaml_parser_initialize(&yp.p);
-	yaml_parser_set_input_file(&yp.p, f);
+	yaml_parser_set_input_string(&yp.p, (const unsigned char *)buf, len);
 	while (!yp.failed && next_event(&yp, &ev)) {
 		yaml_event_type_t t = ev.type;
 
@@ -301,7 +361,7 @@ yparse_file(const char *path, const char *display, struct yerrs *errs)
 		root = parse_node(&yp, &ev);
 	}
 	yaml_parser_delete(&yp.p);
-	fclose(f);
+	free(buf);
 	if (yp.failed) {
 		ynode_free(root);
 		return NULL;

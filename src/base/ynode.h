@@ -38,6 +38,9 @@ void yerrs_sort(struct yerrs *e);
 void yerrs_release(struct yerrs *e);
 
 /* NULL with errors in *errs when the file does not read or parse */
+/* a runbook or vars file is a regular file of at most this many bytes */
+#define YAML_MAX_BYTES (16 << 20)
+
 struct ynode *yparse_file(const char *path, const char *display, struct yerrs *errs);
 void ynode_free(struct ynode *n);
 struct ynode *ymap_get(const struct ynode *map, const char *key);

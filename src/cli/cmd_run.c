@@ -149,7 +149,11 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 				if (!flagged)
 					json_object_set(rb->vars, k, v);
 			}
-		expr_set(rb->x, "vars", rb->vars);
+		if (expr_set(rb->x, "vars", rb->vars, &err) != 0) {
+			fprintf(stderr, "zdm %s: %s: %s\n", cmd->name, rbpath, err);
+			free(err);
+			goto out;
+		}
 	}
 	memset(&o, 0, sizeof o);
 	o.mode = MODE_RUN;

@@ -239,22 +239,54 @@ fill_table(lua_State *L, const json_t *obj)
 	}
 }
 
-void
-expr_set(struct expr *x, const char *name, const json_t *obj)
+struct set_table {
+	struct expr *x;
+	lua_CFunction guard;
+	const json_t *obj;
+};
+
+static int
+set_table_body(lua_State *L)
 {
-	lua_CFunction guard = NULL;
+	struct set_table *a = lua_touserdata(L, 1);
+
+	if (a->guard != NULL)
+		push_guarded(L, a->guard);
+	else
+		lua_newtable(L);
+	if (a->obj != NULL)
+		fill_table(L, a->obj);
+	return 1;
+}
+
+int
+expr_set(struct expr *x, const char *name, const json_t *obj, char **err)
+{
+	struct set_table a = { x, NULL, obj };
+	int rc = 0;
 
 	if (strcmp(name, "vars") == 0)
-		guard = l_missing_var;
+		a.guard = l_missing_var;
 	else if (strcmp(name, "secrets") == 0)
-		guard = x->static_mode ? l_deferred : l_missing_secret;
-	if (guard != NULL)
-		push_guarded(x->L, guard);
-	else
-		lua_newtable(x->L);
-	if (obj != NULL)
-		fill_table(x->L, obj);
+		a.guard = x->static_mode ? l_deferred : l_missing_secret;
+	/* protected: values too large for the sandbox's memory cap are an
+	 * error for the caller to report, not a panic */
+	lua_pushcfunction(x->L, set_table_body);
+	lua_pushlightuserdata(x->L, &a);
+	if (lua_pcall(x->L, 1, 1, 0) != LUA_OK) {
+		rc = seterr(err, "%s do not fit the expression sandbox's %u MiB (%s)", name,
+		    EXPR_MEM_LIMIT >> 20, lua_tostring(x->L, -1) ? lua_tostring(x->L, -1) : "error");
+		lua_pop(x->L, 1);
+		a.obj = NULL;
+		lua_pushcfunction(x->L, set_table_body);
+		lua_pushlightuserdata(x->L, &a);
+		if (lua_pcall(x->L, 1, 1, 0) != LUA_OK) {
+			lua_pop(x->L, 1);
+			lua_newtable(x->L);
+		}
+	}
 	set_env_field(x, name);
+	return rc;
 }
 
 void

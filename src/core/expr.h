@@ -22,8 +22,9 @@ void expr_free(struct expr *x);
 
 /* the step ids of the runbook, in order (for '-' rewriting and checks) */
 void expr_set_step_ids(struct expr *x, const char *const *ids, size_t n);
-/* set a top-level table: "vars", "secrets", "run" (object; borrowed) */
-void expr_set(struct expr *x, const char *name, const json_t *obj);
+/* set a top-level table: "vars", "secrets", "run" (object; borrowed).
+ * -1 (and the table empty) when the values do not fit the sandbox's memory */
+int expr_set(struct expr *x, const char *name, const json_t *obj, char **err);
 /* steps[id] = {outputs = outputs} (borrowed) */
 void expr_set_step(struct expr *x, const char *id, const json_t *outputs);
 /* static mode: `steps` and `secrets` are not known yet; expressions that

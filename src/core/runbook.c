@@ -674,7 +674,16 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		secrets = xcalloc(rb->nsecrets + 1, sizeof *secrets);
 		for (size_t j = 0; j < rb->nsecrets; j++)
 			secrets[j] = rb->secrets[j].name;
-		expr_set(rb->x, "vars", rb->vars);
+		{
+			char *verr = NULL;
+
+			if (expr_set(rb->x, "vars", rb->vars, &verr) != 0) {
+				const struct ynode *vn = ymap_get(root, "vars");
+
+				err_at(rb, errs, vn != NULL ? vn : root, "vars: %s", verr);
+				free(verr);
+			}
+		}
 		expr_set_static(rb->x, true);
 		expr_defer(rb->x, "run");	/* run.id is not known before the run */
 		for (size_t j = 0; j < rb->nsteps; j++) {
@@ -786,6 +795,7 @@ int
 runbook_resolve_secrets(struct runbook *rb, char **err)
 {
 	json_t *obj = json_object();
+	int rc;
 
 	for (size_t i = 0; i < rb->nsecrets; i++) {
 		struct rb_secret *s = &rb->secrets[i];
@@ -839,7 +849,7 @@ runbook_resolve_secrets(struct runbook *rb, char **err)
 		explicit_bzero(val, strlen(val));
 		free(val);
 	}
-	expr_set(rb->x, "secrets", obj);
+	rc = expr_set(rb->x, "secrets", obj, err);
 	json_decref(obj);
-	return 0;
+	return rc;
 }

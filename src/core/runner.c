@@ -1061,7 +1061,7 @@ set_run_table(struct run *r)
 	json_t *run = json_pack("{s:s,s:b}", "id", r->run_id, "dry_run",
 	    r->o->mode != MODE_RUN);
 
-	expr_set(r->rb->x, "run", run);
+	expr_set(r->rb->x, "run", run, NULL);
 	json_decref(run);
 }
 

@@ -11,6 +11,7 @@
 
 int unit_journal(void);
 int unit_luahost(void);
+int unit_expr(void);
 
 /* small checks of util.c and redact.c */
 static int
@@ -62,6 +63,7 @@ main(void)
 	fails += unit_util();
 	fails += unit_journal();
 	fails += unit_luahost();
+	fails += unit_expr();
 	printf("unit: %d failed\n", fails);
 	return fails ? 1 : 0;
 }
