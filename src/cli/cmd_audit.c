@@ -809,7 +809,15 @@ audit_main(int argc, char **argv)
 			return ZDM_EXIT_USAGE;
 		}
 	}
-	journal_init_key();
+	{
+		char *kerr = NULL;
+
+		if (journal_init_key(&kerr) != 0) {
+			fprintf(stderr, "zdm audit: %s\n", kerr);
+			free(kerr);
+			return ZDM_EXIT_USAGE;
+		}
+	}
 	if (export) {
 		if (optind < argc) {
 			fprintf(stderr, "zdm audit export: unexpected argument '%s' (name the state dir "

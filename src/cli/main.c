@@ -317,7 +317,17 @@ main(int argc, char **argv)
 		return ZDM_EXIT_USAGE;
 	}
 	proc_install_signals();
-	journal_init_key();
+	{
+		char *kerr = NULL;
+
+		if (journal_init_key(&kerr) != 0) {
+			fprintf(stderr, "zdm: %s\n", kerr);
+			free(kerr);
+			free(c.vars);
+			free(c.approve);
+			return ZDM_EXIT_USAGE;
+		}
+	}
 	json_stream = c.json_output;
 	ci_json_stdout = c.json_output;
 	rc = cmd->fn(cmd, &c);
