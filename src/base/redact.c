@@ -7,6 +7,8 @@
  * secrets are replaced first so a secret that contains another is not left
  * half visible.
  */
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,42 +64,53 @@ redact_active(void)
 	return nsecrets > 0;
 }
 
+/* lengths, not C strings: a NUL inside a value must not hide what follows */
 static bool
-contains_any(const char *s)
+contains_any_n(const char *s, size_t n)
 {
 	for (size_t i = 0; i < nsecrets; i++)
-		if (strstr(s, secrets[i]) != NULL)
+		if (memmem(s, n, secrets[i], strlen(secrets[i])) != NULL)
 			return true;
 	return false;
 }
 
 char *
-redact_str(const char *s)
+redact_strn(const char *s, size_t n, size_t *outlen)
 {
 	struct sbuf sb;
-	const char *p = s;
+	size_t p = 0;
 
 	if (s == NULL)
 		return NULL;
-	if (!contains_any(s))
-		return xstrdup(s);
 	sb_init(&sb);
-	while (*p != '\0') {
-		size_t i;
+	if (!contains_any_n(s, n)) {
+		sb_add(&sb, s, n);
+	} else {
+		while (p < n) {
+			size_t i;
 
-		for (i = 0; i < nsecrets; i++) {
-			size_t n = strlen(secrets[i]);
+			for (i = 0; i < nsecrets; i++) {
+				size_t k = strlen(secrets[i]);
 
-			if (strncmp(p, secrets[i], n) == 0) {
-				sb_adds(&sb, "***");
-				p += n;
-				break;
+				if (k <= n - p && memcmp(s + p, secrets[i], k) == 0) {
+					sb_adds(&sb, "***");
+					p += k;
+					break;
+				}
 			}
+			if (i == nsecrets)
+				sb_addc(&sb, s[p++]);
 		}
-		if (i == nsecrets)
-			sb_addc(&sb, *p++);
 	}
+	if (outlen != NULL)
+		*outlen = sb.len;
 	return sb_detach(&sb);
+}
+
+char *
+redact_str(const char *s)
+{
+	return s == NULL ? NULL : redact_strn(s, strlen(s), NULL);
 }
 
 size_t
@@ -118,35 +131,81 @@ redact_tail(char *s, size_t len)
 	return len;
 }
 
+/* a number equal to a secret (a PIN passed through tonumber, a JSON output
+ * equal to a secret) becomes the string "***": NULL if not.  Equal, not
+ * containing: a secret "5" must not wipe every duration with a 5 in it. */
+static json_t *
+redact_number(const json_t *v)
+{
+	char t[64];
+
+	if (json_is_integer(v))
+		snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
+		snprintf(t, sizeof t, "%lld", (long long)json_real_value(v));
+	else if (json_is_real(v))
+		snprintf(t, sizeof t, "%.17g", json_real_value(v));
+	else
+		return NULL;
+	for (size_t i = 0; i < nsecrets; i++)
+		if (strcmp(t, secrets[i]) == 0)
+			return json_string("***");
+	if (json_is_real(v)) {
+		char *d = json_dumps(v, JSON_ENCODE_ANY);	/* jansson's own form */
+
+		for (size_t i = 0; d != NULL && i < nsecrets; i++)
+			if (strcmp(d, secrets[i]) == 0) {
+				free(d);
+				return json_string("***");
+			}
+		free(d);
+	}
+	return NULL;
+}
+
 void
 redact_json(json_t *v)
 {
 	if (nsecrets == 0 || v == NULL)
 		return;
 	if (json_is_string(v)) {
-		if (contains_any(json_string_value(v))) {
-			char *r = redact_str(json_string_value(v));
+		const char *s = json_string_value(v);
+		size_t n = json_string_length(v);
 
-			json_string_set(v, r);
+		if (contains_any_n(s, n)) {
+			size_t rn;
+			char *r = redact_strn(s, n, &rn);
+
+			/* a secret that ends inside a UTF-8 sequence can leave bytes
+			 * jansson refuses: then the whole value goes */
+			if (json_string_setn(v, r, rn) != 0)
+				json_string_set(v, "***");
 			free(r);
 		}
 	} else if (json_is_array(v)) {
 		size_t i;
-		json_t *e;
+		json_t *e, *r;
 
-		json_array_foreach(v, i, e)
-			redact_json(e);
+		json_array_foreach(v, i, e) {
+			if ((r = redact_number(e)) != NULL)
+				json_array_set_new(v, i, r);
+			else
+				redact_json(e);
+		}
 	} else if (json_is_object(v)) {
 		const char *k;
-		json_t *e;
+		json_t *e, *r;
 		void *tmp;
 
 		json_object_foreach_safe(v, tmp, k, e) {
-			redact_json(e);
-			if (contains_any(k)) {
+			if ((r = redact_number(e)) != NULL)
+				json_object_set_new(v, k, r);
+			else
+				redact_json(e);
+			if (contains_any_n(k, strlen(k))) {
 				char *rk = redact_str(k);
 
-				json_object_set(v, rk, e);
+				json_object_set(v, rk, json_object_get(v, k));
 				json_object_del(v, k);
 				free(rk);
 			}

@@ -15,8 +15,15 @@ bool redact_active(void);
 size_t redact_maxlen(void);		/* length of the longest secret */
 /* cut a trailing piece that begins a secret (text cut short); new length */
 size_t redact_tail(char *s, size_t len);
-char *redact_str(const char *s);	/* malloc'd copy with every secret -> "***" */
-void redact_json(json_t *v);		/* in place: every string (and key) */
+/* a malloc'd copy with every secret -> "***" */
+char *redact_str(const char *s);
+/* the same over n bytes that may hold NULs (a NUL never hides what follows
+ * it); *outlen (if not NULL) gets the result's length; NUL-terminated too */
+char *redact_strn(const char *s, size_t n, size_t *outlen);
+/* in place: every string (by its length) and key, and every number equal
+ * to a secret, which becomes the string "***" (inside an array or object;
+ * a bare number at the top is left as it is) */
+void redact_json(json_t *v);
 void redact_reset(void);
 
 #endif

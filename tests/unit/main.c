@@ -44,6 +44,30 @@ unit_util(void)
 		json_decref(j);
 	}
 	redact_reset();
+	redact_add("s3cr3t");
+	redact_add("4711");
+	{
+		json_t *j = json_pack("{s:s%,s:i,s:f,s:i,s:[i,f]}", "nul", "a\0s3cr3t", (size_t)8,
+		    "pin", (json_int_t)4711, "pinf", 4711.0, "other", (json_int_t)47110,
+		    "list", (json_int_t)4711, 4711.0);
+		char *d;
+
+		redact_json(j);
+		d = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+		CHECK(strcmp(d, "{\"list\":[\"***\",\"***\"],\"nul\":\"a\\u0000***\",\"other\":47110,"
+		    "\"pin\":\"***\",\"pinf\":\"***\"}") == 0,
+		    "redact_json: a NUL does not hide a secret; numbers equal to a secret go, others stay");
+		free(d);
+		json_decref(j);
+	}
+	{
+		size_t n;
+		char *r = redact_strn("x\0s3cr3ty", 9, &n);
+
+		CHECK(n == 6 && memcmp(r, "x\0***y", 7) == 0, "redact_strn works on lengths");
+		free(r);
+	}
+	redact_reset();
 	{
 		const char *c[] = { "exec", "wait", "release.symlink", NULL };
 
