@@ -16,7 +16,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
-.PHONY: all test asan demo install deps clean bench bench-zdt unit
+.PHONY: all test asan demo install deps clean bench bench-zdt unit fuzz fuzz-build
 
 all: $(BIN)
 
@@ -80,5 +80,22 @@ install: all
 	install -m 644 docs/zdm.1 $(DESTDIR)$(PREFIX)/share/man/man1/zdm.1
 	install -m 644 docs/zdm-runbook.5 $(DESTDIR)$(PREFIX)/share/man/man5/zdm-runbook.5
 
+# libFuzzer harnesses (fuzz/fuzz_*.c) over the same objects, built with clang
+# in build-fuzz/; scripts/fuzz.sh makes seed corpora from tests/data and runs
+# each for FUZZ_SECONDS (docs: fuzz/README.md)
+FUZZ_NAMES   := runbook expr journal events
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined
+$(BUILD)/fuzz-%: fuzz/fuzz_%.c $(filter-out $(BUILD)/src/cli/main.o,$(OBJS))
+	$(CC) $(ZDM_CFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-build: deps
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+	    $(FUZZ_NAMES:%=build-fuzz/fuzz-%)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BIN=$(abspath build-fuzz) bash scripts/fuzz.sh $(FUZZ_NAMES)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -15,6 +15,7 @@ PKGS=(
   openssh-server openssh-client
   libxml2-utils bsdutils
   git
+  clang libclang-rt-14-dev
 )
 
 missing=()

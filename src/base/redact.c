@@ -7,6 +7,7 @@
  * secrets are replaced first so a secret that contains another is not left
  * half visible.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,8 +142,9 @@ redact_number(const json_t *v)
 
 	if (json_is_integer(v))
 		snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
-		snprintf(t, sizeof t, "%lld", (long long)json_real_value(v));
+	else if (json_is_real(v) && fabs(json_real_value(v)) < 9007199254740992.0 &&
+	    json_real_value(v) == floor(json_real_value(v)))
+		snprintf(t, sizeof t, "%.0f", json_real_value(v));	/* 4711.0 is 4711 */
 	else if (json_is_real(v))
 		snprintf(t, sizeof t, "%.17g", json_real_value(v));
 	else
