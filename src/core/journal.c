@@ -29,6 +29,7 @@
  *   ZDM_TEST_CRASH_AFTER_RECORD=N  SIGKILL right after record N is on disk
  *   ZDM_TEST_TEAR_RECORD=N         write half of record N's line, then SIGKILL
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -622,6 +623,40 @@ jlog_push(struct jlog *log, json_t *rec, size_t *cap)
 	log->recs[log->n++] = rec;
 }
 
+/* the piece after the last newline is a prefix of a record's line */
+static bool
+torn_record(const char *p, size_t n)
+{
+	static const char *const starts[] = { "{\"attempt\":", "{\"data\":" };
+
+	for (size_t i = 0; i < 2; i++) {
+		size_t k = strlen(starts[i]);
+
+		if (memcmp(p, starts[i], n < k ? n : k) == 0 && memchr(p, '\0', n) == NULL)
+			return true;
+	}
+	return false;
+}
+
+/* a file named like a run id (20261121T193504Z-227a.jsonl) holds that run:
+ * a journal copied over another's is tampering.  Any other name (a copy
+ * kept for review) says nothing. */
+static bool
+run_matches_name(const char *path, const char *run)
+{
+	const char *b = strrchr(path, '/');
+	size_t n;
+
+	b = b != NULL ? b + 1 : path;
+	n = strlen(b);
+	if (n != 27 || strcmp(b + 21, ".jsonl") != 0 || b[8] != 'T' || b[15] != 'Z' || b[16] != '-')
+		return true;
+	for (size_t i = 0; i < 21; i++)
+		if (i != 8 && i != 15 && i != 16 && !isxdigit((unsigned char)b[i]))
+			return true;
+	return strncmp(b, run, 21) == 0 && run[21] == '\0';
+}
+
 /* journal_read, telling why it failed (BAD_CHAIN or UNUSABLE) in *why */
 static int
 jread(const char *path, struct jlog *log, char **err, int *why)
@@ -648,6 +683,14 @@ jread(const char *path, struct jlog *log, char **err, int *why)
 
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL) {
+			/* a crash mid-append leaves the start of a record as
+			 * zdm writes it (keys sorted: "attempt" or "data"
+			 * first); anything else was put there */
+			if (!torn_record(p, (size_t)(end - p))) {
+				seterr(err, "%s:%ld: bytes after the last record that are not the start "
+				    "of one (appended by hand, or garbage)", path, lineno + 1);
+				goto out;
+			}
 			log->torn = true;	/* crash mid-append */
 			break;
 		}
@@ -700,6 +743,11 @@ jread(const char *path, struct jlog *log, char **err, int *why)
 				goto out;
 			}
 			run = json_string_value(json_object_get(rec, "run"));
+			if (!run_matches_name(path, run)) {
+				seterr(err, "%s:1: the records are of run '%s', not of the run the file "
+				    "is named for (copied over another run's journal?)", path, run);
+				goto out;
+			}
 		}
 		rhash = json_string_value(json_object_get(rec, "hash"));
 		if (record_hash(rec, key, want) != 0) {
@@ -786,13 +834,15 @@ journal_verify(const char *path, FILE *out, FILE *errout)
 	if (log.n > 0)
 		chain = json_string_value(json_object_get(
 		    json_object_get(log.recs[0], "data"), "chain"));
-	if (log.n == 0)
-		fprintf(out, "%s: ok, 0 records%s\n", path,
-		    log.torn ? ", torn last line ignored" : "");
-	else
-		fprintf(out, "%s: ok, %zu records, chain %s, last hash %.16s%s\n",
-		    path, log.n, chain, log.last_hash,
-		    log.torn ? ", torn last line ignored" : "");
+	if (log.n == 0) {
+		/* nothing was verified: not an intact journal */
+		fprintf(errout, "%s: no complete record: nothing to verify (a run that crashed as "
+		    "its journal was made, or an emptied journal)\n", path);
+		jlog_release(&log);
+		return BAD_CHAIN;
+	}
+	fprintf(out, "%s: ok, %zu records, chain %s, last hash %.16s%s\n", path, log.n, chain,
+	    log.last_hash, log.torn ? ", torn last line ignored" : "");
 	jlog_release(&log);
 	return 0;
 }
