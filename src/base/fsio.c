@@ -5,7 +5,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fsio.h"
@@ -66,5 +68,28 @@ sync_dir(const char *dir, char **err)
 		    strerror(e));
 	}
 	close(fd);
+	return 0;
+}
+
+int
+dir_private(const char *path, bool follow, char **err)
+{
+	struct stat st;
+
+	if ((follow ? stat(path, &st) : lstat(path, &st)) != 0)
+		return seterr(err, "'%s': %s", path, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return seterr(err, "'%s' is a symbolic link: zdm keeps its journals and locks "
+		    "only in a real directory", path);
+	if (!S_ISDIR(st.st_mode))
+		return seterr(err, "'%s' is not a directory", path);
+	if (st.st_uid != geteuid())
+		return seterr(err, "'%s' belongs to uid %u, not to you (uid %u): another user "
+		    "could change its journals or locks; use a state dir of your own", path,
+		    (unsigned)st.st_uid, (unsigned)geteuid());
+	if ((st.st_mode & 022) != 0)
+		return seterr(err, "'%s' is writable by %s (mode %04o): another user could "
+		    "replace its journals or locks; chmod go-w '%s'", path,
+		    (st.st_mode & 002) ? "others" : "its group", (unsigned)(st.st_mode & 07777), path);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #ifndef ZDM_BASE_FSIO_H
 #define ZDM_BASE_FSIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* write all n bytes, retrying short writes and EINTR */
@@ -14,5 +15,9 @@ int datasync(int fd);
 int fullsync(int fd);
 /* fsync the directory itself, so the entries made in it are durable */
 int sync_dir(const char *dir, char **err);
+
+/* path is a directory (through a symlink only when follow) owned by this
+ * user and writable by no one else: -1 with *err naming what is wrong */
+int dir_private(const char *path, bool follow, char **err);
 
 #endif
