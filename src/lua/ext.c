@@ -1,5 +1,5 @@
 /* luahost_ext.c - the host module's parts beyond luahost.c (luahost_ext.h) */
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 
 int lhx_open_socket(lua_State *L);	/* zdm.socket: lua_socket.c */
 int lhx_open_secret(lua_State *L);	/* zdm.is_secret: lua_secret.c */

@@ -49,7 +49,7 @@
 #include "base/util.h"
 #include "core/plugin_path.h"
 #include "lua/host.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 #include "lua/luajson.h"
 #include "net/httpc.h"
 #include "zdm/step.h"
@@ -2042,7 +2042,7 @@ fail:
 	return NULL;
 }
 
-/* ---- for the host module's other parts (luahost_ext.h) ------------------- */
+/* ---- for the host module's other parts (lua/lib.h) ------------------- */
 
 void
 lhx_may_act(lua_State *L, const char *what)

@@ -35,7 +35,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 #include "zdm/step.h"
 
 #define PG_CONN	"zdm.pg.conn"		/* registry names of the metatables */

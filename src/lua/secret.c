@@ -19,7 +19,7 @@
 
 #include "base/redact.h"
 #include "core/expr.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 
 static int
 lua_zdm_is_secret(lua_State *L)

@@ -12,7 +12,7 @@
 
 #include "base/redact.h"
 #include "base/util.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 #include "net/sshc.h"
 
 #define LSSH_CAP 65536		/* default bytes kept of stdout and of stderr */

@@ -1,5 +1,5 @@
 /*
- * luahost_ext.h - how the other parts of the plugins' `zdm` host module
+ * lib.h - how the other parts of the plugins' `zdm` host module
  * (zdm.socket, zdm.pg, zdm.ssh: each in its own lua_*.c) plug into
  * src/luahost.c without reaching into its internals.
  *
@@ -13,8 +13,8 @@
  *     __gc / __close metamethod, so an unwinding error frees them;
  *   - what a plugin gets back is redacted (redact_str) like zdm.exec's.
  */
-#ifndef ZDM_LUAHOST_EXT_H
-#define ZDM_LUAHOST_EXT_H
+#ifndef ZDM_LUA_LIB_H
+#define ZDM_LUA_LIB_H
 
 #include <stddef.h>
 #include <stdint.h>
