@@ -1330,6 +1330,16 @@ static const luaL_Reg lh_libs[] = {
 	{ NULL, NULL },
 };
 
+/* the zdm libraries in their own files, each setting its fields of the
+ * `zdm` table (lib.h) */
+static const lua_CFunction lh_zdm_libs[] = {
+	luaopen_zdm_socket,
+	luaopen_zdm_secret,
+	luaopen_zdm_pg,
+	luaopen_zdm_ssh,
+	NULL,
+};
+
 static void
 lh_sandbox(lua_State *L)
 {
@@ -1369,8 +1379,8 @@ lh_sandbox(lua_State *L)
 	lua_setfield(L, -2, "file");
 	luaL_newlib(L, lh_json_funcs);
 	lua_setfield(L, -2, "json");
-	for (size_t i = 0; lhx_openers[i] != NULL; i++)
-		lhx_openers[i](L);	/* zdm.socket, zdm.pg, zdm.ssh, ... */
+	for (const lua_CFunction *o = lh_zdm_libs; *o != NULL; o++)
+		(*o)(L);	/* zdm.socket, zdm.pg, zdm.ssh, ... (lib.h) */
 	lua_setglobal(L, "zdm");
 }
 

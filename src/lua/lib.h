@@ -1,9 +1,9 @@
 /*
- * lib.h - how the other parts of the plugins' `zdm` host module
- * (zdm.socket, zdm.pg, zdm.ssh: each in its own lua_*.c) plug into
- * src/luahost.c without reaching into its internals.
+ * lib.h - the plugins' `zdm` libraries (zdm.socket, zdm.pg, ...: each in
+ * its own file of src/lua) and what the sandbox host (host.c) offers them,
+ * so that none reaches into the host's internals.
  *
- * Rules every part keeps (DESIGN.md "The Lua host"):
+ * Rules every library keeps (docs/plugins.md, "The sandbox"):
  *   - a function that changes anything calls lhx_may_act() first, so
  *     validate() and plan() stay side-effect free;
  *   - a function that waits bounds the wait by lhx_deadline_ms() and calls
@@ -16,6 +16,7 @@
 #ifndef ZDM_LUA_LIB_H
 #define ZDM_LUA_LIB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,13 +38,13 @@ struct zdm_ctx *lhx_ctx(lua_State *L);
 void lhx_log(lua_State *L, const char *msg);
 
 /*
- * Each part's opener: called with the `zdm` table on top of the stack, sets
- * its field(s) there (e.g. zdm.socket) and leaves the stack as it was.
- * The list is in src/luahost_ext.c, NULL-terminated.
+ * The libraries.  Each opener is called with the `zdm` table on top of the
+ * stack, sets its field(s) there and leaves the stack as it was; it
+ * returns 0.  The list of them, in order, is in host.c (lh_sandbox).
  */
-extern const lua_CFunction lhx_openers[];
-
-/* zdm.pg (libpq), in pg.c */
-int lua_pg_open(lua_State *L);
+int luaopen_zdm_socket(lua_State *L);	/* socket.c: zdm.socket */
+int luaopen_zdm_secret(lua_State *L);	/* secret.c: zdm.is_secret, from_secrets */
+int luaopen_zdm_pg(lua_State *L);	/* pg.c: zdm.pg (libpq) */
+int luaopen_zdm_ssh(lua_State *L);	/* ssh.c: zdm.ssh */
 
 #endif

@@ -661,7 +661,7 @@ pg_conn_gc(lua_State *L)
 }
 
 int
-lua_pg_open(lua_State *L)
+luaopen_zdm_pg(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
 		{"query", pg_query},

@@ -75,7 +75,7 @@ lua_zdm_from_secrets(lua_State *L)
 }
 
 int
-lhx_open_secret(lua_State *L)
+luaopen_zdm_secret(lua_State *L)
 {
 	lua_pushcfunction(L, lua_zdm_is_secret);
 	lua_setfield(L, -2, "is_secret");

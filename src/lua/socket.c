@@ -354,7 +354,7 @@ lua_zdm_socket(lua_State *L)
 }
 
 int
-lhx_open_socket(lua_State *L)
+luaopen_zdm_socket(lua_State *L)
 {
 	if (luaL_newmetatable(L, SOCK_MT)) {
 		lua_pushcfunction(L, conn_gc);

@@ -353,7 +353,7 @@ l_ssh(lua_State *L)
 }
 
 int
-lua_ssh_open(lua_State *L)
+luaopen_zdm_ssh(lua_State *L)
 {
 	if (luaL_newmetatable(L, LSSH_MT)) {
 		lua_pushcfunction(L, lssh_gc);
