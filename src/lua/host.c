@@ -97,17 +97,6 @@ struct call {
 	int rc;
 };
 
-/* C resources held while Lua may raise; released by __close or __gc */
-struct guard {
-	int fd;
-	json_t *json;
-	char *str;
-	struct sbuf sb;
-	bool has_sb;
-	struct proc_result pr;
-	bool has_pr;
-};
-
 static const char *const lh_type_names[] = {
 	/* in enum zdm_ptype order */
 	"string", "int", "number", "bool", "duration", "list", "map", "any", NULL
@@ -172,7 +161,6 @@ lh_expired(struct plugin *p)
 }
 
 static void lh_hook(lua_State *L, lua_Debug *ar);
-static void lh_may_act(lua_State *L, const char *what);
 
 /* from here on every instruction raises, until the call unwinds */
 static int
@@ -275,7 +263,7 @@ lh_why(struct plugin *p, const char *what, const char *msg, int64_t limit,
 /* ---- guards -------------------------------------------------------------- */
 
 static void
-lh_guard_release(struct guard *g)
+lh_guard_release(struct lhx_guard *g)
 {
 	if (g->fd >= 0)
 		close(g->fd);
@@ -295,7 +283,7 @@ lh_guard_release(struct guard *g)
 static int
 lh_guard_close(lua_State *L)
 {
-	struct guard *g = lua_touserdata(L, 1);
+	struct lhx_guard *g = lua_touserdata(L, 1);
 
 	if (g != NULL)
 		lh_guard_release(g);
@@ -304,10 +292,10 @@ lh_guard_close(lua_State *L)
 
 /* push a guard, to-be-closed: it releases what it holds when the running
  * C function returns or unwinds */
-static struct guard *
-lh_guard(lua_State *L)
+struct lhx_guard *
+lhx_guard(lua_State *L)
 {
-	struct guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+	struct lhx_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
 
 	memset(g, 0, sizeof *g);
 	g->fd = -1;
@@ -341,7 +329,7 @@ lh_log_str(struct plugin *p, const char *s)
 static int
 lh_log(lua_State *L)
 {
-	lh_log_str(lh_plugin(L), luaL_tolstring(L, 1, NULL));
+	lhx_log(L, luaL_tolstring(L, 1, NULL));
 	return 0;
 }
 
@@ -433,26 +421,25 @@ lh_setmetatable(lua_State *L)
 static int
 lh_sleep(lua_State *L)
 {
-	struct plugin *p = lh_plugin(L);
 	lua_Number ms = luaL_checknumber(L, 1);
-	int64_t until, left;
+	int64_t until, left, deadline = lhx_deadline_ms(L);
 
-	lh_check(L, p);
+	lhx_check(L);
 	if (!(ms > 0))
 		return 0;
 	if (ms > 1e12)
 		ms = 1e12;
 	until = zdm_now_ms() + (int64_t)ms;
-	if (p->deadline_ms != 0 && until > p->deadline_ms)
-		until = p->deadline_ms;
+	if (deadline != 0 && until > deadline)
+		until = deadline;
 	for (;;) {
 		left = until - zdm_now_ms();
 		if (left <= 0)
 			break;
 		zdm_sleep_ms(left);
-		lh_check(L, p);
+		lhx_check(L);
 	}
-	lh_check(L, p);		/* cut short by the deadline: raises */
+	lhx_check(L);		/* cut short by the deadline: raises */
 	return 0;
 }
 
@@ -464,12 +451,11 @@ lh_sleep(lua_State *L)
 static int
 lh_note(lua_State *L)
 {
-	struct plugin *p = lh_plugin(L);
 	const char *ev = luaL_checkstring(L, 1);
 	char *err = NULL, ebuf[512];
 	json_t *data;
 
-	lh_may_act(L, "zdm.note");
+	lhx_may_act(L, "zdm.note");
 	if (strchr(ev, '.') == NULL || strncmp(ev, "step.", 5) == 0 ||
 	    strncmp(ev, "undo.", 5) == 0 || strncmp(ev, "run.", 4) == 0 ||
 	    strncmp(ev, "rollback.", 9) == 0 || strncmp(ev, "drill.", 6) == 0)
@@ -486,7 +472,7 @@ lh_note(lua_State *L)
 		}
 	}
 	redact_json(data);
-	zdm_note(p->ctx, ev, data);
+	zdm_note(lhx_ctx(L), ev, data);
 	return 0;
 }
 
@@ -494,12 +480,11 @@ lh_note(lua_State *L)
 static int
 lh_progress(lua_State *L)
 {
-	struct plugin *p = lh_plugin(L);
 	const char *t = luaL_checkstring(L, 1);
 
-	lh_check(L, p);
-	if (p->ctx != NULL)
-		zdm_progress(p->ctx, "%s", t);
+	lhx_check(L);
+	if (lhx_ctx(L) != NULL)
+		zdm_progress(lhx_ctx(L), "%s", t);
 	return 0;
 }
 
@@ -520,6 +505,22 @@ lh_is_expr(lua_State *L)
 	}
 	lua_pushboolean(L, r);
 	return 1;
+}
+
+int
+luaopen_zdm_core(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{ "sleep", lh_sleep },
+		{ "log", lh_log },
+		{ "is_expr", lh_is_expr },
+		{ "note", lh_note },
+		{ "progress", lh_progress },
+		{ NULL, NULL },
+	};
+
+	luaL_setfuncs(L, funcs, 0);
+	return 0;
 }
 
 /* ---- the zdm module: exec ------------------------------------------------ */
@@ -578,21 +579,6 @@ lh_check_env(lua_State *L, int t)
  * | nil, msg.  cmd: argv table or shell string.  opts: env, cwd, stdin,
  * timeout (ms), cap (bytes).
  */
-/*
- * validate() and plan() (and loading) must change nothing: DESIGN's "no side
- * effects" for `zdm validate` and `zdm plan`.  Only run(), undo() and
- * snapshot() (which may read through a command) have a step context.
- */
-static void
-lh_may_act(lua_State *L, const char *what)
-{
-	struct plugin *p = lh_plugin(L);
-
-	if (p->ctx == NULL)
-		luaL_error(L, "%s is not allowed here: validate() and plan() must change nothing "
-		    "(do it in run() or undo())", what);
-}
-
 static int
 lh_exec(lua_State *L)
 {
@@ -600,15 +586,14 @@ lh_exec(lua_State *L)
 		"env", "cwd", "stdin", "timeout", "cap", NULL
 	};
 
-	lh_may_act(L, "zdm.exec");
-	struct plugin *p = lh_plugin(L);
+	lhx_may_act(L, "zdm.exec");
 	struct proc_opts o;
-	struct guard *g;
+	struct lhx_guard *g;
 	char **argv, *err = NULL, ebuf[512];
 	int64_t timeout, cap, deadline;
 	int env_idx = 0;
 
-	lh_check(L, p);
+	lhx_check(L);
 	lua_settop(L, 2);
 	memset(&o, 0, sizeof o);
 	if (lua_type(L, 1) == LUA_TSTRING) {
@@ -635,7 +620,7 @@ lh_exec(lua_State *L)
 
 	o.cap = LH_EXEC_CAP;
 	o.kill_grace_ms = LH_KILL_GRACE;
-	deadline = p->deadline_ms;
+	deadline = lhx_deadline_ms(L);
 	if (!lua_isnil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		lua_pushnil(L);
@@ -668,7 +653,7 @@ lh_exec(lua_State *L)
 	}
 	o.deadline_ms = deadline;
 
-	g = lh_guard(L);
+	g = lhx_guard(L);
 	if (env_idx != 0) {
 		g->json = json_object();
 		lua_pushnil(L);
@@ -695,7 +680,7 @@ lh_exec(lua_State *L)
 		lua_pushstring(L, ebuf);
 		return 2;
 	}
-	lh_check(L, p);		/* the step's deadline passed or a signal came */
+	lhx_check(L);		/* the step's deadline passed or a signal came */
 
 	lua_createtable(L, 0, 5);
 	lua_pushinteger(L, g->pr.exit_code);
@@ -711,6 +696,14 @@ lh_exec(lua_State *L)
 	lua_pushboolean(L, g->pr.timed_out);
 	lua_setfield(L, -2, "timed_out");
 	return 1;
+}
+
+int
+luaopen_zdm_exec(lua_State *L)
+{
+	lua_pushcfunction(L, lh_exec);
+	lua_setfield(L, -2, "exec");
+	return 0;
 }
 
 /* ---- the zdm module: http ------------------------------------------------ */
@@ -731,7 +724,7 @@ lh_http_str(lua_State *L, const char *name)
 
 /* req.headers into g->json: string names, string or number values */
 static void
-lh_http_headers(lua_State *L, struct guard *g)
+lh_http_headers(lua_State *L, struct lhx_guard *g)
 {
 	int t;
 
@@ -781,15 +774,14 @@ lh_http(lua_State *L)
 		"method", "url", "headers", "body", "timeout", "ca_file", "insecure",
 		"unix_socket", "bearer", "user", "password", NULL
 	};
-	struct plugin *p = lh_plugin(L);
 	struct http_req req;
 	struct http_resp resp;
-	struct guard *gq, *gr;
+	struct lhx_guard *gq, *gr;
 	char *err = NULL, ebuf[1024];
 	const char *why;
 	int ty, rc;
 
-	lh_check(L, p);
+	lhx_check(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	luaL_checkstack(L, 40, "zdm.http");
@@ -821,7 +813,7 @@ lh_http(lua_State *L)
 	req.method = lh_http_str(L, "method");
 	if (req.method != NULL && strcasecmp(req.method, "GET") != 0 &&
 	    strcasecmp(req.method, "HEAD") != 0)
-		lh_may_act(L, "zdm.http with a method other than GET or HEAD");
+		lhx_may_act(L, "zdm.http with a method other than GET or HEAD");
 	req.ca_file = lh_http_str(L, "ca_file");
 	req.unix_socket = lh_http_str(L, "unix_socket");
 	req.bearer = lh_http_str(L, "bearer");
@@ -840,9 +832,9 @@ lh_http(lua_State *L)
 			return luaL_error(L, "zdm.http: 'timeout' must be a positive number of ms");
 		req.timeout_ms = (int64_t)ms;
 	}
-	req.deadline_ms = p->deadline_ms;
+	req.deadline_ms = lhx_deadline_ms(L);
 
-	gq = lh_guard(L);
+	gq = lhx_guard(L);
 	lh_http_headers(L, gq);
 	ty = lua_getfield(L, 1, "body");
 	if (ty == LUA_TSTRING) {
@@ -877,21 +869,21 @@ lh_http(lua_State *L)
 	}
 	req.headers = gq->json;
 	if (req.insecure)
-		lh_log_str(p, "warning: zdm.http with insecure = true: TLS certificates are not verified");
+		lhx_log(L, "warning: zdm.http with insecure = true: TLS certificates are not verified");
 
-	gr = lh_guard(L);
+	gr = lhx_guard(L);
 	rc = http_do(&req, &resp, &err);
 	gr->str = resp.body;		/* the guard frees them, whatever happens next */
 	gr->json = resp.headers;
 	if (rc != 0) {
 		snprintf(ebuf, sizeof ebuf, "%s", err != NULL ? err : "request failed");
 		free(err);
-		lh_check(L, p);		/* the step's deadline passed or a signal came */
+		lhx_check(L);		/* the step's deadline passed or a signal came */
 		lua_pushnil(L);
 		lua_pushstring(L, ebuf);
 		return 2;
 	}
-	lh_check(L, p);
+	lhx_check(L);
 
 	/* what a plugin gets back is redacted like zdm.exec's output */
 	if (redact_active()) {
@@ -919,6 +911,14 @@ lh_http(lua_State *L)
 		lua_setfield(L, -2, "body_truncated");
 	}
 	return 1;
+}
+
+int
+luaopen_zdm_http(lua_State *L)
+{
+	lua_pushcfunction(L, lh_http);
+	lua_setfield(L, -2, "http");
+	return 0;
 }
 
 /* ---- the zdm module: files ----------------------------------------------- */
@@ -993,9 +993,8 @@ lh_write_all(int fd, const char *p, size_t n)
 static int
 lh_file_read(lua_State *L)
 {
-	struct plugin *p = lh_plugin(L);
 	const char *path = luaL_checkstring(L, 1);
-	struct guard *g = lh_guard(L);
+	struct lhx_guard *g = lhx_guard(L);
 	char buf[65536];
 
 	g->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1012,7 +1011,7 @@ lh_file_read(lua_State *L)
 			return luaL_fileresult(L, 0, path);
 		if (r == 0)
 			break;
-		if (g->sb.len + (size_t)r > p->mem_limit) {
+		if (g->sb.len + (size_t)r > lhx_mem_limit(L)) {
 			errno = EFBIG;
 			return luaL_fileresult(L, 0, path);
 		}
@@ -1027,7 +1026,7 @@ lh_file_read(lua_State *L)
 static int
 lh_file_write_atomic(lua_State *L)
 {
-	const char *path = (lh_may_act(L, "zdm.file.write_atomic"), luaL_checkstring(L, 1));
+	const char *path = (lhx_may_act(L, "zdm.file.write_atomic"), luaL_checkstring(L, 1));
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 	lua_Integer mode = luaL_optinteger(L, 3, -1);
@@ -1090,7 +1089,7 @@ static int
 lh_file_symlink(lua_State *L)
 {
 	static unsigned counter;
-	const char *target = (lh_may_act(L, "zdm.file.symlink"), luaL_checkstring(L, 1));
+	const char *target = (lhx_may_act(L, "zdm.file.symlink"), luaL_checkstring(L, 1));
 	const char *link = luaL_checkstring(L, 2);
 	char dir[PATH_MAX], tmp[PATH_MAX], suffix[32];
 	int e;
@@ -1123,7 +1122,7 @@ lh_file_symlink(lua_State *L)
 static int
 lh_file_remove(lua_State *L)
 {
-	const char *path = (lh_may_act(L, "zdm.file.remove"), luaL_checkstring(L, 1));
+	const char *path = (lhx_may_act(L, "zdm.file.remove"), luaL_checkstring(L, 1));
 
 	return luaL_fileresult(L, remove(path) == 0, path);
 }
@@ -1158,18 +1157,37 @@ lh_file_type(lua_State *L)
 	return 1;
 }
 
+int
+luaopen_zdm_file(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{ "read", lh_file_read },
+		{ "write_atomic", lh_file_write_atomic },
+		{ "readlink", lh_file_readlink },
+		{ "symlink", lh_file_symlink },
+		{ "remove", lh_file_remove },
+		{ "exists", lh_file_exists },
+		{ "type", lh_file_type },
+		{ NULL, NULL },
+	};
+
+	luaL_newlib(L, funcs);
+	lua_setfield(L, -2, "file");
+	return 0;
+}
+
 /* ---- the zdm module: json ------------------------------------------------ */
 
 /* zdm.json.encode(v) -> string; raises on a value with no JSON form */
 static int
 lh_json_encode(lua_State *L)
 {
-	struct guard *g;
+	struct lhx_guard *g;
 	char *err = NULL, ebuf[512];
 
 	luaL_checkany(L, 1);
 	lua_settop(L, 1);
-	g = lh_guard(L);
+	g = lhx_guard(L);
 	g->json = lj_to_json(L, 1, &err);
 	if (g->json == NULL) {
 		snprintf(ebuf, sizeof ebuf, "%s", err != NULL ? err : "?");
@@ -1189,7 +1207,7 @@ lh_json_decode(lua_State *L)
 {
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
-	struct guard *g = lh_guard(L);
+	struct lhx_guard *g = lhx_guard(L);
 	json_error_t je;
 
 	g->json = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
@@ -1203,6 +1221,20 @@ lh_json_decode(lua_State *L)
 	return 1;
 }
 
+int
+luaopen_zdm_json(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{ "encode", lh_json_encode },
+		{ "decode", lh_json_decode },
+		{ NULL, NULL },
+	};
+
+	luaL_newlib(L, funcs);
+	lua_setfield(L, -2, "json");
+	return 0;
+}
+
 /*
  * zdm.lib(name): a plugin library, "db._pg" -> the first <dir>/db/_pg.lua on
  * the plugin search path (the registry's plugin_find, the plugins' own
@@ -1211,15 +1243,18 @@ lh_json_decode(lua_State *L)
  * a library that returns nothing).  Only while the plugin file loads, so
  * a missing or broken library is a load error, reported at validate.
  */
+/* in the cache while a library runs: zdm.lib of it again is a cycle */
+static char lh_lib_loading;
+
 static int
 lh_lib(lua_State *L)
 {
-	struct plugin *p = lh_plugin(L);
 	const char *name = luaL_checkstring(L, 1);
+	const char *const *search = lhx_search_path(L);
 	char *file;
 	int libs;
 
-	if (!p->loading)
+	if (!lhx_loading(L))
 		return luaL_error(L, "zdm.lib('%s'): only while the plugin loads (at the top "
 		    "level of its file, e.g. `local pg = zdm.lib(\"db._pg\")`), not in "
 		    "validate(), plan(), run() or undo()", name);
@@ -1240,16 +1275,16 @@ lh_lib(lua_State *L)
 	}
 	lua_pop(L, 1);
 
-	file = plugin_find(p->search, name);
+	file = plugin_find(search, name);
 	if (file == NULL) {
 		const char *rel = luaL_gsub(L, name, ".", "/");
 		luaL_Buffer b;
 
 		luaL_buffinit(L, &b);
-		for (size_t i = 0; p->search != NULL && p->search[i] != NULL; i++) {
+		for (size_t i = 0; search != NULL && search[i] != NULL; i++) {
 			if (i > 0)
 				luaL_addchar(&b, ':');
-			luaL_addstring(&b, p->search[i]);
+			luaL_addstring(&b, search[i]);
 		}
 		luaL_pushresult(&b);
 		return luaL_error(L, "zdm.lib('%s'): library not found: no %s.lua "
@@ -1259,7 +1294,7 @@ lh_lib(lua_State *L)
 	free(file);
 	if (luaL_loadfilex(L, lua_tostring(L, -1), "t") != LUA_OK)
 		goto fail;	/* "<file>:<line>: <syntax error>" */
-	lua_pushlightuserdata(L, p);
+	lua_pushlightuserdata(L, &lh_lib_loading);
 	lua_setfield(L, libs, name);
 	lua_pushvalue(L, 1);
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -1276,7 +1311,7 @@ lh_lib(lua_State *L)
 	return 1;
 fail:
 	/* "<plugin>:<line>: zdm.lib('db._pg'): <library>:<line>: ..." */
-	if (p->killed)
+	if (lhx_killed(L))
 		return lua_error(L);
 	if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
 		const char *tn = luaL_typename(L, -1);
@@ -1291,34 +1326,15 @@ fail:
 	return lua_error(L);
 }
 
-static const luaL_Reg lh_zdm_funcs[] = {
-	{ "lib", lh_lib },
-	{ "exec", lh_exec },
-	{ "http", lh_http },
-	{ "sleep", lh_sleep },
-	{ "log", lh_log },
-	{ "is_expr", lh_is_expr },
-	{ "note", lh_note },
-	{ "progress", lh_progress },
-	{ NULL, NULL },
-};
-
-static const luaL_Reg lh_file_funcs[] = {
-	{ "read", lh_file_read },
-	{ "write_atomic", lh_file_write_atomic },
-	{ "readlink", lh_file_readlink },
-	{ "symlink", lh_file_symlink },
-	{ "remove", lh_file_remove },
-	{ "exists", lh_file_exists },
-	{ "type", lh_file_type },
-	{ NULL, NULL },
-};
-
-static const luaL_Reg lh_json_funcs[] = {
-	{ "encode", lh_json_encode },
-	{ "decode", lh_json_decode },
-	{ NULL, NULL },
-};
+int
+luaopen_zdm_lib(lua_State *L)
+{
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, LH_LIBS);
+	lua_pushcfunction(L, lh_lib);
+	lua_setfield(L, -2, "lib");
+	return 0;
+}
 
 /* the libraries a plugin gets (linit.c: "copy me and edit") */
 static const luaL_Reg lh_libs[] = {
@@ -1330,9 +1346,14 @@ static const luaL_Reg lh_libs[] = {
 	{ NULL, NULL },
 };
 
-/* the zdm libraries in their own files, each setting its fields of the
- * `zdm` table (lib.h) */
+/* the zdm libraries, each setting its fields of the `zdm` table (lib.h) */
 static const lua_CFunction lh_zdm_libs[] = {
+	luaopen_zdm_core,
+	luaopen_zdm_lib,
+	luaopen_zdm_exec,
+	luaopen_zdm_http,
+	luaopen_zdm_file,
+	luaopen_zdm_json,
 	luaopen_zdm_socket,
 	luaopen_zdm_secret,
 	luaopen_zdm_pg,
@@ -1364,9 +1385,6 @@ lh_sandbox(lua_State *L)
 	lua_pushcclosure(L, lh_setmetatable, 1);
 	lua_setglobal(L, "setmetatable");
 
-	lua_newtable(L);
-	lua_setfield(L, LUA_REGISTRYINDEX, LH_LIBS);
-
 	luaL_newmetatable(L, LH_GUARD);
 	lua_pushcfunction(L, lh_guard_close);
 	lua_setfield(L, -2, "__close");
@@ -1374,13 +1392,9 @@ lh_sandbox(lua_State *L)
 	lua_setfield(L, -2, "__gc");
 	lua_pop(L, 1);
 
-	luaL_newlib(L, lh_zdm_funcs);
-	luaL_newlib(L, lh_file_funcs);
-	lua_setfield(L, -2, "file");
-	luaL_newlib(L, lh_json_funcs);
-	lua_setfield(L, -2, "json");
+	lua_newtable(L);
 	for (const lua_CFunction *o = lh_zdm_libs; *o != NULL; o++)
-		(*o)(L);	/* zdm.socket, zdm.pg, zdm.ssh, ... (lib.h) */
+		(*o)(L);	/* zdm.exec, zdm.socket, zdm.pg, ... (lib.h) */
 	lua_setglobal(L, "zdm");
 }
 
@@ -2052,12 +2066,21 @@ fail:
 	return NULL;
 }
 
-/* ---- for the host module's other parts (lua/lib.h) ------------------- */
+/* ---- for the zdm libraries (lua/lib.h) ----------------------------------- */
 
+/*
+ * validate() and plan() (and loading) must change nothing: `zdm validate`
+ * and `zdm plan` have no side effects.  Only run(), undo() and snapshot()
+ * (which may read through a command) have a step context.
+ */
 void
 lhx_may_act(lua_State *L, const char *what)
 {
-	lh_may_act(L, what);
+	struct plugin *p = lh_plugin(L);
+
+	if (p->ctx == NULL)
+		luaL_error(L, "%s is not allowed here: validate() and plan() must change nothing "
+		    "(do it in run() or undo())", what);
 }
 
 void
@@ -2088,4 +2111,22 @@ void
 lhx_log(lua_State *L, const char *msg)
 {
 	lh_log_str(lh_plugin(L), msg);
+}
+
+bool
+lhx_loading(lua_State *L)
+{
+	return lh_plugin(L)->loading;
+}
+
+const char *const *
+lhx_search_path(lua_State *L)
+{
+	return lh_plugin(L)->search;
+}
+
+bool
+lhx_killed(lua_State *L)
+{
+	return lh_plugin(L)->killed;
 }
