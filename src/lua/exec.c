@@ -4,6 +4,7 @@
  * stream, bounded by the step's deadline and an optional timeout.  It acts,
  * so only in run(), undo() and snapshot() (lhx_may_act).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -4,6 +4,7 @@
  * are allowed in validate() and plan(); any other method acts
  * (lhx_may_act).  What comes back is redacted.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
