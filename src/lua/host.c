@@ -44,6 +44,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
+#include "lua/contract.h"
 #include "lua/host.h"
 #include "lua/lib.h"
 #include "lua/luajson.h"
@@ -529,11 +530,12 @@ lh_default_fits(enum zdm_ptype type, json_t **j)
 }
 
 static void
-lh_param(lua_State *L, struct plugin *p, int i, int e, struct zdm_param *prm)
+lh_param(lua_State *L, const char *path, struct zdm_param *params, int i, int e)
 {
 	static const char *const fields[] = {
 		"name", "type", "required", "default", "doc", NULL
 	};
+	struct zdm_param *prm = &params[i - 1];
 	const char *s, *why, *dym;
 	char *jerr = NULL, ebuf[300];
 	size_t k;
@@ -541,19 +543,19 @@ lh_param(lua_State *L, struct plugin *p, int i, int e, struct zdm_param *prm)
 
 	if (!lua_istable(L, e))
 		luaL_error(L, "%s: params[%d]: must be a table {name = ..., type = ...}, got %s",
-		    p->path, i, luaL_typename(L, e));
+		    path, i, luaL_typename(L, e));
 	lua_pushnil(L);
 	while (lua_next(L, e) != 0) {
 		if (lua_type(L, -2) != LUA_TSTRING)
 			luaL_error(L, "%s: params[%d]: field names must be strings",
-			    p->path, i);
+			    path, i);
 		s = lua_tostring(L, -2);
 		for (k = 0; fields[k] != NULL; k++)
 			if (strcmp(s, fields[k]) == 0)
 				break;
 		if (fields[k] == NULL) {
 			dym = did_you_mean(s, fields);
-			luaL_error(L, "%s: params[%d]: unknown field '%s'%s%s%s", p->path,
+			luaL_error(L, "%s: params[%d]: unknown field '%s'%s%s%s", path,
 			    i, s, dym ? " (did you mean '" : "", dym ? dym : "",
 			    dym ? "'?)" : "");
 		}
@@ -562,49 +564,49 @@ lh_param(lua_State *L, struct plugin *p, int i, int e, struct zdm_param *prm)
 
 	if (lua_getfield(L, e, "name") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
 		luaL_error(L, "%s: params[%d]: 'name' must be a non-empty string",
-		    p->path, i);
+		    path, i);
 	s = lua_tostring(L, -1);
 	for (int m = 0; m < i - 1; m++)
-		if (strcmp(p->params[m].name, s) == 0)
-			luaL_error(L, "%s: params[%d]: duplicate name '%s'", p->path, i, s);
+		if (strcmp(params[m].name, s) == 0)
+			luaL_error(L, "%s: params[%d]: duplicate name '%s'", path, i, s);
 	prm->name = xstrdup(s);
 	lua_pop(L, 1);
 
 	if (lua_getfield(L, e, "type") != LUA_TSTRING)
 		luaL_error(L, "%s: params[%d]: 'type' must be one of string, int, number, bool, duration, list, map, any",
-		    p->path, i);
+		    path, i);
 	s = lua_tostring(L, -1);
 	for (k = 0; lh_type_names[k] != NULL; k++)
 		if (strcmp(s, lh_type_names[k]) == 0)
 			break;
 	if (lh_type_names[k] == NULL) {
 		dym = did_you_mean(s, lh_type_names);
-		luaL_error(L, "%s: params[%d]: unknown type '%s'%s%s%s", p->path, i, s,
+		luaL_error(L, "%s: params[%d]: unknown type '%s'%s%s%s", path, i, s,
 		    dym ? " (did you mean '" : "", dym ? dym : "", dym ? "'?)" : "");
 	}
 	prm->type = (enum zdm_ptype)k;
 	lua_pop(L, 1);
 
 	if (lua_getfield(L, e, "required") != LUA_TNIL && !lua_isboolean(L, -1))
-		luaL_error(L, "%s: params[%d]: 'required' must be a boolean", p->path, i);
+		luaL_error(L, "%s: params[%d]: 'required' must be a boolean", path, i);
 	prm->required = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 
 	if (lua_getfield(L, e, "doc") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "%s: params[%d]: 'doc' must be a string", p->path, i);
+		luaL_error(L, "%s: params[%d]: 'doc' must be a string", path, i);
 	prm->doc = xstrdup(lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
 	lua_pop(L, 1);
 
 	if (lua_getfield(L, e, "default") != LUA_TNIL) {
 		if (prm->required)
 			luaL_error(L, "%s: params[%d]: '%s' is required and has a default",
-			    p->path, i, prm->name);
+			    path, i, prm->name);
 		/* no Lua calls while j is held */
 		j = lj_to_json(L, -1, &jerr);
 		if (j == NULL) {
 			snprintf(ebuf, sizeof ebuf, "%s", jerr != NULL ? jerr : "?");
 			free(jerr);
-			luaL_error(L, "%s: params[%d]: default: %s", p->path, i, ebuf);
+			luaL_error(L, "%s: params[%d]: default: %s", path, i, ebuf);
 		}
 		why = lh_default_fits(prm->type, &j);
 		if (why == NULL)
@@ -612,13 +614,14 @@ lh_param(lua_State *L, struct plugin *p, int i, int e, struct zdm_param *prm)
 		json_decref(j);
 		if (why != NULL)
 			luaL_error(L, "%s: params[%d]: default for '%s' must be %s",
-			    p->path, i, prm->name, why);
+			    path, i, prm->name, why);
 	}
 	lua_pop(L, 1);
 }
 
-static void
-lh_params(lua_State *L, struct plugin *p, int t)
+void
+contract_params(lua_State *L, const char *path, int t, struct zdm_param **params,
+    size_t *nparams)
 {
 	lua_Integer n = (lua_Integer)lua_rawlen(L, t), count = 0;
 
@@ -628,18 +631,18 @@ lh_params(lua_State *L, struct plugin *p, int t)
 		if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
 		    lua_tointeger(L, -2) > n)
 			luaL_error(L, "%s: 'params' must be a list of {name = ..., type = ...}",
-			    p->path);
+			    path);
 		lua_pop(L, 1);
 	}
 	if (count != n)
-		luaL_error(L, "%s: 'params' must be a list without holes", p->path);
+		luaL_error(L, "%s: 'params' must be a list without holes", path);
 	if (n > 1000)
-		luaL_error(L, "%s: 'params' has more than 1000 entries", p->path);
-	p->params = xcalloc((size_t)n + 1, sizeof *p->params);
+		luaL_error(L, "%s: 'params' has more than 1000 entries", path);
+	*params = xcalloc((size_t)n + 1, sizeof **params);
 	for (lua_Integer i = 1; i <= n; i++) {
-		p->nparams = (size_t)i;	/* so a failure frees what is filled */
+		*nparams = (size_t)i;	/* so a failure frees what is filled */
 		lua_rawgeti(L, t, i);
-		lh_param(L, p, (int)i, lua_gettop(L), &p->params[i - 1]);
+		lh_param(L, path, *params, (int)i, lua_gettop(L));
 		lua_pop(L, 1);
 	}
 }
@@ -675,7 +678,7 @@ lh_load_body(lua_State *L)
 
 	ty = lua_getfield(L, t, "params");
 	if (ty == LUA_TTABLE)
-		lh_params(L, p, lua_gettop(L));
+		contract_params(L, p->path, lua_gettop(L), &p->params, &p->nparams);
 	else if (ty != LUA_TNIL)
 		return luaL_error(L, "%s: 'params' must be a list, got %s", p->path,
 		    luaL_typename(L, -1));
@@ -684,8 +687,8 @@ lh_load_body(lua_State *L)
 
 /* ---- calls --------------------------------------------------------------- */
 
-static void
-lh_push_params(lua_State *L, const json_t *params)
+void
+contract_push_params(lua_State *L, const json_t *params)
 {
 	if (params != NULL && !json_is_null(params))
 		lj_push(L, params);
@@ -693,8 +696,8 @@ lh_push_params(lua_State *L, const json_t *params)
 		lua_newtable(L);
 }
 
-static void
-lh_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
+void
+contract_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
 {
 	lua_createtable(L, 0, 6);
 	if (ctx == NULL)
@@ -723,12 +726,12 @@ lh_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
 
 /* one validate() answer: a message or {param=, message=}; false if neither */
 static bool
-lh_diag_one(lua_State *L, struct call *c, int idx)
+lh_diag_one(lua_State *L, struct zdm_diag *d, int idx)
 {
 	const char *param = NULL;
 
 	if (lua_type(L, idx) == LUA_TSTRING) {
-		zdm_diag(c->diag, NULL, "%s", lua_tostring(L, idx));
+		zdm_diag(d, NULL, "%s", lua_tostring(L, idx));
 		return true;
 	}
 	if (!lua_istable(L, idx))
@@ -739,35 +742,40 @@ lh_diag_one(lua_State *L, struct call *c, int idx)
 	}
 	if (lua_getfield(L, idx, "param") == LUA_TSTRING)
 		param = lua_tostring(L, -1);
-	zdm_diag(c->diag, param, "%s", lua_tostring(L, -2));
+	zdm_diag(d, param, "%s", lua_tostring(L, -2));
 	lua_pop(L, 2);
 	return true;
+}
+
+/* what validate() returned, at r: nil, a message or a list of messages */
+void
+contract_diags(lua_State *L, int r, struct zdm_diag *d)
+{
+	if (lua_isnil(L, r) || lh_diag_one(L, d, r))
+		return;
+	if (!lua_istable(L, r)) {
+		zdm_diag(d, NULL, "validate() returned a %s (expected nil, a message or a list of {param = ..., message = ...})",
+		    luaL_typename(L, r));
+		return;
+	}
+	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, r); i++) {
+		lua_rawgeti(L, r, i);
+		if (!lh_diag_one(L, d, lua_gettop(L)))
+			zdm_diag(d, NULL, "validate() returned a list with a %s in it",
+			    luaL_typename(L, -1));
+		lua_pop(L, 1);
+	}
 }
 
 static int
 lh_validate_body(lua_State *L)
 {
 	struct call *c = lua_touserdata(L, 1);
-	int r;
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
-	lh_push_params(L, c->params);
+	contract_push_params(L, c->params);
 	lua_call(L, 1, 1);
-	r = lua_gettop(L);
-	if (lua_isnil(L, r) || lh_diag_one(L, c, r))
-		return 0;
-	if (!lua_istable(L, r)) {
-		zdm_diag(c->diag, NULL, "validate() returned a %s (expected nil, a message or a list of {param = ..., message = ...})",
-		    luaL_typename(L, r));
-		return 0;
-	}
-	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, r); i++) {
-		lua_rawgeti(L, r, i);
-		if (!lh_diag_one(L, c, lua_gettop(L)))
-			zdm_diag(c->diag, NULL, "validate() returned a list with a %s in it",
-			    luaL_typename(L, -1));
-		lua_pop(L, 1);
-	}
+	contract_diags(L, lua_gettop(L), c->diag);
 	return 0;
 }
 
@@ -795,7 +803,7 @@ lh_plan_body(lua_State *L)
 	struct call *c = lua_touserdata(L, 1);
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
-	lh_push_params(L, c->params);
+	contract_push_params(L, c->params);
 	lua_call(L, 1, 1);
 	if (lua_type(L, -1) == LUA_TSTRING)
 		c->plan = xstrdup(lua_tostring(L, -1));
@@ -828,8 +836,8 @@ lh_plan(const struct zdm_step_type *t, const json_t *params)
  * What run() or undo() returned, at r and r + 1: nil | {outputs=, undo_data=}
  * for success, or nil, message | false for failure.
  */
-static void
-lh_take_result(lua_State *L, struct call *c, int r)
+int
+contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 {
 	static const char *const fields[] = { "outputs", "undo_data", NULL };
 	json_t *out = NULL, *undo = NULL;
@@ -839,17 +847,17 @@ lh_take_result(lua_State *L, struct call *c, int r)
 
 	if (lua_isnil(L, r) || (lua_isboolean(L, r) && !lua_toboolean(L, r))) {
 		if (!lua_isnil(L, r + 1))
-			zdm_fail(c->res, "%s", luaL_tolstring(L, r + 1, NULL));
+			zdm_fail(res, "%s", luaL_tolstring(L, r + 1, NULL));
 		else if (lua_isboolean(L, r))
-			zdm_fail(c->res, "%s() returned false", c->fn);
+			zdm_fail(res, "%s() returned false", fn);
 		else
-			c->rc = 0;
-		return;
+			return 0;
+		return -1;
 	}
 	if (!lua_istable(L, r)) {
-		zdm_fail(c->res, "%s() returned a %s (expected nil or {outputs = ..., undo_data = ...})",
-		    c->fn, luaL_typename(L, r));
-		return;
+		zdm_fail(res, "%s() returned a %s (expected nil or {outputs = ..., undo_data = ...})",
+		    fn, luaL_typename(L, r));
+		return -1;
 	}
 	lua_pushnil(L);
 	while (lua_next(L, r) != 0) {
@@ -857,11 +865,11 @@ lh_take_result(lua_State *L, struct call *c, int r)
 
 		if (k == NULL || (strcmp(k, "outputs") != 0 && strcmp(k, "undo_data") != 0)) {
 			dym = k != NULL ? did_you_mean(k, fields) : NULL;
-			zdm_fail(c->res, "%s() returned an unknown field '%s'%s%s%s", c->fn,
+			zdm_fail(res, "%s() returned an unknown field '%s'%s%s%s", fn,
 			    k != NULL ? k : luaL_typename(L, -2),
 			    dym ? " (did you mean '" : " (expected outputs, undo_data",
 			    dym ? dym : "", dym ? "'?)" : ")");
-			return;
+			return -1;
 		}
 		lua_pop(L, 1);
 	}
@@ -870,40 +878,68 @@ lh_take_result(lua_State *L, struct call *c, int r)
 	lua_getfield(L, r, "undo_data");
 	ui = lua_gettop(L);
 	if (!lua_isnil(L, oi) && !lua_istable(L, oi)) {
-		zdm_fail(c->res, "%s(): outputs must be a table, got %s", c->fn,
+		zdm_fail(res, "%s(): outputs must be a table, got %s", fn,
 		    luaL_typename(L, oi));
-		return;
+		return -1;
 	}
 
 	/* no Lua calls from here on: C memory is held */
 	if (lua_istable(L, oi)) {
 		out = lj_to_json(L, oi, &err);
 		if (out == NULL) {
-			zdm_fail(c->res, "%s(): outputs: %s", c->fn, err);
+			zdm_fail(res, "%s(): outputs: %s", fn, err);
 			free(err);
-			return;
+			return -1;
 		}
 		if (!json_is_object(out)) {
 			json_decref(out);
-			zdm_fail(c->res, "%s(): outputs must be a table of name = value, got a list",
-			    c->fn);
-			return;
+			zdm_fail(res, "%s(): outputs must be a table of name = value, got a list",
+			    fn);
+			return -1;
 		}
 	}
 	if (!lua_isnil(L, ui)) {
 		undo = lj_to_json(L, ui, &err);
 		if (undo == NULL) {
 			json_decref(out);
-			zdm_fail(c->res, "%s(): undo_data: %s", c->fn, err);
+			zdm_fail(res, "%s(): undo_data: %s", fn, err);
 			free(err);
-			return;
+			return -1;
 		}
 	}
-	json_decref(c->res->outputs);
-	json_decref(c->res->undo_data);
-	c->res->outputs = out;
-	c->res->undo_data = undo;
-	c->rc = 0;
+	json_decref(res->outputs);
+	json_decref(res->undo_data);
+	res->outputs = out;
+	res->undo_data = undo;
+	return 0;
+}
+
+/*
+ * What snapshot() returned, at r and r + 1: the value is the undo_data
+ * (nil for none), or nil, message for a failure.
+ */
+int
+contract_undo_data(lua_State *L, int r, const char *fn, struct zdm_result *res)
+{
+	char *err = NULL;
+	json_t *v = NULL;
+
+	if (lua_isnil(L, r) && !lua_isnil(L, r + 1)) {
+		/* `return nil, "why"`: a failure, as in run() */
+		zdm_fail(res, "%s", luaL_tolstring(L, r + 1, NULL));
+		return -1;
+	}
+	if (!lua_isnil(L, r)) {
+		v = lj_to_json(L, r, &err);
+		if (v == NULL) {
+			zdm_fail(res, "%s(): %s", fn, err);
+			free(err);
+			return -1;
+		}
+	}
+	json_decref(res->undo_data);
+	res->undo_data = v;
+	return 0;
 }
 
 static int
@@ -914,8 +950,8 @@ lh_call_body(lua_State *L)
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
 	fn = lua_gettop(L);
-	lh_push_ctx(L, c->ctx);
-	lh_push_params(L, c->params);
+	contract_push_ctx(L, c->ctx);
+	contract_push_params(L, c->params);
 	if (c->with_undo_data) {
 		if (c->undo_data != NULL)
 			lj_push(L, c->undo_data);
@@ -924,30 +960,10 @@ lh_call_body(lua_State *L)
 		nargs = 3;
 	}
 	lua_call(L, nargs, 2);
-	if (c->raw_result) {
-		char *err = NULL;
-		json_t *v = NULL;
-
-		if (lua_isnil(L, fn) && !lua_isnil(L, fn + 1)) {
-			/* `return nil, "why"`: a failure, as in run() */
-			zdm_fail(c->res, "%s", luaL_tolstring(L, fn + 1, NULL));
-			return 0;
-		}
-
-		if (!lua_isnil(L, fn)) {
-			v = lj_to_json(L, fn, &err);
-			if (v == NULL) {
-				zdm_fail(c->res, "%s(): %s", c->fn, err);
-				free(err);
-				return 0;
-			}
-		}
-		json_decref(c->res->undo_data);
-		c->res->undo_data = v;
-		c->rc = 0;
-		return 0;
-	}
-	lh_take_result(L, c, fn);
+	if (c->raw_result)
+		c->rc = contract_undo_data(L, fn, c->fn, c->res);
+	else
+		c->rc = contract_result(L, fn, c->fn, c->res);
 	return 0;
 }
 
