@@ -48,6 +48,7 @@
 #include "lua/host.h"
 #include "lua/lib.h"
 #include "lua/luajson.h"
+#include "lua/sandbox.h"
 #include "zdm/step.h"
 
 #define LH_MEMORY_MB	64		/* per plugin; ZDM_PLUGIN_MEMORY_MB */
@@ -278,6 +279,17 @@ lh_guard_close(lua_State *L)
 	return 0;
 }
 
+static void
+lh_guard_init(lua_State *L)
+{
+	luaL_newmetatable(L, LH_GUARD);
+	lua_pushcfunction(L, lh_guard_close);
+	lua_setfield(L, -2, "__close");
+	lua_pushcfunction(L, lh_guard_close);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+}
+
 /* push a guard, to-be-closed: it releases what it holds when the running
  * C function returns or unwinds */
 struct lhx_guard *
@@ -292,7 +304,7 @@ lhx_guard(lua_State *L)
 	return g;
 }
 
-/* ---- the sandbox's base library: print, load, xpcall, setmetatable ------- */
+/* ---- logging ------------------------------------------------------------- */
 
 static void
 lh_log_str(struct plugin *p, const char *s)
@@ -313,6 +325,8 @@ lh_log_str(struct plugin *p, const char *s)
 	free(r);
 }
 
+/* ---- the sandbox: what a plugin's code can reach -------------------------- */
+
 /* print(...): tab-separated, like the real one, into zdm.log */
 static int
 lh_print(lua_State *L)
@@ -328,7 +342,7 @@ lh_print(lua_State *L)
 		luaL_addvalue(&b);
 	}
 	luaL_pushresult(&b);
-	lh_log_str(lh_plugin(L), lua_tostring(L, -1));
+	lhx_log(L, lua_tostring(L, -1));
 	return 0;
 }
 
@@ -422,8 +436,8 @@ static const lua_CFunction lh_zdm_libs[] = {
 	NULL,
 };
 
-static void
-lh_sandbox(lua_State *L)
+void
+sandbox_open(lua_State *L)
 {
 	for (const luaL_Reg *l = lh_libs; l->func != NULL; l++) {
 		luaL_requiref(L, l->name, l->func, 1);
@@ -445,13 +459,6 @@ lh_sandbox(lua_State *L)
 	lua_getglobal(L, "setmetatable");
 	lua_pushcclosure(L, lh_setmetatable, 1);
 	lua_setglobal(L, "setmetatable");
-
-	luaL_newmetatable(L, LH_GUARD);
-	lua_pushcfunction(L, lh_guard_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, lh_guard_close);
-	lua_setfield(L, -2, "__gc");
-	lua_pop(L, 1);
 
 	lua_newtable(L);
 	for (const lua_CFunction *o = lh_zdm_libs; *o != NULL; o++)
@@ -496,7 +503,8 @@ lh_load_body(lua_State *L)
 	struct plugin *p = lua_touserdata(L, 1);
 	int t, ty;
 
-	lh_sandbox(L);
+	lh_guard_init(L);
+	sandbox_open(L);
 	if (luaL_loadfilex(L, p->path, "t") != LUA_OK)
 		return lua_error(L);
 	lua_call(L, 0, 1);
