@@ -68,7 +68,7 @@ bool lhx_killed(lua_State *L);
 /*
  * The libraries.  Each opener is called with the `zdm` table on top of the
  * stack, sets its field(s) there and leaves the stack as it was; it
- * returns 0.  The list of them, in order, is in host.c (sandbox_open).
+ * returns 0.  The list of them, in order, is in sandbox.c.
  */
 int luaopen_zdm_core(lua_State *L);	/* core.c: log, sleep, note, progress, is_expr */
 int luaopen_zdm_lib(lua_State *L);	/* lib.c: zdm.lib, plugin libraries */
