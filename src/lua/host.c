@@ -1,32 +1,33 @@
 /*
- * luahost.c - Lua plugins as step types.
+ * host.c - Lua plugins as step types: the sandbox host.
  *
  * A plugin is a text file that returns a table with the step-type contract
- * (DESIGN.md "Step types").  luahost_load() gives each plugin its own
- * lua_State and wraps it in a `struct zdm_step_type` whose callbacks call the
- * plugin's functions, so the runner cannot tell a plugin from a built-in.
- *
- * The sandbox (DESIGN.md "The Lua host"):
- *   - libraries: base, string, table, math, utf8 only; no dofile, loadfile or
- *     require; `load` accepts text only (crafted bytecode can crash the VM);
- *     `print` goes to zdm.log;
+ * (zdm/step.h; docs/plugins.md, "The table").  luahost_load() gives each
+ * plugin its own lua_State and wraps it in a `struct zdm_step_type` whose
+ * callbacks call the plugin's functions, so the runner cannot tell a plugin
+ * from a built-in.  The values that cross the contract are converted by
+ * contract.c; what the plugin's code can reach (Lua's safe libraries, a few
+ * replaced base functions, the zdm libraries of lib.h) is set up by
+ * sandbox.c.  The limits are kept here:
+ *   - text only: the plugin file is loaded in text mode, as sandbox.c's
+ *     `load` and zdm.lib load theirs (crafted bytecode can crash the VM);
  *   - no Lua code that runs with hooks off: Lua runs __gc finalizers, and
  *     the message handler of an error raised by the hook, with hooks
- *     disabled, so setmetatable refuses __gc and xpcall runs its handler
- *     after the unwind;
+ *     disabled, so sandbox.c's setmetatable refuses __gc and its xpcall
+ *     runs the handler after the unwind;
  *   - memory: a lua_Alloc that refuses to grow past ZDM_PLUGIN_MEMORY_MB
  *     (default 64), so a runaway plugin gets "not enough memory";
  *   - time: a count hook checks the deadline and zdm_interrupted every
  *     LH_HOOK_EVERY instructions; once it fires it fires on every
  *     instruction, so a pcall in the plugin cannot swallow the kill (redis).
  *     Count hooks do not run inside C functions: the zdm.* functions that
- *     wait (exec, sleep) carry the deadline themselves.
+ *     wait (exec, sleep, ...) carry the deadline themselves (lib.h).
  *
  * Every entry into Lua goes through lh_pcall(), which runs a C "body" in
  * protected mode, so a Lua error (or a memory error while pushing params)
  * can never reach the panic handler.  C memory held while Lua may raise is
- * kept in a "guard" userdata marked to-be-closed, which frees it whether
- * the function returns or unwinds.
+ * kept in a "guard" userdata marked to-be-closed (lhx_guard), which frees
+ * it whether the function returns or unwinds.
  *
  * The plugin behind a lua_State is found through LUA_EXTRASPACE: the hook
  * and the message handler have no upvalues, and one mechanism is simpler

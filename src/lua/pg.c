@@ -1,5 +1,5 @@
 /*
- * lua_pg.c - zdm.pg: PostgreSQL for Lua plugins, through libpq.
+ * pg.c - zdm.pg: PostgreSQL for Lua plugins, through libpq.
  *
  *   local db, err = zdm.pg.connect(conninfo, {password=, connect_timeout=ms,
  *                                  statement_timeout=ms, application_name=})

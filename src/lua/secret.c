@@ -1,5 +1,5 @@
 /*
- * lua_secret.c - zdm.is_secret(v): true when v is a string that is exactly
+ * secret.c - zdm.is_secret(v): true when v is a string that is exactly
  * the value of one of the run's `secrets:` (what zdm writes as "***"), so a
  * plugin's validate() can insist that a credential comes from secrets, as
  * the C built-ins do (httpcheck.c hc_check_secret): zdm journals every step's

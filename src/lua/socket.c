@@ -1,5 +1,5 @@
 /*
- * lua_socket.c - zdm.socket: one request and its reply over a unix socket or
+ * socket.c - zdm.socket: one request and its reply over a unix socket or
  * a TCP connection, for plugins that drive a text admin interface (HAProxy's
  * runtime API, docs/lb.md).  Transport only: zdm sends the text as given and
  * hands back what the peer wrote until it closed; the protocol (commands,

@@ -1,6 +1,6 @@
 /*
- * lua_ssh.c - zdm.ssh(hosts, cmd [, opts]) for plugins: the `ssh` built-in's
- * client (src/sshc.c) with the same host key policies, auth, timeouts and
+ * ssh.c - zdm.ssh(hosts, cmd [, opts]) for plugins: the `ssh` built-in's
+ * client (net/sshc.c) with the same host key policies, auth, timeouts and
  * redaction.  Hosts run concurrently (opts.max_parallel); batches and
  * failure budgets are the plugin's own to decide (docs/plugins.md).
  */
