@@ -64,6 +64,32 @@ load_from(struct registry *r, const char *name, const char *file, char **err)
 	return t;
 }
 
+/* the names a typo in uses: is matched against: the built-ins' and the
+ * plugin files' names, without loading (running) any plugin */
+struct names {
+	char **v;		/* NULL-terminated */
+	size_t n, cap;
+};
+
+static void
+add_name(const char *name, const char *file, void *arg)
+{
+	struct names *nm = arg;
+
+	if (nm->n + 2 > nm->cap) {
+		nm->cap = nm->cap ? nm->cap * 2 : 32;
+		nm->v = xrealloc(nm->v, nm->cap * sizeof *nm->v);
+	}
+	nm->v[nm->n++] = xstrdup(name);
+	nm->v[nm->n] = NULL;
+}
+
+static int
+strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 const struct zdm_step_type *
 registry_get(struct registry *r, const char *name, char **err)
 {
@@ -86,19 +112,21 @@ registry_get(struct registry *r, const char *name, char **err)
 		}
 	}
 	{
-		const struct zdm_step_type **all;
-		size_t n = registry_all(r, &all);
-		const char **names = xcalloc(n + 1, sizeof *names);
+		struct names nm = { 0 };
 		const char *sug;
 
-		for (size_t i = 0; i < n; i++)
-			names[i] = all[i]->name;
-		sug = did_you_mean(name, names);
+		for (size_t i = 0; builtins[i] != NULL; i++)
+			add_name(builtins[i]->name, NULL, &nm);
+		plugin_scan((const char *const *)r->path, add_name, &nm);
+		qsort(nm.v, nm.n, sizeof *nm.v, strp_cmp);
+		sug = did_you_mean(name, (const char *const *)nm.v);
 		if (sug != NULL)
 			seterr(err, "unknown step type '%s' (did you mean '%s'?)", name, sug);
 		else
 			seterr(err, "unknown step type '%s' (see 'zdm plugins' for the list)", name);
-		free(names);
+		for (size_t i = 0; i < nm.n; i++)
+			free(nm.v[i]);
+		free(nm.v);
 	}
 	return NULL;
 }
