@@ -29,7 +29,8 @@
 
 struct zdm_ctx;
 
-/* raise "X is not allowed here" unless in run() or undo() */
+/* raise "X is not allowed here" unless the call has a step context: in
+ * run(), undo() or snapshot(), not in loading, validate() or plan() */
 void lhx_may_act(lua_State *L, const char *what);
 /* raise if the call's deadline passed or a signal came */
 void lhx_check(lua_State *L);
