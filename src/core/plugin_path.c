@@ -2,8 +2,10 @@
  * plugin_path.c - where Lua plugins are found: the search path
  * (--plugin-path, ZDM_PLUGIN_PATH, ./plugins, next to the binary, PREFIX)
  * and the file of a dotted name (`lb.nginx` is `<dir>/lb/nginx.lua`).
- * Shared by the registry and by zdm.lib in the Lua host.
+ * Shared by the registry and by zdm.lib in the Lua host (lua/lib.c); the
+ * only place that knows how plugin files are laid out.
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -131,4 +133,52 @@ plugin_find(const char *const *path, const char *name)
 		free(f);
 	}
 	return NULL;
+}
+
+/* walk <root>/<rel> recursively for .lua files: each valid a/b.lua that is
+ * not a library is fn(name, file, arg) */
+static void
+scan_dir(const char *root, const char *rel, plugin_scan_fn fn, void *arg)
+{
+	char *dir = rel[0] ? path_join(root, rel) : xstrdup(root);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL) {
+		free(dir);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char *sub, *full;
+		struct stat st;
+		size_t l = strlen(e->d_name);
+
+		if (e->d_name[0] == '.')
+			continue;
+		sub = rel[0] ? xasprintf("%s/%s", rel, e->d_name) : xstrdup(e->d_name);
+		full = path_join(root, sub);
+		if (stat(full, &st) == 0 && S_ISDIR(st.st_mode) && strlen(sub) < 200) {
+			scan_dir(root, sub, fn, arg);
+		} else if (l > 4 && strcmp(e->d_name + l - 4, ".lua") == 0) {
+			char *name = xstrndup(sub, strlen(sub) - 4);
+
+			for (char *s = name; *s != '\0'; s++)
+				if (*s == '/')
+					*s = '.';
+			if (plugin_name_valid(name) && !plugin_is_lib(name))
+				fn(name, full, arg);
+			free(name);
+		}
+		free(sub);
+		free(full);
+	}
+	closedir(d);
+	free(dir);
+}
+
+void
+plugin_scan(const char *const *path, plugin_scan_fn fn, void *arg)
+{
+	for (size_t i = 0; path != NULL && path[i] != NULL; i++)
+		scan_dir(path[i], "", fn, arg);
 }

@@ -1,14 +1,11 @@
 /*
  * registry.c - one table of step types, C built-ins and Lua plugins alike
  * (as redis registers module commands beside native ones).  Plugins are
- * found on the search path by their dotted name: `lb.nginx` is
- * `<dir>/lb/nginx.lua`, loaded on first use.
+ * found on the search path by their dotted name (core/plugin_path.c knows
+ * the files), loaded on first use.
  */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/util.h"
 #include "core/registry.h"
@@ -67,6 +64,32 @@ load_from(struct registry *r, const char *name, const char *file, char **err)
 	return t;
 }
 
+/* the names a typo in uses: is matched against: the built-ins' and the
+ * plugin files' names, without loading (running) any plugin */
+struct names {
+	char **v;		/* NULL-terminated */
+	size_t n, cap;
+};
+
+static void
+add_name(const char *name, const char *file, void *arg)
+{
+	struct names *nm = arg;
+
+	if (nm->n + 2 > nm->cap) {
+		nm->cap = nm->cap ? nm->cap * 2 : 32;
+		nm->v = xrealloc(nm->v, nm->cap * sizeof *nm->v);
+	}
+	nm->v[nm->n++] = xstrdup(name);
+	nm->v[nm->n] = NULL;
+}
+
+static int
+strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 const struct zdm_step_type *
 registry_get(struct registry *r, const char *name, char **err)
 {
@@ -89,66 +112,36 @@ registry_get(struct registry *r, const char *name, char **err)
 		}
 	}
 	{
-		const struct zdm_step_type **all;
-		size_t n = registry_all(r, &all);
-		const char **names = xcalloc(n + 1, sizeof *names);
+		struct names nm = { 0 };
 		const char *sug;
 
-		for (size_t i = 0; i < n; i++)
-			names[i] = all[i]->name;
-		sug = did_you_mean(name, names);
+		for (size_t i = 0; builtins[i] != NULL; i++)
+			add_name(builtins[i]->name, NULL, &nm);
+		plugin_scan((const char *const *)r->path, add_name, &nm);
+		qsort(nm.v, nm.n, sizeof *nm.v, strp_cmp);
+		sug = did_you_mean(name, (const char *const *)nm.v);
 		if (sug != NULL)
 			seterr(err, "unknown step type '%s' (did you mean '%s'?)", name, sug);
 		else
 			seterr(err, "unknown step type '%s' (see 'zdm plugins' for the list)", name);
-		free(names);
+		for (size_t i = 0; i < nm.n; i++)
+			free(nm.v[i]);
+		free(nm.v);
 	}
 	return NULL;
 }
 
-/* walk DIR recursively for .lua files and load each as a.b.c */
+/* plugin_scan: load each plugin found, unless a plugin of that name is
+ * loaded already */
 static void
-scan_dir(struct registry *r, const char *root, const char *rel)
+load_found(const char *name, const char *file, void *arg)
 {
-	char *dir = rel[0] ? path_join(root, rel) : xstrdup(root);
-	DIR *d = opendir(dir);
-	struct dirent *e;
+	struct registry *r = arg;
+	char *lerr = NULL;
 
-	if (d == NULL) {
-		free(dir);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		char *sub, *full;
-		struct stat st;
-		size_t l = strlen(e->d_name);
-
-		if (e->d_name[0] == '.')
-			continue;
-		sub = rel[0] ? xasprintf("%s/%s", rel, e->d_name) : xstrdup(e->d_name);
-		full = path_join(root, sub);
-		if (stat(full, &st) == 0 && S_ISDIR(st.st_mode) && strlen(sub) < 200) {
-			scan_dir(r, root, sub);
-		} else if (l > 4 && strcmp(e->d_name + l - 4, ".lua") == 0) {
-			char *name = xstrndup(sub, strlen(sub) - 4);
-			char *lerr = NULL;
-
-			for (char *s = name; *s != '\0'; s++)
-				if (*s == '/')
-					*s = '.';
-			if (plugin_name_valid(name) && !plugin_is_lib(name) &&
-			    find_loaded(r, name) == NULL &&
-			    load_from(r, name, full, &lerr) == NULL) {
-				fprintf(stderr, "zdm: warning: %s\n", lerr);
-			}
-			free(lerr);
-			free(name);
-		}
-		free(sub);
-		free(full);
-	}
-	closedir(d);
-	free(dir);
+	if (find_loaded(r, name) == NULL && load_from(r, name, file, &lerr) == NULL)
+		fprintf(stderr, "zdm: warning: %s\n", lerr);
+	free(lerr);
 }
 
 static int
@@ -163,8 +156,7 @@ registry_all(struct registry *r, const struct zdm_step_type ***out)
 {
 	size_t n = 0, nb = 0;
 
-	for (size_t i = 0; r->path[i] != NULL; i++)
-		scan_dir(r, r->path[i], "");
+	plugin_scan((const char *const *)r->path, load_found, r);
 	while (builtins[nb] != NULL)
 		nb++;
 	free(r->all);

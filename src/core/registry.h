@@ -14,7 +14,9 @@
 struct registry;
 struct registry *registry_new(const char *const *plugin_path);
 /* find a type by name, loading a plugin from the path on first use.
- * NULL with *err when not found or the plugin does not load. */
+ * NULL with *err when not found or the plugin does not load; for a name
+ * not found, *err suggests a built-in or a plugin by its file's name
+ * (plugin_scan), without loading any other plugin. */
 const struct zdm_step_type *registry_get(struct registry *r, const char *name, char **err);
 /* every known name (built-ins and every plugin found on the path), sorted;
  * loads all plugins.  Returns count; names owned by the registry. */

@@ -1,5 +1,5 @@
 /*
- * lua_pg.c - zdm.pg: PostgreSQL for Lua plugins, through libpq.
+ * pg.c - zdm.pg: PostgreSQL for Lua plugins, through libpq.
  *
  *   local db, err = zdm.pg.connect(conninfo, {password=, connect_timeout=ms,
  *                                  statement_timeout=ms, application_name=})
@@ -35,7 +35,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 #include "zdm/step.h"
 
 #define PG_CONN	"zdm.pg.conn"		/* registry names of the metatables */
@@ -661,7 +661,7 @@ pg_conn_gc(lua_State *L)
 }
 
 int
-lua_pg_open(lua_State *L)
+luaopen_zdm_pg(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
 		{"query", pg_query},

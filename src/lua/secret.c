@@ -1,5 +1,5 @@
 /*
- * lua_secret.c - zdm.is_secret(v): true when v is a string that is exactly
+ * secret.c - zdm.is_secret(v): true when v is a string that is exactly
  * the value of one of the run's `secrets:` (what zdm writes as "***"), so a
  * plugin's validate() can insist that a credential comes from secrets, as
  * the C built-ins do (httpcheck.c hc_check_secret): zdm journals every step's
@@ -19,7 +19,7 @@
 
 #include "base/redact.h"
 #include "core/expr.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 
 static int
 lua_zdm_is_secret(lua_State *L)
@@ -75,7 +75,7 @@ lua_zdm_from_secrets(lua_State *L)
 }
 
 int
-lhx_open_secret(lua_State *L)
+luaopen_zdm_secret(lua_State *L)
 {
 	lua_pushcfunction(L, lua_zdm_is_secret);
 	lua_setfield(L, -2, "is_secret");

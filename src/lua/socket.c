@@ -1,5 +1,5 @@
 /*
- * lua_socket.c - zdm.socket: one request and its reply over a unix socket or
+ * socket.c - zdm.socket: one request and its reply over a unix socket or
  * a TCP connection, for plugins that drive a text admin interface (HAProxy's
  * runtime API, docs/lb.md).  Transport only: zdm sends the text as given and
  * hands back what the peer wrote until it closed; the protocol (commands,
@@ -23,7 +23,7 @@
  * down the write side (the peer sees end of input: HAProxy's non-interactive
  * mode answers and closes), then read until the peer closes or the cap.
  * Every wait is a poll() bounded by the earlier of the call's timeout and the
- * step's deadline (luahost_ext.h); after a step deadline or a signal the call
+ * step's deadline (lua/lib.h); after a step deadline or a signal the call
  * raises (lhx_check) as zdm.exec does.  The reply is redacted (secrets read
  * as ***) and so ends at its first NUL byte.
  *
@@ -52,7 +52,7 @@
 
 #include "base/proc.h"
 #include "base/redact.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 #include "zdm/step.h"
 
 #define SOCK_MT "zdm.socket.conn"
@@ -354,7 +354,7 @@ lua_zdm_socket(lua_State *L)
 }
 
 int
-lhx_open_socket(lua_State *L)
+luaopen_zdm_socket(lua_State *L)
 {
 	if (luaL_newmetatable(L, SOCK_MT)) {
 		lua_pushcfunction(L, conn_gc);

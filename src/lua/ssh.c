@@ -1,6 +1,6 @@
 /*
- * lua_ssh.c - zdm.ssh(hosts, cmd [, opts]) for plugins: the `ssh` built-in's
- * client (src/sshc.c) with the same host key policies, auth, timeouts and
+ * ssh.c - zdm.ssh(hosts, cmd [, opts]) for plugins: the `ssh` built-in's
+ * client (net/sshc.c) with the same host key policies, auth, timeouts and
  * redaction.  Hosts run concurrently (opts.max_parallel); batches and
  * failure budgets are the plugin's own to decide (docs/plugins.md).
  */
@@ -12,7 +12,7 @@
 
 #include "base/redact.h"
 #include "base/util.h"
-#include "lua/luahost_ext.h"
+#include "lua/lib.h"
 #include "net/sshc.h"
 
 #define LSSH_CAP 65536		/* default bytes kept of stdout and of stderr */
@@ -353,7 +353,7 @@ l_ssh(lua_State *L)
 }
 
 int
-lua_ssh_open(lua_State *L)
+luaopen_zdm_ssh(lua_State *L)
 {
 	if (luaL_newmetatable(L, LSSH_MT)) {
 		lua_pushcfunction(L, lssh_gc);
