@@ -286,7 +286,7 @@ unit_journal(void)
 		jlog_release(&log);
 
 	/* ---- a torn tail ---- */
-	spit(path, "{\"seq\":4,\"ts\":\"20", 17, "ab");
+	spit(path, "{\"attempt\":1,\"data\":{\"du", 24, "ab");	/* as zdm writes: keys sorted */
 	rc = journal_read(path, &log, &err);
 	check(rc == 0 && log.n == 3 && log.torn && log.good_len == len3,
 	    "a torn last line is reported and ignored", err);
@@ -343,10 +343,22 @@ unit_journal(void)
 	}
 
 	/* ---- a torn first record: nothing complete, the chain starts afresh ---- */
-	spit(bad, "{\"se", 4, "wb");
+	spit(bad, "{\"da", 4, "wb");
 	rc = journal_read(bad, &log, &err);
 	check(rc == 0 && log.n == 0 && log.torn && log.good_len == 0,
 	    "a torn first line leaves an empty journal", err);
+	free(err);
+	err = NULL;
+	if (rc == 0)
+		jlog_release(&log);
+	spit(bad, "{\"se", 4, "wb");	/* not how a record starts: put there by hand */
+	rc = journal_read(bad, &log, &err);
+	check(rc == -1 && err != NULL && strstr(err, "bad.jsonl:1: bytes after the last record") != NULL,
+	    "bytes that cannot start a record are damage, not a torn line", err);
+	free(err);
+	err = NULL;
+	spit(bad, "{\"da", 4, "wb");
+	rc = journal_read(bad, &log, &err);
 	free(err);
 	err = NULL;
 	if (rc == 0) {
