@@ -33,7 +33,6 @@
 #include "report/ci.h"
 #include "report/junit.h"
 #include "report/notify.h"
-#include "steps/builtin.h"
 #include "zdm/step.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
@@ -320,6 +319,9 @@ ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
 	ctx->host = r;
 	ctx->note = host_note;
 	ctx->progress = host_progress;
+	ctx->interactive = r->o->interactive;
+	ctx->approved = r->o->approve;
+	ctx->napproved = r->o->napprove;
 }
 
 /*
@@ -571,7 +573,7 @@ run_step(struct run *r, size_t i, char **why)
 					return OC_INTERRUPTED;
 				continue;
 			}
-			show_step(r, i, !res.pause ? "failed" : s->type == &zdm_step_approval ? "waiting" :
+			show_step(r, i, !res.pause ? "failed" : s->type->waits_for_person ? "waiting" :
 			    "undecided", res.pause ? "\033[33m" : "\033[31m", ms, msg);
 			*why = msg;
 			return res.pause ? OC_PAUSE : OC_FAILED;
@@ -956,7 +958,7 @@ execute(struct run *r, size_t from)
 		}
 		if (oc == OC_PAUSE) {
 			/* not a verdict: a person decides (DESIGN: exit 4, resumable) */
-			bool appr = s->type == &zdm_step_approval;
+			bool appr = s->type->waits_for_person;
 			json_t *pd = json_pack("{s:s,s:b}", "error", why, "needs_decision", true);
 
 			if (appr)
@@ -1013,11 +1015,6 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->o = o;
 	r->lockfd = -1;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
-	{
-		struct approval_opts ao = { o->interactive, o->approve, o->napprove };
-
-		approval_configure(&ao);
-	}
 	ci_json_stdout = o->json;
 	r->tty = !o->json && isatty(STDOUT_FILENO);
 	r->color = r->tty && getenv("NO_COLOR") == NULL;
@@ -1038,7 +1035,6 @@ run_release(struct run *r)
 			free(err);
 		}
 	}
-	approval_configure(NULL);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
