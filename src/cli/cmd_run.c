@@ -24,6 +24,21 @@
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
+/* the exit code of each outcome (zdm(1) EXIT STATUS) */
+static int
+exit_code(enum run_outcome oc)
+{
+	switch (oc) {
+	case RUN_OK: return ZDM_EXIT_OK;
+	case RUN_ROLLED_BACK: return ZDM_EXIT_ROLLED_BACK;
+	case RUN_USAGE: return ZDM_EXIT_USAGE;
+	case RUN_NEEDS_PERSON: return ZDM_EXIT_NEEDS_PERSON;
+	case RUN_PAUSED: return ZDM_EXIT_PAUSED;
+	case RUN_IN_DOUBT: return ZDM_EXIT_IN_DOUBT;
+	}
+	return ZDM_EXIT_NEEDS_PERSON;
+}
+
 int
 cmd_validate(const struct cmd *cmd, struct cli *c)
 {
@@ -59,6 +74,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	o.mode = strcmp(cmd->name, "plan") == 0 ? MODE_PLAN : c->dry_run ? MODE_DRY_RUN : MODE_RUN;
 	o.fail_at = c->fail_at;
 	o.json = c->json_output;
+	o.exit_code = exit_code;
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
@@ -76,7 +92,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 		free(ids);
 		goto out;
 	}
-	rc = runner_run(rb, &o);
+	rc = exit_code(runner_run(rb, &o));
 out:
 	free(sd);
 	runbook_free(rb);
@@ -156,14 +172,15 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.in_doubt = c->in_doubt;
 	o.allow_changed = c->allow_changed;
 	o.json = c->json_output;
+	o.exit_code = exit_code;
 	o.state_dir = sd;
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
 	if (strcmp(cmd->name, "resume") == 0)
-		rc = runner_resume(rb, jp, &log, &o);
+		rc = exit_code(runner_resume(rb, jp, &log, &o));
 	else
-		rc = runner_rollback(rb, jp, &log, &o);
+		rc = exit_code(runner_rollback(rb, jp, &log, &o));
 out:
 	jlog_release(&log);
 	runbook_free(rb);

@@ -597,14 +597,14 @@ by_seq_desc(const void *a, const void *b)
 	return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
 }
 
-/* returns an exit code: 0 when every undo is done */
-static int
+/* RUN_OK when every undo is done */
+static enum run_outcome
 rollback(struct run *r)
 {
 	struct undo_item *items = xcalloc(r->rb->nsteps, sizeof *items);
 	size_t n = 0;
 	bool incomplete = false, need_person = false;
-	int rc = ZDM_EXIT_OK;
+	enum run_outcome rc = RUN_OK;
 
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		struct stepstate *ss = &r->ss[i];
@@ -628,7 +628,7 @@ rollback(struct run *r)
 	if (n > 0)
 		say(r, "%srolling back%s %zu step%s, newest first\n", c(r, "\033[1m"),
 		    c(r, "\033[0m"), n, n == 1 ? "" : "s");
-	for (size_t k = 0; k < n && rc == ZDM_EXIT_OK; k++) {
+	for (size_t k = 0; k < n && rc == RUN_OK; k++) {
 		size_t i = items[k].i;
 		struct rb_step *s = &r->rb->steps[i];
 		struct stepstate *ss = &r->ss[i];
@@ -638,7 +638,7 @@ rollback(struct run *r)
 		bool done = false;
 
 		if (zdm_interrupted) {
-			rc = ZDM_EXIT_PAUSED;
+			rc = RUN_PAUSED;
 			break;
 		}
 		if (!has_undo || (s->type && s->type->read_only && s->undo == NULL)) {
@@ -646,7 +646,7 @@ rollback(struct run *r)
 			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
 
 			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
-				rc = ZDM_EXIT_NEEDS_PERSON;
+				rc = RUN_NEEDS_PERSON;
 				break;
 			}
 			ss->ust = U_SKIPPED;
@@ -675,7 +675,7 @@ rollback(struct run *r)
 			 * `zdm rollback` asks again instead of calling it done */
 			if (jrec(r, skip ? "undo.skipped" : "undo.failed", s->id, 0,
 			    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
-				rc = ZDM_EXIT_NEEDS_PERSON;
+				rc = RUN_NEEDS_PERSON;
 				break;
 			}
 			ss->ust = skip ? U_SKIPPED : U_FAILED;
@@ -688,7 +688,7 @@ rollback(struct run *r)
 			if (r->o->in_doubt == IN_DOUBT_SKIP) {
 				if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason",
 				    "undo in doubt, skipped by --in-doubt skip"))) {
-					rc = ZDM_EXIT_NEEDS_PERSON;
+					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = U_SKIPPED;
@@ -698,7 +698,7 @@ rollback(struct run *r)
 			    "and '%s' is not idempotent.\n  If it did not happen: zdm rollback --in-doubt retry %s\n"
 			    "  If it did:             zdm rollback --in-doubt skip %s\n",
 			    c(r, "\033[31m"), c(r, "\033[0m"), s->id, ut ? ut->name : "?", r->run_id, r->run_id);
-			rc = ZDM_EXIT_IN_DOUBT;
+			rc = RUN_IN_DOUBT;
 			break;
 		}
 		for (int a = 0; a < max && !done; a++) {
@@ -716,7 +716,7 @@ rollback(struct run *r)
 			    runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
 			if (params == NULL) {
 				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err)) != 0)
-					rc = ZDM_EXIT_NEEDS_PERSON;
+					rc = RUN_NEEDS_PERSON;
 				show_step(r, i, "undo failed", "\033[31m", -1, err);
 				free(err);
 				break;
@@ -724,7 +724,7 @@ rollback(struct run *r)
 			if (jrec(r, "undo.started", s->id, attempt, json_pack("{s:s}", "uses",
 			    ut->name)) != 0) {
 				json_decref(params);
-				rc = ZDM_EXIT_NEEDS_PERSON;
+				rc = RUN_NEEDS_PERSON;
 				break;
 			}
 			ss->ust = U_STARTED;
@@ -743,7 +743,7 @@ rollback(struct run *r)
 			json_decref(notes);
 			if (res.interrupted) {
 				zdm_result_release(&res);
-				rc = ZDM_EXIT_PAUSED;
+				rc = RUN_PAUSED;
 				break;
 			}
 			if (urc == 0) {
@@ -752,7 +752,7 @@ rollback(struct run *r)
 					fprintf(stderr, "zdm: the undo of step '%s' ran but could not be recorded; "
 					    "the journal will show it in doubt\n", s->id);
 					zdm_result_release(&res);
-					rc = ZDM_EXIT_NEEDS_PERSON;
+					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = U_SUCCEEDED;
@@ -765,7 +765,7 @@ rollback(struct run *r)
 				    "error", msg, "will_retry", a + 1 < max)) != 0) {
 					free(msg);
 					zdm_result_release(&res);
-					rc = ZDM_EXIT_NEEDS_PERSON;
+					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = U_FAILED;
@@ -775,43 +775,43 @@ rollback(struct run *r)
 				free(msg);
 				if (a + 1 < max && zdm_sleep_ms(backoff_delay(s, a + 1)) != 0) {
 					zdm_result_release(&res);
-					rc = ZDM_EXIT_PAUSED;
+					rc = RUN_PAUSED;
 					break;
 				}
 			}
 			zdm_result_release(&res);
 		}
-		if (rc == ZDM_EXIT_OK && !done) {
+		if (rc == RUN_OK && !done) {
 			/* stop here: undoing earlier steps on top of a state we
 			 * failed to restore can make things worse */
 			incomplete = true;
-			rc = ZDM_EXIT_NEEDS_PERSON;
+			rc = RUN_NEEDS_PERSON;
 		}
 	}
 	free(items);
-	if (rc == ZDM_EXIT_OK && need_person)
-		rc = ZDM_EXIT_NEEDS_PERSON;
+	if (rc == RUN_OK && need_person)
+		rc = RUN_NEEDS_PERSON;
 	(void)incomplete;
 	return rc;
 }
 
 /* ---- the main loop --------------------------------------------------------- */
 
-static int
-finish(struct run *r, const char *status, int code, json_t *extra)
+static enum run_outcome
+finish(struct run *r, const char *status, enum run_outcome code, json_t *extra)
 {
 	json_t *d = extra ? extra : json_object();
 
 	json_object_set_new(d, "status", json_string(status));
-	json_object_set_new(d, "exit_code", json_integer(code));
+	json_object_set_new(d, "exit_code", json_integer(r->o->exit_code(code)));
 	set_status(r, status);
 	json_object_set_new(d, "duration_ms", json_integer(zdm_now_ms() - r->t0));
 	if (jrec(r, "run.finished", NULL, 0, d) != 0)
-		return ZDM_EXIT_NEEDS_PERSON;
+		return RUN_NEEDS_PERSON;
 	return code;
 }
 
-static int
+static enum run_outcome
 interrupted(struct run *r, const char *step)
 {
 	json_t *d = json_pack("{s:i}", "signal", (int)zdm_interrupted);
@@ -828,18 +828,18 @@ interrupted(struct run *r, const char *step)
 		say(r, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
 		    "  or undo:  zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
 		    strsignal(zdm_interrupted), r->run_id, r->run_id);
-	return ZDM_EXIT_PAUSED;
+	return RUN_PAUSED;
 }
 
-static int
+static enum run_outcome
 on_failure(struct run *r, const char *step, const char *why)
 {
-	int rc;
+	enum run_outcome rc;
 
 	if (r->o->mode == MODE_DRY_RUN) {
 		annotate_step(r, "error", step, "zdm: dry run: step failed", why);
 		say(r, "dry run: step '%s' failed: %s\n", step, why);
-		return finish(r, "failed", ZDM_EXIT_ROLLED_BACK,
+		return finish(r, "failed", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
 	switch (r->rb->on_failure) {
@@ -850,45 +850,45 @@ on_failure(struct run *r, const char *step, const char *why)
 		say(r, "%spaused%s after step '%s' failed (on_failure: pause).\n"
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(r, "\033[33m"), c(r, "\033[0m"), step, r->run_id, r->run_id);
-		return ZDM_EXIT_PAUSED;
+		return RUN_PAUSED;
 	case ON_FAILURE_ABORT:
 		annotate_step(r, "error", step, "zdm: step failed; run aborted, nothing undone", why);
 		say(r, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
 		    "  undo by hand or: zdm rollback %s\n", c(r, "\033[31m"), c(r, "\033[0m"),
 		    step, r->run_id);
-		return finish(r, "aborted", ZDM_EXIT_NEEDS_PERSON,
+		return finish(r, "aborted", RUN_NEEDS_PERSON,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	case ON_FAILURE_ROLLBACK:
 		break;
 	}
 	annotate_step(r, "error", step, "zdm: step failed", why);
 	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
-		return ZDM_EXIT_NEEDS_PERSON;
+		return RUN_NEEDS_PERSON;
 	r->rolling_back = true;
 	rc = rollback(r);
-	if (rc == ZDM_EXIT_PAUSED)
+	if (rc == RUN_PAUSED)
 		return interrupted(r, NULL);
-	if (rc == ZDM_EXIT_IN_DOUBT) {
+	if (rc == RUN_IN_DOUBT) {
 		set_status(r, "in_doubt");
 		return rc;
 	}
-	if (rc == ZDM_EXIT_OK) {
+	if (rc == RUN_OK) {
 		annotate_step(r, "warning", step, "zdm: rolled back",
 		    "every completed step with an undo was undone; the system is back where it started");
 		say(r, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
 		    c(r, "\033[33m"), c(r, "\033[0m"), step, why,
 		    r->no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
-		return finish(r, "rolled_back", ZDM_EXIT_ROLLED_BACK,
+		return finish(r, "rolled_back", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
 	say(r, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
 	    "  see: zdm log %s\n  retry the rest: zdm rollback %s\n", c(r, "\033[31m"),
 	    c(r, "\033[0m"), step, r->run_id, r->run_id);
-	return finish(r, "rollback_failed", ZDM_EXIT_NEEDS_PERSON,
+	return finish(r, "rollback_failed", RUN_NEEDS_PERSON,
 	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 }
 
-static int
+static enum run_outcome
 execute(struct run *r, size_t from)
 {
 	for (size_t i = from; i < r->rb->nsteps; i++) {
@@ -896,7 +896,7 @@ execute(struct run *r, size_t from)
 		struct stepstate *ss = &r->ss[i];
 		char *why = NULL;
 		enum outcome oc;
-		int rc;
+		enum run_outcome rc;
 
 		if (ss->st == S_SUCCEEDED || ss->st == S_SKIPPED)
 			continue;
@@ -913,7 +913,7 @@ execute(struct run *r, size_t from)
 				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}", "reason",
 				    "dry run: if: needs outputs of steps that did not run", "error", err)) != 0) {
 					free(err);
-					return ZDM_EXIT_NEEDS_PERSON;
+					return RUN_NEEDS_PERSON;
 				}
 				free(err);
 				ss->st = S_SKIPPED;
@@ -933,7 +933,7 @@ execute(struct run *r, size_t from)
 			if (!yes) {
 				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}",
 				    "reason", "if: condition is false", "if", s->if_expr)) != 0)
-					return ZDM_EXIT_NEEDS_PERSON;
+					return RUN_NEEDS_PERSON;
 				ss->st = S_SKIPPED;
 				expr_set_step(r->rb->x, s->id, NULL);
 				show_step(r, i, "skipped", "\033[2m", -1, "if: condition is false");
@@ -942,7 +942,7 @@ execute(struct run *r, size_t from)
 		}
 		oc = run_step(r, i, &why);
 		if (oc == OC_JOURNAL)
-			return ZDM_EXIT_NEEDS_PERSON;
+			return RUN_NEEDS_PERSON;
 		if (oc == OC_INTERRUPTED)
 			return interrupted(r, s->id);
 		if (oc == OC_FAILED) {
@@ -980,7 +980,7 @@ execute(struct run *r, size_t from)
 				    c(r, "\033[33m"), c(r, "\033[0m"), s->id, why, r->run_id, r->run_id);
 			}
 			free(why);
-			return ZDM_EXIT_PAUSED;
+			return RUN_PAUSED;
 		}
 		if (r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0) {
 			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
@@ -995,7 +995,7 @@ execute(struct run *r, size_t from)
 	if (r->o->mode == MODE_DRY_RUN) {
 		say(r, "%sdry run ok%s: read-only steps passed; nothing was changed.\n",
 		    c(r, "\033[32m"), c(r, "\033[0m"));
-		return finish(r, "succeeded", ZDM_EXIT_OK, NULL);
+		return finish(r, "succeeded", RUN_OK, NULL);
 	}
 	{
 		char d[32];
@@ -1004,7 +1004,7 @@ execute(struct run *r, size_t from)
 		say(r, "%ssucceeded%s: run %s, %zu step%s in %s\n", c(r, "\033[32m"),
 		    c(r, "\033[0m"), r->run_id, r->rb->nsteps, r->rb->nsteps == 1 ? "" : "s", d);
 	}
-	return finish(r, "succeeded", ZDM_EXIT_OK, NULL);
+	return finish(r, "succeeded", RUN_OK, NULL);
 }
 
 static void
@@ -1061,7 +1061,7 @@ set_run_table(struct run *r)
 	json_decref(run);
 }
 
-static int
+static enum run_outcome
 plan(struct run *r)
 {
 	say(r, "plan for %s (%zu steps)%s\n", r->rb->name, r->rb->nsteps,
@@ -1100,16 +1100,16 @@ plan(struct run *r)
 		}
 	}
 	expr_set_static(r->rb->x, false);
-	return ZDM_EXIT_OK;
+	return RUN_OK;
 }
 
-int
+enum run_outcome
 runner_run(struct runbook *rb, const struct run_opts *o)
 {
 	struct run r;
 	char *err = NULL, *path, *rel;
 	json_t *d, *secrets;
-	int rc;
+	enum run_outcome rc;
 
 	run_init(&r, rb, o);
 	new_run_id(r.run_id, sizeof r.run_id);
@@ -1125,14 +1125,14 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (o->mode == MODE_RUN &&
 	    lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	rel = xasprintf("runs/%s.jsonl", r.run_id);
 	path = path_join(o->state_dir, rel);
@@ -1143,7 +1143,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (o->json)
 		journal_set_echo(r.j, echo_record, NULL);
@@ -1158,14 +1158,14 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		fprintf(stderr, "zdm: cannot record run.started (is the runbook path %s valid UTF-8?); nothing ran\n",
 		    rb->abspath);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (o->fail_at != NULL)
 		json_object_set_new(d, "fail_at", json_string(o->fail_at));
 	audit_provenance(d, rb->abspath);	/* host, git commit */
 	if (jrec(&r, "run.started", NULL, 0, d) != 0) {
 		run_release(&r);
-		return ZDM_EXIT_NEEDS_PERSON;
+		return RUN_NEEDS_PERSON;
 	}
 	say(&r, "%s%s%s %s: %zu step%s, journal %s\n", c(&r, "\033[1m"),
 	    o->mode == MODE_DRY_RUN ? "dry run" : "run", c(&r, "\033[0m"), r.run_id,
@@ -1325,18 +1325,18 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 	if (json_is_true(json_object_get(fd, "dry_run"))) {
 		fprintf(stderr, "zdm: run %s was a dry run; there is nothing to %s\n", r->run_id,
 		    r->rolling_back_cmd ? "roll back" : "resume");
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (sha != NULL && strcmp(sha, r->rb->sha256) != 0 && !r->o->allow_changed) {
 		fprintf(stderr, "zdm: %s changed since run %s started (sha256 %.12s… then, %.12s… now);\n"
 		    "  refusing to continue with a different runbook. If the change is intended: --allow-changed\n",
 		    r->rb->path, r->run_id, sha, r->rb->sha256);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (runbook_resolve_secrets(r->rb, &err) != 0) {
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	{
 		/* vars the journal holds redacted are taken from the runbook or
@@ -1366,7 +1366,7 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 				fprintf(stderr, "zdm: var '%s' is not what run %s used (the journal holds it redacted, "
 				    "so zdm cannot take it from there); pass the run's value with --var %s=...\n",
 				    k, r->run_id, k);
-				return ZDM_EXIT_USAGE;
+				return RUN_USAGE;
 			}
 		}
 	}
@@ -1374,7 +1374,7 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 	    lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (log->torn)
 		fprintf(stderr, "zdm: warning: %s: the last line was torn (a crash mid-write); it is ignored and cut off\n",
@@ -1383,7 +1383,7 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 	if (r->j == NULL) {
 		fprintf(stderr, "zdm: %s\n", err);
 		free(err);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (r->o->json)
 		journal_set_echo(r->j, echo_record, NULL);
@@ -1393,8 +1393,8 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt",
 	    r->o->in_doubt == IN_DOUBT_RETRY ? "retry" : r->o->in_doubt == IN_DOUBT_SKIP ? "skip" : "ask");
 	if (jrec(r, event, NULL, 0, d) != 0)
-		return ZDM_EXIT_NEEDS_PERSON;
-	return ZDM_EXIT_OK;
+		return RUN_NEEDS_PERSON;
+	return RUN_OK;
 }
 
 /* a run object standing where the journal says; -1 (released) if unusable */
@@ -1411,27 +1411,27 @@ run_from_journal(struct run *r, struct runbook *rb, struct jlog *log,
 	return 0;
 }
 
-int
+enum run_outcome
 runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o)
 {
 	struct run r;
 	size_t from = rb->nsteps;
-	int rc;
+	enum run_outcome rc;
 
 	if (run_from_journal(&r, rb, log, o) != 0)
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	if (r.finished) {
 		fprintf(stderr, "zdm: run %s already finished (%s); nothing to resume\n", r.run_id,
 		    r.finished_status);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	if (r.rolling_back) {
 		fprintf(stderr, "zdm: run %s was rolling back when it stopped; continue the rollback with: zdm rollback %s\n",
 		    r.run_id, r.run_id);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	{
 		char *err = NULL;
@@ -1441,7 +1441,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			fprintf(stderr, "zdm: %s\n", err);
 			free(err);
 			run_release(&r);
-			return ZDM_EXIT_USAGE;
+			return RUN_USAGE;
 		}
 	}
 	/* the first step not done, and what the steps before it produced */
@@ -1472,11 +1472,11 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			    "it started but zdm stopped before recording how it ended",
 			    r.ss[from].attempts, s->uses, r.run_id, r.run_id);
 			run_release(&r);
-			return ZDM_EXIT_IN_DOUBT;
+			return RUN_IN_DOUBT;
 		}
 	}
 	rc = reopen(&r, journal, log, "run.resumed");
-	if (rc != ZDM_EXIT_OK) {
+	if (rc != RUN_OK) {
 		run_release(&r);
 		return rc;
 	}
@@ -1490,7 +1490,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			if (jrec(&r, "step.skipped", s->id, 0, json_pack("{s:s}", "reason",
 			    "in doubt; taken as done by --in-doubt skip")) != 0) {
 				run_release(&r);
-				return ZDM_EXIT_NEEDS_PERSON;
+				return RUN_NEEDS_PERSON;
 			}
 			r.ss[from].st = S_SKIPPED;
 			expr_set_step(rb->x, s->id, NULL);
@@ -1505,51 +1505,51 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 	return rc;
 }
 
-int
+enum run_outcome
 runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o)
 {
 	struct run r;
-	int rc;
+	enum run_outcome rc;
 
 	if (run_from_journal(&r, rb, log, o) != 0)
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	if (r.finished && strcmp(r.finished_status, "rolled_back") == 0) {
 		fprintf(stderr, "zdm: run %s is already rolled back; nothing to undo\n", r.run_id);
 		run_release(&r);
-		return ZDM_EXIT_USAGE;
+		return RUN_USAGE;
 	}
 	for (size_t i = 0; i < rb->nsteps; i++)
 		if (r.ss[i].st == S_SUCCEEDED)
 			expr_set_step(rb->x, rb->steps[i].id, r.ss[i].outputs);
 	r.rolling_back_cmd = true;
 	rc = reopen(&r, journal, log, "run.resumed");
-	if (rc != ZDM_EXIT_OK) {
+	if (rc != RUN_OK) {
 		run_release(&r);
 		return rc;
 	}
 	if (!r.rolling_back &&
 	    jrec(&r, "rollback.started", NULL, 0, json_pack("{s:s}", "reason", "zdm rollback")) != 0) {
 		run_release(&r);
-		return ZDM_EXIT_NEEDS_PERSON;
+		return RUN_NEEDS_PERSON;
 	}
 	r.rolling_back = true;
 	say(&r, "%srollback%s of run %s, journal %s\n", c(&r, "\033[1m"), c(&r, "\033[0m"),
 	    r.run_id, journal);
 	rc = rollback(&r);
-	if (rc == ZDM_EXIT_PAUSED) {
+	if (rc == RUN_PAUSED) {
 		rc = interrupted(&r, NULL);
-	} else if (rc == ZDM_EXIT_OK) {
+	} else if (rc == RUN_OK) {
 		say(&r, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
 		    c(&r, "\033[32m"), c(&r, "\033[0m"), r.run_id,
 		    r.no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
-		rc = finish(&r, "rolled_back", ZDM_EXIT_OK, r.failed_step ?
+		rc = finish(&r, "rolled_back", RUN_OK, r.failed_step ?
 		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
 		    NULL);
-	} else if (rc == ZDM_EXIT_NEEDS_PERSON) {
+	} else if (rc == RUN_NEEDS_PERSON) {
 		say(&r, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(&r, "\033[31m"),
 		    c(&r, "\033[0m"), r.run_id);
-		rc = finish(&r, "rollback_failed", ZDM_EXIT_NEEDS_PERSON, NULL);
+		rc = finish(&r, "rollback_failed", RUN_NEEDS_PERSON, NULL);
 	}
 	run_release(&r);
 	return rc;
