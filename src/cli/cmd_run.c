@@ -21,6 +21,7 @@
 #include "core/registry.h"
 #include "core/runner.h"
 #include "report/ci.h"
+#include "report/notify.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
@@ -37,6 +38,30 @@ exit_code(enum run_outcome oc)
 	case RUN_IN_DOUBT: return ZDM_EXIT_IN_DOUBT;
 	}
 	return ZDM_EXIT_NEEDS_PERSON;
+}
+
+/* who hears what a run does, as the options ask (observer.h) */
+struct sinks {
+	struct observer list[4];
+	struct notify_sink notify;
+};
+
+static void
+sinks_init(struct sinks *k, const struct cli *c, struct runbook *rb, struct run_opts *o)
+{
+	size_t n = 0;
+
+	memset(k, 0, sizeof *k);
+	if (c->json_output)
+		k->list[n++] = (struct observer){ ci_json_observe, NULL };
+	if (o->mode == MODE_RUN && rb->nnotify > 0) {	/* not in a rehearsal */
+		k->notify.rb = rb;
+		k->list[n++] = (struct observer){ notify_observe, &k->notify };
+	}
+	if (c->junit != NULL)
+		k->list[n++] = (struct observer){ ci_junit_observe, (void *)c->junit };
+	o->observers = k->list;
+	o->nobservers = n;
 }
 
 int
@@ -65,6 +90,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	struct registry *reg = new_registry(c, &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct run_opts o;
+	struct sinks sinks;
 	char *sd = NULL;
 	int rc = ZDM_EXIT_USAGE;
 
@@ -92,6 +118,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 		free(ids);
 		goto out;
 	}
+	sinks_init(&sinks, c, rb, &o);
 	rc = exit_code(runner_run(rb, &o));
 out:
 	free(sd);
@@ -122,6 +149,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	struct runbook *rb = NULL;
 	const char *rbpath;
 	struct run_opts o;
+	struct sinks sinks;
 	int rc = ZDM_EXIT_USAGE;
 
 	memset(&log, 0, sizeof log);
@@ -177,6 +205,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
+	sinks_init(&sinks, c, rb, &o);
 	if (strcmp(cmd->name, "resume") == 0)
 		rc = exit_code(runner_resume(rb, jp, &log, &o));
 	else

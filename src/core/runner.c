@@ -31,8 +31,6 @@
 #include "core/lock.h"
 #include "core/runner.h"
 #include "report/ci.h"
-#include "report/junit.h"
-#include "report/notify.h"
 #include "zdm/step.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
@@ -56,7 +54,6 @@ struct run {
 	struct runbook *rb;
 	const struct run_opts *o;
 	struct journal *j;
-	struct notifier *nf;	/* webhooks (notify.h), from the first record */
 	char run_id[64];
 	struct stepstate *ss;
 	bool tty, color;
@@ -217,16 +214,24 @@ live_stop(void)
 
 /* ---- journal helpers ----------------------------------------------------- */
 
-/* --output json: each journal record, as it reaches disk, as an event of
- * the documented stream (docs/ci.md) */
+/* tell every observer, in order */
+static void
+emit(const struct run *r, struct run_event *ev)
+{
+	ev->rb = r->rb;
+	ev->run_id = r->run_id;
+	for (size_t k = 0; k < r->o->nobservers; k++)
+		r->o->observers[k].event(r->o->observers[k].self, ev);
+}
+
+/* the journal's echo: each line as it reaches disk, whoever appended it
+ * (the webhooks journal their failures too) */
 static void
 echo_record(const char *line, void *arg)
 {
-	json_t *rec = json_loads(line, 0, NULL);
+	struct run_event ev = { .kind = EV_RECORD_LINE, .line = line };
 
-	(void)arg;
-	if (rec != NULL)
-		ci_emit(rec);
+	emit(arg, &ev);
 }
 
 /* how this command leaves the run, for the final "exit" event */
@@ -255,7 +260,8 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 {
 	char *err = NULL;
 	long seq;
-	json_t *kept = json_incref(data);	/* for the webhooks */
+	json_t *kept = json_incref(data);	/* for the observers */
+	struct run_event ev = { .kind = EV_RECORD };
 
 	if (r->j == NULL) {
 		json_decref(data);
@@ -270,11 +276,12 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 		return -1;
 	}
 	r->last_seq = seq;
-	if (r->o->mode == MODE_RUN) {	/* notify.c: never fails or holds up the run */
-		if (r->nf == NULL)
-			r->nf = notify_open(r->rb);
-		notify_event(r->nf, r->j, r->run_id, event, step, attempt, kept);
-	}
+	ev.record.j = r->j;
+	ev.record.event = event;
+	ev.record.step = step;
+	ev.record.attempt = attempt;
+	ev.record.data = kept;
+	emit(r, &ev);
 	json_decref(kept);
 	return 0;
 }
@@ -1024,17 +1031,11 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 static void
 run_release(struct run *r)
 {
-	notify_close(r->nf, r->j);	/* the last webhooks, before the report */
-	r->nf = NULL;
-	if (r->j != NULL && r->o->junit != NULL) {
-		/* the report covers the whole run, from its journal */
-		char *err = NULL;
+	struct run_event ev = { .kind = EV_CLOSED };
 
-		if (junit_write(r->o->junit, r->rb, journal_path(r->j), &err) != 0) {
-			fprintf(stderr, "zdm: --junit %s: %s\n", r->o->junit, err);
-			free(err);
-		}
-	}
+	ev.closed.j = r->j;
+	ev.closed.journal = r->j != NULL ? journal_path(r->j) : NULL;
+	emit(r, &ev);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
@@ -1145,8 +1146,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		run_release(&r);
 		return RUN_USAGE;
 	}
-	if (o->json)
-		journal_set_echo(r.j, echo_record, NULL);
+	journal_set_echo(r.j, echo_record, &r);
 	secrets = json_array();
 	for (size_t i = 0; i < rb->nsecrets; i++)
 		json_array_append_new(secrets, json_string(rb->secrets[i].name));
@@ -1385,8 +1385,7 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 		free(err);
 		return RUN_USAGE;
 	}
-	if (r->o->json)
-		journal_set_echo(r->j, echo_record, NULL);
+	journal_set_echo(r->j, echo_record, r);
 	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command",
 	    strcmp(event, "run.resumed") == 0 && r->rolling_back_cmd ? "rollback" : "resume",
 	    "actor", actor_json(), "allow_changed",

@@ -7,6 +7,7 @@
 #define ZDM_RUNNER_H
 
 #include "core/journal.h"
+#include "core/observer.h"
 #include "core/runbook.h"
 
 /* How a command left the run; src/cli maps it to the exit code. */
@@ -35,8 +36,7 @@ struct run_opts {
 	bool allow_changed;
 	bool json;			/* --output json: records on stdout */
 	const char *state_dir;
-	/* zdm as a CI stage */
-	const char *junit;		/* --junit FILE: written when the command ends, or NULL */
+	/* for approvals */
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
 	const char *const *approve;	/* --approve STEP ids (pre-approved) */
 	size_t napprove;
@@ -44,6 +44,9 @@ struct run_opts {
 	char *status_out;		/* >= 32 bytes or NULL: how the command left the run */
 	/* the exit code an outcome gives (recorded in run.finished); required */
 	int (*exit_code)(enum run_outcome oc);
+	/* who is told what happens (observer.h), in this order */
+	const struct observer *observers;
+	size_t nobservers;
 };
 
 /* each prints what happened */

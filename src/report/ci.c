@@ -1,6 +1,6 @@
 /*
- * ci.c - zdm as a CI stage: the --output json event stream and GitHub
- * Actions annotations.
+ * ci.c - zdm as a CI stage: the --output json event stream, GitHub
+ * Actions annotations and the --junit report.
  *
  * The event stream (schema in docs/ci.md, "v": ZDM_EVENT_SCHEMA) is one
  * JSON object per line on stdout: every journal record as it reaches disk
@@ -20,7 +20,9 @@
 
 #include "base/redact.h"
 #include "base/util.h"
+#include "core/observer.h"
 #include "report/ci.h"
+#include "report/junit.h"
 
 bool ci_json_stdout;
 
@@ -117,4 +119,30 @@ ci_annotate(const char *level, const char *file, int line, int col,
 	sb_release(&sb);
 	free(m);
 	free(t);
+}
+
+void
+ci_json_observe(void *self, const struct run_event *ev)
+{
+	json_t *rec;
+
+	if (ev->kind != EV_RECORD_LINE)
+		return;
+	rec = json_loads(ev->line, 0, NULL);
+	if (rec != NULL)
+		ci_emit(rec);
+}
+
+void
+ci_junit_observe(void *self, const struct run_event *ev)
+{
+	const char *file = self;
+	char *err = NULL;
+
+	if (ev->kind != EV_CLOSED || ev->closed.journal == NULL)
+		return;
+	if (junit_write(file, ev->rb, ev->closed.journal, &err) != 0) {
+		fprintf(stderr, "zdm: --junit %s: %s\n", file, err);
+		free(err);
+	}
 }
