@@ -22,6 +22,7 @@
 #include "core/runner.h"
 #include "report/ci.h"
 #include "report/notify.h"
+#include "report/term.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
@@ -42,7 +43,8 @@ exit_code(enum run_outcome oc)
 
 /* who hears what a run does, as the options ask (observer.h) */
 struct sinks {
-	struct observer list[4];
+	struct observer list[5];
+	struct term_view term;
 	struct notify_sink notify;
 };
 
@@ -52,6 +54,11 @@ sinks_init(struct sinks *k, const struct cli *c, struct runbook *rb, struct run_
 	size_t n = 0;
 
 	memset(k, 0, sizeof *k);
+	/* an annotation comes before the text it goes with */
+	if (ci_github())
+		k->list[n++] = (struct observer){ ci_annotations_observe, NULL };
+	term_view_init(&k->term, c->json_output);
+	k->list[n++] = (struct observer){ term_view_observe, &k->term };
 	if (c->json_output)
 		k->list[n++] = (struct observer){ ci_json_observe, NULL };
 	if (o->mode == MODE_RUN && rb->nnotify > 0) {	/* not in a rehearsal */
@@ -99,7 +106,6 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	memset(&o, 0, sizeof o);
 	o.mode = strcmp(cmd->name, "plan") == 0 ? MODE_PLAN : c->dry_run ? MODE_DRY_RUN : MODE_RUN;
 	o.fail_at = c->fail_at;
-	o.json = c->json_output;
 	o.exit_code = exit_code;
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
@@ -199,7 +205,6 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.mode = MODE_RUN;
 	o.in_doubt = c->in_doubt;
 	o.allow_changed = c->allow_changed;
-	o.json = c->json_output;
 	o.exit_code = exit_code;
 	o.state_dir = sd;
 	ci_opts(&o, c);

@@ -2,7 +2,7 @@
  * runner.c - runs the steps of a runbook and writes every move to the
  * journal before and after it happens.
  *
- * Write-ahead rules (DESIGN.md "The journal"):
+ * Write-ahead rules (docs/design.md, "The journal"):
  *   step.started is on disk before the step touches anything;
  *   step.succeeded, with the step's undo_data, is on disk before the next
  *   step starts.
@@ -14,10 +14,15 @@
  * each from its recorded undo_data (or the runbook's own `undo:` step), and
  * journals every undo the same way, so a rollback cut short by a crash is
  * continued by `zdm rollback` without running any undo twice.
+ *
+ * It prints nothing: what happens goes to the observers of run_opts
+ * (observer.h: the terminal, the JSON stream, annotations, webhooks), and
+ * each command returns an outcome that src/cli turns into the exit code.
  */
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,7 +35,6 @@
 #include "core/journal.h"
 #include "core/lock.h"
 #include "core/runner.h"
-#include "report/ci.h"
 #include "zdm/step.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
@@ -56,7 +60,6 @@ struct run {
 	struct journal *j;
 	char run_id[64];
 	struct stepstate *ss;
-	bool tty, color;
 	int64_t t0;
 	int lockfd;
 	bool rolling_back;
@@ -71,109 +74,22 @@ struct run {
 	int planned;		/* dry run: steps that only printed their plan */
 };
 
-/* ---- terminal output ----------------------------------------------------- */
+static void emit(const struct run *r, struct run_event *ev);
+static int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
 
-static const char *
-c(const struct run *r, const char *code)
-{
-	return r->color ? code : "";
-}
-
-static void
-say(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-say(const struct run *r, const char *fmt, ...)
-{
-	va_list ap;
-	char *m, *red;
-	FILE *f = r->o->json ? stderr : stdout;
-
-	va_start(ap, fmt);
-	m = xvasprintf(fmt, ap);
-	va_end(ap);
-	red = redact_str(m);
-	fputs(red, f);
-	fflush(f);
-	free(m);
-	free(red);
-}
-
-static void
-show_step(const struct run *r, size_t i, const char *state, const char *color,
-    int64_t ms, const char *detail)
-{
-	const struct rb_step *s = &r->rb->steps[i];
-	char d[32] = "";
-
-	if (ms >= 0)
-		fmt_duration(ms, d, sizeof d);
-	say(r, "[%zu/%zu] %s%-9s%s %s%s%s%s%s%s%s\n", i + 1, r->rb->nsteps,
-	    c(r, color), state, c(r, "\033[0m"), s->id,
-	    s->name ? " — " : "", s->name ? s->name : "",
-	    d[0] ? "  " : "", d,
-	    detail ? "\n        " : "", detail ? detail : "");
-}
-
-/* the running step's line on a terminal: spinner and elapsed time */
-static struct {
-	const struct run *r;
-	size_t i;
-	int64_t t0, last;
-	int frame;
-	char text[160];		/* the step's own progress line */
-} live;
-
-static void
-live_tick(void)
-{
-	static const char *const spin[] = { "|", "/", "-", "\\" };
-	const struct rb_step *s;
-	int64_t now = zdm_now_ms();
-	char d[32];
-
-	if (live.r == NULL || now - live.last < 200)
-		return;
-	live.last = now;
-	s = &live.r->rb->steps[live.i];
-	fmt_duration(now - live.t0, d, sizeof d);
-	say(live.r, "\r[%zu/%zu] %s%s running%s %s%s%s  %s%s%s\033[K", live.i + 1, live.r->rb->nsteps,
-	    c(live.r, "\033[33m"), spin[live.frame++ % 4], c(live.r, "\033[0m"), s->id,
-	    s->name ? " — " : "", s->name ? s->name : "", d, live.text[0] ? "  " : "", live.text);
-}
-
-static void
-live_start(const struct run *r, size_t i)
-{
-	if (!r->tty)
-		return;
-	live.r = r;
-	live.i = i;
-	live.t0 = live.last = zdm_now_ms();
-	live.frame = 0;
-	live.text[0] = '\0';
-	zdm_tick = live_tick;
-}
-
-/* ctx->progress: on a terminal, beside the spinner; else one line each
- * time the text changes, so CI logs show a gate's measurements too */
+/* ctx->progress: the step's live state, for the observers */
 static void
 host_progress(struct zdm_ctx *ctx, const char *text)
 {
 	const struct run *r = ctx->host;
+	struct run_event ev = { .kind = EV_PROGRESS };
 
-	if (r == NULL || r->o->json)
+	if (r == NULL)
 		return;
-	if (r->tty) {
-		snprintf(live.text, sizeof live.text, "%s", text);
-		live.last = 0;
-		live_tick();
-	} else {
-		say(r, "        %s: %s\n", ctx->step_id, text);
-	}
+	ev.progress.step = ctx->step_id;
+	ev.progress.text = text;
+	emit(r, &ev);
 }
-
-static int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
 
 /* ctx->note: a step's own journal event, on disk before it returns */
 /* remember a step's own event for ctx->notes of later attempts and undo */
@@ -201,15 +117,6 @@ host_note(struct zdm_ctx *ctx, const char *event, json_t *data)
 	if (s != NULL)
 		note_keep(&r->ss[s - r->rb->steps], event, ctx->attempt, data);
 	jrec(r, event, ctx->step_id, ctx->attempt, data);
-}
-
-static void
-live_stop(void)
-{
-	if (live.r != NULL)
-		say(live.r, "\r\033[K");
-	live.r = NULL;
-	zdm_tick = NULL;
 }
 
 /* ---- journal helpers ----------------------------------------------------- */
@@ -242,15 +149,56 @@ set_status(const struct run *r, const char *status)
 		snprintf(r->o->status_out, 32, "%s", status);
 }
 
-/* a step's place in the runbook, for annotations */
+/* what went wrong that the journal cannot say */
 static void
-annotate_step(const struct run *r, const char *level, const char *step, const char *title,
-    const char *msg)
-{
-	const struct rb_step *s = step ? runbook_step(r->rb, step) : NULL;
+run_error(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-	ci_annotate(level, r->rb->path, s && s->node ? s->node->line : 0,
-	    s && s->node ? s->node->col : 0, title, msg);
+static void
+run_error(const struct run *r, const char *fmt, ...)
+{
+	struct run_event ev = { .kind = EV_ERROR };
+	va_list ap;
+	char *m;
+
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	ev.text = m;
+	emit(r, &ev);
+	free(m);
+}
+
+/* how a step (or its attempt) ended; ms -1: not timed */
+static void
+step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const char *text)
+{
+	struct run_event ev = { .kind = EV_STEP_ENDED };
+
+	ev.step.i = i;
+	ev.step.end = end;
+	ev.step.ms = ms;
+	ev.step.text = text;
+	emit(r, &ev);
+}
+
+static void
+undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const char *text)
+{
+	struct run_event ev = { .kind = EV_UNDO_ENDED };
+
+	ev.step.i = i;
+	ev.step.undo = end;
+	ev.step.ms = ms;
+	ev.step.text = text;
+	emit(r, &ev);
+}
+
+/* the verdict; end.verdict and what it needs are set by the caller */
+static void
+run_ended(const struct run *r, struct run_event *ev)
+{
+	ev->kind = EV_RUN_ENDED;
+	emit(r, ev);
 }
 
 /* append or die trying: a run that cannot journal must not act.
@@ -270,7 +218,7 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 	}
 	seq = journal_append(r->j, event, step, attempt, data, &err);
 	if (seq < 0) {
-		fprintf(stderr, "zdm: journal %s: %s\n", journal_path(r->j), err);
+		run_error(r, "journal %s: %s", journal_path(r->j), err);
 		free(err);
 		json_decref(kept);
 		return -1;
@@ -395,6 +343,7 @@ run_step(struct run *r, size_t i, char **why)
 		struct zdm_ctx ctx;
 		struct zdm_result res;
 		json_t *params, *d, *notes;
+		struct run_event ev = { 0 };
 		char *err = NULL;
 		int64_t t0;
 		int attempt = ++ss->attempts, rc;
@@ -405,7 +354,7 @@ run_step(struct run *r, size_t i, char **why)
 		if (params == NULL && dry && r->planned > 0 && json_dumps_contains(s->with, "steps")) {
 			/* in a rehearsal, outputs of steps that only printed their
 			 * plan do not exist: show this step's plan as written */
-			show_step(r, i, "planned", "\033[36m", -1, err);
+			step_ended(r, i, END_PLANNED, -1, err);
 			d = json_pack("{s:s,s:s}", "reason", "dry run: params need outputs of steps that did not run",
 			    "error", err);
 			free(err);
@@ -418,7 +367,7 @@ run_step(struct run *r, size_t i, char **why)
 			/* a parameter that does not resolve is a failed attempt that
 			 * touched nothing: journal it as such */
 			d = json_pack("{s:s,s:b}", "error", err, "will_retry", false);
-			show_step(r, i, "failed", "\033[31m", -1, err);
+			step_ended(r, i, END_FAILED, -1, err);
 			if (jrec(r, "step.failed", s->id, attempt, d) != 0) {
 				free(err);
 				return OC_JOURNAL;
@@ -430,7 +379,7 @@ run_step(struct run *r, size_t i, char **why)
 		if (dry && !s->type->read_only) {
 			char *plan = plan_of(s->type, params);
 
-			show_step(r, i, "planned", "\033[36m", -1, plan ? plan : s->uses);
+			step_ended(r, i, END_PLANNED, -1, plan ? plan : s->uses);
 			r->planned++;
 			d = json_pack("{s:s,s:s}", "reason", "dry run: not read-only", "plan",
 			    plan ? plan : s->uses);
@@ -462,7 +411,7 @@ run_step(struct run *r, size_t i, char **why)
 				json_decref(d);
 				json_decref(params);
 				zdm_result_release(&res);
-				show_step(r, i, "failed", "\033[31m", -1, msg);
+				step_ended(r, i, END_FAILED, -1, msg);
 				if (jrec(r, "step.failed", s->id, attempt, json_pack("{s:s,s:b}",
 				    "error", msg, "will_retry", false)) != 0) {
 					free(msg);
@@ -484,21 +433,18 @@ run_step(struct run *r, size_t i, char **why)
 			return OC_JOURNAL;
 		}
 		ss->st = S_STARTED;
-		if (r->tty)
-			say(r, "[%zu/%zu] %srunning%s   %s%s%s\r", i + 1, r->rb->nsteps,
-			    c(r, "\033[33m"), c(r, "\033[0m"), s->id, s->name ? " — " : "",
-			    s->name ? s->name : "");
-		else if (!r->o->json)
-			say(r, "[%zu/%zu] running   %s (%s, attempt %d)\n", i + 1,
-			    r->rb->nsteps, s->id, s->uses, attempt);
 		ctx.prior = ss->snapshot;
 		notes = ss->notes != NULL ? json_copy(ss->notes) : NULL;	/* earlier attempts' */
 		ctx.notes = notes;
 		t0 = zdm_now_ms();
 		ctx.deadline_ms = t0 + s->timeout_ms;
-		live_start(r, i);
+		ev.kind = EV_STEP_RUNNING;
+		ev.step.i = i;
+		ev.step.attempt = attempt;
+		emit(r, &ev);
 		rc = s->type->run(s->type, &ctx, params, &res);
-		live_stop();
+		ev.kind = EV_STEP_RETURNED;
+		emit(r, &ev);
 		json_decref(params);
 		json_decref(notes);
 		if (rc == 0 && zdm_now_ms() > ctx.deadline_ms + 1000 && !s->type->read_only) {
@@ -513,7 +459,7 @@ run_step(struct run *r, size_t i, char **why)
 			    "duration_ms", (json_int_t)(zdm_now_ms() - t0));
 			if (res.undo_data != NULL)
 				json_object_set(d, "undo_data", res.undo_data);
-			show_step(r, i, "stopped", "\033[33m", zdm_now_ms() - t0, res.err);
+			step_ended(r, i, END_STOPPED, zdm_now_ms() - t0, res.err);
 			zdm_result_release(&res);
 			if (jrec(r, "step.interrupted", s->id, attempt, d) != 0)
 				return OC_JOURNAL;
@@ -539,7 +485,7 @@ run_step(struct run *r, size_t i, char **why)
 			redact_json(ss->outputs);
 			expr_set_step(r->rb->x, s->id, ss->outputs);
 			zdm_result_release(&res);
-			show_step(r, i, "ok", "\033[32m", ms, NULL);
+			step_ended(r, i, END_OK, ms, NULL);
 			return OC_OK;
 		}
 		{
@@ -570,18 +516,23 @@ run_step(struct run *r, size_t i, char **why)
 			zdm_result_release(&res);
 			if (retry) {
 				int64_t delay = backoff_delay(s, k + 1);
-				char dd[32];
 
-				fmt_duration(delay, dd, sizeof dd);
-				show_step(r, i, "retry", "\033[33m", ms, msg);
-				say(r, "        attempt %d of %d failed; next in %s\n", attempt, max, dd);
+				ev.kind = EV_STEP_ENDED;
+				ev.step.i = i;
+				ev.step.attempt = attempt;
+				ev.step.end = END_RETRY;
+				ev.step.ms = ms;
+				ev.step.text = msg;
+				ev.step.attempts = max;
+				ev.step.next_ms = delay;
+				emit(r, &ev);
 				free(msg);
 				if (zdm_sleep_ms(delay) != 0)
 					return OC_INTERRUPTED;
 				continue;
 			}
-			show_step(r, i, !res.pause ? "failed" : s->type->waits_for_person ? "waiting" :
-			    "undecided", res.pause ? "\033[33m" : "\033[31m", ms, msg);
+			step_ended(r, i, !res.pause ? END_FAILED : s->type->waits_for_person ? END_WAITING :
+			    END_UNDECIDED, ms, msg);
 			*why = msg;
 			return res.pause ? OC_PAUSE : OC_FAILED;
 		}
@@ -612,6 +563,7 @@ rollback(struct run *r)
 	size_t n = 0;
 	bool incomplete = false, need_person = false;
 	enum run_outcome rc = RUN_OK;
+	struct run_event ev = { 0 };
 
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		struct stepstate *ss = &r->ss[i];
@@ -632,9 +584,9 @@ rollback(struct run *r)
 		}
 	}
 	qsort(items, n, sizeof *items, by_seq_desc);
-	if (n > 0)
-		say(r, "%srolling back%s %zu step%s, newest first\n", c(r, "\033[1m"),
-		    c(r, "\033[0m"), n, n == 1 ? "" : "s");
+	ev.kind = EV_ROLLBACK_STARTED;
+	ev.count = n;
+	emit(r, &ev);
 	for (size_t k = 0; k < n && rc == RUN_OK; k++) {
 		size_t i = items[k].i;
 		struct rb_step *s = &r->rb->steps[i];
@@ -658,7 +610,7 @@ rollback(struct run *r)
 			}
 			ss->ust = U_SKIPPED;
 			if (!(s->type && s->type->read_only)) {
-				show_step(r, i, "no undo", "\033[2m", -1, NULL);
+				undo_ended(r, i, UNDO_NONE, -1, NULL);
 				r->no_undo++;
 			}
 			continue;
@@ -686,7 +638,7 @@ rollback(struct run *r)
 				break;
 			}
 			ss->ust = skip ? U_SKIPPED : U_FAILED;
-			show_step(r, i, skip ? "skipped" : "not undone", "\033[31m", -1, why);
+			undo_ended(r, i, skip ? UNDO_SKIPPED : UNDO_NOT_DONE, -1, why);
 			if (!skip)
 				need_person = true;
 			continue;
@@ -701,10 +653,11 @@ rollback(struct run *r)
 				ss->ust = U_SKIPPED;
 				continue;
 			}
-			say(r, "%sin doubt%s: the undo of step '%s' started but its end was not recorded, "
-			    "and '%s' is not idempotent.\n  If it did not happen: zdm rollback --in-doubt retry %s\n"
-			    "  If it did:             zdm rollback --in-doubt skip %s\n",
-			    c(r, "\033[31m"), c(r, "\033[0m"), s->id, ut ? ut->name : "?", r->run_id, r->run_id);
+			memset(&ev, 0, sizeof ev);
+			ev.end.verdict = V_UNDO_IN_DOUBT;
+			ev.end.step = s->id;
+			ev.end.uses = ut ? ut->name : "?";
+			run_ended(r, &ev);
 			rc = RUN_IN_DOUBT;
 			break;
 		}
@@ -724,7 +677,7 @@ rollback(struct run *r)
 			if (params == NULL) {
 				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err)) != 0)
 					rc = RUN_NEEDS_PERSON;
-				show_step(r, i, "undo failed", "\033[31m", -1, err);
+				undo_ended(r, i, UNDO_FAILED, -1, err);
 				free(err);
 				break;
 			}
@@ -756,14 +709,14 @@ rollback(struct run *r)
 			if (urc == 0) {
 				if (jrec(r, "undo.succeeded", s->id, attempt, json_pack("{s:I}",
 				    "duration_ms", (json_int_t)(zdm_now_ms() - t0))) != 0) {
-					fprintf(stderr, "zdm: the undo of step '%s' ran but could not be recorded; "
-					    "the journal will show it in doubt\n", s->id);
+					run_error(r, "the undo of step '%s' ran but could not be recorded; "
+					    "the journal will show it in doubt", s->id);
 					zdm_result_release(&res);
 					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = U_SUCCEEDED;
-				show_step(r, i, "undone", "\033[32m", zdm_now_ms() - t0, NULL);
+				undo_ended(r, i, UNDO_DONE, zdm_now_ms() - t0, NULL);
 				done = true;
 			} else {
 				char *msg = redact_str(res.err);
@@ -776,9 +729,14 @@ rollback(struct run *r)
 					break;
 				}
 				ss->ust = U_FAILED;
-				show_step(r, i, "undo failed", "\033[31m", zdm_now_ms() - t0, msg);
-				if (a + 1 >= max)
-					annotate_step(r, "error", s->id, "zdm: undo failed", msg);
+				undo_ended(r, i, UNDO_FAILED, zdm_now_ms() - t0, msg);
+				if (a + 1 >= max) {
+					memset(&ev, 0, sizeof ev);
+					ev.kind = EV_ROLLBACK_STOPPED;
+					ev.step.i = i;
+					ev.step.text = msg;
+					emit(r, &ev);
+				}
 				free(msg);
 				if (a + 1 < max && zdm_sleep_ms(backoff_delay(s, a + 1)) != 0) {
 					zdm_result_release(&res);
@@ -822,53 +780,56 @@ static enum run_outcome
 interrupted(struct run *r, const char *step)
 {
 	json_t *d = json_pack("{s:i}", "signal", (int)zdm_interrupted);
+	struct run_event ev = { 0 };
 
 	set_status(r, "interrupted");
 	if (step != NULL)
 		json_object_set_new(d, "step", json_string(step));
 	jrec(r, "run.interrupted", NULL, 0, d);
-	if (r->rolling_back)
-		say(r, "\n%sinterrupted%s by %s during the rollback; the journal is consistent.\n"
-		    "  continue the rollback: zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
-		    strsignal(zdm_interrupted), r->run_id);
-	else
-		say(r, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
-		    "  or undo:  zdm rollback %s\n", c(r, "\033[33m"), c(r, "\033[0m"),
-		    strsignal(zdm_interrupted), r->run_id, r->run_id);
+	ev.end.verdict = V_INTERRUPTED;
+	ev.end.signal = (int)zdm_interrupted;
+	ev.end.rolling_back = r->rolling_back;
+	run_ended(r, &ev);
 	return RUN_PAUSED;
 }
 
+/* a step failed for good: what the runbook's on_failure says */
 static enum run_outcome
 on_failure(struct run *r, const char *step, const char *why)
 {
+	struct run_event ev = { .kind = EV_FAILURE };
 	enum run_outcome rc;
 
+	ev.failure.step = step;
+	ev.failure.why = why;
+	ev.failure.policy = r->o->mode == MODE_DRY_RUN ? FAIL_DRY_RUN :
+	    r->rb->on_failure == ON_FAILURE_PAUSE ? FAIL_PAUSE :
+	    r->rb->on_failure == ON_FAILURE_ABORT ? FAIL_ABORT : FAIL_ROLLBACK;
+	emit(r, &ev);
+	memset(&ev, 0, sizeof ev);
+	ev.end.step = step;
+	ev.end.why = why;
 	if (r->o->mode == MODE_DRY_RUN) {
-		annotate_step(r, "error", step, "zdm: dry run: step failed", why);
-		say(r, "dry run: step '%s' failed: %s\n", step, why);
+		ev.end.verdict = V_DRY_RUN_FAILED;
+		run_ended(r, &ev);
 		return finish(r, "failed", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
 	switch (r->rb->on_failure) {
 	case ON_FAILURE_PAUSE:
 		set_status(r, "paused");
-		annotate_step(r, "error", step, "zdm: step failed; run paused", why);
 		jrec(r, "run.paused", step, 0, json_pack("{s:s}", "error", why));
-		say(r, "%spaused%s after step '%s' failed (on_failure: pause).\n"
-		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
-		    c(r, "\033[33m"), c(r, "\033[0m"), step, r->run_id, r->run_id);
+		ev.end.verdict = V_PAUSED;
+		run_ended(r, &ev);
 		return RUN_PAUSED;
 	case ON_FAILURE_ABORT:
-		annotate_step(r, "error", step, "zdm: step failed; run aborted, nothing undone", why);
-		say(r, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
-		    "  undo by hand or: zdm rollback %s\n", c(r, "\033[31m"), c(r, "\033[0m"),
-		    step, r->run_id);
+		ev.end.verdict = V_ABORTED;
+		run_ended(r, &ev);
 		return finish(r, "aborted", RUN_NEEDS_PERSON,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	case ON_FAILURE_ROLLBACK:
 		break;
 	}
-	annotate_step(r, "error", step, "zdm: step failed", why);
 	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
 		return RUN_NEEDS_PERSON;
 	r->rolling_back = true;
@@ -880,17 +841,14 @@ on_failure(struct run *r, const char *step, const char *why)
 		return rc;
 	}
 	if (rc == RUN_OK) {
-		annotate_step(r, "warning", step, "zdm: rolled back",
-		    "every completed step with an undo was undone; the system is back where it started");
-		say(r, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
-		    c(r, "\033[33m"), c(r, "\033[0m"), step, why,
-		    r->no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
+		ev.end.verdict = V_ROLLED_BACK;
+		ev.end.no_undo = r->no_undo;
+		run_ended(r, &ev);
 		return finish(r, "rolled_back", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
-	say(r, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
-	    "  see: zdm log %s\n  retry the rest: zdm rollback %s\n", c(r, "\033[31m"),
-	    c(r, "\033[0m"), step, r->run_id, r->run_id);
+	ev.end.verdict = V_ROLLBACK_INCOMPLETE;
+	run_ended(r, &ev);
 	return finish(r, "rollback_failed", RUN_NEEDS_PERSON,
 	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 }
@@ -916,7 +874,7 @@ execute(struct run *r, size_t from)
 			if (expr_truthy(r->rb->x, s->if_expr, &yes, &err) != 0 &&
 			    r->o->mode == MODE_DRY_RUN && r->planned > 0 && strstr(s->if_expr, "steps") != NULL) {
 				/* it reads outputs of a step that only printed its plan */
-				show_step(r, i, "planned", "\033[36m", -1, err);
+				step_ended(r, i, END_PLANNED, -1, err);
 				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}", "reason",
 				    "dry run: if: needs outputs of steps that did not run", "error", err)) != 0) {
 					free(err);
@@ -931,7 +889,7 @@ execute(struct run *r, size_t from)
 				why = xasprintf("%s:%d:%d: if: %s", r->rb->path, s->if_node->line,
 				    s->if_node->col, err);
 				free(err);
-				show_step(r, i, "failed", "\033[31m", -1, why);
+				step_ended(r, i, END_FAILED, -1, why);
 				jrec(r, "step.failed", s->id, 0, json_pack("{s:s}", "error", why));
 				rc = on_failure(r, s->id, why);
 				free(why);
@@ -943,7 +901,7 @@ execute(struct run *r, size_t from)
 					return RUN_NEEDS_PERSON;
 				ss->st = S_SKIPPED;
 				expr_set_step(r->rb->x, s->id, NULL);
-				show_step(r, i, "skipped", "\033[2m", -1, "if: condition is false");
+				step_ended(r, i, END_SKIPPED, -1, "if: condition is false");
 				continue;
 			}
 		}
@@ -964,52 +922,40 @@ execute(struct run *r, size_t from)
 			return rc;
 		}
 		if (oc == OC_PAUSE) {
-			/* not a verdict: a person decides (DESIGN: exit 4, resumable) */
+			/* not a verdict: a person decides (exit 4, resumable) */
 			bool appr = s->type->waits_for_person;
 			json_t *pd = json_pack("{s:s,s:b}", "error", why, "needs_decision", true);
+			struct run_event ev = { 0 };
 
 			if (appr)
 				json_object_set_new(pd, "waiting_for", json_string("approval"));
 			jrec(r, "run.paused", s->id, 0, pd);
 			set_status(r, "paused");
-			if (appr) {
-				char *m = xasprintf("waiting for approval: zdm approve %s %s, then zdm resume %s",
-				    r->run_id, s->id, r->run_id);
-
-				annotate_step(r, "warning", s->id, "zdm: approval needed", m);
-				say(r, "%spaused%s: %s\n  to refuse (rolls back): zdm approve --deny %s %s, then zdm resume %s\n",
-				    c(r, "\033[33m"), c(r, "\033[0m"), m, r->run_id, s->id, r->run_id);
-				free(m);
-			} else {
-				annotate_step(r, "warning", s->id, "zdm: paused, a person decides", why);
-				say(r, "%spaused%s: step '%s' could not decide (%s).\n"
-				    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
-				    c(r, "\033[33m"), c(r, "\033[0m"), s->id, why, r->run_id, r->run_id);
-			}
+			ev.end.verdict = appr ? V_WAITING_APPROVAL : V_UNDECIDED;
+			ev.end.step = s->id;
+			ev.end.why = why;
+			run_ended(r, &ev);
 			free(why);
 			return RUN_PAUSED;
 		}
 		if (r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0) {
 			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
+			struct run_event ev = { .kind = EV_NOTE };
 
 			jrec(r, "drill.failure", s->id, 0, json_pack("{s:s}", "error", msg));
-			say(r, "%s\n", msg);
+			ev.text = msg;
+			emit(r, &ev);
 			rc = on_failure(r, s->id, msg);
 			free(msg);
 			return rc;
 		}
 	}
-	if (r->o->mode == MODE_DRY_RUN) {
-		say(r, "%sdry run ok%s: read-only steps passed; nothing was changed.\n",
-		    c(r, "\033[32m"), c(r, "\033[0m"));
-		return finish(r, "succeeded", RUN_OK, NULL);
-	}
 	{
-		char d[32];
+		struct run_event ev = { 0 };
 
-		fmt_duration(zdm_now_ms() - r->t0, d, sizeof d);
-		say(r, "%ssucceeded%s: run %s, %zu step%s in %s\n", c(r, "\033[32m"),
-		    c(r, "\033[0m"), r->run_id, r->rb->nsteps, r->rb->nsteps == 1 ? "" : "s", d);
+		ev.end.verdict = r->o->mode == MODE_DRY_RUN ? V_DRY_RUN_OK : V_SUCCEEDED;
+		ev.end.ms = zdm_now_ms() - r->t0;
+		run_ended(r, &ev);
 	}
 	return finish(r, "succeeded", RUN_OK, NULL);
 }
@@ -1022,9 +968,6 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->o = o;
 	r->lockfd = -1;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
-	ci_json_stdout = o->json;
-	r->tty = !o->json && isatty(STDOUT_FILENO);
-	r->color = r->tty && getenv("NO_COLOR") == NULL;
 	r->t0 = zdm_now_ms();
 }
 
@@ -1062,43 +1005,45 @@ set_run_table(struct run *r)
 	json_decref(run);
 }
 
+/* zdm plan: each step's plan and undo, in words; nothing runs */
 static enum run_outcome
 plan(struct run *r)
 {
-	say(r, "plan for %s (%zu steps)%s\n", r->rb->name, r->rb->nsteps,
-	    r->rb->on_failure == ON_FAILURE_ROLLBACK ? ", on failure: roll back in reverse order" :
-	    r->rb->on_failure == ON_FAILURE_PAUSE ? ", on failure: pause" : ", on failure: abort");
+	struct run_event ev = { .kind = EV_RUN_STARTED };
+
+	ev.start.how = HOW_PLAN;
+	emit(r, &ev);
 	expr_set_static(r->rb->x, true);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		struct rb_step *s = &r->rb->steps[i];
-		char *err = NULL, *p = NULL;
+		char *err = NULL, *p = NULL, *uerr = NULL, *up = NULL;
 		json_t *params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+		json_t *uparams = NULL;
 
-		say(r, "%2zu. %s%s%s (%s%s)%s%s\n", i + 1, s->id, s->name ? " — " : "",
-		    s->name ? s->name : "", s->uses, s->type->read_only ? ", read-only" : "",
-		    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
+		memset(&ev, 0, sizeof ev);
+		ev.kind = EV_PLAN_STEP;
+		ev.plan.i = i;
 		if (params != NULL)
 			p = plan_of(s->type, params);
-		say(r, "      do:   %s\n", p ? p : params ? s->uses : err);
+		ev.plan.doing = p ? p : params ? s->uses : err;
+		if (s->undo != NULL) {
+			uparams = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
+			    s->undo->with_node, &uerr);
+			if (uparams != NULL)
+				up = plan_of(s->undo->type, uparams);
+			ev.plan.undo = PLAN_UNDO_STEP;
+			ev.plan.undoing = up ? up : uparams ? s->undo->uses : uerr;
+		} else {
+			ev.plan.undo = s->type->undo != NULL ? PLAN_UNDO_TYPE :
+			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
+		}
+		emit(r, &ev);
 		free(p);
 		free(err);
 		json_decref(params);
-		if (s->undo != NULL) {
-			err = NULL;
-			p = NULL;
-			params = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
-			    s->undo->with_node, &err);
-			if (params != NULL)
-				p = plan_of(s->undo->type, params);
-			say(r, "      undo: %s\n", p ? p : params ? s->undo->uses : err);
-			free(p);
-			free(err);
-			json_decref(params);
-		} else if (s->type->undo != NULL) {
-			say(r, "      undo: %s restores what it recorded\n", s->uses);
-		} else if (!s->type->read_only) {
-			say(r, "      undo: none\n");
-		}
+		free(up);
+		free(uerr);
+		json_decref(uparams);
 	}
 	expr_set_static(r->rb->x, false);
 	return RUN_OK;
@@ -1108,6 +1053,7 @@ enum run_outcome
 runner_run(struct runbook *rb, const struct run_opts *o)
 {
 	struct run r;
+	struct run_event ev = { 0 };
 	char *err = NULL, *path, *rel;
 	json_t *d, *secrets;
 	enum run_outcome rc;
@@ -1123,14 +1069,14 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		return rc;
 	}
 	if (runbook_resolve_secrets(rb, &err) != 0) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(&r, "%s", err);
 		free(err);
 		run_release(&r);
 		return RUN_USAGE;
 	}
 	if (o->mode == MODE_RUN &&
 	    lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(&r, "%s", err);
 		free(err);
 		run_release(&r);
 		return RUN_USAGE;
@@ -1141,7 +1087,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	r.j = journal_create(path, r.run_id, &err);
 	free(path);
 	if (r.j == NULL) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(&r, "%s", err);
 		free(err);
 		run_release(&r);
 		return RUN_USAGE;
@@ -1155,7 +1101,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	    "actor", actor_json(), "zdm_version", ZDM_VERSION, "dry_run", o->mode == MODE_DRY_RUN,
 	    "steps", (int)rb->nsteps);
 	if (d == NULL) {
-		fprintf(stderr, "zdm: cannot record run.started (is the runbook path %s valid UTF-8?); nothing ran\n",
+		run_error(&r, "cannot record run.started (is the runbook path %s valid UTF-8?); nothing ran",
 		    rb->abspath);
 		run_release(&r);
 		return RUN_USAGE;
@@ -1167,9 +1113,10 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		run_release(&r);
 		return RUN_NEEDS_PERSON;
 	}
-	say(&r, "%s%s%s %s: %zu step%s, journal %s\n", c(&r, "\033[1m"),
-	    o->mode == MODE_DRY_RUN ? "dry run" : "run", c(&r, "\033[0m"), r.run_id,
-	    rb->nsteps, rb->nsteps == 1 ? "" : "s", journal_path(r.j));
+	ev.kind = EV_RUN_STARTED;
+	ev.start.how = o->mode == MODE_DRY_RUN ? HOW_DRY_RUN : HOW_RUN;
+	ev.start.journal = journal_path(r.j);
+	emit(&r, &ev);
 	rc = execute(&r, 0);
 	run_release(&r);
 	return rc;
@@ -1415,19 +1362,20 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o)
 {
 	struct run r;
+	struct run_event ev = { 0 };
 	size_t from = rb->nsteps;
 	enum run_outcome rc;
 
 	if (run_from_journal(&r, rb, log, o) != 0)
 		return RUN_USAGE;
 	if (r.finished) {
-		fprintf(stderr, "zdm: run %s already finished (%s); nothing to resume\n", r.run_id,
+		run_error(&r, "run %s already finished (%s); nothing to resume", r.run_id,
 		    r.finished_status);
 		run_release(&r);
 		return RUN_USAGE;
 	}
 	if (r.rolling_back) {
-		fprintf(stderr, "zdm: run %s was rolling back when it stopped; continue the rollback with: zdm rollback %s\n",
+		run_error(&r, "run %s was rolling back when it stopped; continue the rollback with: zdm rollback %s",
 		    r.run_id, r.run_id);
 		run_release(&r);
 		return RUN_USAGE;
@@ -1437,7 +1385,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 
 		/* a run still going is not in doubt: its holder says so */
 		if (lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
-			fprintf(stderr, "zdm: %s\n", err);
+			run_error(&r, "%s", err);
 			free(err);
 			run_release(&r);
 			return RUN_USAGE;
@@ -1460,16 +1408,12 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 
 		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
 			set_status(&r, "in_doubt");
-			annotate_step(&r, "error", s->id, "zdm: step in doubt", "it started but its end was not "
-			    "recorded and it is not idempotent: zdm resume --in-doubt retry|skip");
-			fprintf(o->json ? stderr : stdout, "step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
-			    "so running it again could do it twice.\n"
-			    "  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
-			    "  If it DID take effect:     zdm resume %s --in-doubt skip\n",
-			    s->id, r.ss[from].interrupted ?
-			    "a signal stopped it part-way, so it may have half-happened" :
-			    "it started but zdm stopped before recording how it ended",
-			    r.ss[from].attempts, s->uses, r.run_id, r.run_id);
+			ev.end.verdict = V_STEP_IN_DOUBT;
+			ev.end.step = s->id;
+			ev.end.uses = s->uses;
+			ev.end.interrupted = r.ss[from].interrupted;
+			ev.end.attempt = r.ss[from].attempts;
+			run_ended(&r, &ev);
 			run_release(&r);
 			return RUN_IN_DOUBT;
 		}
@@ -1479,8 +1423,11 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		run_release(&r);
 		return rc;
 	}
-	say(&r, "%sresume%s %s from step %zu of %zu, journal %s\n", c(&r, "\033[1m"),
-	    c(&r, "\033[0m"), r.run_id, from + 1, rb->nsteps, journal);
+	ev.kind = EV_RUN_STARTED;
+	ev.start.how = HOW_RESUME;
+	ev.start.journal = journal;
+	ev.start.from = from;
+	emit(&r, &ev);
 	if (from < rb->nsteps && r.ss[from].st == S_STARTED) {
 		struct rb_step *s = &rb->steps[from];
 
@@ -1493,10 +1440,13 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			}
 			r.ss[from].st = S_SKIPPED;
 			expr_set_step(rb->x, s->id, NULL);
-			show_step(&r, from, "skipped", "\033[2m", -1, "in doubt: taken as done (--in-doubt skip)");
+			step_ended(&r, from, END_SKIPPED, -1, "in doubt: taken as done (--in-doubt skip)");
 		} else {
-			say(&r, "[%zu/%zu] step '%s' was in doubt; running it again (%s)\n", from + 1,
-			    rb->nsteps, s->id, s->idempotent ? "idempotent" : "--in-doubt retry");
+			memset(&ev, 0, sizeof ev);
+			ev.kind = EV_STEP_RERUN;
+			ev.step.i = from;
+			ev.step.idempotent = s->idempotent;
+			emit(&r, &ev);
 		}
 	}
 	rc = execute(&r, from);
@@ -1509,12 +1459,13 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o)
 {
 	struct run r;
+	struct run_event ev = { 0 };
 	enum run_outcome rc;
 
 	if (run_from_journal(&r, rb, log, o) != 0)
 		return RUN_USAGE;
 	if (r.finished && strcmp(r.finished_status, "rolled_back") == 0) {
-		fprintf(stderr, "zdm: run %s is already rolled back; nothing to undo\n", r.run_id);
+		run_error(&r, "run %s is already rolled back; nothing to undo", r.run_id);
 		run_release(&r);
 		return RUN_USAGE;
 	}
@@ -1533,21 +1484,24 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		return RUN_NEEDS_PERSON;
 	}
 	r.rolling_back = true;
-	say(&r, "%srollback%s of run %s, journal %s\n", c(&r, "\033[1m"), c(&r, "\033[0m"),
-	    r.run_id, journal);
+	ev.kind = EV_RUN_STARTED;
+	ev.start.how = HOW_ROLLBACK;
+	ev.start.journal = journal;
+	emit(&r, &ev);
 	rc = rollback(&r);
+	memset(&ev, 0, sizeof ev);
 	if (rc == RUN_PAUSED) {
 		rc = interrupted(&r, NULL);
 	} else if (rc == RUN_OK) {
-		say(&r, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
-		    c(&r, "\033[32m"), c(&r, "\033[0m"), r.run_id,
-		    r.no_undo ? " (steps marked 'no undo' above were left as they are)" : "");
+		ev.end.verdict = V_UNDONE;
+		ev.end.no_undo = r.no_undo;
+		run_ended(&r, &ev);
 		rc = finish(&r, "rolled_back", RUN_OK, r.failed_step ?
 		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
 		    NULL);
 	} else if (rc == RUN_NEEDS_PERSON) {
-		say(&r, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(&r, "\033[31m"),
-		    c(&r, "\033[0m"), r.run_id);
+		ev.end.verdict = V_UNDO_INCOMPLETE;
+		run_ended(&r, &ev);
 		rc = finish(&r, "rollback_failed", RUN_NEEDS_PERSON, NULL);
 	}
 	run_release(&r);

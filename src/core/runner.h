@@ -34,7 +34,6 @@ struct run_opts {
 	const char *fail_at;		/* --fail-at STEP */
 	enum in_doubt in_doubt;
 	bool allow_changed;
-	bool json;			/* --output json: records on stdout */
 	const char *state_dir;
 	/* for approvals */
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
@@ -49,7 +48,7 @@ struct run_opts {
 	size_t nobservers;
 };
 
-/* each prints what happened */
+/* each tells its observers what happens */
 enum run_outcome runner_run(struct runbook *rb, const struct run_opts *o);
 enum run_outcome runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o);

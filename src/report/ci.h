@@ -25,6 +25,11 @@ struct run_event;
 /* --output json: each journal record, as it reaches disk, an event of the
  * stream; self is unused */
 void ci_json_observe(void *self, const struct run_event *ev);
+/* GitHub annotations of a run, at the line of the step concerned: a step
+ * that failed, an undo that failed for good, a run rolled back, paused for
+ * a person, or a step in doubt; self is unused.  Observes before the
+ * terminal view, so an annotation comes before the text it goes with. */
+void ci_annotations_observe(void *self, const struct run_event *ev);
 /* --junit FILE (self: the file name, a const char *): the report of the
  * whole run, from its journal, written when the command is done with it;
  * a report that cannot be written is said on stderr and changes nothing */
