@@ -88,7 +88,7 @@ run_step(struct run *r, size_t i, char **why)
 			expr_set_step(r->rb->x, s->id, NULL);
 			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
-		ctx_init(r, &ctx, s->id, attempt);
+		run_ctx_init(r, &ctx, s->id, attempt);
 		memset(&res, 0, sizeof res);
 		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
 		if (s->type->snapshot != NULL) {
@@ -139,10 +139,10 @@ run_step(struct run *r, size_t i, char **why)
 		ev.kind = EV_STEP_RUNNING;
 		ev.step.i = i;
 		ev.step.attempt = attempt;
-		emit(r, &ev);
+		run_emit(r, &ev);
 		rc = s->type->run(s->type, &ctx, params, &res);
 		ev.kind = EV_STEP_RETURNED;
-		emit(r, &ev);
+		run_emit(r, &ev);
 		json_decref(params);
 		json_decref(notes);
 		if (rc == 0 && zdm_now_ms() > ctx.deadline_ms + 1000 && !s->type->read_only) {
@@ -223,7 +223,7 @@ run_step(struct run *r, size_t i, char **why)
 				ev.step.text = msg;
 				ev.step.attempts = max;
 				ev.step.next_ms = delay;
-				emit(r, &ev);
+				run_emit(r, &ev);
 				free(msg);
 				if (zdm_sleep_ms(delay) != 0)
 					return OC_INTERRUPTED;
@@ -252,19 +252,19 @@ on_failure(struct run *r, const char *step, const char *why)
 	ev.failure.policy = r->o->mode == MODE_DRY_RUN ? FAIL_DRY_RUN :
 	    r->rb->on_failure == ON_FAILURE_PAUSE ? FAIL_PAUSE :
 	    r->rb->on_failure == ON_FAILURE_ABORT ? FAIL_ABORT : FAIL_ROLLBACK;
-	emit(r, &ev);
+	run_emit(r, &ev);
 	memset(&ev, 0, sizeof ev);
 	ev.end.step = step;
 	ev.end.why = why;
 	if (r->o->mode == MODE_DRY_RUN) {
 		ev.end.verdict = V_DRY_RUN_FAILED;
 		run_ended(r, &ev);
-		return finish(r, "failed", RUN_ROLLED_BACK,
+		return run_finish(r, "failed", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
 	switch (r->rb->on_failure) {
 	case ON_FAILURE_PAUSE:
-		set_status(r, "paused");
+		run_set_status(r, "paused");
 		jrec(r, "run.paused", step, 0, json_pack("{s:s}", "error", why));
 		ev.end.verdict = V_PAUSED;
 		run_ended(r, &ev);
@@ -272,7 +272,7 @@ on_failure(struct run *r, const char *step, const char *why)
 	case ON_FAILURE_ABORT:
 		ev.end.verdict = V_ABORTED;
 		run_ended(r, &ev);
-		return finish(r, "aborted", RUN_NEEDS_PERSON,
+		return run_finish(r, "aborted", RUN_NEEDS_PERSON,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	case ON_FAILURE_ROLLBACK:
 		break;
@@ -280,28 +280,28 @@ on_failure(struct run *r, const char *step, const char *why)
 	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
 		return RUN_NEEDS_PERSON;
 	r->rolling_back = true;
-	rc = rollback(r);
+	rc = undo_steps(r);
 	if (rc == RUN_PAUSED)
-		return interrupted(r, NULL);
+		return run_interrupted(r, NULL);
 	if (rc == RUN_IN_DOUBT) {
-		set_status(r, "in_doubt");
+		run_set_status(r, "in_doubt");
 		return rc;
 	}
 	if (rc == RUN_OK) {
 		ev.end.verdict = V_ROLLED_BACK;
 		ev.end.no_undo = r->no_undo;
 		run_ended(r, &ev);
-		return finish(r, "rolled_back", RUN_ROLLED_BACK,
+		return run_finish(r, "rolled_back", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
 	ev.end.verdict = V_ROLLBACK_INCOMPLETE;
 	run_ended(r, &ev);
-	return finish(r, "rollback_failed", RUN_NEEDS_PERSON,
+	return run_finish(r, "rollback_failed", RUN_NEEDS_PERSON,
 	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 }
 
 enum run_outcome
-execute(struct run *r, size_t from)
+run_steps(struct run *r, size_t from)
 {
 	for (size_t i = from; i < r->rb->nsteps; i++) {
 		struct rb_step *s = &r->rb->steps[i];
@@ -313,7 +313,7 @@ execute(struct run *r, size_t from)
 		if (ss->st == S_SUCCEEDED || ss->st == S_SKIPPED)
 			continue;
 		if (zdm_interrupted)
-			return interrupted(r, NULL);
+			return run_interrupted(r, NULL);
 		if (s->if_expr != NULL) {
 			bool yes = true;
 			char *err = NULL;
@@ -356,7 +356,7 @@ execute(struct run *r, size_t from)
 		if (oc == OC_JOURNAL)
 			return RUN_NEEDS_PERSON;
 		if (oc == OC_INTERRUPTED)
-			return interrupted(r, s->id);
+			return run_interrupted(r, s->id);
 		if (oc == OC_FAILED) {
 			rc = on_failure(r, s->id, why);
 			free(why);
@@ -377,7 +377,7 @@ execute(struct run *r, size_t from)
 			if (appr)
 				json_object_set_new(pd, "waiting_for", json_string("approval"));
 			jrec(r, "run.paused", s->id, 0, pd);
-			set_status(r, "paused");
+			run_set_status(r, "paused");
 			ev.end.verdict = appr ? V_WAITING_APPROVAL : V_UNDECIDED;
 			ev.end.step = s->id;
 			ev.end.why = why;
@@ -391,7 +391,7 @@ execute(struct run *r, size_t from)
 
 			jrec(r, "drill.failure", s->id, 0, json_pack("{s:s}", "error", msg));
 			ev.text = msg;
-			emit(r, &ev);
+			run_emit(r, &ev);
 			rc = on_failure(r, s->id, msg);
 			free(msg);
 			return rc;
@@ -404,5 +404,5 @@ execute(struct run *r, size_t from)
 		ev.end.ms = zdm_now_ms() - r->t0;
 		run_ended(r, &ev);
 	}
-	return finish(r, "succeeded", RUN_OK, NULL);
+	return run_finish(r, "succeeded", RUN_OK, NULL);
 }

@@ -9,6 +9,6 @@
 
 #include "core/run.h"
 
-enum run_outcome execute(struct run *r, size_t from);
+enum run_outcome run_steps(struct run *r, size_t from);
 
 #endif

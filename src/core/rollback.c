@@ -27,7 +27,7 @@ by_seq_desc(const void *a, const void *b)
 
 /* RUN_OK when every undo is done */
 enum run_outcome
-rollback(struct run *r)
+undo_steps(struct run *r)
 {
 	struct undo_item *items = xcalloc(r->rb->nsteps, sizeof *items);
 	size_t n = 0;
@@ -56,7 +56,7 @@ rollback(struct run *r)
 	qsort(items, n, sizeof *items, by_seq_desc);
 	ev.kind = EV_ROLLBACK_STARTED;
 	ev.count = n;
-	emit(r, &ev);
+	run_emit(r, &ev);
 	for (size_t k = 0; k < n && rc == RUN_OK; k++) {
 		size_t i = items[k].i;
 		struct rb_step *s = &r->rb->steps[i];
@@ -158,7 +158,7 @@ rollback(struct run *r)
 				break;
 			}
 			ss->ust = U_STARTED;
-			ctx_init(r, &ctx, s->id, attempt);
+			run_ctx_init(r, &ctx, s->id, attempt);
 			ctx.undoing = true;
 			memset(&res, 0, sizeof res);
 			tmo = s->undo && s->undo->timeout_ms ? s->undo->timeout_ms : s->timeout_ms;
@@ -205,7 +205,7 @@ rollback(struct run *r)
 					ev.kind = EV_ROLLBACK_STOPPED;
 					ev.step.i = i;
 					ev.step.text = msg;
-					emit(r, &ev);
+					run_emit(r, &ev);
 				}
 				free(msg);
 				if (a + 1 < max && zdm_sleep_ms(backoff_delay(s, a + 1)) != 0) {

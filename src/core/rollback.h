@@ -8,6 +8,6 @@
 #include "core/run.h"
 
 /* RUN_OK when every undo is done */
-enum run_outcome rollback(struct run *r);
+enum run_outcome undo_steps(struct run *r);
 
 #endif

@@ -24,7 +24,7 @@ host_progress(struct zdm_ctx *ctx, const char *text)
 		return;
 	ev.progress.step = ctx->step_id;
 	ev.progress.text = text;
-	emit(r, &ev);
+	run_emit(r, &ev);
 }
 
 /* ctx->note: a step's own journal event, on disk before it returns */
@@ -59,7 +59,7 @@ host_note(struct zdm_ctx *ctx, const char *event, json_t *data)
 
 /* tell every observer, in order */
 void
-emit(const struct run *r, struct run_event *ev)
+run_emit(const struct run *r, struct run_event *ev)
 {
 	ev->rb = r->rb;
 	ev->run_id = r->run_id;
@@ -69,7 +69,7 @@ emit(const struct run *r, struct run_event *ev)
 
 /* how this command leaves the run, for the final "exit" event */
 void
-set_status(const struct run *r, const char *status)
+run_set_status(const struct run *r, const char *status)
 {
 	if (r->o->status_out != NULL)
 		snprintf(r->o->status_out, 32, "%s", status);
@@ -87,7 +87,7 @@ run_error(const struct run *r, const char *fmt, ...)
 	m = xvasprintf(fmt, ap);
 	va_end(ap);
 	ev.text = m;
-	emit(r, &ev);
+	run_emit(r, &ev);
 	free(m);
 }
 
@@ -101,7 +101,7 @@ step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const c
 	ev.step.end = end;
 	ev.step.ms = ms;
 	ev.step.text = text;
-	emit(r, &ev);
+	run_emit(r, &ev);
 }
 
 void
@@ -113,7 +113,7 @@ undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const c
 	ev.step.undo = end;
 	ev.step.ms = ms;
 	ev.step.text = text;
-	emit(r, &ev);
+	run_emit(r, &ev);
 }
 
 /* the verdict; end.verdict and what it needs are set by the caller */
@@ -121,7 +121,7 @@ void
 run_ended(const struct run *r, struct run_event *ev)
 {
 	ev->kind = EV_RUN_ENDED;
-	emit(r, ev);
+	run_emit(r, ev);
 }
 
 /* append or die trying: a run that cannot journal must not act.
@@ -152,7 +152,7 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 	ev.record.step = step;
 	ev.record.attempt = attempt;
 	ev.record.data = kept;
-	emit(r, &ev);
+	run_emit(r, &ev);
 	json_decref(kept);
 	return 0;
 }
@@ -161,7 +161,7 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 
 /* the context a step's run(), snapshot() or undo() gets from this run */
 void
-ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
+run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
 {
 	memset(ctx, 0, sizeof *ctx);
 	ctx->run_id = r->run_id;
@@ -214,13 +214,13 @@ backoff_delay(const struct rb_step *s, int attempt)
 }
 
 enum run_outcome
-finish(struct run *r, const char *status, enum run_outcome code, json_t *extra)
+run_finish(struct run *r, const char *status, enum run_outcome code, json_t *extra)
 {
 	json_t *d = extra ? extra : json_object();
 
 	json_object_set_new(d, "status", json_string(status));
 	json_object_set_new(d, "exit_code", json_integer(r->o->exit_code(code)));
-	set_status(r, status);
+	run_set_status(r, status);
 	json_object_set_new(d, "duration_ms", json_integer(zdm_now_ms() - r->t0));
 	if (jrec(r, "run.finished", NULL, 0, d) != 0)
 		return RUN_NEEDS_PERSON;
@@ -228,12 +228,12 @@ finish(struct run *r, const char *status, enum run_outcome code, json_t *extra)
 }
 
 enum run_outcome
-interrupted(struct run *r, const char *step)
+run_interrupted(struct run *r, const char *step)
 {
 	json_t *d = json_pack("{s:i}", "signal", (int)zdm_interrupted);
 	struct run_event ev = { 0 };
 
-	set_status(r, "interrupted");
+	run_set_status(r, "interrupted");
 	if (step != NULL)
 		json_object_set_new(d, "step", json_string(step));
 	jrec(r, "run.interrupted", NULL, 0, d);

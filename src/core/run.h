@@ -58,13 +58,13 @@ struct run {
 
 /* run.c */
 /* tell every observer, in order */
-void emit(const struct run *r, struct run_event *ev);
+void run_emit(const struct run *r, struct run_event *ev);
 /* append or die trying; 0, or -1 when the record is not on disk (said) */
 int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
 /* remember a step's own event for ctx->notes of later attempts and undo */
 void note_keep(struct stepstate *ss, const char *event, int attempt, json_t *data);
 /* how this command leaves the run, for the final "exit" event */
-void set_status(const struct run *r, const char *status);
+void run_set_status(const struct run *r, const char *status);
 /* what went wrong that the journal cannot say */
 void run_error(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* EV_STEP_ENDED, EV_UNDO_ENDED; ms -1: not timed */
@@ -73,15 +73,15 @@ void undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, co
 /* EV_RUN_ENDED: ev->end is set by the caller */
 void run_ended(const struct run *r, struct run_event *ev);
 /* the context a step's run(), snapshot() or undo() gets from this run */
-void ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt);
+void run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt);
 /* a type's plan() in words, secrets redacted; NULL without plan() */
 char *plan_of(const struct zdm_step_type *t, const json_t *params);
 /* the delay before attempt + 1 */
 int64_t backoff_delay(const struct rb_step *s, int attempt);
 /* run.finished with status and the exit code of code; code, or
  * RUN_NEEDS_PERSON when it cannot be journaled */
-enum run_outcome finish(struct run *r, const char *status, enum run_outcome code, json_t *extra);
+enum run_outcome run_finish(struct run *r, const char *status, enum run_outcome code, json_t *extra);
 /* a signal stopped the run (during step, or NULL): run.interrupted */
-enum run_outcome interrupted(struct run *r, const char *step);
+enum run_outcome run_interrupted(struct run *r, const char *step);
 
 #endif

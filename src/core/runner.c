@@ -46,7 +46,7 @@ echo_record(const char *line, void *arg)
 {
 	struct run_event ev = { .kind = EV_RECORD_LINE, .line = line };
 
-	emit(arg, &ev);
+	run_emit(arg, &ev);
 }
 
 static json_t *
@@ -92,7 +92,7 @@ run_release(struct run *r)
 
 	ev.closed.j = r->j;
 	ev.closed.journal = r->j != NULL ? journal_path(r->j) : NULL;
-	emit(r, &ev);
+	run_emit(r, &ev);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
@@ -126,7 +126,7 @@ plan(struct run *r)
 	struct run_event ev = { .kind = EV_RUN_STARTED };
 
 	ev.start.how = HOW_PLAN;
-	emit(r, &ev);
+	run_emit(r, &ev);
 	expr_set_static(r->rb->x, true);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		struct rb_step *s = &r->rb->steps[i];
@@ -151,7 +151,7 @@ plan(struct run *r)
 			ev.plan.undo = s->type->undo != NULL ? PLAN_UNDO_TYPE :
 			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
 		}
-		emit(r, &ev);
+		run_emit(r, &ev);
 		free(p);
 		free(err);
 		json_decref(params);
@@ -230,8 +230,8 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	ev.kind = EV_RUN_STARTED;
 	ev.start.how = o->mode == MODE_DRY_RUN ? HOW_DRY_RUN : HOW_RUN;
 	ev.start.journal = journal_path(r.j);
-	emit(&r, &ev);
-	rc = execute(&r, 0);
+	run_emit(&r, &ev);
+	rc = run_steps(&r, 0);
 	run_release(&r);
 	return rc;
 }
@@ -521,7 +521,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		struct rb_step *s = &rb->steps[from];
 
 		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
-			set_status(&r, "in_doubt");
+			run_set_status(&r, "in_doubt");
 			ev.end.verdict = V_STEP_IN_DOUBT;
 			ev.end.step = s->id;
 			ev.end.uses = s->uses;
@@ -541,7 +541,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 	ev.start.how = HOW_RESUME;
 	ev.start.journal = journal;
 	ev.start.from = from;
-	emit(&r, &ev);
+	run_emit(&r, &ev);
 	if (from < rb->nsteps && r.ss[from].st == S_STARTED) {
 		struct rb_step *s = &rb->steps[from];
 
@@ -560,10 +560,10 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			ev.kind = EV_STEP_RERUN;
 			ev.step.i = from;
 			ev.step.idempotent = s->idempotent;
-			emit(&r, &ev);
+			run_emit(&r, &ev);
 		}
 	}
-	rc = execute(&r, from);
+	rc = run_steps(&r, from);
 	run_release(&r);
 	return rc;
 }
@@ -601,22 +601,22 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 	ev.kind = EV_RUN_STARTED;
 	ev.start.how = HOW_ROLLBACK;
 	ev.start.journal = journal;
-	emit(&r, &ev);
-	rc = rollback(&r);
+	run_emit(&r, &ev);
+	rc = undo_steps(&r);
 	memset(&ev, 0, sizeof ev);
 	if (rc == RUN_PAUSED) {
-		rc = interrupted(&r, NULL);
+		rc = run_interrupted(&r, NULL);
 	} else if (rc == RUN_OK) {
 		ev.end.verdict = V_UNDONE;
 		ev.end.no_undo = r.no_undo;
 		run_ended(&r, &ev);
-		rc = finish(&r, "rolled_back", RUN_OK, r.failed_step ?
+		rc = run_finish(&r, "rolled_back", RUN_OK, r.failed_step ?
 		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
 		    NULL);
 	} else if (rc == RUN_NEEDS_PERSON) {
 		ev.end.verdict = V_UNDO_INCOMPLETE;
 		run_ended(&r, &ev);
-		rc = finish(&r, "rollback_failed", RUN_NEEDS_PERSON, NULL);
+		rc = run_finish(&r, "rollback_failed", RUN_NEEDS_PERSON, NULL);
 	}
 	run_release(&r);
 	return rc;
