@@ -136,12 +136,12 @@ run_step(struct run *r, size_t i, char **why)
 		ctx.notes = notes;
 		t0 = zdm_now_ms();
 		ctx.deadline_ms = t0 + s->timeout_ms;
-		ev.kind = EV_STEP_RUNNING;
+		ev.kind = OBS_STEP_RUNNING;
 		ev.step.i = i;
 		ev.step.attempt = attempt;
 		run_emit(r, &ev);
 		rc = s->type->run(s->type, &ctx, params, &res);
-		ev.kind = EV_STEP_RETURNED;
+		ev.kind = OBS_STEP_RETURNED;
 		run_emit(r, &ev);
 		json_decref(params);
 		json_decref(notes);
@@ -215,7 +215,7 @@ run_step(struct run *r, size_t i, char **why)
 			if (retry) {
 				int64_t delay = backoff_delay(s, k + 1);
 
-				ev.kind = EV_STEP_ENDED;
+				ev.kind = OBS_STEP_ENDED;
 				ev.step.i = i;
 				ev.step.attempt = attempt;
 				ev.step.end = END_RETRY;
@@ -244,7 +244,7 @@ run_step(struct run *r, size_t i, char **why)
 static enum run_outcome
 on_failure(struct run *r, const char *step, const char *why)
 {
-	struct run_event ev = { .kind = EV_FAILURE };
+	struct run_event ev = { .kind = OBS_FAILURE };
 	enum run_outcome rc;
 
 	ev.failure.step = step;
@@ -257,7 +257,7 @@ on_failure(struct run *r, const char *step, const char *why)
 	ev.end.step = step;
 	ev.end.why = why;
 	if (r->o->mode == MODE_DRY_RUN) {
-		ev.end.verdict = V_DRY_RUN_FAILED;
+		ev.end.verdict = VD_DRY_RUN_FAILED;
 		run_ended(r, &ev);
 		return run_finish(r, "failed", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
@@ -266,11 +266,11 @@ on_failure(struct run *r, const char *step, const char *why)
 	case ON_FAILURE_PAUSE:
 		run_set_status(r, "paused");
 		jrec(r, "run.paused", step, 0, json_pack("{s:s}", "error", why));
-		ev.end.verdict = V_PAUSED;
+		ev.end.verdict = VD_PAUSED;
 		run_ended(r, &ev);
 		return RUN_PAUSED;
 	case ON_FAILURE_ABORT:
-		ev.end.verdict = V_ABORTED;
+		ev.end.verdict = VD_ABORTED;
 		run_ended(r, &ev);
 		return run_finish(r, "aborted", RUN_NEEDS_PERSON,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
@@ -288,13 +288,13 @@ on_failure(struct run *r, const char *step, const char *why)
 		return rc;
 	}
 	if (rc == RUN_OK) {
-		ev.end.verdict = V_ROLLED_BACK;
+		ev.end.verdict = VD_ROLLED_BACK;
 		ev.end.no_undo = r->no_undo;
 		run_ended(r, &ev);
 		return run_finish(r, "rolled_back", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
-	ev.end.verdict = V_ROLLBACK_INCOMPLETE;
+	ev.end.verdict = VD_ROLLBACK_INCOMPLETE;
 	run_ended(r, &ev);
 	return run_finish(r, "rollback_failed", RUN_NEEDS_PERSON,
 	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
@@ -378,7 +378,7 @@ run_steps(struct run *r, size_t from)
 				json_object_set_new(pd, "waiting_for", json_string("approval"));
 			jrec(r, "run.paused", s->id, 0, pd);
 			run_set_status(r, "paused");
-			ev.end.verdict = appr ? V_WAITING_APPROVAL : V_UNDECIDED;
+			ev.end.verdict = appr ? VD_WAITING_APPROVAL : VD_UNDECIDED;
 			ev.end.step = s->id;
 			ev.end.why = why;
 			run_ended(r, &ev);
@@ -387,7 +387,7 @@ run_steps(struct run *r, size_t from)
 		}
 		if (r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0) {
 			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
-			struct run_event ev = { .kind = EV_NOTE };
+			struct run_event ev = { .kind = OBS_NOTE };
 
 			jrec(r, "drill.failure", s->id, 0, json_pack("{s:s}", "error", msg));
 			ev.text = msg;
@@ -400,7 +400,7 @@ run_steps(struct run *r, size_t from)
 	{
 		struct run_event ev = { 0 };
 
-		ev.end.verdict = r->o->mode == MODE_DRY_RUN ? V_DRY_RUN_OK : V_SUCCEEDED;
+		ev.end.verdict = r->o->mode == MODE_DRY_RUN ? VD_DRY_RUN_OK : VD_SUCCEEDED;
 		ev.end.ms = zdm_now_ms() - r->t0;
 		run_ended(r, &ev);
 	}

@@ -7,7 +7,7 @@
  *
  * An event and everything it points to is borrowed for the call only.
  * Events come from the main thread; an observer may journal (the webhooks
- * record their failures), which sends EV_RECORD_LINE from within the call.
+ * record their failures), which sends OBS_RECORD_LINE from within the call.
  */
 #ifndef ZDM_CORE_OBSERVER_H
 #define ZDM_CORE_OBSERVER_H
@@ -22,30 +22,30 @@ struct journal;
 struct runbook;
 
 enum run_event_kind {
-	EV_RUN_STARTED,		/* .start: a run, dry run, resume, rollback or plan begins */
-	EV_PLAN_STEP,		/* .plan: zdm plan, one step */
-	EV_RECORD_LINE,		/* .line: a journal line on disk, whoever wrote it */
-	EV_RECORD,		/* .record: a record the runner journaled, on disk */
-	EV_STEP_RUNNING,	/* .step (i, attempt): its run() is called now */
-	EV_STEP_RETURNED,	/* .step (i): its run() has returned */
-	EV_PROGRESS,		/* .progress: a step's live state (zdm_progress) */
-	EV_STEP_ENDED,		/* .step: how an attempt (retry) or the step ended */
-	EV_STEP_RERUN,		/* .step (i): resume runs a step in doubt again */
-	EV_NOTE,		/* .text: a line for people (a --fail-at drill) */
-	EV_FAILURE,		/* .failure: a step failed for good; the run reacts */
-	EV_ROLLBACK_STARTED,	/* .count: steps to undo, newest first */
-	EV_UNDO_ENDED,		/* .step: how an undo (or its attempt) ended */
-	EV_ROLLBACK_STOPPED,	/* .step (i, text): an undo failed on its last
+	OBS_RUN_STARTED,	/* .start: a run, dry run, resume, rollback or plan begins */
+	OBS_PLAN_STEP,		/* .plan: zdm plan, one step */
+	OBS_RECORD_LINE,	/* .line: a journal line on disk, whoever wrote it */
+	OBS_RECORD,		/* .record: a record the runner journaled, on disk */
+	OBS_STEP_RUNNING,	/* .step (i, attempt): its run() is called now */
+	OBS_STEP_RETURNED,	/* .step (i): its run() has returned */
+	OBS_PROGRESS,		/* .progress: a step's live state (zdm_progress) */
+	OBS_STEP_ENDED,		/* .step: how an attempt (retry) or the step ended */
+	OBS_STEP_RERUN,		/* .step (i): resume runs a step in doubt again */
+	OBS_NOTE,		/* .text: a line for people (a --fail-at drill) */
+	OBS_FAILURE,		/* .failure: a step failed for good; the run reacts */
+	OBS_ROLLBACK_STARTED,	/* .count: steps to undo, newest first */
+	OBS_UNDO_ENDED,		/* .step: how an undo (or its attempt) ended */
+	OBS_ROLLBACK_STOPPED,	/* .step (i, text): an undo failed on its last
 				 * attempt: the rollback stops at this step */
-	EV_RUN_ENDED,		/* .end: the verdict, before run.finished (if any) */
-	EV_ERROR,		/* .text: what went wrong that the journal cannot say */
-	EV_CLOSED,		/* .closed: the command is done with the run; last */
+	OBS_RUN_ENDED,		/* .end: the verdict, before run.finished (if any) */
+	OBS_ERROR,		/* .text: what went wrong that the journal cannot say */
+	OBS_CLOSED,		/* .closed: the command is done with the run; last */
 };
 
-/* EV_RUN_STARTED */
+/* OBS_RUN_STARTED */
 enum run_how { HOW_RUN, HOW_DRY_RUN, HOW_RESUME, HOW_ROLLBACK, HOW_PLAN };
 
-/* EV_STEP_ENDED */
+/* OBS_STEP_ENDED */
 enum step_end {
 	END_OK,
 	END_FAILED,
@@ -57,7 +57,7 @@ enum step_end {
 	END_SKIPPED,
 };
 
-/* EV_UNDO_ENDED */
+/* OBS_UNDO_ENDED */
 enum undo_end {
 	UNDO_DONE,
 	UNDO_FAILED,
@@ -66,7 +66,7 @@ enum undo_end {
 	UNDO_SKIPPED,		/* in doubt, skipped by --in-doubt skip */
 };
 
-/* EV_PLAN_STEP: what undoes the step */
+/* OBS_PLAN_STEP: what undoes the step */
 enum plan_undo {
 	PLAN_UNDO_STEP,		/* the runbook's own undo: (.undo) */
 	PLAN_UNDO_TYPE,		/* the type restores what it recorded */
@@ -74,25 +74,25 @@ enum plan_undo {
 	PLAN_UNDO_READ_ONLY,	/* nothing to undo */
 };
 
-/* EV_FAILURE: what the run does about a failed step */
+/* OBS_FAILURE: what the run does about a failed step */
 enum failure_policy { FAIL_DRY_RUN, FAIL_PAUSE, FAIL_ABORT, FAIL_ROLLBACK };
 
-/* EV_RUN_ENDED */
+/* OBS_RUN_ENDED */
 enum verdict {
-	V_SUCCEEDED,		/* .ms: the whole run */
-	V_DRY_RUN_OK,
-	V_DRY_RUN_FAILED,	/* .step, .why */
-	V_PAUSED,		/* .step failed, on_failure: pause */
-	V_ABORTED,		/* .step failed, on_failure: abort */
-	V_ROLLED_BACK,		/* .step failed (.why), every undo done; .no_undo */
-	V_ROLLBACK_INCOMPLETE,	/* .step failed, not every undo done */
-	V_UNDONE,		/* zdm rollback: every undo done; .no_undo */
-	V_UNDO_INCOMPLETE,	/* zdm rollback: not every undo done */
-	V_INTERRUPTED,		/* .signal; .rolling_back */
-	V_WAITING_APPROVAL,	/* .step waits for a person */
-	V_UNDECIDED,		/* .step could not decide (.why) */
-	V_STEP_IN_DOUBT,	/* resume: .step started, its end unknown; .interrupted, .attempt */
-	V_UNDO_IN_DOUBT,	/* rollback: the undo of .step (type .uses) in doubt */
+	VD_SUCCEEDED,		/* .ms: the whole run */
+	VD_DRY_RUN_OK,
+	VD_DRY_RUN_FAILED,	/* .step, .why */
+	VD_PAUSED,		/* .step failed, on_failure: pause */
+	VD_ABORTED,		/* .step failed, on_failure: abort */
+	VD_ROLLED_BACK,		/* .step failed (.why), every undo done; .no_undo */
+	VD_ROLLBACK_INCOMPLETE,	/* .step failed, not every undo done */
+	VD_UNDONE,		/* zdm rollback: every undo done; .no_undo */
+	VD_UNDO_INCOMPLETE,	/* zdm rollback: not every undo done */
+	VD_INTERRUPTED,		/* .signal; .rolling_back */
+	VD_WAITING_APPROVAL,	/* .step waits for a person */
+	VD_UNDECIDED,		/* .step could not decide (.why) */
+	VD_STEP_IN_DOUBT,	/* resume: .step started, its end unknown; .interrupted, .attempt */
+	VD_UNDO_IN_DOUBT,	/* rollback: the undo of .step (type .uses) in doubt */
 };
 
 struct run_event {
@@ -111,7 +111,7 @@ struct run_event {
 			enum plan_undo undo;
 			const char *undoing;	/* PLAN_UNDO_STEP: the undo's plan */
 		} plan;
-		const char *line;		/* EV_RECORD_LINE, without its newline */
+		const char *line;		/* OBS_RECORD_LINE, without its newline */
 		struct {
 			struct journal *j;
 			const char *event, *step;	/* step may be NULL */
@@ -123,7 +123,7 @@ struct run_event {
 			int attempt, attempts;	/* END_RETRY: this one of how many */
 			int64_t ms;		/* how long it took; -1 = not timed */
 			int64_t next_ms;	/* END_RETRY: the delay before the next */
-			bool idempotent;	/* EV_STEP_RERUN: why it runs again */
+			bool idempotent;	/* OBS_STEP_RERUN: why it runs again */
 			union {
 				enum step_end end;
 				enum undo_end undo;
@@ -139,12 +139,12 @@ struct run_event {
 			const char *why;
 			enum failure_policy policy;
 		} failure;
-		size_t count;			/* EV_ROLLBACK_STARTED */
+		size_t count;			/* OBS_ROLLBACK_STARTED */
 		struct {
 			enum verdict verdict;
 			const char *step;	/* the step it is about, or NULL */
 			const char *why;
-			const char *uses;	/* V_STEP_IN_DOUBT, V_UNDO_IN_DOUBT */
+			const char *uses;	/* VD_STEP_IN_DOUBT, VD_UNDO_IN_DOUBT */
 			int64_t ms;
 			int no_undo;		/* steps left as they are: no undo */
 			int signal;
@@ -152,7 +152,7 @@ struct run_event {
 			bool rolling_back;
 			bool interrupted;	/* a signal stopped the step in doubt */
 		} end;
-		const char *text;		/* EV_NOTE, EV_ERROR: one line, no newline */
+		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
 		struct {
 			struct journal *j;	/* still open; NULL if none was */
 			const char *journal;

@@ -54,7 +54,7 @@ undo_steps(struct run *r)
 		}
 	}
 	qsort(items, n, sizeof *items, by_seq_desc);
-	ev.kind = EV_ROLLBACK_STARTED;
+	ev.kind = OBS_ROLLBACK_STARTED;
 	ev.count = n;
 	run_emit(r, &ev);
 	for (size_t k = 0; k < n && rc == RUN_OK; k++) {
@@ -124,7 +124,7 @@ undo_steps(struct run *r)
 				continue;
 			}
 			memset(&ev, 0, sizeof ev);
-			ev.end.verdict = V_UNDO_IN_DOUBT;
+			ev.end.verdict = VD_UNDO_IN_DOUBT;
 			ev.end.step = s->id;
 			ev.end.uses = ut ? ut->name : "?";
 			run_ended(r, &ev);
@@ -202,7 +202,7 @@ undo_steps(struct run *r)
 				undo_ended(r, i, UNDO_FAILED, zdm_now_ms() - t0, msg);
 				if (a + 1 >= max) {
 					memset(&ev, 0, sizeof ev);
-					ev.kind = EV_ROLLBACK_STOPPED;
+					ev.kind = OBS_ROLLBACK_STOPPED;
 					ev.step.i = i;
 					ev.step.text = msg;
 					run_emit(r, &ev);

@@ -18,7 +18,7 @@ static void
 host_progress(struct zdm_ctx *ctx, const char *text)
 {
 	const struct run *r = ctx->host;
-	struct run_event ev = { .kind = EV_PROGRESS };
+	struct run_event ev = { .kind = OBS_PROGRESS };
 
 	if (r == NULL)
 		return;
@@ -79,7 +79,7 @@ run_set_status(const struct run *r, const char *status)
 void
 run_error(const struct run *r, const char *fmt, ...)
 {
-	struct run_event ev = { .kind = EV_ERROR };
+	struct run_event ev = { .kind = OBS_ERROR };
 	va_list ap;
 	char *m;
 
@@ -95,7 +95,7 @@ run_error(const struct run *r, const char *fmt, ...)
 void
 step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const char *text)
 {
-	struct run_event ev = { .kind = EV_STEP_ENDED };
+	struct run_event ev = { .kind = OBS_STEP_ENDED };
 
 	ev.step.i = i;
 	ev.step.end = end;
@@ -107,7 +107,7 @@ step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const c
 void
 undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const char *text)
 {
-	struct run_event ev = { .kind = EV_UNDO_ENDED };
+	struct run_event ev = { .kind = OBS_UNDO_ENDED };
 
 	ev.step.i = i;
 	ev.step.undo = end;
@@ -120,7 +120,7 @@ undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const c
 void
 run_ended(const struct run *r, struct run_event *ev)
 {
-	ev->kind = EV_RUN_ENDED;
+	ev->kind = OBS_RUN_ENDED;
 	run_emit(r, ev);
 }
 
@@ -132,7 +132,7 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 	char *err = NULL;
 	long seq;
 	json_t *kept = json_incref(data);	/* for the observers */
-	struct run_event ev = { .kind = EV_RECORD };
+	struct run_event ev = { .kind = OBS_RECORD };
 
 	if (r->j == NULL) {
 		json_decref(data);
@@ -237,7 +237,7 @@ run_interrupted(struct run *r, const char *step)
 	if (step != NULL)
 		json_object_set_new(d, "step", json_string(step));
 	jrec(r, "run.interrupted", NULL, 0, d);
-	ev.end.verdict = V_INTERRUPTED;
+	ev.end.verdict = VD_INTERRUPTED;
 	ev.end.signal = (int)zdm_interrupted;
 	ev.end.rolling_back = r->rolling_back;
 	run_ended(r, &ev);

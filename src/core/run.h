@@ -67,10 +67,10 @@ void note_keep(struct stepstate *ss, const char *event, int attempt, json_t *dat
 void run_set_status(const struct run *r, const char *status);
 /* what went wrong that the journal cannot say */
 void run_error(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* EV_STEP_ENDED, EV_UNDO_ENDED; ms -1: not timed */
+/* OBS_STEP_ENDED, OBS_UNDO_ENDED; ms -1: not timed */
 void step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const char *text);
 void undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const char *text);
-/* EV_RUN_ENDED: ev->end is set by the caller */
+/* OBS_RUN_ENDED: ev->end is set by the caller */
 void run_ended(const struct run *r, struct run_event *ev);
 /* the context a step's run(), snapshot() or undo() gets from this run */
 void run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt);

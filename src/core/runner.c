@@ -44,7 +44,7 @@
 static void
 echo_record(const char *line, void *arg)
 {
-	struct run_event ev = { .kind = EV_RECORD_LINE, .line = line };
+	struct run_event ev = { .kind = OBS_RECORD_LINE, .line = line };
 
 	run_emit(arg, &ev);
 }
@@ -88,7 +88,7 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 static void
 run_release(struct run *r)
 {
-	struct run_event ev = { .kind = EV_CLOSED };
+	struct run_event ev = { .kind = OBS_CLOSED };
 
 	ev.closed.j = r->j;
 	ev.closed.journal = r->j != NULL ? journal_path(r->j) : NULL;
@@ -123,7 +123,7 @@ set_run_table(struct run *r)
 static enum run_outcome
 plan(struct run *r)
 {
-	struct run_event ev = { .kind = EV_RUN_STARTED };
+	struct run_event ev = { .kind = OBS_RUN_STARTED };
 
 	ev.start.how = HOW_PLAN;
 	run_emit(r, &ev);
@@ -135,7 +135,7 @@ plan(struct run *r)
 		json_t *uparams = NULL;
 
 		memset(&ev, 0, sizeof ev);
-		ev.kind = EV_PLAN_STEP;
+		ev.kind = OBS_PLAN_STEP;
 		ev.plan.i = i;
 		if (params != NULL)
 			p = plan_of(s->type, params);
@@ -227,7 +227,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		run_release(&r);
 		return RUN_NEEDS_PERSON;
 	}
-	ev.kind = EV_RUN_STARTED;
+	ev.kind = OBS_RUN_STARTED;
 	ev.start.how = o->mode == MODE_DRY_RUN ? HOW_DRY_RUN : HOW_RUN;
 	ev.start.journal = journal_path(r.j);
 	run_emit(&r, &ev);
@@ -522,7 +522,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 
 		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
 			run_set_status(&r, "in_doubt");
-			ev.end.verdict = V_STEP_IN_DOUBT;
+			ev.end.verdict = VD_STEP_IN_DOUBT;
 			ev.end.step = s->id;
 			ev.end.uses = s->uses;
 			ev.end.interrupted = r.ss[from].interrupted;
@@ -537,7 +537,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		run_release(&r);
 		return rc;
 	}
-	ev.kind = EV_RUN_STARTED;
+	ev.kind = OBS_RUN_STARTED;
 	ev.start.how = HOW_RESUME;
 	ev.start.journal = journal;
 	ev.start.from = from;
@@ -557,7 +557,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			step_ended(&r, from, END_SKIPPED, -1, "in doubt: taken as done (--in-doubt skip)");
 		} else {
 			memset(&ev, 0, sizeof ev);
-			ev.kind = EV_STEP_RERUN;
+			ev.kind = OBS_STEP_RERUN;
 			ev.step.i = from;
 			ev.step.idempotent = s->idempotent;
 			run_emit(&r, &ev);
@@ -598,7 +598,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		return RUN_NEEDS_PERSON;
 	}
 	r.rolling_back = true;
-	ev.kind = EV_RUN_STARTED;
+	ev.kind = OBS_RUN_STARTED;
 	ev.start.how = HOW_ROLLBACK;
 	ev.start.journal = journal;
 	run_emit(&r, &ev);
@@ -607,14 +607,14 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 	if (rc == RUN_PAUSED) {
 		rc = run_interrupted(&r, NULL);
 	} else if (rc == RUN_OK) {
-		ev.end.verdict = V_UNDONE;
+		ev.end.verdict = VD_UNDONE;
 		ev.end.no_undo = r.no_undo;
 		run_ended(&r, &ev);
 		rc = run_finish(&r, "rolled_back", RUN_OK, r.failed_step ?
 		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
 		    NULL);
 	} else if (rc == RUN_NEEDS_PERSON) {
-		ev.end.verdict = V_UNDO_INCOMPLETE;
+		ev.end.verdict = VD_UNDO_INCOMPLETE;
 		run_ended(&r, &ev);
 		rc = run_finish(&r, "rollback_failed", RUN_NEEDS_PERSON, NULL);
 	}

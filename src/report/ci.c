@@ -127,7 +127,7 @@ ci_json_observe(void *self, const struct run_event *ev)
 {
 	json_t *rec;
 
-	if (ev->kind != EV_RECORD_LINE)
+	if (ev->kind != OBS_RECORD_LINE)
 		return;
 	rec = json_loads(ev->line, 0, NULL);
 	if (rec != NULL)
@@ -158,34 +158,34 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 		[FAIL_ABORT] = "zdm: step failed; run aborted, nothing undone",
 		[FAIL_ROLLBACK] = "zdm: step failed",
 	};
-	const char *step = ev->kind == EV_RUN_ENDED ? ev->end.step : NULL;
+	const char *step = ev->kind == OBS_RUN_ENDED ? ev->end.step : NULL;
 	char *m;
 
 	switch (ev->kind) {
-	case EV_FAILURE:
+	case OBS_FAILURE:
 		annotate_step(ev, "error", ev->failure.step, failed[ev->failure.policy],
 		    ev->failure.why);
 		break;
-	case EV_ROLLBACK_STOPPED:
+	case OBS_ROLLBACK_STOPPED:
 		annotate_step(ev, "error", ev->rb->steps[ev->step.i].id, "zdm: undo failed",
 		    ev->step.text);
 		break;
-	case EV_RUN_ENDED:
+	case OBS_RUN_ENDED:
 		switch (ev->end.verdict) {
-		case V_ROLLED_BACK:
+		case VD_ROLLED_BACK:
 			annotate_step(ev, "warning", step, "zdm: rolled back", "every completed step "
 			    "with an undo was undone; the system is back where it started");
 			break;
-		case V_WAITING_APPROVAL:
+		case VD_WAITING_APPROVAL:
 			m = xasprintf("waiting for approval: zdm approve %s %s, then zdm resume %s",
 			    ev->run_id, step, ev->run_id);
 			annotate_step(ev, "warning", step, "zdm: approval needed", m);
 			free(m);
 			break;
-		case V_UNDECIDED:
+		case VD_UNDECIDED:
 			annotate_step(ev, "warning", step, "zdm: paused, a person decides", ev->end.why);
 			break;
-		case V_STEP_IN_DOUBT:
+		case VD_STEP_IN_DOUBT:
 			annotate_step(ev, "error", step, "zdm: step in doubt", "it started but its end "
 			    "was not recorded and it is not idempotent: zdm resume --in-doubt retry|skip");
 			break;
@@ -204,7 +204,7 @@ ci_junit_observe(void *self, const struct run_event *ev)
 	const char *file = self;
 	char *err = NULL;
 
-	if (ev->kind != EV_CLOSED || ev->closed.journal == NULL)
+	if (ev->kind != OBS_CLOSED || ev->closed.journal == NULL)
 		return;
 	if (junit_write(file, ev->rb, ev->closed.journal, &err) != 0) {
 		fprintf(stderr, "zdm: --junit %s: %s\n", file, err);

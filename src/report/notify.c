@@ -515,12 +515,12 @@ notify_observe(void *self, const struct run_event *ev)
 {
 	struct notify_sink *s = self;
 
-	if (ev->kind == EV_RECORD) {
+	if (ev->kind == OBS_RECORD) {
 		if (s->n == NULL)
 			s->n = notify_open(s->rb);
 		notify_event(s->n, ev->record.j, ev->run_id, ev->record.event, ev->record.step,
 		    ev->record.attempt, ev->record.data);
-	} else if (ev->kind == EV_CLOSED) {
+	} else if (ev->kind == OBS_CLOSED) {
 		notify_close(s->n, ev->closed.j);	/* the last webhooks, before the report */
 		s->n = NULL;
 	}

@@ -49,8 +49,8 @@ void notify_close(struct notifier *n, struct journal *j);
 /*
  * The webhooks as an observer of a run (core/observer.h), for real runs
  * only (not a dry run): self is a struct notify_sink.  The notifier opens
- * at the first record the runner journals (EV_RECORD: notify_event) and
- * closes when the command is done with the run (EV_CLOSED: notify_close).
+ * at the first record the runner journals (OBS_RECORD: notify_event) and
+ * closes when the command is done with the run (OBS_CLOSED: notify_close).
  */
 struct notify_sink {
 	struct runbook *rb;

@@ -275,44 +275,44 @@ ended(const struct term_view *tv, const struct run_event *ev)
 	char d[32];
 
 	switch (ev->end.verdict) {
-	case V_SUCCEEDED:
+	case VD_SUCCEEDED:
 		fmt_duration(ev->end.ms, d, sizeof d);
 		say(tv, "%ssucceeded%s: run %s, %zu step%s in %s\n", c(tv, GREEN),
 		    c(tv, RESET), id, n, n == 1 ? "" : "s", d);
 		break;
-	case V_DRY_RUN_OK:
+	case VD_DRY_RUN_OK:
 		say(tv, "%sdry run ok%s: read-only steps passed; nothing was changed.\n",
 		    c(tv, GREEN), c(tv, RESET));
 		break;
-	case V_DRY_RUN_FAILED:
+	case VD_DRY_RUN_FAILED:
 		say(tv, "dry run: step '%s' failed: %s\n", step, why);
 		break;
-	case V_PAUSED:
+	case VD_PAUSED:
 		say(tv, "%spaused%s after step '%s' failed (on_failure: pause).\n"
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, id, id);
 		break;
-	case V_ABORTED:
+	case VD_ABORTED:
 		say(tv, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
 		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
 		break;
-	case V_ROLLED_BACK:
+	case VD_ROLLED_BACK:
 		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
 		    c(tv, YELLOW), c(tv, RESET), step, why, ev->end.no_undo ? NO_UNDO_NOTE : "");
 		break;
-	case V_ROLLBACK_INCOMPLETE:
+	case VD_ROLLBACK_INCOMPLETE:
 		say(tv, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
 		    "  see: zdm log %s\n  retry the rest: zdm rollback %s\n", c(tv, RED),
 		    c(tv, RESET), step, id, id);
 		break;
-	case V_UNDONE:
+	case VD_UNDONE:
 		say(tv, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
 		    c(tv, GREEN), c(tv, RESET), id, ev->end.no_undo ? NO_UNDO_NOTE : "");
 		break;
-	case V_UNDO_INCOMPLETE:
+	case VD_UNDO_INCOMPLETE:
 		say(tv, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(tv, RED), c(tv, RESET), id);
 		break;
-	case V_INTERRUPTED:
+	case VD_INTERRUPTED:
 		if (ev->end.rolling_back)
 			say(tv, "\n%sinterrupted%s by %s during the rollback; the journal is consistent.\n"
 			    "  continue the rollback: zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
@@ -322,17 +322,17 @@ ended(const struct term_view *tv, const struct run_event *ev)
 			    "  or undo:  zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
 			    strsignal(ev->end.signal), id, id);
 		break;
-	case V_WAITING_APPROVAL:
+	case VD_WAITING_APPROVAL:
 		say(tv, "%spaused%s: waiting for approval: zdm approve %s %s, then zdm resume %s\n"
 		    "  to refuse (rolls back): zdm approve --deny %s %s, then zdm resume %s\n",
 		    c(tv, YELLOW), c(tv, RESET), id, step, id, id, step, id);
 		break;
-	case V_UNDECIDED:
+	case VD_UNDECIDED:
 		say(tv, "%spaused%s: step '%s' could not decide (%s).\n"
 		    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, why, id, id);
 		break;
-	case V_STEP_IN_DOUBT:
+	case VD_STEP_IN_DOUBT:
 		fprintf(out(tv), "step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
 		    "so running it again could do it twice.\n"
 		    "  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
@@ -342,7 +342,7 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    "it started but zdm stopped before recording how it ended",
 		    ev->end.attempt, ev->end.uses, id, id);
 		break;
-	case V_UNDO_IN_DOUBT:
+	case VD_UNDO_IN_DOUBT:
 		say(tv, "%sin doubt%s: the undo of step '%s' started but its end was not recorded, "
 		    "and '%s' is not idempotent.\n  If it did not happen: zdm rollback --in-doubt retry %s\n"
 		    "  If it did:             zdm rollback --in-doubt skip %s\n",
@@ -357,51 +357,51 @@ term_view_observe(void *self, const struct run_event *ev)
 	const struct term_view *tv = self;
 
 	switch (ev->kind) {
-	case EV_RUN_STARTED:
+	case OBS_RUN_STARTED:
 		started(tv, ev);
 		break;
-	case EV_PLAN_STEP:
+	case OBS_PLAN_STEP:
 		plan_step(tv, ev);
 		break;
-	case EV_STEP_RUNNING:
+	case OBS_STEP_RUNNING:
 		running(tv, ev);
 		break;
-	case EV_STEP_RETURNED:
+	case OBS_STEP_RETURNED:
 		live_stop();
 		break;
-	case EV_PROGRESS:
+	case OBS_PROGRESS:
 		progress(tv, ev->progress.step, ev->progress.text);
 		break;
-	case EV_STEP_ENDED:
+	case OBS_STEP_ENDED:
 		step_ended(tv, ev);
 		break;
-	case EV_STEP_RERUN:
+	case OBS_STEP_RERUN:
 		say(tv, "[%zu/%zu] step '%s' was in doubt; running it again (%s)\n", ev->step.i + 1,
 		    ev->rb->nsteps, ev->rb->steps[ev->step.i].id,
 		    ev->step.idempotent ? "idempotent" : "--in-doubt retry");
 		break;
-	case EV_NOTE:
+	case OBS_NOTE:
 		say(tv, "%s\n", ev->text);
 		break;
-	case EV_ROLLBACK_STARTED:
+	case OBS_ROLLBACK_STARTED:
 		if (ev->count > 0)
 			say(tv, "%srolling back%s %zu step%s, newest first\n", c(tv, BOLD),
 			    c(tv, RESET), ev->count, ev->count == 1 ? "" : "s");
 		break;
-	case EV_UNDO_ENDED:
+	case OBS_UNDO_ENDED:
 		undo_ended(tv, ev);
 		break;
-	case EV_RUN_ENDED:
+	case OBS_RUN_ENDED:
 		ended(tv, ev);
 		break;
-	case EV_ERROR:
+	case OBS_ERROR:
 		fprintf(stderr, "zdm: %s\n", ev->text);
 		break;
-	case EV_RECORD_LINE:
-	case EV_RECORD:
-	case EV_FAILURE:
-	case EV_ROLLBACK_STOPPED:
-	case EV_CLOSED:
+	case OBS_RECORD_LINE:
+	case OBS_RECORD:
+	case OBS_FAILURE:
+	case OBS_ROLLBACK_STOPPED:
+	case OBS_CLOSED:
 		break;
 	}
 }
