@@ -71,6 +71,13 @@ struct zdm_ctx {
 	 * 0.05"); redacted and shown beside the running step.  May be NULL. */
 	void (*progress)(struct zdm_ctx *ctx, const char *text);
 	void *host;		/* the runner's, for note/progress */
+	/* For a step that asks a person (approval): whether it may ask on this
+	 * terminal (stdin and stderr are terminals, CI unset, no
+	 * --non-interactive), and the step ids the command line approved in
+	 * advance (--approve STEP). */
+	bool interactive;
+	const char *const *approved;
+	size_t napproved;
 };
 
 /* What run() and undo() report.  `err` holds the first error (first wins). */
@@ -99,6 +106,9 @@ struct zdm_step_type {
 	size_t nparams;
 	bool read_only;			/* changes nothing: runs for real in --dry-run */
 	bool idempotent;		/* safe to run again when a crash left it in doubt */
+	bool waits_for_person;		/* its pause (res->pause) waits for a person to
+					 * decide (zdm approve), not for a better
+					 * measurement */
 
 	/*
 	 * Static checks beyond the schema (types, required, unknown names are

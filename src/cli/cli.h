@@ -15,6 +15,16 @@
 
 #include "core/runner.h"
 
+/* Exit codes (zdm(1) EXIT STATUS): every command returns one. */
+enum {
+	ZDM_EXIT_OK = 0,
+	ZDM_EXIT_ROLLED_BACK = 1,
+	ZDM_EXIT_USAGE = 2,
+	ZDM_EXIT_NEEDS_PERSON = 3,
+	ZDM_EXIT_PAUSED = 4,
+	ZDM_EXIT_IN_DOUBT = 5,
+};
+
 /* options a command may take */
 enum {
 	O_VAR = 1 << 0,

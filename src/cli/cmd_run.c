@@ -21,8 +21,55 @@
 #include "core/registry.h"
 #include "core/runner.h"
 #include "report/ci.h"
+#include "report/notify.h"
+#include "report/term.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
+
+/* the exit code of each outcome (zdm(1) EXIT STATUS) */
+static int
+exit_code(enum run_outcome oc)
+{
+	switch (oc) {
+	case RUN_OK: return ZDM_EXIT_OK;
+	case RUN_ROLLED_BACK: return ZDM_EXIT_ROLLED_BACK;
+	case RUN_USAGE: return ZDM_EXIT_USAGE;
+	case RUN_NEEDS_PERSON: return ZDM_EXIT_NEEDS_PERSON;
+	case RUN_PAUSED: return ZDM_EXIT_PAUSED;
+	case RUN_IN_DOUBT: return ZDM_EXIT_IN_DOUBT;
+	}
+	return ZDM_EXIT_NEEDS_PERSON;
+}
+
+/* who hears what a run does, as the options ask (observer.h) */
+struct sinks {
+	struct observer list[5];
+	struct term_view term;
+	struct notify_sink notify;
+};
+
+static void
+sinks_init(struct sinks *k, const struct cli *c, struct runbook *rb, struct run_opts *o)
+{
+	size_t n = 0;
+
+	memset(k, 0, sizeof *k);
+	/* an annotation comes before the text it goes with */
+	if (ci_github())
+		k->list[n++] = (struct observer){ ci_annotations_observe, NULL };
+	term_view_init(&k->term, c->json_output);
+	k->list[n++] = (struct observer){ term_view_observe, &k->term };
+	if (c->json_output)
+		k->list[n++] = (struct observer){ ci_json_observe, NULL };
+	if (o->mode == MODE_RUN && rb->nnotify > 0) {	/* not in a rehearsal */
+		k->notify.rb = rb;
+		k->list[n++] = (struct observer){ notify_observe, &k->notify };
+	}
+	if (c->junit != NULL)
+		k->list[n++] = (struct observer){ ci_junit_observe, (void *)c->junit };
+	o->observers = k->list;
+	o->nobservers = n;
+}
 
 int
 cmd_validate(const struct cmd *cmd, struct cli *c)
@@ -50,6 +97,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	struct registry *reg = new_registry(c, &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct run_opts o;
+	struct sinks sinks;
 	char *sd = NULL;
 	int rc = ZDM_EXIT_USAGE;
 
@@ -58,7 +106,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	memset(&o, 0, sizeof o);
 	o.mode = strcmp(cmd->name, "plan") == 0 ? MODE_PLAN : c->dry_run ? MODE_DRY_RUN : MODE_RUN;
 	o.fail_at = c->fail_at;
-	o.json = c->json_output;
+	o.exit_code = exit_code;
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
@@ -76,7 +124,8 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 		free(ids);
 		goto out;
 	}
-	rc = runner_run(rb, &o);
+	sinks_init(&sinks, c, rb, &o);
+	rc = exit_code(runner_run(rb, &o));
 out:
 	free(sd);
 	runbook_free(rb);
@@ -106,6 +155,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	struct runbook *rb = NULL;
 	const char *rbpath;
 	struct run_opts o;
+	struct sinks sinks;
 	int rc = ZDM_EXIT_USAGE;
 
 	memset(&log, 0, sizeof log);
@@ -159,15 +209,16 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.mode = MODE_RUN;
 	o.in_doubt = c->in_doubt;
 	o.allow_changed = c->allow_changed;
-	o.json = c->json_output;
+	o.exit_code = exit_code;
 	o.state_dir = sd;
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
+	sinks_init(&sinks, c, rb, &o);
 	if (strcmp(cmd->name, "resume") == 0)
-		rc = runner_resume(rb, jp, &log, &o);
+		rc = exit_code(runner_resume(rb, jp, &log, &o));
 	else
-		rc = runner_rollback(rb, jp, &log, &o);
+		rc = exit_code(runner_rollback(rb, jp, &log, &o));
 out:
 	jlog_release(&log);
 	runbook_free(rb);

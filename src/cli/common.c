@@ -127,7 +127,6 @@ check_approve(const char *cmd, const struct cli *c, struct runbook *rb)
 void
 ci_opts(struct run_opts *o, const struct cli *c)
 {
-	o->junit = c->junit;
 	o->interactive = interactive(c);
 	o->approve = c->approve;
 	o->napprove = c->napprove;

@@ -7,16 +7,23 @@
 #define ZDM_RUNNER_H
 
 #include "core/journal.h"
+#include "core/observer.h"
 #include "core/runbook.h"
 
-/* Exit codes (zdm(1) EXIT STATUS): the runner returns them, src/cli exits with them. */
-enum {
-	ZDM_EXIT_OK = 0,
-	ZDM_EXIT_ROLLED_BACK = 1,
-	ZDM_EXIT_USAGE = 2,
-	ZDM_EXIT_NEEDS_PERSON = 3,
-	ZDM_EXIT_PAUSED = 4,
-	ZDM_EXIT_IN_DOUBT = 5,
+/* How a command left the run; src/cli maps it to the exit code. */
+enum run_outcome {
+	RUN_OK,			/* done what was asked: every step ran (or the plan
+				 * was shown, a dry run passed, zdm rollback undid
+				 * every step) */
+	RUN_ROLLED_BACK,	/* a step failed and the run was rolled back (a dry
+				 * run: a step failed) */
+	RUN_USAGE,		/* refused before acting: bad input, a held lock, a
+				 * run that cannot go on as asked */
+	RUN_NEEDS_PERSON,	/* aborted, a rollback incomplete, a journal that
+				 * cannot be written */
+	RUN_PAUSED,		/* paused or interrupted: zdm resume or zdm rollback
+				 * goes on */
+	RUN_IN_DOUBT,		/* a step or an undo in doubt: --in-doubt retry|skip */
 };
 
 enum run_mode { MODE_RUN, MODE_DRY_RUN, MODE_PLAN };
@@ -27,22 +34,25 @@ struct run_opts {
 	const char *fail_at;		/* --fail-at STEP */
 	enum in_doubt in_doubt;
 	bool allow_changed;
-	bool json;			/* --output json: records on stdout */
 	const char *state_dir;
-	/* issue 7A: CI stage */
-	const char *junit;		/* --junit FILE: written when the command ends, or NULL */
+	/* for approvals */
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
 	const char *const *approve;	/* --approve STEP ids (pre-approved) */
 	size_t napprove;
 	char *run_id_out;		/* >= 64 bytes or NULL: the run's id, once known */
 	char *status_out;		/* >= 32 bytes or NULL: how the command left the run */
+	/* the exit code an outcome gives (recorded in run.finished); required */
+	int (*exit_code)(enum run_outcome oc);
+	/* who is told what happens (observer.h), in this order */
+	const struct observer *observers;
+	size_t nobservers;
 };
 
-/* each returns an exit code (ZDM_EXIT_*) and prints what happened */
-int runner_run(struct runbook *rb, const struct run_opts *o);
-int runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
+/* each tells its observers what happens */
+enum run_outcome runner_run(struct runbook *rb, const struct run_opts *o);
+enum run_outcome runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o);
-int runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
+enum run_outcome runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o);
 
 /* where a run stands, from its journal alone (zdm status) */

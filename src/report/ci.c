@@ -1,6 +1,6 @@
 /*
- * ci.c - zdm as a CI stage: the --output json event stream and GitHub
- * Actions annotations.
+ * ci.c - zdm as a CI stage: the --output json event stream, GitHub
+ * Actions annotations and the --junit report.
  *
  * The event stream (schema in docs/ci.md, "v": ZDM_EVENT_SCHEMA) is one
  * JSON object per line on stdout: every journal record as it reaches disk
@@ -20,7 +20,10 @@
 
 #include "base/redact.h"
 #include "base/util.h"
+#include "core/observer.h"
+#include "core/runbook.h"
 #include "report/ci.h"
+#include "report/junit.h"
 
 bool ci_json_stdout;
 
@@ -117,4 +120,94 @@ ci_annotate(const char *level, const char *file, int line, int col,
 	sb_release(&sb);
 	free(m);
 	free(t);
+}
+
+void
+ci_json_observe(void *self, const struct run_event *ev)
+{
+	json_t *rec;
+
+	if (ev->kind != OBS_RECORD_LINE)
+		return;
+	rec = json_loads(ev->line, 0, NULL);
+	if (rec != NULL)
+		ci_emit(rec);
+}
+
+/* at the step's place in the runbook */
+static void
+annotate_step(const struct run_event *ev, const char *level, const char *step, const char *title,
+    const char *msg)
+{
+	const struct runbook *rb = ev->rb;
+	const struct rb_step *s = NULL;
+
+	for (size_t i = 0; step != NULL && i < rb->nsteps && s == NULL; i++)
+		if (strcmp(rb->steps[i].id, step) == 0)
+			s = &rb->steps[i];
+	ci_annotate(level, rb->path, s && s->node ? s->node->line : 0,
+	    s && s->node ? s->node->col : 0, title, msg);
+}
+
+void
+ci_annotations_observe(void *self, const struct run_event *ev)
+{
+	static const char *const failed[] = {
+		[FAIL_DRY_RUN] = "zdm: dry run: step failed",
+		[FAIL_PAUSE] = "zdm: step failed; run paused",
+		[FAIL_ABORT] = "zdm: step failed; run aborted, nothing undone",
+		[FAIL_ROLLBACK] = "zdm: step failed",
+	};
+	const char *step = ev->kind == OBS_RUN_ENDED ? ev->end.step : NULL;
+	char *m;
+
+	switch (ev->kind) {
+	case OBS_FAILURE:
+		annotate_step(ev, "error", ev->failure.step, failed[ev->failure.policy],
+		    ev->failure.why);
+		break;
+	case OBS_ROLLBACK_STOPPED:
+		annotate_step(ev, "error", ev->rb->steps[ev->step.i].id, "zdm: undo failed",
+		    ev->step.text);
+		break;
+	case OBS_RUN_ENDED:
+		switch (ev->end.verdict) {
+		case VD_ROLLED_BACK:
+			annotate_step(ev, "warning", step, "zdm: rolled back", "every completed step "
+			    "with an undo was undone; the system is back where it started");
+			break;
+		case VD_WAITING_APPROVAL:
+			m = xasprintf("waiting for approval: zdm approve %s %s, then zdm resume %s",
+			    ev->run_id, step, ev->run_id);
+			annotate_step(ev, "warning", step, "zdm: approval needed", m);
+			free(m);
+			break;
+		case VD_UNDECIDED:
+			annotate_step(ev, "warning", step, "zdm: paused, a person decides", ev->end.why);
+			break;
+		case VD_STEP_IN_DOUBT:
+			annotate_step(ev, "error", step, "zdm: step in doubt", "it started but its end "
+			    "was not recorded and it is not idempotent: zdm resume --in-doubt retry|skip");
+			break;
+		default:
+			break;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+void
+ci_junit_observe(void *self, const struct run_event *ev)
+{
+	const char *file = self;
+	char *err = NULL;
+
+	if (ev->kind != OBS_CLOSED || ev->closed.journal == NULL)
+		return;
+	if (junit_write(file, ev->rb, ev->closed.journal, &err) != 0) {
+		fprintf(stderr, "zdm: --junit %s: %s\n", file, err);
+		free(err);
+	}
 }

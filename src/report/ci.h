@@ -1,6 +1,7 @@
 /*
- * ci.h - zdm as a CI stage: the --output json event stream (docs/ci.md)
- * and GitHub Actions annotations.
+ * ci.h - zdm as a CI stage: the --output json event stream (docs/ci.md),
+ * GitHub Actions annotations and the --junit report; each of them also as
+ * an observer of a run (core/observer.h).
  */
 #ifndef ZDM_REPORT_CI_H
 #define ZDM_REPORT_CI_H
@@ -19,5 +20,19 @@ bool ci_github(void);
 void ci_annotate(const char *level, const char *file, int line, int col,
     const char *title, const char *msg);
 extern bool ci_json_stdout;		/* stdout is the JSON event stream */
+
+struct run_event;
+/* --output json: each journal record, as it reaches disk, an event of the
+ * stream; self is unused */
+void ci_json_observe(void *self, const struct run_event *ev);
+/* GitHub annotations of a run, at the line of the step concerned: a step
+ * that failed, an undo that failed for good, a run rolled back, paused for
+ * a person, or a step in doubt; self is unused.  Observes before the
+ * terminal view, so an annotation comes before the text it goes with. */
+void ci_annotations_observe(void *self, const struct run_event *ev);
+/* --junit FILE (self: the file name, a const char *): the report of the
+ * whole run, from its journal, written when the command is done with it;
+ * a report that cannot be written is said on stderr and changes nothing */
+void ci_junit_observe(void *self, const struct run_event *ev);
 
 #endif

@@ -33,6 +33,7 @@
 #include "base/util.h"
 #include "core/actor.h"
 #include "core/journal.h"
+#include "core/observer.h"
 #include "net/httpc.h"
 #include "report/notify.h"
 #include "zdm/step.h"
@@ -507,4 +508,20 @@ notify_close(struct notifier *n, struct journal *j)
 	pthread_cond_destroy(&n->idle);
 	pthread_mutex_destroy(&n->mu);
 	free(n);
+}
+
+void
+notify_observe(void *self, const struct run_event *ev)
+{
+	struct notify_sink *s = self;
+
+	if (ev->kind == OBS_RECORD) {
+		if (s->n == NULL)
+			s->n = notify_open(s->rb);
+		notify_event(s->n, ev->record.j, ev->run_id, ev->record.event, ev->record.step,
+		    ev->record.attempt, ev->record.data);
+	} else if (ev->kind == OBS_CLOSED) {
+		notify_close(s->n, ev->closed.j);	/* the last webhooks, before the report */
+		s->n = NULL;
+	}
 }

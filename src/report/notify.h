@@ -18,7 +18,7 @@ struct notifier;
 struct notifier *notify_open(struct runbook *rb);
 
 /*
- * Called by the runner after each journal record of a real run is on disk
+ * Called after each journal record of a real run is on disk
  * (data: the record's data as given, not yet redacted; borrowed).  It never
  * waits on the network: the payload is built and redacted here, and one
  * item per webhook that wants the event is queued for the sender thread,
@@ -45,5 +45,18 @@ void notify_event(struct notifier *n, struct journal *j, const char *run_id,
  * delivered as notify.failed, and frees n.
  */
 void notify_close(struct notifier *n, struct journal *j);
+
+/*
+ * The webhooks as an observer of a run (core/observer.h), for real runs
+ * only (not a dry run): self is a struct notify_sink.  The notifier opens
+ * at the first record the runner journals (OBS_RECORD: notify_event) and
+ * closes when the command is done with the run (OBS_CLOSED: notify_close).
+ */
+struct notify_sink {
+	struct runbook *rb;
+	struct notifier *n;
+};
+struct run_event;
+void notify_observe(void *self, const struct run_event *ev);
 
 #endif

@@ -43,17 +43,6 @@ static const struct zdm_param ap_params[] = {
 	{ "timeout", ZDM_T_DURATION, false, "\"4h\"", "from the step's first start; no decision by then fails the step" },
 };
 
-static struct approval_opts ap_cfg;
-
-void
-approval_configure(const struct approval_opts *o)
-{
-	if (o != NULL)
-		ap_cfg = *o;
-	else
-		memset(&ap_cfg, 0, sizeof ap_cfg);
-}
-
 char *
 approval_actor(void)
 {
@@ -127,11 +116,12 @@ wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* --approve STEP on the command line */
 static bool
-pre_approved(const char *step)
+pre_approved(const struct zdm_ctx *ctx)
 {
-	for (size_t i = 0; i < ap_cfg.npre; i++)
-		if (strcmp(ap_cfg.pre[i], step) == 0)
+	for (size_t i = 0; i < ctx->napproved; i++)
+		if (strcmp(ctx->approved[i], ctx->step_id) == 0)
 			return true;
 	return false;
 }
@@ -259,7 +249,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	}
 	actor = approval_actor();
 	who = approvers_text(approvers);
-	if (pre_approved(ctx->step_id)) {
+	if (pre_approved(ctx)) {
 		if (approval_allowed(approvers, actor)) {
 			zdm_note(ctx, "approval.granted", decision(actor, "--approve", NULL));
 			res->outputs = json_pack("{s:b,s:s}", "approved", 1, "approved_by", actor);
@@ -269,10 +259,10 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		fprintf(stderr, "zdm: --approve %s: '%s' is not among the approvers (%s); not pre-approved\n",
 		    ctx->step_id, actor, who);
 	}
-	if (ap_cfg.interactive && !approval_allowed(approvers, actor))
+	if (ctx->interactive && !approval_allowed(approvers, actor))
 		fprintf(stderr, "zdm: step %s: '%s' is not among the approvers (%s), so zdm does not ask; "
 		    "one of them decides with zdm approve\n", ctx->step_id, actor, who);
-	if (ap_cfg.interactive && approval_allowed(approvers, actor)) {
+	if (ctx->interactive && approval_allowed(approvers, actor)) {
 		int a = ask(ctx->step_id, msg, who, timeout - (now - requested));
 
 		if (a == 1 || a == 0) {
@@ -314,6 +304,7 @@ const struct zdm_step_type zdm_step_approval = {
 	.nparams = sizeof ap_params / sizeof ap_params[0],
 	.read_only = true,
 	.idempotent = true,
+	.waits_for_person = true,
 	.validate = ap_validate,
 	.plan = ap_plan,
 	.run = ap_run,

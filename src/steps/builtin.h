@@ -19,13 +19,6 @@ extern const struct zdm_step_type zdm_step_http, zdm_step_health_gate;
 extern const struct zdm_step_type zdm_step_ssh;	/* steps/ssh.c */
 
 extern const struct zdm_step_type zdm_step_approval;
-/* how approval steps decide in this process (set by the runner) */
-struct approval_opts {
-	bool interactive;		/* may prompt on the terminal */
-	const char *const *pre;		/* --approve STEP ids */
-	size_t npre;
-};
-void approval_configure(const struct approval_opts *o);
 char *approval_actor(void);		/* ZDM_ACTOR, else the login name; malloc'd */
 /* approvers: JSON array of names; empty or not an array: anyone */
 bool approval_allowed(const json_t *approvers, const char *name);

@@ -1,0 +1,168 @@
+/*
+ * observer.h - what a run tells the world.  The runner prints nothing: it
+ * journals, and it hands typed events to the observers its caller
+ * registered (src/report: the terminal view, the --output json stream, CI
+ * annotations, the JUnit report, webhooks), in registration order, each
+ * event to every observer, which ignores the kinds it has no use for.
+ *
+ * An event and everything it points to is borrowed for the call only.
+ * Events come from the main thread; an observer may journal (the webhooks
+ * record their failures), which sends OBS_RECORD_LINE from within the call.
+ */
+#ifndef ZDM_CORE_OBSERVER_H
+#define ZDM_CORE_OBSERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct journal;
+struct runbook;
+
+enum run_event_kind {
+	OBS_RUN_STARTED,	/* .start: a run, dry run, resume, rollback or plan begins */
+	OBS_PLAN_STEP,		/* .plan: zdm plan, one step */
+	OBS_RECORD_LINE,	/* .line: a journal line on disk, whoever wrote it */
+	OBS_RECORD,		/* .record: a record the runner journaled, on disk */
+	OBS_STEP_RUNNING,	/* .step (i, attempt): its run() is called now */
+	OBS_STEP_RETURNED,	/* .step (i): its run() has returned */
+	OBS_PROGRESS,		/* .progress: a step's live state (zdm_progress) */
+	OBS_STEP_ENDED,		/* .step: how an attempt (retry) or the step ended */
+	OBS_STEP_RERUN,		/* .step (i): resume runs a step in doubt again */
+	OBS_NOTE,		/* .text: a line for people (a --fail-at drill) */
+	OBS_FAILURE,		/* .failure: a step failed for good; the run reacts */
+	OBS_ROLLBACK_STARTED,	/* .count: steps to undo, newest first */
+	OBS_UNDO_ENDED,		/* .step: how an undo (or its attempt) ended */
+	OBS_ROLLBACK_STOPPED,	/* .step (i, text): an undo failed on its last
+				 * attempt: the rollback stops at this step */
+	OBS_RUN_ENDED,		/* .end: the verdict, before run.finished (if any) */
+	OBS_ERROR,		/* .text: what went wrong that the journal cannot say */
+	OBS_CLOSED,		/* .closed: the command is done with the run; last */
+};
+
+/* OBS_RUN_STARTED */
+enum run_how { HOW_RUN, HOW_DRY_RUN, HOW_RESUME, HOW_ROLLBACK, HOW_PLAN };
+
+/* OBS_STEP_ENDED */
+enum step_end {
+	END_OK,
+	END_FAILED,
+	END_RETRY,		/* this attempt failed; the next in .next_ms */
+	END_STOPPED,		/* a signal stopped it part-way */
+	END_WAITING,		/* paused: waits for a person (waits_for_person) */
+	END_UNDECIDED,		/* paused: it could not decide (a gate) */
+	END_PLANNED,		/* dry run: not read-only, only its plan shown */
+	END_SKIPPED,
+};
+
+/* OBS_UNDO_ENDED */
+enum undo_end {
+	UNDO_DONE,
+	UNDO_FAILED,
+	UNDO_NONE,		/* changed things, has no undo: left as it is */
+	UNDO_NOT_DONE,		/* in doubt and nothing recorded: a person checks */
+	UNDO_SKIPPED,		/* in doubt, skipped by --in-doubt skip */
+};
+
+/* OBS_PLAN_STEP: what undoes the step */
+enum plan_undo {
+	PLAN_UNDO_STEP,		/* the runbook's own undo: (.undo) */
+	PLAN_UNDO_TYPE,		/* the type restores what it recorded */
+	PLAN_UNDO_NONE,		/* changes things, nothing undoes them */
+	PLAN_UNDO_READ_ONLY,	/* nothing to undo */
+};
+
+/* OBS_FAILURE: what the run does about a failed step */
+enum failure_policy { FAIL_DRY_RUN, FAIL_PAUSE, FAIL_ABORT, FAIL_ROLLBACK };
+
+/* OBS_RUN_ENDED */
+enum verdict {
+	VD_SUCCEEDED,		/* .ms: the whole run */
+	VD_DRY_RUN_OK,
+	VD_DRY_RUN_FAILED,	/* .step, .why */
+	VD_PAUSED,		/* .step failed, on_failure: pause */
+	VD_ABORTED,		/* .step failed, on_failure: abort */
+	VD_ROLLED_BACK,		/* .step failed (.why), every undo done; .no_undo */
+	VD_ROLLBACK_INCOMPLETE,	/* .step failed, not every undo done */
+	VD_UNDONE,		/* zdm rollback: every undo done; .no_undo */
+	VD_UNDO_INCOMPLETE,	/* zdm rollback: not every undo done */
+	VD_INTERRUPTED,		/* .signal; .rolling_back */
+	VD_WAITING_APPROVAL,	/* .step waits for a person */
+	VD_UNDECIDED,		/* .step could not decide (.why) */
+	VD_STEP_IN_DOUBT,	/* resume: .step started, its end unknown; .interrupted, .attempt */
+	VD_UNDO_IN_DOUBT,	/* rollback: the undo of .step (type .uses) in doubt */
+};
+
+struct run_event {
+	enum run_event_kind kind;
+	const struct runbook *rb;
+	const char *run_id;		/* "" before it is known */
+	union {
+		struct {
+			enum run_how how;
+			const char *journal;	/* NULL for a plan */
+			size_t from;		/* resume: the first step to run */
+		} start;
+		struct {
+			size_t i;
+			const char *doing;	/* its plan, its type, or why neither */
+			enum plan_undo undo;
+			const char *undoing;	/* PLAN_UNDO_STEP: the undo's plan */
+		} plan;
+		const char *line;		/* OBS_RECORD_LINE, without its newline */
+		struct {
+			struct journal *j;
+			const char *event, *step;	/* step may be NULL */
+			int attempt;
+			const json_t *data;	/* as given, not redacted */
+		} record;
+		struct {
+			size_t i;
+			int attempt, attempts;	/* END_RETRY: this one of how many */
+			int64_t ms;		/* how long it took; -1 = not timed */
+			int64_t next_ms;	/* END_RETRY: the delay before the next */
+			bool idempotent;	/* OBS_STEP_RERUN: why it runs again */
+			union {
+				enum step_end end;
+				enum undo_end undo;
+			};
+			const char *text;	/* the error or the plan; may be NULL */
+		} step;
+		struct {
+			const char *step;
+			const char *text;
+		} progress;
+		struct {
+			const char *step;
+			const char *why;
+			enum failure_policy policy;
+		} failure;
+		size_t count;			/* OBS_ROLLBACK_STARTED */
+		struct {
+			enum verdict verdict;
+			const char *step;	/* the step it is about, or NULL */
+			const char *why;
+			const char *uses;	/* VD_STEP_IN_DOUBT, VD_UNDO_IN_DOUBT */
+			int64_t ms;
+			int no_undo;		/* steps left as they are: no undo */
+			int signal;
+			int attempt;
+			bool rolling_back;
+			bool interrupted;	/* a signal stopped the step in doubt */
+		} end;
+		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
+		struct {
+			struct journal *j;	/* still open; NULL if none was */
+			const char *journal;
+		} closed;
+	};
+};
+
+struct observer {
+	void (*event)(void *self, const struct run_event *ev);
+	void *self;
+};
+
+#endif

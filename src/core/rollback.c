@@ -1,0 +1,231 @@
+/*
+ * rollback.c - undo the steps of a run (rollback.h).
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/rollback.h"
+#include "core/run.h"
+#include "zdm/step.h"
+
+struct undo_item {
+	size_t i;
+	long seq;
+};
+
+static int
+by_seq_desc(const void *a, const void *b)
+{
+	const struct undo_item *x = a, *y = b;
+
+	return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
+}
+
+/* RUN_OK when every undo is done */
+enum run_outcome
+undo_steps(struct run *r)
+{
+	struct undo_item *items = xcalloc(r->rb->nsteps, sizeof *items);
+	size_t n = 0;
+	bool incomplete = false, need_person = false;
+	enum run_outcome rc = RUN_OK;
+	struct run_event ev = { 0 };
+
+	for (size_t i = 0; i < r->rb->nsteps; i++) {
+		struct stepstate *ss = &r->ss[i];
+		const struct rb_step *rs = &r->rb->steps[i];
+
+		if (ss->ust == U_SUCCEEDED || ss->ust == U_SKIPPED)
+			continue;
+		/* a failed step is undone only from what its type recorded (undo_data
+		 * returned with the failure, or the snapshot from before it acted):
+		 * a runbook's own undo: is written for a step that completed */
+		if (ss->st == S_SUCCEEDED || ss->st == S_STARTED ||
+		    (ss->st == S_FAILED && (ss->undo_data != NULL ||
+		    (ss->snapshot != NULL && rs->undo == NULL && rs->type && rs->type->undo)))) {
+			items[n].i = i;
+			items[n].seq = ss->st == S_STARTED ? ss->start_seq :
+			    ss->st == S_FAILED ? LONG_MAX - (long)(r->rb->nsteps - i) : ss->done_seq;
+			n++;
+		}
+	}
+	qsort(items, n, sizeof *items, by_seq_desc);
+	ev.kind = OBS_ROLLBACK_STARTED;
+	ev.count = n;
+	run_emit(r, &ev);
+	for (size_t k = 0; k < n && rc == RUN_OK; k++) {
+		size_t i = items[k].i;
+		struct rb_step *s = &r->rb->steps[i];
+		struct stepstate *ss = &r->ss[i];
+		const struct zdm_step_type *ut = s->undo ? s->undo->type : s->type;
+		bool has_undo = s->undo != NULL || (s->type && s->type->undo != NULL);
+		int max = s->retries + 1;
+		bool done = false;
+
+		if (zdm_interrupted) {
+			rc = RUN_PAUSED;
+			break;
+		}
+		if (!has_undo || (s->type && s->type->read_only && s->undo == NULL)) {
+			const char *why = s->type && s->type->read_only ?
+			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
+
+			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
+				rc = RUN_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = U_SKIPPED;
+			if (!(s->type && s->type->read_only)) {
+				undo_ended(r, i, UNDO_NONE, -1, NULL);
+				r->no_undo++;
+			}
+			continue;
+		}
+		/* a step whose type recorded a snapshot before acting can be put
+		 * back exactly even if it never recorded its end: restoring the
+		 * state from before is right whether or not it took effect */
+		const json_t *udata = ss->undo_data ? ss->undo_data :
+		    (s->undo == NULL && s->type && s->type->undo ? ss->snapshot : NULL);
+		bool exact = ss->st == S_STARTED && udata != NULL;
+
+		if (ss->st == S_STARTED && !exact && r->o->in_doubt != IN_DOUBT_RETRY) {
+			bool skip = r->o->in_doubt == IN_DOUBT_SKIP;
+			const char *why = skip ? "in doubt, skipped by --in-doubt skip" : ss->interrupted ?
+			    "in doubt: a signal stopped it part-way and it recorded no undo_data; "
+			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip" :
+			    "in doubt: it started but its end was not recorded, so there is no undo_data; "
+			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip";
+
+			/* not undone and not decided: undo.failed, so the next
+			 * `zdm rollback` asks again instead of calling it done */
+			if (jrec(r, skip ? "undo.skipped" : "undo.failed", s->id, 0,
+			    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
+				rc = RUN_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = skip ? U_SKIPPED : U_FAILED;
+			undo_ended(r, i, skip ? UNDO_SKIPPED : UNDO_NOT_DONE, -1, why);
+			if (!skip)
+				need_person = true;
+			continue;
+		}
+		if (ss->ust == U_STARTED && !(s->idempotent || r->o->in_doubt == IN_DOUBT_RETRY)) {
+			if (r->o->in_doubt == IN_DOUBT_SKIP) {
+				if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason",
+				    "undo in doubt, skipped by --in-doubt skip"))) {
+					rc = RUN_NEEDS_PERSON;
+					break;
+				}
+				ss->ust = U_SKIPPED;
+				continue;
+			}
+			memset(&ev, 0, sizeof ev);
+			ev.end.verdict = VD_UNDO_IN_DOUBT;
+			ev.end.step = s->id;
+			ev.end.uses = ut ? ut->name : "?";
+			run_ended(r, &ev);
+			rc = RUN_IN_DOUBT;
+			break;
+		}
+		for (int a = 0; a < max && !done; a++) {
+			struct zdm_ctx ctx;
+			struct zdm_result res;
+			json_t *params, *notes;
+			char *err = NULL;
+			int64_t t0 = zdm_now_ms(), tmo;
+			int attempt = ++ss->undo_attempts, urc;
+
+			/* the undo sees its own step's outputs */
+			params = s->undo ?
+			    runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
+			    s->undo->with_node, &err) :
+			    runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+			if (params == NULL) {
+				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err)) != 0)
+					rc = RUN_NEEDS_PERSON;
+				undo_ended(r, i, UNDO_FAILED, -1, err);
+				free(err);
+				break;
+			}
+			if (jrec(r, "undo.started", s->id, attempt, json_pack("{s:s}", "uses",
+			    ut->name)) != 0) {
+				json_decref(params);
+				rc = RUN_NEEDS_PERSON;
+				break;
+			}
+			ss->ust = U_STARTED;
+			run_ctx_init(r, &ctx, s->id, attempt);
+			ctx.undoing = true;
+			memset(&res, 0, sizeof res);
+			tmo = s->undo && s->undo->timeout_ms ? s->undo->timeout_ms : s->timeout_ms;
+			ctx.deadline_ms = t0 + tmo;
+			notes = ss->notes != NULL ? json_copy(ss->notes) : NULL;
+			ctx.notes = notes;
+			if (s->undo != NULL)
+				urc = ut->run(ut, &ctx, params, &res);
+			else
+				urc = ut->undo(ut, &ctx, params, udata, &res);
+			json_decref(params);
+			json_decref(notes);
+			if (res.interrupted) {
+				zdm_result_release(&res);
+				rc = RUN_PAUSED;
+				break;
+			}
+			if (urc == 0) {
+				if (jrec(r, "undo.succeeded", s->id, attempt, json_pack("{s:I}",
+				    "duration_ms", (json_int_t)(zdm_now_ms() - t0))) != 0) {
+					run_error(r, "the undo of step '%s' ran but could not be recorded; "
+					    "the journal will show it in doubt", s->id);
+					zdm_result_release(&res);
+					rc = RUN_NEEDS_PERSON;
+					break;
+				}
+				ss->ust = U_SUCCEEDED;
+				undo_ended(r, i, UNDO_DONE, zdm_now_ms() - t0, NULL);
+				done = true;
+			} else {
+				char *msg = redact_str(res.err);
+
+				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s,s:b}",
+				    "error", msg, "will_retry", a + 1 < max)) != 0) {
+					free(msg);
+					zdm_result_release(&res);
+					rc = RUN_NEEDS_PERSON;
+					break;
+				}
+				ss->ust = U_FAILED;
+				undo_ended(r, i, UNDO_FAILED, zdm_now_ms() - t0, msg);
+				if (a + 1 >= max) {
+					memset(&ev, 0, sizeof ev);
+					ev.kind = OBS_ROLLBACK_STOPPED;
+					ev.step.i = i;
+					ev.step.text = msg;
+					run_emit(r, &ev);
+				}
+				free(msg);
+				if (a + 1 < max && zdm_sleep_ms(backoff_delay(s, a + 1)) != 0) {
+					zdm_result_release(&res);
+					rc = RUN_PAUSED;
+					break;
+				}
+			}
+			zdm_result_release(&res);
+		}
+		if (rc == RUN_OK && !done) {
+			/* stop here: undoing earlier steps on top of a state we
+			 * failed to restore can make things worse */
+			incomplete = true;
+			rc = RUN_NEEDS_PERSON;
+		}
+	}
+	free(items);
+	if (rc == RUN_OK && need_person)
+		rc = RUN_NEEDS_PERSON;
+	(void)incomplete;
+	return rc;
+}

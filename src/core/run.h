@@ -1,0 +1,87 @@
+/*
+ * run.h - a run in progress, as the runner's parts share it: runner.c (a
+ * new run, a plan, resume and rollback from the journal), execute.c (the
+ * steps in order), rollback.c (the undos, newest first) and run.c (the
+ * journal, the observers, a step's context).  For src/core only.
+ */
+#ifndef ZDM_CORE_RUN_H
+#define ZDM_CORE_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/journal.h"
+#include "core/observer.h"
+#include "core/runbook.h"
+#include "core/runner.h"
+#include "zdm/step.h"
+
+enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
+enum ustate { U_NONE, U_STARTED, U_SUCCEEDED, U_FAILED, U_SKIPPED };
+
+struct stepstate {
+	enum sstate st;
+	int attempts;
+	json_t *outputs;
+	json_t *undo_data;
+	long done_seq;		/* seq of step.succeeded (order for rollback) */
+	long start_seq;
+	bool interrupted;	/* in doubt because a signal stopped it */
+	enum ustate ust;
+	int undo_attempts;
+	json_t *snapshot;	/* recorded before the step's first attempt */
+	json_t *notes;		/* the step's own events (zdm_note), all attempts */
+};
+
+struct run {
+	struct runbook *rb;
+	const struct run_opts *o;
+	struct journal *j;
+	char run_id[64];
+	struct stepstate *ss;
+	int64_t t0;
+	int lockfd;
+	bool rolling_back;
+	bool finished;
+	char *finished_status;
+	bool paused;
+	char *failed_step;	/* the step whose failure started the rollback */
+	char *fail_msg;
+	long last_seq;
+	int no_undo;		/* steps that changed things and have no undo */
+	bool rolling_back_cmd;	/* this process is `zdm rollback` */
+	int planned;		/* dry run: steps that only printed their plan */
+};
+
+/* run.c */
+/* tell every observer, in order */
+void run_emit(const struct run *r, struct run_event *ev);
+/* append or die trying; 0, or -1 when the record is not on disk (said) */
+int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
+/* remember a step's own event for ctx->notes of later attempts and undo */
+void note_keep(struct stepstate *ss, const char *event, int attempt, json_t *data);
+/* how this command leaves the run, for the final "exit" event */
+void run_set_status(const struct run *r, const char *status);
+/* what went wrong that the journal cannot say */
+void run_error(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* OBS_STEP_ENDED, OBS_UNDO_ENDED; ms -1: not timed */
+void step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const char *text);
+void undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const char *text);
+/* OBS_RUN_ENDED: ev->end is set by the caller */
+void run_ended(const struct run *r, struct run_event *ev);
+/* the context a step's run(), snapshot() or undo() gets from this run */
+void run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt);
+/* a type's plan() in words, secrets redacted; NULL without plan() */
+char *plan_of(const struct zdm_step_type *t, const json_t *params);
+/* the delay before attempt + 1 */
+int64_t backoff_delay(const struct rb_step *s, int attempt);
+/* run.finished with status and the exit code of code; code, or
+ * RUN_NEEDS_PERSON when it cannot be journaled */
+enum run_outcome run_finish(struct run *r, const char *status, enum run_outcome code, json_t *extra);
+/* a signal stopped the run (during step, or NULL): run.interrupted */
+enum run_outcome run_interrupted(struct run *r, const char *step);
+
+#endif

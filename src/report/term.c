@@ -1,0 +1,407 @@
+/*
+ * term.c - the terminal view of a run (term.h).
+ *
+ * Every line goes out redacted and flushed as it is made.  On a terminal
+ * the running step has a live line (spinner, elapsed time, the step's own
+ * progress text) that proc.c and the HTTP and SSH clients keep turning
+ * through zdm_tick while they wait; it is wiped before anything else is
+ * shown.  Elsewhere (a pipe, a CI log) each step says "running" on a line
+ * of its own and each progress text is a line too.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/proc.h"
+#include "base/redact.h"
+#include "base/util.h"
+#include "core/observer.h"
+#include "core/runbook.h"
+#include "report/term.h"
+#include "zdm/step.h"
+
+#define RESET	"\033[0m"
+#define BOLD	"\033[1m"
+#define DIM	"\033[2m"
+#define RED	"\033[31m"
+#define GREEN	"\033[32m"
+#define YELLOW	"\033[33m"
+#define CYAN	"\033[36m"
+
+#define NO_UNDO_NOTE " (steps marked 'no undo' above were left as they are)"
+
+void
+term_view_init(struct term_view *tv, bool json)
+{
+	tv->json = json;
+	tv->tty = !json && isatty(STDOUT_FILENO);
+	tv->color = tv->tty && getenv("NO_COLOR") == NULL;
+}
+
+static const char *
+c(const struct term_view *tv, const char *code)
+{
+	return tv->color ? code : "";
+}
+
+static FILE *
+out(const struct term_view *tv)
+{
+	return tv->json ? stderr : stdout;
+}
+
+static void
+say(const struct term_view *tv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+say(const struct term_view *tv, const char *fmt, ...)
+{
+	va_list ap;
+	char *m, *red;
+	FILE *f = out(tv);
+
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	red = redact_str(m);
+	fputs(red, f);
+	fflush(f);
+	free(m);
+	free(red);
+}
+
+static void
+show_step(const struct term_view *tv, const struct runbook *rb, size_t i, const char *state,
+    const char *color, int64_t ms, const char *detail)
+{
+	const struct rb_step *s = &rb->steps[i];
+	char d[32] = "";
+
+	if (ms >= 0)
+		fmt_duration(ms, d, sizeof d);
+	say(tv, "[%zu/%zu] %s%-9s%s %s%s%s%s%s%s%s\n", i + 1, rb->nsteps,
+	    c(tv, color), state, c(tv, RESET), s->id,
+	    s->name ? " — " : "", s->name ? s->name : "",
+	    d[0] ? "  " : "", d,
+	    detail ? "\n        " : "", detail ? detail : "");
+}
+
+/* ---- the running step's line on a terminal: spinner and elapsed time ----- */
+
+static struct {
+	const struct term_view *tv;	/* NULL: no live line */
+	const struct runbook *rb;
+	size_t i;
+	int64_t t0, last;
+	int frame;
+	char text[160];		/* the step's own progress line */
+} live;
+
+static void
+live_tick(void)
+{
+	static const char *const spin[] = { "|", "/", "-", "\\" };
+	const struct rb_step *s;
+	int64_t now = zdm_now_ms();
+	char d[32];
+
+	if (live.tv == NULL || now - live.last < 200)
+		return;
+	live.last = now;
+	s = &live.rb->steps[live.i];
+	fmt_duration(now - live.t0, d, sizeof d);
+	say(live.tv, "\r[%zu/%zu] %s%s running%s %s%s%s  %s%s%s\033[K", live.i + 1, live.rb->nsteps,
+	    c(live.tv, YELLOW), spin[live.frame++ % 4], c(live.tv, RESET), s->id,
+	    s->name ? " — " : "", s->name ? s->name : "", d, live.text[0] ? "  " : "", live.text);
+}
+
+static void
+live_start(const struct term_view *tv, const struct runbook *rb, size_t i)
+{
+	if (!tv->tty)
+		return;
+	live.tv = tv;
+	live.rb = rb;
+	live.i = i;
+	live.t0 = live.last = zdm_now_ms();
+	live.frame = 0;
+	live.text[0] = '\0';
+	zdm_tick = live_tick;
+}
+
+static void
+live_stop(void)
+{
+	if (live.tv != NULL)
+		say(live.tv, "\r\033[K");
+	live.tv = NULL;
+	zdm_tick = NULL;
+}
+
+/* a step's progress: on a terminal, beside the spinner; else one line each
+ * time the text changes, so CI logs show a gate's measurements too */
+static void
+progress(const struct term_view *tv, const char *step, const char *text)
+{
+	if (tv->json)
+		return;
+	if (tv->tty) {
+		snprintf(live.text, sizeof live.text, "%s", text);
+		live.last = 0;
+		live_tick();
+	} else {
+		say(tv, "        %s: %s\n", step, text);
+	}
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static void
+started(const struct term_view *tv, const struct run_event *ev)
+{
+	const struct runbook *rb = ev->rb;
+	size_t n = rb->nsteps;
+
+	switch (ev->start.how) {
+	case HOW_RUN:
+	case HOW_DRY_RUN:
+		say(tv, "%s%s%s %s: %zu step%s, journal %s\n", c(tv, BOLD),
+		    ev->start.how == HOW_DRY_RUN ? "dry run" : "run", c(tv, RESET), ev->run_id,
+		    n, n == 1 ? "" : "s", ev->start.journal);
+		break;
+	case HOW_RESUME:
+		say(tv, "%sresume%s %s from step %zu of %zu, journal %s\n", c(tv, BOLD),
+		    c(tv, RESET), ev->run_id, ev->start.from + 1, n, ev->start.journal);
+		break;
+	case HOW_ROLLBACK:
+		say(tv, "%srollback%s of run %s, journal %s\n", c(tv, BOLD), c(tv, RESET),
+		    ev->run_id, ev->start.journal);
+		break;
+	case HOW_PLAN:
+		say(tv, "plan for %s (%zu steps)%s\n", rb->name, n,
+		    rb->on_failure == ON_FAILURE_ROLLBACK ? ", on failure: roll back in reverse order" :
+		    rb->on_failure == ON_FAILURE_PAUSE ? ", on failure: pause" : ", on failure: abort");
+		break;
+	}
+}
+
+static void
+plan_step(const struct term_view *tv, const struct run_event *ev)
+{
+	const struct rb_step *s = &ev->rb->steps[ev->plan.i];
+
+	say(tv, "%2zu. %s%s%s (%s%s)%s%s\n", ev->plan.i + 1, s->id, s->name ? " — " : "",
+	    s->name ? s->name : "", s->uses, s->type->read_only ? ", read-only" : "",
+	    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
+	say(tv, "      do:   %s\n", ev->plan.doing);
+	switch (ev->plan.undo) {
+	case PLAN_UNDO_STEP:
+		say(tv, "      undo: %s\n", ev->plan.undoing);
+		break;
+	case PLAN_UNDO_TYPE:
+		say(tv, "      undo: %s restores what it recorded\n", s->uses);
+		break;
+	case PLAN_UNDO_NONE:
+		say(tv, "      undo: none\n");
+		break;
+	case PLAN_UNDO_READ_ONLY:
+		break;
+	}
+}
+
+static void
+running(const struct term_view *tv, const struct run_event *ev)
+{
+	const struct runbook *rb = ev->rb;
+	const struct rb_step *s = &rb->steps[ev->step.i];
+
+	if (tv->tty)
+		say(tv, "[%zu/%zu] %srunning%s   %s%s%s\r", ev->step.i + 1, rb->nsteps,
+		    c(tv, YELLOW), c(tv, RESET), s->id, s->name ? " — " : "",
+		    s->name ? s->name : "");
+	else if (!tv->json)
+		say(tv, "[%zu/%zu] running   %s (%s, attempt %d)\n", ev->step.i + 1,
+		    rb->nsteps, s->id, s->uses, ev->step.attempt);
+	live_start(tv, rb, ev->step.i);
+}
+
+static void
+step_ended(const struct term_view *tv, const struct run_event *ev)
+{
+	static const struct { const char *word, *color; } w[] = {
+		[END_OK] = { "ok", GREEN },
+		[END_FAILED] = { "failed", RED },
+		[END_RETRY] = { "retry", YELLOW },
+		[END_STOPPED] = { "stopped", YELLOW },
+		[END_WAITING] = { "waiting", YELLOW },
+		[END_UNDECIDED] = { "undecided", YELLOW },
+		[END_PLANNED] = { "planned", CYAN },
+		[END_SKIPPED] = { "skipped", DIM },
+	};
+	enum step_end e = ev->step.end;
+
+	show_step(tv, ev->rb, ev->step.i, w[e].word, w[e].color, ev->step.ms, ev->step.text);
+	if (e == END_RETRY) {
+		char dd[32];
+
+		fmt_duration(ev->step.next_ms, dd, sizeof dd);
+		say(tv, "        attempt %d of %d failed; next in %s\n", ev->step.attempt,
+		    ev->step.attempts, dd);
+	}
+}
+
+static void
+undo_ended(const struct term_view *tv, const struct run_event *ev)
+{
+	static const struct { const char *word, *color; } w[] = {
+		[UNDO_DONE] = { "undone", GREEN },
+		[UNDO_FAILED] = { "undo failed", RED },
+		[UNDO_NONE] = { "no undo", DIM },
+		[UNDO_NOT_DONE] = { "not undone", RED },
+		[UNDO_SKIPPED] = { "skipped", RED },
+	};
+	enum undo_end e = ev->step.undo;
+
+	show_step(tv, ev->rb, ev->step.i, w[e].word, w[e].color, ev->step.ms, ev->step.text);
+}
+
+static void
+ended(const struct term_view *tv, const struct run_event *ev)
+{
+	const char *id = ev->run_id, *step = ev->end.step, *why = ev->end.why;
+	size_t n = ev->rb->nsteps;
+	char d[32];
+
+	switch (ev->end.verdict) {
+	case VD_SUCCEEDED:
+		fmt_duration(ev->end.ms, d, sizeof d);
+		say(tv, "%ssucceeded%s: run %s, %zu step%s in %s\n", c(tv, GREEN),
+		    c(tv, RESET), id, n, n == 1 ? "" : "s", d);
+		break;
+	case VD_DRY_RUN_OK:
+		say(tv, "%sdry run ok%s: read-only steps passed; nothing was changed.\n",
+		    c(tv, GREEN), c(tv, RESET));
+		break;
+	case VD_DRY_RUN_FAILED:
+		say(tv, "dry run: step '%s' failed: %s\n", step, why);
+		break;
+	case VD_PAUSED:
+		say(tv, "%spaused%s after step '%s' failed (on_failure: pause).\n"
+		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
+		    c(tv, YELLOW), c(tv, RESET), step, id, id);
+		break;
+	case VD_ABORTED:
+		say(tv, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
+		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
+		break;
+	case VD_ROLLED_BACK:
+		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
+		    c(tv, YELLOW), c(tv, RESET), step, why, ev->end.no_undo ? NO_UNDO_NOTE : "");
+		break;
+	case VD_ROLLBACK_INCOMPLETE:
+		say(tv, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
+		    "  see: zdm log %s\n  retry the rest: zdm rollback %s\n", c(tv, RED),
+		    c(tv, RESET), step, id, id);
+		break;
+	case VD_UNDONE:
+		say(tv, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
+		    c(tv, GREEN), c(tv, RESET), id, ev->end.no_undo ? NO_UNDO_NOTE : "");
+		break;
+	case VD_UNDO_INCOMPLETE:
+		say(tv, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(tv, RED), c(tv, RESET), id);
+		break;
+	case VD_INTERRUPTED:
+		if (ev->end.rolling_back)
+			say(tv, "\n%sinterrupted%s by %s during the rollback; the journal is consistent.\n"
+			    "  continue the rollback: zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
+			    strsignal(ev->end.signal), id);
+		else
+			say(tv, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
+			    "  or undo:  zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
+			    strsignal(ev->end.signal), id, id);
+		break;
+	case VD_WAITING_APPROVAL:
+		say(tv, "%spaused%s: waiting for approval: zdm approve %s %s, then zdm resume %s\n"
+		    "  to refuse (rolls back): zdm approve --deny %s %s, then zdm resume %s\n",
+		    c(tv, YELLOW), c(tv, RESET), id, step, id, id, step, id);
+		break;
+	case VD_UNDECIDED:
+		say(tv, "%spaused%s: step '%s' could not decide (%s).\n"
+		    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
+		    c(tv, YELLOW), c(tv, RESET), step, why, id, id);
+		break;
+	case VD_STEP_IN_DOUBT:
+		fprintf(out(tv), "step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
+		    "so running it again could do it twice.\n"
+		    "  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
+		    "  If it DID take effect:     zdm resume %s --in-doubt skip\n",
+		    step, ev->end.interrupted ?
+		    "a signal stopped it part-way, so it may have half-happened" :
+		    "it started but zdm stopped before recording how it ended",
+		    ev->end.attempt, ev->end.uses, id, id);
+		break;
+	case VD_UNDO_IN_DOUBT:
+		say(tv, "%sin doubt%s: the undo of step '%s' started but its end was not recorded, "
+		    "and '%s' is not idempotent.\n  If it did not happen: zdm rollback --in-doubt retry %s\n"
+		    "  If it did:             zdm rollback --in-doubt skip %s\n",
+		    c(tv, RED), c(tv, RESET), step, ev->end.uses, id, id);
+		break;
+	}
+}
+
+void
+term_view_observe(void *self, const struct run_event *ev)
+{
+	const struct term_view *tv = self;
+
+	switch (ev->kind) {
+	case OBS_RUN_STARTED:
+		started(tv, ev);
+		break;
+	case OBS_PLAN_STEP:
+		plan_step(tv, ev);
+		break;
+	case OBS_STEP_RUNNING:
+		running(tv, ev);
+		break;
+	case OBS_STEP_RETURNED:
+		live_stop();
+		break;
+	case OBS_PROGRESS:
+		progress(tv, ev->progress.step, ev->progress.text);
+		break;
+	case OBS_STEP_ENDED:
+		step_ended(tv, ev);
+		break;
+	case OBS_STEP_RERUN:
+		say(tv, "[%zu/%zu] step '%s' was in doubt; running it again (%s)\n", ev->step.i + 1,
+		    ev->rb->nsteps, ev->rb->steps[ev->step.i].id,
+		    ev->step.idempotent ? "idempotent" : "--in-doubt retry");
+		break;
+	case OBS_NOTE:
+		say(tv, "%s\n", ev->text);
+		break;
+	case OBS_ROLLBACK_STARTED:
+		if (ev->count > 0)
+			say(tv, "%srolling back%s %zu step%s, newest first\n", c(tv, BOLD),
+			    c(tv, RESET), ev->count, ev->count == 1 ? "" : "s");
+		break;
+	case OBS_UNDO_ENDED:
+		undo_ended(tv, ev);
+		break;
+	case OBS_RUN_ENDED:
+		ended(tv, ev);
+		break;
+	case OBS_ERROR:
+		fprintf(stderr, "zdm: %s\n", ev->text);
+		break;
+	case OBS_RECORD_LINE:
+	case OBS_RECORD:
+	case OBS_FAILURE:
+	case OBS_ROLLBACK_STOPPED:
+	case OBS_CLOSED:
+		break;
+	}
+}
