@@ -82,3 +82,8 @@ install: all
 
 clean:
 	rm -rf build build-asan
+
+# no include cycles between modules (scripts/check-includes.sh), resolved with the compiler's -I directories
+.PHONY: check-includes
+check-includes:
+	bash scripts/check-includes.sh $(filter -I%,$(ZDM_CFLAGS))
