@@ -7,6 +7,9 @@ load '/usr/lib/bats/bats-file/load'
 REPO="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 : "${ZDM_BIN:=$REPO/build/zdm}"
 
+# free_port, port_open, poll, serve, stop_pids (tests/servers/common.bash)
+source "$(dirname "${BASH_SOURCE[0]}")/servers/common.bash"
+
 setup() {
   T="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-test.XXXXXX")"
   cd "$T"

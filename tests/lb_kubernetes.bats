@@ -13,15 +13,11 @@ TOKEN="zdm-test-token-7f3a9c0e1d2b"
 eval "helper_$(declare -f teardown)"
 
 teardown() {
-  if [ -f "$T/kube.pid" ]; then
-    kill "$(cat "$T/kube.pid")" 2>/dev/null || true
-    wait "$(cat "$T/kube.pid")" 2>/dev/null || true
-  fi
+  stop_pids "$T/kube.pid"
   helper_teardown
 }
 
 start_kube() {
-  local i
   mkdir -p "$T/kube/services/shop"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
     -addext "subjectAltName=IP:127.0.0.1" -keyout "$T/kube/key.pem" -out "$T/kube/ca.pem" 2>/dev/null
@@ -32,14 +28,9 @@ start_kube() {
  "spec": {"ports": [{"port": 80, "targetPort": 8080}],
           "selector": {"app": "orders", "track": "blue", "canary": "no"}}}
 JSON
-  python3 "$REPO/tests/servers/kube-api.py" "$T/kube" --tls "$T/kube/ca.pem" "$T/kube/key.pem" \
-    --lifetime 120 >"$T/kube/out" 2>&1 3>&- &
-  echo $! >"$T/kube.pid"
-  for i in $(seq 200); do
-    [ -s "$T/kube/port" ] && break
-    sleep 0.025
-  done
-  [ -s "$T/kube/port" ] || { cat "$T/kube/out" >&2; return 1; }
+  serve "tests/servers/kube-api.py" "$T/kube.pid" "$T/kube/out" "$T/kube/port" \
+    python3 "$REPO/tests/servers/kube-api.py" "$T/kube" --tls "$T/kube/ca.pem" "$T/kube/key.pem" --lifetime 120 ||
+    return 1
   API="https://127.0.0.1:$(cat "$T/kube/port")"
 }
 

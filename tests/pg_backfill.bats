@@ -218,7 +218,7 @@ start_standby() {
     cat "$dir/basebackup.log" >&2
     return 1
   }
-  port="$(_pg_free_port)"
+  port="$(free_port)"
   printf "port = %s\nunix_socket_directories = '%s'\n" "$port" "$dir" >>"$dir/data/postgresql.auto.conf"
   _pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null 2>&1 || {
     cat "$dir/server.log" >&2

@@ -149,7 +149,7 @@ EOF
   refute grep -rqF "$TEST_PG_PW" "$T/state"
   # nothing listens there
   local port
-  port="$(_pg_free_port)"
+  port="$(free_port)"
   pg_runbook "" "host=127.0.0.1 port=$port dbname=none user=zdm" <<<'return nil'
   run zdm run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 1

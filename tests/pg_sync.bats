@@ -342,7 +342,7 @@ sub:"
   make_dbs s_log 10
   # the target reaches the "publisher" on a port where nothing listens: the
   # CREATE SUBSCRIPTION (which carries the password) fails on the target
-  local dead; dead="$(_pg_free_port)"
+  local dead; dead="$(free_port)"
   sync_runbook s_log "      publisher: \"host=127.0.0.1 port=$dead dbname=s_log user=$PG_USER\""
   run env TEST_PG_PW="$PG_PASSWORD" "$ZDM_BIN" run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 1

@@ -263,12 +263,7 @@ LATE_CMD='p=${SSH_CONNECTION##* }; echo run >>$T/ran.$p; if [ -e $T/fail.$p ]; t
 
 # wait (bounded) for h2's command to finish on its own
 wait_late() {
-  local i
-  for i in $(seq 50); do
-    [ -e "$T/late.$PORT_h2" ] && return 0
-    sleep 0.1
-  done
-  return 1
+  poll 50 0.1 test -e "$T/late.$PORT_h2"
 }
 
 @test "ssh: a host timed out mid-command is recorded unknown; the rollback runs undo on it too" {

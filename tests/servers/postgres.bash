@@ -39,6 +39,8 @@
 # (wal_retrieve_retry_interval) so syncs start fast.  max_replication_slots
 # and max_wal_senders leave room for several tests sharing a cluster.
 
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+
 PG_BIN=/usr/lib/postgresql/15/bin
 : "${PG_USER:=zdm}"
 : "${PG_PASSWORD:=pw-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}"
@@ -51,10 +53,6 @@ _pg_as() {
   else
     "$@"
   fi
-}
-
-_pg_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 pg_start() {
@@ -77,7 +75,7 @@ pg_start() {
   # a free port can be taken by someone else before the server binds it:
   # try a few ports
   for try in 1 2 3; do
-    port="$(_pg_free_port)"
+    port="$(free_port)"
     {
       echo "listen_addresses = '127.0.0.1'"
       echo "port = $port"
