@@ -44,10 +44,6 @@ gated() {
     --var gate_interval=100ms --var measurements=3 "${@:3}"
 }
 
-J() {
-  journal_of "$T/state"
-}
-
 @test "gated-release: validates as shipped" {
   run zdm validate "$RB"
   assert_equal "$status" 0

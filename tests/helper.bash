@@ -42,3 +42,25 @@ journal_of() {
 events() {
   jq -r '[.event, (.step // "")] | join(" ") | rtrimstr(" ")' "$1"
 }
+
+# a runbook in $T/rb.yml from stdin
+runbook() {
+  cat >"$T/rb.yml"
+}
+
+# the newest journal in $T/state
+J() {
+  journal_of "$T/state"
+}
+
+# events of the newest journal in $T/state, one "event step" per line
+timeline() {
+  events "$(J)"
+}
+
+# a plugin's file from stdin: plugin_file DIR NS.NAME writes DIR/NS/NAME.lua
+plugin_file() {
+  local f="$1/${2//.//}.lua"
+  mkdir -p "$(dirname "$f")"
+  cat >"$f"
+}

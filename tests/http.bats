@@ -527,8 +527,7 @@ EOF
 {"/echo": {"echo": true}, "/json": {"json": {"weight": 10}, "headers": {"X-Pool": "green"}}}
 EOF
   start_httpd
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/call.lua" <<'EOF'
+  plugin_file "$T/plugins" t.call <<'EOF'
 return {
   description = "calls zdm.http",
   params = { {name = "base", type = "string", required = true},
@@ -577,8 +576,7 @@ EOF
 {"/slow": {"delay": 5, "body": "late"}}
 EOF
   start_httpd
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/slow.lua" <<'EOF'
+  plugin_file "$T/plugins" t.slow <<'EOF'
 return {
   description = "a slow request",
   params = { {name = "url", type = "string", required = true} },
@@ -607,8 +605,7 @@ EOF
 {"/echo": {"echo": true}}
 EOF
   start_httpd "unix:$T/api.sock"
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/sock.lua" <<'EOF'
+  plugin_file "$T/plugins" t.sock <<'EOF'
 return {
   description = "zdm.http over a unix socket",
   params = { {name = "sock", type = "string", required = true} },

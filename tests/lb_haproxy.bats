@@ -31,8 +31,6 @@ teardown() {
 RB="$REPO/runbooks/canary-haproxy.yml"
 BEFORE="$(printf 'blue 77 0\ngreen 3 1')"	# name uweight admin_state (1 = maint)
 
-J() { journal_of "$T/state"; }
-
 # the canary runbook pointed at this test's HAProxy and Prometheus
 canary() {
   local cmd="$1" query="${QUERY:-zdm_error_ratio}"

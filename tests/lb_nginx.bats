@@ -29,8 +29,6 @@ bg() {
     --var healthy_rounds=2 --var watch_rounds=3 "$@"
 }
 
-J() { journal_of "$T/state"; }
-
 # 20 requests through nginx, the distinct answers, sorted, one line
 answers() {
   local i urls=()

@@ -26,8 +26,7 @@ peer() {
 # a plugin t.sock: sends `text` to `address` with opts, logs the reply;
 # in plan it tries the same (read_only as given)
 plugin() {
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/sock.lua" <<'LUA'
+  plugin_file "$T/plugins" t.sock <<'LUA'
 return {
   description = "zdm.socket test",
   params = {

@@ -26,8 +26,7 @@ teardown_file() {
 # with `conninfo` and the secret password; what the chunk returns is run's
 # result
 write_plugin() {
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/pg.lua" <<'EOF'
+  plugin_file "$T/plugins" t.pg <<'EOF'
 return {
   description = "test: run a chunk against zdm.pg",
   params = {

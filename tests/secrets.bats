@@ -129,8 +129,7 @@ EOF
 }
 
 @test "secrets: a plugin's log lines and error message are redacted" {
-  mkdir -p "$T/pp/leak"
-  cat >"$T/pp/leak/talk.lua" <<'EOF'
+  plugin_file "$T/pp" leak.talk <<'EOF'
 return {
   description = "says its secret out loud",
   params = {{name = "token", type = "string", required = true, doc = "a secret"}},

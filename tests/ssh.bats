@@ -75,10 +75,6 @@ cmd_yaml() {
   printf 'shell: %s\n' "$(jq -Rn --arg c "${CMD//\$T/$T}" '$c')"
 }
 
-J() {
-  journal_of "$T/state"
-}
-
 @test "ssh: runs on every host, in batches, one connection per host; per-host results in outputs and the journal" {
   hosts 3
   # lines libssh2 does not parse are skipped, not fatal
@@ -477,8 +473,7 @@ EOF
 @test "zdm.ssh: a plugin runs a command on several hosts and reads each result" {
   hosts 2
   fail_on h2
-  mkdir -p "$T/pp/my"
-  cat >"$T/pp/my/remote.lua" <<'LUA'
+  plugin_file "$T/pp" my.remote <<'LUA'
 return {
   description = "run on hosts, report codes",
   params = {
@@ -523,8 +518,7 @@ EOF
 
 @test "zdm.ssh: output over cap keeps the last cap bytes from a line start; a cap the memory cannot hold and a result that does not fit are clear errors, nothing leaks" {
   hosts 2
-  mkdir -p "$T/pp/my"
-  cat >"$T/pp/my/big.lua" <<'LUA'
+  plugin_file "$T/pp" my.big <<'LUA'
 return {
   description = "zdm.ssh near the plugin's memory cap",
   params = {
