@@ -11,8 +11,6 @@ load helper
 load servers/postgres
 
 setup_file() {
-  export PG_ROOT
-  PG_ROOT="$(mktemp -d /tmp/zdm-pg.XXXXXX)"
   pg_start h
   pg_createdb h h1
   pg_psql h h1 -c "CREATE TABLE kv (k text PRIMARY KEY, v text, n int)"

@@ -15,8 +15,6 @@ load helper
 load servers/postgres
 
 setup_file() {
-  export PG_ROOT
-  PG_ROOT="$(mktemp -d /tmp/zdm-pg.XXXXXX)"
   pg_start src
   pg_start dst
   pg_start old wal_level=replica
