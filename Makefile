@@ -99,3 +99,8 @@ fuzz: fuzz-build
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# no include cycles between modules (scripts/check-includes.sh), resolved with the compiler's -I directories
+.PHONY: check-includes
+check-includes:
+	bash scripts/check-includes.sh $(filter -I%,$(ZDM_CFLAGS))

@@ -10,7 +10,7 @@ setup_file() {
 }
 
 # touch a marker (undone by rm), ask, then touch another
-runbook() { # TIMEOUT
+appr_runbook() { # TIMEOUT
   cat >rb.yml <<EOF
 zdm: 1
 name: appr
@@ -51,7 +51,7 @@ start_and_pause() {
 }
 
 @test "granted: zdm approve by an approver, then resume: exit 0, approval.granted in the hash chain" {
-  runbook
+  appr_runbook
   start_and_pause
   # not an approver: refused, exit 2, nothing written
   local before; before="$(wc -l <"$(journal_of "$T/state")")"
@@ -83,7 +83,7 @@ start_and_pause() {
 }
 
 @test "denied: zdm approve --deny, then resume fails the step and rolls back: exit 1" {
-  runbook
+  appr_runbook
   start_and_pause
   run env ZDM_ACTOR=bob "$ZDM_BIN" approve "$ID" go-ahead --deny --reason "error rate is up" --state-dir "$T/state"
   assert_equal "$status" 0
@@ -103,7 +103,7 @@ start_and_pause() {
 }
 
 @test "timed out: a resume after the approval's timeout (from the first start) fails it: exit 1" {
-  runbook 1s
+  appr_runbook 1s
   start_and_pause
   sleep 1.2
   run zdm resume "$ID" --state-dir "$T/state" </dev/null
@@ -118,7 +118,7 @@ start_and_pause() {
 }
 
 @test "--approve STEP pre-approves in CI (journaled with the actor and via --approve); a non-approver's does not count" {
-  runbook
+  appr_runbook
   unset CI
   run env ZDM_ACTOR=eve "$ZDM_BIN" run rb.yml --approve go-ahead --state-dir "$T/s1"
   assert_equal "$status" 4
@@ -135,7 +135,7 @@ start_and_pause() {
 }
 
 @test "zdm approve refuses (exit 2) a step the run is not waiting on, an unknown run, a held lock" {
-  runbook
+  appr_runbook
   start_and_pause
   run env ZDM_ACTOR=ann "$ZDM_BIN" approve "$ID" prepare --state-dir "$T/state"
   assert_equal "$status" 2
@@ -167,7 +167,7 @@ on_tty() { # ANSWER ARGS...
 }
 
 @test "on a terminal it prompts: y grants (exit 0), n denies and rolls back (exit 1); both journaled" {
-  runbook
+  appr_runbook
   unset CI
   export ZDM_ACTOR=ann
   run on_tty y run rb.yml --state-dir "$T/state"
@@ -185,7 +185,7 @@ on_tty() { # ANSWER ARGS...
 }
 
 @test "on a terminal, --non-interactive or CI set never prompt: the run pauses (exit 4)" {
-  runbook
+  appr_runbook
   unset CI
   run on_tty y run rb.yml --non-interactive --state-dir "$T/s1"
   assert_equal "$status" 4
@@ -203,7 +203,7 @@ on_tty() { # ANSWER ARGS...
 }
 
 @test "a dry run does not wait for approvals; validation checks message, approvers and timeout" {
-  runbook
+  appr_runbook
   run zdm run rb.yml --dry-run --state-dir "$T/state" </dev/null
   assert_equal "$status" 0
   cat >bad.yml <<'EOF'
@@ -226,7 +226,7 @@ EOF
 }
 
 @test "without ZDM_ACTOR the approver is the CI's user, the same name run.started records as actor.who" {
-  runbook
+  appr_runbook
   unset CI
   run env GITHUB_ACTOR=bob "$ZDM_BIN" run rb.yml --approve go-ahead --state-dir "$T/state" </dev/null
   assert_equal "$status" 0

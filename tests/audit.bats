@@ -7,11 +7,11 @@
 bats_require_minimum_version 1.5.0
 load helper
 
-# a run of two steps: 6 records (run.started, 2 x started/succeeded, run.finished)
-make_journal() {
+# $T/rb.yml, runbook NAME: step one echoes hello, step two touches $T/two.done
+two_steps() {   # name
   cat >"$T/rb.yml" <<EOF
 zdm: 1
-name: audited
+name: $1
 steps:
   - id: one
     uses: exec
@@ -20,6 +20,11 @@ steps:
     uses: exec
     with: {command: [touch, "$T/two.done"]}
 EOF
+}
+
+# a run of two steps: 6 records (run.started, 2 x started/succeeded, run.finished)
+make_journal() {
+  two_steps audited
   zdm run rb.yml --state-dir "$T/state" >/dev/null
   J="$(journal_of "$T/state")"
   [ "$(wc -l <"$J")" -eq 6 ]
@@ -267,17 +272,7 @@ EOF
 }
 
 @test "audit: damage in the middle makes resume, rollback, log and status refuse (exit 2) naming the line" {
-  cat >"$T/rb.yml" <<EOF
-zdm: 1
-name: damaged
-steps:
-  - id: one
-    uses: exec
-    with: {command: [echo, hello]}
-  - id: two
-    uses: exec
-    with: {command: [touch, "$T/two.done"]}
-EOF
+  two_steps damaged
   # crash right after record 3 (step.succeeded of 'one')
   run env ZDM_TEST_CRASH_AFTER_RECORD=3 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
   assert_equal "$status" 137

@@ -208,8 +208,7 @@ EOF
 }
 
 @test "GitHub annotations: a failed step is ::error at its file:line:col, escaped; rollback is ::warning" {
-  mkdir -p "$T/pl/ci"
-  cat >"$T/pl/ci/fail.lua" <<'EOF'
+  plugin_file "$T/pl" ci.fail <<'EOF'
 return {
 	description = "fails with a message of two lines",
 	params = {},

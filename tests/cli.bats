@@ -8,13 +8,8 @@ load helper
 
 COMMANDS="validate plan run resume rollback status log audit approve plugins version help"
 
-# a runbook in $T/rb.yml from stdin
-runbook() {
-  cat >"$T/rb.yml"
-}
-
 # the JSON records of the newest journal in $T/state, as "event step attempt"
-timeline() {
+attempts() {
   jq -r '[.event, (.step // ""), (.attempt // "" | tostring)] | join(" ") | rtrimstr(" ") | rtrimstr(" ")' \
     "$(journal_of "$T/state")"
 }
@@ -247,7 +242,7 @@ EOF
   local j; j="$(journal_of "$T/state")"
   run jq -r 'select(.seq==1) | .data.dry_run' "$j"
   assert_output true
-  run timeline
+  run attempts
   assert_output - <<'EOF'
 run.started
 step.skipped create
@@ -425,7 +420,7 @@ EOF
   assert_equal "$(cat "$T/count")" 3
   assert_line '        attempt 1 of 3 failed; next in 100ms'
   assert_line '        attempt 2 of 3 failed; next in 200ms'
-  run timeline
+  run attempts
   assert_output - <<'EOF'
 run.started
 step.started flaky 1
@@ -623,7 +618,7 @@ EOF
   assert_equal "$status" 1
   assert_not_exist "$T/made"
   assert_not_exist "$T/later"
-  run timeline
+  run attempts
   assert_output - <<'EOF'
 run.started
 step.started make 1
@@ -654,7 +649,7 @@ EOF
   assert_equal "$status" 3
   assert_line --partial "aborted after step 'boom' failed (on_failure: abort): nothing was undone."
   assert_exist "$T/made"
-  run timeline
+  run attempts
   assert_output - <<'EOF'
 run.started
 step.started make 1
@@ -697,7 +692,7 @@ EOF
   # the succeeded step was not run again; its recorded output was used
   assert_equal "$(cat "$T/make.count")" run
   assert_equal "$(cat "$T/passed")" v7
-  run timeline
+  run attempts
   assert_output - <<'EOF'
 run.started
 step.started make 1

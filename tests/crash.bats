@@ -26,6 +26,33 @@ RB
 
 count() { grep -cx "$1" "$T/effects" 2>/dev/null || true; }
 
+# steps a, b, c append their names to ./effects; b appends b-start first,
+# then runs the shell line $2 before it appends b
+abc_runbook() {   # name shell-line
+  cat > rb.yml <<RB
+zdm: 1
+name: $1
+steps:
+  - id: a
+    uses: exec
+    with: {shell: "echo a >> '$T/effects'"}
+  - id: b
+    uses: exec
+    with: {shell: "echo b-start >> '$T/effects'; $2\necho b >> '$T/effects'"}
+  - id: c
+    uses: exec
+    with: {shell: "echo c >> '$T/effects'"}
+RB
+}
+
+# zdm run rb.yml in the background in a session of its own (its output in
+# out.txt, its pid in $pid), until file $2 holds $1 (at most 5 s)
+run_in_background_until() {   # text file
+  setsid "$ZDM_BIN" run rb.yml > out.txt 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q "$1" "$2" 2>/dev/null && break; sleep 0.05; done
+}
+
 @test "crash: kill -9 after every journal record of a run; resume runs each step exactly once" {
   write_runbook false
   # records: 1 run.started, 2/3 a, 4/5 b, 6/7 c, 8/9 d, 10 run.finished
@@ -74,23 +101,8 @@ count() { grep -cx "$1" "$T/effects" 2>/dev/null || true; }
 }
 
 @test "crash: kill -9 of the zdm process group inside a running step; resume reports it in doubt" {
-  cat > rb.yml <<RB
-zdm: 1
-name: inside
-steps:
-  - id: a
-    uses: exec
-    with: {shell: "echo a >> '$T/effects'"}
-  - id: b
-    uses: exec
-    with: {shell: "echo b-start >> '$T/effects'; sleep 1; echo b >> '$T/effects'"}
-  - id: c
-    uses: exec
-    with: {shell: "echo c >> '$T/effects'"}
-RB
-  setsid "$ZDM_BIN" run rb.yml > out.txt 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q b-start effects 2>/dev/null && break; sleep 0.05; done
+  abc_runbook inside "sleep 1"
+  run_in_background_until b-start effects
   grep -q b-start effects
   kill -9 -- -"$pid"           # zdm's whole process group, as a crash would
   wait "$pid" || true
@@ -176,23 +188,8 @@ RB
 }
 
 @test "signal: SIGINT during a step stops its process group, exits 4; resume asks about the stopped step, then completes" {
-  cat > rb.yml <<RB
-zdm: 1
-name: sigint
-steps:
-  - id: a
-    uses: exec
-    with: {shell: "echo a >> '$T/effects'"}
-  - id: b
-    uses: exec
-    with: {shell: "echo b-start >> '$T/effects'; sleep 30 # zdm-sigint-marker-$BATS_TEST_NUMBER\necho b >> '$T/effects'"}
-  - id: c
-    uses: exec
-    with: {shell: "echo c >> '$T/effects'"}
-RB
-  setsid "$ZDM_BIN" run rb.yml > out.txt 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q b-start effects 2>/dev/null && break; sleep 0.05; done
+  abc_runbook sigint "sleep 30 # zdm-sigint-marker-$BATS_TEST_NUMBER"
+  run_in_background_until b-start effects
   kill -INT "$pid"
   rc=0; wait "$pid" || rc=$?
   [ "$rc" -eq 4 ] || fail "exit $rc, want 4: $(cat out.txt)"
@@ -223,9 +220,7 @@ steps:
     retry_delay: 5s
     with: {shell: "echo try >> '$T/effects'; test -e '$T/ok'"}
 RB
-  setsid "$ZDM_BIN" run rb.yml > out.txt 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q "next in" out.txt 2>/dev/null && break; sleep 0.05; done
+  run_in_background_until "next in" out.txt
   kill -TERM "$pid"
   rc=0; wait "$pid" || rc=$?
   [ "$rc" -eq 4 ] || fail "exit $rc: $(cat out.txt)"

@@ -8,25 +8,22 @@
 bats_require_minimum_version 1.5.0
 load helper
 load servers/httpd
+load servers/prometheus
 
 RB="$REPO/runbooks/gated-release.yml"
 
 setup_file() {
-  PROM_DIR="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-prom.XXXXXX")"
-  "$REPO/tests/servers/prometheus.sh" start "$PROM_DIR" "$PROM_DIR/port"
-  PROM="http://127.0.0.1:$(cat "$PROM_DIR/port")"
-  export PROM_DIR PROM
+  prom_file_start
   # the app's error ratio, one series per test (the tests may run at once)
   local s
   for s in "pass 0.01" "breach 0.2" "health 0.01" "dry 0.01"; do
-    "$REPO/tests/servers/prometheus.sh" set "$PROM_DIR" "app_error_ratio{test=\"${s% *}\"}" "${s#* }"
+    prom set "app_error_ratio{test=\"${s% *}\"}" "${s#* }"
   done
-  "$REPO/tests/servers/prometheus.sh" await "$PROM_DIR" 'app_error_ratio{test="dry"}' 0.01
+  prom await 'app_error_ratio{test="dry"}' 0.01
 }
 
 teardown_file() {
-  "$REPO/tests/servers/prometheus.sh" stop "$PROM_DIR"
-  rm -rf "$PROM_DIR"
+  prom_file_stop
 }
 
 # $T/site with releases v1 and v2, current -> v1; the app's health
@@ -42,10 +39,6 @@ gated() {
   zdm "$1" "$RB" --state-dir "$T/state" --var site="$T/site" --var health_url="$BASE/health" \
     --var prometheus="$PROM" --var error_query="app_error_ratio{test=\"$2\"}" \
     --var gate_interval=100ms --var measurements=3 "${@:3}"
-}
-
-J() {
-  journal_of "$T/state"
 }
 
 @test "gated-release: validates as shipped" {

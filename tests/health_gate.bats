@@ -11,14 +11,6 @@ bats_require_minimum_version 1.5.0
 load helper
 load servers/httpd
 
-runbook() {
-  cat >"$T/rb.yml"
-}
-
-timeline() {
-  events "$(journal_of "$T/state")"
-}
-
 # the gate.measurement events of the newest journal, one compact line each:
 # [round, healthy, healthy_streak, unhealthy_streak, [status or error per url]]
 measurements() {

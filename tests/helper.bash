@@ -7,6 +7,9 @@ load '/usr/lib/bats/bats-file/load'
 REPO="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 : "${ZDM_BIN:=$REPO/build/zdm}"
 
+# free_port, port_open, poll, serve, stop_pids (tests/servers/common.bash)
+source "$(dirname "${BASH_SOURCE[0]}")/servers/common.bash"
+
 setup() {
   T="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-test.XXXXXX")"
   cd "$T"
@@ -38,4 +41,26 @@ journal_of() {
 # events of a journal, one "event step" per line
 events() {
   jq -r '[.event, (.step // "")] | join(" ") | rtrimstr(" ")' "$1"
+}
+
+# a runbook in $T/rb.yml from stdin
+runbook() {
+  cat >"$T/rb.yml"
+}
+
+# the newest journal in $T/state
+J() {
+  journal_of "$T/state"
+}
+
+# events of the newest journal in $T/state, one "event step" per line
+timeline() {
+  events "$(J)"
+}
+
+# a plugin's file from stdin: plugin_file DIR NS.NAME writes DIR/NS/NAME.lua
+plugin_file() {
+  local f="$1/${2//.//}.lua"
+  mkdir -p "$(dirname "$f")"
+  cat >"$f"
 }

@@ -9,13 +9,16 @@ bats_require_minimum_version 1.5.0
 load helper
 load servers/httpd
 
-runbook() {
-  cat >"$T/rb.yml"
-}
-
-# events of the newest journal in $T/state, one "event step" per line
-timeline() {
-  events "$(journal_of "$T/state")"
+# a runbook NAME of one http step `get`; $2 is its with: (inside the braces)
+get_runbook() {   # name with
+  runbook <<EOF
+zdm: 1
+name: $1
+steps:
+  - id: get
+    uses: http
+    with: {$2}
+EOF
 }
 
 # ---- success: status, body, outputs ----------------------------------------------
@@ -74,25 +77,11 @@ EOF
 {"/ok": {"status": 200, "body": "all good"}}
 EOF
   start_httpd
-  runbook <<EOF
-zdm: 1
-name: http-expect
-steps:
-  - id: get
-    uses: http
-    with: {url: "$BASE/ok", expect_status: [404, "5xx"]}
-EOF
+  get_runbook http-expect "url: \"$BASE/ok\", expect_status: [404, \"5xx\"]"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line "        GET $BASE/ok: status 200, expected 404, 5xx: all good"
-  runbook <<EOF
-zdm: 1
-name: http-expect
-steps:
-  - id: get
-    uses: http
-    with: {url: "$BASE/ok", expect_body_contains: "ready"}
-EOF
+  get_runbook http-expect "url: \"$BASE/ok\", expect_body_contains: \"ready\""
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line "        GET $BASE/ok: status 200 but the body does not contain 'ready'"
@@ -248,14 +237,7 @@ EOF
 
 @test "http: a refused connection fails with curl's message and the URL (exit 1)" {
   local port; port="$(free_port)"
-  runbook <<EOF
-zdm: 1
-name: http-refused
-steps:
-  - id: get
-    uses: http
-    with: {url: "http://127.0.0.1:$port/health"}
-EOF
+  get_runbook http-refused "url: \"http://127.0.0.1:$port/health\""
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        GET http://127.0.0.1:$port/health: Failed to connect to 127.0.0.1 port $port after [0-9]+ ms: Couldn't connect to server \(Connection refused\)$"
@@ -268,14 +250,7 @@ EOF
 {"/slow": {"delay": 5, "body": "late"}}
 EOF
   start_httpd
-  runbook <<EOF
-zdm: 1
-name: http-slow
-steps:
-  - id: get
-    uses: http
-    with: {url: "$BASE/slow", timeout: 300ms}
-EOF
+  get_runbook http-slow "url: \"$BASE/slow\", timeout: 300ms"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        GET $BASE/slow: Operation timed out after [0-9]+ milliseconds with 0 bytes received$"
@@ -378,14 +353,7 @@ EOF
 {"/ok": {"body": "ok"}}
 EOF
   start_httpd
-  runbook <<EOF
-zdm: 1
-name: http-insecure
-steps:
-  - id: get
-    uses: http
-    with: {url: "$BASE/ok", insecure: true}
-EOF
+  get_runbook http-insecure "url: \"$BASE/ok\", insecure: true"
   run --separate-stderr zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
   assert_equal "$stderr" "zdm: warning: step 'get': insecure: true, so TLS certificates are not verified"
@@ -395,14 +363,7 @@ EOF
   # httpd.py speaks plain HTTP: the TLS handshake fails, as any
   # verification failure would, with curl's message, and nothing passes
   start_httpd
-  runbook <<EOF
-zdm: 1
-name: http-tls
-steps:
-  - id: get
-    uses: http
-    with: {url: "https://127.0.0.1:$HTTPD_PORT/ok", ca_file: "$T/none.pem"}
-EOF
+  get_runbook http-tls "url: \"https://127.0.0.1:$HTTPD_PORT/ok\", ca_file: \"$T/none.pem\""
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        GET https://127.0.0.1:$HTTPD_PORT/ok: .+"
@@ -415,14 +376,7 @@ make_cert() {
 }
 
 tls_runbook() {   # name, extra params
-  runbook <<RB
-zdm: 1
-name: $1
-steps:
-  - id: get
-    uses: http
-    with: {url: "https://127.0.0.1:$HTTPD_PORT/ok", expect_body_contains: secure$2}
-RB
+  get_runbook "$1" "url: \"https://127.0.0.1:$HTTPD_PORT/ok\", expect_body_contains: secure$2"
 }
 
 @test "http: real TLS: an untrusted certificate fails, ca_file trusts it, insecure skips the check with a warning" {
@@ -527,8 +481,7 @@ EOF
 {"/echo": {"echo": true}, "/json": {"json": {"weight": 10}, "headers": {"X-Pool": "green"}}}
 EOF
   start_httpd
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/call.lua" <<'EOF'
+  plugin_file "$T/plugins" t.call <<'EOF'
 return {
   description = "calls zdm.http",
   params = { {name = "base", type = "string", required = true},
@@ -577,8 +530,7 @@ EOF
 {"/slow": {"delay": 5, "body": "late"}}
 EOF
   start_httpd
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/slow.lua" <<'EOF'
+  plugin_file "$T/plugins" t.slow <<'EOF'
 return {
   description = "a slow request",
   params = { {name = "url", type = "string", required = true} },
@@ -607,8 +559,7 @@ EOF
 {"/echo": {"echo": true}}
 EOF
   start_httpd "unix:$T/api.sock"
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/sock.lua" <<'EOF'
+  plugin_file "$T/plugins" t.sock <<'EOF'
 return {
   description = "zdm.http over a unix socket",
   params = { {name = "sock", type = "string", required = true} },
@@ -639,14 +590,7 @@ EOF
 }
 
 @test "http: a literal bearer or password is refused (params are journaled; secrets are not)" {
-  runbook <<'RB'
-zdm: 1
-name: http-literal
-steps:
-  - id: get
-    uses: http
-    with: {url: "http://127.0.0.1:1/x", bearer: "abc123"}
-RB
+  get_runbook http-literal 'url: "http://127.0.0.1:1/x", bearer: "abc123"'
   run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 2
   assert_equal "$stderr" "$(printf '%s\n%s' "rb.yml:6:49: step 'get': param 'bearer': must come from secrets (bearer: \${{ secrets.NAME }}): zdm writes params to the journal and only secrets are kept out of it" "zdm: 1 error; nothing ran")"

@@ -109,8 +109,7 @@ EOF
 }
 
 @test "XML escaping: <&>\"' and control characters in names and messages stay valid and intact" {
-  mkdir -p "$T/pl/ci"
-  cat >"$T/pl/ci/nasty.lua" <<'EOF'
+  plugin_file "$T/pl" ci.nasty <<'EOF'
 return {
 	description = "fails with a message XML must escape",
 	params = {},

@@ -9,17 +9,14 @@ bats_require_minimum_version 1.5.0
 load helper
 load servers/httpd
 load servers/haproxy
+load servers/prometheus
 
 setup_file() {
-  PROM_DIR="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-prom.XXXXXX")"
-  "$REPO/tests/servers/prometheus.sh" start "$PROM_DIR" "$PROM_DIR/port"
-  PROM="http://127.0.0.1:$(cat "$PROM_DIR/port")"
-  export PROM_DIR PROM
+  prom_file_start
 }
 
 teardown_file() {
-  "$REPO/tests/servers/prometheus.sh" stop "$PROM_DIR"
-  rm -rf "$PROM_DIR"
+  prom_file_stop
 }
 
 teardown() {
@@ -30,8 +27,6 @@ teardown() {
 
 RB="$REPO/runbooks/canary-haproxy.yml"
 BEFORE="$(printf 'blue 77 0\ngreen 3 1')"	# name uweight admin_state (1 = maint)
-
-J() { journal_of "$T/state"; }
 
 # the canary runbook pointed at this test's HAProxy and Prometheus
 canary() {

@@ -13,15 +13,11 @@ TOKEN="zdm-test-token-7f3a9c0e1d2b"
 eval "helper_$(declare -f teardown)"
 
 teardown() {
-  if [ -f "$T/kube.pid" ]; then
-    kill "$(cat "$T/kube.pid")" 2>/dev/null || true
-    wait "$(cat "$T/kube.pid")" 2>/dev/null || true
-  fi
+  stop_pids "$T/kube.pid"
   helper_teardown
 }
 
 start_kube() {
-  local i
   mkdir -p "$T/kube/services/shop"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
     -addext "subjectAltName=IP:127.0.0.1" -keyout "$T/kube/key.pem" -out "$T/kube/ca.pem" 2>/dev/null
@@ -32,14 +28,9 @@ start_kube() {
  "spec": {"ports": [{"port": 80, "targetPort": 8080}],
           "selector": {"app": "orders", "track": "blue", "canary": "no"}}}
 JSON
-  python3 "$REPO/tests/servers/kube-api.py" "$T/kube" --tls "$T/kube/ca.pem" "$T/kube/key.pem" \
-    --lifetime 120 >"$T/kube/out" 2>&1 3>&- &
-  echo $! >"$T/kube.pid"
-  for i in $(seq 200); do
-    [ -s "$T/kube/port" ] && break
-    sleep 0.025
-  done
-  [ -s "$T/kube/port" ] || { cat "$T/kube/out" >&2; return 1; }
+  serve "tests/servers/kube-api.py" "$T/kube.pid" "$T/kube/out" "$T/kube/port" \
+    python3 "$REPO/tests/servers/kube-api.py" "$T/kube" --tls "$T/kube/ca.pem" "$T/kube/key.pem" --lifetime 120 ||
+    return 1
   API="https://127.0.0.1:$(cat "$T/kube/port")"
 }
 
@@ -47,13 +38,10 @@ selector() {
   jq -cS '.spec.selector' "$T/kube/services/shop/orders.json"
 }
 
-runbook() {   # extra steps appended from stdin
-  cat >"$T/rb.yml" <<YML
-zdm: 1
-name: kube-bg
-secrets:
-  kube_token: {env: KUBE_TOKEN}
-steps:
+# the step `switch` (YAML): Service shop/orders of this test's API server to
+# green, authenticated by the line $1 (token: or token_file:)
+switch_step() {   # auth-line
+  cat <<YML
   - id: switch
     uses: lb.kubernetes
     with:
@@ -61,13 +49,22 @@ steps:
       ca_file: $T/kube/ca.pem
       namespace: shop
       service: orders
-      token: \${{ secrets.kube_token }}
+      $1
       selector: {app: orders, track: green}
+YML
+}
+
+kube_runbook() {   # extra steps appended from stdin
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: kube-bg
+secrets:
+  kube_token: {env: KUBE_TOKEN}
+steps:
+$(switch_step 'token: ${{ secrets.kube_token }}')
 YML
   cat >>"$T/rb.yml"
 }
-
-J() { journal_of "$T/state"; }
 
 no_token_anywhere() {
   ! grep -rqF "$TOKEN" "$T/state" || fail "the token is in the journal"
@@ -76,7 +73,7 @@ no_token_anywhere() {
 
 @test "lb.kubernetes: the selector is patched to green (merge patch, null for a dropped key) and back by undo" {
   start_kube
-  runbook <<'YML'
+  kube_runbook <<'YML'
   - id: stop
     uses: exec
     with: {command: ["false"]}
@@ -114,7 +111,7 @@ PATCH /api/v1/namespaces/shop/services/orders application/merge-patch+json ok 20
 
 @test "lb.kubernetes: a wrong token is a 401 named as such; nothing changes and the token is never shown" {
   start_kube
-  runbook </dev/null
+  kube_runbook </dev/null
   KUBE_TOKEN="not-the-token" run zdm run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 1
   assert_output --partial "GET Service shop/orders: HTTP 401: Unauthorized (the token was refused: check token / token_file)"
@@ -125,7 +122,7 @@ PATCH /api/v1/namespaces/shop/services/orders application/merge-patch+json ok 20
 
 @test "lb.kubernetes: a Service that does not exist is a clear 404" {
   start_kube
-  runbook </dev/null
+  kube_runbook </dev/null
   sed -i 's/service: orders/service: payments/' "$T/rb.yml"
   KUBE_TOKEN="$TOKEN" run zdm run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 1
@@ -134,7 +131,7 @@ PATCH /api/v1/namespaces/shop/services/orders application/merge-patch+json ok 20
 
 @test "lb.kubernetes: a torn record after the switch: rollback puts the selector back from the snapshot" {
   start_kube
-  runbook </dev/null
+  kube_runbook </dev/null
   KUBE_TOKEN="$TOKEN" ZDM_TEST_TEAR_RECORD=3 run zdm run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 137
   [ "$(selector)" = '{"app":"orders","track":"green"}' ]
@@ -183,15 +180,7 @@ YML
 zdm: 1
 name: kube-pod
 steps:
-  - id: switch
-    uses: lb.kubernetes
-    with:
-      api: $API
-      ca_file: $T/kube/ca.pem
-      namespace: shop
-      service: orders
-      token_file: $T/kube/token
-      selector: {app: orders, track: green}
+$(switch_step "token_file: $T/kube/token")
 YML
   run zdm plan "$T/rb.yml"
   assert_equal "$status" 0

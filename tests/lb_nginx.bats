@@ -29,8 +29,6 @@ bg() {
     --var healthy_rounds=2 --var watch_rounds=3 "$@"
 }
 
-J() { journal_of "$T/state"; }
-
 # 20 requests through nginx, the distinct answers, sorted, one line
 answers() {
   local i urls=()
@@ -43,6 +41,34 @@ setup_lb() {
   start_lb_nginx
   start_green
   cp "$T/lb/upstream.conf" "$T/upstream.before"
+}
+
+# the upstream file is byte for byte the one setup_lb found, and blue answers
+assert_on_blue() {
+  cmp "$T/lb/upstream.conf" "$T/upstream.before"
+  [ "$(answers)" = "blue " ]
+}
+
+# the with: lines that point an lb.nginx step at this test's nginx
+nginx_at() {
+  printf '      conf: %s\n      prefix: %s\n      pid_file: %s\n' "$T/lb/nginx.conf" "$T/lb/" "$T/lb/nginx.pid"
+}
+
+# $T/rb.yml: runbook NAME of one lb.nginx step `switch` on this test's nginx
+# for upstream app in $T/lb/upstream.conf; more `with:` lines on stdin
+switch_runbook() {   # name
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: $1
+steps:
+  - id: switch
+    uses: lb.nginx
+    with:
+$(nginx_at)
+      file: $T/lb/upstream.conf
+      upstream: app
+YML
+  cat >>"$T/rb.yml"
 }
 
 @test "lb.nginx: blue-green runbook switches all traffic to green, with nginx -t and a confirmed reload" {
@@ -86,8 +112,7 @@ JSON
   assert_equal "$status" 1
   assert_output --partial "[3/3] failed    watch"
   assert_output --partial "[2/3] undone    switch"
-  cmp "$T/lb/upstream.conf" "$T/upstream.before"
-  [ "$(answers)" = "blue " ]
+  assert_on_blue
   run events "$(J)"
   assert_line "undo.succeeded switch"
 }
@@ -95,18 +120,7 @@ JSON
 @test "lb.nginx: a config nginx -t refuses leaves the old file, no reload, traffic untouched, nginx's message" {
   setup_lb
   workers_before="$(lb_workers)"
-  cat >"$T/rb.yml" <<YML
-zdm: 1
-name: broken
-steps:
-  - id: switch
-    uses: lb.nginx
-    with:
-      conf: $T/lb/nginx.conf
-      prefix: $T/lb/
-      pid_file: $T/lb/nginx.pid
-      file: $T/lb/upstream.conf
-      upstream: app
+  switch_runbook broken <<YML
       servers:
         - {address: "127.0.0.1:99999", weight: 3}
 YML
@@ -131,9 +145,7 @@ steps:
   - id: extra
     uses: lb.nginx
     with:
-      conf: $T/lb/nginx.conf
-      prefix: $T/lb/
-      pid_file: $T/lb/nginx.pid
+$(nginx_at)
       file: $T/lb/conf.d/canary.conf
       upstream: canary
       servers:
@@ -187,8 +199,7 @@ upstream canary {
   assert_equal "$status" 137
   run bg rollback
   assert_equal "$status" 0
-  cmp "$T/lb/upstream.conf" "$T/upstream.before"
-  [ "$(answers)" = "blue " ]
+  assert_on_blue
 }
 
 @test "lb.nginx: a torn record after the switch leaves it in doubt: rollback undoes it from the snapshot, resume reruns it" {
@@ -200,8 +211,7 @@ upstream canary {
   [ "$(answers)" = "green " ]
   run bg rollback
   assert_equal "$status" 0
-  cmp "$T/lb/upstream.conf" "$T/upstream.before"
-  [ "$(answers)" = "blue " ]
+  assert_on_blue
 
   # resume instead: the switch is idempotent and runs again; its undo_data is
   # still blue's file (ctx.prior), not the half-done green one
@@ -213,8 +223,7 @@ upstream canary {
   jq -j 'select(.event=="step.succeeded" and .step=="switch") | .data.undo_data.previous' "$(J)" >"$T/recorded"
   cmp "$T/recorded" "$T/upstream.before"
   run bg rollback
-  cmp "$T/lb/upstream.conf" "$T/upstream.before"
-  [ "$(answers)" = "blue " ]
+  assert_on_blue
 }
 
 @test "lb.nginx: bad parameters are validation errors at their line and column; nothing is touched" {
@@ -257,18 +266,7 @@ YML
   # port passes the test and makes every reload fail in the master
   echo "server { listen 127.0.0.1:$GREEN_PORT; }" >"$T/lb/conf.d/busy.conf"
   workers_before="$(lb_workers)"
-  cat >"$T/rb.yml" <<YML
-zdm: 1
-name: busy
-steps:
-  - id: switch
-    uses: lb.nginx
-    with:
-      conf: $T/lb/nginx.conf
-      prefix: $T/lb/
-      pid_file: $T/lb/nginx.pid
-      file: $T/lb/upstream.conf
-      upstream: app
+  switch_runbook busy <<YML
       reload_timeout: 1s
       servers: [{address: "127.0.0.1:$GREEN_PORT"}]
 YML

@@ -9,35 +9,24 @@ load helper
 eval "helper_$(declare -f teardown)"
 
 teardown() {
-  local f
-  for f in "$T"/sockd-*.pid; do
-    [ -f "$f" ] || continue
-    kill "$(cat "$f")" 2>/dev/null || true
-    wait "$(cat "$f")" 2>/dev/null || true
-  done
+  stop_pids "$T"/sockd-*.pid
   helper_teardown
 }
 
 # peer NAME MODE unix|tcp: starts sockd.py; sets ADDR
 peer() {
-  local name="$1" mode="$2" kind="$3" where i
+  local name="$1" mode="$2" kind="$3" where
   where="127.0.0.1"
   [ "$kind" = unix ] && where="$T/$name.sock"
-  python3 "$REPO/tests/data/lb/sockd.py" "$mode" "$where" "$T/$name.ready" 3>&- &
-  echo $! >"$T/sockd-$name.pid"
-  for i in $(seq 200); do
-    [ -s "$T/$name.ready" ] && break
-    sleep 0.025
-  done
-  [ -s "$T/$name.ready" ] || { echo "sockd.py $mode did not start" >&2; return 1; }
+  serve "sockd.py $mode" "$T/sockd-$name.pid" "$T/sockd-$name.out" "$T/$name.ready" \
+    python3 "$REPO/tests/data/lb/sockd.py" "$mode" "$where" "$T/$name.ready" || return 1
   if [ "$kind" = unix ]; then ADDR="unix:$where"; else ADDR="127.0.0.1:$(cat "$T/$name.ready")"; fi
 }
 
 # a plugin t.sock: sends `text` to `address` with opts, logs the reply;
 # in plan it tries the same (read_only as given)
 plugin() {
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/sock.lua" <<'LUA'
+  plugin_file "$T/plugins" t.sock <<'LUA'
 return {
   description = "zdm.socket test",
   params = {

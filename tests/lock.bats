@@ -26,11 +26,7 @@ EOF
 
 # wait (up to 5s) until a file exists
 wait_for() {
-  local i
-  for i in $(seq 100); do
-    [ -e "$1" ] && return 0
-    sleep 0.05
-  done
+  poll 100 0.05 test -e "$1" && return 0
   echo "timed out waiting for $1" >&2
   return 1
 }

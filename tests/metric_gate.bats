@@ -10,31 +10,14 @@
 bats_require_minimum_version 1.5.0
 load helper
 load servers/httpd
+load servers/prometheus
 
 setup_file() {
-  PROM_DIR="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-prom.XXXXXX")"
-  "$REPO/tests/servers/prometheus.sh" backfill "$PROM_DIR" "$REPO/tests/data/prometheus/backfill.spec"
-  "$REPO/tests/servers/prometheus.sh" start "$PROM_DIR" "$PROM_DIR/port"
-  PROM="http://127.0.0.1:$(cat "$PROM_DIR/port")"
-  export PROM_DIR PROM
+  prom_file_start "$REPO/tests/data/prometheus/backfill.spec"
 }
 
 teardown_file() {
-  "$REPO/tests/servers/prometheus.sh" stop "$PROM_DIR"
-  rm -rf "$PROM_DIR"
-}
-
-prom() {
-  "$REPO/tests/servers/prometheus.sh" "$1" "$PROM_DIR" "${@:2}"
-}
-
-# a runbook in $T/rb.yml from stdin
-runbook() {
-  cat >"$T/rb.yml"
-}
-
-J() {
-  journal_of "$T/state"
+  prom_file_stop
 }
 
 # "n phase value" of every gate.measurement of the newest run

@@ -25,47 +25,31 @@ teardown_file() {
 # KEY, v int, hits int: how often the backfill touched the row, doubled int)
 # holding the ids given by the SQL set expression $1 (default 1..1000)
 newdb() {
-  DB="t${BATS_TEST_NUMBER}"
-  pg_createdb fill "$DB"
-  pg_psql fill "$DB" -c "CREATE TABLE items (id bigint PRIMARY KEY, v int NOT NULL,
+  pg_test_db fill "CREATE TABLE items (id bigint PRIMARY KEY, v int NOT NULL,
       hits int NOT NULL DEFAULT 0, doubled int);
-    INSERT INTO items (id, v) SELECT g, g % 97 FROM ${1:-generate_series(1, 1000)} g;
-    ALTER TABLE items OWNER TO $PG_USER"
-  CONN="$(pg_conninfo fill "$DB")"
-  export PGPW="$PG_PASSWORD"
+    INSERT INTO items (id, v) SELECT g, g % 97 FROM ${1:-generate_series(1, 1000)} g"
 }
 
 # a runbook: one db.postgres_backfill step with `with:` extra lines ($1),
 # then optionally a step that always fails ($2 = fail)
 fill_runbook() {
-  {
-    cat <<EOF
-zdm: 1
-name: fill
-secrets:
-  pg: {env: PGPW}
-steps:
-  - id: fill
-    uses: db.postgres_backfill
-    with:
-      conninfo: "$CONN"
-      password: \${{ secrets.pg }}
-      table: items
-      key: id
-EOF
-    printf '%s\n' "$1" | sed 's/^/      /'
-    if [ "${2:-}" = fail ]; then
-      printf '  - id: boom\n    uses: exec\n    with: {command: ["false"]}\n'
-    fi
-  } >"$T/rb.yml"
-}
-
-journal() {
-  journal_of "$T/state"
+  pg_step_runbook fill db.postgres_backfill fill "table: items
+key: id
+$1" "${2:-}"
 }
 
 q() {
   pg_psql fill "$DB" -c "$1"
+}
+
+# the journal says the backfill waited: a throttle with the lag over the
+# limit, its end, and the time it waited in the step's outputs
+assert_throttled() {
+  run jq -r 'select(.event=="backfill.throttle") | .data | (.lag_bytes > .max_lag_bytes)' "$(J)"
+  assert_line true
+  run jq -s '[.[] | select(.event=="backfill.throttle_end")] | length >= 1' "$(J)"
+  assert_output true
+  [ "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.throttled_ms' "$(J)")" -gt 0 ]
 }
 
 @test "postgres_backfill: batches of batch_size rows by key, each journaled; outputs count them" {
@@ -74,9 +58,9 @@ q() {
 batch_size: 300"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
-  run jq -r 'select(.event=="backfill.batch") | .data | "\(.batch) \(.from) \(.to) \(.rows)"' "$(journal)"
+  run jq -r 'select(.event=="backfill.batch") | .data | "\(.batch) \(.from) \(.to) \(.rows)"' "$(J)"
   assert_output "$(printf '1 1 300 300\n2 301 600 300\n3 601 900 300\n4 901 1000 100')"
-  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows, .resumed_batches, .throttled_ms, (.duration_ms >= 0)]' "$(journal)"
+  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows, .resumed_batches, .throttled_ms, (.duration_ms >= 0)]' "$(J)"
   assert_output '[4,1000,0,0,true]'
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1 AND doubled = v * 2")" 1000
   run grep -rF "$PG_PASSWORD" "$T/state"
@@ -98,9 +82,9 @@ batch_size: 100"
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1 AND doubled = v * 2")" 1000
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits <> 1")" 0
   # attempt 1 did batches 1-3, attempt 2 (the resume) did 4-10
-  run jq -r 'select(.event=="backfill.batch") | "\(.attempt) \(.data.batch) \(.data.from)-\(.data.to)"' "$(journal)"
+  run jq -r 'select(.event=="backfill.batch") | "\(.attempt) \(.data.batch) \(.data.from)-\(.data.to)"' "$(J)"
   assert_output "$(for b in $(seq 10); do echo "$(( b <= 3 ? 1 : 2 )) $b $(( (b - 1) * 100 + 1 ))-$(( b * 100 ))"; done)"
-  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows, .resumed_batches]' "$(journal)"
+  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows, .resumed_batches]' "$(J)"
   assert_output '[10,1000,3]'
 }
 
@@ -121,11 +105,11 @@ lock_retry_max_delay: 400ms"
   run zdm run rb.yml --state-dir "$T/state"
   wait "$app"
   assert_equal "$status" 0
-  run jq -r 'select(.event=="backfill.lock_timeout") | .data | "\(.batch) \(.lock_timeout_ms)"' "$(journal)"
+  run jq -r 'select(.event=="backfill.lock_timeout") | .data | "\(.batch) \(.lock_timeout_ms)"' "$(J)"
   assert_line "2 200"
   # the rolled-back tries left nothing: each row once
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1")" 1000
-  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows]' "$(journal)"
+  run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows]' "$(J)"
   assert_output '[10,1000]'
 }
 
@@ -137,7 +121,7 @@ where: id % 2 = 0
 batch_size: 200"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
-  run jq -r 'select(.event=="backfill.batch") | .data | "\(.from) \(.to) \(.rows)"' "$(journal)"
+  run jq -r 'select(.event=="backfill.batch") | .data | "\(.from) \(.to) \(.rows)"' "$(J)"
   assert_output "$(printf '6 1200 200\n1206 2400 200\n2406 3000 100')"
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1 AND id % 2 = 0")" 500
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits <> 0 AND id % 2 = 1")" 0
@@ -153,7 +137,7 @@ batch_size: 400" fail
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_equal "$(q "SELECT count(*) FROM items WHERE doubled IS NOT NULL")" 0
-  run jq -r 'select(.event=="backfill.undo_batch") | .data | "\(.from)-\(.to)"' "$(journal)"
+  run jq -r 'select(.event=="backfill.undo_batch") | .data | "\(.from)-\(.to)"' "$(J)"
   assert_output "$(printf '1-400\n401-800\n801-1000')"
   fill_runbook "set: doubled = v * 2"
   run zdm plan rb.yml
@@ -201,11 +185,7 @@ throttle_interval: 100ms"
   assert_equal "$status" 0
   assert_equal "$receivers" 1
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1")" 1000
-  run jq -r 'select(.event=="backfill.throttle") | .data | (.lag_bytes > .max_lag_bytes)' "$(journal)"
-  assert_line true
-  run jq -s '[.[] | select(.event=="backfill.throttle_end")] | length >= 1' "$(journal)"
-  assert_output true
-  [ "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.throttled_ms' "$(journal)")" -gt 0 ]
+  assert_throttled
 }
 
 # a streaming standby of cluster `fill` (pg_basebackup -R), as cluster `standby`
@@ -218,7 +198,7 @@ start_standby() {
     cat "$dir/basebackup.log" >&2
     return 1
   }
-  port="$(_pg_free_port)"
+  port="$(free_port)"
   printf "port = %s\nunix_socket_directories = '%s'\n" "$port" "$dir" >>"$dir/data/postgresql.auto.conf"
   _pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null 2>&1 || {
     cat "$dir/server.log" >&2
@@ -249,11 +229,7 @@ throttle_interval: 100ms"
   pg_stop standby
   assert_equal "$status" 0
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits = 1")" 1000
-  run jq -r 'select(.event=="backfill.throttle") | .data | (.lag_bytes > .max_lag_bytes)' "$(journal)"
-  assert_line true
-  run jq -s '[.[] | select(.event=="backfill.throttle_end")] | length >= 1' "$(journal)"
-  assert_output true
-  [ "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.throttled_ms' "$(journal)")" -gt 0 ]
+  assert_throttled
 }
 
 @test "postgres_backfill: a key that is not an integer column fails before any change; bad names are exit 2" {
@@ -308,7 +284,7 @@ column_state() {
   assert_equal "$status" 0
   assert_equal "$(column_state)" "true 0"
   assert_equal "$(q "SELECT count(*) FROM users WHERE email_lower = lower(email)")" 2500
-  run jq -c 'select(.event=="step.succeeded" and .step=="backfill") | .data.outputs | [.batches, .rows]' "$(journal)"
+  run jq -c 'select(.event=="step.succeeded" and .step=="backfill") | .data.outputs | [.batches, .rows]' "$(J)"
   assert_output '[3,2500]'
   # the constraint really holds: a row without the column is refused
   run q "INSERT INTO users (id, email) VALUES (9999, 'x')"
@@ -323,7 +299,7 @@ column_state() {
   run zdm run "$REPO/runbooks/expand-contract.yml" "${VARS[@]}" --state-dir "$T/state" --fail-at set-not-null
   assert_equal "$status" 1
   assert_equal "$(column_state)" "absent 0"
-  run events "$(journal)"
+  run events "$(J)"
   assert_line "undo.succeeded not-null-check"
   assert_line "undo.succeeded expand"
 }

@@ -11,8 +11,6 @@ load helper
 load servers/postgres
 
 setup_file() {
-  export PG_ROOT
-  PG_ROOT="$(mktemp -d /tmp/zdm-pg.XXXXXX)"
   pg_start h
   pg_createdb h h1
   pg_psql h h1 -c "CREATE TABLE kv (k text PRIMARY KEY, v text, n int)"
@@ -26,8 +24,7 @@ teardown_file() {
 # with `conninfo` and the secret password; what the chunk returns is run's
 # result
 write_plugin() {
-  mkdir -p "$T/plugins/t"
-  cat >"$T/plugins/t/pg.lua" <<'EOF'
+  plugin_file "$T/plugins" t.pg <<'EOF'
 return {
   description = "test: run a chunk against zdm.pg",
   params = {
@@ -149,7 +146,7 @@ EOF
   refute grep -rqF "$TEST_PG_PW" "$T/state"
   # nothing listens there
   local port
-  port="$(_pg_free_port)"
+  port="$(free_port)"
   pg_runbook "" "host=127.0.0.1 port=$port dbname=none user=zdm" <<<'return nil'
   run zdm run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 1

@@ -21,40 +21,24 @@ teardown_file() {
 
 # a fresh database for this test, with a table `items` of 200 rows
 newdb() {
-  DB="t${BATS_TEST_NUMBER}"
-  pg_createdb sql "$DB"
-  pg_psql sql "$DB" -c "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL);
-    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g;
-    ALTER TABLE items OWNER TO $PG_USER"
-  CONN="$(pg_conninfo sql "$DB")"
-  export PGPW="$PG_PASSWORD"
+  pg_test_db sql "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL);
+    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g"
 }
 
 # a runbook: one db.postgres_sql step with `with:` extra lines ($1, indented
 # by 6), then optionally a step that always fails ($2 = fail)
 sql_runbook() {
-  {
-    cat <<EOF
-zdm: 1
-name: sql
-secrets:
-  pg: {env: PGPW}
-steps:
-  - id: ddl
-    uses: db.postgres_sql
-    with:
-      conninfo: "$CONN"
-      password: \${{ secrets.pg }}
-EOF
-    printf '%s\n' "$1" | sed 's/^/      /'
-    if [ "${2:-}" = fail ]; then
-      printf '  - id: boom\n    uses: exec\n    with: {command: ["false"]}\n'
-    fi
-  } >"$T/rb.yml"
+  pg_step_runbook sql db.postgres_sql ddl "$1" "${2:-}"
 }
 
-journal() {
-  journal_of "$T/state"
+# wait (up to 5 s) until a session other than this one holds a lock on items
+await_items_locked() {
+  local i
+  for i in $(seq 100); do
+    [ "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE c.relname = 'items' AND l.granted AND l.pid <> pg_backend_pid()")" -ge 1 ] && break
+    sleep 0.05
+  done
 }
 
 columns() {
@@ -67,11 +51,7 @@ columns() {
   # the blocker: a transaction that read the table (ACCESS SHARE) and goes on for 3.5 s
   pg_psql sql "$DB" -c "SELECT count(*) FROM items; SELECT pg_sleep(3.5)" >"$T/blocker.out" 2>&1 &
   blocker=$!
-  for i in $(seq 100); do
-    [ "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE c.relname = 'items' AND l.granted AND l.pid <> pg_backend_pid()")" -ge 1 ] && break
-    sleep 0.05
-  done
+  await_items_locked
   # the reader: 70 short queries, 50 ms apart, each stamped with the
   # server's clock when it got through (one session, autocommit)
   for i in $(seq 70); do
@@ -96,11 +76,11 @@ lock_retry_max_delay: 800ms"
   assert_equal "$status" 0
   assert_equal "$(columns)" "id,name,note"
   # the DDL gave up at least once, and each give-up is in the journal
-  n="$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(journal)")"
+  n="$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(J)")"
   [ "$n" -ge 2 ]
-  run jq -r 'select(.event=="sql.lock_timeout") | .data | "\(.lock_timeout_ms) \(.error)"' "$(journal)"
+  run jq -r 'select(.event=="sql.lock_timeout") | .data | "\(.lock_timeout_ms) \(.error)"' "$(J)"
   assert_line "300 ERROR:  canceling statement due to lock timeout (SQLSTATE 55P03)"
-  assert_equal "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.lock_timeouts' "$(journal)")" "$n"
+  assert_equal "$(jq -r 'select(.event=="step.succeeded") | .data.outputs.lock_timeouts' "$(J)")" "$n"
   # the reader got all 70 answers, never stalled behind the waiting DDL
   # for long: the largest gap between two answers stays near lock_timeout
   # (without lock_timeout it would be the blocker's 3.5 s)
@@ -115,11 +95,7 @@ lock_retry_max_delay: 800ms"
   newdb
   pg_psql sql "$DB" -c "SELECT count(*) FROM items; SELECT pg_sleep(3)" >/dev/null 2>&1 &
   blocker=$!
-  for i in $(seq 100); do
-    [ "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE c.relname = 'items' AND l.granted AND l.pid <> pg_backend_pid()")" -ge 1 ] && break
-    sleep 0.05
-  done
+  await_items_locked
   sql_runbook "sql: ALTER TABLE items ADD COLUMN note text
 lock_timeout: 100ms
 lock_retries: 2
@@ -130,7 +106,7 @@ lock_retry_delay: 50ms"
   assert_equal "$status" 1
   assert_output --partial "gave up after 3 lock timeouts of 100ms each (lock_retries: 2)"
   assert_output --partial "pg_stat_activity"
-  assert_equal "$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(journal)")" 2
+  assert_equal "$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(J)")" 2
   assert_equal "$(columns)" "id,name"
 }
 
@@ -155,10 +131,10 @@ undo_sql: ALTER TABLE items DROP COLUMN IF EXISTS note" fail
   assert_output --partial "in one transaction, lock_timeout 500ms (up to 20 retries, backoff 1s..1m): ALTER TABLE items ADD COLUMN note text; UPDATE items SET note = 'n' || id; undo: ALTER TABLE items DROP COLUMN IF EXISTS note"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
-  run jq -c 'select(.event=="step.succeeded" and .step=="ddl") | .data.undo_data' "$(journal)"
+  run jq -c 'select(.event=="step.succeeded" and .step=="ddl") | .data.undo_data' "$(J)"
   assert_output '{"transaction":true,"undo_sql":["ALTER TABLE items DROP COLUMN IF EXISTS note"]}'
   assert_equal "$(columns)" "id,name"
-  run events "$(journal)"
+  run events "$(J)"
   assert_line "undo.succeeded ddl"
 }
 
@@ -188,10 +164,10 @@ transaction: false" fail
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   # the index was built, then dropped again by the rollback
-  run jq -r 'select(.event=="step.succeeded" and .step=="ddl") | .data.outputs.statements' "$(journal)"
+  run jq -r 'select(.event=="step.succeeded" and .step=="ddl") | .data.outputs.statements' "$(J)"
   assert_output 1
   assert_equal "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_name'")" 0
-  run events "$(journal)"
+  run events "$(J)"
   assert_line "undo.succeeded ddl"
 }
 
@@ -213,9 +189,9 @@ lock_retry_delay: 300ms"
   wait "$blocker"
   assert_equal "$status" 1
   assert_output --partial "CREATE INDEX / REINDEX CONCURRENTLY is not retried (it leaves an INVALID index behind"
-  assert_equal "$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(journal)")" 0
+  assert_equal "$(jq -s '[.[] | select(.event=="sql.lock_timeout")] | length' "$(J)")" 0
   # the failed step is undone from its snapshot (undo_sql recorded before it ran)
-  run events "$(journal)"
+  run events "$(J)"
   assert_line "undo.succeeded ddl"
   assert_equal "$(pg_psql sql "$DB" -c "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_name'")" 0
 }
@@ -228,7 +204,7 @@ lock_retry_delay: 300ms"
   assert_output --partial "COMMENT ON TABLE items IS 'k=\${{ secrets.pg }}'"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
-  assert_equal "$(jq -r 'select(.event=="step.started") | .data.params.sql[1]' "$(journal)")" "COMMENT ON TABLE items IS 'k=***'"
+  assert_equal "$(jq -r 'select(.event=="step.started") | .data.params.sql[1]' "$(J)")" "COMMENT ON TABLE items IS 'k=***'"
   assert_equal "$(pg_psql sql "$DB" -c "SELECT obj_description('items'::regclass)")" "k=$PG_PASSWORD"
   refute_output --partial "$PG_PASSWORD"
   run grep -rF "$PG_PASSWORD" "$T/state"

@@ -15,8 +15,6 @@ load helper
 load servers/postgres
 
 setup_file() {
-  export PG_ROOT
-  PG_ROOT="$(mktemp -d /tmp/zdm-pg.XXXXXX)"
   pg_start src
   pg_start dst
   pg_start old wal_level=replica
@@ -342,7 +340,7 @@ sub:"
   make_dbs s_log 10
   # the target reaches the "publisher" on a port where nothing listens: the
   # CREATE SUBSCRIPTION (which carries the password) fails on the target
-  local dead; dead="$(_pg_free_port)"
+  local dead; dead="$(free_port)"
   sync_runbook s_log "      publisher: \"host=127.0.0.1 port=$dead dbname=s_log user=$PG_USER\""
   run env TEST_PG_PW="$PG_PASSWORD" "$ZDM_BIN" run "$T/rb.yml" --state-dir "$T/state"
   assert_equal "$status" 1

@@ -29,8 +29,7 @@ EOF
 # a user plugin my.marker: writes a file, records what it replaced, undo
 # puts it back and leaves a trace of what it was given
 make_user_plugin() {
-  mkdir -p "$T/myplugins/my"
-  cat >"$T/myplugins/my/marker.lua" <<'EOF'
+  plugin_file "$T/myplugins" my.marker <<'EOF'
 return {
   description = "write a marker file, put the old content back on undo",
   params = {
@@ -97,9 +96,7 @@ EOF
 
 # a plugin file under $T/pp from stdin
 plugin() {   # dotted name
-  local f="$T/pp/${1//.//}.lua"
-  mkdir -p "$(dirname "$f")"
-  cat >"$f"
+  plugin_file "$T/pp" "$1"
 }
 
 @test "plugins: lists the built-ins and the shipped plugins with their flags and params, sorted" {
@@ -305,8 +302,7 @@ EOF
 }
 
 @test "user plugin: --plugin-path comes before ZDM_PLUGIN_PATH (first found wins)" {
-  mkdir -p "$T/override/release"
-  cat >"$T/override/release/symlink.lua" <<'EOF'
+  plugin_file "$T/override" release.symlink <<'EOF'
 return {
   description = "the user's own release.symlink",
   params = {{name = "link", type = "string", required = true}, {name = "target", type = "string", required = true}},
@@ -551,8 +547,7 @@ EOF
 # my.parts: appends each of `parts` to a file, noting each part done with
 # zdm.note; a rerun skips the parts its earlier attempts noted (ctx.notes)
 make_parts_plugin() {
-  mkdir -p "$T/myplugins/my"
-  cat >"$T/myplugins/my/parts.lua" <<'LUA'
+  plugin_file "$T/myplugins" my.parts <<'LUA'
 return {
   description = "append parts to a file, resumable part by part",
   params = {
@@ -602,8 +597,7 @@ EOF
 }
 
 @test "zdm.note: refused in plan() and for zdm's own event names" {
-  mkdir -p "$T/p/my"
-  cat >"$T/p/my/bad.lua" <<'LUA'
+  plugin_file "$T/p" my.bad <<'LUA'
 return {
   description = "notes",
   params = {{name = "ev", type = "string", required = true}},

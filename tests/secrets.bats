@@ -46,6 +46,44 @@ steps:
 EOF
 }
 
+# $T/rb.yml, runbook NAME with the one secret given as a YAML line
+# ("tok: {env: VAR}") and one step that touches $T/ran
+touch_runbook() {   # name secret
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: $1
+secrets:
+  $2
+steps:
+  - id: touch
+    uses: exec
+    with: {command: [touch, "$T/ran"]}
+EOF
+}
+
+# runbook NAME: one step running the shell text $2 with the env secret in
+# $TOK and its output cut at 14 bytes; run with --output json (stdout in
+# $T/out, stderr in $T/err); it succeeds
+run_cut_output() {   # name shell
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: $1
+secrets:
+  tok: {env: ZDM_T_TOKEN}
+steps:
+  - id: a
+    uses: exec
+    with:
+      shell: '$2'
+      env: {TOK: "\${{ secrets.tok }}"}
+      output_limit: 14
+EOF
+  export ZDM_T_TOKEN="$ENV_SECRET"
+  local rc=0
+  zdm run rb.yml --state-dir "$T/state" --output json >"$T/out" 2>"$T/err" || rc=$?
+  assert_equal "$rc" 0
+}
+
 # fail (and show where) if either secret, or a long prefix of one, is in a file
 assert_no_secret() {
   local f
@@ -129,8 +167,7 @@ EOF
 }
 
 @test "secrets: a plugin's log lines and error message are redacted" {
-  mkdir -p "$T/pp/leak"
-  cat >"$T/pp/leak/talk.lua" <<'EOF'
+  plugin_file "$T/pp" leak.talk <<'EOF'
 return {
   description = "says its secret out loud",
   params = {{name = "token", type = "string", required = true, doc = "a secret"}},
@@ -165,23 +202,7 @@ EOF
 }
 
 @test "secrets: output cut at output_limit does not leak the start of a secret" {
-  cat >"$T/rb.yml" <<'EOF'
-zdm: 1
-name: trunc-leak
-secrets:
-  tok: {env: ZDM_T_TOKEN}
-steps:
-  - id: a
-    uses: exec
-    with:
-      shell: 'printf "12345%szzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n" "$TOK"'
-      env: {TOK: "${{ secrets.tok }}"}
-      output_limit: 14
-EOF
-  export ZDM_T_TOKEN="$ENV_SECRET"
-  local rc=0
-  zdm run rb.yml --state-dir "$T/state" --output json >"$T/out" 2>"$T/err" || rc=$?
-  assert_equal "$rc" 0
+  run_cut_output trunc-leak 'printf "12345%szzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n" "$TOK"'
   # the first 14 bytes of what the command wrote end inside the secret: the
   # kept output is redacted whole, then cut
   run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.stdout, .stdout_truncated]' "$T/out"
@@ -193,23 +214,7 @@ EOF
 @test "secrets: output cut at output_limit after an earlier secret does not leak the second one" {
   # redacting the first secret shortens the text, so the cut falls inside
   # the second one, which was captured only in part
-  cat >"$T/rb.yml" <<'EOF'
-zdm: 1
-name: trunc-leak-2
-secrets:
-  tok: {env: ZDM_T_TOKEN}
-steps:
-  - id: a
-    uses: exec
-    with:
-      shell: 'printf "%sab%s\n" "$TOK" "$TOK"'
-      env: {TOK: "${{ secrets.tok }}"}
-      output_limit: 14
-EOF
-  export ZDM_T_TOKEN="$ENV_SECRET"
-  local rc=0
-  zdm run rb.yml --state-dir "$T/state" --output json >"$T/out" 2>"$T/err" || rc=$?
-  assert_equal "$rc" 0
+  run_cut_output trunc-leak-2 'printf "%sab%s\n" "$TOK" "$TOK"'
   run grep -r -F "${ENV_SECRET:0:6}" "$T/state" "$T/out" "$T/err"
   assert_equal "$status" 1
   run jq -r 'select(.event=="step.succeeded") | .data.outputs.stdout_truncated' "$T/out"
@@ -217,16 +222,7 @@ EOF
 }
 
 @test "secrets: a missing env var stops the run with FILE:LINE:COL and the variable; nothing runs" {
-  cat >"$T/rb.yml" <<EOF
-zdm: 1
-name: missing-secret
-secrets:
-  tok: {env: ZDM_T_NOT_SET}
-steps:
-  - id: touch
-    uses: exec
-    with: {command: [touch, "$T/ran"]}
-EOF
+  touch_runbook missing-secret "tok: {env: ZDM_T_NOT_SET}"
   unset ZDM_T_NOT_SET
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
@@ -249,16 +245,7 @@ EOF
 }
 
 @test "secrets: a secret file that does not exist stops the run with exit 2; nothing runs" {
-  cat >"$T/rb.yml" <<EOF
-zdm: 1
-name: missing-file
-secrets:
-  fk: {file: $T/no-such-secret}
-steps:
-  - id: touch
-    uses: exec
-    with: {command: [touch, "$T/ran"]}
-EOF
+  touch_runbook missing-file "fk: {file: $T/no-such-secret}"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
   assert_output "zdm: rb.yml:4:7: secret 'fk': cannot read file '$T/no-such-secret': No such file or directory"
@@ -269,16 +256,7 @@ EOF
 @test "secrets: a secret file that cannot be read (a directory) stops the run with exit 2" {
   # (chmod 000 would not stop root; a directory cannot be read as a file by anyone)
   mkdir "$T/secret-dir"
-  cat >"$T/rb.yml" <<EOF
-zdm: 1
-name: dir-secret
-secrets:
-  fk: {file: $T/secret-dir}
-steps:
-  - id: touch
-    uses: exec
-    with: {command: [touch, "$T/ran"]}
-EOF
+  touch_runbook dir-secret "fk: {file: $T/secret-dir}"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
   assert_output --partial "rb.yml:4:7: secret 'fk': cannot read file '$T/secret-dir'"

@@ -75,10 +75,6 @@ cmd_yaml() {
   printf 'shell: %s\n' "$(jq -Rn --arg c "${CMD//\$T/$T}" '$c')"
 }
 
-J() {
-  journal_of "$T/state"
-}
-
 @test "ssh: runs on every host, in batches, one connection per host; per-host results in outputs and the journal" {
   hosts 3
   # lines libssh2 does not parse are skipped, not fatal
@@ -263,12 +259,7 @@ LATE_CMD='p=${SSH_CONNECTION##* }; echo run >>$T/ran.$p; if [ -e $T/fail.$p ]; t
 
 # wait (bounded) for h2's command to finish on its own
 wait_late() {
-  local i
-  for i in $(seq 50); do
-    [ -e "$T/late.$PORT_h2" ] && return 0
-    sleep 0.1
-  done
-  return 1
+  poll 50 0.1 test -e "$T/late.$PORT_h2"
 }
 
 @test "ssh: a host timed out mid-command is recorded unknown; the rollback runs undo on it too" {
@@ -482,8 +473,7 @@ EOF
 @test "zdm.ssh: a plugin runs a command on several hosts and reads each result" {
   hosts 2
   fail_on h2
-  mkdir -p "$T/pp/my"
-  cat >"$T/pp/my/remote.lua" <<'LUA'
+  plugin_file "$T/pp" my.remote <<'LUA'
 return {
   description = "run on hosts, report codes",
   params = {
@@ -528,8 +518,7 @@ EOF
 
 @test "zdm.ssh: output over cap keeps the last cap bytes from a line start; a cap the memory cannot hold and a result that does not fit are clear errors, nothing leaks" {
   hosts 2
-  mkdir -p "$T/pp/my"
-  cat >"$T/pp/my/big.lua" <<'LUA'
+  plugin_file "$T/pp" my.big <<'LUA'
 return {
   description = "zdm.ssh near the plugin's memory cap",
   params = {

@@ -3,8 +3,10 @@
 # tests/data): tests/data/validate/NNN.yml is a runbook with one kind of
 # mistake (or several, to show that all are reported together, sorted by
 # place), and NNN.err is the exact stderr of `zdm validate` on it, run from
-# the top of the repository with a relative path.  NNN-ok-*.yml are valid
-# runbooks: their .err is empty and validate says "ok" on stdout.
+# the top of the repository with a relative path (the tests run it from a
+# copy in their temp dir, so nothing can land in the checkout).
+# NNN-ok-*.yml are valid runbooks: their .err is empty and validate says
+# "ok" on stdout.
 #
 # To add a case: write the .yml (first line: `# the class it covers`), then
 #   cd "$REPO" && ZDM_PLUGIN_PATH=$PWD/plugins build/zdm validate \
@@ -25,11 +27,19 @@ is_valid_case() {
   [[ "$(basename "$1")" == *-ok-* ]]
 }
 
-# zdm validate FILE from $REPO (FILE relative); stdout, stderr and the exit
-# code go to $T/out, $T/err, $T/rc
-validate_from_repo() {
+# the corpus's runbooks copied to the same relative paths under $T, the
+# directory the tests run zdm from
+copy_corpus() {
+  mkdir -p "$T/$DATA"
+  cp "$REPO/$DATA"/*.yml "$T/$DATA/"
+}
+
+# zdm validate FILE (relative) from the copy in $T; stdout, stderr and the
+# exit code go to $T/out, $T/err, $T/rc
+validate_case() {
   local rc=0
-  (cd "$REPO" && zdm validate "$1") >"$T/out" 2>"$T/err" || rc=$?
+  [ -d "$T/$DATA" ] || copy_corpus
+  (cd "$T" && zdm validate "$1") >"$T/out" 2>"$T/err" || rc=$?
   echo "$rc" >"$T/rc"
 }
 
@@ -53,7 +63,7 @@ validate_from_repo() {
   local failed=() f n=0
   for f in $(corpus); do
     n=$((n + 1))
-    validate_from_repo "$f"
+    validate_case "$f"
     if ! diff -u --label "$f (expected ${f%.yml}.err)" --label "$f (zdm validate stderr, exit $(cat "$T/rc"))" \
         "$REPO/${f%.yml}.err" "$T/err" >"$T/diff"; then
       failed+=("$f")
@@ -84,7 +94,7 @@ validate_from_repo() {
 @test "validate corpus: exit code is 2 for every invalid runbook, 0 for every valid one" {
   local bad=() f want
   for f in $(corpus); do
-    validate_from_repo "$f"
+    validate_case "$f"
     if is_valid_case "$f"; then want=0; else want=2; fi
     [[ "$(cat "$T/rc")" == "$want" ]] || bad+=("$f: exit $(cat "$T/rc"), want $want")
   done
@@ -100,8 +110,8 @@ validate_from_repo() {
   to="$(command -v timeout)"
   # a copy, so a run that wrongly goes ahead writes its state dir under $T,
   # not into the repository; same relative paths as the .err files
-  mkdir -p "$T/$DATA" "$T/empty-path"
-  cp "$REPO/$DATA"/*.yml "$T/$DATA/"
+  copy_corpus
+  mkdir -p "$T/empty-path"
   for f in $(corpus); do
     is_valid_case "$f" && continue
     local rc=0
@@ -185,7 +195,7 @@ EOF
 }
 
 @test "validate: a valid corpus runbook gives exit 0 and one ok line, nothing on stderr" {
-  cd "$REPO"
+  copy_corpus
   run --separate-stderr zdm validate "$DATA/101-ok-expressions.yml"
   assert_success
   assert_output "$DATA/101-ok-expressions.yml: ok (runbook 'orders-blue-green', 5 steps)"

@@ -134,12 +134,5 @@ prom_await() {
 }
 
 stop_haproxy() {
-  local f pid
-  for f in prometheus haproxy be-nginx; do
-    [ -f "$T/$f.pid" ] || continue
-    pid="$(cat "$T/$f.pid")"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    rm -f "$T/$f.pid"
-  done
+  stop_pids "$T/prometheus.pid" "$T/haproxy.pid" "$T/be-nginx.pid"
 }

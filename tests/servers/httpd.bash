@@ -3,6 +3,8 @@
 # ports, in the test's own $T, stopped by the test's teardown.  A server
 # that does not start fails the test; nothing is skipped.
 
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+
 # the helper's teardown, run after the servers are stopped
 eval "helper_$(declare -f teardown)"
 
@@ -11,35 +13,31 @@ teardown() {
   helper_teardown
 }
 
-# a port nothing listens on (bound, read, released)
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # control < JSON: what httpd.py answers per path (replaced atomically)
 control() {
   cat >"$T/.control.tmp" && mv "$T/.control.tmp" "$T/control.json"
 }
 
-# start_httpd [PORT | unix:PATH]: start httpd.py (on a free port unless
-# given); sets HTTPD_PORT and BASE (http://127.0.0.1:PORT)
+# httpd_in DIR PIDFILE LOG WHAT [ARGS...]: start httpd.py for DIR (its
+# control.json, '{}' unless there is one, its requests.jsonl and httpd.port)
+# for 120 s at most, its pid in PIDFILE and its output in LOG, and wait
+# until DIR/httpd.port says its port
+httpd_in() {
+  local dir="$1" pidfile="$2" log="$3" what="$4"
+  shift 4
+  [ -f "$dir/control.json" ] || echo '{}' >"$dir/control.json"
+  rm -f "$dir/httpd.port"
+  serve "$what" "$pidfile" "$log" "$dir/httpd.port" \
+    python3 "$REPO/tests/servers/httpd.py" "$dir/" "$@" --lifetime 120
+}
+
+# start_httpd [PORT | unix:PATH]: start httpd.py in $T (on a free port
+# unless given); sets HTTPD_PORT and BASE (http://127.0.0.1:PORT)
 start_httpd() {
   local where=(--port "${1:-0}")
   [[ "${1:-}" == unix:* ]] && where=(--unix "${1#unix:}")
-  [ -f "$T/control.json" ] || echo '{}' >"$T/control.json"
-  rm -f "$T/httpd.port"
-  python3 "$REPO/tests/servers/httpd.py" "$T/" "${where[@]}" ${HTTPD_TLS:+--tls $HTTPD_TLS} --lifetime 120 >"$T/httpd.out" 2>&1 3>&- &
-  echo $! >"$T/httpd.pid"
-  local i
-  for i in $(seq 200); do
-    [ -s "$T/httpd.port" ] && break
-    sleep 0.025
-  done
-  if [ ! -s "$T/httpd.port" ]; then
-    echo "tests/servers/httpd.py did not start:" >&2
-    cat "$T/httpd.out" >&2
-    return 1
-  fi
+  httpd_in "$T" "$T/httpd.pid" "$T/httpd.out" "tests/servers/httpd.py" \
+    "${where[@]}" ${HTTPD_TLS:+--tls $HTTPD_TLS} || return 1
   HTTPD_PORT="$(cat "$T/httpd.port")"
   BASE="http://127.0.0.1:$HTTPD_PORT"
 }
@@ -111,12 +109,5 @@ EOF
 
 # stop what start_* started, by pid
 stop_servers() {
-  local f pid
-  for f in httpd nginx; do
-    [ -f "$T/$f.pid" ] || continue
-    pid="$(cat "$T/$f.pid")"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    rm -f "$T/$f.pid"
-  done
+  stop_pids "$T/httpd.pid" "$T/nginx.pid"
 }

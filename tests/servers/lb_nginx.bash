@@ -48,24 +48,12 @@ CONF
 }
 
 start_green() {
-  local i
   mkdir -p "$T/green"
-  rm -f "$T/green/httpd.port"
   cat >"$T/green/control.json" <<'JSON'
 {"/": {"status": 200, "body": "green\n"}, "/health": {"status": 200, "body": "ok\n"},
  "/ready": {"status": 200, "body": "ready\n"}}
 JSON
-  python3 "$REPO/tests/servers/httpd.py" "$T/green/" --port 0 --lifetime 120 >"$T/green/out" 2>&1 3>&- &
-  echo $! >"$T/green.pid"
-  for i in $(seq 200); do
-    [ -s "$T/green/httpd.port" ] && break
-    sleep 0.025
-  done
-  if [ ! -s "$T/green/httpd.port" ]; then
-    echo "green (tests/servers/httpd.py) did not start:" >&2
-    cat "$T/green/out" >&2
-    return 1
-  fi
+  httpd_in "$T/green" "$T/green.pid" "$T/green/out" "green (tests/servers/httpd.py)" --port 0 || return 1
   GREEN_PORT="$(cat "$T/green/httpd.port")"
 }
 
@@ -80,12 +68,5 @@ lb_workers() {
 }
 
 stop_lb() {
-  local f pid
-  for f in lb-nginx green haproxy; do
-    [ -f "$T/$f.pid" ] || continue
-    pid="$(cat "$T/$f.pid")"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    rm -f "$T/$f.pid"
-  done
+  stop_pids "$T/lb-nginx.pid" "$T/green.pid" "$T/haproxy.pid"
 }

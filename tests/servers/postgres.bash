@@ -28,6 +28,16 @@
 #       -X -q -v ON_ERROR_STOP=1 -At; e.g. pg_psql a app -c 'select 1'
 #   pg_createdb NAME DB create database DB owned by $PG_USER
 #
+# For the suites of the db.postgres_* steps (bats; $T is the test's dir):
+#   pg_test_db NAME SQL
+#       this test's own database t$BATS_TEST_NUMBER on cluster NAME: SQL
+#       makes its table `items`, which then belongs to $PG_USER; sets DB
+#       and CONN (its conninfo) and exports PGPW (the password)
+#   pg_step_runbook NAME TYPE ID WITH [fail]
+#       $T/rb.yml: runbook NAME with one step ID of TYPE connecting to CONN
+#       with the password from secrets, the lines WITH added to its `with:`,
+#       then, with "fail", a step that always fails
+#
 # Variables: PG_BIN (the binaries), PG_ROOT (set by the first pg_start
 # unless already set), PG_USER (zdm), PG_PASSWORD (random per process, so a
 # test can grep journals and output for it).
@@ -38,6 +48,8 @@
 # (wal_level=logical) and a subscription's worker retries every 100 ms
 # (wal_retrieve_retry_interval) so syncs start fast.  max_replication_slots
 # and max_wal_senders leave room for several tests sharing a cluster.
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 PG_BIN=/usr/lib/postgresql/15/bin
 : "${PG_USER:=zdm}"
@@ -51,10 +63,6 @@ _pg_as() {
   else
     "$@"
   fi
-}
-
-_pg_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 pg_start() {
@@ -77,7 +85,7 @@ pg_start() {
   # a free port can be taken by someone else before the server binds it:
   # try a few ports
   for try in 1 2 3; do
-    port="$(_pg_free_port)"
+    port="$(free_port)"
     {
       echo "listen_addresses = '127.0.0.1'"
       echo "port = $port"
@@ -156,4 +164,34 @@ pg_stop_all() {
   done
   rm -rf "$PG_ROOT"
   return 0
+}
+
+pg_test_db() {
+  DB="t${BATS_TEST_NUMBER}"
+  pg_createdb "$1" "$DB"
+  pg_psql "$1" "$DB" -c "$2;
+    ALTER TABLE items OWNER TO $PG_USER"
+  CONN="$(pg_conninfo "$1" "$DB")"
+  export PGPW="$PG_PASSWORD"
+}
+
+pg_step_runbook() {
+  {
+    cat <<EOF
+zdm: 1
+name: $1
+secrets:
+  pg: {env: PGPW}
+steps:
+  - id: $3
+    uses: $2
+    with:
+      conninfo: "$CONN"
+      password: \${{ secrets.pg }}
+EOF
+    printf '%s\n' "$4" | sed 's/^/      /'
+    if [ "${5:-}" = fail ]; then
+      printf '  - id: boom\n    uses: exec\n    with: {command: ["false"]}\n'
+    fi
+  } >"$T/rb.yml"
 }

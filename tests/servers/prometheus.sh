@@ -24,14 +24,12 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FIXTURES="$REPO/tests/data/prometheus"
 LIFETIME="${PROM_LIFETIME:-600}"
+# free_port
+source "$REPO/tests/servers/common.bash"
 
 die() {
 	echo "prometheus.sh: $*" >&2
 	exit 1
-}
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 # GET a Prometheus API path; prints the body

@@ -20,15 +20,13 @@
 #   fingerprint NAME              NAME's host key SHA256:... as ssh-keygen -l prints it
 #   start_silent                  a TCP server that accepts and never speaks; SILENT_PORT
 
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+
 eval "helper_$(declare -f teardown)"
 
 teardown() {
   stop_sshds
   helper_teardown
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 ssh_keys() {
@@ -38,13 +36,8 @@ ssh_keys() {
   : >>"$T/ssh/known_hosts"
 }
 
-# port_open PORT: true once something accepts on 127.0.0.1:PORT
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 start_sshd() {
-  local name="$1" d="$T/ssh/$1" port i
+  local name="$1" d="$T/ssh/$1" port
   mkdir -p "$d" "$T/ssh/home" /run/sshd
   [ -f "$d/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$d/host_ed25519"
   port="$(free_port)"
@@ -73,11 +66,7 @@ LogLevel ERROR
 EOF
   /usr/sbin/sshd -D -e -f "$d/sshd_config" >"$d/out" 2>&1 3>&- &
   echo $! >"$d/pid"
-  for i in $(seq 200); do
-    port_open "$port" && break
-    sleep 0.025
-  done
-  if ! port_open "$port"; then
+  if ! poll 200 0.025 port_open "$port"; then
     echo "sshd $name did not start:" >&2
     cat "$d/out" >&2
     return 1
@@ -110,21 +99,9 @@ while time.time() < end:
     except socket.timeout: pass
 ' "$SILENT_PORT" "$T/" 3>&- &
   echo $! >"$T/silent.pid"
-  local i
-  for i in $(seq 200); do
-    port_open "$SILENT_PORT" && break
-    sleep 0.025
-  done
-  port_open "$SILENT_PORT" || { echo "silent server did not start" >&2; return 1; }
+  poll 200 0.025 port_open "$SILENT_PORT" || { echo "silent server did not start" >&2; return 1; }
 }
 
 stop_sshds() {
-  local f pid
-  for f in "$T"/ssh/*/pid "$T/silent.pid" "$T/agent.pid"; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    rm -f "$f"
-  done
+  stop_pids "$T"/ssh/*/pid "$T/silent.pid" "$T/agent.pid"
 }
