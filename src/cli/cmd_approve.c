@@ -19,6 +19,7 @@
 #include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"

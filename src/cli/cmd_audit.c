@@ -27,6 +27,7 @@
 #include "cli/cli.h"
 #include "core/journal.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "zdm/step.h"
 
 /* ---- actor and provenance ------------------------------------------------ */

@@ -45,7 +45,4 @@ int runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 int runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o);
 
-/* where a run stands, from its journal alone (zdm status) */
-const char *run_state_word(const struct jlog *log);
-
 #endif
