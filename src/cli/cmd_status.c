@@ -29,9 +29,7 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 {
 	char *sd = NULL, *jp, *err = NULL;
 	struct jlog log;
-	json_t *steps;
-	const char *k;
-	json_t *v;
+	struct runstate st;
 
 	memset(&log, 0, sizeof log);
 	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
@@ -47,26 +45,15 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 		free(sd);
 		return ZDM_EXIT_USAGE;
 	}
-	steps = json_object();	/* id -> last event, in first-seen order */
-	for (size_t i = 0; i < log.n; i++) {
-		const char *st = json_string_value(json_object_get(log.recs[i], "step"));
-		const char *ev = json_string_value(json_object_get(log.recs[i], "event"));
-
-		if (st != NULL && ev != NULL && strncmp(ev, "drill", 5) != 0 &&
-		    strcmp(ev, "rollback.started") != 0 && strcmp(ev, "run.paused") != 0)
-			json_object_set_new(steps, st, json_string(ev));
-	}
+	runstate_fold(&log, &st, NULL);	/* what it can tell, replayable or not */
 	{
-		json_t *d = json_object_get(log.recs[0], "data");
-		const char *state = run_state_word(&log);
+		const char *state = runstate_word(&st);
 		char *lockp = NULL;
 		int fd;
 
-		printf("run      %s\nrunbook  %s (%s)\nstate    %s", json_string_value(json_object_get(log.recs[0], "run")),
-		    json_string_value(json_object_get(d, "name")),
-		    json_string_value(json_object_get(d, "runbook")), state);
-		if (strncmp(state, "running", 7) == 0 || strncmp(state, "rolling", 7) == 0) {
-			char *rel = xasprintf("locks/%s.lock", json_string_value(json_object_get(d, "name")));
+		printf("run      %s\nrunbook  %s (%s)\nstate    %s", st.run_id, st.name, st.runbook, state);
+		if (st.outcome == RS_RUNNING || st.outcome == RS_ROLLING_BACK) {
+			char *rel = xasprintf("locks/%s.lock", st.name);
 
 			lockp = path_join(sd, rel);
 			free(rel);
@@ -79,37 +66,25 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 				close(fd);
 			free(lockp);
 		}
-		if (strcmp(state, "paused") == 0) {
+		if (st.outcome == RS_PAUSED && st.pause.waiting_for != NULL && st.pause.step != NULL) {
 			/* an approval: who is it waiting for, or what was decided */
-			const char *ps = NULL, *dec = NULL, *by = NULL;
-			const char *run = json_string_value(json_object_get(log.recs[0], "run"));
+			const char *ps = st.pause.step, *by = st.pause.decided_by;
 
-			for (size_t i = 0; i < log.n; i++) {
-				json_t *r = log.recs[i], *rd = json_object_get(r, "data");
-				const char *ev = json_string_value(json_object_get(r, "event"));
-				const char *st = json_string_value(json_object_get(r, "step"));
-
-				if (ev != NULL && strcmp(ev, "run.paused") == 0) {
-					ps = json_is_string(json_object_get(rd, "waiting_for")) ? st : NULL;
-					dec = NULL;
-				} else if (ev != NULL && ps != NULL && st != NULL && strcmp(st, ps) == 0 &&
-				    strncmp(ev, "approval.", 9) == 0 && strcmp(ev, "approval.requested") != 0) {
-					dec = ev;
-					by = json_string_value(json_object_get(rd, "actor"));
-				}
-			}
-			if (ps != NULL && dec == NULL)
+			if (st.pause.decision == EV_UNKNOWN)
 				printf(" — waiting for approval of step '%s': zdm approve %s %s, then zdm resume %s",
-				    ps, run, ps, run);
-			else if (ps != NULL)
+				    ps, st.run_id, ps, st.run_id);
+			else
 				printf(" — step '%s' %s by %s: zdm resume %s", ps,
-				    strcmp(dec, "approval.granted") == 0 ? "approved" : "denied", by ? by : "?", run);
+				    st.pause.decision == EV_APPROVAL_GRANTED ? "approved" : "denied",
+				    by ? by : "?", st.run_id);
 		}
 		printf("\njournal  %s (%zu records)\n", jp, log.n);
 	}
-	json_object_foreach(steps, k, v)
-		printf("  %-24s %s\n", k, json_string_value(v));
-	json_decref(steps);
+	/* each step's last event, in the order the journal first names them */
+	for (size_t i = 0; i < st.nsteps; i++)
+		if (st.steps[i].last_event != NULL)
+			printf("  %-24s %s\n", st.steps[i].id, st.steps[i].last_event);
+	runstate_release(&st);
 	jlog_release(&log);
 	free(jp);
 	free(sd);
