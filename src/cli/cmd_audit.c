@@ -224,28 +224,6 @@ default_state_dir(const char *flag)
 	return path_abs(".zdm");
 }
 
-/* is the record a step in the life of the run (not a step's own event) */
-static bool
-lifecycle(const char *ev)
-{
-	return ev != NULL && (strncmp(ev, "run.", 4) == 0 || strcmp(ev, "rollback.started") == 0);
-}
-
-/* did the run end: its last lifecycle record is run.finished */
-static bool
-run_ended(const struct jlog *log)
-{
-	const char *last = NULL;
-
-	for (size_t i = 0; i < log->n; i++) {
-		const char *ev = jstr(log->recs[i], "event");
-
-		if (lifecycle(ev))
-			last = ev;
-	}
-	return last != NULL && strcmp(last, "run.finished") == 0;
-}
-
 /* pid of the zdm that holds the run's lock now, or 0 */
 static long
 lock_holder_of(const char *state_dir, const struct jlog *log)
@@ -320,6 +298,7 @@ verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 {
 	char *out = NULL, *err = NULL;
 	struct jlog log;
+	struct runstate st;
 
 	if (journal_read(path, &log, NULL) != 0) {
 		/* read again for journal_verify's verdict: broken or unusable */
@@ -333,8 +312,9 @@ verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 		goto done;
 	}
 	out = ok_line(path, &log);
-	if (run_ended(&log)) {
-		printf("%s, %s\n", out, run_state_word(&log));
+	runstate_fold(&log, &st, NULL);
+	if (st.ended) {
+		printf("%s, %s\n", out, runstate_word(&st));
 		t->complete++;
 	} else {
 		long pid = lock_holder_of(state_dir, &log);
@@ -350,8 +330,9 @@ verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 			printf("%s, incomplete: no run.finished; ends at line %zu (%s%s%s), %s, and no "
 			    "zdm holds its lock: paused, crashed or killed, or its last lines were "
 			    "cut off\n", out, log.n, lev ? lev : "?", jstr(last, "step") ? " " : "",
-			    jstr(last, "step") ? jstr(last, "step") : "", run_state_word(&log));
+			    jstr(last, "step") ? jstr(last, "step") : "", runstate_word(&st));
 	}
+	runstate_release(&st);
 	jlog_release(&log);
 done:
 	free(out);
@@ -483,12 +464,12 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 	struct jlog log;
 	char *err = NULL, *out = NULL;
 	const json_t *first, *d, *a, *g;
-	const char *started = NULL, *finished = NULL, *failed_step = NULL, *verified;
-	json_t *row, *failed = json_object(), *ufailed = json_object();
+	const char *started = NULL, *verified;
+	struct runstate st;
+	json_t *row;
 	int64_t t0 = 0, t1 = 0;
-	bool rolled = false, have_t0;
-	long undone = 0;
-	json_t *exit_code = NULL;
+	bool have_t0;
+	size_t nfailed = 0, nufailed = 0;
 	int rc = journal_read(path, &log, NULL) == 0 ? 0 : verify_capture(path, &out, &err);
 	char *verr = NULL;
 
@@ -515,38 +496,15 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 	have_t0 = started != NULL && parse_time(started, &t0) == 0;
 	if (has_since && have_t0 && t0 < since_ms) {
 		jlog_release(&log);
-		json_decref(failed);
-		json_decref(ufailed);
 		free(out);
 		free(err);
 		free(verr);
 		return NULL;
 	}
-	for (size_t i = 0; i < log.n; i++) {
-		const json_t *r = log.recs[i], *rd = json_object_get(r, "data");
-		const char *ev = jstr(r, "event"), *st = jstr(r, "step");
-
-		if (ev == NULL)
-			continue;
-		if (strcmp(ev, "step.failed") == 0 && st != NULL &&
-		    !json_is_true(json_object_get(rd, "will_retry")))
-			json_object_set_new(failed, st, json_true());
-		else if (strcmp(ev, "undo.failed") == 0 && st != NULL)
-			json_object_set_new(ufailed, st, json_true());
-		else if (strcmp(ev, "undo.succeeded") == 0)
-			undone++;
-		else if (strcmp(ev, "rollback.started") == 0)
-			rolled = true;
-		if (lifecycle(ev)) {
-			finished = NULL;
-			exit_code = NULL;
-		}
-		if (strcmp(ev, "run.finished") == 0) {
-			finished = jstr(r, "ts");
-			exit_code = json_object_get(rd, "exit_code");
-			if (jstr(rd, "failed_step") != NULL)
-				failed_step = jstr(rd, "failed_step");
-		}
+	runstate_fold(&log, &st, NULL);	/* what it claims, checked or not */
+	for (size_t i = 0; i < st.nsteps; i++) {
+		nfailed += st.steps[i].failed;
+		nufailed += st.steps[i].undo_failed;
 	}
 
 	row = json_object();
@@ -574,27 +532,27 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 	json_object_set_new(row, "zdm_version", str_or_null(jstr(d, "zdm_version")));
 	json_object_set_new(row, "dry_run", json_boolean(json_is_true(json_object_get(d, "dry_run"))));
 	json_object_set_new(row, "started", str_or_null(started));
-	json_object_set_new(row, "finished", str_or_null(finished));
-	json_object_set_new(row, "status", json_string(log.n > 0 ? run_state_word(&log) : "empty"));
-	json_object_set_new(row, "exit_code", json_is_integer(exit_code) ? json_copy(exit_code) : json_null());
-	if (finished != NULL && have_t0 && parse_time(finished, &t1) == 0)
+	json_object_set_new(row, "finished", str_or_null(st.ended_at));
+	json_object_set_new(row, "status", json_string(log.n > 0 ? runstate_word(&st) : "empty"));
+	json_object_set_new(row, "exit_code", json_is_integer(st.exit_code) ?
+	    json_copy((json_t *)st.exit_code) : json_null());
+	if (st.ended_at != NULL && have_t0 && parse_time(st.ended_at, &t1) == 0)
 		json_object_set_new(row, "duration_ms", json_integer(t1 - t0));
 	else
 		json_object_set_new(row, "duration_ms", json_null());
 	json_object_set_new(row, "steps", json_is_integer(json_object_get(d, "steps")) ?
 	    json_copy(json_object_get(d, "steps")) : json_null());
-	json_object_set_new(row, "steps_failed", json_integer((json_int_t)json_object_size(failed)));
-	json_object_set_new(row, "rolled_back", json_boolean(rolled));
-	json_object_set_new(row, "steps_undone", json_integer(undone));
-	json_object_set_new(row, "undo_failed", json_integer((json_int_t)json_object_size(ufailed)));
-	json_object_set_new(row, "failed_step", str_or_null(failed_step));
+	json_object_set_new(row, "steps_failed", json_integer((json_int_t)nfailed));
+	json_object_set_new(row, "rolled_back", json_boolean(st.rolling_back));
+	json_object_set_new(row, "steps_undone", json_integer(st.undone));
+	json_object_set_new(row, "undo_failed", json_integer((json_int_t)nufailed));
+	json_object_set_new(row, "failed_step", str_or_null(st.finished_failed_step));
 	json_object_set_new(row, "records", json_integer((json_int_t)log.n));
 	json_object_set_new(row, "chain", str_or_null(jstr(d, "chain")));
 	json_object_set_new(row, "verified", json_string(verified));
 	json_object_set_new(row, "verify_error", str_or_null(verr));
+	runstate_release(&st);
 	jlog_release(&log);
-	json_decref(failed);
-	json_decref(ufailed);
 	free(out);
 	free(err);
 	free(verr);
