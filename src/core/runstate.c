@@ -292,15 +292,3 @@ runstate_word(const struct runstate *st)
 	}
 	return st->status != NULL ? st->status : "?";
 }
-
-const char *
-run_state_word(const struct jlog *log)
-{
-	struct runstate st;
-	const char *w;
-
-	runstate_fold(log, &st, NULL);
-	w = runstate_word(&st);
-	runstate_release(&st);
-	return w;
-}

@@ -123,7 +123,5 @@ size_t runstate_in_doubt(const struct runstate *st);
 /* in words, as zdm status says it: "running or crashed", "paused",
  * "rolled_back", ... */
 const char *runstate_word(const struct runstate *st);
-/* runstate_word of a journal (points into LOG or is static) */
-const char *run_state_word(const struct jlog *log);
 
 #endif
