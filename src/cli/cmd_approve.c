@@ -20,6 +20,7 @@
 #include "core/registry.h"
 #include "core/runner.h"
 #include "core/runstate.h"
+#include "core/store.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -34,8 +35,9 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 {
 	const char *step = c->argv[1], *name, *run;
 	const struct rs_step *s;
-	char *sd = NULL, *jp, *err = NULL, *actor = NULL;
-	struct journal *j = NULL;
+	char *jp = NULL, *err = NULL, *actor = NULL;
+	struct store *store;
+	struct store_writer *w = NULL;
 	struct jlog log;
 	struct runstate st;
 	long seq;
@@ -44,10 +46,10 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 
 	memset(&log, 0, sizeof log);
 	memset(&st, 0, sizeof st);
-	jp = find_journal(c, c->argv[0], &sd, cmd->name);
-	if (jp == NULL)
-		goto out;
-	if (journal_read(jp, &log, &err) != 0 || log.n == 0) {
+	store = find_run(c, c->argv[0], cmd->name, &jp);
+	if (store == NULL)
+		return ZDM_EXIT_USAGE;
+	if (store_read(store, jp, &log, &err) != 0 || log.n == 0) {
 		fprintf(stderr, "zdm approve: %s\n  (zdm audit verify %s)\n", err ? err : "the journal is empty", jp);
 		goto out;
 	}
@@ -81,19 +83,19 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 		free(who);
 		goto out;
 	}
-	if (lock_acquire(sd, name, run, &lockfd, &err) != 0) {
+	if (store_lock(store, name, run, &lockfd, &err) != 0) {
 		fprintf(stderr, "zdm approve: %s\n", err);
 		goto out;
 	}
-	j = journal_reopen(jp, run, &log, &err);
-	if (j == NULL) {
+	w = store_open_writer(store, jp, run, &log, &err);
+	if (w == NULL) {
 		fprintf(stderr, "zdm approve: %s\n", err);
 		goto out;
 	}
 	d = json_pack("{s:s,s:s}", "actor", actor, "via", "zdm approve");
 	if (c->reason != NULL)
 		json_object_set_new(d, "reason", json_string(c->reason));
-	seq = journal_append(j, ev_name(c->deny ? EV_APPROVAL_DENIED : EV_APPROVAL_GRANTED), step, 0, d, &err);
+	seq = store_append(store, w, ev_name(c->deny ? EV_APPROVAL_DENIED : EV_APPROVAL_GRANTED), step, 0, d, &err);
 	if (seq < 0) {
 		fprintf(stderr, "zdm approve: journal %s: %s\n", jp, err);
 		rc = ZDM_EXIT_NEEDS_PERSON;
@@ -108,14 +110,13 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 	rc = ZDM_EXIT_OK;
 out:
 	free(err);
-	if (j != NULL)
-		journal_close(j);
+	store_close_writer(store, w);
 	if (lockfd >= 0)
-		lock_release(lockfd);
+		store_unlock(store, lockfd);
 	free(actor);
 	runstate_release(&st);
 	jlog_release(&log);
 	free(jp);
-	free(sd);
+	store_close(store);
 	return rc;
 }

@@ -20,6 +20,7 @@
 #include "core/registry.h"
 #include "core/runner.h"
 #include "core/runstate.h"
+#include "core/store.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -35,21 +36,20 @@ ts_time(const char *ts)
 int
 cmd_log(const struct cmd *cmd, struct cli *c)
 {
-	char *sd = NULL, *jp, *err = NULL;
+	char *jp, *err = NULL;
+	struct store *s;
 	struct jlog log;
 	int rc = ZDM_EXIT_OK;
 
 	memset(&log, 0, sizeof log);
-	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
-	if (jp == NULL) {
-		free(sd);
+	s = find_run(c, c->argc ? c->argv[0] : NULL, cmd->name, &jp);
+	if (s == NULL)
 		return ZDM_EXIT_USAGE;
-	}
-	if (journal_read(jp, &log, &err) != 0) {
+	if (store_read(s, jp, &log, &err) != 0) {
 		fprintf(stderr, "zdm log: %s\n  (zdm audit verify %s)\n", err, jp);
 		free(err);
 		free(jp);
-		free(sd);
+		store_close(s);
 		return ZDM_EXIT_USAGE;
 	}
 	for (size_t i = 0; i < log.n; i++) {
@@ -146,6 +146,6 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 	}
 	jlog_release(&log);
 	free(jp);
-	free(sd);
+	store_close(s);
 	return rc;
 }

@@ -20,6 +20,7 @@
 #include "core/registry.h"
 #include "core/runner.h"
 #include "core/runstate.h"
+#include "core/store.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -27,44 +28,37 @@
 int
 cmd_status(const struct cmd *cmd, struct cli *c)
 {
-	char *sd = NULL, *jp, *err = NULL;
+	char *jp, *err = NULL;
+	struct store *s;
 	struct jlog log;
 	struct runstate st;
 
 	memset(&log, 0, sizeof log);
-	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
-	if (jp == NULL) {
-		free(sd);
+	s = find_run(c, c->argc ? c->argv[0] : NULL, cmd->name, &jp);
+	if (s == NULL)
 		return ZDM_EXIT_USAGE;
-	}
-	if (journal_read(jp, &log, &err) != 0 || log.n == 0) {
+	if (store_read(s, jp, &log, &err) != 0 || log.n == 0) {
 		fprintf(stderr, "zdm status: %s\n", err ? err : "empty journal");
 		free(err);
 		jlog_release(&log);
 		free(jp);
-		free(sd);
+		store_close(s);
 		return ZDM_EXIT_USAGE;
 	}
 	runstate_fold(&log, &st, NULL);	/* what it can tell, replayable or not */
 	{
 		const char *state = runstate_word(&st);
-		char *lockp = NULL;
-		int fd;
 
 		printf("run      %s\nrunbook  %s (%s)\nstate    %s", st.run_id, st.name, st.runbook, state);
 		if (st.outcome == RS_RUNNING || st.outcome == RS_ROLLING_BACK) {
-			char *rel = xasprintf("locks/%s.lock", st.name);
+			long pid;
+			char *holder;
 
-			lockp = path_join(sd, rel);
-			free(rel);
-			fd = open(lockp, O_RDONLY | O_CLOEXEC);
-			if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0)
+			if (store_locked(s, st.name, &pid, &holder))
 				printf(" — a zdm process holds the lock: running");
 			else
 				printf(" — no zdm process holds the lock: it stopped (crash?); zdm resume or zdm rollback");
-			if (fd >= 0)
-				close(fd);
-			free(lockp);
+			free(holder);
 		}
 		if (st.outcome == RS_PAUSED && st.pause.waiting_for != NULL && st.pause.step != NULL) {
 			/* an approval: who is it waiting for, or what was decided */
@@ -87,6 +81,6 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 	runstate_release(&st);
 	jlog_release(&log);
 	free(jp);
-	free(sd);
+	store_close(s);
 	return ZDM_EXIT_OK;
 }
