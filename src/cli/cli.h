@@ -112,9 +112,11 @@ void ci_opts(struct run_opts *o, const struct cli *c);
 /* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */
 char *state_dir_for(const struct cli *c, const char *runbook);
 bool is_runbook_path(const char *a);
-/* the journal a RUN_ID | RUNBOOK argument (or none: the newest) names,
- * malloc'd with *state_dir; NULL after printing why */
-char *find_journal(const struct cli *c, const char *arg, char **state_dir, const char *cmd);
+/* the run a RUN_ID | RUNBOOK | JOURNAL argument (or none: the newest)
+ * names: the store of its state dir, and *ref (malloc'd) in it; NULL after
+ * printing why */
+struct store;
+struct store *find_run(const struct cli *c, const char *arg, const char *cmd, char **ref);
 
 /* cmd_audit.c: `zdm audit ...` with argv[0] the subcommand; parses its own
  * options.  Exit codes (docs/audit.md): verify 0 every chain intact

@@ -27,6 +27,8 @@
 #include "cli/cli.h"
 #include "core/journal.h"
 #include "core/runner.h"
+#include "core/runstate.h"
+#include "core/store.h"
 #include "zdm/step.h"
 
 /* ---- actor and provenance ------------------------------------------------ */
@@ -147,69 +149,6 @@ parse_time(const char *s, int64_t *ms)
 
 /* ---- reading a state dir --------------------------------------------------- */
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* the runs directory of a state dir: DIR/runs, or DIR itself when it is a
- * runs directory; NULL when neither exists */
-static char *
-runs_dir(const char *dir)
-{
-	char *runs = path_join(dir, "runs");
-	struct stat st;
-	const char *b = strrchr(dir, '/');
-
-	if (stat(runs, &st) == 0 && S_ISDIR(st.st_mode))
-		return runs;
-	free(runs);
-	b = b != NULL ? b + 1 : dir;
-	if (strcmp(b, "runs") == 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-		return xstrdup(dir);
-	return NULL;
-}
-
-/* every .jsonl file in DIR, sorted by name (= by run id: time, then a random part) */
-static char **
-list_journals(const char *runs, size_t *n, char **err)
-{
-	DIR *d = opendir(runs);
-	struct dirent *e;
-	char **v = NULL;
-	size_t cap = 0;
-
-	*n = 0;
-	if (d == NULL) {
-		seterr(err, "cannot read '%s': %s", runs, strerror(errno));
-		return NULL;
-	}
-	while ((e = readdir(d)) != NULL) {
-		size_t l = strlen(e->d_name);
-
-		if (l < 7 || strcmp(e->d_name + l - 6, ".jsonl") != 0)
-			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof *v);
-		}
-		v[(*n)++] = path_join(runs, e->d_name);
-	}
-	closedir(d);
-	if (*n > 0)
-		qsort(v, *n, sizeof *v, cmp_str);
-	return v;
-}
-
-static void
-free_list(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* the state dir when none is named: --state-dir, ZDM_STATE_DIR, ./.zdm */
 static char *
 default_state_dir(const char *flag)
@@ -223,56 +162,17 @@ default_state_dir(const char *flag)
 	return path_abs(".zdm");
 }
 
-/* is the record a step in the life of the run (not a step's own event) */
-static bool
-lifecycle(const char *ev)
-{
-	return ev != NULL && (strncmp(ev, "run.", 4) == 0 || strcmp(ev, "rollback.started") == 0);
-}
-
-/* did the run end: its last lifecycle record is run.finished */
-static bool
-run_ended(const struct jlog *log)
-{
-	const char *last = NULL;
-
-	for (size_t i = 0; i < log->n; i++) {
-		const char *ev = jstr(log->recs[i], "event");
-
-		if (lifecycle(ev))
-			last = ev;
-	}
-	return last != NULL && strcmp(last, "run.finished") == 0;
-}
-
 /* pid of the zdm that holds the run's lock now, or 0 */
 static long
-lock_holder_of(const char *state_dir, const struct jlog *log)
+lock_holder_of(struct store *s, const struct runstate *st)
 {
-	const char *name = log->n > 0 ? jstr(json_object_get(log->recs[0], "data"), "name") : NULL;
-	const char *run = log->n > 0 ? jstr(log->recs[0], "run") : NULL;
-	char *rel, *p, buf[4096];
 	long pid = 0;
-	int fd;
+	char *run = NULL;
 
-	if (name == NULL || run == NULL || strchr(name, '/') != NULL)
-		return 0;
-	rel = xasprintf("locks/%s.lock", name);
-	p = path_join(state_dir, rel);
-	free(rel);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	free(p);
-	if (fd < 0)
-		return 0;
-	if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-		ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
-		json_t *h = r > 0 ? json_loadb(buf, (size_t)r, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-
-		if (h != NULL && jstr(h, "run") != NULL && strcmp(jstr(h, "run"), run) == 0)
-			pid = (long)json_integer_value(json_object_get(h, "pid"));
-		json_decref(h);
-	}
-	close(fd);
+	if (st->name == NULL || st->run_id == NULL ||
+	    !store_locked(s, st->name, &pid, &run) || run == NULL || strcmp(run, st->run_id) != 0)
+		pid = 0;
+	free(run);
 	return pid;
 }
 
@@ -282,9 +182,9 @@ struct tally {
 	int complete, incomplete, broken, unusable;
 };
 
-/* journal_verify into strings: its exit (0, 1 bad chain, 2 unusable) */
+/* store_verify into strings: its exit (0, 1 bad chain, 2 unusable) */
 static int
-verify_capture(const char *path, char **out, char **err)
+verify_capture(struct store *s, const char *path, char **out, char **err)
 {
 	size_t ol = 0, el = 0;
 	FILE *fo = open_memstream(out, &ol), *fe = open_memstream(err, &el);
@@ -292,7 +192,7 @@ verify_capture(const char *path, char **out, char **err)
 
 	if (fo == NULL || fe == NULL)
 		abort();	/* out of memory */
-	rc = journal_verify(path, fo, fe);
+	rc = store_verify(s, path, fo, fe);
 	fclose(fo);
 	fclose(fe);
 	while (ol > 0 && (*out)[ol - 1] == '\n')
@@ -302,7 +202,7 @@ verify_capture(const char *path, char **out, char **err)
 	return rc;
 }
 
-/* journal_verify's line for an intact journal (one read: the log is needed anyway) */
+/* the verdict's line for an intact journal (one read: the log is needed anyway) */
 static char *
 ok_line(const char *path, const struct jlog *log)
 {
@@ -315,14 +215,15 @@ ok_line(const char *path, const struct jlog *log)
 }
 
 static void
-verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
+verify_one_in_dir(struct store *s, const char *path, struct tally *t)
 {
 	char *out = NULL, *err = NULL;
 	struct jlog log;
+	struct runstate st;
 
-	if (journal_read(path, &log, NULL) != 0) {
-		/* read again for journal_verify's verdict: broken or unusable */
-		int rc = verify_capture(path, &out, &err);
+	if (store_read(s, path, &log, NULL) != 0) {
+		/* read again for the verdict: broken or unusable */
+		int rc = verify_capture(s, path, &out, &err);
 
 		fprintf(stderr, "%s\n", rc != 0 ? err : "changed while it was read");
 		if (rc == 2)
@@ -332,11 +233,12 @@ verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 		goto done;
 	}
 	out = ok_line(path, &log);
-	if (run_ended(&log)) {
-		printf("%s, %s\n", out, run_state_word(&log));
+	runstate_fold(&log, &st, NULL);
+	if (st.ended) {
+		printf("%s, %s\n", out, runstate_word(&st));
 		t->complete++;
 	} else {
-		long pid = lock_holder_of(state_dir, &log);
+		long pid = lock_holder_of(s, &st);
 		const json_t *last = log.n > 0 ? log.recs[log.n - 1] : NULL;
 		const char *lev = last ? jstr(last, "event") : NULL;
 
@@ -349,8 +251,9 @@ verify_one_in_dir(const char *state_dir, const char *path, struct tally *t)
 			printf("%s, incomplete: no run.finished; ends at line %zu (%s%s%s), %s, and no "
 			    "zdm holds its lock: paused, crashed or killed, or its last lines were "
 			    "cut off\n", out, log.n, lev ? lev : "?", jstr(last, "step") ? " " : "",
-			    jstr(last, "step") ? jstr(last, "step") : "", run_state_word(&log));
+			    jstr(last, "step") ? jstr(last, "step") : "", runstate_word(&st));
 	}
+	runstate_release(&st);
 	jlog_release(&log);
 done:
 	free(out);
@@ -360,29 +263,31 @@ done:
 static int
 verify_dir(const char *dir, struct tally *t)
 {
-	char *runs = runs_dir(dir), *err = NULL;
+	struct store *s = store_open_dir(dir);
+	const char *runs = store_runs_place(s);
+	char *err = NULL;
 	char **v;
 	size_t n;
 
 	if (runs == NULL) {
 		fprintf(stderr, "zdm audit verify: '%s' is not a state dir (no runs/ in it)\n", dir);
+		store_close(s);
 		t->unusable++;
 		return -1;
 	}
-	v = list_journals(runs, &n, &err);
-	if (v == NULL && err != NULL) {
+	if (store_list(s, NULL, &v, &n, &err) != 0) {
 		fprintf(stderr, "zdm audit verify: %s\n", err);
 		free(err);
-		free(runs);
+		store_close(s);
 		t->unusable++;
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)
-		verify_one_in_dir(dir, v[i], t);
+		verify_one_in_dir(s, v[i], t);
 	if (n == 0)
 		printf("%s: no journals\n", runs);
-	free_list(v, n);
-	free(runs);
+	store_list_free(v, n);
+	store_close(s);
 	return 0;
 }
 
@@ -413,10 +318,17 @@ cmd_verify(int argc, char **argv, const char *state_flag)
 			continue;
 		}
 		/* one journal: the single-file report, as before */
-		switch (journal_verify(argv[i], stdout, stderr)) {
-		case 0: t.complete++; break;
-		case 1: t.broken++; break;
-		default: t.unusable++; break;
+		{
+			char *sd = store_dir_of_journal(argv[i]);
+			struct store *s = store_open_dir(sd);
+
+			switch (store_verify(s, argv[i], stdout, stderr)) {
+			case 0: t.complete++; break;
+			case 1: t.broken++; break;
+			default: t.unusable++; break;
+			}
+			store_close(s);
+			free(sd);
 		}
 	}
 	if (dirs)
@@ -440,35 +352,6 @@ static const char *const export_fields[] = {
 	"verified", "verify_error", NULL,
 };
 
-/* a journal that failed the check, read line by line for what it claims */
-static void
-lenient_read(const char *path, struct jlog *log)
-{
-	FILE *f = fopen(path, "rb");
-	char *line = NULL;
-	size_t cap = 0, lcap = 0;
-	ssize_t len;
-
-	memset(log, 0, sizeof *log);
-	if (f == NULL)
-		return;
-	while ((len = getline(&line, &cap, f)) > 0) {
-		json_t *r = json_loadb(line, (size_t)len, 0, NULL);
-
-		if (!json_is_object(r)) {
-			json_decref(r);
-			continue;
-		}
-		if (log->n == lcap) {
-			lcap = lcap ? lcap * 2 : 16;
-			log->recs = xrealloc(log->recs, lcap * sizeof *log->recs);
-		}
-		log->recs[log->n++] = r;
-	}
-	free(line);
-	fclose(f);
-}
-
 static json_t *
 str_or_null(const char *s)
 {
@@ -477,18 +360,18 @@ str_or_null(const char *s)
 
 /* one row for the journal at path; NULL when it is before since_ms */
 static json_t *
-export_row(const char *path, bool has_since, int64_t since_ms)
+export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 {
 	struct jlog log;
 	char *err = NULL, *out = NULL;
 	const json_t *first, *d, *a, *g;
-	const char *started = NULL, *finished = NULL, *failed_step = NULL, *verified;
-	json_t *row, *failed = json_object(), *ufailed = json_object();
+	const char *started = NULL, *verified;
+	struct runstate st;
+	json_t *row;
 	int64_t t0 = 0, t1 = 0;
-	bool rolled = false, have_t0;
-	long undone = 0;
-	json_t *exit_code = NULL;
-	int rc = journal_read(path, &log, NULL) == 0 ? 0 : verify_capture(path, &out, &err);
+	bool have_t0;
+	size_t nfailed = 0, nufailed = 0;
+	int rc = store_read(s, path, &log, NULL) == 0 ? 0 : verify_capture(s, path, &out, &err);
 	char *verr = NULL;
 
 	if (rc == 0 && out != NULL)
@@ -505,7 +388,7 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 		verr = xstrdup(*m == ' ' ? m + 1 : m);
 	}
 	if (rc != 0)
-		lenient_read(path, &log);
+		store_read_unchecked(s, path, &log);
 	first = log.n > 0 ? log.recs[0] : NULL;
 	d = json_object_get(first, "data");
 	a = json_object_get(d, "actor");
@@ -514,38 +397,15 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 	have_t0 = started != NULL && parse_time(started, &t0) == 0;
 	if (has_since && have_t0 && t0 < since_ms) {
 		jlog_release(&log);
-		json_decref(failed);
-		json_decref(ufailed);
 		free(out);
 		free(err);
 		free(verr);
 		return NULL;
 	}
-	for (size_t i = 0; i < log.n; i++) {
-		const json_t *r = log.recs[i], *rd = json_object_get(r, "data");
-		const char *ev = jstr(r, "event"), *st = jstr(r, "step");
-
-		if (ev == NULL)
-			continue;
-		if (strcmp(ev, "step.failed") == 0 && st != NULL &&
-		    !json_is_true(json_object_get(rd, "will_retry")))
-			json_object_set_new(failed, st, json_true());
-		else if (strcmp(ev, "undo.failed") == 0 && st != NULL)
-			json_object_set_new(ufailed, st, json_true());
-		else if (strcmp(ev, "undo.succeeded") == 0)
-			undone++;
-		else if (strcmp(ev, "rollback.started") == 0)
-			rolled = true;
-		if (lifecycle(ev)) {
-			finished = NULL;
-			exit_code = NULL;
-		}
-		if (strcmp(ev, "run.finished") == 0) {
-			finished = jstr(r, "ts");
-			exit_code = json_object_get(rd, "exit_code");
-			if (jstr(rd, "failed_step") != NULL)
-				failed_step = jstr(rd, "failed_step");
-		}
+	runstate_fold(&log, &st, NULL);	/* what it claims, checked or not */
+	for (size_t i = 0; i < st.nsteps; i++) {
+		nfailed += st.steps[i].failed;
+		nufailed += st.steps[i].undo_failed;
 	}
 
 	row = json_object();
@@ -573,27 +433,27 @@ export_row(const char *path, bool has_since, int64_t since_ms)
 	json_object_set_new(row, "zdm_version", str_or_null(jstr(d, "zdm_version")));
 	json_object_set_new(row, "dry_run", json_boolean(json_is_true(json_object_get(d, "dry_run"))));
 	json_object_set_new(row, "started", str_or_null(started));
-	json_object_set_new(row, "finished", str_or_null(finished));
-	json_object_set_new(row, "status", json_string(log.n > 0 ? run_state_word(&log) : "empty"));
-	json_object_set_new(row, "exit_code", json_is_integer(exit_code) ? json_copy(exit_code) : json_null());
-	if (finished != NULL && have_t0 && parse_time(finished, &t1) == 0)
+	json_object_set_new(row, "finished", str_or_null(st.ended_at));
+	json_object_set_new(row, "status", json_string(log.n > 0 ? runstate_word(&st) : "empty"));
+	json_object_set_new(row, "exit_code", json_is_integer(st.exit_code) ?
+	    json_copy((json_t *)st.exit_code) : json_null());
+	if (st.ended_at != NULL && have_t0 && parse_time(st.ended_at, &t1) == 0)
 		json_object_set_new(row, "duration_ms", json_integer(t1 - t0));
 	else
 		json_object_set_new(row, "duration_ms", json_null());
 	json_object_set_new(row, "steps", json_is_integer(json_object_get(d, "steps")) ?
 	    json_copy(json_object_get(d, "steps")) : json_null());
-	json_object_set_new(row, "steps_failed", json_integer((json_int_t)json_object_size(failed)));
-	json_object_set_new(row, "rolled_back", json_boolean(rolled));
-	json_object_set_new(row, "steps_undone", json_integer(undone));
-	json_object_set_new(row, "undo_failed", json_integer((json_int_t)json_object_size(ufailed)));
-	json_object_set_new(row, "failed_step", str_or_null(failed_step));
+	json_object_set_new(row, "steps_failed", json_integer((json_int_t)nfailed));
+	json_object_set_new(row, "rolled_back", json_boolean(st.rolling_back));
+	json_object_set_new(row, "steps_undone", json_integer(st.undone));
+	json_object_set_new(row, "undo_failed", json_integer((json_int_t)nufailed));
+	json_object_set_new(row, "failed_step", str_or_null(st.finished_failed_step));
 	json_object_set_new(row, "records", json_integer((json_int_t)log.n));
 	json_object_set_new(row, "chain", str_or_null(jstr(d, "chain")));
 	json_object_set_new(row, "verified", json_string(verified));
 	json_object_set_new(row, "verify_error", str_or_null(verr));
+	runstate_release(&st);
 	jlog_release(&log);
-	json_decref(failed);
-	json_decref(ufailed);
 	free(out);
 	free(err);
 	free(verr);
@@ -658,7 +518,8 @@ cmp_rows(const void *a, const void *b)
 static int
 cmd_export(const char *state_flag, const char *since, const char *format)
 {
-	char *sd = default_state_dir(state_flag), *runs, *err = NULL;
+	char *sd = default_state_dir(state_flag), *err = NULL;
+	struct store *s;
 	int64_t since_ms = 0;
 	json_t **rows;
 	size_t n, nrows = 0;
@@ -678,24 +539,24 @@ cmd_export(const char *state_flag, const char *since, const char *format)
 		free(sd);
 		return ZDM_EXIT_USAGE;
 	}
-	runs = runs_dir(sd);
-	if (runs == NULL) {
+	s = store_open_dir(sd);
+	if (store_runs_place(s) == NULL) {
 		fprintf(stderr, "zdm audit export: no journals in '%s' (no runs/ in it; set "
 		    "--state-dir or ZDM_STATE_DIR)\n", sd);
+		store_close(s);
 		free(sd);
 		return ZDM_EXIT_USAGE;
 	}
-	v = list_journals(runs, &n, &err);
-	if (v == NULL && err != NULL) {
+	if (store_list(s, NULL, &v, &n, &err) != 0) {
 		fprintf(stderr, "zdm audit export: %s\n", err);
 		free(err);
-		free(runs);
+		store_close(s);
 		free(sd);
 		return ZDM_EXIT_USAGE;
 	}
 	rows = xcalloc(n + 1, sizeof *rows);
 	for (size_t i = 0; i < n; i++) {
-		json_t *row = export_row(v[i], since != NULL, since_ms);
+		json_t *row = export_row(s, v[i], since != NULL, since_ms);
 
 		if (row != NULL)
 			rows[nrows++] = row;
@@ -723,8 +584,8 @@ cmd_export(const char *state_flag, const char *since, const char *format)
 	for (size_t i = 0; i < nrows; i++)
 		json_decref(rows[i]);
 	free(rows);
-	free_list(v, n);
-	free(runs);
+	store_list_free(v, n);
+	store_close(s);
 	free(sd);
 	fflush(stdout);
 	return ZDM_EXIT_OK;

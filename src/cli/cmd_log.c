@@ -19,6 +19,8 @@
 #include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
+#include "core/store.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -34,27 +36,27 @@ ts_time(const char *ts)
 int
 cmd_log(const struct cmd *cmd, struct cli *c)
 {
-	char *sd = NULL, *jp, *err = NULL;
+	char *jp, *err = NULL;
+	struct store *s;
 	struct jlog log;
 	int rc = ZDM_EXIT_OK;
 
 	memset(&log, 0, sizeof log);
-	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
-	if (jp == NULL) {
-		free(sd);
+	s = find_run(c, c->argc ? c->argv[0] : NULL, cmd->name, &jp);
+	if (s == NULL)
 		return ZDM_EXIT_USAGE;
-	}
-	if (journal_read(jp, &log, &err) != 0) {
+	if (store_read(s, jp, &log, &err) != 0) {
 		fprintf(stderr, "zdm log: %s\n  (zdm audit verify %s)\n", err, jp);
 		free(err);
 		free(jp);
-		free(sd);
+		store_close(s);
 		return ZDM_EXIT_USAGE;
 	}
 	for (size_t i = 0; i < log.n; i++) {
 		json_t *r = log.recs[i], *d = json_object_get(r, "data");
 		const char *ev = json_string_value(json_object_get(r, "event"));
 		const char *st = json_string_value(json_object_get(r, "step"));
+		enum ev e = ev_parse(ev);
 		const char *ts = json_string_value(json_object_get(r, "ts"));
 		json_int_t at = json_integer_value(json_object_get(r, "attempt"));
 		struct sbuf sb;
@@ -69,7 +71,7 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 		if (ev == NULL)
 			continue;
 		sb_init(&sb);
-		if (strcmp(ev, "run.started") == 0) {
+		if (e == EV_RUN_STARTED) {
 			json_t *a = json_object_get(d, "actor");
 
 			printf("run %s of '%s'%s\n  runbook %s (sha256 %.12s)\n  by %s on %s, zdm %s\n",
@@ -93,7 +95,7 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 			fmt_duration(json_integer_value(json_object_get(d, "duration_ms")), dd, sizeof dd);
 			sb_addf(&sb, "  %s", dd);
 		}
-		if (strcmp(ev, "gate.measurement") == 0) {
+		if (e == EV_GATE_MEASUREMENT) {
 			/* the evidence: what was measured and what it meant */
 			json_t *v = json_object_get(d, "value");
 			char *vs = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
@@ -118,13 +120,13 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 			sb_addf(&sb, "  error: %s", json_string_value(json_object_get(d, "error")));
 		if (json_is_string(json_object_get(d, "reason")))
 			sb_addf(&sb, "  (%s)", json_string_value(json_object_get(d, "reason")));
-		if (strcmp(ev, "step.succeeded") == 0 && json_object_size(json_object_get(d, "undo_data")) > 0) {
+		if (e == EV_STEP_SUCCEEDED && json_object_size(json_object_get(d, "undo_data")) > 0) {
 			char *u = json_dumps(json_object_get(d, "undo_data"), JSON_COMPACT | JSON_SORT_KEYS);
 
 			sb_addf(&sb, "  undo_data %s", u);
 			free(u);
 		}
-		if (strcmp(ev, "run.resumed") == 0) {
+		if (e == EV_RUN_RESUMED) {
 			json_t *a = json_object_get(d, "actor");
 
 			sb_addf(&sb, " by %s on %s", json_string_value(json_object_get(a, "login")),
@@ -134,12 +136,16 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 		sb_release(&sb);
 	}
 	if (!c->json) {
-		printf("state: %s\n", run_state_word(&log));
+		struct runstate rs;
+
+		runstate_fold(&log, &rs, NULL);
+		printf("state: %s\n", runstate_word(&rs));
+		runstate_release(&rs);
 		if (log.torn)
 			printf("note: the last line was torn (a crash mid-write) and is ignored\n");
 	}
 	jlog_release(&log);
 	free(jp);
-	free(sd);
+	store_close(s);
 	return rc;
 }

@@ -20,6 +20,7 @@
 #include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/store.h"
 #include "report/ci.h"
 #include "report/notify.h"
 #include "report/term.h"
@@ -149,7 +150,8 @@ has_redacted(const json_t *v)
 int
 cmd_continue(const struct cmd *cmd, struct cli *c)
 {
-	char *sd = NULL, *jp, *err = NULL, **pp = NULL;
+	char *jp = NULL, *err = NULL, **pp = NULL;
+	struct store *s;
 	struct jlog log;
 	struct registry *reg = NULL;
 	struct runbook *rb = NULL;
@@ -159,10 +161,10 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	int rc = ZDM_EXIT_USAGE;
 
 	memset(&log, 0, sizeof log);
-	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
-	if (jp == NULL)
-		goto out;
-	if (journal_read(jp, &log, &err) != 0) {
+	s = find_run(c, c->argc ? c->argv[0] : NULL, cmd->name, &jp);
+	if (s == NULL)
+		return ZDM_EXIT_USAGE;
+	if (store_read(s, jp, &log, &err) != 0) {
 		fprintf(stderr, "zdm %s: the journal is damaged, so zdm cannot tell what ran: %s\n"
 		    "  check it with: zdm audit verify %s\n", cmd->name, err, jp);
 		free(err);
@@ -210,7 +212,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.in_doubt = c->in_doubt;
 	o.allow_changed = c->allow_changed;
 	o.exit_code = exit_code;
-	o.state_dir = sd;
+	o.state_dir = store_location(s);
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
@@ -225,6 +227,6 @@ out:
 	registry_free(reg);
 	plugin_path_free(pp);
 	free(jp);
-	free(sd);
+	store_close(s);
 	return rc;
 }

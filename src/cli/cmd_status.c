@@ -19,6 +19,8 @@
 #include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
+#include "core/store.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -26,91 +28,59 @@
 int
 cmd_status(const struct cmd *cmd, struct cli *c)
 {
-	char *sd = NULL, *jp, *err = NULL;
+	char *jp, *err = NULL;
+	struct store *s;
 	struct jlog log;
-	json_t *steps;
-	const char *k;
-	json_t *v;
+	struct runstate st;
 
 	memset(&log, 0, sizeof log);
-	jp = find_journal(c, c->argc ? c->argv[0] : NULL, &sd, cmd->name);
-	if (jp == NULL) {
-		free(sd);
+	s = find_run(c, c->argc ? c->argv[0] : NULL, cmd->name, &jp);
+	if (s == NULL)
 		return ZDM_EXIT_USAGE;
-	}
-	if (journal_read(jp, &log, &err) != 0 || log.n == 0) {
+	if (store_read(s, jp, &log, &err) != 0 || log.n == 0) {
 		fprintf(stderr, "zdm status: %s\n", err ? err : "empty journal");
 		free(err);
 		jlog_release(&log);
 		free(jp);
-		free(sd);
+		store_close(s);
 		return ZDM_EXIT_USAGE;
 	}
-	steps = json_object();	/* id -> last event, in first-seen order */
-	for (size_t i = 0; i < log.n; i++) {
-		const char *st = json_string_value(json_object_get(log.recs[i], "step"));
-		const char *ev = json_string_value(json_object_get(log.recs[i], "event"));
-
-		if (st != NULL && ev != NULL && strncmp(ev, "drill", 5) != 0 &&
-		    strcmp(ev, "rollback.started") != 0 && strcmp(ev, "run.paused") != 0)
-			json_object_set_new(steps, st, json_string(ev));
-	}
+	runstate_fold(&log, &st, NULL);	/* what it can tell, replayable or not */
 	{
-		json_t *d = json_object_get(log.recs[0], "data");
-		const char *state = run_state_word(&log);
-		char *lockp = NULL;
-		int fd;
+		const char *state = runstate_word(&st);
 
-		printf("run      %s\nrunbook  %s (%s)\nstate    %s", json_string_value(json_object_get(log.recs[0], "run")),
-		    json_string_value(json_object_get(d, "name")),
-		    json_string_value(json_object_get(d, "runbook")), state);
-		if (strncmp(state, "running", 7) == 0 || strncmp(state, "rolling", 7) == 0) {
-			char *rel = xasprintf("locks/%s.lock", json_string_value(json_object_get(d, "name")));
+		printf("run      %s\nrunbook  %s (%s)\nstate    %s", st.run_id, st.name, st.runbook, state);
+		if (st.outcome == RS_RUNNING || st.outcome == RS_ROLLING_BACK) {
+			long pid;
+			char *holder;
 
-			lockp = path_join(sd, rel);
-			free(rel);
-			fd = open(lockp, O_RDONLY | O_CLOEXEC);
-			if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0)
+			if (store_locked(s, st.name, &pid, &holder))
 				printf(" — a zdm process holds the lock: running");
 			else
 				printf(" — no zdm process holds the lock: it stopped (crash?); zdm resume or zdm rollback");
-			if (fd >= 0)
-				close(fd);
-			free(lockp);
+			free(holder);
 		}
-		if (strcmp(state, "paused") == 0) {
+		if (st.outcome == RS_PAUSED && st.pause.waiting_for != NULL && st.pause.step != NULL) {
 			/* an approval: who is it waiting for, or what was decided */
-			const char *ps = NULL, *dec = NULL, *by = NULL;
-			const char *run = json_string_value(json_object_get(log.recs[0], "run"));
+			const char *ps = st.pause.step, *by = st.pause.decided_by;
 
-			for (size_t i = 0; i < log.n; i++) {
-				json_t *r = log.recs[i], *rd = json_object_get(r, "data");
-				const char *ev = json_string_value(json_object_get(r, "event"));
-				const char *st = json_string_value(json_object_get(r, "step"));
-
-				if (ev != NULL && strcmp(ev, "run.paused") == 0) {
-					ps = json_is_string(json_object_get(rd, "waiting_for")) ? st : NULL;
-					dec = NULL;
-				} else if (ev != NULL && ps != NULL && st != NULL && strcmp(st, ps) == 0 &&
-				    strncmp(ev, "approval.", 9) == 0 && strcmp(ev, "approval.requested") != 0) {
-					dec = ev;
-					by = json_string_value(json_object_get(rd, "actor"));
-				}
-			}
-			if (ps != NULL && dec == NULL)
+			if (st.pause.decision == EV_UNKNOWN)
 				printf(" — waiting for approval of step '%s': zdm approve %s %s, then zdm resume %s",
-				    ps, run, ps, run);
-			else if (ps != NULL)
+				    ps, st.run_id, ps, st.run_id);
+			else
 				printf(" — step '%s' %s by %s: zdm resume %s", ps,
-				    strcmp(dec, "approval.granted") == 0 ? "approved" : "denied", by ? by : "?", run);
+				    st.pause.decision == EV_APPROVAL_GRANTED ? "approved" : "denied",
+				    by ? by : "?", st.run_id);
 		}
 		printf("\njournal  %s (%zu records)\n", jp, log.n);
 	}
-	json_object_foreach(steps, k, v)
-		printf("  %-24s %s\n", k, json_string_value(v));
-	json_decref(steps);
+	/* each step's last event, in the order the journal first names them */
+	for (size_t i = 0; i < st.nsteps; i++)
+		if (st.steps[i].last_event != NULL)
+			printf("  %-24s %s\n", st.steps[i].id, st.steps[i].last_event);
+	runstate_release(&st);
 	jlog_release(&log);
 	free(jp);
-	free(sd);
+	store_close(s);
 	return ZDM_EXIT_OK;
 }

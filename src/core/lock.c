@@ -149,3 +149,34 @@ lock_release(int fd)
 	}
 	close(fd);
 }
+
+bool
+lock_held(const char *state_dir, const char *name, long *pid, char **run)
+{
+	char *rel, *path;
+	bool held;
+	int fd;
+
+	*pid = 0;
+	*run = NULL;
+	if (name == NULL || strchr(name, '/') != NULL)
+		return false;
+	rel = xasprintf("locks/%s.lock", name);
+	path = path_join(state_dir, rel);
+	free(rel);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return false;
+	held = flock(fd, LOCK_SH | LOCK_NB) != 0;
+	if (held) {
+		json_t *h = lock_holder(fd);
+		const char *r = json_string_value(json_object_get(h, "run"));
+
+		*pid = (long)json_integer_value(json_object_get(h, "pid"));
+		*run = r != NULL ? xstrdup(r) : NULL;
+		json_decref(h);
+	}
+	close(fd);
+	return held;
+}

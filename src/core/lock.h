@@ -4,10 +4,15 @@
 #ifndef ZDM_CORE_LOCK_H
 #define ZDM_CORE_LOCK_H
 
+#include <stdbool.h>
+
 /* Lock per runbook name in STATE_DIR/locks/NAME.lock (flock; released when
  * the process dies).  On contention err names holder pid, host and run. */
 int lock_acquire(const char *state_dir, const char *name, const char *run_id,
     int *fd, char **err);
 void lock_release(int fd);
+/* Does a live zdm hold NAME's lock?  When it does, *pid and *run (malloc'd)
+ * name the holder if its record says (else 0 and NULL). */
+bool lock_held(const char *state_dir, const char *name, long *pid, char **run);
 
 #endif

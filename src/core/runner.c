@@ -31,12 +31,14 @@
 #include "base/redact.h"
 #include "base/util.h"
 #include "core/actor.h"
+#include "core/events.h"
 #include "core/execute.h"
 #include "core/journal.h"
 #include "core/lock.h"
 #include "core/rollback.h"
 #include "core/run.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "zdm/step.h"
 
 /* the journal's echo: each line as it reaches disk, whoever appended it
@@ -238,145 +240,98 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 
 /* ---- resume and rollback from the journal ---------------------------------- */
 
+static enum sstate
+phase_of(enum rs_phase p)
+{
+	switch (p) {
+	case RS_STARTED: return S_STARTED;
+	case RS_SUCCEEDED: return S_SUCCEEDED;
+	case RS_FAILED: return S_FAILED;
+	case RS_SKIPPED: return S_SKIPPED;
+	case RS_PENDING: break;
+	}
+	return S_PENDING;
+}
+
+static enum ustate
+undo_of(enum rs_undo u)
+{
+	switch (u) {
+	case RS_UNDO_STARTED: return U_STARTED;
+	case RS_UNDO_SUCCEEDED: return U_SUCCEEDED;
+	case RS_UNDO_FAILED: return U_FAILED;
+	case RS_UNDO_SKIPPED: return U_SKIPPED;
+	case RS_UNDO_NONE: break;
+	}
+	return U_NONE;
+}
+
+/* stand where the journal says (runstate.h), on the runbook's steps */
 static int
 load_state(struct run *r, struct jlog *log)
 {
-	json_t *first = log->n ? log->recs[0] : NULL;
-	const char *id;
+	struct runstate st;
+	const struct rs_step *gone = NULL;
+	char *err = NULL;
+	int rc = runstate_fold(log, &st, &err);
 
-	if (first == NULL) {
-		fprintf(stderr, "zdm: the journal is empty: the run never started\n");
+	if (log->n == 0) {
+		fprintf(stderr, "zdm: %s\n", err);
+		free(err);
+		runstate_release(&st);
 		return -1;
 	}
-	id = json_string_value(json_object_get(first, "run"));
-	snprintf(r->run_id, sizeof r->run_id, "%s", id ? id : "?");
+	snprintf(r->run_id, sizeof r->run_id, "%s", st.run_id ? st.run_id : "?");
 	if (r->o->run_id_out != NULL)
 		snprintf(r->o->run_id_out, 64, "%s", r->run_id);
-	for (size_t k = 0; k < log->n; k++) {
-		json_t *rec = log->recs[k], *data = json_object_get(rec, "data");
-		const char *ev = json_string_value(json_object_get(rec, "event"));
-		const char *sid = json_string_value(json_object_get(rec, "step"));
-		long seq = (long)json_integer_value(json_object_get(rec, "seq"));
-		struct rb_step *s = sid ? runbook_step(r->rb, sid) : NULL;
-		struct stepstate *ss = s ? &r->ss[s - r->rb->steps] : NULL;
-		int attempt = (int)json_integer_value(json_object_get(rec, "attempt"));
-
-		if (ev == NULL)
-			continue;
-		if ((strncmp(ev, "step.", 5) == 0 || strncmp(ev, "undo.", 5) == 0) && sid == NULL) {
-			fprintf(stderr, "zdm: journal line %zu: %s without a step\n", k + 1, ev);
-			return -1;
-		}
-		if (sid != NULL && s == NULL && strncmp(ev, "step.", 5) == 0) {
-			fprintf(stderr, "zdm: the journal names step '%s', which the runbook no longer has\n", sid);
-			return -1;
-		}
-		if (ss != NULL && strncmp(ev, "step.", 5) != 0 && strncmp(ev, "undo.", 5) != 0 &&
-		    strncmp(ev, "run.", 4) != 0 && strcmp(ev, "rollback.started") != 0 &&
-		    strcmp(ev, "drill.failure") != 0) {
-			/* the step's own event (zdm_note): ctx->notes of its next attempt */
-			note_keep(ss, ev, attempt, data);
-			continue;
-		}
-		if (strcmp(ev, "step.started") == 0) {
-			json_t *snap = json_object_get(data, "snapshot");
-
-			ss->st = S_STARTED;
-			ss->attempts = attempt;
-			ss->start_seq = seq;
-			ss->interrupted = false;
-			if (ss->snapshot == NULL && snap != NULL && !json_is_null(snap))
-				ss->snapshot = json_incref(snap);
-		} else if (strcmp(ev, "step.succeeded") == 0) {
-			json_t *u = json_object_get(data, "undo_data");
-
-			ss->st = S_SUCCEEDED;
-			ss->done_seq = seq;
-			json_decref(ss->outputs);
-			json_decref(ss->undo_data);
-			ss->outputs = json_incref(json_object_get(data, "outputs"));
-			ss->undo_data = u && !json_is_null(u) ? json_incref(u) : NULL;
-		} else if (strcmp(ev, "step.failed") == 0) {
-			json_t *u = json_object_get(data, "undo_data");
-
-			ss->st = S_FAILED;
-			if (u != NULL && !json_is_null(u)) {
-				json_decref(ss->undo_data);
-				ss->undo_data = json_incref(u);
-			}
-			free(r->failed_step);
-			r->failed_step = xstrdup(sid);
-			free(r->fail_msg);
-			r->fail_msg = xstrdup(json_string_value(json_object_get(data, "error")) ?
-			    json_string_value(json_object_get(data, "error")) : "failed");
-		} else if (strcmp(ev, "step.interrupted") == 0) {
-			/* still started-not-ended: in doubt */
-			ss->interrupted = true;
-			if (json_object_get(data, "undo_data") != NULL &&
-			    !json_is_null(json_object_get(data, "undo_data"))) {
-				json_decref(ss->undo_data);
-				ss->undo_data = json_incref(json_object_get(data, "undo_data"));
-			}
-		} else if (strcmp(ev, "step.skipped") == 0) {
-			ss->st = S_SKIPPED;
-		} else if (strcmp(ev, "undo.started") == 0) {
-			ss->ust = U_STARTED;
-			ss->undo_attempts = attempt;
-		} else if (strcmp(ev, "undo.succeeded") == 0) {
-			ss->ust = U_SUCCEEDED;
-		} else if (strcmp(ev, "undo.failed") == 0) {
-			ss->ust = U_FAILED;
-		} else if (strcmp(ev, "undo.skipped") == 0) {
-			ss->ust = U_SKIPPED;
-		} else if (strcmp(ev, "rollback.started") == 0) {
-			r->rolling_back = true;
-			free(r->failed_step);
-			r->failed_step = sid ? xstrdup(sid) : NULL;
-			free(r->fail_msg);
-			r->fail_msg = xstrdup(json_string_value(json_object_get(data, "reason")) ?
-			    json_string_value(json_object_get(data, "reason")) : "rollback");
-		} else if (strcmp(ev, "run.paused") == 0) {
-			r->paused = true;
-		} else if (strcmp(ev, "run.resumed") == 0) {
-			r->paused = false;
-		} else if (strcmp(ev, "run.finished") == 0) {
-			r->finished = true;
-			free(r->finished_status);
-			r->finished_status = xstrdup(json_string_value(json_object_get(data, "status")) ?
-			    json_string_value(json_object_get(data, "status")) : "?");
-		}
+	/* the first step the journal names and the runbook no longer has */
+	for (size_t i = 0; i < st.nsteps; i++)
+		if (st.steps[i].first_rec != RS_NONE && runbook_step(r->rb, st.steps[i].id) == NULL &&
+		    (gone == NULL || st.steps[i].first_rec < gone->first_rec))
+			gone = &st.steps[i];
+	if (gone != NULL && gone->first_rec < st.bad_rec) {
+		fprintf(stderr, "zdm: the journal names step '%s', which the runbook no longer has\n", gone->id);
+		rc = -1;
+	} else if (rc != 0) {
+		fprintf(stderr, "zdm: %s\n", err);
 	}
+	free(err);
+	if (rc != 0) {
+		runstate_release(&st);
+		return -1;
+	}
+	for (size_t i = 0; i < st.nsteps; i++) {
+		const struct rs_step *s = &st.steps[i];
+		struct rb_step *rs = runbook_step(r->rb, s->id);
+		struct stepstate *ss = rs ? &r->ss[rs - r->rb->steps] : NULL;
+
+		if (ss == NULL)
+			continue;
+		ss->st = phase_of(s->phase);
+		ss->attempts = s->attempt;
+		ss->start_seq = s->start_seq;
+		ss->done_seq = s->done_seq;
+		ss->interrupted = s->interrupted;
+		ss->outputs = json_incref((json_t *)s->outputs);
+		ss->undo_data = json_incref((json_t *)s->undo_data);
+		ss->snapshot = json_incref((json_t *)s->snapshot);
+		ss->ust = undo_of(s->undo);
+		ss->undo_attempts = s->undo_attempt;
+		ss->notes = json_incref(s->notes);	/* ctx->notes of its next attempt */
+	}
+	r->rolling_back = st.rolling_back;
+	r->failed_step = st.failed_step ? xstrdup(st.failed_step) : NULL;
+	r->fail_msg = st.failure ? xstrdup(st.failure) : NULL;
+	r->paused = st.outcome == RS_PAUSED;
+	r->finished = st.finished;
+	r->finished_status = st.finished ? xstrdup(st.status ? st.status : "?") : NULL;
+	runstate_release(&st);
 	return 0;
-}
-
-const char *
-run_state_word(const struct jlog *log)
-{
-	const char *st = "running or crashed";
-
-	for (size_t k = 0; k < log->n; k++) {
-		json_t *rec = log->recs[k];
-		const char *ev = json_string_value(json_object_get(rec, "event"));
-
-		if (ev == NULL)
-			continue;
-		if (strcmp(ev, "run.finished") == 0)
-			st = json_string_value(json_object_get(json_object_get(rec, "data"), "status"));
-		else if (strcmp(ev, "run.paused") == 0)
-			st = "paused";
-		else if (strcmp(ev, "run.interrupted") == 0)
-			st = "interrupted";
-		else if (strcmp(ev, "rollback.started") == 0)
-			st = "rolling back (or crashed during the rollback)";
-		else if (strcmp(ev, "run.resumed") == 0 || strcmp(ev, "run.started") == 0)
-			st = "running or crashed";
-	}
-	return st ? st : "?";
 }
 
 /* common part of resume and rollback: lock, journal re-open, run.resumed */
 static int
-reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
+reopen(struct run *r, const char *journal, struct jlog *log)
 {
 	char *err = NULL;
 	json_t *first = log->recs[0], *fd = json_object_get(first, "data");
@@ -447,12 +402,11 @@ reopen(struct run *r, const char *journal, struct jlog *log, const char *event)
 		return RUN_USAGE;
 	}
 	journal_set_echo(r->j, echo_record, r);
-	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command",
-	    strcmp(event, "run.resumed") == 0 && r->rolling_back_cmd ? "rollback" : "resume",
+	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command", r->rolling_back_cmd ? "rollback" : "resume",
 	    "actor", actor_json(), "allow_changed",
 	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt",
 	    r->o->in_doubt == IN_DOUBT_RETRY ? "retry" : r->o->in_doubt == IN_DOUBT_SKIP ? "skip" : "ask");
-	if (jrec(r, event, NULL, 0, d) != 0)
+	if (jrec(r, ev_name(EV_RUN_RESUMED), NULL, 0, d) != 0)
 		return RUN_NEEDS_PERSON;
 	return RUN_OK;
 }
@@ -532,7 +486,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			return RUN_IN_DOUBT;
 		}
 	}
-	rc = reopen(&r, journal, log, "run.resumed");
+	rc = reopen(&r, journal, log);
 	if (rc != RUN_OK) {
 		run_release(&r);
 		return rc;
@@ -587,7 +541,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		if (r.ss[i].st == S_SUCCEEDED)
 			expr_set_step(rb->x, rb->steps[i].id, r.ss[i].outputs);
 	r.rolling_back_cmd = true;
-	rc = reopen(&r, journal, log, "run.resumed");
+	rc = reopen(&r, journal, log);
 	if (rc != RUN_OK) {
 		run_release(&r);
 		return rc;

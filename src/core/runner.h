@@ -55,7 +55,4 @@ enum run_outcome runner_resume(struct runbook *rb, const char *journal, struct j
 enum run_outcome runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o);
 
-/* where a run stands, from its journal alone (zdm status) */
-const char *run_state_word(const struct jlog *log);
-
 #endif

@@ -13,6 +13,7 @@
 
 #include "base/proc.h"
 #include "base/redact.h"
+#include "core/events.h"
 #include "lua/lib.h"
 #include "lua/luajson.h"
 #include "zdm/step.h"
@@ -64,9 +65,7 @@ lh_note(lua_State *L)
 	json_t *data;
 
 	lhx_may_act(L, "zdm.note");
-	if (strchr(ev, '.') == NULL || strncmp(ev, "step.", 5) == 0 ||
-	    strncmp(ev, "undo.", 5) == 0 || strncmp(ev, "run.", 4) == 0 ||
-	    strncmp(ev, "rollback.", 9) == 0 || strncmp(ev, "drill.", 6) == 0)
+	if (!ev_note_allowed(ev))
 		return luaL_error(L, "zdm.note: event '%s' must be 'area.what' and not in "
 		    "zdm's own step./undo./run./rollback./drill. namespaces", ev);
 	if (lua_isnoneornil(L, 2)) {

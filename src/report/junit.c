@@ -30,6 +30,7 @@
 #include "base/util.h"
 #include "core/journal.h"
 #include "core/runbook.h"
+#include "core/runstate.h"
 #include "report/junit.h"
 
 static void xml_escape_raw(struct sbuf *sb, const char *s, bool attr);
@@ -97,22 +98,6 @@ xml_escape_raw(struct sbuf *sb, const char *s, bool attr)
 	}
 }
 
-enum jst { J_NOTRUN, J_STARTED, J_OK, J_FAILED, J_SKIPPED };
-
-struct jstep {
-	enum jst st;
-	int attempts;
-	int64_t ms;
-	const char *err;	/* last step.failed error (borrowed from the log) */
-	bool decision;		/* failed as needs_decision (paused) */
-	bool timed_out;
-	const char *skip;	/* step.skipped reason */
-	const char *ust;	/* last undo event, or NULL */
-	const char *uerr;
-	int64_t ums;
-	const char *approved_by;
-};
-
 static void
 attr(struct sbuf *sb, const char *name, const char *v)
 {
@@ -163,93 +148,64 @@ write_atomic(const char *path, const char *text, size_t len, char **err)
 	return 0;
 }
 
+/* how the report names where the run stands: a run not ended is running */
+static const char *
+status_of(const struct runstate *st)
+{
+	switch (st->outcome) {
+	case RS_RUNNING:
+	case RS_ROLLING_BACK:
+		return "running";
+	case RS_PAUSED:
+	case RS_INTERRUPTED:
+	case RS_FINISHED:
+		break;
+	}
+	return runstate_word(st);
+}
+
 int
 junit_write(const char *out, const struct runbook *rb, const char *journal, char **err)
 {
+	static const struct rs_step notrun;	/* a step the journal does not name */
 	struct jlog log;
-	struct jstep *js;
+	struct runstate st;
 	struct sbuf sb, cases;
-	const char *status = "running", *run = "", *ts = NULL;
+	const char *status, *run, *ts;
 	int tests = (int)rb->nsteps, failures = 0, errors = 0, skipped = 0;
-	int64_t total = 0;
+	int64_t total;
 	char t[48];
 	int rc;
 
 	memset(&log, 0, sizeof log);
 	if (journal_read(journal, &log, err) != 0)
 		return -1;
-	js = xcalloc(rb->nsteps ? rb->nsteps : 1, sizeof *js);
-	for (size_t k = 0; k < log.n; k++) {
-		json_t *rec = log.recs[k], *d = json_object_get(rec, "data");
-		const char *ev = json_string_value(json_object_get(rec, "event"));
-		const char *sid = json_string_value(json_object_get(rec, "step"));
-		struct jstep *s = NULL;
-
-		if (ev == NULL)
-			continue;
-		if (k == 0) {
-			run = json_string_value(json_object_get(rec, "run"));
-			ts = json_string_value(json_object_get(rec, "ts"));
-		}
-		for (size_t i = 0; sid != NULL && i < rb->nsteps; i++)
-			if (strcmp(rb->steps[i].id, sid) == 0)
-				s = &js[i];
-		if (strcmp(ev, "run.finished") == 0)
-			status = json_string_value(json_object_get(d, "status"));
-		else if (strcmp(ev, "run.paused") == 0)
-			status = "paused";
-		else if (strcmp(ev, "run.interrupted") == 0)
-			status = "interrupted";
-		else if (strcmp(ev, "run.resumed") == 0 || strcmp(ev, "run.started") == 0)
-			status = "running";
-		if (strcmp(ev, "run.finished") == 0 && json_is_integer(json_object_get(d, "duration_ms")))
-			total += json_integer_value(json_object_get(d, "duration_ms"));
-		if (s == NULL)
-			continue;
-		if (strcmp(ev, "step.started") == 0) {
-			s->st = J_STARTED;
-			s->attempts++;
-		} else if (strcmp(ev, "step.succeeded") == 0) {
-			s->st = J_OK;
-			s->ms += json_integer_value(json_object_get(d, "duration_ms"));
-		} else if (strcmp(ev, "step.failed") == 0) {
-			s->st = J_FAILED;
-			s->ms += json_integer_value(json_object_get(d, "duration_ms"));
-			s->err = json_string_value(json_object_get(d, "error"));
-			s->decision = json_is_true(json_object_get(d, "needs_decision"));
-			s->timed_out = json_is_true(json_object_get(d, "timed_out"));
-		} else if (strcmp(ev, "step.skipped") == 0) {
-			s->st = J_SKIPPED;
-			s->skip = json_string_value(json_object_get(d, "reason"));
-		} else if (strncmp(ev, "undo.", 5) == 0) {
-			s->ust = ev;
-			if (strcmp(ev, "undo.failed") == 0)
-				s->uerr = json_string_value(json_object_get(d, "error"));
-			else if (strcmp(ev, "undo.skipped") == 0)
-				s->uerr = json_string_value(json_object_get(d, "reason"));
-			if (json_is_integer(json_object_get(d, "duration_ms")))
-				s->ums += json_integer_value(json_object_get(d, "duration_ms"));
-		} else if (strcmp(ev, "approval.granted") == 0) {
-			s->approved_by = json_string_value(json_object_get(d, "actor"));
-		}
-	}
-	if (status == NULL)
-		status = "?";
+	runstate_fold(&log, &st, NULL);
+	status = status_of(&st);
+	run = st.run_id != NULL ? st.run_id : "";
+	ts = st.started;
+	total = st.finished_ms;
 	{
 		/* a run not finished yet (paused, interrupted): its steps' time */
 		int64_t steps_ms = 0;
 
-		for (size_t i = 0; i < rb->nsteps; i++)
-			steps_ms += js[i].ms + js[i].ums;
+		for (size_t i = 0; i < rb->nsteps; i++) {
+			const struct rs_step *s = runstate_step(&st, rb->steps[i].id);
+
+			if (s != NULL)
+				steps_ms += s->ms + s->undo_ms;
+		}
 		if (steps_ms > total)
 			total = steps_ms;
 	}
 	sb_init(&cases);
 	for (size_t i = 0; i < rb->nsteps; i++) {
-		struct jstep *s = &js[i];
+		const struct rs_step *s = runstate_step(&st, rb->steps[i].id);
 		const char *id = rb->steps[i].id;
 		struct sbuf so;
 
+		if (s == NULL)
+			s = &notrun;
 		sb_init(&so);
 		secs(t, sizeof t, s->ms);
 		sb_adds(&cases, "    <testcase");
@@ -257,60 +213,60 @@ junit_write(const char *out, const struct runbook *rb, const char *journal, char
 		sb_addf(&cases, " classname=\"zdm.");
 		xml_escape(&cases, rb->name, true);
 		sb_addf(&cases, "\" time=\"%s\">\n", t);
-		sb_addf(&so, "uses: %s\nattempts: %d\n", rb->steps[i].uses, s->attempts);
+		sb_addf(&so, "uses: %s\nattempts: %d\n", rb->steps[i].uses, s->starts);
 		if (rb->steps[i].name != NULL)
 			sb_addf(&so, "name: %s\n", rb->steps[i].name);
-		if (s->approved_by != NULL)
-			sb_addf(&so, "approved by: %s\n", s->approved_by);
-		if (s->ust != NULL) {
+		if (s->granted_by != NULL)
+			sb_addf(&so, "approved by: %s\n", s->granted_by);
+		if (s->undo != RS_UNDO_NONE) {
 			char u[48];
 
-			secs(u, sizeof u, s->ums);
+			secs(u, sizeof u, s->undo_ms);
 			sb_addf(&so, "rollback: %s%s%s (%ss)\n",
-			    strcmp(s->ust, "undo.succeeded") == 0 ? "undone" :
-			    strcmp(s->ust, "undo.failed") == 0 ? "undo FAILED" :
-			    strcmp(s->ust, "undo.skipped") == 0 ? "not undone" : "undo in doubt",
-			    s->uerr ? ": " : "", s->uerr ? s->uerr : "", u);
+			    s->undo == RS_UNDO_SUCCEEDED ? "undone" :
+			    s->undo == RS_UNDO_FAILED ? "undo FAILED" :
+			    s->undo == RS_UNDO_SKIPPED ? "not undone" : "undo in doubt",
+			    s->undo_msg ? ": " : "", s->undo_msg ? s->undo_msg : "", u);
 		}
-		switch (s->st) {
-		case J_NOTRUN:
+		switch (s->phase) {
+		case RS_PENDING:
 			sb_adds(&cases, "      <skipped message=\"not run\"/>\n");
 			skipped++;
 			break;
-		case J_SKIPPED:
+		case RS_SKIPPED:
 			sb_adds(&cases, "      <skipped");
-			attr(&cases, "message", s->skip ? s->skip : "skipped");
+			attr(&cases, "message", s->skip_reason ? s->skip_reason : "skipped");
 			sb_adds(&cases, "/>\n");
 			skipped++;
 			break;
-		case J_STARTED:
+		case RS_STARTED:
 			sb_adds(&cases, "      <error type=\"in_doubt\"");
 			attr(&cases, "message", "started but its end is not recorded (in doubt)");
 			sb_adds(&cases, "/>\n");
 			errors++;
 			break;
-		case J_FAILED:
-			if (s->decision && strcmp(status, "paused") == 0) {
+		case RS_FAILED:
+			if (s->needs_decision && st.outcome == RS_PAUSED) {
 				sb_adds(&cases, "      <skipped");
-				attr(&cases, "message", s->err ? s->err : "paused");
+				attr(&cases, "message", s->error ? s->error : "paused");
 				sb_adds(&cases, "/>\n");
 				skipped++;
 				break;
 			}
-			sb_addf(&cases, "      <failure type=\"%s\"", s->timed_out ? "timed_out" : "step.failed");
-			attr(&cases, "message", s->err ? s->err : "failed");
+			sb_addf(&cases, "      <failure type=\"%s\"", s->timed_out ? "timed_out" : ev_name(EV_STEP_FAILED));
+			attr(&cases, "message", s->error ? s->error : "failed");
 			sb_adds(&cases, ">");
-			xml_escape(&cases, s->err ? s->err : "failed", false);
+			xml_escape(&cases, s->error ? s->error : "failed", false);
 			sb_adds(&cases, "</failure>\n");
 			failures++;
 			break;
-		case J_OK:
+		case RS_SUCCEEDED:
 			break;
 		}
-		if (s->ust != NULL && strcmp(s->ust, "undo.succeeded") != 0 &&
-		    strcmp(s->ust, "undo.skipped") != 0) {
-			sb_addf(&cases, "      <error type=\"%s\"", s->ust);
-			attr(&cases, "message", s->uerr ? s->uerr : "the undo did not complete");
+		if (s->undo == RS_UNDO_STARTED || s->undo == RS_UNDO_FAILED) {
+			sb_addf(&cases, "      <error type=\"%s\"",
+			    ev_name(s->undo == RS_UNDO_FAILED ? EV_UNDO_FAILED : EV_UNDO_STARTED));
+			attr(&cases, "message", s->undo_msg ? s->undo_msg : "the undo did not complete");
 			sb_adds(&cases, "/>\n");
 			errors++;
 		}
@@ -347,7 +303,7 @@ junit_write(const char *out, const struct runbook *rb, const char *journal, char
 		free(red);
 	}
 	sb_release(&sb);
-	free(js);
+	runstate_release(&st);
 	jlog_release(&log);
 	return rc;
 }

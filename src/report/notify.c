@@ -32,6 +32,7 @@
 #include "base/redact.h"
 #include "base/util.h"
 #include "core/actor.h"
+#include "core/events.h"
 #include "core/journal.h"
 #include "core/observer.h"
 #include "net/httpc.h"
@@ -49,22 +50,23 @@ static unsigned
 event_bit(const char *event, const json_t *data, const char **word)
 {
 	static const struct {
-		const char *event;
+		enum ev event;
 		unsigned bit;
 		const char *word;
 	} map[] = {
-		{ "run.started", NOTIFY_START, "start" },
-		{ "run.resumed", NOTIFY_START, "start" },
-		{ "step.failed", NOTIFY_FAILURE, "failure" },
-		{ "undo.failed", NOTIFY_FAILURE, "failure" },
-		{ "rollback.started", NOTIFY_ROLLBACK, "rollback" },
-		{ "run.finished", NOTIFY_FINISH, "finish" },
-		{ "run.paused", NOTIFY_PAUSE, "pause" },
-		{ "run.interrupted", NOTIFY_PAUSE, "pause" },
+		{ EV_RUN_STARTED, NOTIFY_START, "start" },
+		{ EV_RUN_RESUMED, NOTIFY_START, "start" },
+		{ EV_STEP_FAILED, NOTIFY_FAILURE, "failure" },
+		{ EV_UNDO_FAILED, NOTIFY_FAILURE, "failure" },
+		{ EV_ROLLBACK_STARTED, NOTIFY_ROLLBACK, "rollback" },
+		{ EV_RUN_FINISHED, NOTIFY_FINISH, "finish" },
+		{ EV_RUN_PAUSED, NOTIFY_PAUSE, "pause" },
+		{ EV_RUN_INTERRUPTED, NOTIFY_PAUSE, "pause" },
 	};
+	enum ev e = ev_parse(event);
 
-	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-		if (strcmp(event, map[i].event) == 0) {
+	for (size_t i = 0; e != EV_UNKNOWN && i < sizeof map / sizeof map[0]; i++)
+		if (e == map[i].event) {
 			/* a failed attempt that will be retried is not a failure yet */
 			if (map[i].bit == NOTIFY_FAILURE &&
 			    json_is_true(json_object_get(data, "will_retry")))
@@ -85,27 +87,33 @@ message(const struct runbook *rb, const char *run_id, const char *event, const c
 
 	sb_init(&sb);
 	sb_addf(&sb, "zdm: run %s of '%s'", run_id, rb->name);
-	if (strcmp(event, "run.started") == 0) {
+	switch (ev_parse(event)) {
+	case EV_RUN_STARTED:
 		sb_addf(&sb, " started by %s on %s (%zu step%s)", who, host, rb->nsteps,
 		    rb->nsteps == 1 ? "" : "s");
-	} else if (strcmp(event, "run.resumed") == 0) {
+		break;
+	case EV_RUN_RESUMED:
 		sb_addf(&sb, " resumed (zdm %s) by %s on %s",
 		    dstr(d, "command") ? dstr(d, "command") : "resume", who, host);
-	} else if (strcmp(event, "step.failed") == 0) {
+		break;
+	case EV_STEP_FAILED:
 		sb_addf(&sb, ": step '%s' failed", step ? step : "?");
 		if (attempt > 1)
 			sb_addf(&sb, " (attempt %d)", attempt);
 		if (err != NULL)
 			sb_addf(&sb, ": %s", err);
-	} else if (strcmp(event, "undo.failed") == 0) {
+		break;
+	case EV_UNDO_FAILED:
 		sb_addf(&sb, ": the undo of step '%s' failed", step ? step : "?");
 		if (err != NULL)
 			sb_addf(&sb, ": %s", err);
-	} else if (strcmp(event, "rollback.started") == 0) {
+		break;
+	case EV_ROLLBACK_STARTED:
 		sb_addf(&sb, ": rolling back");
 		if (dstr(d, "reason") != NULL)
 			sb_addf(&sb, " (%s)", dstr(d, "reason"));
-	} else if (strcmp(event, "run.finished") == 0) {
+		break;
+	case EV_RUN_FINISHED: {
 		char dd[32] = "";
 
 		if (json_is_integer(json_object_get(d, "duration_ms")))
@@ -118,14 +126,20 @@ message(const struct runbook *rb, const char *run_id, const char *event, const c
 			sb_addf(&sb, " after step '%s' failed", dstr(d, "failed_step"));
 		if (err != NULL)
 			sb_addf(&sb, ": %s", err);
-	} else if (strcmp(event, "run.paused") == 0) {
+		break;
+	}
+	case EV_RUN_PAUSED:
 		sb_addf(&sb, " paused at step '%s'", step ? step : "?");
 		if (err != NULL)
 			sb_addf(&sb, ": %s", err);
 		sb_addf(&sb, "; a person decides: zdm resume %s or zdm rollback %s", run_id, run_id);
-	} else if (strcmp(event, "run.interrupted") == 0) {
+		break;
+	case EV_RUN_INTERRUPTED:
 		sb_addf(&sb, " interrupted by signal %d; zdm resume %s or zdm rollback %s",
 		    (int)json_integer_value(json_object_get(d, "signal")), run_id, run_id);
+		break;
+	default:
+		break;
 	}
 	return sb_detach(&sb);
 }
@@ -172,7 +186,7 @@ struct nitem {
 	struct nitem *next;
 	char *url;		/* rendered: may hold a secret; for the request only */
 	char *body;		/* the payload, already redacted */
-	char *event;		/* journal event, e.g. "step.failed" */
+	char *event;		/* the journal event it is about */
 	const char *word;	/* "failure" (static) */
 	int64_t timeout_ms;
 	char *error;		/* set by the sender: why it failed (not redacted) */
@@ -213,7 +227,7 @@ failed(struct journal *j, const char *url, const char *event, const char *word,
 
 	fprintf(stderr, "zdm: warning: notify %s (%s) to %s failed: %s; the run goes on\n",
 	    word, event, u, w);
-	if (journal_append(j, "notify.failed", NULL, 0, json_pack("{s:s,s:s,s:s,s:s}", "url", u,
+	if (journal_append(j, ev_name(EV_NOTIFY_FAILED), NULL, 0, json_pack("{s:s,s:s,s:s,s:s}", "url", u,
 	    "event", event, "on", word, "error", w), &err) < 0) {
 		fprintf(stderr, "zdm: warning: cannot journal the failed notification: %s\n", err);
 		free(err);

@@ -34,6 +34,7 @@
 #include "base/proc.h"
 #include "base/util.h"
 #include "core/actor.h"
+#include "core/events.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
@@ -190,7 +191,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	int64_t timeout = json_integer_value(json_object_get(p, "timeout"));
 	int64_t requested = -1, now = wall_ms();
 	const json_t *dec = NULL;
-	const char *dec_ev = NULL;
+	enum ev dec_ev = EV_UNKNOWN;
 	char *actor, *who, d[32];
 	size_t i;
 	json_t *n;
@@ -202,15 +203,13 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		return 0;
 	}
 	json_array_foreach(ctx->notes, i, n) {
-		const char *ev = json_string_value(json_object_get(n, "event"));
+		enum ev ev = ev_parse(json_string_value(json_object_get(n, "event")));
 		const json_t *nd = json_object_get(n, "data");
 
-		if (ev == NULL)
-			continue;
-		if (strcmp(ev, "approval.requested") == 0 && requested < 0 &&
+		if (ev == EV_APPROVAL_REQUESTED && requested < 0 &&
 		    json_is_integer(json_object_get(nd, "at_ms")))
 			requested = json_integer_value(json_object_get(nd, "at_ms"));
-		else if (strcmp(ev, "approval.granted") == 0 || strcmp(ev, "approval.denied") == 0) {
+		else if (ev == EV_APPROVAL_GRANTED || ev == EV_APPROVAL_DENIED) {
 			dec = nd;
 			dec_ev = ev;
 		}
@@ -221,7 +220,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 
 		now_iso8601(ts, sizeof ts);
 		requested = now;
-		zdm_note(ctx, "approval.requested", json_pack("{s:s,s:O,s:I,s:s,s:I}", "message", msg,
+		zdm_note(ctx, ev_name(EV_APPROVAL_REQUESTED), json_pack("{s:s,s:O,s:I,s:s,s:I}", "message", msg,
 		    "approvers", approvers, "timeout_ms", (json_int_t)timeout, "at", ts,
 		    "at_ms", (json_int_t)now));
 	}
@@ -229,7 +228,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		const char *by = json_string_value(json_object_get(dec, "actor"));
 		const char *why = json_string_value(json_object_get(dec, "reason"));
 
-		if (strcmp(dec_ev, "approval.granted") == 0) {
+		if (dec_ev == EV_APPROVAL_GRANTED) {
 			res->outputs = json_pack("{s:b,s:s}", "approved", 1, "approved_by", by ? by : "?");
 			return 0;
 		}
@@ -251,7 +250,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	who = approvers_text(approvers);
 	if (pre_approved(ctx)) {
 		if (approval_allowed(approvers, actor)) {
-			zdm_note(ctx, "approval.granted", decision(actor, "--approve", NULL));
+			zdm_note(ctx, ev_name(EV_APPROVAL_GRANTED), decision(actor, "--approve", NULL));
 			res->outputs = json_pack("{s:b,s:s}", "approved", 1, "approved_by", actor);
 			rc = 0;
 			goto out;
@@ -266,7 +265,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		int a = ask(ctx->step_id, msg, who, timeout - (now - requested));
 
 		if (a == 1 || a == 0) {
-			zdm_note(ctx, a ? "approval.granted" : "approval.denied",
+			zdm_note(ctx, ev_name(a ? EV_APPROVAL_GRANTED : EV_APPROVAL_DENIED),
 			    decision(actor, "prompt", NULL));
 			if (a) {
 				res->outputs = json_pack("{s:b,s:s}", "approved", 1, "approved_by", actor);

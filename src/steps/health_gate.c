@@ -32,6 +32,7 @@
 
 #include "base/proc.h"
 #include "base/util.h"
+#include "core/events.h"
 #include "steps/builtin.h"
 #include "steps/httpcheck.h"
 #include "zdm/step.h"
@@ -241,7 +242,7 @@ hg_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			us++;
 			hs = 0;
 		}
-		zdm_note(ctx, "gate.measurement", json_pack("{s:I,s:b,s:I,s:I,s:o}",
+		zdm_note(ctx, ev_name(EV_GATE_MEASUREMENT), json_pack("{s:I,s:b,s:I,s:I,s:o}",
 		    "round", (json_int_t)round, "healthy", healthy,
 		    "healthy_streak", (json_int_t)hs, "unhealthy_streak", (json_int_t)us,
 		    "results", results));

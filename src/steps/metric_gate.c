@@ -65,6 +65,7 @@
 
 #include "base/proc.h"
 #include "base/util.h"
+#include "core/events.h"
 #include "core/expr.h"
 #include "net/httpc.h"
 #include "steps/builtin.h"
@@ -721,7 +722,7 @@ record(struct zdm_ctx *ctx, const struct gate *g, const struct tally *t, const s
 		json_object_set(d, "warnings", m->warnings);
 	if (m->series > 0)
 		json_object_set_new(d, "series", json_integer((json_int_t)m->series));
-	zdm_note(ctx, "gate.measurement", d);
+	zdm_note(ctx, ev_name(EV_GATE_MEASUREMENT), d);
 	if (g->count > 0)
 		snprintf(of, sizeof of, "/%ld", g->count);
 	if (m->phase == PH_ERROR)

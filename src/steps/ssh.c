@@ -30,6 +30,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
+#include "core/events.h"
 #include "core/expr.h"
 #include "net/sshc.h"
 #include "steps/builtin.h"
@@ -397,7 +398,7 @@ on_host(size_t k, void *arg)
 	 * nothing: no note.  One whose command started is noted unknown
 	 * (ok false, so a rerun runs it again; undo runs on it) */
 	if (!j->interrupted || unknown)
-		zdm_note(f->ctx, f->undoing ? "ssh.undo" : "ssh.host", json_deep_copy(rec));
+		zdm_note(f->ctx, ev_name(f->undoing ? EV_SSH_UNDO : EV_SSH_HOST), json_deep_copy(rec));
 	json_decref(f->recs[f->idx[k]]);
 	f->recs[f->idx[k]] = rec;
 	f->done++;
@@ -515,9 +516,9 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			json_t *d = json_object_get(e, "data");
 			const char *h = json_string_value(json_object_get(d, "host"));
 
-			const char *ev = json_string_value(json_object_get(e, "event"));
+			enum ev ev = ev_parse(json_string_value(json_object_get(e, "event")));
 
-			if (ev == NULL || strcmp(ev, "ssh.host") != 0 || h == NULL)
+			if (ev != EV_SSH_HOST || h == NULL)
 				continue;
 			if (!json_is_true(json_object_get(d, "ok"))) {
 				for (size_t k = 0; k < n; k++)
@@ -708,23 +709,23 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	mark_hosts(succ, tg, n, ok);
 	mark_hosts(unkd, tg, n, unk);
 	json_array_foreach(ctx->notes, i, e) {
-		const char *ev = json_string_value(json_object_get(e, "event"));
+		enum ev ev = ev_parse(json_string_value(json_object_get(e, "event")));
 		json_t *d = json_object_get(e, "data");
 		const char *h = json_string_value(json_object_get(d, "host"));
 
-		if (ev != NULL && h != NULL && strcmp(ev, "ssh.host") == 0 &&
+		if (ev == EV_SSH_HOST && h != NULL &&
 		    json_is_true(json_object_get(d, "unknown")))
 			for (size_t k = 0; k < n; k++)
 				if (strcmp(tg[k].label, h) == 0)
 					unk[k] = true;
-		if (ev == NULL || h == NULL || !json_is_true(json_object_get(d, "ok")))
+		if (ev == EV_UNKNOWN || h == NULL || !json_is_true(json_object_get(d, "ok")))
 			continue;
 		for (size_t k = 0; k < n; k++) {
 			if (strcmp(tg[k].label, h) != 0)
 				continue;
-			if (strcmp(ev, "ssh.host") == 0)
+			if (ev == EV_SSH_HOST)
 				ok[k] = true;
-			else if (strcmp(ev, "ssh.undo") == 0)
+			else if (ev == EV_SSH_UNDO)
 				undone[k] = true;
 		}
 	}

@@ -12,6 +12,8 @@
 int unit_journal(void);
 int unit_luahost(void);
 int unit_expr(void);
+int unit_runstate(void);
+int unit_store(void);
 
 /* small checks of util.c and redact.c */
 static int
@@ -88,6 +90,8 @@ main(void)
 	fails += unit_journal();
 	fails += unit_luahost();
 	fails += unit_expr();
+	fails += unit_runstate();
+	fails += unit_store();
 	printf("unit: %d failed\n", fails);
 	return fails ? 1 : 0;
 }

@@ -1,0 +1,294 @@
+/*
+ * runstate.c - a run's journal folded into the state of the run (runstate.h).
+ *
+ * The write-ahead rules of runner.c make the fold simple: step.started is
+ * on disk before a step acts and its end (succeeded, failed, skipped) after,
+ * so a step whose last record is step.started is in doubt; the same holds
+ * for undo.started and an undo.  The run's own records (run., rollback.)
+ * say where it stands; the last one wins.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "core/runstate.h"
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static struct rs_step *
+step_of(struct runstate *st, const char *id)
+{
+	for (size_t i = 0; i < st->nsteps; i++)
+		if (strcmp(st->steps[i].id, id) == 0)
+			return &st->steps[i];
+	st->steps = xrealloc(st->steps, (st->nsteps + 1) * sizeof *st->steps);
+	memset(&st->steps[st->nsteps], 0, sizeof st->steps[0]);
+	st->steps[st->nsteps].id = id;
+	st->steps[st->nsteps].first_rec = RS_NONE;
+	return &st->steps[st->nsteps++];
+}
+
+/* a non-null value of data, or NULL */
+static const json_t *
+value(const json_t *data, const char *k)
+{
+	const json_t *v = json_object_get(data, k);
+
+	return v != NULL && !json_is_null(v) ? v : NULL;
+}
+
+static void
+fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
+    const json_t *rec, const json_t *data, size_t k)
+{
+	enum ev_ns ns = ev_namespace(name);
+	int attempt = (int)json_integer_value(json_object_get(rec, "attempt"));
+	long seq = (long)json_integer_value(json_object_get(rec, "seq"));
+
+	if (e != EV_ROLLBACK_STARTED && e != EV_RUN_PAUSED && ns != EV_NS_DRILL)
+		s->last_event = name;
+	if (ns == EV_NS_STEP && s->first_rec == RS_NONE)
+		s->first_rec = k;
+	if (ns == EV_NS_UNDO && json_is_integer(json_object_get(data, "duration_ms")))
+		s->undo_ms += json_integer_value(json_object_get(data, "duration_ms"));
+	if (ns != EV_NS_STEP && ns != EV_NS_UNDO && ns != EV_NS_RUN &&
+	    e != EV_ROLLBACK_STARTED && e != EV_DRILL_FAILURE) {
+		/* the step's own event: ctx->notes of its next attempt and undo */
+		if (s->notes == NULL)
+			s->notes = json_array();
+		json_array_append_new(s->notes, json_pack("{s:s,s:i,s:O}", "event", name,
+		    "attempt", attempt, "data", data != NULL ? (json_t *)data : json_null()));
+	}
+	switch (e) {
+	case EV_STEP_STARTED:
+		s->phase = RS_STARTED;
+		s->attempt = attempt;
+		s->starts++;
+		s->start_seq = seq;
+		s->interrupted = false;
+		s->uses = jstr(data, "uses");
+		s->params = json_object_get(data, "params");
+		if (s->snapshot == NULL)
+			s->snapshot = value(data, "snapshot");
+		break;
+	case EV_STEP_SUCCEEDED:
+		s->phase = RS_SUCCEEDED;
+		s->done_seq = seq;
+		s->ms += json_integer_value(json_object_get(data, "duration_ms"));
+		s->outputs = json_object_get(data, "outputs");
+		s->undo_data = value(data, "undo_data");
+		break;
+	case EV_STEP_FAILED:
+		s->phase = RS_FAILED;
+		s->ms += json_integer_value(json_object_get(data, "duration_ms"));
+		if (value(data, "undo_data") != NULL)
+			s->undo_data = value(data, "undo_data");	/* it changed something */
+		if (!json_is_true(json_object_get(data, "will_retry")))
+			s->failed = true;
+		s->error = jstr(data, "error");
+		s->needs_decision = json_is_true(json_object_get(data, "needs_decision"));
+		s->timed_out = json_is_true(json_object_get(data, "timed_out"));
+		st->failed_step = s->id;
+		st->failure = s->error != NULL ? s->error : "failed";
+		break;
+	case EV_STEP_INTERRUPTED:
+		/* still started and not ended: in doubt */
+		s->interrupted = true;
+		if (value(data, "undo_data") != NULL)
+			s->undo_data = value(data, "undo_data");
+		break;
+	case EV_STEP_SKIPPED:
+		s->phase = RS_SKIPPED;
+		s->skip_reason = jstr(data, "reason");
+		break;
+	case EV_UNDO_STARTED:
+		s->undo = RS_UNDO_STARTED;
+		s->undo_attempt = attempt;
+		break;
+	case EV_UNDO_SUCCEEDED:
+		s->undo = RS_UNDO_SUCCEEDED;
+		break;
+	case EV_UNDO_FAILED:
+		s->undo = RS_UNDO_FAILED;
+		s->undo_failed = true;
+		s->undo_msg = jstr(data, "error");
+		break;
+	case EV_UNDO_SKIPPED:
+		s->undo = RS_UNDO_SKIPPED;
+		s->undo_msg = jstr(data, "reason");
+		break;
+	case EV_APPROVAL_REQUESTED:
+		s->approval = e;
+		s->approval_by = NULL;
+		break;
+	case EV_APPROVAL_GRANTED:
+	case EV_APPROVAL_DENIED:
+		s->approval = e;
+		s->approval_by = jstr(data, "actor");
+		if (e == EV_APPROVAL_GRANTED)
+			s->granted_by = s->approval_by;
+		if (st->pause.step != NULL && strcmp(st->pause.step, s->id) == 0) {
+			st->pause.decision = e;
+			st->pause.decided_by = s->approval_by;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* a record of the run's own: where it stands */
+static void
+fold_run(struct runstate *st, const char *name, enum ev e, const json_t *rec,
+    const json_t *data)
+{
+	const char *sid = jstr(rec, "step");
+
+	if (ev_namespace(name) == EV_NS_RUN || e == EV_ROLLBACK_STARTED) {
+		st->ended = e == EV_RUN_FINISHED;
+		st->ended_at = NULL;
+		st->exit_code = NULL;
+	}
+	switch (e) {
+	case EV_RUN_STARTED:
+	case EV_RUN_RESUMED:
+		st->outcome = RS_RUNNING;
+		memset(&st->pause, 0, sizeof st->pause);
+		break;
+	case EV_RUN_PAUSED:
+		st->outcome = RS_PAUSED;
+		memset(&st->pause, 0, sizeof st->pause);
+		st->pause.step = sid;
+		st->pause.error = jstr(data, "error");
+		st->pause.needs_decision = json_is_true(json_object_get(data, "needs_decision"));
+		st->pause.waiting_for = jstr(data, "waiting_for");
+		break;
+	case EV_RUN_INTERRUPTED:
+		st->outcome = RS_INTERRUPTED;
+		break;
+	case EV_ROLLBACK_STARTED:
+		st->outcome = RS_ROLLING_BACK;
+		st->rolling_back = true;
+		st->failed_step = sid;
+		st->failure = jstr(data, "reason") != NULL ? jstr(data, "reason") : "rollback";
+		memset(&st->pause, 0, sizeof st->pause);
+		break;
+	case EV_RUN_FINISHED:
+		st->outcome = RS_FINISHED;
+		st->finished = true;
+		st->status = jstr(data, "status");
+		st->ended_at = jstr(rec, "ts");
+		st->exit_code = json_object_get(data, "exit_code");
+		if (jstr(data, "failed_step") != NULL)
+			st->finished_failed_step = jstr(data, "failed_step");
+		if (json_is_integer(json_object_get(data, "duration_ms")))
+			st->finished_ms += json_integer_value(json_object_get(data, "duration_ms"));
+		break;
+	case EV_UNDO_SUCCEEDED:
+		st->undone++;
+		break;
+	default:
+		break;
+	}
+}
+
+int
+runstate_fold(const struct jlog *log, struct runstate *st, char **err)
+{
+	const json_t *first = log->n > 0 ? log->recs[0] : NULL;
+	const json_t *fd = json_object_get(first, "data");
+
+	memset(st, 0, sizeof *st);
+	st->bad_rec = RS_NONE;
+	st->nrecs = log->n;
+	st->outcome = RS_RUNNING;
+	st->run_id = jstr(first, "run");
+	st->started = jstr(first, "ts");
+	st->name = jstr(fd, "name");
+	st->runbook = jstr(fd, "runbook");
+	st->sha256 = jstr(fd, "sha256");
+	st->actor = json_object_get(fd, "actor");
+	st->dry_run = json_is_true(json_object_get(fd, "dry_run"));
+	for (size_t k = 0; k < log->n; k++) {
+		const json_t *rec = log->recs[k], *data = json_object_get(rec, "data");
+		const char *name = jstr(rec, "event"), *sid = jstr(rec, "step");
+		enum ev e = ev_parse(name);
+		enum ev_ns ns = ev_namespace(name);
+
+		if (name == NULL)
+			continue;
+		fold_run(st, name, e, rec, data);
+		if (sid != NULL)
+			fold_step(st, step_of(st, sid), name, e, rec, data, k);
+		else if ((ns == EV_NS_STEP || ns == EV_NS_UNDO) && st->bad_rec == RS_NONE)
+			st->bad_rec = k;
+	}
+	if (log->n == 0)
+		return seterr(err, "the journal is empty: the run never started");
+	if (st->bad_rec != RS_NONE)
+		return seterr(err, "journal line %zu: %s without a step", st->bad_rec + 1,
+		    jstr(log->recs[st->bad_rec], "event"));
+	return 0;
+}
+
+void
+runstate_release(struct runstate *st)
+{
+	for (size_t i = 0; i < st->nsteps; i++)
+		json_decref(st->steps[i].notes);
+	free(st->steps);
+	memset(st, 0, sizeof *st);
+}
+
+const struct rs_step *
+runstate_step(const struct runstate *st, const char *id)
+{
+	for (size_t i = 0; id != NULL && i < st->nsteps; i++)
+		if (strcmp(st->steps[i].id, id) == 0)
+			return &st->steps[i];
+	return NULL;
+}
+
+bool
+rs_step_in_doubt(const struct rs_step *s)
+{
+	return s->phase == RS_STARTED;
+}
+
+bool
+rs_undo_in_doubt(const struct rs_step *s)
+{
+	return s->undo == RS_UNDO_STARTED;
+}
+
+size_t
+runstate_in_doubt(const struct runstate *st)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < st->nsteps; i++)
+		n += rs_step_in_doubt(&st->steps[i]) + rs_undo_in_doubt(&st->steps[i]);
+	return n;
+}
+
+const char *
+runstate_word(const struct runstate *st)
+{
+	switch (st->outcome) {
+	case RS_RUNNING:
+		return "running or crashed";
+	case RS_ROLLING_BACK:
+		return "rolling back (or crashed during the rollback)";
+	case RS_PAUSED:
+		return "paused";
+	case RS_INTERRUPTED:
+		return "interrupted";
+	case RS_FINISHED:
+		break;
+	}
+	return st->status != NULL ? st->status : "?";
+}

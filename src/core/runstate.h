@@ -1,0 +1,127 @@
+/*
+ * runstate.h - what a run's journal means: its records folded, in order,
+ * into the state of the run and of each step.  Resume and rollback stand
+ * where it says; status, approve, log, the JUnit report and the audit
+ * export report it.  One fold, so they cannot disagree.
+ *
+ * Strings and JSON values in a runstate point into the records of the jlog
+ * it was folded from (keep the log until runstate_release); the notes
+ * arrays are the runstate's own.
+ */
+#ifndef ZDM_CORE_RUNSTATE_H
+#define ZDM_CORE_RUNSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/events.h"
+#include "core/journal.h"
+
+#define RS_NONE ((size_t)-1)	/* no such record */
+
+/* where the run stands, by its last run./rollback. record */
+enum rs_outcome {
+	RS_RUNNING,		/* started or resumed, no end since: running, or crashed */
+	RS_ROLLING_BACK,	/* rolling back, or crashed during the rollback */
+	RS_PAUSED,		/* a person decides (run.paused) */
+	RS_INTERRUPTED,		/* stopped by a signal (run.interrupted) */
+	RS_FINISHED,		/* run.finished: status says how */
+};
+
+/* a step, by its last step. record */
+enum rs_phase { RS_PENDING, RS_STARTED, RS_SUCCEEDED, RS_FAILED, RS_SKIPPED };
+/* its undo, by its last undo. record; RS_UNDO_STARTED is an undo in doubt */
+enum rs_undo { RS_UNDO_NONE, RS_UNDO_STARTED, RS_UNDO_SUCCEEDED, RS_UNDO_FAILED, RS_UNDO_SKIPPED };
+
+struct rs_step {
+	const char *id;
+	const char *last_event;	/* its last record's event, but for rollback.started,
+				 * run.paused and drill.*: NULL when it has none */
+	enum rs_phase phase;
+	bool interrupted;	/* a signal stopped its last attempt (still in doubt) */
+	int attempt;		/* the attempt number of its last step.started */
+	int starts;		/* step.started records */
+	long start_seq, done_seq;	/* of its last step.started, step.succeeded */
+	size_t first_rec;	/* index of its first step. record, or RS_NONE */
+	const char *uses;	/* of its last step.started */
+	const json_t *params;
+	const json_t *snapshot;	/* the first recorded before an attempt */
+	const json_t *outputs;	/* of its last step.succeeded */
+	const json_t *undo_data;	/* what its undo puts back, or NULL */
+	int64_t ms;		/* duration_ms of its attempts' ends, summed */
+	bool failed;		/* a step.failed that was not retried */
+	const char *error;	/* of its last step.failed */
+	bool needs_decision, timed_out;	/* of its last step.failed */
+	const char *skip_reason;	/* of its last step.skipped */
+	enum rs_undo undo;
+	int undo_attempt;	/* of its last undo.started */
+	bool undo_failed;	/* an undo.failed, whatever came after */
+	const char *undo_msg;	/* the last undo.failed error or undo.skipped reason */
+	int64_t undo_ms;
+	enum ev approval;	/* its last approval. note: requested, granted, denied */
+	const char *approval_by;	/* who decided it */
+	const char *granted_by;	/* who granted it last */
+	json_t *notes;		/* its own events [{event, attempt, data}], or NULL; owned */
+};
+
+/* the approval or decision a paused run waits for */
+struct rs_pause {
+	const char *step;	/* the step of the last run.paused, until resumed; or NULL */
+	const char *error;
+	bool needs_decision;
+	const char *waiting_for;	/* "approval", or NULL */
+	enum ev decision;	/* EV_APPROVAL_GRANTED / _DENIED on that step since, or EV_UNKNOWN */
+	const char *decided_by;
+};
+
+struct runstate {
+	size_t nrecs;
+	/* run.started */
+	const char *run_id, *name, *runbook, *sha256, *started;
+	const json_t *actor;
+	bool dry_run;
+	/* where it stands */
+	enum rs_outcome outcome;
+	bool ended;		/* its last run./rollback. record is run.finished */
+	const char *ended_at;	/* that run.finished's ts */
+	const json_t *exit_code;	/* and exit_code */
+	bool finished;		/* a run.finished at all */
+	const char *status;	/* of the last run.finished: succeeded, rolled_back, ... */
+	const char *finished_failed_step;	/* the last failed_step a run.finished named */
+	int64_t finished_ms;	/* duration_ms of its run.finished records */
+	bool rolling_back;	/* a rollback.started */
+	const char *failed_step;	/* whose failure it answers: of the last step.failed,
+				 * then of a rollback.started (may be NULL) */
+	const char *failure;	/* its error, or the rollback's reason */
+	struct rs_pause pause;
+	long undone;		/* undo.succeeded records */
+	struct rs_step *steps;	/* in the order the journal first names them */
+	size_t nsteps;
+	size_t bad_rec;		/* the first record the fold could not place, or RS_NONE */
+};
+
+/*
+ * Fold LOG into ST (which the caller releases whatever the result).
+ * Returns 0, or -1 with *err (malloc'd) when the journal cannot be replayed:
+ * it is empty, or a step./undo. record names no step (st->bad_rec).  ST
+ * holds what the records say either way, for reports.
+ */
+int runstate_fold(const struct jlog *log, struct runstate *st, char **err);
+void runstate_release(struct runstate *st);
+
+/* the step named ID, or NULL */
+const struct rs_step *runstate_step(const struct runstate *st, const char *id);
+/* started and no end recorded: it may or may not have taken effect */
+bool rs_step_in_doubt(const struct rs_step *s);
+bool rs_undo_in_doubt(const struct rs_step *s);
+/* the steps and undos in doubt */
+size_t runstate_in_doubt(const struct runstate *st);
+
+/* in words, as zdm status says it: "running or crashed", "paused",
+ * "rolled_back", ... */
+const char *runstate_word(const struct runstate *st);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * store.c - the door to stored runs (store.h): each call goes to the
+ * store's backend.
+ */
+#include <stdlib.h>
+
+#include "core/store.h"
+
+void
+store_close(struct store *s)
+{
+	if (s != NULL)
+		s->ops->free(s);
+}
+
+const char *
+store_location(const struct store *s)
+{
+	return s->location;
+}
+
+char *
+store_find(struct store *s, const char *run_id)
+{
+	return s->ops->find(s, run_id);
+}
+
+char *
+store_latest(struct store *s, const char *name, bool with_dry)
+{
+	return s->ops->latest(s, name, with_dry);
+}
+
+const char *
+store_runs_place(struct store *s)
+{
+	return s->ops->runs_place(s);
+}
+
+int
+store_list(struct store *s, const char *name, char ***refs, size_t *n, char **err)
+{
+	return s->ops->list(s, name, refs, n, err);
+}
+
+void
+store_list_free(char **refs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(refs[i]);
+	free(refs);
+}
+
+int
+store_read(struct store *s, const char *ref, struct jlog *log, char **err)
+{
+	return s->ops->read(s, ref, log, err);
+}
+
+void
+store_read_unchecked(struct store *s, const char *ref, struct jlog *log)
+{
+	s->ops->read_unchecked(s, ref, log);
+}
+
+int
+store_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
+{
+	return s->ops->verify(s, ref, out, errout);
+}
+
+struct store_writer *
+store_open_writer(struct store *s, const char *ref, const char *run_id,
+    const struct jlog *log, char **err)
+{
+	return s->ops->open_writer(s, ref, run_id, log, err);
+}
+
+long
+store_append(struct store *s, struct store_writer *w, const char *event, const char *step,
+    int attempt, json_t *data, char **err)
+{
+	return s->ops->append(w, event, step, attempt, data, err);
+}
+
+void
+store_close_writer(struct store *s, struct store_writer *w)
+{
+	if (w != NULL)
+		s->ops->close_writer(w);
+}
+
+int
+store_lock(struct store *s, const char *name, const char *run_id, int *lk, char **err)
+{
+	return s->ops->lock(s, name, run_id, lk, err);
+}
+
+void
+store_unlock(struct store *s, int lk)
+{
+	s->ops->unlock(s, lk);
+}
+
+bool
+store_locked(struct store *s, const char *name, long *pid, char **run)
+{
+	return s->ops->locked(s, name, pid, run);
+}
