@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "base/util.h"
-#include "core/params.h"
+#include "core/params_check.h"
 #include "core/runbook.h"
 #include "zdm/step.h"
 

@@ -11,7 +11,7 @@
 
 #include "base/redact.h"
 #include "base/util.h"
-#include "core/params.h"
+#include "core/params_check.h"
 #include "core/registry.h"
 #include "core/runbook.h"
 #include "net/httpc.h"

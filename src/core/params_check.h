@@ -1,8 +1,9 @@
 /*
- * params.h - checking a step's params (params.c), shared with runbook.c.
+ * params_check.h - checking a step's params (params.c), shared with runbook.c:
+ * a header of its own, so params.c and runbook.c do not include each other.
  */
-#ifndef ZDM_CORE_PARAMS_H
-#define ZDM_CORE_PARAMS_H
+#ifndef ZDM_CORE_PARAMS_CHECK_H
+#define ZDM_CORE_PARAMS_CHECK_H
 
 #include <stdbool.h>
 
