@@ -8,6 +8,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
+#include "core/events.h"
 #include "core/execute.h"
 #include "core/rollback.h"
 #include "core/run.h"
@@ -59,14 +60,14 @@ run_step(struct run *r, size_t i, char **why)
 			ss->st = S_SKIPPED;
 			ss->attempts--;
 			expr_set_step(r->rb->x, s->id, NULL);
-			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
+			return jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
 		if (params == NULL) {
 			/* a parameter that does not resolve is a failed attempt that
 			 * touched nothing: journal it as such */
 			d = json_pack("{s:s,s:b}", "error", err, "will_retry", false);
 			step_ended(r, i, END_FAILED, -1, err);
-			if (jrec(r, "step.failed", s->id, attempt, d) != 0) {
+			if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, d) != 0) {
 				free(err);
 				return OC_JOURNAL;
 			}
@@ -86,7 +87,7 @@ run_step(struct run *r, size_t i, char **why)
 			ss->st = S_SKIPPED;
 			ss->attempts--;
 			expr_set_step(r->rb->x, s->id, NULL);
-			return jrec(r, "step.skipped", s->id, 0, d) ? OC_JOURNAL : OC_OK;
+			return jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
 		run_ctx_init(r, &ctx, s->id, attempt);
 		memset(&res, 0, sizeof res);
@@ -110,7 +111,7 @@ run_step(struct run *r, size_t i, char **why)
 				json_decref(params);
 				zdm_result_release(&res);
 				step_ended(r, i, END_FAILED, -1, msg);
-				if (jrec(r, "step.failed", s->id, attempt, json_pack("{s:s,s:b}",
+				if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, json_pack("{s:s,s:b}",
 				    "error", msg, "will_retry", false)) != 0) {
 					free(msg);
 					return OC_JOURNAL;
@@ -126,7 +127,7 @@ run_step(struct run *r, size_t i, char **why)
 			zdm_result_release(&res);
 			memset(&res, 0, sizeof res);
 		}
-		if (jrec(r, "step.started", s->id, attempt, d) != 0) {
+		if (jrec(r, ev_name(EV_STEP_STARTED), s->id, attempt, d) != 0) {
 			json_decref(params);
 			return OC_JOURNAL;
 		}
@@ -159,7 +160,7 @@ run_step(struct run *r, size_t i, char **why)
 				json_object_set(d, "undo_data", res.undo_data);
 			step_ended(r, i, END_STOPPED, zdm_now_ms() - t0, res.err);
 			zdm_result_release(&res);
-			if (jrec(r, "step.interrupted", s->id, attempt, d) != 0)
+			if (jrec(r, ev_name(EV_STEP_INTERRUPTED), s->id, attempt, d) != 0)
 				return OC_JOURNAL;
 			return OC_INTERRUPTED;
 		}
@@ -170,7 +171,7 @@ run_step(struct run *r, size_t i, char **why)
 			    res.outputs ? json_incref(res.outputs) : json_object(),
 			    "undo_data", res.undo_data ? json_incref(res.undo_data) : json_null(),
 			    "duration_ms", (json_int_t)ms);
-			if (jrec(r, "step.succeeded", s->id, attempt, d) != 0) {
+			if (jrec(r, ev_name(EV_STEP_SUCCEEDED), s->id, attempt, d) != 0) {
 				zdm_result_release(&res);
 				return OC_JOURNAL;
 			}
@@ -199,7 +200,7 @@ run_step(struct run *r, size_t i, char **why)
 				json_object_set(d, "outputs", res.outputs);
 			if (res.undo_data != NULL)
 				json_object_set(d, "undo_data", res.undo_data);
-			if (jrec(r, "step.failed", s->id, attempt, d) != 0) {
+			if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, d) != 0) {
 				free(msg);
 				zdm_result_release(&res);
 				return OC_JOURNAL;
@@ -265,7 +266,7 @@ on_failure(struct run *r, const char *step, const char *why)
 	switch (r->rb->on_failure) {
 	case ON_FAILURE_PAUSE:
 		run_set_status(r, "paused");
-		jrec(r, "run.paused", step, 0, json_pack("{s:s}", "error", why));
+		jrec(r, ev_name(EV_RUN_PAUSED), step, 0, json_pack("{s:s}", "error", why));
 		ev.end.verdict = VD_PAUSED;
 		run_ended(r, &ev);
 		return RUN_PAUSED;
@@ -277,7 +278,7 @@ on_failure(struct run *r, const char *step, const char *why)
 	case ON_FAILURE_ROLLBACK:
 		break;
 	}
-	if (jrec(r, "rollback.started", step, 0, json_pack("{s:s}", "reason", why)) != 0)
+	if (jrec(r, ev_name(EV_ROLLBACK_STARTED), step, 0, json_pack("{s:s}", "reason", why)) != 0)
 		return RUN_NEEDS_PERSON;
 	r->rolling_back = true;
 	rc = undo_steps(r);
@@ -322,7 +323,7 @@ run_steps(struct run *r, size_t from)
 			    r->o->mode == MODE_DRY_RUN && r->planned > 0 && strstr(s->if_expr, "steps") != NULL) {
 				/* it reads outputs of a step that only printed its plan */
 				step_ended(r, i, END_PLANNED, -1, err);
-				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}", "reason",
+				if (jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, json_pack("{s:s,s:s}", "reason",
 				    "dry run: if: needs outputs of steps that did not run", "error", err)) != 0) {
 					free(err);
 					return RUN_NEEDS_PERSON;
@@ -337,13 +338,13 @@ run_steps(struct run *r, size_t from)
 				    s->if_node->col, err);
 				free(err);
 				step_ended(r, i, END_FAILED, -1, why);
-				jrec(r, "step.failed", s->id, 0, json_pack("{s:s}", "error", why));
+				jrec(r, ev_name(EV_STEP_FAILED), s->id, 0, json_pack("{s:s}", "error", why));
 				rc = on_failure(r, s->id, why);
 				free(why);
 				return rc;
 			}
 			if (!yes) {
-				if (jrec(r, "step.skipped", s->id, 0, json_pack("{s:s,s:s}",
+				if (jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, json_pack("{s:s,s:s}",
 				    "reason", "if: condition is false", "if", s->if_expr)) != 0)
 					return RUN_NEEDS_PERSON;
 				ss->st = S_SKIPPED;
@@ -376,7 +377,7 @@ run_steps(struct run *r, size_t from)
 
 			if (appr)
 				json_object_set_new(pd, "waiting_for", json_string("approval"));
-			jrec(r, "run.paused", s->id, 0, pd);
+			jrec(r, ev_name(EV_RUN_PAUSED), s->id, 0, pd);
 			run_set_status(r, "paused");
 			ev.end.verdict = appr ? VD_WAITING_APPROVAL : VD_UNDECIDED;
 			ev.end.step = s->id;
@@ -389,7 +390,7 @@ run_steps(struct run *r, size_t from)
 			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
 			struct run_event ev = { .kind = OBS_NOTE };
 
-			jrec(r, "drill.failure", s->id, 0, json_pack("{s:s}", "error", msg));
+			jrec(r, ev_name(EV_DRILL_FAILURE), s->id, 0, json_pack("{s:s}", "error", msg));
 			ev.text = msg;
 			run_emit(r, &ev);
 			rc = on_failure(r, s->id, msg);

@@ -1,6 +1,7 @@
 /*
- * runner.c - runs the steps of a runbook and writes every move to the
- * journal before and after it happens.
+ * launch.c - the runner's entry points (runner.h): a new run, a dry run or a
+ * plan, resume and rollback from the journal.  The steps run in execute.c,
+ * the undos in rollback.c; every move is journaled before and after it happens.
  *
  * Write-ahead rules (docs/design.md, "The journal"):
  *   step.started is on disk before the step touches anything;
@@ -225,7 +226,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	if (o->fail_at != NULL)
 		json_object_set_new(d, "fail_at", json_string(o->fail_at));
 	audit_provenance(d, rb->abspath);	/* host, git commit */
-	if (jrec(&r, "run.started", NULL, 0, d) != 0) {
+	if (jrec(&r, ev_name(EV_RUN_STARTED), NULL, 0, d) != 0) {
 		run_release(&r);
 		return RUN_NEEDS_PERSON;
 	}
@@ -501,7 +502,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 
 		if (o->in_doubt == IN_DOUBT_SKIP && !s->idempotent) {
 			/* the person says it took effect; with no undo_data recorded */
-			if (jrec(&r, "step.skipped", s->id, 0, json_pack("{s:s}", "reason",
+			if (jrec(&r, ev_name(EV_STEP_SKIPPED), s->id, 0, json_pack("{s:s}", "reason",
 			    "in doubt; taken as done by --in-doubt skip")) != 0) {
 				run_release(&r);
 				return RUN_NEEDS_PERSON;
@@ -547,7 +548,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		return rc;
 	}
 	if (!r.rolling_back &&
-	    jrec(&r, "rollback.started", NULL, 0, json_pack("{s:s}", "reason", "zdm rollback")) != 0) {
+	    jrec(&r, ev_name(EV_ROLLBACK_STARTED), NULL, 0, json_pack("{s:s}", "reason", "zdm rollback")) != 0) {
 		run_release(&r);
 		return RUN_NEEDS_PERSON;
 	}

@@ -8,6 +8,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
+#include "core/events.h"
 #include "core/rollback.h"
 #include "core/run.h"
 #include "zdm/step.h"
@@ -74,7 +75,7 @@ undo_steps(struct run *r)
 			const char *why = s->type && s->type->read_only ?
 			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
 
-			if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason", why))) {
+			if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s}", "reason", why))) {
 				rc = RUN_NEEDS_PERSON;
 				break;
 			}
@@ -102,7 +103,7 @@ undo_steps(struct run *r)
 
 			/* not undone and not decided: undo.failed, so the next
 			 * `zdm rollback` asks again instead of calling it done */
-			if (jrec(r, skip ? "undo.skipped" : "undo.failed", s->id, 0,
+			if (jrec(r, skip ? ev_name(EV_UNDO_SKIPPED) : ev_name(EV_UNDO_FAILED), s->id, 0,
 			    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
 				rc = RUN_NEEDS_PERSON;
 				break;
@@ -115,7 +116,7 @@ undo_steps(struct run *r)
 		}
 		if (ss->ust == U_STARTED && !(s->idempotent || r->o->in_doubt == IN_DOUBT_RETRY)) {
 			if (r->o->in_doubt == IN_DOUBT_SKIP) {
-				if (jrec(r, "undo.skipped", s->id, 0, json_pack("{s:s}", "reason",
+				if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s}", "reason",
 				    "undo in doubt, skipped by --in-doubt skip"))) {
 					rc = RUN_NEEDS_PERSON;
 					break;
@@ -145,13 +146,13 @@ undo_steps(struct run *r)
 			    s->undo->with_node, &err) :
 			    runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
 			if (params == NULL) {
-				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s}", "error", err)) != 0)
+				if (jrec(r, ev_name(EV_UNDO_FAILED), s->id, attempt, json_pack("{s:s}", "error", err)) != 0)
 					rc = RUN_NEEDS_PERSON;
 				undo_ended(r, i, UNDO_FAILED, -1, err);
 				free(err);
 				break;
 			}
-			if (jrec(r, "undo.started", s->id, attempt, json_pack("{s:s}", "uses",
+			if (jrec(r, ev_name(EV_UNDO_STARTED), s->id, attempt, json_pack("{s:s}", "uses",
 			    ut->name)) != 0) {
 				json_decref(params);
 				rc = RUN_NEEDS_PERSON;
@@ -177,7 +178,7 @@ undo_steps(struct run *r)
 				break;
 			}
 			if (urc == 0) {
-				if (jrec(r, "undo.succeeded", s->id, attempt, json_pack("{s:I}",
+				if (jrec(r, ev_name(EV_UNDO_SUCCEEDED), s->id, attempt, json_pack("{s:I}",
 				    "duration_ms", (json_int_t)(zdm_now_ms() - t0))) != 0) {
 					run_error(r, "the undo of step '%s' ran but could not be recorded; "
 					    "the journal will show it in doubt", s->id);
@@ -191,7 +192,7 @@ undo_steps(struct run *r)
 			} else {
 				char *msg = redact_str(res.err);
 
-				if (jrec(r, "undo.failed", s->id, attempt, json_pack("{s:s,s:b}",
+				if (jrec(r, ev_name(EV_UNDO_FAILED), s->id, attempt, json_pack("{s:s,s:b}",
 				    "error", msg, "will_retry", a + 1 < max)) != 0) {
 					free(msg);
 					zdm_result_release(&res);

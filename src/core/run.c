@@ -9,6 +9,7 @@
 #include "base/proc.h"
 #include "base/redact.h"
 #include "base/util.h"
+#include "core/events.h"
 #include "core/journal.h"
 #include "core/run.h"
 #include "zdm/step.h"
@@ -222,7 +223,7 @@ run_finish(struct run *r, const char *status, enum run_outcome code, json_t *ext
 	json_object_set_new(d, "exit_code", json_integer(r->o->exit_code(code)));
 	run_set_status(r, status);
 	json_object_set_new(d, "duration_ms", json_integer(zdm_now_ms() - r->t0));
-	if (jrec(r, "run.finished", NULL, 0, d) != 0)
+	if (jrec(r, ev_name(EV_RUN_FINISHED), NULL, 0, d) != 0)
 		return RUN_NEEDS_PERSON;
 	return code;
 }
@@ -236,7 +237,7 @@ run_interrupted(struct run *r, const char *step)
 	run_set_status(r, "interrupted");
 	if (step != NULL)
 		json_object_set_new(d, "step", json_string(step));
-	jrec(r, "run.interrupted", NULL, 0, d);
+	jrec(r, ev_name(EV_RUN_INTERRUPTED), NULL, 0, d);
 	ev.end.verdict = VD_INTERRUPTED;
 	ev.end.signal = (int)zdm_interrupted;
 	ev.end.rolling_back = r->rolling_back;
