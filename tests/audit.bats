@@ -336,7 +336,7 @@ EOF
   assert_equal "$(stat -c %s "$J")" "$size"
 }
 
-# ---- actor and provenance (issue 7) ------------------------------------------
+# ---- actor and provenance --------------------------------------------------
 
 # a one-step runbook at $1 (default $T/rb.yml) named $2 (default prov)
 one_step() {

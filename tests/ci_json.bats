@@ -2,7 +2,7 @@
 # zdm as a CI stage: `--output json` is a stream of events that conform to
 # the schema documented in docs/ci.md (checked by tests/data/ci/events.jq),
 # ends with an "exit" event whose exit_code is zdm's exit code, and every
-# exit code of DESIGN.md's table is reachable with it.  GitHub Actions
+# exit code of zdm(1)'s EXIT STATUS is reachable with it.  GitHub Actions
 # annotations when GITHUB_ACTIONS=true.
 
 load helper

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# zdm.socket (src/lua_socket.c): one request and its reply over a unix socket
+# zdm.socket (src/lua/socket.c): one request and its reply over a unix socket
 # or TCP, against tests/data/lb/sockd.py on 127.0.0.1, through a test plugin.
 
 bats_require_minimum_version 1.5.0

@@ -2,7 +2,7 @@
  * zdm/step.h - the step-type contract shared by C built-ins and Lua plugins.
  *
  * A step type is one `struct zdm_step_type` in the registry (src/registry.c).
- * C built-ins fill it statically; the Lua host (src/luahost.c) fills one per
+ * C built-ins fill it statically; the Lua host (src/lua/host.c) fills one per
  * plugin file with callbacks that call into the plugin's table.  The runner
  * only ever sees this struct, so built-ins and plugins cannot drift apart.
  *

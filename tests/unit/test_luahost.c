@@ -1,5 +1,5 @@
 /*
- * test_luahost.c - unit checks for src/luahost.c and src/luajson.c: loading
+ * test_luahost.c - unit checks for src/lua/host.c and src/lua/luajson.c: loading
  * and schema errors, the sandbox, the deadline hook (also inside pcall), the
  * memory cap, results, the zdm module, and plugins/release/symlink.lua on a
  * real symlink.
