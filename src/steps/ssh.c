@@ -407,6 +407,21 @@ on_host(size_t k, void *arg)
 	fan_line(f, false);
 }
 
+/* a fan-out over n hosts in nb batches, for run (undoing false) or undo */
+static void
+fan_init(struct fan *f, struct zdm_ctx *ctx, const json_t *p, size_t n, size_t nb, bool undoing)
+{
+	memset(f, 0, sizeof *f);
+	f->ctx = ctx;
+	f->p = p;
+	f->undoing = undoing;
+	f->recs = xcalloc(n, sizeof *f->recs);
+	f->nbatches = nb;
+	f->lines = (long)json_integer_value(json_object_get(p, "output_lines"));
+	f->expect = json_object_get(p, "expect_exit");
+	f->tty = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
+}
+
 static void
 ssh_opts(const json_t *p, struct sshc_opts *o, char **kh)
 {
@@ -495,14 +510,7 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	command = sshc_build_command(json_object_get(p, "command"),
 	    json_string_value(json_object_get(p, "shell")), json_object_get(p, "env"));
 	nb = ssh_plan_batches(json_object_get(p, "batch"), n, &sizes);
-	memset(&f, 0, sizeof f);
-	f.ctx = ctx;
-	f.p = p;
-	f.recs = xcalloc(n, sizeof *f.recs);
-	f.nbatches = nb;
-	f.lines = (long)json_integer_value(json_object_get(p, "output_lines"));
-	f.expect = json_object_get(p, "expect_exit");
-	f.tty = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
+	fan_init(&f, ctx, p, n, nb, false);
 	sel = xcalloc(n, sizeof *sel);
 	was_unknown = xcalloc(n, sizeof *was_unknown);
 
@@ -750,27 +758,12 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			zdm_progress(ctx, "no undo command: nothing run on the hosts");
 		}
 		sb_release(&sb);
-		free(sel);
-		free(bat);
-		free(ok);
-		free(unk);
-		free(undone);
-		free(sizes);
-		ssh_free_targets(tg, n);
-		return rc;
+		goto out;
 	}
 	ssh_opts(p, &o, &kh);
 	command = sshc_build_command(json_is_array(u) ? u : NULL, json_string_value(u),
 	    json_object_get(p, "env"));
-	memset(&f, 0, sizeof f);
-	f.ctx = ctx;
-	f.p = p;
-	f.undoing = true;
-	f.recs = xcalloc(n, sizeof *f.recs);
-	f.nbatches = nb;
-	f.lines = (long)json_integer_value(json_object_get(p, "output_lines"));
-	f.expect = json_object_get(p, "expect_exit");
-	f.tty = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
+	fan_init(&f, ctx, p, n, nb, true);
 	for (size_t b = nb; b-- > 0 && rc == 0;) {
 		size_t m = 0, bfail = 0, all = 0;
 
@@ -820,6 +813,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	free(f.recs);
 	free(command);
 	free(kh);
+out:
 	free(sel);
 	free(bat);
 	free(ok);
@@ -833,12 +827,6 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 const struct zdm_step_type zdm_step_ssh = {
 	.name = "ssh",
 	.description = "run a command on remote hosts over SSH, in batches with a failure budget",
-	.params = ssh_params,
-	.nparams = sizeof ssh_params / sizeof ssh_params[0],
-	.read_only = false,
-	.idempotent = false,
-	.validate = ssh_validate,
-	.plan = ssh_plan,
-	.run = ssh_run,
-	.undo = ssh_undo,
+	ZDM_PARAMS(ssh_params),
+	.validate = ssh_validate, .plan = ssh_plan, .run = ssh_run, .undo = ssh_undo,
 };
