@@ -94,10 +94,14 @@ struct zdm_result {
 
 /* Static-check sink: a validate() reports each problem against a parameter
  * name (NULL = the step as a whole); the runbook layer turns the name into
- * FILE:LINE:COL.  Implemented in src/runbook.c. */
+ * FILE:LINE:COL.  Implemented in src/core/params.c. */
 struct zdm_diag;
 void zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* a C type's param table, for its struct zdm_step_type initializer:
+ * `ZDM_PARAMS(exec_params),` sets .params and .nparams */
+#define ZDM_PARAMS(table) .params = (table), .nparams = sizeof(table) / sizeof((table)[0])
 
 struct zdm_step_type {
 	const char *name;		/* `uses:` name; dotted for plugins: "release.symlink" */

@@ -299,12 +299,7 @@ out:
 const struct zdm_step_type zdm_step_approval = {
 	.name = "approval",
 	.description = "wait for a person to approve (prompt, zdm approve, or --approve STEP)",
-	.params = ap_params,
-	.nparams = sizeof ap_params / sizeof ap_params[0],
-	.read_only = true,
-	.idempotent = true,
-	.waits_for_person = true,
-	.validate = ap_validate,
-	.plan = ap_plan,
-	.run = ap_run,
+	ZDM_PARAMS(ap_params),
+	.read_only = true, .idempotent = true, .waits_for_person = true,
+	.validate = ap_validate, .plan = ap_plan, .run = ap_run,
 };

@@ -212,11 +212,6 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 const struct zdm_step_type zdm_step_exec = {
 	.name = "exec",
 	.description = "run a local command (argv or shell), capture its output",
-	.params = exec_params,
-	.nparams = sizeof exec_params / sizeof exec_params[0],
-	.read_only = false,
-	.idempotent = false,
-	.validate = exec_validate,
-	.plan = exec_plan,
-	.run = exec_run,
+	ZDM_PARAMS(exec_params),
+	.validate = exec_validate, .plan = exec_plan, .run = exec_run,
 };

@@ -277,11 +277,6 @@ out:
 const struct zdm_step_type zdm_step_http = {
 	.name = "http",
 	.description = "send an HTTP request, check its answer, capture JSON fields (dry runs only plan it: checks belong in health_gate)",
-	.params = http_params,
-	.nparams = sizeof http_params / sizeof http_params[0],
-	.read_only = false,
-	.idempotent = false,
-	.validate = http_validate,
-	.plan = http_plan,
-	.run = http_run,
+	ZDM_PARAMS(http_params),
+	.validate = http_validate, .plan = http_plan, .run = http_run,
 };

@@ -837,11 +837,7 @@ const struct zdm_step_type zdm_step_metric_gate = {
 	.name = "metric_gate",
 	.description = "query Prometheus every interval and judge each result; "
 	    "Argo Rollouts AnalysisRun semantics (failure_limit, inconclusive_limit, ...)",
-	.params = mg_params,
-	.nparams = sizeof mg_params / sizeof mg_params[0],
-	.read_only = true,
-	.idempotent = true,
-	.validate = mg_validate,
-	.plan = mg_plan,
-	.run = mg_run,
+	ZDM_PARAMS(mg_params),
+	.read_only = true, .idempotent = true,
+	.validate = mg_validate, .plan = mg_plan, .run = mg_run,
 };

@@ -46,8 +46,6 @@ const struct zdm_step_type zdm_step_wait = {
 	.description = "wait for a duration (soak time)",
 	.params = wait_params,
 	.nparams = 1,
-	.read_only = true,
-	.idempotent = true,
-	.plan = wait_plan,
-	.run = wait_run,
+	.read_only = true, .idempotent = true,
+	.plan = wait_plan, .run = wait_run,
 };
