@@ -129,3 +129,20 @@ luaopen_zdm_core(lua_State *L)
 	luaL_setfuncs(L, funcs, 0);
 	return 0;
 }
+
+void
+lhx_resource_lib(lua_State *L, const char *name, lua_CFunction gc,
+    const char *field, lua_CFunction open)
+{
+	if (luaL_newmetatable(L, name)) {
+		lua_pushcfunction(L, gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, gc);
+		lua_setfield(L, -2, "__close");
+		lua_pushboolean(L, 0);
+		lua_setfield(L, -2, "__metatable");
+	}
+	lua_pop(L, 1);
+	lua_pushcfunction(L, open);
+	lua_setfield(L, -2, field);
+}

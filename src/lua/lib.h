@@ -67,6 +67,16 @@ const char *const *lhx_search_path(lua_State *L);
 bool lhx_killed(lua_State *L);
 
 /*
+ * A library's resource userdata: registers (once) the metatable `name` with
+ * gc as both __gc and __close and a hidden __metatable, so an unwinding
+ * error frees the resource and a plugin cannot swap the metatable; then
+ * sets field `field` of the table on top of the stack (the `zdm` table) to
+ * the C function open.
+ */
+void lhx_resource_lib(lua_State *L, const char *name, lua_CFunction gc,
+    const char *field, lua_CFunction open);
+
+/*
  * The libraries.  Each opener is called with the `zdm` table on top of the
  * stack, sets its field(s) there and leaves the stack as it was; it
  * returns 0.  The list of them, in order, is in sandbox.c.

@@ -660,6 +660,22 @@ pg_conn_gc(lua_State *L)
 	return 0;
 }
 
+/* the metatable `name` on the stack, made (true) with gc as __gc and
+ * __close and a locked __metatable, or found (false) */
+static bool
+pg_metatable(lua_State *L, const char *name, lua_CFunction gc)
+{
+	if (!luaL_newmetatable(L, name))
+		return false;
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__close");
+	lua_pushliteral(L, "locked");
+	lua_setfield(L, -2, "__metatable");
+	return true;
+}
+
 int
 luaopen_zdm_pg(lua_State *L)
 {
@@ -672,27 +688,14 @@ luaopen_zdm_pg(lua_State *L)
 		{NULL, NULL},
 	};
 
-	if (luaL_newmetatable(L, PG_CONN)) {
+	if (pg_metatable(L, PG_CONN, pg_conn_gc)) {
 		luaL_newlib(L, methods);
 		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, pg_conn_gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, pg_conn_gc);
-		lua_setfield(L, -2, "__close");
 		lua_pushcfunction(L, pg_tostring);
 		lua_setfield(L, -2, "__tostring");
-		lua_pushliteral(L, "locked");
-		lua_setfield(L, -2, "__metatable");
 	}
 	lua_pop(L, 1);
-	if (luaL_newmetatable(L, PG_RES)) {
-		lua_pushcfunction(L, pg_res_gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, pg_res_gc);
-		lua_setfield(L, -2, "__close");
-		lua_pushliteral(L, "locked");
-		lua_setfield(L, -2, "__metatable");
-	}
+	pg_metatable(L, PG_RES, pg_res_gc);
 	lua_pop(L, 1);
 
 	lua_createtable(L, 0, 2);

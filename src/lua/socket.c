@@ -356,16 +356,6 @@ lua_zdm_socket(lua_State *L)
 int
 luaopen_zdm_socket(lua_State *L)
 {
-	if (luaL_newmetatable(L, SOCK_MT)) {
-		lua_pushcfunction(L, conn_gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, conn_gc);
-		lua_setfield(L, -2, "__close");
-		lua_pushboolean(L, 0);
-		lua_setfield(L, -2, "__metatable");
-	}
-	lua_pop(L, 1);
-	lua_pushcfunction(L, lua_zdm_socket);
-	lua_setfield(L, -2, "socket");
+	lhx_resource_lib(L, SOCK_MT, conn_gc, "socket", lua_zdm_socket);
 	return 0;
 }

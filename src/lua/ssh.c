@@ -355,16 +355,6 @@ l_ssh(lua_State *L)
 int
 luaopen_zdm_ssh(lua_State *L)
 {
-	if (luaL_newmetatable(L, LSSH_MT)) {
-		lua_pushcfunction(L, lssh_gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, lssh_gc);
-		lua_setfield(L, -2, "__close");
-		lua_pushboolean(L, 0);
-		lua_setfield(L, -2, "__metatable");
-	}
-	lua_pop(L, 1);
-	lua_pushcfunction(L, l_ssh);
-	lua_setfield(L, -2, "ssh");
+	lhx_resource_lib(L, LSSH_MT, lssh_gc, "ssh", l_ssh);
 	return 0;
 }
