@@ -137,10 +137,7 @@ cond_env(lua_State *L, struct cond_call *cc)
 	};
 
 	lua_newtable(L);
-	for (size_t i = 0; fns[i] != NULL; i++) {
-		lua_getglobal(L, fns[i]);
-		lua_setfield(L, -2, fns[i]);
-	}
+	expr_env_copy(L, fns);
 	lua_pushcfunction(L, l_isnan);
 	lua_setfield(L, -2, "isnan");
 	lua_pushcfunction(L, l_isinf);

@@ -152,6 +152,9 @@ expr_new(void)
 		"tostring", "tonumber", "type", "pairs", "ipairs", "select", "next",
 		"error", "assert", NULL,
 	};
+	static const char *const libnames[] = {
+		LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, NULL,
+	};
 	static const luaL_Reg libs[] = {
 		{ LUA_GNAME, luaopen_base },
 		{ LUA_STRLIBNAME, luaopen_string },
@@ -173,16 +176,8 @@ expr_new(void)
 		lua_pop(L, 1);
 	}
 	lua_newtable(L);	/* _ENV */
-	for (size_t i = 0; basefns[i] != NULL; i++) {
-		lua_getglobal(L, basefns[i]);
-		lua_setfield(L, -2, basefns[i]);
-	}
-	lua_getglobal(L, LUA_STRLIBNAME);
-	lua_setfield(L, -2, "string");
-	lua_getglobal(L, LUA_TABLIBNAME);
-	lua_setfield(L, -2, "table");
-	lua_getglobal(L, LUA_MATHLIBNAME);
-	lua_setfield(L, -2, "math");
+	expr_env_copy(L, basefns);
+	expr_env_copy(L, libnames);
 	lua_newtable(L);
 	lua_pushcfunction(L, l_missing_global);
 	lua_setfield(L, -2, "__index");
@@ -901,4 +896,13 @@ expr_pcall(struct expr *x, int nargs)
 	rc = lua_pcall(x->L, nargs, 1, 0);
 	lua_sethook(x->L, NULL, 0, 0);
 	return rc;
+}
+
+void
+expr_env_copy(lua_State *L, const char *const *names)
+{
+	for (size_t i = 0; names[i] != NULL; i++) {
+		lua_getglobal(L, names[i]);
+		lua_setfield(L, -2, names[i]);
+	}
 }

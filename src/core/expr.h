@@ -95,5 +95,7 @@ int expr_eval_cond(struct expr *x, const char *code, const json_t *result, int *
 struct lua_State;
 struct lua_State *expr_lua(struct expr *x);
 int expr_pcall(struct expr *x, int nargs);
+/* copy the globals names (NULL-terminated) into the table on top of L */
+void expr_env_copy(struct lua_State *L, const char *const *names);
 
 #endif
