@@ -25,6 +25,7 @@
 #include "base/redact.h"
 #include "base/util.h"
 #include "cli/cli.h"
+#include "core/audit_key.h"
 #include "core/journal.h"
 #include "core/runner.h"
 #include "core/runstate.h"

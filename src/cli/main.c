@@ -18,6 +18,7 @@
 #include "base/redact.h"
 #include "base/util.h"
 #include "cli/cli.h"
+#include "core/audit_key.h"
 #include "core/journal.h"
 #include "core/lock.h"
 #include "core/registry.h"

@@ -44,13 +44,5 @@ void jlog_release(struct jlog *log);
 /* `zdm audit verify`: prints the result; returns 0 ok, 1 bad chain, 2 unusable */
 int journal_verify(const char *path, FILE *out, FILE *errout);
 
-/* Take the HMAC key from ZDM_AUDIT_KEY or ZDM_AUDIT_KEY_FILE (a file of
- * mode 0600 owned by this user) out of the environment, scrubbed from the
- * process's environment block, and onto the redaction list; call before
- * anything is spawned.  -1 with *err when both are set or the file is
- * unusable (the caller exits 2). */
-int journal_init_key(char **err);
-/* set (or with NULL clear) the HMAC key directly: tests */
-void journal_set_audit_key(const char *key);
 
 #endif
