@@ -21,13 +21,17 @@ YML
   [ "$J1" != "$J2" ]
 }
 
-@test "audit gaps: an empty journal is not verified (exit 1)" {
+@test "audit gaps: an empty journal is not verified (exit 1), alone or in its state dir" {
   two_runs
   : >"$T/.zdm/runs/20990101T000000Z-0000.jsonl"
   run --separate-stderr zdm audit verify "$T/.zdm/runs/20990101T000000Z-0000.jsonl"
   assert_equal "$status" 1
   assert_equal "$stderr" "$T/.zdm/runs/20990101T000000Z-0000.jsonl: no complete record: nothing to verify (a run that crashed as its journal was made, or an emptied journal)"
   assert_equal "$output" ""
+  run --separate-stderr zdm audit verify "$T/.zdm"
+  assert_equal "$status" 1
+  [[ "$stderr" == *"20990101T000000Z-0000.jsonl: no complete record: nothing to verify"* ]]
+  [[ "$output" == *"3 journals: 2 complete, 0 incomplete, 1 broken, 0 unreadable"* ]]
 }
 
 @test "audit gaps: a journal copied over another run's file is tampering (exit 1); a renamed copy still verifies" {

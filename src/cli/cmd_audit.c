@@ -209,8 +209,6 @@ ok_line(const char *path, const struct jlog *log)
 {
 	const char *chain = log->n > 0 ? jstr(json_object_get(log->recs[0], "data"), "chain") : NULL;
 
-	if (log->n == 0)
-		return xasprintf("%s: ok, 0 records%s", path, log->torn ? ", torn last line ignored" : "");
 	return xasprintf("%s: ok, %zu records, chain %s, last hash %.16s%s", path, log->n,
 	    chain ? chain : "?", log->last_hash, log->torn ? ", torn last line ignored" : "");
 }
@@ -233,6 +231,14 @@ verify_one_in_dir(struct store *s, const char *path, struct tally *t)
 			t->broken++;
 		goto done;
 	}
+	if (log.n == 0) {
+		/* nothing was verified: as zdm audit verify FILE says */
+		fprintf(stderr, "%s: no complete record: nothing to verify (a run that crashed as "
+		    "its journal was made, or an emptied journal)\n", path);
+		t->broken++;
+		jlog_release(&log);
+		goto done;
+	}
 	out = ok_line(path, &log);
 	runstate_fold(&log, &st, NULL);
 	if (st.ended) {
@@ -246,8 +252,6 @@ verify_one_in_dir(struct store *s, const char *path, struct tally *t)
 		t->incomplete++;
 		if (pid > 0)
 			printf("%s, incomplete: running (pid %ld holds the lock)\n", out, pid);
-		else if (log.n == 0)
-			printf("%s, incomplete: no record at all (crashed at the start, or emptied)\n", out);
 		else
 			printf("%s, incomplete: no run.finished; ends at line %zu (%s%s%s), %s, and no "
 			    "zdm holds its lock: paused, crashed or killed, or its last lines were "
