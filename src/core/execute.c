@@ -10,6 +10,7 @@
 #include "base/util.h"
 #include "core/events.h"
 #include "core/execute.h"
+#include "core/lock.h"
 #include "core/rollback.h"
 #include "core/run.h"
 #include "zdm/step.h"
@@ -301,6 +302,29 @@ on_failure(struct run *r, const char *step, const char *why)
 	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 }
 
+/* the run lock is no longer ours (its file was removed or replaced): stop
+ * before acting again, journaled as a pause, exit 4 */
+static bool
+lock_lost(struct run *r, const char *step)
+{
+	struct run_event ev = { 0 };
+	char *err = NULL, *why;
+
+	if (r->lockfd < 0 || lock_still_held(r->lockfd, r->o->state_dir, r->rb->name, &err) == 0)
+		return false;
+	why = xasprintf("%s; stopped before step '%s'", err, step);
+	run_set_status(r, "paused");
+	jrec(r, ev_name(EV_RUN_PAUSED), step, 0, json_pack("{s:s,s:s}", "error", why,
+	    "reason", "lock_lost"));
+	ev.end.verdict = VD_LOCK_LOST;
+	ev.end.step = step;
+	ev.end.why = why;
+	run_ended(r, &ev);
+	free(err);
+	free(why);
+	return true;
+}
+
 enum run_outcome
 run_steps(struct run *r, size_t from)
 {
@@ -315,6 +339,8 @@ run_steps(struct run *r, size_t from)
 			continue;
 		if (zdm_interrupted)
 			return run_interrupted(r, NULL);
+		if (lock_lost(r, s->id))
+			return RUN_PAUSED;
 		if (s->if_expr != NULL) {
 			bool yes = true;
 			char *err = NULL;

@@ -205,6 +205,10 @@ journal_create(const char *path, const char *run_id, char **err)
 		free(dir);
 		return NULL;
 	}
+	if (dir_private(dir, false, err) != 0) {	/* not a symlink, ours alone */
+		free(dir);
+		return NULL;
+	}
 	j = journal_new(path, run_id);
 	key = audit_key();
 	if (key != NULL)

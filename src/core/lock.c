@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -33,6 +34,29 @@ lock_holder(int fd)
 	return json_loadb(buf, (size_t)r, JSON_DISABLE_EOF_CHECK, NULL);
 }
 
+/* fd and path are the same file (the path was not removed or replaced) */
+static bool
+same_file(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	    a.st_ino == b.st_ino;
+}
+
+int
+lock_still_held(int fd, const char *state_dir, const char *name, char **err)
+{
+	char *path = xasprintf("%s/locks/%s.lock", state_dir, name);
+	int rc = 0;
+
+	if (!same_file(fd, path))
+		rc = seterr(err, "the lock file '%s' was removed or replaced while this run held "
+		    "it, so another run may have taken the lock", path);
+	free(path);
+	return rc;
+}
+
 int
 lock_acquire(const char *state_dir, const char *name, const char *run_id,
     int *fd, char **err)
@@ -56,16 +80,35 @@ lock_acquire(const char *state_dir, const char *name, const char *run_id,
 		    strerror(errno));
 		goto out;
 	}
-	lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0) {
-		seterr(err, "cannot open lock '%s': %s", path, strerror(errno));
+	/* a state dir another user can write is one where they can swap the
+	 * lock or the journals: refuse it before acting */
+	if (dir_private(state_dir, true, err) != 0 || dir_private(dir, false, err) != 0)
 		goto out;
-	}
-	for (;;) {
-		if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
-			break;
-		if (errno == EINTR)
+	for (int tries = 0;; tries++) {
+		/* O_NOFOLLOW: a symlink planted at the lock's path must not
+		 * make zdm open (and truncate) whatever it points at */
+		lfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+		if (lfd < 0) {
+			seterr(err, "cannot open lock '%s': %s%s", path, strerror(errno),
+			    errno == ELOOP ? " (it is a symbolic link: remove it)" : "");
+			goto out;
+		}
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+			/* locked the file that is at the path now, not one
+			 * removed or replaced since we opened it */
+			if (same_file(lfd, path))
+				break;
+			close(lfd);
+			if (tries < 5)
+				continue;
+			seterr(err, "the lock file '%s' keeps being removed or replaced; "
+			    "find what does it before running", path);
+			goto out;
+		}
+		if (errno == EINTR) {
+			close(lfd);
 			continue;
+		}
 		if (errno == EWOULDBLOCK) {
 			json_t *h = NULL;
 

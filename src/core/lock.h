@@ -11,6 +11,10 @@
 int lock_acquire(const char *state_dir, const char *name, const char *run_id,
     int *fd, char **err);
 void lock_release(int fd);
+/* the lock fd holds is still the file at STATE_DIR/locks/NAME.lock: -1 with
+ * *err when the file was removed or replaced (another run may hold the new
+ * one); a run checks this before each step */
+int lock_still_held(int fd, const char *state_dir, const char *name, char **err);
 /* Does a live zdm hold NAME's lock?  When it does, *pid and *run (malloc'd)
  * name the holder if its record says (else 0 and NULL). */
 bool lock_held(const char *state_dir, const char *name, long *pid, char **run);

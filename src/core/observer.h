@@ -93,6 +93,7 @@ enum verdict {
 	VD_UNDECIDED,		/* .step could not decide (.why) */
 	VD_STEP_IN_DOUBT,	/* resume: .step started, its end unknown; .interrupted, .attempt */
 	VD_UNDO_IN_DOUBT,	/* rollback: the undo of .step (type .uses) in doubt */
+	VD_LOCK_LOST,		/* the run lock was taken from under the run: stopped before .step (.why) */
 };
 
 struct run_event {

@@ -292,6 +292,11 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, id, id);
 		break;
+	case VD_LOCK_LOST:
+		say(tv, "%sstopped%s: %s.\n  nothing more was done; once no other zdm acts on '%s': "
+		    "zdm status %s, then zdm resume %s\n", c(tv, RED), c(tv, RESET), ev->end.why,
+		    ev->rb->name, id, id);
+		break;
 	case VD_ABORTED:
 		say(tv, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
 		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
