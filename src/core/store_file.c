@@ -65,7 +65,7 @@ journal_runbook_name(const char *path, bool *dry)
 }
 
 /* is the journal at PATH a run of runbook NAME (any when NULL), and a dry
- * run only when with_dry */
+ * run only when with_dry; or one that cannot tell (see below) */
 static bool
 of_runbook(const char *path, const char *name, bool with_dry)
 {
@@ -76,7 +76,12 @@ of_runbook(const char *path, const char *name, bool with_dry)
 	if (name == NULL && with_dry)
 		return true;
 	n = journal_runbook_name(path, &dry);
-	yes = (name == NULL || (n != NULL && strcmp(n, name) == 0)) && (!dry || with_dry);
+	/* a journal whose first record cannot be read (empty, torn: a crash as
+	 * it was made) may be this runbook's newest run: it counts, so that the
+	 * caller reports it instead of acting on the run before it */
+	if (n == NULL)
+		return true;
+	yes = (name == NULL || strcmp(n, name) == 0) && (!dry || with_dry);
 	free(n);
 	return yes;
 }
