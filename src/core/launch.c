@@ -277,7 +277,7 @@ load_state(struct run *r, struct jlog *log)
 	int rc = runstate_fold(log, &st, &err);
 
 	if (log->n == 0) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(r, "%s", err);
 		free(err);
 		runstate_release(&st);
 		return -1;
@@ -291,10 +291,10 @@ load_state(struct run *r, struct jlog *log)
 		    (gone == NULL || st.steps[i].first_rec < gone->first_rec))
 			gone = &st.steps[i];
 	if (gone != NULL && gone->first_rec < st.bad_rec) {
-		fprintf(stderr, "zdm: the journal names step '%s', which the runbook no longer has\n", gone->id);
+		run_error(r, "the journal names step '%s', which the runbook no longer has", gone->id);
 		rc = -1;
 	} else if (rc != 0) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(r, "%s", err);
 	}
 	free(err);
 	if (rc != 0) {
@@ -340,18 +340,18 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 	json_t *d;
 
 	if (json_is_true(json_object_get(fd, "dry_run"))) {
-		fprintf(stderr, "zdm: run %s was a dry run; there is nothing to %s\n", r->run_id,
+		run_error(r, "run %s was a dry run; there is nothing to %s", r->run_id,
 		    r->rolling_back_cmd ? "roll back" : "resume");
 		return RUN_USAGE;
 	}
 	if (sha != NULL && strcmp(sha, r->rb->sha256) != 0 && !r->o->allow_changed) {
-		fprintf(stderr, "zdm: %s changed since run %s started (sha256 %.12s… then, %.12s… now);\n"
-		    "  refusing to continue with a different runbook. If the change is intended: --allow-changed\n",
+		run_error(r, "%s changed since run %s started (sha256 %.12s… then, %.12s… now);\n"
+		    "  refusing to continue with a different runbook. If the change is intended: --allow-changed",
 		    r->rb->path, r->run_id, sha, r->rb->sha256);
 		return RUN_USAGE;
 	}
 	if (runbook_resolve_secrets(r->rb, &err) != 0) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(r, "%s", err);
 		free(err);
 		return RUN_USAGE;
 	}
@@ -380,8 +380,8 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 			same = json_equal(red, v);
 			json_decref(red);
 			if (!same) {
-				fprintf(stderr, "zdm: var '%s' is not what run %s used (the journal holds it redacted, "
-				    "so zdm cannot take it from there); pass the run's value with --var %s=...\n",
+				run_error(r, "var '%s' is not what run %s used (the journal holds it redacted, "
+				    "so zdm cannot take it from there); pass the run's value with --var %s=...",
 				    k, r->run_id, k);
 				return RUN_USAGE;
 			}
@@ -389,16 +389,16 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 	}
 	if (r->lockfd < 0 &&
 	    lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(r, "%s", err);
 		free(err);
 		return RUN_USAGE;
 	}
 	if (log->torn)
-		fprintf(stderr, "zdm: warning: %s: the last line was torn (a crash mid-write); it is ignored and cut off\n",
+		run_error(r, "warning: %s: the last line was torn (a crash mid-write); it is ignored and cut off",
 		    journal);
 	r->j = journal_reopen(journal, r->run_id, log, &err);
 	if (r->j == NULL) {
-		fprintf(stderr, "zdm: %s\n", err);
+		run_error(r, "%s", err);
 		free(err);
 		return RUN_USAGE;
 	}
