@@ -330,6 +330,26 @@ load_state(struct run *r, struct jlog *log)
 	return 0;
 }
 
+/* the journal on disk is still the one log was read from: read again
+ * under the run lock, the same records, the same last hash, the same tail */
+static bool
+unchanged_since_read(const char *journal, const struct jlog *log)
+{
+	struct jlog now;
+	char *err = NULL;
+	bool same;
+
+	if (journal_read(journal, &now, &err) != 0) {
+		free(err);
+		return false;
+	}
+	same = now.n == log->n && now.torn == log->torn && now.good_len == log->good_len &&
+	    now.last_hash != NULL && log->last_hash != NULL &&
+	    strcmp(now.last_hash, log->last_hash) == 0;
+	jlog_release(&now);
+	return same;
+}
+
 /* common part of resume and rollback: lock, journal re-open, run.resumed */
 static int
 reopen(struct run *r, const char *journal, struct jlog *log)
@@ -391,6 +411,14 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 	    lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
 		run_error(r, "%s", err);
 		free(err);
+		return RUN_USAGE;
+	}
+	if (!unchanged_since_read(journal, log)) {
+		/* decided on a journal another zdm has written since: acting on
+		 * it could repeat its steps or truncate its records */
+		run_error(r, "the journal of run %s changed after this command read it: another zdm "
+		    "resumed or rolled back the run meanwhile; nothing was done (zdm status %s, then "
+		    "run the command again)", r->run_id, r->run_id);
 		return RUN_USAGE;
 	}
 	if (log->torn)
