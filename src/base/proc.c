@@ -12,6 +12,7 @@
  * If zdm itself is killed with SIGKILL the child's group keeps running:
  * the journal then shows the step as started and not ended (in doubt).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -466,4 +467,40 @@ proc_result_release(struct proc_result *r)
 	free(r->out);
 	free(r->err);
 	r->out = r->err = NULL;
+}
+
+pid_t
+proc_find_env(const char *entry)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	size_t elen = strlen(entry);
+	pid_t found = 0, self = getpid();
+
+	if (d == NULL)
+		return 0;
+	while (found == 0 && (e = readdir(d)) != NULL) {
+		char path[64], buf[65536];
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		ssize_t n;
+		int fd;
+
+		if (*end != '\0' || pid <= 0 || pid == self)
+			continue;
+		snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;	/* gone, or not ours to read */
+		n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		for (char *q = buf; q < buf + n; q += strlen(q) + 1)
+			if (strlen(q) == elen && memcmp(q, entry, elen) == 0)
+				found = (pid_t)pid;
+	}
+	closedir(d);
+	return found;
 }

@@ -6,6 +6,7 @@
 #define ZDM_BASE_PROC_H
 
 #include <signal.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,10 @@ struct proc_result {
 
 /* Returns 0 when the process ran (whatever its exit), -1 when it could not start. */
 int proc_run(const struct proc_opts *o, struct proc_result *r, char **err);
+/* a live process (not this one) whose environment holds entry ("K=v")
+ * exactly, or 0: how resume finds a step's command still running after the
+ * zdm that started it was killed (ZDM_STEP_TAG, set by the exec step) */
+pid_t proc_find_env(const char *entry);
 void proc_result_release(struct proc_result *r);
 /* sleep until ms passed or a signal arrives; returns -1 if interrupted */
 int zdm_sleep_ms(int64_t ms);

@@ -330,6 +330,36 @@ load_state(struct run *r, struct jlog *log)
 	return 0;
 }
 
+/* a step (or undo) left in doubt whose command is still running, started
+ * by a zdm that was killed (its process group survives it): never start it,
+ * or undo it, beside itself.  False after telling the observers. */
+static bool
+in_doubt_still_running(struct run *r)
+{
+	for (size_t i = 0; i < r->rb->nsteps; i++) {
+		const struct stepstate *ss = &r->ss[i];
+		char *tag;
+		pid_t pid;
+
+		if (ss->st != S_STARTED && ss->ust != U_STARTED)
+			continue;
+		tag = xasprintf("ZDM_STEP_TAG=%s/%s", r->run_id, r->rb->steps[i].id);
+		pid = proc_find_env(tag);
+		free(tag);
+		if (pid > 0) {
+			pid_t pg = getpgid(pid);
+
+			run_error(r, "step '%s' is still running: process %ld (process group %ld), "
+			    "started by the zdm that stopped, has not ended; wait for it to end, or "
+			    "stop it (kill -TERM -- -%ld), then run this command again",
+			    r->rb->steps[i].id, (long)pid, (long)(pg > 0 ? pg : pid),
+			    (long)(pg > 0 ? pg : pid));
+			return false;
+		}
+	}
+	return true;
+}
+
 /* the journal on disk is still the one log was read from: read again
  * under the run lock, the same records, the same last hash, the same tail */
 static bool
@@ -413,6 +443,8 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 		free(err);
 		return RUN_USAGE;
 	}
+	if (!in_doubt_still_running(r))
+		return RUN_USAGE;
 	if (!unchanged_since_read(journal, log)) {
 		/* decided on a journal another zdm has written since: acting on
 		 * it could repeat its steps or truncate its records */

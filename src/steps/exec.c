@@ -141,6 +141,7 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	struct proc_opts o;
 	struct proc_result r;
 	json_t *cmd = json_object_get(p, "command"), *ee = json_object_get(p, "expect_exit"), *v;
+	json_t *env;
 	char **argv = NULL, *err = NULL;
 	bool ok = false;
 	size_t i;
@@ -152,7 +153,14 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	} else {
 		o.shell = json_string_value(json_object_get(p, "shell"));
 	}
-	o.env = json_object_get(p, "env");
+	/* ZDM_STEP_TAG: a resume after zdm was killed finds this command
+	 * (and what it started) by it while it still runs */
+	env = json_is_object(json_object_get(p, "env")) ? json_copy(json_object_get(p, "env")) :
+	    json_object();
+	if (ctx->run_id != NULL && ctx->step_id != NULL)
+		json_object_set_new(env, "ZDM_STEP_TAG", json_sprintf("%s/%s", ctx->run_id,
+		    ctx->step_id));
+	o.env = env;
 	o.cwd = json_string_value(json_object_get(p, "cwd"));
 	o.stdin_data = json_string_value(json_object_get(p, "stdin"));
 	o.deadline_ms = ctx->deadline_ms;
@@ -163,10 +171,12 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		free(err);
 		if (argv)
 			free_argv(argv);
+		json_decref(env);
 		return -1;
 	}
 	if (argv)
 		free_argv(argv);
+	json_decref(env);
 	res->outputs = json_object();
 	json_object_set_new(res->outputs, "exit_code", json_integer(r.exit_code));
 	chomp_set(res->outputs, "stdout", r.out, r.out_len);

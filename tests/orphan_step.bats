@@ -1,0 +1,36 @@
+#!/usr/bin/env bats
+# When zdm alone is killed (the OOM killer), the step's command goes on in
+# its own process group; resume and rollback see it still running and
+# refuse (exit 2, naming the process) instead of starting it a second time.
+
+bats_require_minimum_version 1.5.0
+load helper
+
+@test "orphan step: resume --in-doubt retry refuses while the killed zdm's command still runs, and works after" {
+  cat >"$T/rb.yml" <<'YML'
+zdm: 1
+name: orphan
+steps:
+  - id: slow
+    uses: exec
+    with: {shell: "echo start >> ran.log; for i in $(seq 300); do [ -e release ] && break; sleep 0.1; done; echo end >> ran.log"}
+YML
+  "$ZDM_BIN" run rb.yml >"$T/a.out" 2>&1 &
+  a=$!
+  for _ in $(seq 100); do grep -q start "$T/ran.log" 2>/dev/null && break; sleep 0.1; done
+  kill -9 "$a"                                   # zdm alone, not its step's group
+  wait "$a" || true
+  run --separate-stderr zdm resume rb.yml --in-doubt retry
+  assert_equal "$status" 2
+  [[ "$stderr" == *"step 'slow' is still running: process "*"started by the zdm that stopped, has not ended; wait for it to end, or stop it (kill -TERM -- -"* ]]
+  run --separate-stderr zdm rollback rb.yml --in-doubt retry
+  assert_equal "$status" 2
+  [[ "$stderr" == *"step 'slow' is still running"* ]]
+  assert_equal "$(grep -c start "$T/ran.log")" 1  # never started twice
+  touch "$T/release"
+  for _ in $(seq 100); do grep -q end "$T/ran.log" && break; sleep 0.1; done
+  sleep 0.3
+  run zdm resume rb.yml --in-doubt skip          # it did happen: go on
+  assert_equal "$status" 0
+  assert_equal "$(grep -c start "$T/ran.log")" 1
+}
