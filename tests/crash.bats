@@ -88,7 +88,7 @@ run_in_background_until() {   # text file
   for s in a b c d; do [ "$(count $s)" -eq 1 ]; done
 }
 
-@test "crash: --in-doubt skip takes the step as done and goes on" {
+@test "crash: --in-doubt skip takes the step as done and goes on; a later rollback undoes it once" {
   write_runbook false
   ZDM_TEST_CRASH_AFTER_RECORD=4 run zdm run rb.yml
   [ "$status" -eq 137 ]
@@ -97,7 +97,12 @@ run_in_background_until() {   # text file
   [ "$status" -eq 0 ] || fail "$output"
   for s in a b c d; do [ "$(count $s)" -eq 1 ]; done
   run events "$(journal_of .zdm)"
-  assert_line "step.skipped b"
+  assert_line "step.succeeded b"
+  refute_line "step.skipped b"
+  run zdm rollback rb.yml
+  [ "$status" -eq 0 ] || fail "$output"
+  for s in a b c d; do [ "$(count undo-$s)" -eq 1 ]; done
+  [ "$(tail -4 effects | tr '\n' ' ')" = "undo-d undo-c undo-b undo-a " ]
 }
 
 @test "crash: kill -9 of the zdm process group inside a running step; resume reports it in doubt" {

@@ -561,13 +561,17 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		struct rb_step *s = &rb->steps[from];
 
 		if (o->in_doubt == IN_DOUBT_SKIP && !s->idempotent) {
-			/* the person says it took effect; with no undo_data recorded */
-			if (jrec(&r, ev_name(EV_STEP_SKIPPED), s->id, 0, json_pack("{s:s}", "reason",
-			    "in doubt; taken as done by --in-doubt skip")) != 0) {
+			/* the person says it took effect: it succeeded (with no
+			 * outputs or undo_data recorded), so a later rollback
+			 * undoes it like any completed step */
+			if (jrec(&r, ev_name(EV_STEP_SUCCEEDED), s->id, r.ss[from].attempts,
+			    json_pack("{s:{},s:s}", "outputs", "in_doubt",
+			    "taken as done by --in-doubt skip")) != 0) {
 				run_release(&r);
 				return RUN_NEEDS_PERSON;
 			}
-			r.ss[from].st = S_SKIPPED;
+			r.ss[from].st = S_SUCCEEDED;
+			r.ss[from].done_seq = r.last_seq;
 			expr_set_step(rb->x, s->id, NULL);
 			step_ended(&r, from, END_SKIPPED, -1, "in doubt: taken as done (--in-doubt skip)");
 		} else {
