@@ -73,3 +73,25 @@ YML
   assert_equal "$status" 0
   assert_equal "$(grep -c undo "$T/ran.log")" 1
 }
+
+@test "orphan step: a step still running is not asked about: refused (exit 2) before the in-doubt question" {
+  cat >"$T/rb.yml" <<'YML'
+zdm: 1
+name: orphanask
+steps:
+  - id: slow
+    uses: exec
+    with: {shell: "echo start >> ran.log; for i in $(seq 300); do [ -e release ] && break; sleep 0.1; done"}
+YML
+  "$ZDM_BIN" run rb.yml >"$T/a.out" 2>&1 &
+  a=$!
+  for _ in $(seq 100); do grep -q start "$T/ran.log" 2>/dev/null && break; sleep 0.1; done
+  kill -9 "$a"
+  wait "$a" || true
+  for cmd in resume rollback; do
+    run --separate-stderr zdm $cmd rb.yml
+    assert_equal "$status" 2
+    [[ "$stderr" == *"step 'slow' is still running: process "* ]] || fail "$cmd: $stderr"
+  done
+  touch "$T/release"
+}

@@ -544,8 +544,6 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 		free(err);
 		return RUN_USAGE;
 	}
-	if (!in_doubt_still_running(r))
-		return RUN_USAGE;
 	if (!unchanged_since_read(journal, log)) {
 		/* decided on a journal another zdm has written since: acting on
 		 * it could repeat its steps or truncate its records */
@@ -640,7 +638,8 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			from = i;
 		}
 	}
-	rc = ask_in_doubt(&r, from);
+	/* a command still running is not a question for a person yet */
+	rc = in_doubt_still_running(&r) ? ask_in_doubt(&r, from) : RUN_USAGE;
 	if (rc != RUN_OK) {
 		run_release(&r);
 		return rc;
@@ -715,7 +714,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 			return RUN_USAGE;
 		}
 	}
-	rc = ask_in_doubt(&r, rb->nsteps);
+	rc = in_doubt_still_running(&r) ? ask_in_doubt(&r, rb->nsteps) : RUN_USAGE;
 	if (rc == RUN_OK)
 		rc = reopen(&r, journal, log);
 	if (rc != RUN_OK) {
