@@ -391,17 +391,17 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 		o.exit_code = run_exit_code;
 		o.observers = &obs;
 		o.nobservers = 1;
-		fprintf(out, "[%zu/%zu] fail after %s: ", k + 1, npts, s->id);
+		fprintf(out, "[%zu/%zu] fail after %s: running\n", k + 1, npts, s->id);
 		fflush(out);
 		p->oc = runner_run(rb, &o);
 		p->ran = true;
 		done = k + 1;
 		if (p->oc != RUN_ROLLED_BACK) {
 			if (p->run_id[0] != '\0' && p->oc != RUN_USAGE)
-				fprintf(out, "%s (run %s)\n", p->status[0] ? p->status : "stopped",
-				    p->run_id);
+				fprintf(out, "[%zu/%zu] fail after %s: %s (run %s)\n", k + 1, npts, s->id,
+				    p->status[0] ? p->status : "stopped", p->run_id);
 			else
-				fprintf(out, "nothing ran\n");
+				fprintf(out, "[%zu/%zu] fail after %s: nothing ran\n", k + 1, npts, s->id);
 			for (size_t i = 0; i < h.nlines; i++)
 				fprintf(out, "      %s\n", h.lines[i]);
 			rc = p->oc == RUN_USAGE ? ZDM_EXIT_USAGE : p->oc == RUN_PAUSED ? ZDM_EXIT_PAUSED :
@@ -436,8 +436,8 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 		p->probed = true;
 		if (nd > 0)
 			ndiff++;
-		fprintf(out, "rolled back (run %s), %d undone; probes: %s\n", p->run_id, h.undone,
-		    nd == 0 ? "all same" : "DIFFER");
+		fprintf(out, "[%zu/%zu] fail after %s: rolled back (run %s), %d undone; probes: %s\n",
+		    k + 1, npts, s->id, p->run_id, h.undone, nd == 0 ? "all same" : "DIFFER");
 		if (p->elsewhere)
 			fprintf(out, "      the run failed before its failure point: %s\n", p->why_elsewhere);
 		for (size_t i = 0; i < h.nlines; i++)
