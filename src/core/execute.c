@@ -400,7 +400,9 @@ run_steps(struct run *r, size_t from)
 				ss->st = S_SKIPPED;
 				expr_set_step(r->rb->x, s->id, NULL);
 				step_ended(r, i, END_SKIPPED, -1, "if: condition is false");
-				if (is_fail_at(r, s))
+				/* a drill fails there all the same: it must never
+				 * run past its failure point */
+				if (is_fail_at(r, s) && r->o->force_rollback)
 					return forced_failure(r, s);
 				continue;
 			}

@@ -32,7 +32,8 @@ enum in_doubt { IN_DOUBT_ASK, IN_DOUBT_RETRY, IN_DOUBT_SKIP };
 struct run_opts {
 	enum run_mode mode;
 	const char *fail_at;		/* --fail-at STEP */
-	bool force_rollback;		/* a failure rolls back whatever on_failure says (zdm drill) */
+	bool force_rollback;		/* zdm drill: a failure rolls back whatever on_failure
+					 * says, and fail_at fails even if its step is skipped */
 	enum in_doubt in_doubt;
 	bool allow_changed;
 	const char *state_dir;
