@@ -43,6 +43,7 @@ enum {
 	O_APPROVE = 1 << 18,
 	O_DENY = 1 << 19,
 	O_REASON = 1 << 20,
+	O_ONLY = 1 << 21,
 };
 
 struct cli {
@@ -65,6 +66,8 @@ struct cli {
 	size_t napprove;
 	bool deny;			/* zdm approve --deny */
 	const char *reason;		/* zdm approve --reason TEXT */
+	const char **only;		/* zdm drill --only STEP, repeatable */
+	size_t nonly;
 	int argc;		/* positional arguments */
 	char **argv;
 };
@@ -87,6 +90,7 @@ int cmd_log(const struct cmd *cmd, struct cli *c);
 int cmd_audit(const struct cmd *cmd, struct cli *c);
 int cmd_approve(const struct cmd *cmd, struct cli *c);
 int cmd_plugins(const struct cmd *cmd, struct cli *c);
+int cmd_drill(const struct cmd *cmd, struct cli *c);
 
 /* common.c: stdout is the --output json event stream; the run's id and how
  * the command left it, for the final `exit` event */

@@ -242,18 +242,20 @@ run_step(struct run *r, size_t i, char **why)
 
 /* ---- the main loop --------------------------------------------------------- */
 
-/* a step failed for good: what the runbook's on_failure says */
+/* a step failed for good: what the runbook's on_failure says (a drill
+ * always rolls back) */
 static enum run_outcome
 on_failure(struct run *r, const char *step, const char *why)
 {
 	struct run_event ev = { .kind = OBS_FAILURE };
 	enum run_outcome rc;
+	enum on_failure policy = r->o->force_rollback ? ON_FAILURE_ROLLBACK : r->rb->on_failure;
 
 	ev.failure.step = step;
 	ev.failure.why = why;
 	ev.failure.policy = r->o->mode == MODE_DRY_RUN ? FAIL_DRY_RUN :
-	    r->rb->on_failure == ON_FAILURE_PAUSE ? FAIL_PAUSE :
-	    r->rb->on_failure == ON_FAILURE_ABORT ? FAIL_ABORT : FAIL_ROLLBACK;
+	    policy == ON_FAILURE_PAUSE ? FAIL_PAUSE :
+	    policy == ON_FAILURE_ABORT ? FAIL_ABORT : FAIL_ROLLBACK;
 	run_emit(r, &ev);
 	memset(&ev, 0, sizeof ev);
 	ev.end.step = step;
@@ -264,7 +266,7 @@ on_failure(struct run *r, const char *step, const char *why)
 		return run_finish(r, "failed", RUN_ROLLED_BACK,
 		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 	}
-	switch (r->rb->on_failure) {
+	switch (policy) {
 	case ON_FAILURE_PAUSE:
 		run_set_status(r, "paused");
 		jrec(r, ev_name(EV_RUN_PAUSED), step, 0, json_pack("{s:s}", "error", why));
@@ -325,6 +327,28 @@ lock_lost(struct run *r, const char *step)
 	return true;
 }
 
+/* --fail-at STEP: the forced failure once STEP is done (or skipped) */
+static enum run_outcome
+forced_failure(struct run *r, const struct rb_step *s)
+{
+	char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
+	struct run_event ev = { .kind = OBS_NOTE };
+	enum run_outcome rc;
+
+	jrec(r, ev_name(EV_DRILL_FAILURE), s->id, 0, json_pack("{s:s}", "error", msg));
+	ev.text = msg;
+	run_emit(r, &ev);
+	rc = on_failure(r, s->id, msg);
+	free(msg);
+	return rc;
+}
+
+static bool
+is_fail_at(const struct run *r, const struct rb_step *s)
+{
+	return r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0;
+}
+
 enum run_outcome
 run_steps(struct run *r, size_t from)
 {
@@ -376,6 +400,10 @@ run_steps(struct run *r, size_t from)
 				ss->st = S_SKIPPED;
 				expr_set_step(r->rb->x, s->id, NULL);
 				step_ended(r, i, END_SKIPPED, -1, "if: condition is false");
+				/* a drill fails there all the same: it must never
+				 * run past its failure point */
+				if (is_fail_at(r, s) && r->o->force_rollback)
+					return forced_failure(r, s);
 				continue;
 			}
 		}
@@ -412,17 +440,8 @@ run_steps(struct run *r, size_t from)
 			free(why);
 			return RUN_PAUSED;
 		}
-		if (r->o->fail_at != NULL && strcmp(r->o->fail_at, s->id) == 0) {
-			char *msg = xasprintf("drill: forced failure after step '%s' (--fail-at)", s->id);
-			struct run_event ev = { .kind = OBS_NOTE };
-
-			jrec(r, ev_name(EV_DRILL_FAILURE), s->id, 0, json_pack("{s:s}", "error", msg));
-			ev.text = msg;
-			run_emit(r, &ev);
-			rc = on_failure(r, s->id, msg);
-			free(msg);
-			return rc;
-		}
+		if (is_fail_at(r, s))
+			return forced_failure(r, s);
 	}
 	{
 		struct run_event ev = { 0 };

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/redact.h"
@@ -22,12 +23,20 @@
 
 static const char *const top_keys[] = {
 	"zdm", "name", "description", "vars", "secrets", "defaults", "on_failure",
-	"steps", "notify", NULL,
+	"steps", "notify", "probes", NULL,
 };
 static const char *const step_keys[] = {
 	"id", "name", "description", "uses", "with", "if", "timeout", "retries",
 	"retry_delay", "backoff", "undo", "idempotent", NULL,
 };
+/* a probe is written like a step, minus what only a run's step has */
+static const char *const probe_keys[] = {
+	"id", "name", "description", "uses", "with", "timeout", "retries", "retry_delay",
+	"backoff", "read_only", "compare", NULL,
+};
+/* the types whose effect is the command or request the runbook writes: a
+ * probe of one of these is read-only when its author says so */
+static const char *const vouch_types[] = { "exec", "ssh", "http", NULL };
 static const char *const undo_keys[] = { "uses", "with", "timeout", NULL };
 static const char *const default_keys[] = {
 	"timeout", "retries", "retry_delay", "backoff", NULL,
@@ -458,11 +467,70 @@ free_undo(struct rb_undo *u)
 	free(u);
 }
 
+/* what a probe adds to a step: read_only: (the author's word, for the
+ * types in vouch_types), compare: [output, ...]; and it must only read */
+static void
+parse_probe(struct runbook *rb, struct yerrs *e, const struct ynode *n, struct rb_step *s)
+{
+	const struct ynode *ro = ymap_get(n, "read_only"), *cmp = ymap_get(n, "compare");
+	bool vouched = false, vouchable = false;
+
+	want_bool(rb, e, ro, "read_only", &vouched);
+	for (size_t i = 0; s->uses != NULL && vouch_types[i] != NULL; i++)
+		if (strcmp(s->uses, vouch_types[i]) == 0)
+			vouchable = true;
+	if (s->type != NULL && s->type->waits_for_person) {
+		err_at(rb, e, ymap_get(n, "uses"), "probe '%s': %s waits for a person; a probe "
+		    "must answer on its own (exec, http, a gate)", s->id, s->uses);
+	} else if (s->type != NULL && s->type->read_only) {
+		s->read_only = true;
+	} else if (s->type != NULL && vouchable && vouched) {
+		const json_t *m = json_object_get(s->with, "method");
+
+		s->read_only = true;
+		if (strcmp(s->uses, "http") == 0 && json_is_string(m) &&
+		    !expr_has_template(json_string_value(m)) &&
+		    strcasecmp(json_string_value(m), "GET") != 0 &&
+		    strcasecmp(json_string_value(m), "HEAD") != 0)
+			err_at(rb, e, ymap_get(s->with_node, "method"), "probe '%s': method %s may "
+			    "change things; a probe only reads (GET or HEAD)", s->id,
+			    json_string_value(m));
+	} else if (s->type != NULL && vouchable) {
+		err_at(rb, e, ro != NULL ? ro : ymap_get(n, "uses"), "probe '%s': %s may change "
+		    "things and a probe must only read; if this %s only reads, say so with "
+		    "read_only: true on the probe", s->id, s->uses,
+		    strcmp(s->uses, "http") == 0 ? "request" : "command");
+	} else if (s->type != NULL) {
+		err_at(rb, e, ro != NULL ? ro : ymap_get(n, "uses"), "probe '%s': %s is not read-only "
+		    "and a probe must only read; use a read-only type (health_gate, metric_gate, a "
+		    "read-only plugin) or exec, ssh or http with read_only: true", s->id, s->uses);
+	}
+	if (cmp == NULL)
+		return;
+	if (cmp->kind != Y_SEQ || cmp->n == 0) {
+		err_at(rb, e, cmp, "probe '%s': compare must be a list of output names such as "
+		    "[stdout, exit_code], not %s", s->id,
+		    cmp->kind == Y_SEQ ? "an empty list" : ynode_kind_name(cmp));
+		return;
+	}
+	s->compare = json_array();
+	for (size_t i = 0; i < cmp->n; i++) {
+		const char *k = want_string(rb, e, cmp->items[i], "compare: an output name");
+
+		if (k != NULL)
+			json_array_append_new(s->compare, json_string(k));
+	}
+}
+
+/* a step (probe false) of rb->steps or a probe of rb->probes: the same
+ * syntax, but a probe has no if:, undo: or idempotent: */
 static void
 parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t idx,
-    int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed)
+    int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed, bool probe)
 {
-	struct rb_step *s = &rb->steps[idx];
+	struct rb_step *all = probe ? rb->probes : rb->steps;
+	struct rb_step *s = &all[idx];
+	const char *kind = probe ? "probe" : "step";
 	const char *id, *uses, *str;
 	const struct ynode *with, *un;
 	char *err = NULL;
@@ -473,26 +541,28 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 	s->retry_delay_ms = ddelay;
 	s->backoff_fixed = dfixed;
 	if (n->kind != Y_MAP) {
-		s->id = xasprintf("step-%zu", idx + 1);
+		s->id = xasprintf("%s-%zu", kind, idx + 1);
 		s->with = json_object();
-		err_at(rb, e, n, "step %zu must be a mapping with id: and uses:, not %s", idx + 1,
+		err_at(rb, e, n, "%s %zu must be a mapping with id: and uses:, not %s", kind, idx + 1,
 		    ynode_kind_name(n));
 		return;
 	}
-	check_keys(rb, e, n, step_keys, "a step");
+	check_keys(rb, e, n, probe ? probe_keys : step_keys, probe ? "a probe" : "a step");
 	id = want_string(rb, e, ymap_get(n, "id"), "id");
 	if (ymap_get(n, "id") == NULL)
-		err_at(rb, e, n, "step %zu has no id (every step needs a unique id: [a-z0-9][a-z0-9_-]*)", idx + 1);
+		err_at(rb, e, n, "%s %zu has no id (every %s needs a unique id: [a-z0-9][a-z0-9_-]*)",
+		    kind, idx + 1, kind);
 	else if (id != NULL && !valid_id(id))
-		err_at(rb, e, ymap_get(n, "id"), "malformed step id '%s' (use [a-z0-9][a-z0-9_-]*, at most 64)", id);
+		err_at(rb, e, ymap_get(n, "id"), "malformed %s id '%s' (use [a-z0-9][a-z0-9_-]*, at most 64)",
+		    kind, id);
 	if (id != NULL) {
 		for (size_t i = 0; i < idx; i++)
-			if (rb->steps[i].id != NULL && strcmp(rb->steps[i].id, id) == 0)
-				err_at(rb, e, ymap_get(n, "id"), "duplicate step id '%s' (first at line %d)",
-				    id, rb->steps[i].node->line);
+			if (all[i].id != NULL && strcmp(all[i].id, id) == 0)
+				err_at(rb, e, ymap_get(n, "id"), "duplicate %s id '%s' (first at line %d)",
+				    kind, id, all[i].node->line);
 		s->id = xstrdup(id);
 	} else {
-		s->id = xasprintf("step-%zu", idx + 1);
+		s->id = xasprintf("%s-%zu", kind, idx + 1);
 	}
 	if ((str = want_string(rb, e, ymap_get(n, "name"), "name")) != NULL)
 		s->name = xstrdup(str);
@@ -500,7 +570,8 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		s->description = xstrdup(str);
 	uses = want_string(rb, e, ymap_get(n, "uses"), "uses");
 	if (ymap_get(n, "uses") == NULL)
-		err_at(rb, e, n, "step '%s' has no uses: (the step type: exec, wait, or a plugin like release.symlink)", s->id);
+		err_at(rb, e, n, "%s '%s' has no uses: (the step type: exec, wait, or a plugin like release.symlink)",
+		    kind, s->id);
 	if (uses != NULL) {
 		s->uses = xstrdup(uses);
 		s->type = registry_get(rb->reg, uses, &err);
@@ -511,10 +582,10 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 	}
 	with = ymap_get(n, "with");
 	if (with != NULL && with->kind != Y_MAP)
-		err_at(rb, e, with, "step '%s': with must be a mapping of params", s->id);
+		err_at(rb, e, with, "%s '%s': with must be a mapping of params", kind, s->id);
 	s->with_node = with && with->kind == Y_MAP ? with : NULL;
 	s->with = s->with_node ? ynode_json(s->with_node) : json_object();
-	if ((s->if_node = ymap_get(n, "if")) != NULL) {
+	if (!probe && (s->if_node = ymap_get(n, "if")) != NULL) {
 		json_t *lit = s->if_node->kind == Y_SCALAR ? yscalar_json(s->if_node) : NULL;
 
 		if (s->if_node->kind != Y_SCALAR)
@@ -541,9 +612,67 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 			err_at(rb, e, un, "backoff must be 'exponential' (the default: the delay doubles) or 'fixed'");
 	}
 	s->idempotent = s->type ? s->type->idempotent : false;
+	if (probe) {
+		parse_probe(rb, e, n, s);
+		return;
+	}
 	want_bool(rb, e, ymap_get(n, "idempotent"), "idempotent", &s->idempotent);
 	if ((un = ymap_get(n, "undo")) != NULL)
 		s->undo = parse_undo(rb, e, un, s->id);
+}
+
+/* probes: read-only steps a drill runs before the first run and after each
+ * rollback; they see vars, secrets and env, not the outputs of steps */
+static void
+parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
+    const char *const *ids, const char *const *vars, const char *const *secrets,
+    int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed)
+{
+	const char *none[] = { NULL };
+
+	if (n == NULL)
+		return;
+	if (n->kind != Y_SEQ) {
+		err_at(rb, e, n, "probes must be a list of read-only steps (- id: ... uses: ...), not %s",
+		    ynode_kind_name(n));
+		return;
+	}
+	if (n->n == 0) {
+		err_at(rb, e, n, "probes is empty: list the read-only checks a drill compares, or leave probes: out");
+		return;
+	}
+	rb->probes = xcalloc(n->n, sizeof *rb->probes);
+	rb->nprobes = n->n;
+	for (size_t j = 0; j < n->n; j++)
+		parse_step(rb, e, n->items[j], j, dtimeout, dretries, ddelay, dfixed, true);
+	for (size_t j = 0; j < rb->nprobes; j++) {
+		struct rb_step *p = &rb->probes[j];
+		size_t nerr0 = e->n;
+
+		check_exprs(rb, e, p->with_node, vars, secrets, none, ids);
+		for (size_t k = nerr0; k < e->n; k++) {
+			/* no step has run when a probe runs first: say why */
+			char *at = strstr(e->v[k].msg, ", which has not run at this point");
+
+			if (at != NULL) {
+				char *m;
+
+				*at = '\0';
+				m = xasprintf("%s: a probe runs before and after the runs, so it sees "
+				    "vars, secrets and env, not the outputs of steps", e->v[k].msg);
+				free(e->v[k].msg);
+				e->v[k].msg = m;
+			}
+		}
+		if (p->type != NULL && e->n == nerr0 &&
+		    !(ymap_get(p->node, "with") != NULL && p->with_node == NULL)) {
+			char *what = xasprintf("probe '%s'", p->id);
+
+			static_params(rb, e, ymap_get(p->node, "uses"), p->type, p->with,
+			    p->with_node, what);
+			free(what);
+		}
+	}
 }
 
 static void
@@ -662,7 +791,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		rb->steps = xcalloc(n->n, sizeof *rb->steps);
 		rb->nsteps = n->n;
 		for (size_t j = 0; j < n->n; j++)
-			parse_step(rb, errs, n->items[j], j, dtimeout, dretries, ddelay, dfixed);
+			parse_step(rb, errs, n->items[j], j, dtimeout, dretries, ddelay, dfixed, false);
 		/* expressions: syntax and references, then the static params */
 		ids = xcalloc(rb->nsteps + 1, sizeof *ids);
 		for (size_t j = 0; j < rb->nsteps; j++)
@@ -724,6 +853,8 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			}
 			free(before);
 		}
+		parse_probes(rb, errs, ymap_get(root, "probes"), ids, vars, secrets, dtimeout,
+		    dretries, ddelay, dfixed);
 		for (size_t j = 0; j < rb->nnotify; j++) {
 			/* a URL sees vars, secrets and env, not steps */
 			const char *none[] = { NULL };
@@ -763,6 +894,17 @@ runbook_free(struct runbook *rb)
 		free_undo(s->undo);
 	}
 	free(rb->steps);
+	for (size_t i = 0; i < rb->nprobes; i++) {
+		struct rb_step *s = &rb->probes[i];
+
+		free(s->id);
+		free(s->name);
+		free(s->description);
+		free(s->uses);
+		json_decref(s->with);
+		json_decref(s->compare);
+	}
+	free(rb->probes);
 	for (size_t i = 0; i < rb->nsecrets; i++) {
 		free(rb->secrets[i].name);
 		free(rb->secrets[i].env);

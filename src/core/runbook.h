@@ -37,6 +37,9 @@ struct rb_step {
 	bool backoff_fixed;
 	bool idempotent;		/* the step's own flag or its type's */
 	struct rb_undo *undo;		/* runbook-written undo, or NULL */
+	/* probes only (docs/zdm-runbook.5 PROBES) */
+	bool read_only;			/* its type's, or read_only: true (exec, ssh, http) */
+	json_t *compare;		/* compare: [output, ...], or NULL: every output */
 };
 
 struct rb_secret {
@@ -77,6 +80,8 @@ struct runbook {
 	enum on_failure on_failure;
 	struct rb_step *steps;
 	size_t nsteps;
+	struct rb_step *probes;		/* probes: (zdm drill), or NULL */
+	size_t nprobes;
 	struct rb_notify *notify;	/* notify: webhooks, or NULL */
 	size_t nnotify;
 	struct registry *reg;		/* borrowed */

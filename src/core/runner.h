@@ -37,6 +37,8 @@ struct in_doubt_answer {
 struct run_opts {
 	enum run_mode mode;
 	const char *fail_at;		/* --fail-at STEP */
+	bool force_rollback;		/* zdm drill: a failure rolls back whatever on_failure
+					 * says, and fail_at fails even if its step is skipped */
 	enum in_doubt in_doubt;		/* --in-doubt retry|skip: for the one item in
 					 * doubt (refused, RUN_USAGE, when there are more) */
 	const struct in_doubt_answer *answers;	/* --in-doubt STEP=...: one per item; a
