@@ -16,7 +16,6 @@
 #include "base/util.h"
 #include "cli/cli.h"
 #include "core/journal.h"
-#include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
 #include "core/runstate.h"
@@ -41,7 +40,8 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 	struct jlog log;
 	struct runstate st;
 	long seq;
-	int rc = ZDM_EXIT_USAGE, lockfd = -1;
+	struct store_lock *lock = NULL;
+	int rc = ZDM_EXIT_USAGE;
 	json_t *d;
 
 	memset(&log, 0, sizeof log);
@@ -83,7 +83,7 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 		free(who);
 		goto out;
 	}
-	if (store_lock(store, name, run, &lockfd, &err) != 0) {
+	if (store_lock(store, name, run, &lock, &err) != 0) {
 		fprintf(stderr, "zdm approve: %s\n", err);
 		goto out;
 	}
@@ -95,7 +95,7 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 	d = json_pack("{s:s,s:s}", "actor", actor, "via", "zdm approve");
 	if (c->reason != NULL)
 		json_object_set_new(d, "reason", json_string(c->reason));
-	seq = store_append(store, w, ev_name(c->deny ? EV_APPROVAL_DENIED : EV_APPROVAL_GRANTED), step, 0, d, &err);
+	seq = store_append(w, ev_name(c->deny ? EV_APPROVAL_DENIED : EV_APPROVAL_GRANTED), step, 0, d, &err);
 	if (seq < 0) {
 		fprintf(stderr, "zdm approve: journal %s: %s\n", jp, err);
 		rc = ZDM_EXIT_NEEDS_PERSON;
@@ -110,9 +110,8 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 	rc = ZDM_EXIT_OK;
 out:
 	free(err);
-	store_close_writer(store, w);
-	if (lockfd >= 0)
-		store_unlock(store, lockfd);
+	store_close_writer(w);
+	store_unlock(lock);
 	free(actor);
 	runstate_release(&st);
 	jlog_release(&log);

@@ -70,36 +70,69 @@ store_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
 }
 
 struct store_writer *
+store_create(struct store *s, const char *run_id, char **err)
+{
+	return s->ops->create(s, run_id, err);
+}
+
+struct store_writer *
 store_open_writer(struct store *s, const char *ref, const char *run_id,
     const struct jlog *log, char **err)
 {
 	return s->ops->open_writer(s, ref, run_id, log, err);
 }
 
-long
-store_append(struct store *s, struct store_writer *w, const char *event, const char *step,
-    int attempt, json_t *data, char **err)
+const char *
+store_writer_ref(const struct store_writer *w)
 {
-	return s->ops->append(w, event, step, attempt, data, err);
+	return w->store->ops->writer_ref(w);
 }
 
 void
-store_close_writer(struct store *s, struct store_writer *w)
+store_set_echo(struct store_writer *w, void (*fn)(const char *line, void *arg), void *arg)
 {
-	if (w != NULL)
-		s->ops->close_writer(w);
+	w->store->ops->set_echo(w, fn, arg);
 }
 
 int
-store_lock(struct store *s, const char *name, const char *run_id, int *lk, char **err)
+store_writer_last(struct store_writer *w, long *seq, char **hash)
 {
-	return s->ops->lock(s, name, run_id, lk, err);
+	return w->store->ops->last(w, seq, hash);
+}
+
+long
+store_append(struct store_writer *w, const char *event, const char *step, int attempt,
+    json_t *data, char **err)
+{
+	return w->store->ops->append(w, event, step, attempt, data, err);
 }
 
 void
-store_unlock(struct store *s, int lk)
+store_close_writer(struct store_writer *w)
 {
-	s->ops->unlock(s, lk);
+	if (w != NULL)
+		w->store->ops->close_writer(w);
+}
+
+int
+store_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
+    char **err)
+{
+	*lk = NULL;
+	return s->ops->lock(s, name, run_id, lk, err);
+}
+
+int
+store_lock_check(struct store_lock *lk, char **err)
+{
+	return lk->store->ops->lock_check(lk, err);
+}
+
+void
+store_unlock(struct store_lock *lk)
+{
+	if (lk != NULL)
+		lk->store->ops->unlock(lk);
 }
 
 bool

@@ -8,6 +8,12 @@
  * show).  The file backend (store_file.c) keeps STATE_DIR/runs/RUN_ID.jsonl
  * (journal.c) and STATE_DIR/locks/NAME.lock (lock.c); its refs are the
  * journals' paths.  Another backend implements struct store_ops.
+ *
+ * Nothing else writes or locks runs: the runner, zdm approve and the
+ * webhooks' notify.failed records append through a store_writer, and the
+ * run lock is a store_lock, checked before each step (a backend that can
+ * lose it, or fence it, says so there).  scripts/check-includes.sh fails
+ * when a file other than store_file.c calls journal.c's writers or lock.c.
  */
 #ifndef ZDM_CORE_STORE_H
 #define ZDM_CORE_STORE_H
@@ -21,7 +27,16 @@
 #include "core/journal.h"
 
 struct store;
-struct store_writer;
+
+/* a run open for appending; each backend's writer starts with this */
+struct store_writer {
+	struct store *store;
+};
+
+/* the run lock of one runbook name, held; each backend's starts with this */
+struct store_lock {
+	struct store *store;
+};
 
 struct store_ops {
 	/* the run RUN_ID: its ref (malloc'd), or NULL */
@@ -39,16 +54,29 @@ struct store_ops {
 	void (*read_unchecked)(struct store *s, const char *ref, struct jlog *log);
 	/* check the chain, printing the verdict: 0 ok, 1 bad chain, 2 unusable */
 	int (*verify)(struct store *s, const char *ref, FILE *out, FILE *errout);
+	/* a new run RUN_ID, empty, open for appending */
+	struct store_writer *(*create)(struct store *s, const char *run_id, char **err);
 	/* append to the run REF after LOG, as read (it continues LOG's chain) */
 	struct store_writer *(*open_writer)(struct store *s, const char *ref, const char *run_id,
 	    const struct jlog *log, char **err);
+	/* the run a writer appends to */
+	const char *(*writer_ref)(const struct store_writer *w);
+	/* fn gets each record's line once it is durable */
+	void (*set_echo)(struct store_writer *w, void (*fn)(const char *line, void *arg), void *arg);
+	/* the seq and hash (malloc'd) of the run's last record on record; -1
+	 * when they cannot be read */
+	int (*last)(struct store_writer *w, long *seq, char **hash);
 	/* one record, durable when it returns (data is stolen); its seq, or -1 */
 	long (*append)(struct store_writer *w, const char *event, const char *step, int attempt,
 	    json_t *data, char **err);
 	void (*close_writer)(struct store_writer *w);
-	/* one run at a time per runbook name: *lk >= 0 while held */
-	int (*lock)(struct store *s, const char *name, const char *run_id, int *lk, char **err);
-	void (*unlock)(struct store *s, int lk);
+	/* one run at a time per runbook name: *lk while held; -1 and *err
+	 * naming the holder when another has it */
+	int (*lock)(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
+	    char **err);
+	/* is LK still this process's: -1 and *err when another may have taken it */
+	int (*lock_check)(struct store_lock *lk, char **err);
+	void (*unlock)(struct store_lock *lk);
 	/* does a live zdm hold NAME's lock; its pid and run when it says (else 0, NULL) */
 	bool (*locked)(struct store *s, const char *name, long *pid, char **run);
 	void (*free)(struct store *s);
@@ -74,13 +102,19 @@ void store_list_free(char **refs, size_t n);
 int store_read(struct store *s, const char *ref, struct jlog *log, char **err);
 void store_read_unchecked(struct store *s, const char *ref, struct jlog *log);
 int store_verify(struct store *s, const char *ref, FILE *out, FILE *errout);
+struct store_writer *store_create(struct store *s, const char *run_id, char **err);
 struct store_writer *store_open_writer(struct store *s, const char *ref, const char *run_id,
     const struct jlog *log, char **err);
-long store_append(struct store *s, struct store_writer *w, const char *event, const char *step,
-    int attempt, json_t *data, char **err);
-void store_close_writer(struct store *s, struct store_writer *w);
-int store_lock(struct store *s, const char *name, const char *run_id, int *lk, char **err);
-void store_unlock(struct store *s, int lk);
+const char *store_writer_ref(const struct store_writer *w);
+void store_set_echo(struct store_writer *w, void (*fn)(const char *line, void *arg), void *arg);
+int store_writer_last(struct store_writer *w, long *seq, char **hash);
+long store_append(struct store_writer *w, const char *event, const char *step, int attempt,
+    json_t *data, char **err);
+void store_close_writer(struct store_writer *w);
+int store_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
+    char **err);
+int store_lock_check(struct store_lock *lk, char **err);
+void store_unlock(struct store_lock *lk);
 bool store_locked(struct store *s, const char *name, long *pid, char **run);
 
 #endif

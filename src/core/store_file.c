@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,8 +26,15 @@ struct file_store {
 	char *place;		/* that, or STATE_DIR when it is a runs dir; NULL if neither */
 };
 
-struct store_writer {
+struct file_writer {
+	struct store_writer w;
 	struct journal *j;
+};
+
+struct file_lock {
+	struct store_lock l;
+	int fd;			/* flock'd STATE_DIR/locks/NAME.lock */
+	char *name;
 };
 
 static bool
@@ -221,43 +229,132 @@ fs_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
 }
 
 static struct store_writer *
-fs_open_writer(struct store *s, const char *ref, const char *run_id,
-    const struct jlog *log, char **err)
+fs_writer(struct store *s, struct journal *j)
 {
-	struct journal *j = journal_reopen(ref, run_id, log, err);
-	struct store_writer *w;
+	struct file_writer *fw;
 
 	if (j == NULL)
 		return NULL;
-	w = xcalloc(1, sizeof *w);
-	w->j = j;
-	return w;
+	fw = xcalloc(1, sizeof *fw);
+	fw->w.store = s;
+	fw->j = j;
+	return &fw->w;
+}
+
+static struct store_writer *
+fs_create(struct store *s, const char *run_id, char **err)
+{
+	char *rel = xasprintf("runs/%s.jsonl", run_id), *path = path_join(s->location, rel);
+	struct journal *j = journal_create(path, run_id, err);
+
+	free(rel);
+	free(path);
+	return fs_writer(s, j);
+}
+
+static struct store_writer *
+fs_open_writer(struct store *s, const char *ref, const char *run_id,
+    const struct jlog *log, char **err)
+{
+	return fs_writer(s, journal_reopen(ref, run_id, log, err));
+}
+
+static const char *
+fs_writer_ref(const struct store_writer *w)
+{
+	return journal_path(((const struct file_writer *)w)->j);
+}
+
+static void
+fs_set_echo(struct store_writer *w, void (*fn)(const char *line, void *arg), void *arg)
+{
+	journal_set_echo(((struct file_writer *)w)->j, fn, arg);
+}
+
+/* read from the journal's last 64 KiB */
+static int
+fs_last(struct store_writer *w, long *seq, char **hash)
+{
+	char buf[65536];
+	int fd = open(fs_writer_ref(w), O_RDONLY | O_CLOEXEC);
+	off_t end, from;
+	ssize_t n;
+	char *nl, *start;
+	json_t *rec;
+	int rc = -1;
+
+	if (fd < 0)
+		return -1;
+	end = lseek(fd, 0, SEEK_END);
+	from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+	n = end > 0 ? pread(fd, buf, (size_t)(end - from), from) : 0;
+	close(fd);
+	if (n <= 1 || buf[n - 1] != '\n')
+		return -1;
+	buf[n - 1] = '\0';
+	nl = strrchr(buf, '\n');
+	start = nl != NULL ? nl + 1 : buf;
+	if (nl == NULL && from > 0)
+		return -1;		/* a line longer than the buffer */
+	rec = json_loads(start, 0, NULL);
+	if (json_is_string(json_object_get(rec, "hash")) &&
+	    json_is_integer(json_object_get(rec, "seq"))) {
+		*seq = (long)json_integer_value(json_object_get(rec, "seq"));
+		*hash = xstrdup(json_string_value(json_object_get(rec, "hash")));
+		rc = 0;
+	}
+	json_decref(rec);
+	return rc;
 }
 
 static long
 fs_append(struct store_writer *w, const char *event, const char *step, int attempt,
     json_t *data, char **err)
 {
-	return journal_append(w->j, event, step, attempt, data, err);
+	return journal_append(((struct file_writer *)w)->j, event, step, attempt, data, err);
 }
 
 static void
 fs_close_writer(struct store_writer *w)
 {
-	journal_close(w->j);
+	journal_close(((struct file_writer *)w)->j);
 	free(w);
 }
 
 static int
-fs_lock(struct store *s, const char *name, const char *run_id, int *lk, char **err)
+fs_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
+    char **err)
 {
-	return lock_acquire(s->location, name, run_id, lk, err);
+	struct file_lock *fl;
+	int fd;
+
+	if (lock_acquire(s->location, name, run_id, &fd, err) != 0)
+		return -1;
+	fl = xcalloc(1, sizeof *fl);
+	fl->l.store = s;
+	fl->fd = fd;
+	fl->name = xstrdup(name);
+	*lk = &fl->l;
+	return 0;
+}
+
+/* the file flock'd is still the one at the lock's path */
+static int
+fs_lock_check(struct store_lock *lk, char **err)
+{
+	struct file_lock *fl = (struct file_lock *)lk;
+
+	return lock_still_held(fl->fd, lk->store->location, fl->name, err);
 }
 
 static void
-fs_unlock(struct store *s, int lk)
+fs_unlock(struct store_lock *lk)
 {
-	lock_release(lk);
+	struct file_lock *fl = (struct file_lock *)lk;
+
+	lock_release(fl->fd);
+	free(fl->name);
+	free(fl);
 }
 
 static bool
@@ -285,10 +382,15 @@ static const struct store_ops file_ops = {
 	.read = fs_read,
 	.read_unchecked = fs_read_unchecked,
 	.verify = fs_verify,
+	.create = fs_create,
 	.open_writer = fs_open_writer,
+	.writer_ref = fs_writer_ref,
+	.set_echo = fs_set_echo,
+	.last = fs_last,
 	.append = fs_append,
 	.close_writer = fs_close_writer,
 	.lock = fs_lock,
+	.lock_check = fs_lock_check,
 	.unlock = fs_unlock,
 	.locked = fs_locked,
 	.free = fs_free,

@@ -41,20 +41,18 @@ rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(p);
 }
 
-/* a run of runbook NAME with one record, in DIR/runs */
+/* a run of runbook NAME with one record, in DIR/runs, made by the store */
 static void
 new_run(const char *dir, const char *id, const char *name, bool dry)
 {
-	char *rel = xasprintf("runs/%s.jsonl", id), *p = path_join(dir, rel);
-	struct journal *j = journal_create(p, id, NULL);
+	struct store *s = store_open_dir(dir);
+	struct store_writer *w = store_create(s, id, NULL);
 
-	if (j != NULL) {
-		journal_append(j, ev_name(EV_RUN_STARTED), NULL, 0,
+	if (w != NULL)
+		store_append(w, ev_name(EV_RUN_STARTED), NULL, 0,
 		    json_pack("{s:s,s:b}", "name", name, "dry_run", dry), NULL);
-		journal_close(j);
-	}
-	free(rel);
-	free(p);
+	store_close_writer(w);
+	store_close(s);
 }
 
 static bool
@@ -77,7 +75,9 @@ unit_store(void)
 	struct runstate st;
 	size_t n = 0;
 	long pid = 0;
-	int lk = -1;
+	struct store_lock *lk = NULL;
+	char *hash = NULL;
+	long seq = 0;
 
 	failed = 0;
 	if (dir == NULL) {
@@ -115,9 +115,13 @@ unit_store(void)
 	memset(&log, 0, sizeof log);
 	check(ref != NULL && store_read(s, ref, &log, &err) == 0 && log.n == 1, "read a run's records");
 	w = ref != NULL ? store_open_writer(s, ref, "20260101T000000Z-0001", &log, &err) : NULL;
-	check(w != NULL && store_append(s, w, ev_name(EV_RUN_FINISHED), NULL, 0,
+	check(w != NULL && store_append(w, ev_name(EV_RUN_FINISHED), NULL, 0,
 	    json_pack("{s:s}", "status", "succeeded"), &err) == 2, "append a record after them");
-	store_close_writer(s, w);
+	check(w != NULL && strcmp(store_writer_ref(w), ref) == 0, "the writer's ref is the run's");
+	check(w != NULL && store_writer_last(w, &seq, &hash) == 0 && seq == 2 && hash != NULL &&
+	    strlen(hash) == 64, "the last record's seq and hash");
+	free(hash);
+	store_close_writer(w);
 	jlog_release(&log);
 	{
 		FILE *null = fopen("/dev/null", "w");
@@ -135,12 +139,20 @@ unit_store(void)
 
 	/* the lock */
 	check(!store_locked(s, "web", &pid, &run) && pid == 0 && run == NULL, "no lock: not held");
-	check(store_lock(s, "web", "20260101T000000Z-0001", &lk, &err) == 0 && lk >= 0, "take the lock");
+	check(store_lock(s, "web", "20260101T000000Z-0001", &lk, &err) == 0 && lk != NULL, "take the lock");
+	check(lk != NULL && store_lock_check(lk, &err) == 0, "the lock is still ours");
 	check(store_locked(s, "web", &pid, &run) && pid == (long)getpid() && run != NULL &&
 	    strcmp(run, "20260101T000000Z-0001") == 0, "held: by whom, for which run");
 	free(run);
 	run = NULL;
-	store_unlock(s, lk);
+	{
+		char *lp = path_join(dir, "locks/web.lock");
+
+		check(lk != NULL && unlink(lp) == 0 && store_lock_check(lk, &err) != 0 && err != NULL &&
+		    strstr(err, "removed or replaced") != NULL, "a removed lock file: the lock is lost");
+		free(lp);
+	}
+	store_unlock(lk);
 	check(!store_locked(s, "web", &pid, &run), "released: not held");
 	free(run);
 	free(err);
