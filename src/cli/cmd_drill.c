@@ -325,6 +325,7 @@ int
 cmd_drill(const struct cmd *cmd, struct cli *c)
 {
 	char **pp, *sd = NULL, *err = NULL;
+	struct store *store = NULL;
 	struct registry *reg = new_registry(c, &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct point *pts = NULL;
@@ -345,6 +346,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 	if (check_approve(cmd->name, c, rb) != 0 || pick_points(rb, c, &pts, &npts) != 0)
 		goto out;
 	sd = state_dir_for(c, c->argv[0]);
+	store = store_open_dir(sd);
 	if (runbook_resolve_secrets(rb, &err) != 0) {
 		fprintf(stderr, "zdm drill: %s; nothing ran\n", err);
 		free(err);
@@ -384,6 +386,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 		o.mode = MODE_RUN;
 		o.fail_at = s->id;
 		o.force_rollback = true;
+		o.store = store;
 		o.state_dir = sd;
 		o.interactive = interactive(c);
 		o.approve = c->approve;
@@ -503,6 +506,7 @@ out:
 	for (size_t j = 0; base != NULL && j < rb->nprobes; j++)
 		json_decref(base[j]);
 	free(base);
+	store_close(store);
 	free(sd);
 	runbook_free(rb);
 	registry_free(reg);

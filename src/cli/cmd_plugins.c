@@ -16,7 +16,6 @@
 #include "base/util.h"
 #include "cli/cli.h"
 #include "core/journal.h"
-#include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
 #include "report/ci.h"

@@ -17,7 +17,6 @@
 #include "base/util.h"
 #include "cli/cli.h"
 #include "core/journal.h"
-#include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
 #include "core/store.h"
@@ -100,6 +99,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	struct run_opts o;
 	struct sinks sinks;
 	char *sd = NULL;
+	struct store *s = NULL;
 	int rc = ZDM_EXIT_USAGE;
 
 	if (rb == NULL)
@@ -125,9 +125,12 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 		free(ids);
 		goto out;
 	}
+	s = store_open_dir(sd);
+	o.store = s;
 	sinks_init(&sinks, c, rb, &o);
 	rc = exit_code(runner_run(rb, &o));
 out:
+	store_close(s);
 	free(sd);
 	runbook_free(rb);
 	registry_free(reg);
@@ -238,6 +241,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.nanswers = c->nanswers;
 	o.allow_changed = c->allow_changed;
 	o.exit_code = exit_code;
+	o.store = s;
 	o.state_dir = store_location(s);
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0 || check_in_doubt(cmd->name, c, rb) != 0)

@@ -20,7 +20,6 @@
 #include "cli/cli.h"
 #include "core/audit_key.h"
 #include "core/journal.h"
-#include "core/lock.h"
 #include "core/registry.h"
 #include "core/runner.h"
 #include "report/ci.h"

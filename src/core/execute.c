@@ -10,9 +10,9 @@
 #include "base/util.h"
 #include "core/events.h"
 #include "core/execute.h"
-#include "core/lock.h"
 #include "core/rollback.h"
 #include "core/run.h"
+#include "core/store.h"
 #include "zdm/step.h"
 
 /* does any string in v mention s (an expression reading steps.*) */
@@ -304,15 +304,15 @@ on_failure(struct run *r, const char *step, const char *why)
 	    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
 }
 
-/* the run lock is no longer ours (its file was removed or replaced): stop
- * before acting again, journaled as a pause, exit 4 */
+/* the run lock is no longer ours (the file backend: its file was removed or
+ * replaced): stop before acting again, journaled as a pause, exit 4 */
 static bool
 lock_lost(struct run *r, const char *step)
 {
 	struct run_event ev = { 0 };
 	char *err = NULL, *why;
 
-	if (r->lockfd < 0 || lock_still_held(r->lockfd, r->o->state_dir, r->rb->name, &err) == 0)
+	if (r->lock == NULL || store_lock_check(r->lock, &err) == 0)
 		return false;
 	why = xasprintf("%s; stopped before step '%s'", err, step);
 	run_set_status(r, "paused");

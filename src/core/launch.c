@@ -35,11 +35,11 @@
 #include "core/events.h"
 #include "core/execute.h"
 #include "core/journal.h"
-#include "core/lock.h"
 #include "core/rollback.h"
 #include "core/run.h"
 #include "core/runner.h"
 #include "core/runstate.h"
+#include "core/store.h"
 #include "zdm/step.h"
 
 /* the journal's echo: each line as it reaches disk, whoever appended it
@@ -83,7 +83,7 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	memset(r, 0, sizeof *r);
 	r->rb = rb;
 	r->o = o;
-	r->lockfd = -1;
+	r->store = o->store;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
 	r->t0 = zdm_now_ms();
 }
@@ -93,8 +93,9 @@ run_release(struct run *r)
 {
 	struct run_event ev = { .kind = OBS_CLOSED };
 
-	ev.closed.j = r->j;
-	ev.closed.journal = r->j != NULL ? journal_path(r->j) : NULL;
+	ev.closed.w = r->w;
+	ev.closed.store = r->store;
+	ev.closed.journal = r->w != NULL ? store_writer_ref(r->w) : NULL;
 	run_emit(r, &ev);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
@@ -106,10 +107,8 @@ run_release(struct run *r)
 	free(r->finished_status);
 	free(r->failed_step);
 	free(r->fail_msg);
-	if (r->j != NULL)
-		journal_close(r->j);
-	if (r->lockfd >= 0)
-		lock_release(r->lockfd);
+	store_close_writer(r->w);
+	store_unlock(r->lock);
 }
 
 static void
@@ -171,7 +170,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 {
 	struct run r;
 	struct run_event ev = { 0 };
-	char *err = NULL, *path, *rel;
+	char *err = NULL;
 	json_t *d, *secrets;
 	enum run_outcome rc;
 
@@ -192,24 +191,20 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		return RUN_USAGE;
 	}
 	if (o->mode == MODE_RUN &&
-	    lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
+	    store_lock(r.store, rb->name, r.run_id, &r.lock, &err) != 0) {
 		run_error(&r, "%s", err);
 		free(err);
 		run_release(&r);
 		return RUN_USAGE;
 	}
-	rel = xasprintf("runs/%s.jsonl", r.run_id);
-	path = path_join(o->state_dir, rel);
-	free(rel);
-	r.j = journal_create(path, r.run_id, &err);
-	free(path);
-	if (r.j == NULL) {
+	r.w = store_create(r.store, r.run_id, &err);
+	if (r.w == NULL) {
 		run_error(&r, "%s", err);
 		free(err);
 		run_release(&r);
 		return RUN_USAGE;
 	}
-	journal_set_echo(r.j, echo_record, &r);
+	store_set_echo(r.w, echo_record, &r);
 	secrets = json_array();
 	for (size_t i = 0; i < rb->nsecrets; i++)
 		json_array_append_new(secrets, json_string(rb->secrets[i].name));
@@ -232,7 +227,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	}
 	ev.kind = OBS_RUN_STARTED;
 	ev.start.how = o->mode == MODE_DRY_RUN ? HOW_DRY_RUN : HOW_RUN;
-	ev.start.journal = journal_path(r.j);
+	ev.start.journal = store_writer_ref(r.w);
 	run_emit(&r, &ev);
 	rc = run_steps(&r, 0);
 	run_release(&r);
@@ -363,13 +358,13 @@ in_doubt_still_running(struct run *r)
 /* the journal on disk is still the one log was read from: read again
  * under the run lock, the same records, the same last hash, the same tail */
 static bool
-unchanged_since_read(const char *journal, const struct jlog *log)
+unchanged_since_read(struct store *s, const char *journal, const struct jlog *log)
 {
 	struct jlog now;
 	char *err = NULL;
 	bool same;
 
-	if (journal_read(journal, &now, &err) != 0) {
+	if (store_read(s, journal, &now, &err) != 0) {
 		free(err);
 		return false;
 	}
@@ -538,13 +533,13 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 			}
 		}
 	}
-	if (r->lockfd < 0 &&
-	    lock_acquire(r->o->state_dir, r->rb->name, r->run_id, &r->lockfd, &err) != 0) {
+	if (r->lock == NULL &&
+	    store_lock(r->store, r->rb->name, r->run_id, &r->lock, &err) != 0) {
 		run_error(r, "%s", err);
 		free(err);
 		return RUN_USAGE;
 	}
-	if (!unchanged_since_read(journal, log)) {
+	if (!unchanged_since_read(r->store, journal, log)) {
 		/* decided on a journal another zdm has written since: acting on
 		 * it could repeat its steps or truncate its records */
 		run_error(r, "the journal of run %s changed after this command read it: another zdm "
@@ -555,13 +550,13 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 	if (log->torn)
 		run_error(r, "warning: %s: the last line was torn (a crash mid-write); it is ignored and cut off",
 		    journal);
-	r->j = journal_reopen(journal, r->run_id, log, &err);
-	if (r->j == NULL) {
+	r->w = store_open_writer(r->store, journal, r->run_id, log, &err);
+	if (r->w == NULL) {
 		run_error(r, "%s", err);
 		free(err);
 		return RUN_USAGE;
 	}
-	journal_set_echo(r->j, echo_record, r);
+	store_set_echo(r->w, echo_record, r);
 	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command", r->rolling_back_cmd ? "rollback" : "resume",
 	    "actor", actor_json(), "allow_changed",
 	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt", answer_word(r->o->in_doubt));
@@ -619,7 +614,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		char *err = NULL;
 
 		/* a run still going is not in doubt: its holder says so */
-		if (lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
+		if (store_lock(r.store, rb->name, r.run_id, &r.lock, &err) != 0) {
 			run_error(&r, "%s", err);
 			free(err);
 			run_release(&r);
@@ -707,7 +702,7 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		char *err = NULL;
 
 		/* as resume: a rollback still going is not in doubt */
-		if (lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
+		if (store_lock(r.store, rb->name, r.run_id, &r.lock, &err) != 0) {
 			run_error(&r, "%s", err);
 			free(err);
 			run_release(&r);

@@ -18,7 +18,8 @@
 
 #include <jansson.h>
 
-struct journal;
+struct store;
+struct store_writer;
 struct runbook;
 
 enum run_event_kind {
@@ -133,7 +134,7 @@ struct run_event {
 		} plan;
 		const char *line;		/* OBS_RECORD_LINE, without its newline */
 		struct {
-			struct journal *j;
+			struct store_writer *w;	/* the run's, to append notes of its own */
 			const char *event, *step;	/* step may be NULL */
 			int attempt;
 			const json_t *data;	/* as given, not redacted */
@@ -174,8 +175,9 @@ struct run_event {
 		} end;
 		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
 		struct {
-			struct journal *j;	/* still open; NULL if none was */
-			const char *journal;
+			struct store_writer *w;	/* still open; NULL if none was */
+			struct store *store;	/* where the run is */
+			const char *journal;	/* its ref there */
 		} closed;
 	};
 };

@@ -10,7 +10,7 @@
 #include "base/redact.h"
 #include "base/util.h"
 #include "core/events.h"
-#include "core/journal.h"
+#include "core/store.h"
 #include "core/run.h"
 #include "zdm/step.h"
 
@@ -144,20 +144,20 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 	json_t *kept = json_incref(data);	/* for the observers */
 	struct run_event ev = { .kind = OBS_RECORD };
 
-	if (r->j == NULL) {
+	if (r->w == NULL) {
 		json_decref(data);
 		json_decref(kept);
 		return 0;
 	}
-	seq = journal_append(r->j, event, step, attempt, data, &err);
+	seq = store_append(r->w, event, step, attempt, data, &err);
 	if (seq < 0) {
-		run_error(r, "journal %s: %s", journal_path(r->j), err);
+		run_error(r, "journal %s: %s", store_writer_ref(r->w), err);
 		free(err);
 		json_decref(kept);
 		return -1;
 	}
 	r->last_seq = seq;
-	ev.record.j = r->j;
+	ev.record.w = r->w;
 	ev.record.event = event;
 	ev.record.step = step;
 	ev.record.attempt = attempt;

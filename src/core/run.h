@@ -39,11 +39,12 @@ struct stepstate {
 struct run {
 	struct runbook *rb;
 	const struct run_opts *o;
-	struct journal *j;
+	struct store *store;	/* o->store */
+	struct store_writer *w;	/* the run's journal, open for appending; NULL before */
 	char run_id[64];
 	struct stepstate *ss;
 	int64_t t0;
-	int lockfd;
+	struct store_lock *lock;	/* the runbook's run lock, while held */
 	bool rolling_back;
 	bool finished;
 	char *finished_status;

@@ -9,6 +9,7 @@
 #include "core/journal.h"
 #include "core/observer.h"
 #include "core/runbook.h"
+#include "core/store.h"
 
 /* How a command left the run; src/cli maps it to the exit code. */
 enum run_outcome {
@@ -45,7 +46,8 @@ struct run_opts {
 						 * STEP not in doubt is refused */
 	size_t nanswers;
 	bool allow_changed;
-	const char *state_dir;
+	struct store *store;		/* where runs are kept, locked and found */
+	const char *state_dir;		/* its location, for a step's ctx->state_dir */
 	/* for approvals */
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
 	const char *const *approve;	/* --approve STEP ids (pre-approved) */
@@ -61,6 +63,7 @@ struct run_opts {
 
 /* each tells its observers what happens */
 enum run_outcome runner_run(struct runbook *rb, const struct run_opts *o);
+/* resume and rollback: JOURNAL is the run's ref in o->store, LOG its records */
 enum run_outcome runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
     const struct run_opts *o);
 enum run_outcome runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,

@@ -212,9 +212,9 @@ ci_junit_observe(void *self, const struct run_event *ev)
 	const char *file = self;
 	char *err = NULL;
 
-	if (ev->kind != OBS_CLOSED || ev->closed.journal == NULL)
+	if (ev->kind != OBS_CLOSED || ev->closed.journal == NULL || ev->closed.store == NULL)
 		return;
-	if (junit_write(file, ev->rb, ev->closed.journal, &err) != 0) {
+	if (junit_write(file, ev->rb, ev->closed.store, ev->closed.journal, &err) != 0) {
 		fprintf(stderr, "zdm: --junit %s: %s\n", file, err);
 		free(err);
 	}

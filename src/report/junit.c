@@ -28,7 +28,7 @@
 
 #include "base/redact.h"
 #include "base/util.h"
-#include "core/journal.h"
+#include "core/store.h"
 #include "core/runbook.h"
 #include "core/runstate.h"
 #include "report/junit.h"
@@ -165,7 +165,8 @@ status_of(const struct runstate *st)
 }
 
 int
-junit_write(const char *out, const struct runbook *rb, const char *journal, char **err)
+junit_write(const char *out, const struct runbook *rb, struct store *s, const char *ref,
+    char **err)
 {
 	static const struct rs_step notrun;	/* a step the journal does not name */
 	struct jlog log;
@@ -178,7 +179,7 @@ junit_write(const char *out, const struct runbook *rb, const char *journal, char
 	int rc;
 
 	memset(&log, 0, sizeof log);
-	if (journal_read(journal, &log, err) != 0)
+	if (store_read(s, ref, &log, err) != 0)
 		return -1;
 	runstate_fold(&log, &st, NULL);
 	status = status_of(&st);

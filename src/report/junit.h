@@ -8,9 +8,12 @@
 
 #include "base/util.h"
 
-/* --junit FILE from a run's journal (written atomically: FILE.tmp, rename) */
+/* --junit FILE from the journal of the run REF in store S (written
+ * atomically: FILE.tmp, rename) */
 struct runbook;
-int junit_write(const char *out, const struct runbook *rb, const char *journal, char **err);
+struct store;
+int junit_write(const char *out, const struct runbook *rb, struct store *s, const char *ref,
+    char **err);
 /* XML 1.0 escaping of UTF-8 text into sb; characters XML cannot hold
  * (C0 controls but TAB LF CR, U+FFFE, U+FFFF) become U+FFFD */
 void xml_escape(struct sbuf *sb, const char *s, bool attr);

@@ -33,7 +33,7 @@
 #include "base/util.h"
 #include "core/actor.h"
 #include "core/events.h"
-#include "core/journal.h"
+#include "core/store.h"
 #include "core/observer.h"
 #include "net/httpc.h"
 #include "report/notify.h"
@@ -145,40 +145,21 @@ message(const struct runbook *rb, const char *run_id, const char *event, const c
 }
 
 /*
- * seq and hash of the journal's last record (read from its last 64 KiB), so
- * a receiver of run.finished holds an anchor that a later cut of the
- * journal's tail cannot match.  Nothing is added when it cannot be read.
+ * seq and hash of the journal's last record, so a receiver of run.finished
+ * holds an anchor that a later cut of the journal's tail cannot match.
+ * Nothing is added when it cannot be read.
  */
 static void
-add_anchor(json_t *z, const char *path)
+add_anchor(json_t *z, struct store_writer *w)
 {
-	char buf[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	off_t end, from;
-	ssize_t n;
-	char *nl, *start;
-	json_t *rec;
+	long seq;
+	char *hash;
 
-	if (fd < 0)
+	if (store_writer_last(w, &seq, &hash) != 0)
 		return;
-	end = lseek(fd, 0, SEEK_END);
-	from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
-	n = end > 0 ? pread(fd, buf, (size_t)(end - from), from) : 0;
-	close(fd);
-	if (n <= 1 || buf[n - 1] != '\n')
-		return;
-	buf[n - 1] = '\0';
-	nl = strrchr(buf, '\n');
-	start = nl != NULL ? nl + 1 : buf;
-	if (nl == NULL && from > 0)
-		return;		/* a line longer than the buffer */
-	rec = json_loads(start, 0, NULL);
-	if (json_is_string(json_object_get(rec, "hash")) &&
-	    json_is_integer(json_object_get(rec, "seq"))) {
-		json_object_set(z, "last_seq", json_object_get(rec, "seq"));
-		json_object_set(z, "last_hash", json_object_get(rec, "hash"));
-	}
-	json_decref(rec);
+	json_object_set_new(z, "last_seq", json_integer(seq));
+	json_object_set_new(z, "last_hash", json_string(hash));
+	free(hash);
 }
 
 /* one POST to one webhook; owned by whoever holds it (queue, sender, main) */
@@ -220,14 +201,14 @@ item_free(struct nitem *it)
 
 /* a webhook failed: say so, journal it, go on (main thread) */
 static void
-failed(struct journal *j, const char *url, const char *event, const char *word,
+failed(struct store_writer *j, const char *url, const char *event, const char *word,
     const char *why)
 {
 	char *u = redact_str(url), *w = redact_str(why), *err = NULL;
 
 	fprintf(stderr, "zdm: warning: notify %s (%s) to %s failed: %s; the run goes on\n",
 	    word, event, u, w);
-	if (journal_append(j, ev_name(EV_NOTIFY_FAILED), NULL, 0, json_pack("{s:s,s:s,s:s,s:s}", "url", u,
+	if (store_append(j, ev_name(EV_NOTIFY_FAILED), NULL, 0, json_pack("{s:s,s:s,s:s,s:s}", "url", u,
 	    "event", event, "on", word, "error", w), &err) < 0) {
 		fprintf(stderr, "zdm: warning: cannot journal the failed notification: %s\n", err);
 		free(err);
@@ -353,7 +334,7 @@ start_sender(struct notifier *n, char **err)
 
 /* the failures the sender reported so far, into the journal (main thread) */
 static void
-collect(struct notifier *n, struct journal *j, const char *cut_why)
+collect(struct notifier *n, struct store_writer *j, const char *cut_why)
 {
 	struct nitem *list, *it;
 
@@ -372,7 +353,7 @@ collect(struct notifier *n, struct journal *j, const char *cut_why)
 }
 
 void
-notify_event(struct notifier *n, struct journal *j, const char *run_id, const char *event,
+notify_event(struct notifier *n, struct store_writer *j, const char *run_id, const char *event,
     const char *step, int attempt, const json_t *data)
 {
 	struct runbook *rb;
@@ -414,9 +395,9 @@ notify_event(struct notifier *n, struct journal *j, const char *run_id, const ch
 	}
 	if (json_object_get(actor, "ci_url") != NULL)
 		json_object_set(z, "ci_url", json_object_get(actor, "ci_url"));
-	json_object_set_new(z, "journal", json_string(journal_path(j)));
+	json_object_set_new(z, "journal", json_string(store_writer_ref(j)));
 	if (bit == NOTIFY_FINISH)
-		add_anchor(z, journal_path(j));
+		add_anchor(z, j);
 	payload = json_pack("{s:o,s:o}", "text", json_text(text, strlen(text)), "zdm", z);
 	redact_json(payload);	/* the error of a step may quote a secret */
 	body = json_dumps(payload, JSON_COMPACT);
@@ -468,7 +449,7 @@ notify_event(struct notifier *n, struct journal *j, const char *run_id, const ch
 }
 
 void
-notify_close(struct notifier *n, struct journal *j)
+notify_close(struct notifier *n, struct store_writer *j)
 {
 	int64_t deadline, now;
 	char *cut_why = NULL;
@@ -532,10 +513,10 @@ notify_observe(void *self, const struct run_event *ev)
 	if (ev->kind == OBS_RECORD) {
 		if (s->n == NULL)
 			s->n = notify_open(s->rb);
-		notify_event(s->n, ev->record.j, ev->run_id, ev->record.event, ev->record.step,
+		notify_event(s->n, ev->record.w, ev->run_id, ev->record.event, ev->record.step,
 		    ev->record.attempt, ev->record.data);
 	} else if (ev->kind == OBS_CLOSED) {
-		notify_close(s->n, ev->closed.j);	/* the last webhooks, before the report */
+		notify_close(s->n, ev->closed.w);	/* the last webhooks, before the report */
 		s->n = NULL;
 	}
 }

@@ -8,7 +8,7 @@
 
 #include "core/runbook.h"
 
-struct journal;
+struct store_writer;
 struct notifier;
 
 /*
@@ -32,7 +32,7 @@ struct notifier *notify_open(struct runbook *rb);
  * goes to stderr and a `notify.failed` record into the journal j, both with
  * secrets redacted.
  */
-void notify_event(struct notifier *n, struct journal *j, const char *run_id,
+void notify_event(struct notifier *n, struct store_writer *j, const char *run_id,
     const char *event, const char *step, int attempt, const json_t *data);
 
 /*
@@ -44,7 +44,7 @@ void notify_event(struct notifier *n, struct journal *j, const char *run_id,
  * is left, stops the sender, journals every failure and every item not
  * delivered as notify.failed, and frees n.
  */
-void notify_close(struct notifier *n, struct journal *j);
+void notify_close(struct notifier *n, struct store_writer *j);
 
 /*
  * The webhooks as an observer of a run (core/observer.h), for real runs
