@@ -71,6 +71,9 @@ struct journal {
 	bool broken;			/* a write failed: the tail is unknown */
 	void (*echo)(const char *line, void *arg);
 	void *echo_arg;
+	/* journal_open_sink: the line goes here instead of to fd */
+	int (*sink)(const char *line, size_t len, long seq, void *arg, char **err);
+	void *sink_arg;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -396,8 +399,14 @@ journal_append(struct journal *j, const char *event, const char *step,
 		raise(SIGKILL);
 	}
 
-	line[len] = '\n';	/* json_dumps's NUL; written with len + 1 */
-	if (write_all(j->fd, line, len + 1) != 0 || datasync(j->fd) != 0) {
+	if (j->sink != NULL) {
+		/* durable when the sink returns 0; it said why not */
+		if (j->sink(line, len, seq, j->sink_arg, err) != 0) {
+			j->broken = true;	/* it may or may not be kept */
+			goto out;
+		}
+	} else if ((line[len] = '\n', write_all(j->fd, line, len + 1) != 0) ||
+	    datasync(j->fd) != 0) {
 		j->broken = true;
 		seterr(err, "cannot write journal '%s': %s", j->path,
 		    strerror(errno));
@@ -550,20 +559,33 @@ run_matches_name(const char *path, const char *run)
 	return strncmp(b, run, 21) == 0 && run[21] == '\0';
 }
 
+static int jparse(const char *path, char *buf, size_t len, struct jlog *log, char **err,
+    int *why);
+
 /* journal_read, telling why it failed (BAD_CHAIN or UNUSABLE) in *why */
 static int
 jread(const char *path, struct jlog *log, char **err, int *why)
 {
-	char *buf = NULL, *p, *end, *nl;
-	const char *key = NULL, *run = NULL, *prev = zero_hash;
-	size_t len = 0, cap = 0;
-	long lineno = 0;
-	int rc = -1;
+	char *buf = NULL;
+	size_t len = 0;
 
 	memset(log, 0, sizeof *log);
 	*why = UNUSABLE;
 	if (read_file(path, &buf, &len, err) != 0)
 		return -1;
+	return jparse(path, buf, len, log, err, why);
+}
+
+/* check the records in buf (taken), the lines of the journal named path */
+static int
+jparse(const char *path, char *buf, size_t len, struct jlog *log, char **err, int *why)
+{
+	char *p, *end, *nl;
+	const char *key = NULL, *run = NULL, *prev = zero_hash;
+	size_t cap = 0;
+	long lineno = 0;
+	int rc = -1;
+
 	*why = BAD_CHAIN;
 	p = buf;
 	end = buf + len;
@@ -711,15 +733,25 @@ jlog_release(struct jlog *log)
 	memset(log, 0, sizeof *log);
 }
 
+static int jverify(const char *path, const char *text, size_t len, FILE *out, FILE *errout);
+
 int
 journal_verify(const char *path, FILE *out, FILE *errout)
+{
+	return jverify(path, NULL, 0, out, errout);
+}
+
+/* from the file path, or from text when it is not NULL */
+static int
+jverify(const char *path, const char *text, size_t len, FILE *out, FILE *errout)
 {
 	struct jlog log;
 	char *err = NULL;
 	const char *chain = NULL;
 	int why;
 
-	if (jread(path, &log, &err, &why) != 0) {
+	if ((text != NULL ? journal_read_text(path, text, len, &log, &err, &why) :
+	    jread(path, &log, &err, &why)) != 0) {
 		fprintf(errout, "%s\n", err);
 		free(err);
 		return why;
@@ -738,4 +770,78 @@ journal_verify(const char *path, FILE *out, FILE *errout)
 	    log.last_hash, log.torn ? ", torn last line ignored" : "");
 	jlog_release(&log);
 	return 0;
+}
+
+/* ---- journals kept elsewhere (a state backend other than files) ---------- */
+
+struct journal *
+journal_open_sink(const char *name, const char *run_id, const struct jlog *log,
+    int (*sink)(const char *line, size_t len, long seq, void *arg, char **err), void *arg,
+    char **err)
+{
+	struct journal *j;
+	const char *key = audit_key();
+
+	if (run_id == NULL || *run_id == '\0') {
+		seterr(err, "journal '%s': empty run id", name);
+		return NULL;
+	}
+	j = journal_new(name, run_id);
+	j->sink = sink;
+	j->sink_arg = arg;
+	if (log != NULL && log->n > 0) {
+		const json_t *first = log->recs[0];
+		const char *run = json_string_value(json_object_get(first, "run"));
+		const char *chain = json_string_value(json_object_get(
+		    json_object_get(first, "data"), "chain"));
+
+		if (run == NULL || strcmp(run, run_id) != 0) {
+			seterr(err, "journal '%s' belongs to run '%s', not '%s'", name,
+			    run != NULL ? run : "?", run_id);
+			goto fail;
+		}
+		if (chain != NULL && strcmp(chain, "hmac-sha256") == 0) {
+			if (key == NULL) {
+				seterr(err, "journal '%s' is chained with hmac-sha256 but "
+				    "ZDM_AUDIT_KEY is not set", name);
+				goto fail;
+			}
+			journal_use_key(j, key);
+		} else if (chain == NULL || strcmp(chain, "sha256") != 0) {
+			seterr(err, "journal '%s': unknown chain '%s'", name,
+			    chain != NULL ? chain : "(none)");
+			goto fail;
+		}
+		if (log->last_hash == NULL || strlen(log->last_hash) != HASH_HEX) {
+			seterr(err, "journal '%s': no last hash to continue from", name);
+			goto fail;
+		}
+		memcpy(j->prev, log->last_hash, HASH_HEX + 1);
+		j->seq = (long)log->n;
+	} else if (key != NULL) {
+		journal_use_key(j, key);
+	}
+	return j;
+fail:
+	journal_free(j);
+	return NULL;
+}
+
+int
+journal_read_text(const char *name, const char *text, size_t len, struct jlog *log, char **err,
+    int *why)
+{
+	char *buf = xmalloc(len + 1);
+	int w;
+
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	memset(log, 0, sizeof *log);
+	return jparse(name, buf, len, log, err, why != NULL ? why : &w);
+}
+
+int
+journal_verify_text(const char *name, const char *text, size_t len, FILE *out, FILE *errout)
+{
+	return jverify(name, text, len, out, errout);
 }

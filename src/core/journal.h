@@ -44,5 +44,22 @@ void jlog_release(struct jlog *log);
 /* `zdm audit verify`: prints the result; returns 0 ok, 1 bad chain, 2 unusable */
 int journal_verify(const char *path, FILE *out, FILE *errout);
 
+/*
+ * A journal kept elsewhere than in a file (a state backend's table): the
+ * same records, byte for byte, the same chain.  journal_open_sink appends
+ * to the run RUN_ID after LOG (NULL or empty: a new run); each record's line
+ * (no newline) goes to sink, which makes it durable and returns 0, or -1
+ * with *err (the append then fails).  NAME is for messages.
+ * journal_read_text and journal_verify_text check TEXT, the records' lines
+ * each ended by "\n", as journal_read and journal_verify check a file
+ * (*why, may be NULL: 1 bad chain, 2 unusable).
+ */
+struct journal *journal_open_sink(const char *name, const char *run_id, const struct jlog *log,
+    int (*sink)(const char *line, size_t len, long seq, void *arg, char **err), void *arg,
+    char **err);
+int journal_read_text(const char *name, const char *text, size_t len, struct jlog *log,
+    char **err, int *why);
+int journal_verify_text(const char *name, const char *text, size_t len, FILE *out, FILE *errout);
+
 
 #endif
