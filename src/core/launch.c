@@ -230,6 +230,8 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	ev.start.journal = store_writer_ref(r.w);
 	run_emit(&r, &ev);
 	rc = run_steps(&r, 0);
+	if (r.lock_lost)
+		rc = RUN_PAUSED;	/* stopped by a fenced append: said */
 	run_release(&r);
 	return rc;
 }
@@ -569,7 +571,7 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 		json_object_set_new(d, "in_doubt_answers", a);
 	}
 	if (jrec(r, ev_name(EV_RUN_RESUMED), NULL, 0, d) != 0)
-		return RUN_NEEDS_PERSON;
+		return r->lock_lost ? RUN_PAUSED : RUN_NEEDS_PERSON;
 	return RUN_OK;
 }
 
@@ -675,6 +677,8 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		}
 	}
 	rc = run_steps(&r, from);
+	if (r.lock_lost)
+		rc = RUN_PAUSED;	/* stopped by a fenced append: said */
 	run_release(&r);
 	return rc;
 }
@@ -742,6 +746,8 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		run_ended(&r, &ev);
 		rc = run_finish(&r, "rollback_failed", RUN_NEEDS_PERSON, NULL);
 	}
+	if (r.lock_lost)
+		rc = RUN_PAUSED;	/* stopped by a fenced append: said */
 	run_release(&r);
 	return rc;
 }

@@ -149,7 +149,28 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 		json_decref(kept);
 		return 0;
 	}
+	if (r->lock_lost) {
+		/* fenced: nothing more from this zdm */
+		json_decref(data);
+		json_decref(kept);
+		return -1;
+	}
 	seq = store_append(r->w, event, step, attempt, data, &err);
+	if (seq < 0 && r->lock != NULL && store_fences(r->store)) {
+		char *why = NULL;
+
+		if (store_lock_check(r->lock, &why) != 0) {
+			r->lock_lost = true;
+			run_error(r, "lost the run lock: %s; %s was not written, and this zdm stops here: "
+			    "it appends nothing more and starts no other step (zdm status %s)", why, event,
+			    r->run_id);
+			free(why);
+			free(err);
+			json_decref(kept);
+			return -1;
+		}
+		free(why);
+	}
 	if (seq < 0) {
 		run_error(r, "journal %s: %s", store_writer_ref(r->w), err);
 		free(err);

@@ -55,6 +55,7 @@ struct run {
 	int no_undo;		/* steps that changed things and have no undo */
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */
 	int planned;		/* dry run: steps that only printed their plan */
+	bool lock_lost;		/* an append was refused: the run lock is gone (said) */
 };
 
 /* run.c */

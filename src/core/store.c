@@ -13,6 +13,12 @@ store_close(struct store *s)
 		s->ops->free(s);
 }
 
+bool
+store_fences(const struct store *s)
+{
+	return s->ops->fences;
+}
+
 const char *
 store_location(const struct store *s)
 {

@@ -39,6 +39,8 @@ struct store_lock {
 };
 
 struct store_ops {
+	/* its appends fail once the run lock is lost (the runner then stops) */
+	bool fences;
 	/* the run RUN_ID: its ref (malloc'd), or NULL */
 	char *(*find)(struct store *s, const char *run_id);
 	/* the run written to last, of runbook NAME (or any); dry runs only with_dry */
@@ -84,11 +86,22 @@ struct store_ops {
 
 struct store {
 	const struct store_ops *ops;
-	char *location;		/* where it is, as given: a state dir */
+	char *location;		/* where it is, for messages: a state dir */
+	const char *dir;	/* the state dir (a step's ctx->state_dir); NULL when
+				 * runs are not kept in files */
 };
 
 /* the file backend on STATE_DIR (which need not exist yet) */
 struct store *store_open_dir(const char *state_dir);
+/* a PostgreSQL connection string (postgresql:// or postgres:// URI, or
+ * key=value conninfo) rather than a state dir path */
+bool store_is_pg(const char *spec);
+/* the PostgreSQL backend (store_pg.c) on the zdm state in SCHEMA; NULL and
+ * *err when it cannot connect, the string holds a password, or the schema
+ * is missing or of another version */
+struct store *store_open_pg(const char *spec, const char *schema, char **err);
+/* zdm state init: create (or keep) the versioned schema; *out says so */
+int store_init_pg(const char *spec, const char *schema, char **out, char **err);
 /* the state dir of the journal at PATH (STATE_DIR/runs/RUN_ID.jsonl), malloc'd */
 char *store_dir_of_journal(const char *path);
 void store_close(struct store *s);
@@ -116,5 +129,6 @@ int store_lock(struct store *s, const char *name, const char *run_id, struct sto
 int store_lock_check(struct store_lock *lk, char **err);
 void store_unlock(struct store_lock *lk);
 bool store_locked(struct store *s, const char *name, long *pid, char **run);
+bool store_fences(const struct store *s);
 
 #endif

@@ -405,6 +405,7 @@ store_open_dir(const char *state_dir)
 
 	fs->s.ops = &file_ops;
 	fs->s.location = xstrdup(state_dir);
+	fs->s.dir = fs->s.location;
 	fs->runs = path_join(state_dir, "runs");
 	b = b != NULL ? b + 1 : state_dir;
 	if (stat(fs->runs, &st) == 0 && S_ISDIR(st.st_mode))
