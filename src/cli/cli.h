@@ -53,6 +53,8 @@ struct cli {
 	bool dry_run;
 	bool json_output;
 	const char *state_dir;
+	const char *state;		/* --state PATH | URL */
+	const char *schema;		/* --schema NAME (PostgreSQL state) */
 	const char *plugin_path;
 	const char *fail_at;
 	enum in_doubt in_doubt;		/* --in-doubt retry|skip */
@@ -91,6 +93,7 @@ int cmd_audit(const struct cmd *cmd, struct cli *c);
 int cmd_approve(const struct cmd *cmd, struct cli *c);
 int cmd_plugins(const struct cmd *cmd, struct cli *c);
 int cmd_drill(const struct cmd *cmd, struct cli *c);
+int cmd_state(const struct cmd *cmd, struct cli *c);		/* state init */
 
 /* common.c: stdout is the --output json event stream; the run's id and how
  * the command left it, for the final `exit` event */
@@ -118,6 +121,10 @@ void ci_opts(struct run_opts *o, const struct cli *c);
 /* runs.c */
 /* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */
 char *state_dir_for(const struct cli *c, const char *runbook);
+/* where runs are kept: --state or --state-dir, else ZDM_STATE or
+ * ZDM_STATE_DIR, else .zdm beside the runbook (or in the current dir); a
+ * PostgreSQL URL opens that backend.  NULL after printing why (exit 2). */
+struct store *state_open(const struct cli *c, const char *runbook, const char *cmd);
 bool is_runbook_path(const char *a);
 /* the run a RUN_ID | RUNBOOK | JOURNAL argument (or none: the newest)
  * names: the store of its state dir, and *ref (malloc'd) in it; NULL after

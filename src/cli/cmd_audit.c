@@ -265,6 +265,44 @@ done:
 	free(err);
 }
 
+/* zdm audit verify --state URL [RUN_ID...]: runs kept in PostgreSQL */
+static int
+verify_pg(const char *url, const char *schema, int argc, char **argv, struct tally *t)
+{
+	char *err = NULL, **v = NULL;
+	struct store *s = store_open_pg(url, schema, &err);
+	size_t n = 0;
+
+	if (s == NULL) {
+		fprintf(stderr, "zdm audit verify: --state: %s\n", err);
+		free(err);
+		return -1;
+	}
+	if (argc == 0 && store_list(s, NULL, &v, &n, &err) != 0) {
+		fprintf(stderr, "zdm audit verify: %s\n", err);
+		free(err);
+		t->unusable++;
+	}
+	for (size_t i = 0; i < n; i++)
+		verify_one_in_dir(s, v[i], t);
+	if (argc == 0 && n == 0 && err == NULL)
+		printf("%s: no runs\n", store_runs_place(s));
+	store_list_free(v, n);
+	for (int i = 0; i < argc; i++) {
+		char *ref = store_find(s, argv[i]);
+
+		if (ref == NULL) {
+			fprintf(stderr, "zdm audit verify: no run '%s' in %s\n", argv[i], store_runs_place(s));
+			t->unusable++;
+			continue;
+		}
+		verify_one_in_dir(s, ref, t);
+		free(ref);
+	}
+	store_close(s);
+	return 0;
+}
+
 static int
 verify_dir(const char *dir, struct tally *t)
 {
@@ -297,13 +335,18 @@ verify_dir(const char *dir, struct tally *t)
 }
 
 static int
-cmd_verify(int argc, char **argv, const char *state_flag)
+cmd_verify(int argc, char **argv, const char *state_flag, const char *schema)
 {
 	struct tally t = { 0, 0, 0, 0 };
 	bool dirs = false;
 	struct stat st;
 
-	if (argc == 0) {
+	if (state_flag != NULL && store_is_pg(state_flag)) {
+		if (verify_pg(state_flag, schema, argc, argv, &t) != 0)
+			return ZDM_EXIT_USAGE;
+		dirs = true;
+		argc = 0;
+	} else if (argc == 0) {
 		char *sd = default_state_dir(state_flag);
 
 		if (stat(sd, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -600,6 +643,7 @@ cmd_export(const char *state_flag, const char *since, const char *format)
 
 const char audit_usage[] =
     "audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
+    "       zdm audit verify --state URL [--schema NAME] [RUN_ID...]\n"
     "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]";
 const char audit_help[] =
     "verify: check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the\n"
@@ -624,12 +668,14 @@ audit_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "state-dir", required_argument, NULL, 's' },
+		{ "state", required_argument, NULL, 'T' },
+		{ "schema", required_argument, NULL, 'K' },
 		{ "since", required_argument, NULL, 'S' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *state = NULL, *since = NULL, *format = NULL, *sub;
+	const char *state = NULL, *since = NULL, *format = NULL, *sub, *schema = NULL;
 	bool export;
 	int opt, rc;
 
@@ -656,6 +702,16 @@ audit_main(int argc, char **argv)
 				return ZDM_EXIT_USAGE;
 			}
 			state = optarg;
+			break;
+		case 'T':
+			if (*optarg == '\0') {
+				fprintf(stderr, "zdm audit %s: --state is empty\n", sub);
+				return ZDM_EXIT_USAGE;
+			}
+			state = optarg;
+			break;
+		case 'K':
+			schema = optarg;
 			break;
 		case 'S':
 		case 'f':
@@ -684,6 +740,18 @@ audit_main(int argc, char **argv)
 			return ZDM_EXIT_USAGE;
 		}
 	}
+	/* ZDM_STATE as --state would be; a state dir there only when nothing is named */
+	if (state == NULL && getenv("ZDM_STATE") != NULL && *getenv("ZDM_STATE") != '\0' &&
+	    (store_is_pg(getenv("ZDM_STATE")) || optind >= argc))
+		state = getenv("ZDM_STATE");
+	if (schema == NULL)
+		schema = getenv("ZDM_STATE_SCHEMA") && *getenv("ZDM_STATE_SCHEMA") ?
+		    getenv("ZDM_STATE_SCHEMA") : "zdm";
+	if (export && state != NULL && store_is_pg(state)) {
+		fprintf(stderr, "zdm audit export: a PostgreSQL state is not exported yet; verify it "
+		    "with zdm audit verify --state URL\n");
+		return ZDM_EXIT_USAGE;
+	}
 	if (export) {
 		if (optind < argc) {
 			fprintf(stderr, "zdm audit export: unexpected argument '%s' (name the state dir "
@@ -692,11 +760,11 @@ audit_main(int argc, char **argv)
 		}
 		rc = cmd_export(state, since, format);
 	} else {
-		if (state != NULL && optind < argc) {
+		if (state != NULL && optind < argc && !store_is_pg(state)) {
 			fprintf(stderr, "zdm audit verify: name journals or --state-dir, not both\n");
 			return ZDM_EXIT_USAGE;
 		}
-		rc = cmd_verify(argc - optind, argv + optind, state);
+		rc = cmd_verify(argc - optind, argv + optind, state, schema);
 	}
 	journal_set_audit_key(NULL);
 	redact_reset();

@@ -345,8 +345,10 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 	}
 	if (check_approve(cmd->name, c, rb) != 0 || pick_points(rb, c, &pts, &npts) != 0)
 		goto out;
-	sd = state_dir_for(c, c->argv[0]);
-	store = store_open_dir(sd);
+	store = state_open(c, c->argv[0], cmd->name);
+	if (store == NULL)
+		goto out;
+	sd = store->dir != NULL ? xstrdup(store->dir) : NULL;
 	if (runbook_resolve_secrets(rb, &err) != 0) {
 		fprintf(stderr, "zdm drill: %s; nothing ran\n", err);
 		free(err);

@@ -98,7 +98,6 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct run_opts o;
 	struct sinks sinks;
-	char *sd = NULL;
 	struct store *s = NULL;
 	int rc = ZDM_EXIT_USAGE;
 
@@ -111,8 +110,6 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0)
 		goto out;
-	sd = state_dir_for(c, c->argv[0]);
-	o.state_dir = sd;
 	if (c->fail_at != NULL && runbook_step(rb, c->fail_at) == NULL) {
 		const char **ids = xcalloc(rb->nsteps + 1, sizeof *ids);
 		const char *s;
@@ -125,13 +122,15 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 		free(ids);
 		goto out;
 	}
-	s = store_open_dir(sd);
+	s = state_open(c, c->argv[0], cmd->name);
+	if (s == NULL)
+		goto out;
 	o.store = s;
+	o.state_dir = s->dir;
 	sinks_init(&sinks, c, rb, &o);
 	rc = exit_code(runner_run(rb, &o));
 out:
 	store_close(s);
-	free(sd);
 	runbook_free(rb);
 	registry_free(reg);
 	plugin_path_free(pp);
@@ -242,7 +241,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.allow_changed = c->allow_changed;
 	o.exit_code = exit_code;
 	o.store = s;
-	o.state_dir = store_location(s);
+	o.state_dir = s->dir;
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0 || check_in_doubt(cmd->name, c, rb) != 0)
 		goto out;

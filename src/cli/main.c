@@ -32,6 +32,8 @@ static const struct option long_opts[] = {
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "output", required_argument, NULL, 'o' },
 	{ "state-dir", required_argument, NULL, 's' },
+	{ "state", required_argument, NULL, 'S' },
+	{ "schema", required_argument, NULL, 'K' },
 	{ "plugin-path", required_argument, NULL, 'p' },
 	{ "fail-at", required_argument, NULL, 'F' },
 	{ "in-doubt", required_argument, NULL, 'D' },
@@ -57,6 +59,8 @@ opt_bit(int c)
 	case 'n': return O_DRY_RUN;
 	case 'o': return O_OUTPUT;
 	case 's': return O_STATE_DIR;
+	case 'S': return O_STATE_DIR;
+	case 'K': return O_STATE_DIR;
 	case 'p': return O_PLUGIN_PATH;
 	case 'F': return O_FAIL_AT;
 	case 'D': return O_IN_DOUBT;
@@ -151,6 +155,10 @@ static const struct cmd commands[] = {
 	  "ZDM_ACTOR, else the login name, who must be among the step's approvers.  Then\n"
 	  "zdm resume RUN_ID goes on (approved) or rolls back (denied).  Exit 2 when the run is\n"
 	  "not waiting on STEP, the actor may not decide, or a zdm process holds the run." },
+	{ "state", cmd_state, O_STATE_DIR, 2, 2, "state init URL [--schema NAME]",
+	  "Create zdm's schema (default zdm) in the PostgreSQL database URL, or check that it is\n"
+	  "there and of this zdm's version; safe to run again.  The password comes from\n"
+	  "PGPASSWORD or ~/.pgpass, never from URL (refused, exit 2).  docs/state.md." },
 	{ "plugins", cmd_plugins, O_PLUGIN_PATH, 0, 0, "plugins [--plugin-path DIRS]",
 	  "List the step types, built-in and Lua, with their params." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
@@ -177,7 +185,10 @@ help_one(const struct cmd *c)
 			printf("  --var k=v          override a var (typed like the runbook's value)\n"
 			    "  --vars-file F      override vars from a YAML mapping\n");
 		if (c->opts & O_STATE_DIR)
-			printf("  --state-dir DIR    journals and locks (default: ZDM_STATE_DIR, or .zdm beside the runbook)\n");
+			printf("  --state-dir DIR    journals and locks (default: ZDM_STATE_DIR, or .zdm beside the runbook)\n"
+			    "  --state PATH|URL   a state dir, or PostgreSQL (postgresql://..., key=value; also\n"
+			    "                     ZDM_STATE); the password from PGPASSWORD or ~/.pgpass\n"
+			    "  --schema NAME      the PostgreSQL state's schema (default zdm; ZDM_STATE_SCHEMA)\n");
 		if (c->opts & O_PLUGIN_PATH)
 			printf("  --plugin-path DIRS plugin directories, ':'-separated (also ZDM_PLUGIN_PATH)\n");
 	}
@@ -328,6 +339,18 @@ main(int argc, char **argv)
 				return ZDM_EXIT_USAGE;
 			}
 			c.state_dir = optarg;
+			break;
+		case 'S':
+		case 'K':
+			if (*optarg == '\0') {
+				fprintf(stderr, "zdm %s: %s is empty\n", cmd->name, optname);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			if (opt == 'S')
+				c.state = optarg;
+			else
+				c.schema = optarg;
 			break;
 		case 'p': c.plugin_path = optarg; break;
 		case 'F': c.fail_at = optarg; break;

@@ -14,16 +14,31 @@
 #include "cli/cli.h"
 #include "core/store.h"
 
+/* the --state / --state-dir / ZDM_STATE / ZDM_STATE_DIR in force, or NULL */
+static const char *
+state_spec(const struct cli *c)
+{
+	const char *env = getenv("ZDM_STATE"), *envd = getenv("ZDM_STATE_DIR");
+
+	if (c->state != NULL)
+		return c->state;
+	if (c->state_dir != NULL)
+		return c->state_dir;
+	if (env != NULL && *env != '\0')
+		return env;
+	if (envd != NULL && *envd != '\0')
+		return envd;
+	return NULL;
+}
+
 char *
 state_dir_for(const struct cli *c, const char *runbook)
 {
-	const char *env = getenv("ZDM_STATE_DIR");
+	const char *spec = state_spec(c);
 	char *dir, *abs;
 
-	if (c->state_dir != NULL)
-		return path_abs(c->state_dir);
-	if (env != NULL && *env != '\0')
-		return path_abs(env);
+	if (spec != NULL)
+		return path_abs(spec);
 	if (runbook == NULL)
 		return path_abs(".zdm");
 	dir = path_dirname(runbook);
@@ -32,6 +47,41 @@ state_dir_for(const struct cli *c, const char *runbook)
 	dir = path_abs(abs);
 	free(abs);
 	return dir;
+}
+
+struct store *
+state_open(const struct cli *c, const char *runbook, const char *cmd)
+{
+	const char *spec = state_spec(c), *schema = c->schema;
+	struct store *s;
+	char *err = NULL, *sd;
+
+	if (c->state != NULL && c->state_dir != NULL) {
+		fprintf(stderr, "zdm %s: give --state or --state-dir, not both\n", cmd);
+		return NULL;
+	}
+	if (schema == NULL)
+		schema = getenv("ZDM_STATE_SCHEMA") && *getenv("ZDM_STATE_SCHEMA") ?
+		    getenv("ZDM_STATE_SCHEMA") : "zdm";
+	if (spec != NULL && store_is_pg(spec)) {
+		s = store_open_pg(spec, schema, &err);
+		if (s == NULL) {
+			/* never the connection string: it is the user's to show */
+			fprintf(stderr, "zdm %s: %s: %s\n", cmd, c->state != NULL ? "--state" : "ZDM_STATE",
+			    err);
+			free(err);
+		}
+		return s;
+	}
+	if (c->schema != NULL) {
+		fprintf(stderr, "zdm %s: --schema is for a PostgreSQL state (--state postgresql://...)\n",
+		    cmd);
+		return NULL;
+	}
+	sd = state_dir_for(c, runbook);
+	s = store_open_dir(sd);
+	free(sd);
+	return s;
 }
 
 bool
@@ -82,9 +132,12 @@ find_run(const struct cli *c, const char *arg, const char *cmd, char **ref)
 		struct ynode *root = yparse_file(arg, arg, &e);
 		const struct ynode *n = ymap_get(root, "name");
 
-		sd = state_dir_for(c, arg);
-		s = store_open_dir(sd);
-		free(sd);
+		s = state_open(c, arg, cmd);
+		if (s == NULL) {
+			ynode_free(root);
+			yerrs_release(&e);
+			return NULL;
+		}
 		if (n != NULL && n->kind == Y_SCALAR)
 			*ref = store_latest(s, n->str, with_dry(cmd));
 		else if (e.n > 0)
@@ -102,9 +155,9 @@ find_run(const struct cli *c, const char *arg, const char *cmd, char **ref)
 		}
 		return s;
 	}
-	sd = state_dir_for(c, NULL);
-	s = store_open_dir(sd);
-	free(sd);
+	s = state_open(c, NULL, cmd);
+	if (s == NULL)
+		return NULL;
 	*ref = arg == NULL ? store_latest(s, NULL, with_dry(cmd)) : store_find(s, arg);
 	if (*ref == NULL && arg == NULL)
 		fprintf(stderr, "zdm %s: no runs in %s (name a RUN_ID or RUNBOOK, or set --state-dir)\n",
