@@ -64,9 +64,10 @@ run_in_background_until() {   # text file
     if [ $((n % 2)) -eq 0 ]; then
       # the crash came right after a step.started: that step is in doubt
       [ "$status" -eq 5 ] || fail "record $n: resume exit $status, want 5: $output"
-      assert_output --partial "is in doubt"
-      assert_output --partial "--in-doubt retry"
-      run zdm resume rb.yml --in-doubt retry
+      local s=$(printf 'abcd' | cut -c$((n / 2)))
+      assert_output --partial "step '$s' is in doubt"
+      assert_output --partial "--in-doubt $s=retry"
+      run zdm resume rb.yml --in-doubt $s=retry
     fi
     [ "$status" -eq 0 ] || fail "record $n: resume exit $status, want 0: $output"
     for s in a b c d; do

@@ -64,3 +64,26 @@ plugin_file() {
   mkdir -p "$(dirname "$f")"
   cat >"$f"
 }
+
+# rewrite every hash of a journal the way zdm computes it:
+# hash = hex(SHA-256(prev || canonical JSON without "hash")), or HMAC-SHA256
+# with $1 as the key; canonical = compact, keys sorted (jansson's dump)
+rechain() {
+  python3 - "$1" "${2:-}" <<'EOF'
+import hashlib, hmac, json, sys
+path, key = sys.argv[1], sys.argv[2]
+recs = [json.loads(l) for l in open(path, encoding="utf-8").read().splitlines()]
+prev = "0" * 64
+out = []
+for r in recs:
+    r.pop("hash", None)
+    r["prev"] = prev
+    canon = json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    msg = (prev + canon).encode("utf-8")
+    h = hmac.new(key.encode(), msg, hashlib.sha256).hexdigest() if key else hashlib.sha256(msg).hexdigest()
+    r["hash"] = h
+    prev = h
+    out.append(json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+open(path, "w", encoding="utf-8").write("\n".join(out) + "\n")
+EOF
+}

@@ -34,3 +34,64 @@ YML
   assert_equal "$status" 0
   assert_equal "$(grep -c start "$T/ran.log")" 1
 }
+
+@test "orphan step: a plugin's zdm.exec command carries the tag too: rollback refuses while it runs" {
+  plugin_file "$T/pp" my.slow <<'LUA'
+return {
+  description = "run a slow command",
+  params = {},
+  run = function(ctx, p)
+    local r = zdm.exec("echo start >> ran.log; for i in $(seq 300); do [ -e release ] && break; sleep 0.1; done; echo end >> ran.log")
+    return {outputs = {}}
+  end,
+  undo = function(ctx, p, data) zdm.exec("echo undo >> ran.log") end,
+}
+LUA
+  cat >"$T/rb.yml" <<'YML'
+zdm: 1
+name: orphanplugin
+steps:
+  - id: slow
+    uses: my.slow
+YML
+  "$ZDM_BIN" run rb.yml --plugin-path "$T/pp" >"$T/a.out" 2>&1 &
+  a=$!
+  for _ in $(seq 100); do grep -q start "$T/ran.log" 2>/dev/null && break; sleep 0.1; done
+  kill -9 "$a"
+  wait "$a" || true
+  run --separate-stderr zdm rollback rb.yml --plugin-path "$T/pp" --in-doubt slow=retry
+  assert_equal "$status" 2
+  [[ "$stderr" == *"step 'slow' is still running: process "* ]] || fail "$stderr"
+  run --separate-stderr zdm resume rb.yml --plugin-path "$T/pp" --in-doubt slow=retry
+  assert_equal "$status" 2
+  assert_equal "$(grep -c start "$T/ran.log")" 1
+  assert_equal "$(grep -c undo "$T/ran.log")" 0
+  touch "$T/release"
+  for _ in $(seq 100); do grep -q end "$T/ran.log" && break; sleep 0.1; done
+  sleep 0.3
+  run zdm rollback rb.yml --plugin-path "$T/pp" --in-doubt slow=retry   # it did happen: undo it
+  assert_equal "$status" 0
+  assert_equal "$(grep -c undo "$T/ran.log")" 1
+}
+
+@test "orphan step: a step still running is not asked about: refused (exit 2) before the in-doubt question" {
+  cat >"$T/rb.yml" <<'YML'
+zdm: 1
+name: orphanask
+steps:
+  - id: slow
+    uses: exec
+    with: {shell: "echo start >> ran.log; for i in $(seq 300); do [ -e release ] && break; sleep 0.1; done"}
+YML
+  "$ZDM_BIN" run rb.yml >"$T/a.out" 2>&1 &
+  a=$!
+  for _ in $(seq 100); do grep -q start "$T/ran.log" 2>/dev/null && break; sleep 0.1; done
+  kill -9 "$a"
+  wait "$a" || true
+  for cmd in resume rollback; do
+    run --separate-stderr zdm $cmd rb.yml
+    assert_equal "$status" 2
+    [[ "$stderr" == *"step 'slow' is still running: process "* ]] || fail "$cmd: $stderr"
+  done
+  touch "$T/release"
+}

@@ -311,7 +311,7 @@ wait_late() {
   rm -f "$T/block.$PORT_h3"
   run zdm resume rb.yml --state-dir "$T/state"
   assert_equal "$status" 5
-  assert_output --partial "--in-doubt retry"
+  assert_output --partial "--in-doubt fan=retry"
   run zdm resume rb.yml --state-dir "$T/state" --in-doubt retry
   assert_equal "$status" 0
   for h in h1 h2 h3 h4; do assert_equal "$(ran $h)" 1; done

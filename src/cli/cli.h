@@ -54,7 +54,9 @@ struct cli {
 	const char *state_dir;
 	const char *plugin_path;
 	const char *fail_at;
-	enum in_doubt in_doubt;
+	enum in_doubt in_doubt;		/* --in-doubt retry|skip */
+	struct in_doubt_answer *answers;	/* --in-doubt STEP=retry|skip, repeatable */
+	size_t nanswers;
 	bool allow_changed;
 	bool json;
 	const char *junit;		/* --junit FILE */
@@ -105,6 +107,7 @@ struct registry *new_registry(const struct cli *c, char ***path);
 bool interactive(const struct cli *c);
 /* --approve STEP must name an approval step of the runbook */
 int check_approve(const char *cmd, const struct cli *c, struct runbook *rb);
+int check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb);
 /* the CI options of run, resume and rollback */
 void ci_opts(struct run_opts *o, const struct cli *c);
 

@@ -234,11 +234,13 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	memset(&o, 0, sizeof o);
 	o.mode = MODE_RUN;
 	o.in_doubt = c->in_doubt;
+	o.answers = c->answers;
+	o.nanswers = c->nanswers;
 	o.allow_changed = c->allow_changed;
 	o.exit_code = exit_code;
 	o.state_dir = store_location(s);
 	ci_opts(&o, c);
-	if (check_approve(cmd->name, c, rb) != 0)
+	if (check_approve(cmd->name, c, rb) != 0 || check_in_doubt(cmd->name, c, rb) != 0)
 		goto out;
 	sinks_init(&sinks, c, rb, &o);
 	if (strcmp(cmd->name, "resume") == 0)

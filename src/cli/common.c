@@ -123,6 +123,28 @@ check_approve(const char *cmd, const struct cli *c, struct runbook *rb)
 	return 0;
 }
 
+/* each --in-doubt STEP=... names a step of RB; -1 after saying which not */
+int
+check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb)
+{
+	for (size_t k = 0; k < c->nanswers; k++) {
+		const char **ids, *s;
+
+		if (runbook_step(rb, c->answers[k].step) != NULL)
+			continue;
+		ids = xcalloc(rb->nsteps + 1, sizeof *ids);
+		for (size_t i = 0; i < rb->nsteps; i++)
+			ids[i] = rb->steps[i].id;
+		s = did_you_mean(c->answers[k].step, ids);
+		fprintf(stderr, "zdm %s: --in-doubt %s=%s: no such step in %s%s%s%s\n", cmd,
+		    c->answers[k].step, c->answers[k].answer == IN_DOUBT_RETRY ? "retry" : "skip",
+		    rb->path, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+		free(ids);
+		return -1;
+	}
+	return 0;
+}
+
 /* the CI options of run, resume and rollback */
 void
 ci_opts(struct run_opts *o, const struct cli *c)

@@ -106,19 +106,23 @@ static const struct cmd commands[] = {
 	  "GitHub annotations when GITHUB_ACTIONS=true." },
 	{ "resume", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
 	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE, 0, 1,
-	  "resume [RUN_ID | RUNBOOK] [--in-doubt retry|skip] [--allow-changed]\n"
+	  "resume [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
 	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...",
 	  "Continue a run that crashed, was interrupted or paused.  Steps that succeeded are\n"
 	  "skipped with their recorded outputs.  A step that started but never ended is in doubt:\n"
-	  "it runs again if idempotent; otherwise choose --in-doubt retry (it did not happen) or\n"
-	  "--in-doubt skip (it did).  A changed runbook is refused unless --allow-changed." },
+	  "it runs again if idempotent; otherwise zdm asks (exit 5) and you answer\n"
+	  "--in-doubt STEP=retry (it did not happen: run it) or STEP=skip (it did: take it as\n"
+	  "done).  A changed runbook is refused unless --allow-changed." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
 	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE, 0, 1,
-	  "rollback [RUN_ID | RUNBOOK] [--in-doubt retry|skip] [--allow-changed]\n"
+	  "rollback [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
 	  "           [--output text|json] [--junit FILE]",
 	  "Undo the run's completed steps in reverse order from their recorded undo_data, or\n"
-	  "continue a rollback that was cut short.  No undo runs twice.  Exit 0 when every step\n"
-	  "is undone, 3 when not, 5 when an undo is in doubt." },
+	  "continue a rollback that was cut short.  No undo runs twice.  Before it acts, every\n"
+	  "item in doubt needs an answer (exit 5 names each): a step in doubt, STEP=retry (it\n"
+	  "took effect: undo it) or STEP=skip (it did not); an undo in doubt, STEP=retry (it did\n"
+	  "not happen: run it) or STEP=skip (it did).  A bare retry|skip answers a single item.\n"
+	  "Exit 0 when every step is undone, 3 when not, 5 when something is in doubt." },
 	{ "status", cmd_status, O_STATE_DIR, 0, 1, "status [RUN_ID | RUNBOOK]",
 	  "Where a run stands: its state, whether a zdm process holds it, each step's last event." },
 	{ "log", cmd_log, O_STATE_DIR | O_JSON, 0, 1, "log [RUN_ID | RUNBOOK] [--json]",
@@ -179,6 +183,47 @@ cmd_help(const struct cmd *cmd, struct cli *c)
 	return ZDM_EXIT_OK;
 }
 
+static void
+cli_free(struct cli *c)
+{
+	free(c->vars);
+	free(c->approve);
+	free(c->answers);
+}
+
+/* --in-doubt retry|skip (the one item in doubt) or STEP=retry|skip (one
+ * item of several); STEP is cut out of ARG in place.  -1 after saying why */
+static int
+parse_in_doubt(const struct cmd *cmd, struct cli *c, char *arg, int argc)
+{
+	char *eq = strchr(arg, '='), *word = eq ? eq + 1 : arg;
+	enum in_doubt a = strcmp(word, "retry") == 0 ? IN_DOUBT_RETRY :
+	    strcmp(word, "skip") == 0 ? IN_DOUBT_SKIP : IN_DOUBT_ASK;
+
+	if (a == IN_DOUBT_ASK || (eq != NULL && eq == arg)) {
+		fprintf(stderr, "zdm %s: --in-doubt '%s': use retry or skip, or STEP=retry|skip for one item "
+		    "of several (zdm %s --help)\n", cmd->name, arg, cmd->name);
+		return -1;
+	}
+	if (eq == NULL) {
+		c->in_doubt = a;
+		return 0;
+	}
+	*eq = '\0';
+	for (size_t k = 0; k < c->nanswers; k++)
+		if (strcmp(c->answers[k].step, arg) == 0 && c->answers[k].answer != a) {
+			fprintf(stderr, "zdm %s: --in-doubt %s=%s: step '%s' is answered both ways\n",
+			    cmd->name, arg, word, arg);
+			*eq = '=';
+			return -1;
+		}
+	if (c->answers == NULL)
+		c->answers = xcalloc((size_t)argc, sizeof *c->answers);
+	c->answers[c->nanswers].step = arg;
+	c->answers[c->nanswers++].answer = a;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -230,23 +275,20 @@ main(int argc, char **argv)
 		li = -1;
 		if (opt == 'h') {
 			help_one(cmd);
-			free(c.vars);
-			free(c.approve);
+			cli_free(&c);
 			return ZDM_EXIT_OK;
 		}
 		if (opt == '?' || opt == ':') {
 			fprintf(stderr, "zdm %s: %s '%s' (zdm %s --help)\n", cmd->name,
 			    opt == ':' ? "missing value for" : "unknown or ambiguous option",
 			    argv[optind - 1], cmd->name);
-			free(c.vars);
-			free(c.approve);
+			cli_free(&c);
 			return ZDM_EXIT_USAGE;
 		}
 		if ((cmd->opts & opt_bit(opt)) == 0) {
 			fprintf(stderr, "zdm %s: option '%s' does not apply here (zdm %s --help)\n",
 			    cmd->name, optname, cmd->name);
-			free(c.vars);
-			free(c.approve);
+			cli_free(&c);
 			return ZDM_EXIT_USAGE;
 		}
 		switch (opt) {
@@ -258,16 +300,14 @@ main(int argc, char **argv)
 				c.json_output = true;
 			else if (strcmp(optarg, "text") != 0) {
 				fprintf(stderr, "zdm %s: --output '%s': use text or json\n", cmd->name, optarg);
-				free(c.vars);
-				free(c.approve);
+				cli_free(&c);
 				return ZDM_EXIT_USAGE;
 			}
 			break;
 		case 's':
 			if (*optarg == '\0') {
 				fprintf(stderr, "zdm %s: --state-dir is empty\n", cmd->name);
-				free(c.vars);
-				free(c.approve);
+				cli_free(&c);
 				return ZDM_EXIT_USAGE;
 			}
 			c.state_dir = optarg;
@@ -275,15 +315,8 @@ main(int argc, char **argv)
 		case 'p': c.plugin_path = optarg; break;
 		case 'F': c.fail_at = optarg; break;
 		case 'D':
-			if (strcmp(optarg, "retry") == 0)
-				c.in_doubt = IN_DOUBT_RETRY;
-			else if (strcmp(optarg, "skip") == 0)
-				c.in_doubt = IN_DOUBT_SKIP;
-			else {
-				fprintf(stderr, "zdm %s: --in-doubt '%s': use retry (it did not happen) or skip (it did)\n",
-				    cmd->name, optarg);
-				free(c.vars);
-				free(c.approve);
+			if (parse_in_doubt(cmd, &c, optarg, argc) != 0) {
+				cli_free(&c);
 				return ZDM_EXIT_USAGE;
 			}
 			break;
@@ -293,8 +326,7 @@ main(int argc, char **argv)
 		case 'J':
 			if (*optarg == '\0') {
 				fprintf(stderr, "zdm %s: --junit needs a file name\n", cmd->name);
-				free(c.vars);
-				free(c.approve);
+				cli_free(&c);
 				return ZDM_EXIT_USAGE;
 			}
 			c.junit = optarg;
@@ -313,8 +345,7 @@ main(int argc, char **argv)
 	c.argv = argv + optind;
 	if (c.argc < cmd->min_args || c.argc > cmd->max_args) {
 		fprintf(stderr, "usage: zdm %s\n", cmd->usage);
-		free(c.vars);
-		free(c.approve);
+		cli_free(&c);
 		return ZDM_EXIT_USAGE;
 	}
 	proc_install_signals();
@@ -324,8 +355,7 @@ main(int argc, char **argv)
 		if (journal_init_key(&kerr) != 0) {
 			fprintf(stderr, "zdm: %s\n", kerr);
 			free(kerr);
-			free(c.vars);
-			free(c.approve);
+			cli_free(&c);
 			return ZDM_EXIT_USAGE;
 		}
 	}
@@ -345,8 +375,7 @@ main(int argc, char **argv)
 		json_object_set_new(ev, "command", json_string(cmd->name));
 		ci_emit(ev);
 	}
-	free(c.vars);
-	free(c.approve);
+	cli_free(&c);
 	redact_reset();
 	return rc;
 }

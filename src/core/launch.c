@@ -381,6 +381,107 @@ unchanged_since_read(const char *journal, const struct jlog *log)
 	return same;
 }
 
+static const char *
+answer_word(enum in_doubt a)
+{
+	return a == IN_DOUBT_RETRY ? "retry" : a == IN_DOUBT_SKIP ? "skip" : "ask";
+}
+
+static bool
+answered_by_id(const struct run_opts *o, const char *step)
+{
+	for (size_t k = 0; k < o->nanswers; k++)
+		if (strcmp(o->answers[k].step, step) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The items in doubt this command must decide about before it acts (resume:
+ * the step it would start with, FROM; rollback: every step and undo in doubt
+ * it would meet), and what was said of each.  RUN_OK: each is answered, or
+ * there are none.  RUN_IN_DOUBT: some are not; the observers are told of all
+ * of them, and nothing is done.  RUN_USAGE: an answer that does not fit: a
+ * bare --in-doubt for two or more items (they need not have gone the same
+ * way), or STEP=... for a step that is not in doubt.
+ */
+static enum run_outcome
+ask_in_doubt(struct run *r, size_t from)
+{
+	struct doubt *d = xcalloc(r->rb->nsteps + 1, sizeof *d);
+	size_t n = 0, unanswered = 0, by_bare = 0;
+	enum run_outcome rc = RUN_OK;
+	struct sbuf list;
+
+	sb_init(&list);
+	/* a rollback meets them newest first */
+	for (size_t k = 0; k < r->rb->nsteps; k++) {
+		size_t i = r->rolling_back_cmd ? r->rb->nsteps - 1 - k : k;
+		const struct rb_step *s = &r->rb->steps[i];
+		const struct stepstate *ss = &r->ss[i];
+		const struct zdm_step_type *ut = s->undo ? s->undo->type : s->type;
+		bool undo = false;
+
+		if (r->rolling_back_cmd) {
+			enum undo_doubt ud = undo_doubt(r, i);
+
+			if (ud == UD_NONE)
+				continue;
+			undo = ud == UD_UNDO;
+		} else if (i != from || ss->st != S_STARTED || s->idempotent) {
+			continue;
+		}
+		d[n].step = s->id;
+		d[n].uses = undo ? (ut ? ut->name : "?") : s->uses;
+		d[n].undo = undo;
+		d[n].interrupted = !undo && ss->interrupted;
+		d[n].attempt = undo ? ss->undo_attempts : ss->attempts;
+		d[n].answer = run_answer(r, s->id);
+		if (d[n].answer == IN_DOUBT_ASK)
+			unanswered++;
+		else if (d[n].answer == r->o->in_doubt && !answered_by_id(r->o, s->id))
+			by_bare++;
+		sb_addf(&list, "%s%s '%s'", n ? ", " : "", undo ? "the undo of step" : "step", s->id);
+		n++;
+	}
+	for (size_t k = 0; k < r->o->nanswers; k++) {
+		size_t j = 0;
+
+		while (j < n && strcmp(d[j].step, r->o->answers[k].step) != 0)
+			j++;
+		if (j == n) {
+			run_error(r, "--in-doubt %s=%s: step '%s' is not in doubt in run %s%s%s%s; "
+			    "nothing was done", r->o->answers[k].step, answer_word(r->o->answers[k].answer),
+			    r->o->answers[k].step, r->run_id, n ? " (in doubt: " : " (nothing is)",
+			    n ? list.buf : "", n ? ")" : "");
+			rc = RUN_USAGE;
+			goto out;
+		}
+	}
+	if (by_bare > 1) {
+		run_error(r, "--in-doubt %s would answer %zu items in doubt at once (%s), which need not "
+		    "have gone the same way; answer each one: --in-doubt STEP=retry|skip; nothing was done",
+		    answer_word(r->o->in_doubt), by_bare, list.buf);
+		rc = RUN_USAGE;
+		goto out;
+	}
+	if (unanswered > 0) {
+		struct run_event ev = { 0 };
+
+		run_set_status(r, "in_doubt");
+		ev.end.verdict = VD_IN_DOUBT;
+		ev.end.rolling_back = r->rolling_back_cmd;
+		ev.end.doubts = d;
+		ev.end.ndoubts = n;
+		run_ended(r, &ev);
+		rc = RUN_IN_DOUBT;
+	}
+out:
+	sb_release(&list);
+	free(d);
+	return rc;
+}
+
 /* common part of resume and rollback: lock, journal re-open, run.resumed */
 static int
 reopen(struct run *r, const char *journal, struct jlog *log)
@@ -444,8 +545,6 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 		free(err);
 		return RUN_USAGE;
 	}
-	if (!in_doubt_still_running(r))
-		return RUN_USAGE;
 	if (!unchanged_since_read(journal, log)) {
 		/* decided on a journal another zdm has written since: acting on
 		 * it could repeat its steps or truncate its records */
@@ -466,8 +565,15 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 	journal_set_echo(r->j, echo_record, r);
 	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command", r->rolling_back_cmd ? "rollback" : "resume",
 	    "actor", actor_json(), "allow_changed",
-	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt",
-	    r->o->in_doubt == IN_DOUBT_RETRY ? "retry" : r->o->in_doubt == IN_DOUBT_SKIP ? "skip" : "ask");
+	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt", answer_word(r->o->in_doubt));
+	if (r->o->nanswers > 0) {
+		json_t *a = json_object();
+
+		for (size_t k = 0; k < r->o->nanswers; k++)
+			json_object_set_new(a, r->o->answers[k].step,
+			    json_string(answer_word(r->o->answers[k].answer)));
+		json_object_set_new(d, "in_doubt_answers", a);
+	}
 	if (jrec(r, ev_name(EV_RUN_RESUMED), NULL, 0, d) != 0)
 		return RUN_NEEDS_PERSON;
 	return RUN_OK;
@@ -533,20 +639,11 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			from = i;
 		}
 	}
-	if (from < rb->nsteps && r.ss[from].st == S_STARTED) {
-		struct rb_step *s = &rb->steps[from];
-
-		if (!s->idempotent && o->in_doubt == IN_DOUBT_ASK) {
-			run_set_status(&r, "in_doubt");
-			ev.end.verdict = VD_STEP_IN_DOUBT;
-			ev.end.step = s->id;
-			ev.end.uses = s->uses;
-			ev.end.interrupted = r.ss[from].interrupted;
-			ev.end.attempt = r.ss[from].attempts;
-			run_ended(&r, &ev);
-			run_release(&r);
-			return RUN_IN_DOUBT;
-		}
+	/* a command still running is not a question for a person yet */
+	rc = in_doubt_still_running(&r) ? ask_in_doubt(&r, from) : RUN_USAGE;
+	if (rc != RUN_OK) {
+		run_release(&r);
+		return rc;
 	}
 	rc = reopen(&r, journal, log);
 	if (rc != RUN_OK) {
@@ -561,7 +658,7 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 	if (from < rb->nsteps && r.ss[from].st == S_STARTED) {
 		struct rb_step *s = &rb->steps[from];
 
-		if (o->in_doubt == IN_DOUBT_SKIP && !s->idempotent) {
+		if (run_answer(&r, s->id) == IN_DOUBT_SKIP && !s->idempotent) {
 			/* the person says it took effect: it succeeded (with no
 			 * outputs or undo_data recorded), so a later rollback
 			 * undoes it like any completed step */
@@ -615,7 +712,20 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		if (r.ss[i].st == S_SUCCEEDED)
 			expr_set_step(rb->x, rb->steps[i].id, r.ss[i].outputs);
 	r.rolling_back_cmd = true;
-	rc = reopen(&r, journal, log);
+	{
+		char *err = NULL;
+
+		/* as resume: a rollback still going is not in doubt */
+		if (lock_acquire(o->state_dir, rb->name, r.run_id, &r.lockfd, &err) != 0) {
+			run_error(&r, "%s", err);
+			free(err);
+			run_release(&r);
+			return RUN_USAGE;
+		}
+	}
+	rc = in_doubt_still_running(&r) ? ask_in_doubt(&r, rb->nsteps) : RUN_USAGE;
+	if (rc == RUN_OK)
+		rc = reopen(&r, journal, log);
 	if (rc != RUN_OK) {
 		run_release(&r);
 		return rc;

@@ -91,9 +91,28 @@ enum verdict {
 	VD_INTERRUPTED,		/* .signal; .rolling_back */
 	VD_WAITING_APPROVAL,	/* .step waits for a person */
 	VD_UNDECIDED,		/* .step could not decide (.why) */
-	VD_STEP_IN_DOUBT,	/* resume: .step started, its end unknown; .interrupted, .attempt */
-	VD_UNDO_IN_DOUBT,	/* rollback: the undo of .step (type .uses) in doubt */
+	VD_IN_DOUBT,		/* nothing done: .doubts (.ndoubts) need an answer;
+				 * .rolling_back: asked by zdm rollback */
 	VD_LOCK_LOST,		/* the run lock was taken from under the run: stopped before .step (.why) */
+};
+
+/*
+ * What a person says of an item in doubt.  retry: resume runs the step
+ * again; rollback runs its undo (again).  skip: resume takes the step as
+ * done; rollback takes it as having nothing to undo (the step never took
+ * effect), or its undo as done.
+ */
+enum in_doubt { IN_DOUBT_ASK, IN_DOUBT_RETRY, IN_DOUBT_SKIP };
+
+/* an item in doubt: a step or an undo that started and whose end the
+ * journal does not hold, so it may or may not have taken effect */
+struct doubt {
+	const char *step;	/* its id: --in-doubt STEP=retry|skip */
+	const char *uses;	/* the type of the step, or of its undo */
+	bool undo;		/* its undo is in doubt (else the step itself) */
+	bool interrupted;	/* a signal stopped it part-way (else zdm died) */
+	int attempt;		/* of the step, or of its undo */
+	enum in_doubt answer;	/* what was said of it (IN_DOUBT_ASK: nothing) */
 };
 
 struct run_event {
@@ -145,13 +164,13 @@ struct run_event {
 			enum verdict verdict;
 			const char *step;	/* the step it is about, or NULL */
 			const char *why;
-			const char *uses;	/* VD_STEP_IN_DOUBT, VD_UNDO_IN_DOUBT */
+			const struct doubt *doubts;	/* VD_IN_DOUBT */
+			size_t ndoubts;
 			int64_t ms;
 			int no_undo;		/* steps left as they are: no undo */
 			int signal;
 			int attempt;
 			bool rolling_back;
-			bool interrupted;	/* a signal stopped the step in doubt */
 		} end;
 		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
 		struct {

@@ -26,28 +26,79 @@ by_seq_desc(const void *a, const void *b)
 	return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
 }
 
+/* step I is among what a rollback undoes (or decides about): it succeeded,
+ * it started and its end is unknown, or it failed having recorded what its
+ * type's undo needs.  A failed step is undone only from what its type
+ * recorded (undo_data returned with the failure, or the snapshot from before
+ * it acted): a runbook's own undo: is written for a step that completed. */
+static bool
+to_undo(const struct run *r, size_t i)
+{
+	const struct stepstate *ss = &r->ss[i];
+	const struct rb_step *rs = &r->rb->steps[i];
+
+	if (ss->ust == U_SUCCEEDED || ss->ust == U_SKIPPED)
+		return false;
+	return ss->st == S_SUCCEEDED || ss->st == S_STARTED ||
+	    (ss->st == S_FAILED && (ss->undo_data != NULL ||
+	    (ss->snapshot != NULL && rs->undo == NULL && rs->type && rs->type->undo)));
+}
+
+/* it has an undo to run: its own undo:, or its type's (not read-only) */
+static bool
+undoable(const struct rb_step *s)
+{
+	bool has_undo = s->undo != NULL || (s->type && s->type->undo != NULL);
+
+	return has_undo && !(s->type && s->type->read_only && s->undo == NULL);
+}
+
+/* what its type's undo puts back: its undo_data, or for a step with no
+ * undo: of its own, the snapshot from before it acted; NULL if neither */
+static const json_t *
+undo_data_of(const struct run *r, size_t i)
+{
+	const struct rb_step *s = &r->rb->steps[i];
+	const struct stepstate *ss = &r->ss[i];
+
+	if (ss->undo_data != NULL)
+		return ss->undo_data;
+	return s->undo == NULL && s->type && s->type->undo ? ss->snapshot : NULL;
+}
+
+enum undo_doubt
+undo_doubt(const struct run *r, size_t i)
+{
+	const struct rb_step *s = &r->rb->steps[i];
+	const struct stepstate *ss = &r->ss[i];
+
+	if (!to_undo(r, i) || !undoable(s))
+		return UD_NONE;
+	/* an undo in doubt is asked about as such, even when its step was
+	 * in doubt too: that question was answered when the undo started */
+	if (ss->ust == U_STARTED)
+		return s->idempotent ? UD_NONE : UD_UNDO;
+	/* a step in doubt with a snapshot is put back exactly, without asking:
+	 * restoring the state from before is right whether or not it acted */
+	if (ss->st == S_STARTED && undo_data_of(r, i) == NULL)
+		return UD_STEP;
+	return UD_NONE;
+}
+
 /* RUN_OK when every undo is done */
 enum run_outcome
 undo_steps(struct run *r)
 {
 	struct undo_item *items = xcalloc(r->rb->nsteps, sizeof *items);
 	size_t n = 0;
-	bool incomplete = false, need_person = false;
+	bool need_person = false;
 	enum run_outcome rc = RUN_OK;
 	struct run_event ev = { 0 };
 
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
-		struct stepstate *ss = &r->ss[i];
-		const struct rb_step *rs = &r->rb->steps[i];
+		const struct stepstate *ss = &r->ss[i];
 
-		if (ss->ust == U_SUCCEEDED || ss->ust == U_SKIPPED)
-			continue;
-		/* a failed step is undone only from what its type recorded (undo_data
-		 * returned with the failure, or the snapshot from before it acted):
-		 * a runbook's own undo: is written for a step that completed */
-		if (ss->st == S_SUCCEEDED || ss->st == S_STARTED ||
-		    (ss->st == S_FAILED && (ss->undo_data != NULL ||
-		    (ss->snapshot != NULL && rs->undo == NULL && rs->type && rs->type->undo)))) {
+		if (to_undo(r, i)) {
 			items[n].i = i;
 			items[n].seq = ss->st == S_STARTED ? ss->start_seq :
 			    ss->st == S_FAILED ? LONG_MAX - (long)(r->rb->nsteps - i) : ss->done_seq;
@@ -63,7 +114,7 @@ undo_steps(struct run *r)
 		struct rb_step *s = &r->rb->steps[i];
 		struct stepstate *ss = &r->ss[i];
 		const struct zdm_step_type *ut = s->undo ? s->undo->type : s->type;
-		bool has_undo = s->undo != NULL || (s->type && s->type->undo != NULL);
+		enum in_doubt said = run_answer(r, s->id);
 		int max = s->retries + 1;
 		bool done = false;
 
@@ -71,7 +122,7 @@ undo_steps(struct run *r)
 			rc = RUN_PAUSED;
 			break;
 		}
-		if (!has_undo || (s->type && s->type->read_only && s->undo == NULL)) {
+		if (!undoable(s)) {
 			const char *why = s->type && s->type->read_only ?
 			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
 
@@ -86,52 +137,72 @@ undo_steps(struct run *r)
 			}
 			continue;
 		}
-		/* a step whose type recorded a snapshot before acting can be put
-		 * back exactly even if it never recorded its end: restoring the
-		 * state from before is right whether or not it took effect */
-		const json_t *udata = ss->undo_data ? ss->undo_data :
-		    (s->undo == NULL && s->type && s->type->undo ? ss->snapshot : NULL);
-		bool exact = ss->st == S_STARTED && udata != NULL;
+		const json_t *udata = undo_data_of(r, i);
 
-		if (ss->st == S_STARTED && !exact && r->o->in_doubt != IN_DOUBT_RETRY) {
-			bool skip = r->o->in_doubt == IN_DOUBT_SKIP;
-			const char *why = skip ? "in doubt, skipped by --in-doubt skip" : ss->interrupted ?
-			    "in doubt: a signal stopped it part-way and it recorded no undo_data; "
-			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip" :
-			    "in doubt: it started but its end was not recorded, so there is no undo_data; "
-			    "check it by hand, then zdm rollback --in-doubt retry (run its undo) or skip";
-
-			/* not undone and not decided: undo.failed, so the next
-			 * `zdm rollback` asks again instead of calling it done */
-			if (jrec(r, skip ? ev_name(EV_UNDO_SKIPPED) : ev_name(EV_UNDO_FAILED), s->id, 0,
-			    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
-				rc = RUN_NEEDS_PERSON;
+		switch (undo_doubt(r, i)) {
+		case UD_UNDO:
+			if (said == IN_DOUBT_RETRY)
 				break;
-			}
-			ss->ust = skip ? U_SKIPPED : U_FAILED;
-			undo_ended(r, i, skip ? UNDO_SKIPPED : UNDO_NOT_DONE, -1, why);
-			if (!skip)
-				need_person = true;
-			continue;
-		}
-		if (ss->ust == U_STARTED && !(s->idempotent || r->o->in_doubt == IN_DOUBT_RETRY)) {
-			if (r->o->in_doubt == IN_DOUBT_SKIP) {
-				if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s}", "reason",
-				    "undo in doubt, skipped by --in-doubt skip"))) {
+			if (said == IN_DOUBT_SKIP) {
+				const char *why = "undo in doubt, taken as done by --in-doubt skip";
+
+				if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s,s:b}",
+				    "reason", why, "in_doubt", true))) {
 					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = U_SKIPPED;
+				undo_ended(r, i, UNDO_SKIPPED, -1, why);
 				continue;
 			}
-			memset(&ev, 0, sizeof ev);
-			ev.end.verdict = VD_UNDO_IN_DOUBT;
-			ev.end.step = s->id;
-			ev.end.uses = ut ? ut->name : "?";
-			run_ended(r, &ev);
+			/* not asked before (a caller that does, as zdm rollback
+			 * does, never gets here): stop and ask */
+			{
+				struct doubt d = { s->id, ut ? ut->name : "?", true, false,
+				    ss->undo_attempts, IN_DOUBT_ASK };
+
+				memset(&ev, 0, sizeof ev);
+				ev.end.verdict = VD_IN_DOUBT;
+				ev.end.rolling_back = true;
+				ev.end.doubts = &d;
+				ev.end.ndoubts = 1;
+				run_ended(r, &ev);
+			}
 			rc = RUN_IN_DOUBT;
 			break;
+		case UD_STEP:
+			if (said == IN_DOUBT_RETRY)
+				break;
+			{
+				bool skip = said == IN_DOUBT_SKIP;
+				const char *why = skip ? "in doubt, taken as not done by --in-doubt skip: "
+				    "nothing to undo" : ss->interrupted ?
+				    "in doubt: a signal stopped it part-way and it recorded no undo_data; "
+				    "check it by hand, then zdm rollback --in-doubt STEP=retry (run its undo) or "
+				    "STEP=skip (it did not take effect)" :
+				    "in doubt: it started but its end was not recorded, so there is no undo_data; "
+				    "check it by hand, then zdm rollback --in-doubt STEP=retry (run its undo) or "
+				    "STEP=skip (it did not take effect)";
+
+				/* not undone and not decided: undo.failed, so the
+				 * next `zdm rollback` asks again instead of calling
+				 * it done */
+				if (jrec(r, skip ? ev_name(EV_UNDO_SKIPPED) : ev_name(EV_UNDO_FAILED), s->id, 0,
+				    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
+					rc = RUN_NEEDS_PERSON;
+					break;
+				}
+				ss->ust = skip ? U_SKIPPED : U_FAILED;
+				undo_ended(r, i, skip ? UNDO_SKIPPED : UNDO_NOT_DONE, -1, why);
+				if (!skip)
+					need_person = true;
+			}
+			continue;
+		case UD_NONE:
+			break;
 		}
+		if (rc != RUN_OK)
+			break;
 		for (int a = 0; a < max && !done; a++) {
 			struct zdm_ctx ctx;
 			struct zdm_result res;
@@ -220,13 +291,11 @@ undo_steps(struct run *r)
 		if (rc == RUN_OK && !done) {
 			/* stop here: undoing earlier steps on top of a state we
 			 * failed to restore can make things worse */
-			incomplete = true;
 			rc = RUN_NEEDS_PERSON;
 		}
 	}
 	free(items);
 	if (rc == RUN_OK && need_person)
 		rc = RUN_NEEDS_PERSON;
-	(void)incomplete;
 	return rc;
 }

@@ -7,7 +7,17 @@
 
 #include "core/run.h"
 
-/* RUN_OK when every undo is done */
+/* what a rollback must be told before it undoes step I (run_answer) */
+enum undo_doubt {
+	UD_NONE,	/* nothing: undo it, or there is nothing to undo */
+	UD_STEP,	/* it started, its end is unknown and it recorded nothing
+			 * to undo it from: did it take effect? */
+	UD_UNDO,	/* its undo started and its end is unknown (not idempotent) */
+};
+enum undo_doubt undo_doubt(const struct run *r, size_t i);
+
+/* RUN_OK when every undo is done; RUN_IN_DOUBT when an item in doubt was
+ * not answered (callers ask first: undo_doubt) */
 enum run_outcome undo_steps(struct run *r);
 
 #endif

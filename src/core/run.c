@@ -117,6 +117,15 @@ undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const c
 	run_emit(r, &ev);
 }
 
+enum in_doubt
+run_answer(const struct run *r, const char *step)
+{
+	for (size_t k = 0; k < r->o->nanswers; k++)
+		if (strcmp(r->o->answers[k].step, step) == 0)
+			return r->o->answers[k].answer;
+	return r->o->in_doubt;
+}
+
 /* the verdict; end.verdict and what it needs are set by the caller */
 void
 run_ended(const struct run *r, struct run_event *ev)

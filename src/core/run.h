@@ -72,6 +72,9 @@ void run_error(const struct run *r, const char *fmt, ...) __attribute__((format(
 /* OBS_STEP_ENDED, OBS_UNDO_ENDED; ms -1: not timed */
 void step_ended(const struct run *r, size_t i, enum step_end end, int64_t ms, const char *text);
 void undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, const char *text);
+/* what the person said of step STEP's item in doubt: its own --in-doubt
+ * STEP=..., else the bare --in-doubt, else IN_DOUBT_ASK */
+enum in_doubt run_answer(const struct run *r, const char *step);
 /* OBS_RUN_ENDED: ev->end is set by the caller */
 void run_ended(const struct run *r, struct run_event *ev);
 /* the context a step's run(), snapshot() or undo() gets from this run */

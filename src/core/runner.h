@@ -23,16 +23,25 @@ enum run_outcome {
 				 * cannot be written */
 	RUN_PAUSED,		/* paused or interrupted: zdm resume or zdm rollback
 				 * goes on */
-	RUN_IN_DOUBT,		/* a step or an undo in doubt: --in-doubt retry|skip */
+	RUN_IN_DOUBT,		/* a step or an undo in doubt, not answered: nothing
+				 * was done; --in-doubt [STEP=]retry|skip */
 };
 
 enum run_mode { MODE_RUN, MODE_DRY_RUN, MODE_PLAN };
-enum in_doubt { IN_DOUBT_ASK, IN_DOUBT_RETRY, IN_DOUBT_SKIP };
+/* --in-doubt STEP=retry|skip: the answer for one item */
+struct in_doubt_answer {
+	const char *step;
+	enum in_doubt answer;
+};
 
 struct run_opts {
 	enum run_mode mode;
 	const char *fail_at;		/* --fail-at STEP */
-	enum in_doubt in_doubt;
+	enum in_doubt in_doubt;		/* --in-doubt retry|skip: for the one item in
+					 * doubt (refused, RUN_USAGE, when there are more) */
+	const struct in_doubt_answer *answers;	/* --in-doubt STEP=...: one per item; a
+						 * STEP not in doubt is refused */
+	size_t nanswers;
 	bool allow_changed;
 	const char *state_dir;
 	/* for approvals */

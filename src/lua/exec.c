@@ -166,6 +166,19 @@ lh_exec(lua_State *L)
 		}
 		o.env = g->json;
 	}
+	{
+		/* ZDM_STEP_TAG, as the exec step sets it: a resume after zdm
+		 * was killed finds this command by it while it still runs */
+		struct zdm_ctx *ctx = lhx_ctx(L);
+
+		if (ctx != NULL && ctx->run_id != NULL && ctx->step_id != NULL) {
+			if (g->json == NULL)
+				g->json = json_object();
+			json_object_set_new(g->json, "ZDM_STEP_TAG", json_sprintf("%s/%s",
+			    ctx->run_id, ctx->step_id));
+			o.env = g->json;
+		}
+	}
 
 	g->has_pr = true;
 	if (proc_run(&o, &g->pr, &err) == -1) {

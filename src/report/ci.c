@@ -185,9 +185,17 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 		case VD_UNDECIDED:
 			annotate_step(ev, "warning", step, "zdm: paused, a person decides", ev->end.why);
 			break;
-		case VD_STEP_IN_DOUBT:
-			annotate_step(ev, "error", step, "zdm: step in doubt", "it started but its end "
-			    "was not recorded and it is not idempotent: zdm resume --in-doubt retry|skip");
+		case VD_IN_DOUBT:
+			for (size_t k = 0; k < ev->end.ndoubts; k++) {
+				const struct doubt *d = &ev->end.doubts[k];
+
+				m = xasprintf("%s started but its end was not recorded; check it by hand, "
+				    "then zdm %s %s --in-doubt %s=retry|skip", d->undo ? "its undo" : "it",
+				    ev->end.rolling_back ? "rollback" : "resume", ev->run_id, d->step);
+				annotate_step(ev, "error", d->step, d->undo ? "zdm: undo in doubt" :
+				    "zdm: step in doubt", m);
+				free(m);
+			}
 			break;
 		default:
 			break;

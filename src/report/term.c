@@ -267,6 +267,59 @@ undo_ended(const struct term_view *tv, const struct run_event *ev)
 	show_step(tv, ev->rb, ev->step.i, w[e].word, w[e].color, ev->step.ms, ev->step.text);
 }
 
+/* each item in doubt, what each answer means for it, and the command */
+static void
+in_doubt(const struct term_view *tv, const struct run_event *ev)
+{
+	const char *cmd = ev->end.rolling_back ? "rollback" : "resume";
+	size_t n = ev->end.ndoubts;
+	struct sbuf again;
+
+	sb_init(&again);
+	if (n > 1)
+		say(tv, "%sin doubt%s: %zu items; nothing was done. Check each by hand, then answer each one:\n",
+		    c(tv, RED), c(tv, RESET), n);
+	for (size_t k = 0; k < n; k++) {
+		const struct doubt *d = &ev->end.doubts[k];
+		const char *how = d->interrupted ?
+		    "a signal stopped it part-way, so it may have half-happened" :
+		    "it started but zdm stopped before recording how it ended";
+
+		if (d->undo)
+			say(tv, "%sthe undo of step '%s' is in doubt: %s (attempt %d),\n"
+			    "%sand '%s' is not idempotent, so running it again could do it twice.\n",
+			    n > 1 ? "  " : "", d->step, how, d->attempt, n > 1 ? "  " : "", d->uses);
+		else if (ev->end.rolling_back)
+			say(tv, "%sstep '%s' is in doubt: %s (attempt %d),\n"
+			    "%sand it recorded nothing to undo it from, so zdm cannot tell whether to undo it.\n",
+			    n > 1 ? "  " : "", d->step, how, d->attempt, n > 1 ? "  " : "");
+		else
+			say(tv, "%sstep '%s' is in doubt: %s (attempt %d),\n"
+			    "%sand '%s' is not idempotent, so running it again could do it twice.\n",
+			    n > 1 ? "  " : "", d->step, how, d->attempt, n > 1 ? "  " : "", d->uses);
+		if (d->answer != IN_DOUBT_ASK) {
+			say(tv, "%s  answered: --in-doubt %s=%s\n", n > 1 ? "  " : "", d->step,
+			    d->answer == IN_DOUBT_RETRY ? "retry" : "skip");
+			sb_addf(&again, " --in-doubt %s=%s", d->step,
+			    d->answer == IN_DOUBT_RETRY ? "retry" : "skip");
+			continue;
+		}
+		sb_addf(&again, " --in-doubt %s=retry|skip", d->step);
+		if (d->undo || !ev->end.rolling_back)
+			say(tv, "%s  If it did NOT take effect (run it again): zdm %s %s --in-doubt %s=retry\n"
+			    "%s  If it DID take effect:                     zdm %s %s --in-doubt %s=skip\n",
+			    n > 1 ? "  " : "", cmd, ev->run_id, d->step,
+			    n > 1 ? "  " : "", cmd, ev->run_id, d->step);
+		else
+			say(tv, "%s  If it DID take effect (undo it):  zdm rollback %s --in-doubt %s=retry\n"
+			    "%s  If it did NOT take effect:        zdm rollback %s --in-doubt %s=skip\n",
+			    n > 1 ? "  " : "", ev->run_id, d->step, n > 1 ? "  " : "", ev->run_id, d->step);
+	}
+	if (n > 1)
+		say(tv, "  then: zdm %s %s%s\n", cmd, ev->run_id, again.buf);
+	sb_release(&again);
+}
+
 static void
 ended(const struct term_view *tv, const struct run_event *ev)
 {
@@ -337,21 +390,8 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    "  a person decides: zdm resume %s (measure again) or zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, why, id, id);
 		break;
-	case VD_STEP_IN_DOUBT:
-		fprintf(out(tv), "step '%s' is in doubt: %s (attempt %d),\nand '%s' is not idempotent, "
-		    "so running it again could do it twice.\n"
-		    "  If it did NOT take effect: zdm resume %s --in-doubt retry\n"
-		    "  If it DID take effect:     zdm resume %s --in-doubt skip\n",
-		    step, ev->end.interrupted ?
-		    "a signal stopped it part-way, so it may have half-happened" :
-		    "it started but zdm stopped before recording how it ended",
-		    ev->end.attempt, ev->end.uses, id, id);
-		break;
-	case VD_UNDO_IN_DOUBT:
-		say(tv, "%sin doubt%s: the undo of step '%s' started but its end was not recorded, "
-		    "and '%s' is not idempotent.\n  If it did not happen: zdm rollback --in-doubt retry %s\n"
-		    "  If it did:             zdm rollback --in-doubt skip %s\n",
-		    c(tv, RED), c(tv, RESET), step, ev->end.uses, id, id);
+	case VD_IN_DOUBT:
+		in_doubt(tv, ev);
 		break;
 	}
 }

@@ -32,7 +32,8 @@ def data_fields:
       opt($d; "fail_at"; str) ]
   elif .event == "run.resumed" then
     [ req($d; "command"; . == "resume" or . == "rollback"), req($d; "actor"; obj),
-      req($d; "allow_changed"; bool), req($d; "sha256"; hex64), req($d; "in_doubt"; str) ]
+      req($d; "allow_changed"; bool), req($d; "sha256"; hex64), req($d; "in_doubt"; str),
+      opt($d; "in_doubt_answers"; obj and all(.[]; . == "retry" or . == "skip")) ]
   elif .event == "step.started" then
     stepped + [ req(.; "attempt"; isint and . >= 1), req($d; "uses"; str), req($d; "params"; obj) ]
   elif .event == "step.succeeded" then
