@@ -16,7 +16,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
-.PHONY: all test asan demo install deps clean bench bench-zdt unit fuzz fuzz-build
+.PHONY: all test asan demo install deps clean bench bench-zdt unit fuzz fuzz-build crash-test
 
 all: $(BIN)
 
@@ -44,6 +44,12 @@ unit: $(UNIT_BIN)
 test: deps
 	$(MAKE) all $(UNIT_BIN)
 	ZDM_BIN=$(abspath $(BIN)) ZDM_UNIT=$(abspath $(UNIT_BIN)) bash scripts/run-tests.sh
+
+# kill zdm before / after every durable journal write and tear every line, in
+# each scenario, recover as an operator would, check the side effects
+# (tests/crash/crash-test.sh; a subset runs in make test: tests/crash_harness.bats)
+crash-test: all
+	ZDM_BIN=$(abspath $(BIN)) bash tests/crash/crash-test.sh
 
 asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \

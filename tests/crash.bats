@@ -147,6 +147,42 @@ run_in_background_until() {   # text file
   done
 }
 
+@test "crash: kill -9 between a step's final failure and the rollback; resume rolls back, not running the failed step again" {
+  write_runbook false
+  cat >> rb.yml <<RB
+  - id: e
+    uses: exec
+    with: {shell: "echo e >> '$T/effects'; exit 7"}
+RB
+  # 1 run.started, 2-9 a-d, 10 step.started e, 11 step.failed e, 12 rollback.started
+  for hook in ZDM_TEST_CRASH_AFTER_RECORD=11 ZDM_TEST_CRASH_BEFORE_RECORD=12 ZDM_TEST_TEAR_RECORD=12; do
+    rm -rf .zdm effects
+    env "$hook" "$ZDM_BIN" run rb.yml > out.txt 2>&1 && st=0 || st=$?
+    [ "$st" -eq 137 ] || fail "$hook: run exit $st, want 137: $(cat out.txt)"
+    run zdm resume rb.yml
+    [ "$status" -eq 1 ] || fail "$hook: resume exit $status, want 1: $output"
+    assert_output --partial "rolled back: step 'e' failed (exited with 7)"
+    run cat effects
+    assert_output "$(printf 'a\nb\nc\nd\ne\nundo-d\nundo-c\nundo-b\nundo-a')"
+    run zdm audit verify "$(journal_of .zdm)"
+    [ "$status" -eq 0 ] || fail "$hook: $output"
+    run zdm resume rb.yml
+    [ "$status" -eq 2 ] || fail "$hook: second resume exit $status, want 2: $output"
+  done
+}
+
+@test "crash: kill -9 right after drill.failure; resume rolls back (the drill is not lost)" {
+  write_runbook false
+  # 1 run.started, 2-9 a-d, 10 drill.failure, 11 rollback.started
+  ZDM_TEST_CRASH_AFTER_RECORD=10 run zdm run rb.yml --fail-at d
+  [ "$status" -eq 137 ] || fail "$output"
+  run zdm resume rb.yml
+  [ "$status" -eq 1 ] || fail "resume exit $status, want 1: $output"
+  run cat effects
+  assert_output "$(printf 'a\nb\nc\nd\nundo-d\nundo-c\nundo-b\nundo-a')"
+  [ "$(jq -r 'select(.event=="run.finished") | .data.status' "$(journal_of .zdm)")" = rolled_back ]
+}
+
 @test "rollback: a failing step undoes the completed ones in reverse order, each once; exit 1" {
   write_runbook false
   cat >> rb.yml <<RB

@@ -242,3 +242,35 @@ YML
   refute grep -rqF "$PG_PASSWORD" "$T/state"
   refute_output --partial "$PG_PASSWORD"
 }
+
+@test "drill: a failure point skipped by if: still fails there (the run never goes past it); run --fail-at does not" {
+  mkdir -p "$T/s"
+  echo kept >"$T/s/keep"
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: skipped
+vars: {dir: "$T/s", on: "false"}
+steps:
+  - id: maybe
+    if: \${{ vars.on == "true" }}
+    uses: exec
+    with: {shell: 'echo on >"\${{ vars.dir }}/maybe"'}
+    undo: {uses: exec, with: {shell: 'rm -f "\${{ vars.dir }}/maybe"'}}
+  - id: later
+    uses: exec
+    with: {shell: 'echo later >"\${{ vars.dir }}/later"'}
+probes:
+  - id: listing
+    uses: exec
+    read_only: true
+    with: {command: [ls, "\${{ vars.dir }}"]}
+YML
+  run zdm drill "$T/rb.yml" --state-dir "$T/state" --only maybe
+  assert_equal "$status" 0
+  assert_line "maybe       same"
+  # 'later' (no undo) never ran: the drill stopped at its failure point
+  [ ! -e "$T/s/later" ]
+  run zdm run "$T/rb.yml" --state-dir "$T/state2" --fail-at maybe
+  assert_equal "$status" 0
+  [ -e "$T/s/later" ]
+}

@@ -244,8 +244,8 @@ run_step(struct run *r, size_t i, char **why)
 
 /* a step failed for good: what the runbook's on_failure says (a drill
  * always rolls back) */
-static enum run_outcome
-on_failure(struct run *r, const char *step, const char *why)
+enum run_outcome
+run_on_failure(struct run *r, const char *step, const char *why)
 {
 	struct run_event ev = { .kind = OBS_FAILURE };
 	enum run_outcome rc;
@@ -338,7 +338,7 @@ forced_failure(struct run *r, const struct rb_step *s)
 	jrec(r, ev_name(EV_DRILL_FAILURE), s->id, 0, json_pack("{s:s}", "error", msg));
 	ev.text = msg;
 	run_emit(r, &ev);
-	rc = on_failure(r, s->id, msg);
+	rc = run_on_failure(r, s->id, msg);
 	free(msg);
 	return rc;
 }
@@ -389,7 +389,7 @@ run_steps(struct run *r, size_t from)
 				free(err);
 				step_ended(r, i, END_FAILED, -1, why);
 				jrec(r, ev_name(EV_STEP_FAILED), s->id, 0, json_pack("{s:s}", "error", why));
-				rc = on_failure(r, s->id, why);
+				rc = run_on_failure(r, s->id, why);
 				free(why);
 				return rc;
 			}
@@ -413,13 +413,13 @@ run_steps(struct run *r, size_t from)
 		if (oc == OC_INTERRUPTED)
 			return run_interrupted(r, s->id);
 		if (oc == OC_FAILED) {
-			rc = on_failure(r, s->id, why);
+			rc = run_on_failure(r, s->id, why);
 			free(why);
 			return rc;
 		}
 		if (oc == OC_PAUSE && r->o->mode == MODE_DRY_RUN) {
 			/* nothing to resume in a rehearsal: report it as found */
-			rc = on_failure(r, s->id, why);
+			rc = run_on_failure(r, s->id, why);
 			free(why);
 			return rc;
 		}

@@ -10,5 +10,7 @@
 #include "core/run.h"
 
 enum run_outcome run_steps(struct run *r, size_t from);
+/* step STEP failed for good (why): journal and do what on_failure says */
+enum run_outcome run_on_failure(struct run *r, const char *step, const char *why);
 
 #endif

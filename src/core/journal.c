@@ -26,6 +26,8 @@
  *   FILE:LINE: what.
  *
  * Fault injection for the crash tests (read once at create/reopen):
+ *   ZDM_TEST_CRASH_BEFORE_RECORD=N SIGKILL just before record N is written
+ *                                  (nothing of it on disk)
  *   ZDM_TEST_CRASH_AFTER_RECORD=N  SIGKILL right after record N is on disk
  *   ZDM_TEST_TEAR_RECORD=N         write half of record N's line, then SIGKILL
  */
@@ -66,6 +68,7 @@ struct journal {
 	bool hmac;
 	char *key;			/* ZDM_AUDIT_KEY when hmac */
 	size_t keylen;
+	long crash_before;		/* ZDM_TEST_CRASH_BEFORE_RECORD, 0 = off */
 	long crash_after;		/* ZDM_TEST_CRASH_AFTER_RECORD, 0 = off */
 	long tear_at;			/* ZDM_TEST_TEAR_RECORD, 0 = off */
 	bool broken;			/* a write failed: the tail is unknown */
@@ -175,6 +178,7 @@ journal_new(const char *path, const char *run_id)
 	j->path = xstrdup(path);
 	j->run_id = xstrdup(run_id);
 	memcpy(j->prev, zero_hash, sizeof j->prev);
+	j->crash_before = env_long("ZDM_TEST_CRASH_BEFORE_RECORD");
 	j->crash_after = env_long("ZDM_TEST_CRASH_AFTER_RECORD");
 	j->tear_at = env_long("ZDM_TEST_TEAR_RECORD");
 	return j;
@@ -390,6 +394,8 @@ journal_append(struct journal *j, const char *event, const char *step,
 	}
 	len = strlen(line);
 
+	if (j->crash_before == seq)
+		raise(SIGKILL);	/* fault injection: a crash before the write */
 	if (j->tear_at == seq) {
 		/* fault injection: a crash in the middle of the write */
 		size_t half = len / 2 > 0 ? len / 2 : 1;

@@ -320,6 +320,7 @@ load_state(struct run *r, struct jlog *log)
 	r->rolling_back = st.rolling_back;
 	r->failed_step = st.failed_step ? xstrdup(st.failed_step) : NULL;
 	r->fail_msg = st.failure ? xstrdup(st.failure) : NULL;
+	r->failure_pending = st.failure_pending && st.outcome == RS_RUNNING && st.failed_step != NULL;
 	r->paused = st.outcome == RS_PAUSED;
 	r->finished = st.finished;
 	r->finished_status = st.finished ? xstrdup(st.status ? st.status : "?") : NULL;
@@ -675,6 +676,14 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 			ev.step.idempotent = s->idempotent;
 			run_emit(&r, &ev);
 		}
+	}
+	if (r.failure_pending) {
+		/* the killed zdm journaled a failure for good and stopped before
+		 * acting on it: act as it would have (roll back, pause or abort),
+		 * never run the failed step again */
+		rc = run_on_failure(&r, r.failed_step, r.fail_msg ? r.fail_msg : "failed");
+		run_release(&r);
+		return rc;
 	}
 	rc = run_steps(&r, from);
 	if (r.lock_lost)

@@ -51,6 +51,8 @@ struct run {
 	bool paused;
 	char *failed_step;	/* the step whose failure started the rollback */
 	char *fail_msg;
+	bool failure_pending;	/* failed_step failed for good and zdm stopped
+				 * before on_failure acted (runstate.h) */
 	long last_seq;
 	int no_undo;		/* steps that changed things and have no undo */
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */

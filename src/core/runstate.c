@@ -65,6 +65,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 	}
 	switch (e) {
 	case EV_STEP_STARTED:
+		st->failure_pending = false;
 		s->phase = RS_STARTED;
 		s->attempt = attempt;
 		s->starts++;
@@ -94,6 +95,14 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		s->timed_out = json_is_true(json_object_get(data, "timed_out"));
 		st->failed_step = s->id;
 		st->failure = s->error != NULL ? s->error : "failed";
+		st->failure_pending = s->failed && !s->needs_decision &&
+		    !json_is_true(json_object_get(data, "will_retry"));
+		break;
+	case EV_DRILL_FAILURE:
+		/* --fail-at: on_failure follows, as for a step that failed */
+		st->failed_step = s->id;
+		st->failure = jstr(data, "error") != NULL ? jstr(data, "error") : "drill";
+		st->failure_pending = true;
 		break;
 	case EV_STEP_INTERRUPTED:
 		/* still started and not ended: in doubt */
@@ -149,6 +158,7 @@ fold_run(struct runstate *st, const char *name, enum ev e, const json_t *rec,
 	const char *sid = jstr(rec, "step");
 
 	if (ev_namespace(name) == EV_NS_RUN || e == EV_ROLLBACK_STARTED) {
+		st->failure_pending = false;	/* answered (or a new start) */
 		st->ended = e == EV_RUN_FINISHED;
 		st->ended_at = NULL;
 		st->exit_code = NULL;

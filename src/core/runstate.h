@@ -96,6 +96,11 @@ struct runstate {
 	const char *failed_step;	/* whose failure it answers: of the last step.failed,
 				 * then of a rollback.started (may be NULL) */
 	const char *failure;	/* its error, or the rollback's reason */
+	bool failure_pending;	/* the last step. or drill. record is a failure for
+				 * good (a step.failed not retried and not waiting for
+				 * a decision, or a drill.failure) and no run. record or
+				 * rollback.started came after it: zdm stopped before
+				 * on_failure acted (failed_step, failure say which) */
 	struct rs_pause pause;
 	long undone;		/* undo.succeeded records */
 	struct rs_step *steps;	/* in the order the journal first names them */

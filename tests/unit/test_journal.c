@@ -129,6 +129,15 @@ append(struct journal *j, const char *event, const char *step, int attempt,
 }
 
 /* run fn in a child with env NAME=VALUE; returns the child's wait status */
+/* the size of file PATH, or (size_t)-1 */
+static size_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (size_t)st.st_size : (size_t)-1;
+}
+
 static int
 in_child(const char *name, const char *value, const char *path)
 {
@@ -169,6 +178,7 @@ unit_journal(void)
 
 	failed = 0;
 	journal_set_audit_key(NULL);
+	unsetenv("ZDM_TEST_CRASH_BEFORE_RECORD");
 	unsetenv("ZDM_TEST_CRASH_AFTER_RECORD");
 	unsetenv("ZDM_TEST_TEAR_RECORD");
 	dir = mkdtemp(tmpl);
@@ -431,6 +441,7 @@ unit_journal(void)
 	{
 		char *c1 = xasprintf("%s/crash1.jsonl", dir);
 		char *c2 = xasprintf("%s/crash2.jsonl", dir);
+		char *c3 = xasprintf("%s/crash3.jsonl", dir);
 		int st;
 
 		st = in_child("ZDM_TEST_CRASH_AFTER_RECORD", "2", c1);
@@ -449,8 +460,18 @@ unit_journal(void)
 		err = NULL;
 		if (rc == 0)
 			jlog_release(&log);
+		st = in_child("ZDM_TEST_CRASH_BEFORE_RECORD", "2", c3);
+		rc = journal_read(c3, &log, &err);
+		check(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && rc == 0 &&
+		    log.n == 1 && !log.torn && log.good_len == file_size(c3),
+		    "ZDM_TEST_CRASH_BEFORE_RECORD=2 kills with nothing of record 2 written", err);
+		free(err);
+		err = NULL;
+		if (rc == 0)
+			jlog_release(&log);
 		free(c1);
 		free(c2);
+		free(c3);
 	}
 
 	/* ---- the lock ---- */
