@@ -682,6 +682,8 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		 * acting on it: act as it would have (roll back, pause or abort),
 		 * never run the failed step again */
 		rc = run_on_failure(&r, r.failed_step, r.fail_msg ? r.fail_msg : "failed");
+		if (r.lock_lost)
+			rc = RUN_PAUSED;	/* stopped by a fenced append: said */
 		run_release(&r);
 		return rc;
 	}
