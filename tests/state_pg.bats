@@ -344,3 +344,37 @@ EOF
   assert_success
   ls "$T"/st/runs/*.jsonl
 }
+
+@test "state pg: approve from another cwd while the run waits; resume goes on; an HMAC chain verifies with the key only" {
+  newstate
+  export ZDM_AUDIT_KEY=k3y-for-this-test
+  runbook <<EOF2
+zdm: 1
+name: appr
+steps:
+  - id: gate
+    uses: approval
+    with: {approvers: [alice], message: "ok?"}
+  - id: after
+    uses: exec
+    with: {command: ["sh", "-c", "echo after >>$T/marks"]}
+EOF2
+  run zdm run "$T/rb.yml" --state "$URL" --non-interactive
+  [ "$status" -eq 4 ]
+  id="$(run_id)"
+  mkdir "$T/laptop"
+  cd "$T/laptop"
+  ZDM_ACTOR=alice ZDM_STATE="$URL" run zdm approve "$id" gate
+  assert_success
+  assert_output --partial "approved: step 'gate' of run $id, by alice"
+  ZDM_STATE="$URL" run zdm resume "$id"
+  assert_success
+  [ "$(cat "$T/marks")" = after ]
+  run zdm audit verify --state "$URL" "$id"
+  assert_success
+  assert_output --partial "chain hmac-sha256"
+  unset ZDM_AUDIT_KEY
+  run zdm audit verify --state "$URL" "$id"
+  [ "$status" -eq 2 ]
+  assert_output --partial "ZDM_AUDIT_KEY is not set"
+}
