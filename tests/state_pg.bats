@@ -339,6 +339,16 @@ EOF
   assert_success
   [ "$(sql "SELECT count(*) FROM team_b.journal")" = 8 ]
   [ "$(sql "SELECT count(*) FROM zdm.journal")" = 0 ]
+  # the schema from the URL's options (a search_path), as psql would take it
+  run zdm status "$T/rb.yml" --state "$URL?options=-csearch_path%3Dteam_b,public"
+  assert_success
+  assert_output --partial "/t${BATS_TEST_NUMBER}/team_b/"
+  ZDM_STATE_SCHEMA=team_b run zdm status "$T/rb.yml" --state "$URL?options=-csearch_path%3Dzdm"
+  assert_success
+  assert_output --partial "/t${BATS_TEST_NUMBER}/team_b/"
+  run zdm status "$T/rb.yml" --state "$URL?options=-csearch_path%3DBad-Name"
+  assert_failure 2
+  assert_output --partial "search_path in the connection string's options 'Bad-Name'"
   rm "$T/marks"
   run zdm run "$T/rb.yml" --state "$T/st"
   assert_success

@@ -32,7 +32,7 @@ cmd_state(const struct cmd *cmd, struct cli *c)
 	}
 	if (schema == NULL)
 		schema = getenv("ZDM_STATE_SCHEMA") && *getenv("ZDM_STATE_SCHEMA") ?
-		    getenv("ZDM_STATE_SCHEMA") : "zdm";
+		    getenv("ZDM_STATE_SCHEMA") : NULL;
 	if (store_init_pg(url, schema, &out, &err) != 0) {
 		fprintf(stderr, "zdm state init: %s\n", err);
 		free(err);

@@ -62,7 +62,7 @@ state_open(const struct cli *c, const char *runbook, const char *cmd)
 	}
 	if (schema == NULL)
 		schema = getenv("ZDM_STATE_SCHEMA") && *getenv("ZDM_STATE_SCHEMA") ?
-		    getenv("ZDM_STATE_SCHEMA") : "zdm";
+		    getenv("ZDM_STATE_SCHEMA") : NULL;
 	if (spec != NULL && store_is_pg(spec)) {
 		s = store_open_pg(spec, schema, &err);
 		if (s == NULL) {

@@ -96,11 +96,14 @@ struct store *store_open_dir(const char *state_dir);
 /* a PostgreSQL connection string (postgresql:// or postgres:// URI, or
  * key=value conninfo) rather than a state dir path */
 bool store_is_pg(const char *spec);
-/* the PostgreSQL backend (store_pg.c) on the zdm state in SCHEMA; NULL and
- * *err when it cannot connect, the string holds a password, or the schema
- * is missing or of another version */
+/* the PostgreSQL backend (store_pg.c) on the zdm state in SCHEMA (NULL:
+ * the first schema of a search_path set in the string's options, e.g.
+ * ?options=-csearch_path%3Dteam, else "zdm"); NULL and *err when it cannot
+ * connect, the string holds a password, or the schema is missing or of
+ * another version */
 struct store *store_open_pg(const char *spec, const char *schema, char **err);
-/* zdm state init: create (or keep) the versioned schema; *out says so */
+/* zdm state init: create (or keep) the versioned schema (SCHEMA as for
+ * store_open_pg); *out says so */
 int store_init_pg(const char *spec, const char *schema, char **out, char **err);
 /* the state dir of the journal at PATH (STATE_DIR/runs/RUN_ID.jsonl), malloc'd */
 char *store_dir_of_journal(const char *path);

@@ -618,39 +618,69 @@ no_notice(void *arg, const char *message)
 	(void)arg, (void)message;
 }
 
-/* connect; no schema check.  Errors never quote the connection string. */
+/* the first schema of a search_path the conninfo's options set
+ * ("-c search_path=team,public", "-csearch_path=team", "--search_path=team"),
+ * malloc'd; NULL when they set none */
+static char *
+options_schema(const char *options)
+{
+	const char *p = options != NULL ? strstr(options, "search_path=") : NULL;
+	size_t n;
+
+	if (p == NULL)
+		return NULL;
+	p += strlen("search_path=");
+	while (*p == '"' || *p == '\'' || *p == ' ')
+		p++;
+	n = strcspn(p, ", \"'");
+	return n > 0 ? xstrndup(p, n) : NULL;
+}
+
+/* connect; no schema check.  SCHEMA NULL: the first of the search_path the
+ * connection string's options set, else "zdm".  Errors never quote the
+ * connection string. */
 static struct pg_store *
-pg_connect(const char *spec, const char *schema, char **err)
+pg_connect(const char *spec, const char *given, char **err)
 {
 	/* ours first: what the connection string says wins */
 	const char *kw[] = { "application_name", "connect_timeout", "keepalives", "keepalives_idle",
 	    "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", NULL };
 	const char *vals[] = { "zdm", "10", "1", "5", "2", "3", "10000", spec, NULL };
 	PQconninfoOption *opts;
-	char *perr = NULL, *m;
+	char *perr = NULL, *m, *schema = NULL;
 	struct pg_store *ps;
 	PGresult *res;
 
-	if (!schema_ok(schema))
-		return seterr(err, "--schema '%s': a schema name is lowercase letters, digits and _ "
-		    "(at most 63, not starting with a digit)", schema ? schema : ""), NULL;
 	opts = PQconninfoParse(spec, &perr);
 	if (opts == NULL) {
 		PQfreemem(perr);
 		return seterr(err, "the state connection string cannot be read (a postgresql:// URI or "
 		    "key=value conninfo; see docs/state.md)"), NULL;
 	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "password") == 0 && o->val != NULL) {
 			PQconninfoFree(opts);
+			free(schema);
 			return seterr(err, "the state connection string holds a password: leave it out and "
 			    "give it the libpq way (PGPASSWORD, ~/.pgpass or PGPASSFILE), so it never shows "
 			    "in a command line, a process list or a message"), NULL;
 		}
+		if (given == NULL && strcmp(o->keyword, "options") == 0)
+			schema = options_schema(o->val);
+	}
 	PQconninfoFree(opts);
+	if (schema == NULL)
+		schema = xstrdup(given != NULL ? given : "zdm");
+	if (!schema_ok(schema)) {
+		seterr(err, "%s '%s': a schema name is lowercase letters, digits and _ "
+		    "(at most 63, not starting with a digit)", given != NULL ? "--schema" :
+		    "the search_path in the connection string's options", schema);
+		free(schema);
+		return NULL;
+	}
 	ps = xcalloc(1, sizeof *ps);
 	ps->s.ops = &pg_ops;
-	ps->schema = xstrdup(schema);
+	ps->schema = schema;
 	ps->conn = PQconnectdbParams(kw, vals, 1);
 	if (ps->conn == NULL || PQstatus(ps->conn) != CONNECTION_OK) {
 		m = pg_msg(ps->conn, NULL);
@@ -698,8 +728,8 @@ store_open_pg(const char *spec, const char *schema, char **err)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0))
 			seterr(err, "no zdm state in %s: create it once with: zdm state init URL%s%s",
-			    ps->place, strcmp(schema, "zdm") ? " --schema " : "",
-			    strcmp(schema, "zdm") ? schema : "");
+			    ps->place, strcmp(ps->schema, "zdm") ? " --schema " : "",
+			    strcmp(ps->schema, "zdm") ? ps->schema : "");
 		else {
 			char *m = pg_msg(ps->conn, res);
 
@@ -762,7 +792,7 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		char *m = pg_msg(ps->conn, res);
 
-		seterr(err, "state database %s: cannot create schema %s: %s", ps->where, schema, m);
+		seterr(err, "state database %s: cannot create schema %s: %s", ps->where, ps->schema, m);
 		free(m);
 	} else {
 		PQclear(res);
@@ -775,7 +805,7 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 			rc = 0;
 		} else {
 			seterr(err, "state database %s: schema %s holds another version of zdm's state (%s)",
-			    ps->where, schema, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "none");
+			    ps->where, ps->schema, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "none");
 		}
 	}
 	PQclear(res);
