@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -327,9 +328,10 @@ fs_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 {
 	struct file_lock *fl;
 	int fd;
+	int rc = lock_acquire(s->location, name, run_id, &fd, err);
 
-	if (lock_acquire(s->location, name, run_id, &fd, err) != 0)
-		return -1;
+	if (rc != 0)
+		return rc;
 	fl = xcalloc(1, sizeof *fl);
 	fl->l.store = s;
 	fl->fd = fd;
@@ -363,6 +365,171 @@ fs_locked(struct store *s, const char *name, long *pid, char **run)
 	return lock_held(s->location, name, pid, run);
 }
 
+static char *
+jdup(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v != NULL ? xstrdup(v) : NULL;
+}
+
+static int
+fs_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err)
+{
+	json_t *h;
+
+	if (lock_inspect(s->location, name, &li->held, &h) != 0)
+		return seterr(err, "runbook name '%s' cannot name a lock file", name);
+	if (h != NULL && json_is_integer(json_object_get(h, "pid"))) {
+		li->known = true;
+		li->pid = (long)json_integer_value(json_object_get(h, "pid"));
+		li->host = jdup(h, "host");
+		li->actor = jdup(h, "actor");
+		li->run_id = jdup(h, "run");
+		li->since = jdup(h, "since");
+		if (li->run_id != NULL && *li->run_id == '\0') {
+			free(li->run_id);
+			li->run_id = NULL;
+		}
+	}
+	json_decref(h);
+	return 0;
+}
+
+/* the record of the line [p, end) (no newline), or NULL */
+static json_t *
+line_rec(const char *p, const char *end)
+{
+	json_t *r = json_loadb(p, (size_t)(end - p), 0, NULL);
+
+	if (r != NULL && !json_is_object(r)) {
+		json_decref(r);
+		r = NULL;
+	}
+	return r;
+}
+
+/*
+ * The summary of the journal at PATH (a run of runbook NAME, or any), from
+ * its first line and the lines at its end back to its last record that says
+ * where the run stands and its last step. or undo. record (struct rs_marks):
+ * the file is mapped, so only the pages read are.  A torn last line is left
+ * out, as reading does.  1 and *out, 0 when it is another runbook's; a
+ * journal whose first record cannot be read is "unreadable".
+ */
+static int
+journal_summary(const char *path, const char *run_id, const char *name, struct run_summary *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *map = MAP_FAILED;
+	const char *nl, *end, *p;
+	bool have_last = false;
+	json_t *first = NULL, *keep[3];
+	size_t nkeep = 0;
+	struct rs_marks m = { NULL, NULL, NULL, NULL };
+	int rc = 1;
+
+	memset(out, 0, sizeof *out);
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0)
+		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (fd >= 0)
+		close(fd);
+	if (map == MAP_FAILED)
+		goto unreadable;
+	nl = memchr(map, '\n', (size_t)st.st_size);
+	if (nl == NULL || (first = line_rec(map, nl)) == NULL)
+		goto unreadable;
+	if (name != NULL) {
+		const char *n = json_string_value(json_object_get(json_object_get(first, "data"), "name"));
+
+		if (n == NULL || strcmp(n, name) != 0) {
+			rc = 0;
+			goto out;
+		}
+	}
+	m.first = m.last = first;
+	m.place = runstate_places(first) ? first : NULL;
+	/* back from the last whole line, until the last record that places
+	 * the run and the last that acts are found */
+	end = map + st.st_size;
+	while (end > nl + 1 && end[-1] != '\n')
+		end--;
+	while (end > nl + 1 && (m.place == NULL || m.place == first || m.act == NULL)) {
+		json_t *r;
+		bool kept = false;
+
+		p = end - 1;
+		while (p > nl + 1 && p[-1] != '\n')
+			p--;
+		r = line_rec(p, end - 1);
+		end = p;
+		if (r == NULL)
+			continue;
+		if (!have_last) {
+			m.last = r;
+			have_last = kept = true;
+		}
+		if ((m.place == NULL || m.place == first) && runstate_places(r)) {
+			m.place = r;
+			kept = true;
+		}
+		if (m.act == NULL && runstate_acts(r)) {
+			m.act = r;
+			kept = true;
+		}
+		if (kept)
+			keep[nkeep++] = r;
+		else
+			json_decref(r);
+	}
+	run_summary_fold(&m, out);
+	goto out;
+unreadable:
+	out->run_id = xstrdup(run_id);
+	out->state = xstrdup("unreadable");
+out:
+	if (map != MAP_FAILED)
+		munmap(map, (size_t)st.st_size);
+	json_decref(first);
+	for (size_t i = 0; i < nkeep; i++)
+		json_decref(keep[i]);
+	return rc;
+}
+
+static int
+fs_runs(struct store *s, const char *name, struct run_summary **out, size_t *n, char **err)
+{
+	struct file_store *fs = (struct file_store *)s;
+	DIR *d;
+	struct dirent *e;
+	size_t cap = 0;
+
+	if (fs->place == NULL)
+		return 0;	/* no runs yet */
+	d = opendir(fs->place);
+	if (d == NULL)
+		return seterr(err, "cannot read '%s': %s", fs->place, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		char *p, *id;
+
+		if (!is_journal_name(e->d_name))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			*out = xrealloc(*out, cap * sizeof **out);
+		}
+		p = path_join(fs->place, e->d_name);
+		id = xstrndup(e->d_name, strlen(e->d_name) - 6);
+		if (journal_summary(p, id, name, &(*out)[*n]) == 1)
+			(*n)++;
+		free(id);
+		free(p);
+	}
+	closedir(d);
+	return 0;
+}
+
 static void
 fs_free(struct store *s)
 {
@@ -393,6 +560,8 @@ static const struct store_ops file_ops = {
 	.lock_check = fs_lock_check,
 	.unlock = fs_unlock,
 	.locked = fs_locked,
+	.lock_info = fs_lock_info,
+	.runs = fs_runs,
 	.free = fs_free,
 };
 

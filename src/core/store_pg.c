@@ -11,6 +11,14 @@
  *                   refuses UPDATE and DELETE.
  *   SCHEMA.locks    (runbook, epoch, backend_pid, host, pid, actor, run_id,
  *                   since): who holds a runbook's run lock
+ *   SCHEMA.runs     one row per run: its summary (runstate.h, struct
+ *                   run_summary) folded from its first record, its last
+ *                   that says where it stands, its last step. or undo.
+ *                   record and its last (struct rs_marks), kept by the
+ *                   writer, which has them; rewritten in the statement that
+ *                   inserts each record, so it is as durable and as fenced.
+ *                   Derived from the journal, which stays the record: `zdm
+ *                   state init` makes the rows of runs that have none.
  *
  * A ref is "pg:WHERE/SCHEMA/RUN_ID" (WHERE: user@host:port/db, never a
  * password: one in the connection string is refused before connecting).
@@ -36,6 +44,7 @@
 
 #include "base/util.h"
 #include "core/actor.h"
+#include "core/runstate.h"
 #include "core/store.h"
 
 #define SCHEMA_VERSION "1"
@@ -60,6 +69,7 @@ struct pg_writer {
 	struct journal *j;
 	char *ref;
 	char *run_id;
+	json_t *mk[4];		/* the run's marks, owned: first, place, act, last */
 };
 
 /* SQL with each '@' replaced by the quoted schema */
@@ -154,11 +164,8 @@ pg_latest(struct store *s, const char *name, bool with_dry)
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { name, with_dry ? "true" : "false" };
 	PGresult *res = q(ps,
-	    "SELECT f.run_id FROM @.journal f "
-	    "JOIN (SELECT run_id, max(written) AS w FROM @.journal GROUP BY run_id) m USING (run_id) "
-	    "WHERE f.seq = 1 AND ($1::text IS NULL OR (f.record::jsonb)->'data'->>'name' = $1) "
-	    "AND ($2::boolean OR (f.record::jsonb)->'data'->>'dry_run' IS DISTINCT FROM 'true') "
-	    "ORDER BY m.w DESC, f.run_id DESC LIMIT 1", 2, v, NULL);
+	    "SELECT run_id FROM @.runs WHERE ($1::text IS NULL OR runbook = $1) "
+	    "AND ($2::boolean OR NOT dry_run) ORDER BY written DESC, run_id DESC LIMIT 1", 2, v, NULL);
 	char *ref = NULL;
 
 	if (res != NULL && PQntuples(res) == 1)
@@ -279,41 +286,105 @@ pg_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
 
 /* ---- appending --------------------------------------------------------------- */
 
-/* journal.c's sink: one INSERT, its own transaction, fenced by the lock */
+/* the marks as a struct rs_marks */
+static struct rs_marks
+marks_of(json_t *const mk[4])
+{
+	struct rs_marks m = { mk[0], mk[1], mk[2], mk[3] };
+
+	return m;
+}
+
+/* M's records, now the writer's (owned refs) */
+static void
+marks_keep(struct pg_writer *pw, const struct rs_marks *m)
+{
+	const json_t *nk[4] = { m->first, m->place, m->act, m->last };
+
+	for (int i = 0; i < 4; i++) {
+		json_incref((json_t *)nk[i]);
+		json_decref(pw->mk[i]);
+		pw->mk[i] = (json_t *)nk[i];
+	}
+}
+
+/* the columns of SCHEMA.runs after the record: $4 on (runs_sql) */
+static void
+summary_vals(const struct run_summary *rs, const char **v)
+{
+	v[0] = rs->name;
+	v[1] = rs->runbook;
+	v[2] = rs->dry_run ? "true" : "false";
+	v[3] = rs->actor;
+	v[4] = rs->host;
+	v[5] = rs->started;
+	v[6] = rs->updated;
+	v[7] = rs->step;
+	v[8] = rs->state;
+	v[9] = rs->open ? "true" : "false";
+	v[10] = rs->in_doubt ? "true" : "false";
+}
+
+/* its summary written beside each record: one statement, "j" the row the
+ * WITH before it inserted ($1 run, $2 seq, $4.. summary_vals) */
+#define RUNS_UPSERT \
+	"INSERT INTO @.runs AS r (run_id, runbook, path, dry_run, actor, host, started, updated, " \
+	"records, step, state, going, in_doubt, written) " \
+	"SELECT $1, $4, $5, $6::boolean, $7, $8, $9, $10, $2::bigint, $11, $12, $13::boolean, " \
+	"$14::boolean, j.written FROM j ON CONFLICT (run_id) DO UPDATE SET runbook = excluded.runbook, " \
+	"path = excluded.path, dry_run = excluded.dry_run, actor = excluded.actor, " \
+	"host = excluded.host, started = excluded.started, updated = excluded.updated, " \
+	"records = excluded.records, step = excluded.step, state = excluded.state, " \
+	"going = excluded.going, in_doubt = excluded.in_doubt, written = excluded.written"
+
+/* journal.c's sink: one statement, its own transaction, fenced by the lock:
+ * the record's row and the run's summary (SCHEMA.runs) */
 static int
 pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 {
 	struct pg_writer *pw = arg;
 	struct pg_store *ps = (struct pg_store *)pw->w.store;
 	char seqs[24], *rec = xmalloc(len + 1);
-	const char *v[5];
+	const char *v[16];
+	json_t *r = json_loadb(line, len, 0, NULL);
+	struct rs_marks m = marks_of(pw->mk);
+	struct run_summary rs;
 	PGresult *res;
 	int rc = -1;
 
 	memcpy(rec, line, len);
 	rec[len] = '\0';
 	snprintf(seqs, sizeof seqs, "%ld", seq);
+	rs_marks_add(&m, r);
+	run_summary_fold(&m, &rs);
 	v[0] = pw->run_id;
 	v[1] = seqs;
 	v[2] = rec;
+	summary_vals(&rs, v + 3);
 	if (ps->held != NULL) {
-		v[3] = ps->held->name;
-		v[4] = ps->held->epoch;
-		res = q(ps, "INSERT INTO @.journal (run_id, seq, record) SELECT $1, $2, $3 "
-		    "WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $4 AND epoch = $5 "
-		    "AND backend_pid = pg_backend_pid())", 5, v, err);
+		v[14] = ps->held->name;
+		v[15] = ps->held->epoch;
+		res = q(ps, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+		    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
+		    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written) " RUNS_UPSERT,
+		    16, v, err);
 	} else {
-		res = q(ps, "INSERT INTO @.journal (run_id, seq, record) VALUES ($1, $2, $3)", 3, v, err);
+		res = q(ps, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+		    "VALUES ($1, $2::bigint, $3) RETURNING written) " RUNS_UPSERT, 14, v, err);
 	}
 	if (res == NULL)
 		goto out;
 	if (strcmp(PQcmdTuples(res), "1") != 0)
 		seterr(err, "this zdm no longer holds the run lock of runbook '%s' (another zdm "
 		    "took it); record %ld of run %s was not written", ps->held->name, seq, pw->run_id);
-	else
+	else {
+		marks_keep(pw, &m);
 		rc = 0;
+	}
 	PQclear(res);
 out:
+	run_summary_release(&rs);
+	json_decref(r);
 	free(rec);
 	return rc;
 }
@@ -327,8 +398,17 @@ pg_writer_new(struct store *s, const char *run_id, const struct jlog *log, char 
 	pw->w.store = s;
 	pw->run_id = xstrdup(run_id);
 	pw->ref = ref_of(ps, run_id);
+	if (log != NULL) {
+		struct rs_marks m = { NULL, NULL, NULL, NULL };
+
+		for (size_t i = 0; i < log->n; i++)
+			rs_marks_add(&m, log->recs[i]);
+		marks_keep(pw, &m);
+	}
 	pw->j = journal_open_sink(pw->ref, run_id, log, pg_sink, pw, err);
 	if (pw->j == NULL) {
+		for (int i = 0; i < 4; i++)
+			json_decref(pw->mk[i]);
 		free(pw->run_id);
 		free(pw->ref);
 		free(pw);
@@ -396,6 +476,8 @@ pg_close_writer(struct store_writer *w)
 	struct pg_writer *pw = (struct pg_writer *)w;
 
 	journal_close(pw->j);
+	for (int i = 0; i < 4; i++)
+		json_decref(pw->mk[i]);
 	free(pw->run_id);
 	free(pw->ref);
 	free(pw);
@@ -443,7 +525,7 @@ pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		PQclear(res);
 		holder_err(ps, name, err);
-		return -1;
+		return 1;
 	}
 	PQclear(res);
 	if (gethostname(host, sizeof host) != 0)
@@ -541,6 +623,86 @@ pg_locked(struct store *s, const char *name, long *pid, char **run)
 	return held;
 }
 
+static char *
+val_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+/* the advisory lock of NAME granted to a session: its pg_locks row */
+#define ADVISORY_HELD \
+	"SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 " \
+	"AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()) " \
+	"AND k.classid = hashtext($2)::bit(32)::bigint::oid " \
+	"AND k.objid = hashtext($1)::bit(32)::bigint::oid"
+
+/* held: a session holds the advisory lock (pg_locks); the lock row names
+ * the holder when it is that session, else the last one */
+static int
+pg_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	const char *v[] = { name, ps->schema };
+	PGresult *res = q(ps,
+	    "SELECT EXISTS (" ADVISORY_HELD "), EXISTS (" ADVISORY_HELD " AND k.pid = l.backend_pid), "
+	    "l.pid, l.host, l.actor, nullif(l.run_id, ''), to_char(l.since AT TIME ZONE 'UTC', "
+	    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), l.epoch "
+	    "FROM (SELECT 1) x LEFT JOIN @.locks l ON l.runbook = $1", 2, v, err);
+
+	if (res == NULL)
+		return -1;
+	li->held = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	/* held by a session the row does not name yet (between its take and
+	 * its row): no details */
+	li->known = !PQgetisnull(res, 0, 2) && (!li->held || strcmp(PQgetvalue(res, 0, 1), "t") == 0);
+	if (li->known) {
+		li->pid = strtol(PQgetvalue(res, 0, 2), NULL, 10);
+		li->host = val_or_null(res, 0, 3);
+		li->actor = val_or_null(res, 0, 4);
+		li->run_id = val_or_null(res, 0, 5);
+		li->since = val_or_null(res, 0, 6);
+		li->epoch = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_runs(struct store *s, const char *name, struct run_summary **out, size_t *n, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	const char *v[] = { name };
+	PGresult *res = q(ps,
+	    "SELECT run_id, runbook, path, actor, host, started, updated, step, state, going, in_doubt, "
+	    "dry_run, records FROM @.runs WHERE $1::text IS NULL OR runbook = $1", 1, v, err);
+
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n + 1, sizeof **out);
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct run_summary *r = &(*out)[i];
+
+		r->run_id = val_or_null(res, i, 0);
+		r->name = val_or_null(res, i, 1);
+		r->runbook = val_or_null(res, i, 2);
+		r->actor = val_or_null(res, i, 3);
+		r->host = val_or_null(res, i, 4);
+		r->started = val_or_null(res, i, 5);
+		r->updated = val_or_null(res, i, 6);
+		r->step = val_or_null(res, i, 7);
+		r->state = val_or_null(res, i, 8);
+		r->open = strcmp(PQgetvalue(res, i, 9), "t") == 0;
+		r->in_doubt = strcmp(PQgetvalue(res, i, 10), "t") == 0;
+		r->dry_run = strcmp(PQgetvalue(res, i, 11), "t") == 0;
+		r->records = strtol(PQgetvalue(res, i, 12), NULL, 10);
+		if (r->state == NULL)
+			r->state = xstrdup("?");
+	}
+	PQclear(res);
+	return 0;
+}
+
 static void
 pg_free(struct store *s)
 {
@@ -576,6 +738,8 @@ static const struct store_ops pg_ops = {
 	.lock_check = pg_lock_check,
 	.unlock = pg_unlock,
 	.locked = pg_locked,
+	.lock_info = pg_lock_info,
+	.runs = pg_runs,
 	.free = pg_free,
 };
 
@@ -710,7 +874,25 @@ store_open_pg(const char *spec, const char *schema, char **err)
 		pg_free(&ps->s);
 		return NULL;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) != 0) {
+	if (strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) == 0) {
+		/* made by a zdm from before the run summaries */
+		PQclear(res);
+		text = sql(ps, "SELECT to_regclass('@.runs') IS NOT NULL");
+		res = PQexec(ps->conn, text);
+		free(text);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		    strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+			seterr(err, "the zdm state in %s has no run summaries (SCHEMA.runs) yet: add them "
+			    "once with: zdm state init URL%s%s", ps->place, strcmp(schema, "zdm") ? " --schema " : "",
+			    strcmp(schema, "zdm") ? schema : "");
+			PQclear(res);
+			pg_free(&ps->s);
+			return NULL;
+		}
+		PQclear(res);
+		return &ps->s;
+	}
+	{
 		bool newer = strtol(PQgetvalue(res, 0, 0), NULL, 10) > strtol(SCHEMA_VERSION, NULL, 10);
 
 		seterr(err, "the zdm state in %s is schema version %s; this zdm knows version %s: %s",
@@ -720,8 +902,101 @@ store_open_pg(const char *spec, const char *schema, char **err)
 		pg_free(&ps->s);
 		return NULL;
 	}
+}
+
+/* the summary row of the run whose records RES rows [from, to) hold
+ * (run_id, record, written), unless it has one; 0, or -1 and *err */
+static int
+backfill_run(struct pg_store *ps, PGresult *res, int from, int to, char **err)
+{
+	json_t *recs[4] = { NULL, NULL, NULL, NULL };
+	struct rs_marks m = { NULL, NULL, NULL, NULL };
+	struct run_summary rs;
+	const char *v[14];
+	char seqs[24];
+	PGresult *ins;
+
+	for (int i = from; i < to; i++) {
+		json_t *r = json_loadb(PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1), 0, NULL);
+
+		if (!json_is_object(r)) {
+			json_decref(r);
+			continue;
+		}
+		rs_marks_add(&m, r);
+		/* keep what the marks point to, and nothing else */
+		{
+			const json_t *nk[4] = { m.first, m.place, m.act, m.last };
+			json_t *old[4];
+
+			memcpy(old, recs, sizeof old);
+			for (int k = 0; k < 4; k++)
+				recs[k] = json_incref((json_t *)nk[k]);
+			for (int k = 0; k < 4; k++)
+				json_decref(old[k]);
+			json_decref(r);
+		}
+	}
+	if (m.first == NULL)
+		return 0;	/* nothing readable: zdm status says why */
+	run_summary_fold(&m, &rs);
+	snprintf(seqs, sizeof seqs, "%ld", rs.records);
+	v[0] = PQgetvalue(res, from, 0);
+	v[1] = seqs;
+	v[2] = PQgetvalue(res, to - 1, 2);
+	summary_vals(&rs, v + 3);
+	ins = q(ps, "INSERT INTO @.runs (run_id, runbook, path, dry_run, actor, host, started, updated, "
+	    "records, step, state, going, in_doubt, written) VALUES ($1, $4, $5, $6::boolean, $7, $8, $9, "
+	    "$10, $2::bigint, $11, $12, $13::boolean, $14::boolean, $3::timestamptz) "
+	    "ON CONFLICT (run_id) DO NOTHING", 14, v, err);
+	run_summary_release(&rs);
+	for (int k = 0; k < 4; k++)
+		json_decref(recs[k]);
+	if (ins == NULL)
+		return -1;
+	PQclear(ins);
+	return 0;
+}
+
+/* the summary rows of runs that have none (a state made before zdm kept
+ * them), from their records, in one transaction; how many, or -1 and *err */
+static long
+backfill(struct pg_store *ps, char **err)
+{
+	PGresult *res, *t;
+	long n = 0;
+	int from = 0;
+
+	res = q(ps, "SELECT j.run_id, j.record, j.written FROM @.journal j "
+	    "WHERE NOT EXISTS (SELECT 1 FROM @.runs r WHERE r.run_id = j.run_id) "
+	    "ORDER BY j.run_id, j.seq", 0, NULL, err);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 0;
+	}
+	if ((t = q(ps, "BEGIN", 0, NULL, err)) == NULL) {
+		PQclear(res);
+		return -1;
+	}
+	PQclear(t);
+	for (int i = 1; i <= PQntuples(res); i++) {
+		if (i < PQntuples(res) && strcmp(PQgetvalue(res, i, 0), PQgetvalue(res, from, 0)) == 0)
+			continue;
+		if (backfill_run(ps, res, from, i, err) != 0) {
+			PQclear(q(ps, "ROLLBACK", 0, NULL, NULL));
+			PQclear(res);
+			return -1;
+		}
+		n++;
+		from = i;
+	}
 	PQclear(res);
-	return &ps->s;
+	if ((t = q(ps, "COMMIT", 0, NULL, err)) == NULL)
+		return -1;
+	PQclear(t);
+	return n;
 }
 
 int
@@ -743,6 +1018,15 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 	    "  epoch bigint NOT NULL,"
 	    "  backend_pid integer,"
 	    "  host text, pid bigint, actor text, run_id text, since timestamptz);"
+	    "CREATE TABLE IF NOT EXISTS @.runs ("
+	    "  run_id text PRIMARY KEY,"
+	    "  runbook text, path text, dry_run boolean NOT NULL DEFAULT false,"
+	    "  actor text, host text, started text, updated text,"
+	    "  records bigint NOT NULL, step text, state text NOT NULL,"
+	    "  going boolean NOT NULL, in_doubt boolean NOT NULL,"
+	    "  written timestamptz NOT NULL);"
+	    "CREATE INDEX IF NOT EXISTS runs_runbook_written ON @.runs (runbook, written);"
+	    "CREATE INDEX IF NOT EXISTS runs_written ON @.runs (written);"
 	    "CREATE OR REPLACE FUNCTION @.journal_append_only() RETURNS trigger LANGUAGE plpgsql AS "
 	    "$$BEGIN RAISE EXCEPTION 'zdm journal rows are append-only (% refused)', TG_OP; END$$;"
 	    "CREATE OR REPLACE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON @.journal "
@@ -771,8 +1055,25 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 		free(text);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		    strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) == 0) {
-			*out = xasprintf("%s: zdm state schema version %s ready", ps->place, SCHEMA_VERSION);
-			rc = 0;
+			char *berr = NULL;
+			long n = backfill(ps, &berr);
+
+			if (n < 0) {
+				seterr(err, "state database %s: cannot summarise the runs kept before: %s",
+				    ps->where, berr);
+				free(berr);
+			} else {
+				*out = xasprintf("%s: zdm state schema version %s ready", ps->place,
+				    SCHEMA_VERSION);
+				if (n > 0) {
+					char *o = *out;
+
+					*out = xasprintf("%s (summarised %ld run%s kept before)", o, n,
+					    n == 1 ? "" : "s");
+					free(o);
+				}
+				rc = 0;
+			}
 		} else {
 			seterr(err, "state database %s: schema %s holds another version of zdm's state (%s)",
 			    ps->where, schema, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "none");
