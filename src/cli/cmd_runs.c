@@ -16,87 +16,13 @@
 #include "core/runstate.h"
 #include "core/store.h"
 
-/* ---- times ------------------------------------------------------------------ */
-
-/* "2026-11-21T10:00:01.123Z" (the journal's ts) -> ms since the epoch; -1 */
+/* a journal ts ("2026-11-21T10:00:01.123Z") -> ms since the epoch; -1 */
 static int64_t
 ts_ms(const char *ts)
 {
-	struct tm tm;
-	const char *p;
-	int64_t ms = 0;
+	int64_t ms;
 
-	if (ts == NULL)
-		return -1;
-	memset(&tm, 0, sizeof tm);
-	p = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (p == NULL)
-		return -1;
-	if (*p == '.') {
-		int k = 0;
-
-		for (p++; *p >= '0' && *p <= '9'; p++, k++)
-			if (k < 3)
-				ms = ms * 10 + (*p - '0');
-		for (; k < 3; k++)
-			ms *= 10;
-	}
-	if (strcmp(p, "Z") != 0)
-		return -1;
-	return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
-/*
- * --since: YYYY-MM-DD (midnight UTC) or an RFC 3339 date-time
- * (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +HH:MM / -HH:MM) -> the journal's
- * ts format in UTC, which sorts as the times do (out >= 32 bytes); -1 when
- * it is neither.
- */
-static int
-parse_since(const char *arg, char *out, size_t n)
-{
-	struct tm tm, chk;
-	const char *p;
-	long frac = 0;
-	time_t t;
-
-	memset(&tm, 0, sizeof tm);
-	p = strptime(arg, "%Y-%m-%d", &tm);
-	if (p == NULL)
-		return -1;
-	if (*p == 'T' || *p == 't' || *p == ' ') {
-		p = strptime(p + 1, "%H:%M:%S", &tm);
-		if (p == NULL)
-			return -1;
-		if (*p == '.') {
-			int k = 0;
-
-			if (p[1] < '0' || p[1] > '9')
-				return -1;
-			for (p++; *p >= '0' && *p <= '9'; p++, k++)
-				if (k < 3)
-					frac = frac * 10 + (*p - '0');
-			for (; k < 3; k++)
-				frac *= 10;
-		}
-		if (*p == 'z')
-			p = "Z";
-		p = strptime(p, "%z", &tm);
-		if (p == NULL || *p != '\0')
-			return -1;
-	} else if (*p != '\0') {
-		return -1;
-	}
-	/* no day 31 of February: the fields come back as given */
-	chk = tm;
-	t = timegm(&chk);
-	if (chk.tm_mday != tm.tm_mday || chk.tm_mon != tm.tm_mon)
-		return -1;
-	t -= tm.tm_gmtoff;
-	gmtime_r(&t, &chk);
-	strftime(out, n, "%Y-%m-%dT%H:%M:%S", &chk);
-	snprintf(out + strlen(out), n - strlen(out), ".%03ldZ", frac);
-	return 0;
+	return ts != NULL && parse_time(ts, &ms) == 0 ? ms : -1;
 }
 
 /* ---- zdm runs ---------------------------------------------------------------- */
@@ -238,7 +164,8 @@ known_status(const char *s)
 int
 cmd_runs(const struct cmd *cmd, struct cli *c)
 {
-	char since[40] = "", *err = NULL;
+	char *err = NULL;
+	int64_t since = 0;
 	struct store *s;
 	struct run_summary *rs;
 	struct holders h = { NULL, 0 };
@@ -258,7 +185,7 @@ cmd_runs(const struct cmd *cmd, struct cli *c)
 		sb_release(&sb);
 		return ZDM_EXIT_USAGE;
 	}
-	if (c->runs_since != NULL && parse_since(c->runs_since, since, sizeof since) != 0) {
+	if (c->runs_since != NULL && parse_time(c->runs_since, &since) != 0) {
 		fprintf(stderr, "zdm runs: --since '%s': not a date or time; use YYYY-MM-DD (UTC) or "
 		    "RFC 3339, e.g. 2026-11-21T10:00:00Z or 2026-11-21T11:00:00+01:00\n", c->runs_since);
 		return ZDM_EXIT_USAGE;
@@ -281,7 +208,7 @@ cmd_runs(const struct cmd *cmd, struct cli *c)
 		const char *st = run_summary_status(r, held);
 		int64_t t0 = ts_ms(r->started), t1 = held ? now : ts_ms(r->updated);
 
-		if (since[0] != '\0' && (r->started == NULL || strcmp(r->started, since) < 0))
+		if (c->runs_since != NULL && (t0 < 0 || t0 < since))
 			continue;
 		if (c->runs_status != NULL && strcmp(st, c->runs_status) != 0)
 			continue;
@@ -295,6 +222,9 @@ cmd_runs(const struct cmd *cmd, struct cli *c)
 		k = (size_t)c->runs_limit;
 	if (c->json_output)
 		print_json(rows, k);
+	else if (n == 0 && c->runs_runbook != NULL)
+		printf("no runs of runbook '%s' in %s\n", c->runs_runbook,
+		    store_runs_place(s) ? store_runs_place(s) : store_location(s));
 	else if (n == 0)
 		printf("no runs in %s\n", store_runs_place(s) ? store_runs_place(s) : store_location(s));
 	else if (k == 0)

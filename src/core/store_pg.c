@@ -855,7 +855,8 @@ store_open_pg(const char *spec, const char *schema, char **err)
 
 	if (ps == NULL)
 		return NULL;
-	text = sql(ps, "SELECT value FROM @.meta WHERE key = 'schema_version'");
+	text = sql(ps, "SELECT value, to_regclass('@.runs') IS NOT NULL FROM @.meta "
+	    "WHERE key = 'schema_version'");
 	res = PQexec(ps->conn, text);
 	free(text);
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -876,14 +877,9 @@ store_open_pg(const char *spec, const char *schema, char **err)
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) == 0) {
 		/* made by a zdm from before the run summaries */
-		PQclear(res);
-		text = sql(ps, "SELECT to_regclass('@.runs') IS NOT NULL");
-		res = PQexec(ps->conn, text);
-		free(text);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		    strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-			seterr(err, "the zdm state in %s has no run summaries (SCHEMA.runs) yet: add them "
-			    "once with: zdm state init URL%s%s", ps->place, strcmp(schema, "zdm") ? " --schema " : "",
+		if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+			seterr(err, "the zdm state in %s has no run summaries (%s.runs) yet: add them "
+			    "once with: zdm state init URL%s%s", ps->place, schema, strcmp(schema, "zdm") ? " --schema " : "",
 			    strcmp(schema, "zdm") ? schema : "");
 			PQclear(res);
 			pg_free(&ps->s);
@@ -1025,8 +1021,8 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 	    "  records bigint NOT NULL, step text, state text NOT NULL,"
 	    "  going boolean NOT NULL, in_doubt boolean NOT NULL,"
 	    "  written timestamptz NOT NULL);"
-	    "CREATE INDEX IF NOT EXISTS runs_runbook_written ON @.runs (runbook, written);"
-	    "CREATE INDEX IF NOT EXISTS runs_written ON @.runs (written);"
+	    /* on columns an append never changes, so its update of the row is HOT */
+	    "CREATE INDEX IF NOT EXISTS runs_runbook_started ON @.runs (runbook, started);"
 	    "CREATE OR REPLACE FUNCTION @.journal_append_only() RETURNS trigger LANGUAGE plpgsql AS "
 	    "$$BEGIN RAISE EXCEPTION 'zdm journal rows are append-only (% refused)', TG_OP; END$$;"
 	    "CREATE OR REPLACE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON @.journal "
