@@ -167,7 +167,8 @@ check_listing() {
   [ "${#lines[@]}" -eq 5 ]
   run zdm runs "${S[@]}" --since "$(date -u -d tomorrow +%F)"
   assert_success
-  assert_output --regexp "^no runs match in .* \(4 runs in all\)$"
+  assert_output --regexp "^no runs match in .*$"
+  [ "${#lines[@]}" -eq 1 ]
   run zdm runs "${S[@]}" --since "$(date -u -d '+1 hour' +%FT%T%:z)" --output json
   assert_success
   [ "$output" = "[]" ]

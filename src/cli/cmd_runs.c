@@ -84,30 +84,71 @@ jstr_or_null(const char *s)
 	return s != NULL ? json_string(s) : json_null();
 }
 
+/* one JSON array, a run an object on a line of its own */
 static void
 print_json(const struct row *rows, size_t n)
 {
-	json_t *a = json_array();
-	char *text;
-
+	fputs("[", stdout);
 	for (size_t i = 0; i < n; i++) {
 		const struct run_summary *r = rows[i].r;
+		json_t *o = json_object();
+		char *text;
 
-		json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:s,s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:I}",
-		    "run", jstr_or_null(r->run_id), "runbook", jstr_or_null(r->name),
-		    "file", jstr_or_null(r->runbook), "status", rows[i].status, "dry_run", r->dry_run,
-		    "actor", jstr_or_null(r->actor), "host", jstr_or_null(r->host),
-		    "started", jstr_or_null(r->started), "updated", jstr_or_null(r->updated),
-		    "duration_ms", rows[i].ms >= 0 ? json_integer(rows[i].ms) : json_null(),
-		    "step", jstr_or_null(r->step), "records", (json_int_t)r->records));
+		json_object_set_new(o, "run", jstr_or_null(r->run_id));
+		json_object_set_new(o, "runbook", jstr_or_null(r->name));
+		json_object_set_new(o, "file", jstr_or_null(r->runbook));
+		json_object_set_new(o, "status", jstr_or_null(rows[i].status));
+		json_object_set_new(o, "dry_run", json_boolean(r->dry_run));
+		json_object_set_new(o, "actor", jstr_or_null(r->actor));
+		json_object_set_new(o, "host", jstr_or_null(r->host));
+		json_object_set_new(o, "started", jstr_or_null(r->started));
+		json_object_set_new(o, "updated", jstr_or_null(r->updated));
+		json_object_set_new(o, "duration_ms", rows[i].ms >= 0 ? json_integer(rows[i].ms) : json_null());
+		json_object_set_new(o, "step", jstr_or_null(r->step));
+		json_object_set_new(o, "records", json_integer((json_int_t)r->records));
+		text = json_dumps(o, JSON_COMPACT);
+		printf("%s\n%s", i ? "," : "", text != NULL ? text : "{}");
+		free(text);
+		json_decref(o);
 	}
-	text = json_dumps(a, JSON_INDENT(2) | JSON_ENCODE_ANY);
-	printf("%s\n", text != NULL ? text : "[]");
-	free(text);
-	json_decref(a);
+	fputs(n > 0 ? "\n]\n" : "]\n", stdout);
 }
 
 enum { C_RUN, C_RUNBOOK, C_STATUS, C_ACTOR, C_HOST, C_STARTED, C_DURATION, C_STEP, NCOLS };
+
+static const char *
+or_dash(const char *s)
+{
+	return s != NULL ? s : "-";
+}
+
+/* the cells of row R (the runbook's without " (dry run)"; started to the
+ * second); dur: >= 32 bytes */
+static void
+cells(const struct row *r, const char *cell[NCOLS], char *dur)
+{
+	strcpy(dur, "-");
+	if (r->ms >= 0)
+		fmt_duration(r->ms, dur, 32);
+	cell[C_RUN] = r->r->run_id ? r->r->run_id : "?";
+	cell[C_RUNBOOK] = r->r->name ? r->r->name : "?";
+	cell[C_STATUS] = r->status;
+	cell[C_ACTOR] = or_dash(r->r->actor);
+	cell[C_HOST] = or_dash(r->r->host);
+	cell[C_STARTED] = r->r->started != NULL && strlen(r->r->started) >= 19 ? r->r->started : "-";
+	cell[C_DURATION] = dur;
+	cell[C_STEP] = or_dash(r->r->step);
+}
+
+static size_t
+cell_width(const struct row *r, int k, const char *cell)
+{
+	if (k == C_RUNBOOK && r->r->dry_run)
+		return strlen(cell) + strlen(" (dry run)");
+	if (k == C_STARTED && strcmp(cell, "-") != 0)
+		return 20;	/* 2026-11-21T10:00:01Z */
+	return strlen(cell);
+}
 
 static void
 print_table(const struct row *rows, size_t n)
@@ -115,41 +156,36 @@ print_table(const struct row *rows, size_t n)
 	static const char *const head[NCOLS] = {
 		"RUN", "RUNBOOK", "STATUS", "ACTOR", "HOST", "STARTED", "DURATION", "STEP",
 	};
-	char *(*cell)[NCOLS] = xcalloc(n, sizeof *cell);
+	const char *cell[NCOLS];
+	char dur[32];
 	size_t w[NCOLS];
 
 	for (int k = 0; k < NCOLS; k++)
 		w[k] = strlen(head[k]);
 	for (size_t i = 0; i < n; i++) {
-		const struct run_summary *r = rows[i].r;
-		char d[32] = "-";
-
-		if (rows[i].ms >= 0)
-			fmt_duration(rows[i].ms, d, sizeof d);
-		cell[i][C_RUN] = xstrdup(r->run_id ? r->run_id : "?");
-		cell[i][C_RUNBOOK] = xasprintf("%s%s", r->name ? r->name : "?", r->dry_run ? " (dry run)" : "");
-		cell[i][C_STATUS] = xstrdup(rows[i].status);
-		cell[i][C_ACTOR] = xstrdup(r->actor ? r->actor : "-");
-		cell[i][C_HOST] = xstrdup(r->host ? r->host : "-");
-		/* to the second: the journal has the milliseconds */
-		cell[i][C_STARTED] = r->started != NULL && strlen(r->started) >= 19 ?
-		    xasprintf("%.19sZ", r->started) : xstrdup("-");
-		cell[i][C_DURATION] = xstrdup(d);
-		cell[i][C_STEP] = xstrdup(r->step ? r->step : "-");
+		cells(&rows[i], cell, dur);
 		for (int k = 0; k < NCOLS; k++)
-			if (strlen(cell[i][k]) > w[k])
-				w[k] = strlen(cell[i][k]);
+			if (cell_width(&rows[i], k, cell[k]) > w[k])
+				w[k] = cell_width(&rows[i], k, cell[k]);
 	}
 	for (int k = 0; k < NCOLS; k++)
 		printf(k + 1 < NCOLS ? "%-*s  " : "%-*s\n", k + 1 < NCOLS ? (int)w[k] : 0, head[k]);
 	for (size_t i = 0; i < n; i++) {
+		cells(&rows[i], cell, dur);
 		for (int k = 0; k < NCOLS; k++) {
-			printf(k + 1 < NCOLS ? "%-*s  " : "%-*s\n", k + 1 < NCOLS ? (int)w[k] : 0,
-			    cell[i][k]);
-			free(cell[i][k]);
+			int pad = (int)(w[k] - cell_width(&rows[i], k, cell[k]));
+
+			if (k == C_RUNBOOK && rows[i].r->dry_run)
+				printf("%s (dry run)", cell[k]);
+			else if (k == C_STARTED && strcmp(cell[k], "-") != 0)
+				printf("%.19sZ", cell[k]);
+			else
+				fputs(cell[k], stdout);
+			if (k + 1 < NCOLS)
+				printf("%*s", pad + 2, "");
 		}
+		putchar('\n');
 	}
-	free(cell);
 }
 
 static bool
@@ -164,8 +200,9 @@ known_status(const char *s)
 int
 cmd_runs(const struct cmd *cmd, struct cli *c)
 {
-	char *err = NULL;
+	char *err = NULL, since_ts[40];
 	int64_t since = 0;
+	struct runs_query q = { NULL, NULL, 0 };
 	struct store *s;
 	struct run_summary *rs;
 	struct holders h = { NULL, 0 };
@@ -193,9 +230,25 @@ cmd_runs(const struct cmd *cmd, struct cli *c)
 	s = state_open(c, NULL, cmd->name);
 	if (s == NULL)
 		return ZDM_EXIT_USAGE;
+	/* thousands of lines: not a write each (nothing was written to stdout yet) */
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	clock_gettime(CLOCK_REALTIME, &wall);
 	now = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
-	if (store_runs(s, c->runs_runbook, &rs, &n, &err) != 0) {
+	q.name = c->runs_runbook;
+	if (c->runs_since != NULL && since >= 0) {
+		time_t t = (time_t)(since / 1000);
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(since_ts, sizeof since_ts, "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(since_ts + strlen(since_ts), sizeof since_ts - strlen(since_ts), ".%03dZ",
+		    (int)(since % 1000));
+		q.since = since_ts;
+	}
+	/* the status is known only here: with --status every run is looked at */
+	if (c->runs_status == NULL && c->runs_limit > 0)
+		q.newest = (size_t)c->runs_limit;
+	if (store_runs(s, &q, &rs, &n, &err) != 0) {
 		fprintf(stderr, "zdm runs: %s\n", err);
 		free(err);
 		store_close(s);
@@ -222,16 +275,16 @@ cmd_runs(const struct cmd *cmd, struct cli *c)
 		k = (size_t)c->runs_limit;
 	if (c->json_output)
 		print_json(rows, k);
-	else if (n == 0 && c->runs_runbook != NULL)
+	else if (k > 0)
+		print_table(rows, k);
+	else if (c->runs_status == NULL && c->runs_since == NULL && c->runs_runbook != NULL)
 		printf("no runs of runbook '%s' in %s\n", c->runs_runbook,
 		    store_runs_place(s) ? store_runs_place(s) : store_location(s));
-	else if (n == 0)
+	else if (c->runs_status == NULL && c->runs_since == NULL)
 		printf("no runs in %s\n", store_runs_place(s) ? store_runs_place(s) : store_location(s));
-	else if (k == 0)
-		printf("no runs match in %s (%zu run%s in all)\n",
-		    store_runs_place(s) ? store_runs_place(s) : store_location(s), n, n == 1 ? "" : "s");
 	else
-		print_table(rows, k);
+		printf("no runs match in %s\n", store_runs_place(s) ? store_runs_place(s) :
+		    store_location(s));
 	free(rows);
 	for (size_t i = 0; i < h.n; i++) {
 		free(h.v[i].name);

@@ -361,12 +361,6 @@ rs_marks_add(struct rs_marks *m, const json_t *rec)
 	m->last = rec;
 }
 
-static char *
-dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 static json_int_t
 seq_of(const json_t *rec)
 {
@@ -426,15 +420,12 @@ run_summary_fold(const struct rs_marks *m, struct run_summary *out)
 	}
 	if (step == NULL)
 		step = jstr(m->act, "step");
-	out->run_id = dup_or_null(st.run_id);
-	out->name = dup_or_null(st.name);
-	out->runbook = dup_or_null(st.runbook);
-	out->actor = dup_or_null(jstr(st.actor, "who"));
-	out->host = dup_or_null(host);
-	out->started = dup_or_null(st.started);
-	out->updated = dup_or_null(jstr(m->last, "ts"));
-	out->step = dup_or_null(step);
-	out->state = xstrdup(state);
+	{
+		const char *const v[9] = { st.run_id, st.name, st.runbook, jstr(st.actor, "who"), host,
+			st.started, jstr(m->last, "ts"), step, state };
+
+		run_summary_strings(out, v);
+	}
 	out->open = st.outcome == RS_RUNNING || st.outcome == RS_ROLLING_BACK;
 	out->in_doubt = runstate_in_doubt(&st) > 0;
 	out->dry_run = st.dry_run;
@@ -443,17 +434,33 @@ run_summary_fold(const struct rs_marks *m, struct run_summary *out)
 }
 
 void
+run_summary_strings(struct run_summary *s, const char *const v[9])
+{
+	char **f[9] = { &s->run_id, &s->name, &s->runbook, &s->actor, &s->host, &s->started,
+		&s->updated, &s->step, &s->state };
+	size_t len = 0;
+	char *p;
+
+	for (int i = 0; i < 9; i++)
+		len += v[i] != NULL ? strlen(v[i]) + 1 : 0;
+	free(s->mem);
+	p = s->mem = xmalloc(len + 1);
+	for (int i = 0; i < 9; i++) {
+		*f[i] = NULL;
+		if (v[i] != NULL) {
+			size_t n = strlen(v[i]) + 1;
+
+			memcpy(p, v[i], n);
+			*f[i] = p;
+			p += n;
+		}
+	}
+}
+
+void
 run_summary_release(struct run_summary *s)
 {
-	free(s->run_id);
-	free(s->name);
-	free(s->runbook);
-	free(s->actor);
-	free(s->host);
-	free(s->started);
-	free(s->updated);
-	free(s->step);
-	free(s->state);
+	free(s->mem);
 	memset(s, 0, sizeof *s);
 }
 

@@ -153,8 +153,8 @@ bool runstate_places(const json_t *rec);
  * (struct rs_marks' act; not step.interrupted, which leaves it started)? */
 bool runstate_acts(const json_t *rec);
 
-/* what zdm runs shows of a run; strings malloc'd (NULL when the journal
- * does not say) */
+/* what zdm runs shows of a run; its strings (NULL when the journal does not
+ * say) are in one block it owns (run_summary_strings) */
 struct run_summary {
 	char *run_id;
 	char *name;		/* the runbook's name */
@@ -173,7 +173,12 @@ struct run_summary {
 	bool in_doubt;		/* a step or an undo started and never ended */
 	bool dry_run;
 	long records;		/* its last seq */
+	char *mem;		/* the strings' block */
 };
+
+/* copies of V as S's strings, in this order: run_id, name, runbook, actor,
+ * host, started, updated, step, state (each may be NULL) */
+void run_summary_strings(struct run_summary *s, const char *const v[9]);
 
 /* the summary of the run whose marks are M (M.first set) */
 void run_summary_fold(const struct rs_marks *m, struct run_summary *out);

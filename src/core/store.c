@@ -2,6 +2,7 @@
  * store.c - the door to stored runs (store.h): each call goes to the
  * store's backend.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -164,14 +165,22 @@ int
 store_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
     void (*waiting)(const char *why, void *arg), void *arg, struct store_lock **lk, char **err)
 {
-	int64_t until = mono_ms() + wait_ms, pause = 10;
+	int64_t until = mono_ms() + wait_ms, pause = 5;
 	char *said = NULL;
+	bool first = true;
 	int rc;
 
 	for (;;) {
 		char *why = NULL;
+		int64_t left = until - mono_ms();
 
-		rc = store_lock(s, name, run_id, lk, &why);
+		if (first || s->ops->lock_wait == NULL || left <= 0) {
+			rc = store_lock(s, name, run_id, lk, &why);
+		} else {
+			*lk = NULL;
+			rc = s->ops->lock_wait(s, name, run_id, left < 250 ? left : 250, lk, &why);
+		}
+		first = false;
 		if (rc != 1 || wait_ms <= 0 || zdm_interrupted || mono_ms() >= until) {
 			if (rc != 0)
 				seterr(err, "%s", why != NULL ? why : "the run lock cannot be taken");
@@ -185,11 +194,13 @@ store_lock_wait(struct store *s, const char *name, const char *run_id, int64_t w
 		} else {
 			free(why);
 		}
+		if (s->ops->lock_wait != NULL)
+			continue;	/* it waits in the store */
 		if (pause > until - mono_ms())
 			pause = until - mono_ms();
 		if (pause > 0 && zdm_sleep_ms(pause) != 0)
 			continue;	/* a signal: the next try is the last */
-		pause = pause * 2 > 100 ? 100 : pause * 2;
+		pause = pause * 2 > 25 ? 25 : pause * 2;
 	}
 	free(said);
 	return rc;
@@ -214,11 +225,12 @@ store_lock_info_release(struct store_lock_info *li)
 }
 
 int
-store_runs(struct store *s, const char *name, struct run_summary **out, size_t *n, char **err)
+store_runs(struct store *s, const struct runs_query *q, struct run_summary **out, size_t *n,
+    char **err)
 {
 	*out = NULL;
 	*n = 0;
-	return s->ops->runs(s, name, out, n, err);
+	return s->ops->runs(s, q, out, n, err);
 }
 
 void

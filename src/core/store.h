@@ -40,6 +40,15 @@ struct store_lock {
 	struct store *store;
 };
 
+/* which runs zdm runs asks for */
+struct runs_query {
+	const char *name;	/* of runbook NAME only, or NULL: all */
+	const char *since;	/* started then or later (a journal ts, UTC:
+				 * "2026-11-21T10:00:01.123Z"), or NULL */
+	size_t newest;		/* the newest N (by started, then run id) are enough; 0:
+				 * all.  A backend may return more, in any order. */
+};
+
 /* who holds a runbook's run lock (zdm lock status); strings malloc'd or NULL */
 struct store_lock_info {
 	bool held;		/* a live zdm holds it now */
@@ -91,6 +100,10 @@ struct store_ops {
 	 * be taken (the store cannot be reached, a bad name) */
 	int (*lock)(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
 	    char **err);
+	/* optional: as lock, but while another holds it wait up to WAIT_MS (> 0)
+	 * in the store itself for it to be let go (1: still held then) */
+	int (*lock_wait)(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+	    struct store_lock **lk, char **err);
 	/* is LK still this process's: -1 and *err when another may have taken it */
 	int (*lock_check)(struct store_lock *lk, char **err);
 	void (*unlock)(struct store_lock *lk);
@@ -99,11 +112,11 @@ struct store_ops {
 	/* who holds NAME's lock, or held it last; -1 and *err when the store
 	 * cannot tell */
 	int (*lock_info)(struct store *s, const char *name, struct store_lock_info *li, char **err);
-	/* the summary of every run (of runbook NAME, or all), in no particular
-	 * order (runstate.h: run_summary_fold); -1 and *err when they cannot
-	 * be listed */
-	int (*runs)(struct store *s, const char *name, struct run_summary **out, size_t *n,
-	    char **err);
+	/* the summary of every run Q asks for, in no particular order
+	 * (runstate.h: run_summary_fold); -1 and *err when they cannot be
+	 * listed */
+	int (*runs)(struct store *s, const struct runs_query *q, struct run_summary **out,
+	    size_t *n, char **err);
 	void (*free)(struct store *s);
 };
 
@@ -152,16 +165,18 @@ int store_lock(struct store *s, const char *name, const char *run_id, struct sto
 int store_lock_check(struct store_lock *lk, char **err);
 void store_unlock(struct store_lock *lk);
 bool store_locked(struct store *s, const char *name, long *pid, char **run);
-/* store_lock, and while another holds the lock (1) try again with a short
- * backoff (10 ms, doubling, at most 100 ms) until WAIT_MS passed or a
- * signal came; waiting(why, arg) is told each holder it waits for (why:
- * the holder as store_lock names it), the first time and when it changes.
+/* store_lock, and while another holds the lock (1) wait for it until
+ * WAIT_MS passed or a signal came: in the backend's lock_wait, in slices of
+ * at most 250 ms, or trying again with a short backoff (5 ms, doubling, at
+ * most 25 ms); waiting(why, arg) is told each holder it waits for (why: the
+ * holder as store_lock names it), the first time and when it changes.
  * WAIT_MS 0: one try.  Returns as store_lock. */
 int store_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
     void (*waiting)(const char *why, void *arg), void *arg, struct store_lock **lk, char **err);
 int store_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err);
 void store_lock_info_release(struct store_lock_info *li);
-int store_runs(struct store *s, const char *name, struct run_summary **out, size_t *n, char **err);
+int store_runs(struct store *s, const struct runs_query *q, struct run_summary **out, size_t *n,
+    char **err);
 void store_runs_free(struct run_summary *runs, size_t n);
 bool store_fences(const struct store *s);
 

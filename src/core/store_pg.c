@@ -506,9 +506,56 @@ holder_err(struct pg_store *ps, const char *name, char **err)
 	PQclear(res);
 }
 
+/* the advisory lock of NAME, waiting up to WAIT_MS for it (0: a try): 0
+ * taken, 1 held by another, -1 and *err */
 static int
-pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
-    char **err)
+advisory_take(struct pg_store *ps, const char *name, int64_t wait_ms, char **err)
+{
+	const char *kv[] = { ps->schema, name };
+	char ms[32];
+	const char *tv[] = { ms };
+	PGresult *res;
+	char *text;
+	const char *state;
+	int rc;
+
+	if (wait_ms <= 0) {
+		res = q(ps, "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", 2, kv, err);
+		if (res == NULL)
+			return -1;
+		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 1;
+		PQclear(res);
+		return rc;
+	}
+	/* blocked in the server, so the lock is ours the moment it is let go;
+	 * lock_timeout ends the wait (SQLSTATE 55P03) */
+	snprintf(ms, sizeof ms, "%lldms", (long long)wait_ms);
+	res = q(ps, "SELECT set_config('lock_timeout', $1, false)", 1, tv, err);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	text = sql(ps, "SELECT pg_advisory_lock(hashtext($1), hashtext($2))");
+	res = PQexecParams(ps->conn, text, 2, NULL, kv, NULL, NULL, 0);
+	free(text);
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		rc = 0;
+	} else if (state != NULL && strcmp(state, "55P03") == 0) {
+		rc = 1;
+	} else {
+		char *m = pg_msg(ps->conn, res);
+
+		rc = seterr(err, "state database %s: %s", ps->where, m);
+		free(m);
+	}
+	PQclear(res);
+	PQclear(q(ps, "SELECT set_config('lock_timeout', '0', false)", 0, NULL, NULL));
+	return rc;
+}
+
+static int
+pg_take(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+    struct store_lock **lk, char **err)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *kv[] = { ps->schema, name };
@@ -516,18 +563,17 @@ pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 	const char *v[5];
 	PGresult *res;
 	struct pg_lock *pl;
+	int rc;
 
 	if (ps->held != NULL)
 		return seterr(err, "this zdm already holds the run lock of runbook '%s'", ps->held->name);
-	res = q(ps, "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", 2, kv, err);
-	if (res == NULL)
+	rc = advisory_take(ps, name, wait_ms, err);
+	if (rc < 0)
 		return -1;
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		PQclear(res);
+	if (rc == 1) {
 		holder_err(ps, name, err);
 		return 1;
 	}
-	PQclear(res);
 	if (gethostname(host, sizeof host) != 0)
 		snprintf(host, sizeof host, "?");
 	host[sizeof host - 1] = '\0';
@@ -557,6 +603,20 @@ pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 	ps->held = pl;
 	*lk = &pl->l;
 	return 0;
+}
+
+static int
+pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
+    char **err)
+{
+	return pg_take(s, name, run_id, 0, lk, err);
+}
+
+static int
+pg_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+    struct store_lock **lk, char **err)
+{
+	return pg_take(s, name, run_id, wait_ms > 0 ? wait_ms : 1, lk, err);
 }
 
 /* this connection is alive and the lock row still names it, at its epoch */
@@ -667,14 +727,25 @@ pg_lock_info(struct store *s, const char *name, struct store_lock_info *li, char
 	return 0;
 }
 
+/* started is the journal's ts text, which sorts as the times do */
 static int
-pg_runs(struct store *s, const char *name, struct run_summary **out, size_t *n, char **err)
+pg_runs(struct store *s, const struct runs_query *rq, struct run_summary **out, size_t *n,
+    char **err)
 {
 	struct pg_store *ps = (struct pg_store *)s;
-	const char *v[] = { name };
-	PGresult *res = q(ps,
+	char lim[24];
+	const char *v[3];
+	PGresult *res;
+
+	snprintf(lim, sizeof lim, "%zu", rq->newest);
+	v[0] = rq->name;
+	v[1] = rq->since;
+	v[2] = rq->newest > 0 ? lim : NULL;
+	res = q(ps,
 	    "SELECT run_id, runbook, path, actor, host, started, updated, step, state, going, in_doubt, "
-	    "dry_run, records FROM @.runs WHERE $1::text IS NULL OR runbook = $1", 1, v, err);
+	    "dry_run, records FROM @.runs WHERE ($1::text IS NULL OR runbook = $1) "
+	    "AND ($2::text IS NULL OR started >= $2) ORDER BY started DESC, run_id DESC LIMIT $3::bigint",
+	    3, v, err);
 
 	if (res == NULL)
 		return -1;
@@ -682,22 +753,17 @@ pg_runs(struct store *s, const char *name, struct run_summary **out, size_t *n, 
 	*out = xcalloc(*n + 1, sizeof **out);
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct run_summary *r = &(*out)[i];
+		const char *v[9];
 
-		r->run_id = val_or_null(res, i, 0);
-		r->name = val_or_null(res, i, 1);
-		r->runbook = val_or_null(res, i, 2);
-		r->actor = val_or_null(res, i, 3);
-		r->host = val_or_null(res, i, 4);
-		r->started = val_or_null(res, i, 5);
-		r->updated = val_or_null(res, i, 6);
-		r->step = val_or_null(res, i, 7);
-		r->state = val_or_null(res, i, 8);
+		for (int k = 0; k < 9; k++)
+			v[k] = PQgetisnull(res, i, k) ? NULL : PQgetvalue(res, i, k);
+		if (v[8] == NULL)
+			v[8] = "?";
+		run_summary_strings(r, v);
 		r->open = strcmp(PQgetvalue(res, i, 9), "t") == 0;
 		r->in_doubt = strcmp(PQgetvalue(res, i, 10), "t") == 0;
 		r->dry_run = strcmp(PQgetvalue(res, i, 11), "t") == 0;
 		r->records = strtol(PQgetvalue(res, i, 12), NULL, 10);
-		if (r->state == NULL)
-			r->state = xstrdup("?");
 	}
 	PQclear(res);
 	return 0;
@@ -735,6 +801,7 @@ static const struct store_ops pg_ops = {
 	.append = pg_append,
 	.close_writer = pg_close_writer,
 	.lock = pg_lock,
+	.lock_wait = pg_lock_wait,
 	.lock_check = pg_lock_check,
 	.unlock = pg_unlock,
 	.locked = pg_locked,
