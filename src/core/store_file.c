@@ -512,6 +512,8 @@ journal_summary(const char *path, const char *run_id, const char *name, struct r
 		goto unreadable;
 	size = (size_t)st.st_size;
 	n = read_at(fd, b, 0, size <= HEAD_MAX + TAIL_MAX ? size : HEAD_MAX);
+	if (n > 0 && (size_t)n < size && memchr(b->p, '\n', (size_t)n) == NULL)
+		n = read_at(fd, b, 0, size);	/* a first line longer than HEAD_MAX */
 	if (n <= 0 || (nl = memchr(b->p, '\n', (size_t)n)) == NULL ||
 	    (first = line_rec(b->p, nl)) == NULL)
 		goto unreadable;

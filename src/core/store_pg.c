@@ -62,6 +62,7 @@ struct pg_store {
 	char *where;		/* user@host:port/db */
 	char *place;		/* where and schema, for messages */
 	struct pg_lock *held;	/* the run lock this connection holds, or NULL */
+	unsigned prepared;	/* the statements of q_prepared made on conn (bits) */
 };
 
 struct pg_writer {
@@ -104,15 +105,13 @@ pg_msg(const PGconn *c, const PGresult *res)
 	return t;
 }
 
-/* run TMPL (schema '@') with N text params; NULL and *err on an error */
+/* RES as q returns it: itself when it went well, else NULL and *err */
 static PGresult *
-q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+q_result(struct pg_store *ps, PGresult *res, char **err)
 {
-	char *text = sql(ps, tmpl), *m;
-	PGresult *res = PQexecParams(ps->conn, text, n, NULL, vals, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
+	char *m;
 
-	free(text);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return res;
 	m = pg_msg(ps->conn, res);
@@ -123,6 +122,40 @@ q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **
 	free(m);
 	PQclear(res);
 	return NULL;
+}
+
+/* run TMPL (schema '@') with N text params; NULL and *err on an error */
+static PGresult *
+q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+{
+	char *text = sql(ps, tmpl);
+	PGresult *res = PQexecParams(ps->conn, text, n, NULL, vals, NULL, NULL, 0);
+
+	free(text);
+	return q_result(ps, res, err);
+}
+
+/* q, for a statement run once a record: prepared on the connection the
+ * first time (statement ID, 0..31, named "zdm_ID"), so the server parses
+ * and plans it once */
+static PGresult *
+q_prepared(struct pg_store *ps, unsigned id, const char *tmpl, int n, const char *const *vals,
+    char **err)
+{
+	char name[16];
+
+	snprintf(name, sizeof name, "zdm_%u", id);
+	if (!(ps->prepared & (1u << id))) {
+		char *text = sql(ps, tmpl);
+		PGresult *res = q_result(ps, PQprepare(ps->conn, name, text, n, NULL), err);
+
+		free(text);
+		if (res == NULL)
+			return NULL;
+		PQclear(res);
+		ps->prepared |= 1u << id;
+	}
+	return q_result(ps, PQexecPrepared(ps->conn, name, n, vals, NULL, NULL, 0), err);
 }
 
 /* ---- refs ------------------------------------------------------------------ */
@@ -364,12 +397,12 @@ pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 	if (ps->held != NULL) {
 		v[14] = ps->held->name;
 		v[15] = ps->held->epoch;
-		res = q(ps, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+		res = q_prepared(ps, 0, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
 		    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
 		    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written) " RUNS_UPSERT,
 		    16, v, err);
 	} else {
-		res = q(ps, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+		res = q_prepared(ps, 1, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
 		    "VALUES ($1, $2::bigint, $3) RETURNING written) " RUNS_UPSERT, 14, v, err);
 	}
 	if (res == NULL)
@@ -627,8 +660,8 @@ pg_lock_check(struct store_lock *lk, char **err)
 	struct pg_store *ps = (struct pg_store *)lk->store;
 	const char *v[] = { pl->name, pl->epoch };
 	char *qerr = NULL;
-	PGresult *res = q(ps, "SELECT EXISTS (SELECT 1 FROM @.locks WHERE runbook = $1 AND epoch = $2 "
-	    "AND backend_pid = pg_backend_pid())", 2, v, &qerr);
+	PGresult *res = q_prepared(ps, 2, "SELECT EXISTS (SELECT 1 FROM @.locks WHERE runbook = $1 "
+	    "AND epoch = $2 AND backend_pid = pg_backend_pid())", 2, v, &qerr);
 	int rc = 0;
 
 	if (res == NULL) {
@@ -946,8 +979,8 @@ store_open_pg(const char *spec, const char *schema, char **err)
 		/* made by a zdm from before the run summaries */
 		if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
 			seterr(err, "the zdm state in %s has no run summaries (%s.runs) yet: add them "
-			    "once with: zdm state init URL%s%s", ps->place, schema, strcmp(schema, "zdm") ? " --schema " : "",
-			    strcmp(schema, "zdm") ? schema : "");
+			    "once with: zdm state init URL%s%s", ps->place, schema,
+			    strcmp(schema, "zdm") ? " --schema " : "", strcmp(schema, "zdm") ? schema : "");
 			PQclear(res);
 			pg_free(&ps->s);
 			return NULL;
