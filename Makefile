@@ -16,7 +16,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
-.PHONY: all test asan demo install deps clean bench bench-zdt unit fuzz fuzz-build crash-test
+.PHONY: all test asan demo install deps clean bench bench-zdt bench-state unit fuzz fuzz-build crash-test
 
 all: $(BIN)
 
@@ -74,6 +74,11 @@ bench: all
 	bash bench/pg_migrate.sh
 	bash bench/postgres.sh
 	bash bench/ssh.sh
+	$(MAKE) bench-state
+
+# the PostgreSQL state beside a state dir: per-step cost, lock hand-over, 10,000 runs
+bench-state: all
+	ZDM_BIN=$(abspath $(BIN)) bash bench/state.sh
 
 bench-zdt: all $(BUILD)/loadgen
 	ZDM_BIN=$(abspath $(BIN)) LOADGEN=$(abspath $(BUILD)/loadgen) bash bench/zero-downtime.sh

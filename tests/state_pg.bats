@@ -273,7 +273,7 @@ EOF
     GRANT USAGE ON SCHEMA zdm TO zdm_runner;
     GRANT SELECT ON zdm.meta TO zdm_runner;
     GRANT SELECT, INSERT ON zdm.journal TO zdm_runner;
-    GRANT SELECT, INSERT, UPDATE ON zdm.locks TO zdm_runner" >/dev/null
+    GRANT SELECT, INSERT, UPDATE ON zdm.locks, zdm.runs TO zdm_runner" >/dev/null
   three_steps
   touch "$T/go"
   RURL="postgresql://zdm_runner@127.0.0.1:$(pg_port st)/$DB"

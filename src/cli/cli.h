@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -44,6 +45,10 @@ enum {
 	O_DENY = 1 << 19,
 	O_REASON = 1 << 20,
 	O_ONLY = 1 << 21,
+	O_LOCK_TIMEOUT = 1 << 22,
+	O_RUNS_FILTER = 1 << 23,	/* zdm runs: --runbook, --status, --since, --limit */
+	O_OUTPUT_DOC = 1 << 24,		/* not an option: --output json prints one JSON
+					 * document, not the event stream */
 };
 
 struct cli {
@@ -70,6 +75,11 @@ struct cli {
 	const char *reason;		/* zdm approve --reason TEXT */
 	const char **only;		/* zdm drill --only STEP, repeatable */
 	size_t nonly;
+	int64_t lock_wait_ms;		/* --lock-timeout DURATION */
+	const char *runs_runbook;	/* zdm runs --runbook NAME */
+	const char *runs_status;	/* zdm runs --status STATUS */
+	const char *runs_since;		/* zdm runs --since DATE */
+	long runs_limit;		/* zdm runs --limit N (0: all) */
 	int argc;		/* positional arguments */
 	char **argv;
 };
@@ -94,6 +104,8 @@ int cmd_approve(const struct cmd *cmd, struct cli *c);
 int cmd_plugins(const struct cmd *cmd, struct cli *c);
 int cmd_drill(const struct cmd *cmd, struct cli *c);
 int cmd_state(const struct cmd *cmd, struct cli *c);		/* state init */
+int cmd_runs(const struct cmd *cmd, struct cli *c);
+int cmd_lock(const struct cmd *cmd, struct cli *c);		/* lock status */
 
 /* common.c: stdout is the --output json event stream; the run's id and how
  * the command left it, for the final `exit` event */
@@ -138,6 +150,9 @@ struct store *find_run(const struct cli *c, const char *arg, const char *cmd, ch
  * a journal that cannot be read or checked (no key); export 0, 2 usage. */
 int audit_main(int argc, char **argv);
 extern const char audit_usage[], audit_help[];
+/* --since: "2026-11-01" (midnight UTC) or an ISO-8601 / RFC 3339 time
+ * (no zone: UTC) -> ms since the epoch; -1 when it is not a date */
+int parse_time(const char *s, int64_t *ms);
 /* `zdm log`: the provenance lines of a run.started record (CI identity,
  * git commit) printed under the header; prints nothing it does not have */
 void audit_print_started(const json_t *data, FILE *out);

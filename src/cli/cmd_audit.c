@@ -79,9 +79,9 @@ digits(const char **p, int n, int *out)
  * "2026-11-01" (midnight UTC), "2026-11-01T10:00", "2026-11-01T10:00:05",
  * with ".123" fractions and "Z" / "+02:00" / "-0530" zones (no zone = UTC;
  * ' ' may stand for 'T') -> ms since the epoch.  -1 on anything else,
- * including dates that do not exist (2026-02-30).
+ * including dates that do not exist (2026-02-30).  zdm runs --since too.
  */
-static int
+int
 parse_time(const char *s, int64_t *ms)
 {
 	const char *p = s;

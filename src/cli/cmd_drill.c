@@ -107,6 +107,9 @@ hear(void *self, const struct run_event *ev)
 	case OBS_ERROR:
 		heard_add(h, "%s", ev->text);
 		break;
+	case OBS_LOCK_WAIT:
+		fprintf(stderr, "zdm drill: %s\n", ev->text);
+		break;
 	case OBS_RUN_ENDED:
 		switch (ev->end.verdict) {
 		case VD_WAITING_APPROVAL:
@@ -395,6 +398,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 		o.napprove = c->napprove;
 		o.run_id_out = p->run_id;
 		o.status_out = p->status;
+		o.lock_wait_ms = c->lock_wait_ms;
 		o.exit_code = run_exit_code;
 		o.observers = &obs;
 		o.nobservers = 1;

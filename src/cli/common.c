@@ -153,4 +153,5 @@ ci_opts(struct run_opts *o, const struct cli *c)
 	o->napprove = c->napprove;
 	o->run_id_out = out_run_id;
 	o->status_out = out_status;
+	o->lock_wait_ms = c->lock_wait_ms;
 }

@@ -46,6 +46,11 @@ static const struct option long_opts[] = {
 	{ "deny", no_argument, NULL, 'X' },
 	{ "reason", required_argument, NULL, 'R' },
 	{ "only", required_argument, NULL, 'W' },
+	{ "lock-timeout", required_argument, NULL, 'L' },
+	{ "runbook", required_argument, NULL, 'B' },
+	{ "status", required_argument, NULL, 'T' },
+	{ "since", required_argument, NULL, 'Z' },
+	{ "limit", required_argument, NULL, 'N' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -73,6 +78,11 @@ opt_bit(int c)
 	case 'X': return O_DENY;
 	case 'R': return O_REASON;
 	case 'W': return O_ONLY;
+	case 'L': return O_LOCK_TIMEOUT;
+	case 'B': return O_RUNS_FILTER;
+	case 'T': return O_RUNS_FILTER;
+	case 'Z': return O_RUNS_FILTER;
+	case 'N': return O_RUNS_FILTER;
 	}
 	return 0;
 }
@@ -96,10 +106,10 @@ static const struct cmd commands[] = {
 	  "plan RUNBOOK [--var k=v] [--vars-file F]",
 	  "Print the resolved steps and their undo plan.  Runs nothing, writes nothing." },
 	{ "run", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_DRY_RUN |
-	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE, 1, 1,
+	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT, 1, 1,
 	  "run RUNBOOK [--var k=v] [--vars-file F] [--dry-run] [--output text|json]\n"
 	  "           [--fail-at STEP] [--state-dir DIR] [--junit FILE] [--non-interactive]\n"
-	  "           [--approve STEP]...",
+	  "           [--approve STEP]... [--lock-timeout DURATION]",
 	  "Run the steps in order, journaling each before and after it acts.  On failure:\n"
 	  "on_failure (rollback by default).  --dry-run runs read-only steps (gates) for real and\n"
 	  "prints the plan of the others.  --fail-at STEP forces a failure after STEP succeeds,\n"
@@ -110,18 +120,19 @@ static const struct cmd commands[] = {
 	  "without a terminal or with CI set), --approve STEP (pre-approve an approval step);\n"
 	  "GitHub annotations when GITHUB_ACTIONS=true." },
 	{ "resume", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT, 0, 1,
 	  "resume [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
-	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...",
+	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...\n"
+	  "           [--lock-timeout DURATION]",
 	  "Continue a run that crashed, was interrupted or paused.  Steps that succeeded are\n"
 	  "skipped with their recorded outputs.  A step that started but never ended is in doubt:\n"
 	  "it runs again if idempotent; otherwise zdm asks (exit 5) and you answer\n"
 	  "--in-doubt STEP=retry (it did not happen: run it) or STEP=skip (it did: take it as\n"
 	  "done).  A changed runbook is refused unless --allow-changed." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT, 0, 1,
 	  "rollback [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
-	  "           [--output text|json] [--junit FILE]",
+	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION]",
 	  "Undo the run's completed steps in reverse order from their recorded undo_data, or\n"
 	  "continue a rollback that was cut short.  No undo runs twice.  Before it acts, every\n"
 	  "item in doubt needs an answer (exit 5 names each): a step in doubt, STEP=retry (it\n"
@@ -129,9 +140,10 @@ static const struct cmd commands[] = {
 	  "not happen: run it) or STEP=skip (it did).  A bare retry|skip answers a single item.\n"
 	  "Exit 0 when every step is undone, 3 when not, 5 when something is in doubt." },
 	{ "drill", cmd_drill, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_ONLY | O_JSON |
-	  O_NONINTERACTIVE | O_APPROVE, 1, 1,
+	  O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT, 1, 1,
 	  "drill RUNBOOK [--var k=v] [--vars-file F] [--only STEP]... [--json]\n"
-	  "           [--state-dir DIR] [--non-interactive] [--approve STEP]...",
+	  "           [--state-dir DIR] [--non-interactive] [--approve STEP]...\n"
+	  "           [--lock-timeout DURATION]",
 	  "Rehearse the rollback after every step that changes something: read the runbook's\n"
 	  "probes (probes:, read-only checks), then for each such step run the runbook for real\n"
 	  "with a failure forced right after it (as run --fail-at does), let it roll back\n"
@@ -145,6 +157,20 @@ static const struct cmd commands[] = {
 	  "(the drill stops there: a person must look), 4 paused or interrupted, 5 in doubt." },
 	{ "status", cmd_status, O_STATE_DIR, 0, 1, "status [RUN_ID | RUNBOOK]",
 	  "Where a run stands: its state, whether a zdm process holds it, each step's last event." },
+	{ "runs", cmd_runs, O_STATE_DIR | O_OUTPUT | O_OUTPUT_DOC | O_RUNS_FILTER, 0, 0,
+	  "runs [--runbook NAME] [--status STATUS] [--since DATE] [--limit N] [--output json]",
+	  "The runs of the state, newest first: run id, runbook, status, actor, host, started\n"
+	  "(UTC), duration and the step it stands at.  STATUS is running, rolling_back, stale\n"
+	  "(no zdm holds it: crashed between steps; resume or roll back), in_doubt (crashed\n"
+	  "during a step or an undo), paused, interrupted, succeeded, failed, aborted,\n"
+	  "rolled_back, rollback_failed or unreadable.  --since YYYY-MM-DD (UTC) or an RFC 3339\n"
+	  "time: runs started then or later.  --limit N: the newest N.  --output json: a JSON\n"
+	  "array (keys in zdm(1)).  Exit 0, also when there are none." },
+	{ "lock", cmd_lock, O_STATE_DIR | O_OUTPUT | O_OUTPUT_DOC, 2, 2,
+	  "lock status NAME [--output json]",
+	  "Who holds runbook NAME's run lock: pid, host, actor, run and since (and on PostgreSQL\n"
+	  "the lock's epoch), or \"free\" (with the last holder when its record is left).\n"
+	  "Exit 0 held or free; 2 when the state cannot be read." },
 	{ "log", cmd_log, O_STATE_DIR | O_JSON, 0, 1, "log [RUN_ID | RUNBOOK] [--json]",
 	  "The journal as a timeline (who, when, what, outcome, durations); --json: the records." },
 	{ "audit", cmd_audit, 0, 1, 64, audit_usage, audit_help },
@@ -192,6 +218,10 @@ help_one(const struct cmd *c)
 		if (c->opts & O_PLUGIN_PATH)
 			printf("  --plugin-path DIRS plugin directories, ':'-separated (also ZDM_PLUGIN_PATH)\n");
 	}
+	if (c->opts & O_LOCK_TIMEOUT)
+		printf("  --lock-timeout D   while another zdm holds the runbook's run lock, wait up to D\n"
+		    "                     (30s, 2m, 1h30m) for it, saying who holds it; default 0:\n"
+		    "                     exit 2 at once\n");
 }
 
 static int
@@ -379,6 +409,30 @@ main(int argc, char **argv)
 			break;
 		case 'X': c.deny = true; break;
 		case 'R': c.reason = optarg; break;
+		case 'L':
+			if (parse_duration(optarg, &c.lock_wait_ms) != 0) {
+				fprintf(stderr, "zdm %s: --lock-timeout '%s': not a duration; use e.g. 30s, "
+				    "2m or 1h30m (0 to refuse a held lock at once)\n", cmd->name, optarg);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			break;
+		case 'B': c.runs_runbook = optarg; break;
+		case 'T': c.runs_status = optarg; break;
+		case 'Z': c.runs_since = optarg; break;
+		case 'N': {
+			char *end;
+
+			errno = 0;
+			c.runs_limit = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || c.runs_limit < 1) {
+				fprintf(stderr, "zdm %s: --limit '%s': a whole number of runs, 1 or more\n",
+				    cmd->name, optarg);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			break;
+		}
 		case 'W':
 			if (c.only == NULL)
 				c.only = xcalloc((size_t)argc, sizeof *c.only);
@@ -404,8 +458,9 @@ main(int argc, char **argv)
 			return ZDM_EXIT_USAGE;
 		}
 	}
-	json_stream = c.json_output;
-	ci_json_stdout = c.json_output;
+	/* a JSON document of its own, or the event stream */
+	json_stream = c.json_output && !(cmd->opts & O_OUTPUT_DOC);
+	ci_json_stdout = json_stream;
 	rc = cmd->fn(cmd, &c);
 	if (json_stream) {
 		/* the stream's last line, always: how zdm ended (docs/ci.md) */

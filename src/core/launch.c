@@ -58,6 +58,46 @@ actor_json(void)
 	return audit_actor();	/* audit.c */
 }
 
+/* the holder while this zdm waits for the run lock (--lock-timeout) */
+static void
+lock_waiting(const char *why, void *arg)
+{
+	const struct run *r = arg;
+	struct run_event ev = { .kind = OBS_LOCK_WAIT };
+	char d[32], *who = xstrdup(why), *cut = strstr(who, "; wait for");
+
+	if (cut != NULL)
+		*cut = '\0';	/* the advice: this zdm is the one waiting */
+	fmt_duration(r->o->lock_wait_ms, d, sizeof d);
+	ev.text = xasprintf("waiting up to %s for the run lock: %s", d, who);
+	run_emit(r, &ev);
+	free((char *)ev.text);
+	free(who);
+}
+
+/* the runbook's run lock into r->lock, waiting up to --lock-timeout while
+ * another zdm holds it; 0, or -1 after saying why (RUN_USAGE) */
+static int
+take_lock(struct run *r)
+{
+	char *err = NULL;
+	int rc = store_lock_wait(r->store, r->rb->name, r->run_id, r->o->lock_wait_ms, lock_waiting, r,
+	    &r->lock, &err);
+
+	if (rc == 0)
+		return 0;
+	if (rc == 1 && r->o->lock_wait_ms > 0) {
+		char d[32];
+
+		fmt_duration(r->o->lock_wait_ms, d, sizeof d);
+		run_error(r, "still locked after waiting %s (--lock-timeout): %s", d, err);
+	} else {
+		run_error(r, "%s", err);
+	}
+	free(err);
+	return -1;
+}
+
 static void
 new_run_id(char *out, size_t n)
 {
@@ -190,10 +230,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		run_release(&r);
 		return RUN_USAGE;
 	}
-	if (o->mode == MODE_RUN &&
-	    store_lock(r.store, rb->name, r.run_id, &r.lock, &err) != 0) {
-		run_error(&r, "%s", err);
-		free(err);
+	if (o->mode == MODE_RUN && take_lock(&r) != 0) {
 		run_release(&r);
 		return RUN_USAGE;
 	}
@@ -536,12 +573,8 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 			}
 		}
 	}
-	if (r->lock == NULL &&
-	    store_lock(r->store, r->rb->name, r->run_id, &r->lock, &err) != 0) {
-		run_error(r, "%s", err);
-		free(err);
+	if (r->lock == NULL && take_lock(r) != 0)
 		return RUN_USAGE;
-	}
 	if (!unchanged_since_read(r->store, journal, log)) {
 		/* decided on a journal another zdm has written since: acting on
 		 * it could repeat its steps or truncate its records */
@@ -613,16 +646,10 @@ runner_resume(struct runbook *rb, const char *journal, struct jlog *log,
 		run_release(&r);
 		return RUN_USAGE;
 	}
-	{
-		char *err = NULL;
-
-		/* a run still going is not in doubt: its holder says so */
-		if (store_lock(r.store, rb->name, r.run_id, &r.lock, &err) != 0) {
-			run_error(&r, "%s", err);
-			free(err);
-			run_release(&r);
-			return RUN_USAGE;
-		}
+	/* a run still going is not in doubt: its holder says so */
+	if (take_lock(&r) != 0) {
+		run_release(&r);
+		return RUN_USAGE;
 	}
 	/* the first step not done, and what the steps before it produced */
 	for (size_t i = 0; i < rb->nsteps; i++) {
@@ -713,16 +740,10 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 		if (r.ss[i].st == S_SUCCEEDED)
 			expr_set_step(rb->x, rb->steps[i].id, r.ss[i].outputs);
 	r.rolling_back_cmd = true;
-	{
-		char *err = NULL;
-
-		/* as resume: a rollback still going is not in doubt */
-		if (store_lock(r.store, rb->name, r.run_id, &r.lock, &err) != 0) {
-			run_error(&r, "%s", err);
-			free(err);
-			run_release(&r);
-			return RUN_USAGE;
-		}
+	/* as resume: a rollback still going is not in doubt */
+	if (take_lock(&r) != 0) {
+		run_release(&r);
+		return RUN_USAGE;
 	}
 	rc = in_doubt_still_running(&r) ? ask_in_doubt(&r, rb->nsteps) : RUN_USAGE;
 	if (rc == RUN_OK)

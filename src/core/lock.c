@@ -17,6 +17,7 @@
 
 #include "base/fsio.h"
 #include "base/util.h"
+#include "core/actor.h"
 #include "core/lock.h"
 
 /* the holder's record, or NULL while it is still being written */
@@ -64,7 +65,7 @@ lock_acquire(const char *state_dir, const char *name, const char *run_id,
 	char *dir, *path;
 	char ts[32], host[256];
 	json_t *me;
-	char *text;
+	char *text, *who;
 	size_t len;
 	int lfd, rc = -1;
 
@@ -139,6 +140,7 @@ lock_acquire(const char *state_dir, const char *name, const char *run_id,
 				    "run to finish or stop it", name, path);
 			}
 			json_decref(h);
+			rc = 1;
 		} else {
 			seterr(err, "cannot lock '%s': %s", path,
 			    strerror(errno));
@@ -156,6 +158,8 @@ lock_acquire(const char *state_dir, const char *name, const char *run_id,
 	json_object_set_new(me, "host", json_string(host));
 	json_object_set_new(me, "run", json_string(run_id != NULL ? run_id : ""));
 	json_object_set_new(me, "since", json_string(ts));
+	json_object_set_new(me, "actor", json_string(who = audit_who()));
+	free(who);
 	text = json_dumps(me, JSON_COMPACT);
 	json_decref(me);
 	if (text == NULL) {
@@ -222,4 +226,32 @@ lock_held(const char *state_dir, const char *name, long *pid, char **run)
 	}
 	close(fd);
 	return held;
+}
+
+int
+lock_inspect(const char *state_dir, const char *name, bool *held, json_t **holder)
+{
+	char *rel, *path;
+	int fd;
+
+	*held = false;
+	*holder = NULL;
+	if (*name == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0)
+		return -1;
+	rel = xasprintf("locks/%s.lock", name);
+	path = path_join(state_dir, rel);
+	free(rel);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	free(path);
+	if (fd < 0)
+		return 0;
+	*held = flock(fd, LOCK_SH | LOCK_NB) != 0;
+	*holder = lock_holder(fd);
+	if (*holder != NULL && !json_is_object(*holder)) {
+		json_decref(*holder);
+		*holder = NULL;
+	}
+	close(fd);
+	return 0;
 }

@@ -40,6 +40,7 @@ enum run_event_kind {
 				 * attempt: the rollback stops at this step */
 	OBS_RUN_ENDED,		/* .end: the verdict, before run.finished (if any) */
 	OBS_ERROR,		/* .text: what went wrong that the journal cannot say */
+	OBS_LOCK_WAIT,		/* .text: the run lock is busy; zdm waits for it (the holder) */
 	OBS_CLOSED,		/* .closed: the command is done with the run; last */
 };
 

@@ -46,6 +46,8 @@ struct run_opts {
 						 * STEP not in doubt is refused */
 	size_t nanswers;
 	bool allow_changed;
+	int64_t lock_wait_ms;		/* --lock-timeout: while another zdm holds the run
+					 * lock, wait this long for it (0: refuse at once) */
 	struct store *store;		/* where runs are kept, locked and found */
 	const char *state_dir;		/* its location, for a step's ctx->state_dir */
 	/* for approvals */

@@ -302,3 +302,174 @@ runstate_word(const struct runstate *st)
 	}
 	return st->status != NULL ? st->status : "?";
 }
+
+/* ---- a run in one line (zdm runs) ------------------------------------------ */
+
+const char *const run_statuses[] = {
+	"running", "rolling_back", "stale", "in_doubt", "paused", "interrupted",
+	"succeeded", "failed", "aborted", "rolled_back", "rollback_failed", "unreadable", NULL,
+};
+
+/* the records of fold_run's cases that set st->outcome */
+bool
+runstate_places(const json_t *rec)
+{
+	switch (ev_parse(jstr(rec, "event"))) {
+	case EV_RUN_STARTED:
+	case EV_RUN_RESUMED:
+	case EV_RUN_PAUSED:
+	case EV_RUN_INTERRUPTED:
+	case EV_RUN_FINISHED:
+	case EV_ROLLBACK_STARTED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* the step. and undo. records that move a step's phase or its undo's
+ * (fold_step); step.interrupted leaves the step started (in doubt) */
+bool
+runstate_acts(const json_t *rec)
+{
+	if (jstr(rec, "step") == NULL)
+		return false;
+	switch (ev_parse(jstr(rec, "event"))) {
+	case EV_STEP_STARTED:
+	case EV_STEP_SUCCEEDED:
+	case EV_STEP_FAILED:
+	case EV_STEP_SKIPPED:
+	case EV_UNDO_STARTED:
+	case EV_UNDO_SUCCEEDED:
+	case EV_UNDO_FAILED:
+	case EV_UNDO_SKIPPED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+void
+rs_marks_add(struct rs_marks *m, const json_t *rec)
+{
+	if (m->first == NULL)
+		m->first = rec;
+	if (runstate_places(rec))
+		m->place = rec;
+	if (runstate_acts(rec))
+		m->act = rec;
+	m->last = rec;
+}
+
+static json_int_t
+seq_of(const json_t *rec)
+{
+	return json_integer_value(json_object_get(rec, "seq"));
+}
+
+void
+run_summary_fold(const struct rs_marks *m, struct run_summary *out)
+{
+	const json_t *cand[4] = { m->first, m->place, m->act, m->last };
+	json_t *recs[4];
+	struct jlog log;
+	struct runstate st;
+	const json_t *fd;
+	const char *host, *step = NULL, *state = "?";
+
+	memset(out, 0, sizeof *out);
+	memset(&log, 0, sizeof log);
+	log.recs = recs;
+	/* the marks in journal order, each once */
+	for (size_t i = 0; i < 4; i++) {
+		size_t k;
+
+		if (cand[i] == NULL)
+			continue;
+		for (k = 0; k < log.n && seq_of(recs[k]) < seq_of(cand[i]); k++)
+			;
+		if (k < log.n && recs[k] == cand[i])
+			continue;
+		memmove(recs + k + 1, recs + k, (log.n - k) * sizeof *recs);
+		recs[k] = (json_t *)cand[i];
+		log.n++;
+	}
+	runstate_fold(&log, &st, NULL);
+	fd = json_object_get(m->first, "data");
+	host = jstr(fd, "host");
+	if (host == NULL)
+		host = jstr(json_object_get(fd, "actor"), "host");
+	switch (st.outcome) {
+	case RS_RUNNING:
+		state = "running";
+		break;
+	case RS_ROLLING_BACK:
+		state = "rolling_back";
+		break;
+	case RS_PAUSED:
+		state = "paused";
+		step = st.pause.step;
+		break;
+	case RS_INTERRUPTED:
+		state = "interrupted";
+		break;
+	case RS_FINISHED:
+		state = st.status != NULL ? st.status : "?";
+		step = jstr(json_object_get(m->place, "data"), "failed_step");
+		break;
+	}
+	if (step == NULL)
+		step = jstr(m->act, "step");
+	{
+		const char *const v[9] = { st.run_id, st.name, st.runbook, jstr(st.actor, "who"), host,
+			st.started, jstr(m->last, "ts"), step, state };
+
+		run_summary_strings(out, v);
+	}
+	out->open = st.outcome == RS_RUNNING || st.outcome == RS_ROLLING_BACK;
+	out->in_doubt = runstate_in_doubt(&st) > 0;
+	out->dry_run = st.dry_run;
+	out->records = (long)seq_of(m->last);
+	runstate_release(&st);
+}
+
+void
+run_summary_strings(struct run_summary *s, const char *const v[9])
+{
+	char **f[9] = { &s->run_id, &s->name, &s->runbook, &s->actor, &s->host, &s->started,
+		&s->updated, &s->step, &s->state };
+	size_t len = 0;
+	char *p;
+
+	for (int i = 0; i < 9; i++)
+		len += v[i] != NULL ? strlen(v[i]) + 1 : 0;
+	free(s->mem);
+	p = s->mem = xmalloc(len + 1);
+	for (int i = 0; i < 9; i++) {
+		*f[i] = NULL;
+		if (v[i] != NULL) {
+			size_t n = strlen(v[i]) + 1;
+
+			memcpy(p, v[i], n);
+			*f[i] = p;
+			p += n;
+		}
+	}
+}
+
+void
+run_summary_release(struct run_summary *s)
+{
+	free(s->mem);
+	memset(s, 0, sizeof *s);
+}
+
+const char *
+run_summary_status(const struct run_summary *s, bool held)
+{
+	if (!s->open)
+		return s->state;
+	if (held)
+		return s->state;
+	return s->in_doubt ? "in_doubt" : "stale";
+}

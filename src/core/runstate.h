@@ -129,4 +129,67 @@ size_t runstate_in_doubt(const struct runstate *st);
  * "rolled_back", ... */
 const char *runstate_word(const struct runstate *st);
 
+/*
+ * A run in one line (zdm runs), folded from a few of its records only: its
+ * first, the last one that says where it stands (a record that moves
+ * runstate.outcome: run.started, .resumed, .paused, .interrupted, .finished,
+ * rollback.started), its last step. or undo. record, and its last.  These
+ * four folded together say what the whole journal says of the outcome, the
+ * status, the step in doubt and the step it stands at (the write-ahead rules:
+ * only the last step. or undo. record can leave something in doubt), so a
+ * backend keeps or finds just them: the file backend reads a journal's
+ * first line and its tail, the PostgreSQL one keeps each run's summary
+ * beside the journal as it appends.
+ */
+struct rs_marks {
+	const json_t *first, *place, *act, *last;	/* borrowed; NULL: none yet */
+};
+
+/* REC, the run's next record, into M (which then points to it) */
+void rs_marks_add(struct rs_marks *m, const json_t *rec);
+/* does REC move where the run stands (struct rs_marks' place)? */
+bool runstate_places(const json_t *rec);
+/* is REC a step. or undo. record that moves its step's phase or undo
+ * (struct rs_marks' act; not step.interrupted, which leaves it started)? */
+bool runstate_acts(const json_t *rec);
+
+/* what zdm runs shows of a run; its strings (NULL when the journal does not
+ * say) are in one block it owns (run_summary_strings) */
+struct run_summary {
+	char *run_id;
+	char *name;		/* the runbook's name */
+	char *runbook;		/* its file, as run.started recorded it */
+	char *actor;		/* who started it (actor.who) */
+	char *host;		/* where */
+	char *started;		/* run.started's ts: UTC ISO-8601, "2026-11-21T10:00:01.123Z" */
+	char *updated;		/* its last record's ts */
+	char *step;		/* the step it stands at: the one that failed (a failed or
+				 * rolled-back run), the paused one, else the step of its
+				 * last step. or undo. record */
+	char *state;		/* as journaled: running, rolling_back, paused, interrupted,
+				 * or run.finished's status (succeeded, rolled_back, ...) */
+	bool open;		/* running or rolling back: going while a zdm holds its
+				 * lock, else it stopped (a crash, a kill) */
+	bool in_doubt;		/* a step or an undo started and never ended */
+	bool dry_run;
+	long records;		/* its last seq */
+	char *mem;		/* the strings' block */
+};
+
+/* copies of V as S's strings, in this order: run_id, name, runbook, actor,
+ * host, started, updated, step, state (each may be NULL) */
+void run_summary_strings(struct run_summary *s, const char *const v[9]);
+
+/* the summary of the run whose marks are M (M.first set) */
+void run_summary_fold(const struct rs_marks *m, struct run_summary *out);
+void run_summary_release(struct run_summary *s);
+/* its status now, HELD telling whether a live zdm holds its run lock:
+ * running or rolling_back while held; when an open run is not held, stale
+ * (a crash between steps: zdm resume or zdm rollback goes on) or in_doubt
+ * (a crash during a step or an undo); else its state */
+const char *run_summary_status(const struct run_summary *s, bool held);
+/* every status zdm runs shows, NULL-terminated (--status): run_summary_status's,
+ * and "unreadable" (a journal whose first record cannot be read) */
+extern const char *const run_statuses[];
+
 #endif

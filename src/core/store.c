@@ -2,8 +2,13 @@
  * store.c - the door to stored runs (store.h): each call goes to the
  * store's backend.
  */
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "base/proc.h"
+#include "base/util.h"
 #include "core/store.h"
 
 void
@@ -145,4 +150,93 @@ bool
 store_locked(struct store *s, const char *name, long *pid, char **run)
 {
 	return s->ops->locked(s, name, pid, run);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+store_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+    void (*waiting)(const char *why, void *arg), void *arg, struct store_lock **lk, char **err)
+{
+	int64_t until = mono_ms() + wait_ms, pause = 5;
+	char *said = NULL;
+	bool first = true;
+	int rc;
+
+	for (;;) {
+		char *why = NULL;
+		int64_t left = until - mono_ms();
+
+		if (first || s->ops->lock_wait == NULL || left <= 0) {
+			rc = store_lock(s, name, run_id, lk, &why);
+		} else {
+			*lk = NULL;
+			rc = s->ops->lock_wait(s, name, run_id, left < 250 ? left : 250, lk, &why);
+		}
+		first = false;
+		if (rc != 1 || wait_ms <= 0 || zdm_interrupted || mono_ms() >= until) {
+			if (rc != 0)
+				seterr(err, "%s", why != NULL ? why : "the run lock cannot be taken");
+			free(why);
+			break;
+		}
+		if (waiting != NULL && (said == NULL || strcmp(said, why) != 0)) {
+			waiting(why, arg);
+			free(said);
+			said = why;
+		} else {
+			free(why);
+		}
+		if (s->ops->lock_wait != NULL)
+			continue;	/* it waits in the store */
+		if (pause > until - mono_ms())
+			pause = until - mono_ms();
+		if (pause > 0 && zdm_sleep_ms(pause) != 0)
+			continue;	/* a signal: the next try is the last */
+		pause = pause * 2 > 25 ? 25 : pause * 2;
+	}
+	free(said);
+	return rc;
+}
+
+int
+store_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err)
+{
+	memset(li, 0, sizeof *li);
+	li->epoch = -1;
+	return s->ops->lock_info(s, name, li, err);
+}
+
+void
+store_lock_info_release(struct store_lock_info *li)
+{
+	free(li->host);
+	free(li->actor);
+	free(li->run_id);
+	free(li->since);
+	memset(li, 0, sizeof *li);
+}
+
+int
+store_runs(struct store *s, const struct runs_query *q, struct run_summary **out, size_t *n,
+    char **err)
+{
+	*out = NULL;
+	*n = 0;
+	return s->ops->runs(s, q, out, n, err);
+}
+
+void
+store_runs_free(struct run_summary *runs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		run_summary_release(&runs[i]);
+	free(runs);
 }

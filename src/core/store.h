@@ -20,11 +20,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
 
 #include "core/journal.h"
+#include "core/runstate.h"
 
 struct store;
 
@@ -36,6 +38,27 @@ struct store_writer {
 /* the run lock of one runbook name, held; each backend's starts with this */
 struct store_lock {
 	struct store *store;
+};
+
+/* which runs zdm runs asks for */
+struct runs_query {
+	const char *name;	/* of runbook NAME only, or NULL: all */
+	const char *since;	/* started then or later (a journal ts, UTC:
+				 * "2026-11-21T10:00:01.123Z"), or NULL */
+	size_t newest;		/* the newest N (by started, then run id) are enough; 0:
+				 * all.  A backend may return more, in any order. */
+};
+
+/* who holds a runbook's run lock (zdm lock status); strings malloc'd or NULL */
+struct store_lock_info {
+	bool held;		/* a live zdm holds it now */
+	bool known;		/* the fields below name a holder: the one now when held,
+				 * else the last one, whose record is left (a holder that
+				 * died, or on PostgreSQL the last one at all) */
+	long pid;		/* its process (0: unknown) */
+	char *host, *actor, *run_id;
+	char *since;		/* when it took the lock, UTC ISO-8601 */
+	long long epoch;	/* PostgreSQL: takes of this lock so far; -1 elsewhere */
 };
 
 struct store_ops {
@@ -72,15 +95,28 @@ struct store_ops {
 	long (*append)(struct store_writer *w, const char *event, const char *step, int attempt,
 	    json_t *data, char **err);
 	void (*close_writer)(struct store_writer *w);
-	/* one run at a time per runbook name: *lk while held; -1 and *err
-	 * naming the holder when another has it */
+	/* one run at a time per runbook name: 0 and *lk while held; 1 and *err
+	 * naming the holder when another has it; -1 and *err when it cannot
+	 * be taken (the store cannot be reached, a bad name) */
 	int (*lock)(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
 	    char **err);
+	/* optional: as lock, but while another holds it wait up to WAIT_MS (> 0)
+	 * in the store itself for it to be let go (1: still held then) */
+	int (*lock_wait)(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+	    struct store_lock **lk, char **err);
 	/* is LK still this process's: -1 and *err when another may have taken it */
 	int (*lock_check)(struct store_lock *lk, char **err);
 	void (*unlock)(struct store_lock *lk);
 	/* does a live zdm hold NAME's lock; its pid and run when it says (else 0, NULL) */
 	bool (*locked)(struct store *s, const char *name, long *pid, char **run);
+	/* who holds NAME's lock, or held it last; -1 and *err when the store
+	 * cannot tell */
+	int (*lock_info)(struct store *s, const char *name, struct store_lock_info *li, char **err);
+	/* the summary of every run Q asks for, in no particular order
+	 * (runstate.h: run_summary_fold); -1 and *err when they cannot be
+	 * listed */
+	int (*runs)(struct store *s, const struct runs_query *q, struct run_summary **out,
+	    size_t *n, char **err);
 	void (*free)(struct store *s);
 };
 
@@ -132,6 +168,19 @@ int store_lock(struct store *s, const char *name, const char *run_id, struct sto
 int store_lock_check(struct store_lock *lk, char **err);
 void store_unlock(struct store_lock *lk);
 bool store_locked(struct store *s, const char *name, long *pid, char **run);
+/* store_lock, and while another holds the lock (1) wait for it until
+ * WAIT_MS passed or a signal came: in the backend's lock_wait, in slices of
+ * at most 250 ms, or trying again with a short backoff (5 ms, doubling, at
+ * most 25 ms); waiting(why, arg) is told each holder it waits for (why: the
+ * holder as store_lock names it), the first time and when it changes.
+ * WAIT_MS 0: one try.  Returns as store_lock. */
+int store_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+    void (*waiting)(const char *why, void *arg), void *arg, struct store_lock **lk, char **err);
+int store_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err);
+void store_lock_info_release(struct store_lock_info *li);
+int store_runs(struct store *s, const struct runs_query *q, struct run_summary **out, size_t *n,
+    char **err);
+void store_runs_free(struct run_summary *runs, size_t n);
 bool store_fences(const struct store *s);
 
 #endif

@@ -327,9 +327,10 @@ fs_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 {
 	struct file_lock *fl;
 	int fd;
+	int rc = lock_acquire(s->location, name, run_id, &fd, err);
 
-	if (lock_acquire(s->location, name, run_id, &fd, err) != 0)
-		return -1;
+	if (rc != 0)
+		return rc;
 	fl = xcalloc(1, sizeof *fl);
 	fl->l.store = s;
 	fl->fd = fd;
@@ -363,6 +364,271 @@ fs_locked(struct store *s, const char *name, long *pid, char **run)
 	return lock_held(s->location, name, pid, run);
 }
 
+static char *
+jdup(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v != NULL ? xstrdup(v) : NULL;
+}
+
+static int
+fs_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err)
+{
+	json_t *h;
+
+	if (lock_inspect(s->location, name, &li->held, &h) != 0)
+		return seterr(err, "runbook name '%s' cannot name a lock file", name);
+	if (h != NULL && json_is_integer(json_object_get(h, "pid"))) {
+		li->known = true;
+		li->pid = (long)json_integer_value(json_object_get(h, "pid"));
+		li->host = jdup(h, "host");
+		li->actor = jdup(h, "actor");
+		li->run_id = jdup(h, "run");
+		li->since = jdup(h, "since");
+		if (li->run_id != NULL && *li->run_id == '\0') {
+			free(li->run_id);
+			li->run_id = NULL;
+		}
+	}
+	json_decref(h);
+	return 0;
+}
+
+/* the record of the line [p, end) (no newline), or NULL */
+static json_t *
+line_rec(const char *p, const char *end)
+{
+	json_t *r = json_loadb(p, (size_t)(end - p), 0, NULL);
+
+	if (r != NULL && !json_is_object(r)) {
+		json_decref(r);
+		r = NULL;
+	}
+	return r;
+}
+
+/* a growable read buffer, reused across journals */
+struct rbuf {
+	char *p;
+	size_t cap;
+};
+
+/* LEN bytes of FD at OFF into B; the bytes read, or -1 */
+static ssize_t
+read_at(int fd, struct rbuf *b, off_t off, size_t len)
+{
+	size_t got = 0;
+
+	if (b->cap < len + 1) {
+		b->cap = len + 1 > 65536 ? len + 1 : 65536;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	while (got < len) {
+		ssize_t r = pread(fd, b->p + got, len - got, off + (off_t)got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/* the marks (struct rs_marks) of the whole lines in [lo, end), from the end
+ * back until the last record that places the run and the last that acts
+ * are found; the records they point to go to keep[] (at most 3, owned).
+ * True when both were found. */
+static bool
+marks_back(const char *lo, const char *end, struct rs_marks *m, json_t **keep, size_t *nkeep)
+{
+	bool have_last = false;
+
+	while (end > lo && end[-1] != '\n')
+		end--;		/* a torn last line: left out, as reading does */
+	while (end > lo && (m->place == NULL || m->place == m->first || m->act == NULL)) {
+		const char *p = end - 1;
+		json_t *r;
+		bool kept = false;
+
+		while (p > lo && p[-1] != '\n')
+			p--;
+		r = line_rec(p, end - 1);
+		end = p;
+		if (r == NULL)
+			continue;
+		if (!have_last) {
+			m->last = r;
+			have_last = kept = true;
+		}
+		if ((m->place == NULL || m->place == m->first) && runstate_places(r)) {
+			m->place = r;
+			kept = true;
+		}
+		if (m->act == NULL && runstate_acts(r)) {
+			m->act = r;
+			kept = true;
+		}
+		if (kept)
+			keep[(*nkeep)++] = r;
+		else
+			json_decref(r);
+	}
+	return m->place != NULL && m->place != m->first && m->act != NULL;
+}
+
+#define HEAD_MAX (64 * 1024)	/* the first line is looked for in this much */
+#define TAIL_MAX (256 * 1024)	/* the tail read first */
+
+/*
+ * The summary of the journal at PATH (a run of runbook NAME, or any), from
+ * its first line and the lines at its end back to its last record that says
+ * where the run stands and its last step. or undo. record (struct rs_marks).
+ * A journal up to HEAD_MAX + TAIL_MAX is read at once; a longer one, its
+ * first line and its last TAIL_MAX, and the rest only when the marks are
+ * not in that tail.  A torn last line is left out, as reading does.  1 and
+ * *out, 0 when it is another runbook's; a journal whose first record cannot
+ * be read is "unreadable".
+ */
+static int
+journal_summary(const char *path, const char *run_id, const char *name, struct rbuf *b,
+    struct run_summary *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n;
+	const char *nl;
+	size_t first_end, size;
+	json_t *first = NULL, *keep[3];
+	size_t nkeep = 0;
+	struct rs_marks m = { NULL, NULL, NULL, NULL };
+	int rc = 1;
+
+	memset(out, 0, sizeof *out);
+	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0)
+		goto unreadable;
+	size = (size_t)st.st_size;
+	n = read_at(fd, b, 0, size <= HEAD_MAX + TAIL_MAX ? size : HEAD_MAX);
+	if (n > 0 && (size_t)n < size && memchr(b->p, '\n', (size_t)n) == NULL)
+		n = read_at(fd, b, 0, size);	/* a first line longer than HEAD_MAX */
+	if (n <= 0 || (nl = memchr(b->p, '\n', (size_t)n)) == NULL ||
+	    (first = line_rec(b->p, nl)) == NULL)
+		goto unreadable;
+	if (name != NULL) {
+		const char *rn = json_string_value(json_object_get(json_object_get(first, "data"), "name"));
+
+		if (rn == NULL || strcmp(rn, name) != 0) {
+			rc = 0;
+			goto out;
+		}
+	}
+	first_end = (size_t)(nl - b->p) + 1;
+	m.first = m.last = first;
+	m.place = runstate_places(first) ? first : NULL;
+	if ((size_t)n == size) {
+		marks_back(b->p + first_end, b->p + n, &m, keep, &nkeep);
+	} else {
+		/* the tail, from its first whole line */
+		off_t from = (off_t)(size - TAIL_MAX);
+		const char *lo;
+
+		if ((size_t)from < first_end)
+			from = (off_t)first_end;
+		n = read_at(fd, b, from, size - (size_t)from);
+		if (n <= 0)
+			goto unreadable;
+		lo = b->p;
+		if ((size_t)from > first_end) {
+			lo = memchr(b->p, '\n', (size_t)n);
+			lo = lo != NULL ? lo + 1 : b->p + n;
+		}
+		if (!marks_back(lo, b->p + n, &m, keep, &nkeep) && (size_t)from > first_end) {
+			/* not in the tail: the whole journal after all */
+			while (nkeep > 0)
+				json_decref(keep[--nkeep]);
+			m.last = first;
+			m.place = runstate_places(first) ? first : NULL;
+			m.act = NULL;
+			n = read_at(fd, b, 0, size);
+			if (n <= 0)
+				goto unreadable;
+			marks_back(b->p + first_end, b->p + n, &m, keep, &nkeep);
+		}
+	}
+	run_summary_fold(&m, out);
+	if (out->run_id == NULL) {
+		const char *const v[9] = { run_id, out->name, out->runbook, out->actor, out->host,
+			out->started, out->updated, out->step, out->state };
+		char *old = out->mem;
+
+		out->mem = NULL;
+		run_summary_strings(out, v);
+		free(old);
+	}
+	goto out;
+unreadable:
+	{
+		const char *const v[9] = { run_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+			"unreadable" };
+
+		run_summary_release(out);
+		run_summary_strings(out, v);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	json_decref(first);
+	while (nkeep > 0)
+		json_decref(keep[--nkeep]);
+	return rc;
+}
+
+/* every journal is read (its head and tail): q->newest does not spare any */
+static int
+fs_runs(struct store *s, const struct runs_query *q, struct run_summary **out, size_t *n,
+    char **err)
+{
+	struct file_store *fs = (struct file_store *)s;
+	DIR *d;
+	struct dirent *e;
+	struct rbuf b = { NULL, 0 };
+	size_t cap = 0;
+
+	if (fs->place == NULL)
+		return 0;	/* no runs yet */
+	d = opendir(fs->place);
+	if (d == NULL)
+		return seterr(err, "cannot read '%s': %s", fs->place, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		char *p, *id;
+
+		if (!is_journal_name(e->d_name))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			*out = xrealloc(*out, cap * sizeof **out);
+		}
+		p = path_join(fs->place, e->d_name);
+		id = xstrndup(e->d_name, strlen(e->d_name) - 6);
+		if (journal_summary(p, id, q->name, &b, &(*out)[*n]) == 1) {
+			struct run_summary *r = &(*out)[*n];
+
+			if (q->since != NULL && r->started != NULL && strcmp(r->started, q->since) < 0)
+				run_summary_release(r);
+			else
+				(*n)++;
+		}
+		free(id);
+		free(p);
+	}
+	closedir(d);
+	free(b.p);
+	return 0;
+}
+
 static void
 fs_free(struct store *s)
 {
@@ -393,6 +659,8 @@ static const struct store_ops file_ops = {
 	.lock_check = fs_lock_check,
 	.unlock = fs_unlock,
 	.locked = fs_locked,
+	.lock_info = fs_lock_info,
+	.runs = fs_runs,
 	.free = fs_free,
 };
 

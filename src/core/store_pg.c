@@ -11,6 +11,14 @@
  *                   refuses UPDATE and DELETE.
  *   SCHEMA.locks    (runbook, epoch, backend_pid, host, pid, actor, run_id,
  *                   since): who holds a runbook's run lock
+ *   SCHEMA.runs     one row per run: its summary (runstate.h, struct
+ *                   run_summary) folded from its first record, its last
+ *                   that says where it stands, its last step. or undo.
+ *                   record and its last (struct rs_marks), kept by the
+ *                   writer, which has them; rewritten in the statement that
+ *                   inserts each record, so it is as durable and as fenced.
+ *                   Derived from the journal, which stays the record: `zdm
+ *                   state init` makes the rows of runs that have none.
  *
  * A ref is "pg:WHERE/SCHEMA/RUN_ID" (WHERE: user@host:port/db, never a
  * password: one in the connection string is refused before connecting).
@@ -36,6 +44,7 @@
 
 #include "base/util.h"
 #include "core/actor.h"
+#include "core/runstate.h"
 #include "core/store.h"
 
 #define SCHEMA_VERSION "1"
@@ -53,6 +62,7 @@ struct pg_store {
 	char *where;		/* user@host:port/db */
 	char *place;		/* where and schema, for messages */
 	struct pg_lock *held;	/* the run lock this connection holds, or NULL */
+	unsigned prepared;	/* the statements of q_prepared made on conn (bits) */
 };
 
 struct pg_writer {
@@ -60,6 +70,7 @@ struct pg_writer {
 	struct journal *j;
 	char *ref;
 	char *run_id;
+	json_t *mk[4];		/* the run's marks, owned: first, place, act, last */
 };
 
 /* SQL with each '@' replaced by the quoted schema */
@@ -94,15 +105,13 @@ pg_msg(const PGconn *c, const PGresult *res)
 	return t;
 }
 
-/* run TMPL (schema '@') with N text params; NULL and *err on an error */
+/* RES as q returns it: itself when it went well, else NULL and *err */
 static PGresult *
-q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+q_result(struct pg_store *ps, PGresult *res, char **err)
 {
-	char *text = sql(ps, tmpl), *m;
-	PGresult *res = PQexecParams(ps->conn, text, n, NULL, vals, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
+	char *m;
 
-	free(text);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return res;
 	m = pg_msg(ps->conn, res);
@@ -113,6 +122,40 @@ q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **
 	free(m);
 	PQclear(res);
 	return NULL;
+}
+
+/* run TMPL (schema '@') with N text params; NULL and *err on an error */
+static PGresult *
+q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+{
+	char *text = sql(ps, tmpl);
+	PGresult *res = PQexecParams(ps->conn, text, n, NULL, vals, NULL, NULL, 0);
+
+	free(text);
+	return q_result(ps, res, err);
+}
+
+/* q, for a statement run once a record: prepared on the connection the
+ * first time (statement ID, 0..31, named "zdm_ID"), so the server parses
+ * and plans it once */
+static PGresult *
+q_prepared(struct pg_store *ps, unsigned id, const char *tmpl, int n, const char *const *vals,
+    char **err)
+{
+	char name[16];
+
+	snprintf(name, sizeof name, "zdm_%u", id);
+	if (!(ps->prepared & (1u << id))) {
+		char *text = sql(ps, tmpl);
+		PGresult *res = q_result(ps, PQprepare(ps->conn, name, text, n, NULL), err);
+
+		free(text);
+		if (res == NULL)
+			return NULL;
+		PQclear(res);
+		ps->prepared |= 1u << id;
+	}
+	return q_result(ps, PQexecPrepared(ps->conn, name, n, vals, NULL, NULL, 0), err);
 }
 
 /* ---- refs ------------------------------------------------------------------ */
@@ -154,11 +197,8 @@ pg_latest(struct store *s, const char *name, bool with_dry)
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { name, with_dry ? "true" : "false" };
 	PGresult *res = q(ps,
-	    "SELECT f.run_id FROM @.journal f "
-	    "JOIN (SELECT run_id, max(written) AS w FROM @.journal GROUP BY run_id) m USING (run_id) "
-	    "WHERE f.seq = 1 AND ($1::text IS NULL OR (f.record::jsonb)->'data'->>'name' = $1) "
-	    "AND ($2::boolean OR (f.record::jsonb)->'data'->>'dry_run' IS DISTINCT FROM 'true') "
-	    "ORDER BY m.w DESC, f.run_id DESC LIMIT 1", 2, v, NULL);
+	    "SELECT run_id FROM @.runs WHERE ($1::text IS NULL OR runbook = $1) "
+	    "AND ($2::boolean OR NOT dry_run) ORDER BY written DESC, run_id DESC LIMIT 1", 2, v, NULL);
 	char *ref = NULL;
 
 	if (res != NULL && PQntuples(res) == 1)
@@ -279,41 +319,105 @@ pg_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
 
 /* ---- appending --------------------------------------------------------------- */
 
-/* journal.c's sink: one INSERT, its own transaction, fenced by the lock */
+/* the marks as a struct rs_marks */
+static struct rs_marks
+marks_of(json_t *const mk[4])
+{
+	struct rs_marks m = { mk[0], mk[1], mk[2], mk[3] };
+
+	return m;
+}
+
+/* M's records, now the writer's (owned refs) */
+static void
+marks_keep(struct pg_writer *pw, const struct rs_marks *m)
+{
+	const json_t *nk[4] = { m->first, m->place, m->act, m->last };
+
+	for (int i = 0; i < 4; i++) {
+		json_incref((json_t *)nk[i]);
+		json_decref(pw->mk[i]);
+		pw->mk[i] = (json_t *)nk[i];
+	}
+}
+
+/* the columns of SCHEMA.runs after the record: $4 on (runs_sql) */
+static void
+summary_vals(const struct run_summary *rs, const char **v)
+{
+	v[0] = rs->name;
+	v[1] = rs->runbook;
+	v[2] = rs->dry_run ? "true" : "false";
+	v[3] = rs->actor;
+	v[4] = rs->host;
+	v[5] = rs->started;
+	v[6] = rs->updated;
+	v[7] = rs->step;
+	v[8] = rs->state;
+	v[9] = rs->open ? "true" : "false";
+	v[10] = rs->in_doubt ? "true" : "false";
+}
+
+/* its summary written beside each record: one statement, "j" the row the
+ * WITH before it inserted ($1 run, $2 seq, $4.. summary_vals) */
+#define RUNS_UPSERT \
+	"INSERT INTO @.runs AS r (run_id, runbook, path, dry_run, actor, host, started, updated, " \
+	"records, step, state, going, in_doubt, written) " \
+	"SELECT $1, $4, $5, $6::boolean, $7, $8, $9, $10, $2::bigint, $11, $12, $13::boolean, " \
+	"$14::boolean, j.written FROM j ON CONFLICT (run_id) DO UPDATE SET runbook = excluded.runbook, " \
+	"path = excluded.path, dry_run = excluded.dry_run, actor = excluded.actor, " \
+	"host = excluded.host, started = excluded.started, updated = excluded.updated, " \
+	"records = excluded.records, step = excluded.step, state = excluded.state, " \
+	"going = excluded.going, in_doubt = excluded.in_doubt, written = excluded.written"
+
+/* journal.c's sink: one statement, its own transaction, fenced by the lock:
+ * the record's row and the run's summary (SCHEMA.runs) */
 static int
 pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 {
 	struct pg_writer *pw = arg;
 	struct pg_store *ps = (struct pg_store *)pw->w.store;
 	char seqs[24], *rec = xmalloc(len + 1);
-	const char *v[5];
+	const char *v[16];
+	json_t *r = json_loadb(line, len, 0, NULL);
+	struct rs_marks m = marks_of(pw->mk);
+	struct run_summary rs;
 	PGresult *res;
 	int rc = -1;
 
 	memcpy(rec, line, len);
 	rec[len] = '\0';
 	snprintf(seqs, sizeof seqs, "%ld", seq);
+	rs_marks_add(&m, r);
+	run_summary_fold(&m, &rs);
 	v[0] = pw->run_id;
 	v[1] = seqs;
 	v[2] = rec;
+	summary_vals(&rs, v + 3);
 	if (ps->held != NULL) {
-		v[3] = ps->held->name;
-		v[4] = ps->held->epoch;
-		res = q(ps, "INSERT INTO @.journal (run_id, seq, record) SELECT $1, $2, $3 "
-		    "WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $4 AND epoch = $5 "
-		    "AND backend_pid = pg_backend_pid())", 5, v, err);
+		v[14] = ps->held->name;
+		v[15] = ps->held->epoch;
+		res = q_prepared(ps, 0, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+		    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
+		    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written) " RUNS_UPSERT,
+		    16, v, err);
 	} else {
-		res = q(ps, "INSERT INTO @.journal (run_id, seq, record) VALUES ($1, $2, $3)", 3, v, err);
+		res = q_prepared(ps, 1, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+		    "VALUES ($1, $2::bigint, $3) RETURNING written) " RUNS_UPSERT, 14, v, err);
 	}
 	if (res == NULL)
 		goto out;
 	if (strcmp(PQcmdTuples(res), "1") != 0)
 		seterr(err, "this zdm no longer holds the run lock of runbook '%s' (another zdm "
 		    "took it); record %ld of run %s was not written", ps->held->name, seq, pw->run_id);
-	else
+	else {
+		marks_keep(pw, &m);
 		rc = 0;
+	}
 	PQclear(res);
 out:
+	run_summary_release(&rs);
+	json_decref(r);
 	free(rec);
 	return rc;
 }
@@ -327,8 +431,17 @@ pg_writer_new(struct store *s, const char *run_id, const struct jlog *log, char 
 	pw->w.store = s;
 	pw->run_id = xstrdup(run_id);
 	pw->ref = ref_of(ps, run_id);
+	if (log != NULL) {
+		struct rs_marks m = { NULL, NULL, NULL, NULL };
+
+		for (size_t i = 0; i < log->n; i++)
+			rs_marks_add(&m, log->recs[i]);
+		marks_keep(pw, &m);
+	}
 	pw->j = journal_open_sink(pw->ref, run_id, log, pg_sink, pw, err);
 	if (pw->j == NULL) {
+		for (int i = 0; i < 4; i++)
+			json_decref(pw->mk[i]);
 		free(pw->run_id);
 		free(pw->ref);
 		free(pw);
@@ -396,6 +509,8 @@ pg_close_writer(struct store_writer *w)
 	struct pg_writer *pw = (struct pg_writer *)w;
 
 	journal_close(pw->j);
+	for (int i = 0; i < 4; i++)
+		json_decref(pw->mk[i]);
 	free(pw->run_id);
 	free(pw->ref);
 	free(pw);
@@ -424,9 +539,56 @@ holder_err(struct pg_store *ps, const char *name, char **err)
 	PQclear(res);
 }
 
+/* the advisory lock of NAME, waiting up to WAIT_MS for it (0: a try): 0
+ * taken, 1 held by another, -1 and *err */
 static int
-pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
-    char **err)
+advisory_take(struct pg_store *ps, const char *name, int64_t wait_ms, char **err)
+{
+	const char *kv[] = { ps->schema, name };
+	char ms[32];
+	const char *tv[] = { ms };
+	PGresult *res;
+	char *text;
+	const char *state;
+	int rc;
+
+	if (wait_ms <= 0) {
+		res = q(ps, "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", 2, kv, err);
+		if (res == NULL)
+			return -1;
+		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 1;
+		PQclear(res);
+		return rc;
+	}
+	/* blocked in the server, so the lock is ours the moment it is let go;
+	 * lock_timeout ends the wait (SQLSTATE 55P03) */
+	snprintf(ms, sizeof ms, "%lldms", (long long)wait_ms);
+	res = q(ps, "SELECT set_config('lock_timeout', $1, false)", 1, tv, err);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	text = sql(ps, "SELECT pg_advisory_lock(hashtext($1), hashtext($2))");
+	res = PQexecParams(ps->conn, text, 2, NULL, kv, NULL, NULL, 0);
+	free(text);
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		rc = 0;
+	} else if (state != NULL && strcmp(state, "55P03") == 0) {
+		rc = 1;
+	} else {
+		char *m = pg_msg(ps->conn, res);
+
+		rc = seterr(err, "state database %s: %s", ps->where, m);
+		free(m);
+	}
+	PQclear(res);
+	PQclear(q(ps, "SELECT set_config('lock_timeout', '0', false)", 0, NULL, NULL));
+	return rc;
+}
+
+static int
+pg_take(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+    struct store_lock **lk, char **err)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *kv[] = { ps->schema, name };
@@ -434,18 +596,17 @@ pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 	const char *v[5];
 	PGresult *res;
 	struct pg_lock *pl;
+	int rc;
 
 	if (ps->held != NULL)
 		return seterr(err, "this zdm already holds the run lock of runbook '%s'", ps->held->name);
-	res = q(ps, "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", 2, kv, err);
-	if (res == NULL)
+	rc = advisory_take(ps, name, wait_ms, err);
+	if (rc < 0)
 		return -1;
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		PQclear(res);
+	if (rc == 1) {
 		holder_err(ps, name, err);
-		return -1;
+		return 1;
 	}
-	PQclear(res);
 	if (gethostname(host, sizeof host) != 0)
 		snprintf(host, sizeof host, "?");
 	host[sizeof host - 1] = '\0';
@@ -477,6 +638,20 @@ pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock
 	return 0;
 }
 
+static int
+pg_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
+    char **err)
+{
+	return pg_take(s, name, run_id, 0, lk, err);
+}
+
+static int
+pg_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait_ms,
+    struct store_lock **lk, char **err)
+{
+	return pg_take(s, name, run_id, wait_ms > 0 ? wait_ms : 1, lk, err);
+}
+
 /* this connection is alive and the lock row still names it, at its epoch */
 static int
 pg_lock_check(struct store_lock *lk, char **err)
@@ -485,8 +660,8 @@ pg_lock_check(struct store_lock *lk, char **err)
 	struct pg_store *ps = (struct pg_store *)lk->store;
 	const char *v[] = { pl->name, pl->epoch };
 	char *qerr = NULL;
-	PGresult *res = q(ps, "SELECT EXISTS (SELECT 1 FROM @.locks WHERE runbook = $1 AND epoch = $2 "
-	    "AND backend_pid = pg_backend_pid())", 2, v, &qerr);
+	PGresult *res = q_prepared(ps, 2, "SELECT EXISTS (SELECT 1 FROM @.locks WHERE runbook = $1 "
+	    "AND epoch = $2 AND backend_pid = pg_backend_pid())", 2, v, &qerr);
 	int rc = 0;
 
 	if (res == NULL) {
@@ -541,6 +716,92 @@ pg_locked(struct store *s, const char *name, long *pid, char **run)
 	return held;
 }
 
+static char *
+val_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+/* the advisory lock of NAME granted to a session: its pg_locks row */
+#define ADVISORY_HELD \
+	"SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 " \
+	"AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()) " \
+	"AND k.classid = hashtext($2)::bit(32)::bigint::oid " \
+	"AND k.objid = hashtext($1)::bit(32)::bigint::oid"
+
+/* held: a session holds the advisory lock (pg_locks); the lock row names
+ * the holder when it is that session, else the last one */
+static int
+pg_lock_info(struct store *s, const char *name, struct store_lock_info *li, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	const char *v[] = { name, ps->schema };
+	PGresult *res = q(ps,
+	    "SELECT EXISTS (" ADVISORY_HELD "), EXISTS (" ADVISORY_HELD " AND k.pid = l.backend_pid), "
+	    "l.pid, l.host, l.actor, nullif(l.run_id, ''), to_char(l.since AT TIME ZONE 'UTC', "
+	    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), l.epoch "
+	    "FROM (SELECT 1) x LEFT JOIN @.locks l ON l.runbook = $1", 2, v, err);
+
+	if (res == NULL)
+		return -1;
+	li->held = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	/* held by a session the row does not name yet (between its take and
+	 * its row): no details */
+	li->known = !PQgetisnull(res, 0, 2) && (!li->held || strcmp(PQgetvalue(res, 0, 1), "t") == 0);
+	if (li->known) {
+		li->pid = strtol(PQgetvalue(res, 0, 2), NULL, 10);
+		li->host = val_or_null(res, 0, 3);
+		li->actor = val_or_null(res, 0, 4);
+		li->run_id = val_or_null(res, 0, 5);
+		li->since = val_or_null(res, 0, 6);
+		li->epoch = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* started is the journal's ts text, which sorts as the times do */
+static int
+pg_runs(struct store *s, const struct runs_query *rq, struct run_summary **out, size_t *n,
+    char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	char lim[24];
+	const char *v[3];
+	PGresult *res;
+
+	snprintf(lim, sizeof lim, "%zu", rq->newest);
+	v[0] = rq->name;
+	v[1] = rq->since;
+	v[2] = rq->newest > 0 ? lim : NULL;
+	res = q(ps,
+	    "SELECT run_id, runbook, path, actor, host, started, updated, step, state, going, in_doubt, "
+	    "dry_run, records FROM @.runs WHERE ($1::text IS NULL OR runbook = $1) "
+	    "AND ($2::text IS NULL OR started >= $2) ORDER BY started DESC, run_id DESC LIMIT $3::bigint",
+	    3, v, err);
+
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n + 1, sizeof **out);
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct run_summary *r = &(*out)[i];
+		const char *v[9];
+
+		for (int k = 0; k < 9; k++)
+			v[k] = PQgetisnull(res, i, k) ? NULL : PQgetvalue(res, i, k);
+		if (v[8] == NULL)
+			v[8] = "?";
+		run_summary_strings(r, v);
+		r->open = strcmp(PQgetvalue(res, i, 9), "t") == 0;
+		r->in_doubt = strcmp(PQgetvalue(res, i, 10), "t") == 0;
+		r->dry_run = strcmp(PQgetvalue(res, i, 11), "t") == 0;
+		r->records = strtol(PQgetvalue(res, i, 12), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
 static void
 pg_free(struct store *s)
 {
@@ -573,9 +834,12 @@ static const struct store_ops pg_ops = {
 	.append = pg_append,
 	.close_writer = pg_close_writer,
 	.lock = pg_lock,
+	.lock_wait = pg_lock_wait,
 	.lock_check = pg_lock_check,
 	.unlock = pg_unlock,
 	.locked = pg_locked,
+	.lock_info = pg_lock_info,
+	.runs = pg_runs,
 	.free = pg_free,
 };
 
@@ -721,7 +985,8 @@ store_open_pg(const char *spec, const char *schema, char **err)
 
 	if (ps == NULL)
 		return NULL;
-	text = sql(ps, "SELECT value FROM @.meta WHERE key = 'schema_version'");
+	text = sql(ps, "SELECT value, to_regclass('@.runs') IS NOT NULL FROM @.meta "
+	    "WHERE key = 'schema_version'");
 	res = PQexec(ps->conn, text);
 	free(text);
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -740,7 +1005,20 @@ store_open_pg(const char *spec, const char *schema, char **err)
 		pg_free(&ps->s);
 		return NULL;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) != 0) {
+	if (strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) == 0) {
+		/* made by a zdm from before the run summaries */
+		if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+			seterr(err, "the zdm state in %s has no run summaries (%s.runs) yet: add them "
+			    "once with: zdm state init URL%s%s", ps->place, schema,
+			    strcmp(schema, "zdm") ? " --schema " : "", strcmp(schema, "zdm") ? schema : "");
+			PQclear(res);
+			pg_free(&ps->s);
+			return NULL;
+		}
+		PQclear(res);
+		return &ps->s;
+	}
+	{
 		bool newer = strtol(PQgetvalue(res, 0, 0), NULL, 10) > strtol(SCHEMA_VERSION, NULL, 10);
 
 		seterr(err, "the zdm state in %s is schema version %s; this zdm knows version %s: %s",
@@ -750,8 +1028,101 @@ store_open_pg(const char *spec, const char *schema, char **err)
 		pg_free(&ps->s);
 		return NULL;
 	}
+}
+
+/* the summary row of the run whose records RES rows [from, to) hold
+ * (run_id, record, written), unless it has one; 0, or -1 and *err */
+static int
+backfill_run(struct pg_store *ps, PGresult *res, int from, int to, char **err)
+{
+	json_t *recs[4] = { NULL, NULL, NULL, NULL };
+	struct rs_marks m = { NULL, NULL, NULL, NULL };
+	struct run_summary rs;
+	const char *v[14];
+	char seqs[24];
+	PGresult *ins;
+
+	for (int i = from; i < to; i++) {
+		json_t *r = json_loadb(PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1), 0, NULL);
+
+		if (!json_is_object(r)) {
+			json_decref(r);
+			continue;
+		}
+		rs_marks_add(&m, r);
+		/* keep what the marks point to, and nothing else */
+		{
+			const json_t *nk[4] = { m.first, m.place, m.act, m.last };
+			json_t *old[4];
+
+			memcpy(old, recs, sizeof old);
+			for (int k = 0; k < 4; k++)
+				recs[k] = json_incref((json_t *)nk[k]);
+			for (int k = 0; k < 4; k++)
+				json_decref(old[k]);
+			json_decref(r);
+		}
+	}
+	if (m.first == NULL)
+		return 0;	/* nothing readable: zdm status says why */
+	run_summary_fold(&m, &rs);
+	snprintf(seqs, sizeof seqs, "%ld", rs.records);
+	v[0] = PQgetvalue(res, from, 0);
+	v[1] = seqs;
+	v[2] = PQgetvalue(res, to - 1, 2);
+	summary_vals(&rs, v + 3);
+	ins = q(ps, "INSERT INTO @.runs (run_id, runbook, path, dry_run, actor, host, started, updated, "
+	    "records, step, state, going, in_doubt, written) VALUES ($1, $4, $5, $6::boolean, $7, $8, $9, "
+	    "$10, $2::bigint, $11, $12, $13::boolean, $14::boolean, $3::timestamptz) "
+	    "ON CONFLICT (run_id) DO NOTHING", 14, v, err);
+	run_summary_release(&rs);
+	for (int k = 0; k < 4; k++)
+		json_decref(recs[k]);
+	if (ins == NULL)
+		return -1;
+	PQclear(ins);
+	return 0;
+}
+
+/* the summary rows of runs that have none (a state made before zdm kept
+ * them), from their records, in one transaction; how many, or -1 and *err */
+static long
+backfill(struct pg_store *ps, char **err)
+{
+	PGresult *res, *t;
+	long n = 0;
+	int from = 0;
+
+	res = q(ps, "SELECT j.run_id, j.record, j.written FROM @.journal j "
+	    "WHERE NOT EXISTS (SELECT 1 FROM @.runs r WHERE r.run_id = j.run_id) "
+	    "ORDER BY j.run_id, j.seq", 0, NULL, err);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 0;
+	}
+	if ((t = q(ps, "BEGIN", 0, NULL, err)) == NULL) {
+		PQclear(res);
+		return -1;
+	}
+	PQclear(t);
+	for (int i = 1; i <= PQntuples(res); i++) {
+		if (i < PQntuples(res) && strcmp(PQgetvalue(res, i, 0), PQgetvalue(res, from, 0)) == 0)
+			continue;
+		if (backfill_run(ps, res, from, i, err) != 0) {
+			PQclear(q(ps, "ROLLBACK", 0, NULL, NULL));
+			PQclear(res);
+			return -1;
+		}
+		n++;
+		from = i;
+	}
 	PQclear(res);
-	return &ps->s;
+	if ((t = q(ps, "COMMIT", 0, NULL, err)) == NULL)
+		return -1;
+	PQclear(t);
+	return n;
 }
 
 int
@@ -773,6 +1144,15 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 	    "  epoch bigint NOT NULL,"
 	    "  backend_pid integer,"
 	    "  host text, pid bigint, actor text, run_id text, since timestamptz);"
+	    "CREATE TABLE IF NOT EXISTS @.runs ("
+	    "  run_id text PRIMARY KEY,"
+	    "  runbook text, path text, dry_run boolean NOT NULL DEFAULT false,"
+	    "  actor text, host text, started text, updated text,"
+	    "  records bigint NOT NULL, step text, state text NOT NULL,"
+	    "  going boolean NOT NULL, in_doubt boolean NOT NULL,"
+	    "  written timestamptz NOT NULL);"
+	    /* on columns an append never changes, so its update of the row is HOT */
+	    "CREATE INDEX IF NOT EXISTS runs_runbook_started ON @.runs (runbook, started);"
 	    "CREATE OR REPLACE FUNCTION @.journal_append_only() RETURNS trigger LANGUAGE plpgsql AS "
 	    "$$BEGIN RAISE EXCEPTION 'zdm journal rows are append-only (% refused)', TG_OP; END$$;"
 	    "CREATE OR REPLACE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON @.journal "
@@ -801,8 +1181,25 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 		free(text);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		    strcmp(PQgetvalue(res, 0, 0), SCHEMA_VERSION) == 0) {
-			*out = xasprintf("%s: zdm state schema version %s ready", ps->place, SCHEMA_VERSION);
-			rc = 0;
+			char *berr = NULL;
+			long n = backfill(ps, &berr);
+
+			if (n < 0) {
+				seterr(err, "state database %s: cannot summarise the runs kept before: %s",
+				    ps->where, berr);
+				free(berr);
+			} else {
+				*out = xasprintf("%s: zdm state schema version %s ready", ps->place,
+				    SCHEMA_VERSION);
+				if (n > 0) {
+					char *o = *out;
+
+					*out = xasprintf("%s (summarised %ld run%s kept before)", o, n,
+					    n == 1 ? "" : "s");
+					free(o);
+				}
+				rc = 0;
+			}
 		} else {
 			seterr(err, "state database %s: schema %s holds another version of zdm's state (%s)",
 			    ps->where, ps->schema, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "none");

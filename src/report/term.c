@@ -440,6 +440,7 @@ term_view_observe(void *self, const struct run_event *ev)
 		ended(tv, ev);
 		break;
 	case OBS_ERROR:
+	case OBS_LOCK_WAIT:
 		fprintf(stderr, "zdm: %s\n", ev->text);
 		break;
 	case OBS_RECORD_LINE:

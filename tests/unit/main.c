@@ -14,6 +14,7 @@ int unit_luahost(void);
 int unit_expr(void);
 int unit_runstate(void);
 int unit_store(void);
+int unit_runsum(void);
 
 /* small checks of util.c and redact.c */
 static int
@@ -92,6 +93,7 @@ main(void)
 	fails += unit_expr();
 	fails += unit_runstate();
 	fails += unit_store();
+	fails += unit_runsum();
 	printf("unit: %d failed\n", fails);
 	return fails ? 1 : 0;
 }
