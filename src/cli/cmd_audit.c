@@ -746,7 +746,7 @@ audit_main(int argc, char **argv)
 		state = getenv("ZDM_STATE");
 	if (schema == NULL)
 		schema = getenv("ZDM_STATE_SCHEMA") && *getenv("ZDM_STATE_SCHEMA") ?
-		    getenv("ZDM_STATE_SCHEMA") : "zdm";
+		    getenv("ZDM_STATE_SCHEMA") : NULL;
 	if (export && state != NULL && store_is_pg(state)) {
 		fprintf(stderr, "zdm audit export: a PostgreSQL state is not exported yet; verify it "
 		    "with zdm audit verify --state URL\n");

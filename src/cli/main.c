@@ -214,7 +214,8 @@ help_one(const struct cmd *c)
 			printf("  --state-dir DIR    journals and locks (default: ZDM_STATE_DIR, or .zdm beside the runbook)\n"
 			    "  --state PATH|URL   a state dir, or PostgreSQL (postgresql://..., key=value; also\n"
 			    "                     ZDM_STATE); the password from PGPASSWORD or ~/.pgpass\n"
-			    "  --schema NAME      the PostgreSQL state's schema (default zdm; ZDM_STATE_SCHEMA)\n");
+			    "  --schema NAME      the PostgreSQL state's schema (ZDM_STATE_SCHEMA; else a search_path\n"
+			    "                     in the URL's options; else zdm)\n");
 		if (c->opts & O_PLUGIN_PATH)
 			printf("  --plugin-path DIRS plugin directories, ':'-separated (also ZDM_PLUGIN_PATH)\n");
 	}

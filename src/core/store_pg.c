@@ -1009,8 +1009,9 @@ store_open_pg(const char *spec, const char *schema, char **err)
 		/* made by a zdm from before the run summaries */
 		if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
 			seterr(err, "the zdm state in %s has no run summaries (%s.runs) yet: add them "
-			    "once with: zdm state init URL%s%s", ps->place, schema,
-			    strcmp(schema, "zdm") ? " --schema " : "", strcmp(schema, "zdm") ? schema : "");
+			    "once with: zdm state init URL%s%s", ps->place, ps->schema,
+			    strcmp(ps->schema, "zdm") ? " --schema " : "",
+			    strcmp(ps->schema, "zdm") ? ps->schema : "");
 			PQclear(res);
 			pg_free(&ps->s);
 			return NULL;
