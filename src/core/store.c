@@ -3,7 +3,9 @@
  * store's backend.
  */
 #include <stdlib.h>
+#include <string.h>
 
+#include "base/util.h"
 #include "core/store.h"
 
 void
@@ -145,4 +147,22 @@ bool
 store_locked(struct store *s, const char *name, long *pid, char **run)
 {
 	return s->ops->locked(s, name, pid, run);
+}
+
+int
+store_read_text(struct store *s, const char *ref, char **text, size_t *len,
+    struct jlog *log, char **err, int *why)
+{
+	return s->ops->read_text(s, ref, text, len, log, err, why);
+}
+
+int
+store_import(struct store *s, const char *name, const char *text, size_t len,
+    struct store_import *r, char **err)
+{
+	memset(r, 0, sizeof *r);
+	if (s->ops->import == NULL)
+		return seterr(err, "%s cannot take runs copied in (a PostgreSQL state can)",
+		    s->location);
+	return s->ops->import(s, name, text, len, r, err);
 }
