@@ -3,8 +3,8 @@
  *
  *   - `zdm audit verify`: the chain of one journal, or of every journal of a
  *     state dir, with the runs that never finished listed as incomplete;
- *   - `zdm audit export`: one row per run of a state dir, JSON (jansson) or
- *     CSV (RFC 4180).
+ *   - `zdm audit export`: one row per run of a state dir or of a PostgreSQL
+ *     state, JSON (jansson) or CSV (RFC 4180).
  *
  * The chain itself (hashes, HMAC, first bad line) is journal.c's; this file
  * only reads its answers.
@@ -461,7 +461,10 @@ export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 		const char *slash = strrchr(path, '/');
 		const char *base = slash != NULL ? slash + 1 : path;
 		const char *run = jstr(first, "run");
-		char *fromname = xstrndup(base, strlen(base) - 6);	/* ".jsonl" */
+		size_t bl = strlen(base);
+		/* a journal's file name less ".jsonl"; a PostgreSQL ref ends with the run id */
+		char *fromname = xstrndup(base, bl > 6 && strcmp(base + bl - 6, ".jsonl") == 0 ?
+		    bl - 6 : bl);
 
 		json_object_set_new(row, "run", json_string(run != NULL ? run : fromname));
 		free(fromname);
@@ -563,10 +566,12 @@ cmp_rows(const void *a, const void *b)
 	return c != 0 ? c : strcmp(jstr(x, "run"), jstr(y, "run"));
 }
 
+/* STATE_FLAG is --state-dir or --state (a PostgreSQL URL, with SCHEMA) */
 static int
-cmd_export(const char *state_flag, const char *since, const char *format)
+cmd_export(const char *state_flag, const char *schema, const char *since, const char *format)
 {
-	char *sd = default_state_dir(state_flag), *err = NULL;
+	bool pg = state_flag != NULL && store_is_pg(state_flag);
+	char *sd = pg ? NULL : default_state_dir(state_flag), *err = NULL;
 	struct store *s;
 	int64_t since_ms = 0;
 	json_t **rows;
@@ -587,8 +592,16 @@ cmd_export(const char *state_flag, const char *since, const char *format)
 		free(sd);
 		return ZDM_EXIT_USAGE;
 	}
-	s = store_open_dir(sd);
-	if (store_runs_place(s) == NULL) {
+	if (pg) {
+		s = store_open_pg(state_flag, schema, &err);
+		if (s == NULL) {
+			fprintf(stderr, "zdm audit export: --state: %s\n", err);
+			free(err);
+			return ZDM_EXIT_USAGE;
+		}
+	} else
+		s = store_open_dir(sd);
+	if (!pg && store_runs_place(s) == NULL) {
 		fprintf(stderr, "zdm audit export: no journals in '%s' (no runs/ in it; set "
 		    "--state-dir or ZDM_STATE_DIR)\n", sd);
 		store_close(s);
@@ -644,13 +657,16 @@ cmd_export(const char *state_flag, const char *since, const char *format)
 const char audit_usage[] =
     "audit verify [JOURNAL... | STATE_DIR...] [--state-dir DIR]\n"
     "       zdm audit verify --state URL [--schema NAME] [RUN_ID...]\n"
-    "       zdm audit export [--state-dir DIR] [--since DATE] [--format json|csv]";
+    "       zdm audit export [--state-dir DIR | --state URL [--schema NAME]] [--since DATE]\n"
+    "                        [--format json|csv]";
 const char audit_help[] =
     "verify: check each journal's hash chain (HMAC when ZDM_AUDIT_KEY is set) and name the\n"
     "first bad line; a state dir (default: ZDM_STATE_DIR or ./.zdm) checks every journal\n"
     "in it and lists runs with no run.finished as incomplete.  Exit 0 intact, 1 a chain\n"
     "is broken, 2 unreadable or no key.\n"
-    "export: one row per run (who, what, when, outcome, chain verified), JSON or CSV;\n"
+    "--state URL: every run kept in PostgreSQL, or the RUN_IDs named.\n"
+    "export: one row per run (who, what, when, outcome, chain verified), JSON or CSV, of a\n"
+    "state dir or of PostgreSQL (--state URL), the same rows for the same records;\n"
     "--since 2026-11-01 or an ISO-8601 time.  See docs/audit.md.";
 
 /* as `zdm help audit` prints it (main.c's help_one) */
@@ -747,18 +763,13 @@ audit_main(int argc, char **argv)
 	if (schema == NULL)
 		schema = getenv("ZDM_STATE_SCHEMA") && *getenv("ZDM_STATE_SCHEMA") ?
 		    getenv("ZDM_STATE_SCHEMA") : NULL;
-	if (export && state != NULL && store_is_pg(state)) {
-		fprintf(stderr, "zdm audit export: a PostgreSQL state is not exported yet; verify it "
-		    "with zdm audit verify --state URL\n");
-		return ZDM_EXIT_USAGE;
-	}
 	if (export) {
 		if (optind < argc) {
 			fprintf(stderr, "zdm audit export: unexpected argument '%s' (name the state dir "
 			    "with --state-dir)\n", argv[optind]);
 			return ZDM_EXIT_USAGE;
 		}
-		rc = cmd_export(state, since, format);
+		rc = cmd_export(state, schema, since, format);
 	} else {
 		if (state != NULL && optind < argc && !store_is_pg(state)) {
 			fprintf(stderr, "zdm audit verify: name journals or --state-dir, not both\n");

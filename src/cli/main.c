@@ -181,10 +181,20 @@ static const struct cmd commands[] = {
 	  "ZDM_ACTOR, else the login name, who must be among the step's approvers.  Then\n"
 	  "zdm resume RUN_ID goes on (approved) or rolls back (denied).  Exit 2 when the run is\n"
 	  "not waiting on STEP, the actor may not decide, or a zdm process holds the run." },
-	{ "state", cmd_state, O_STATE_DIR, 2, 2, "state init URL [--schema NAME]",
-	  "Create zdm's schema (default zdm) in the PostgreSQL database URL, or check that it is\n"
-	  "there and of this zdm's version; safe to run again.  The password comes from\n"
-	  "PGPASSWORD or ~/.pgpass, never from URL (refused, exit 2).  docs/state.md." },
+	{ "state", cmd_state, O_STATE_DIR, 1, 3,
+	  "state init URL [--schema NAME]\n"
+	  "       zdm state push DIR URL [--schema NAME]",
+	  "init: create zdm's schema (default zdm) in the PostgreSQL database URL, or check that\n"
+	  "it is there and of this zdm's version; safe to run again.\n"
+	  "push: copy the runs of the state dir DIR (DIR/runs/*.jsonl) into URL, each journal's\n"
+	  "chain checked first (HMAC with ZDM_AUDIT_KEY), each run in one transaction, the lines\n"
+	  "as they are.  A run already there is skipped; one there with fewer records gets the\n"
+	  "rest; one that differs is refused, never overwritten; one a live zdm is writing is\n"
+	  "skipped.  Safe to run again.  Exit 0 every run is there, 1 one was refused (a chain\n"
+	  "that does not verify, or a run that differs), 2 bad input, an unreadable journal, a\n"
+	  "run still being written or a database error.\n"
+	  "The password comes from PGPASSWORD or ~/.pgpass, never from URL (refused, exit 2).\n"
+	  "docs/state.md." },
 	{ "plugins", cmd_plugins, O_PLUGIN_PATH, 0, 0, "plugins [--plugin-path DIRS]",
 	  "List the step types, built-in and Lua, with their params." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },

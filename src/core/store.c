@@ -240,3 +240,21 @@ store_runs_free(struct run_summary *runs, size_t n)
 		run_summary_release(&runs[i]);
 	free(runs);
 }
+
+int
+store_read_text(struct store *s, const char *ref, char **text, size_t *len,
+    struct jlog *log, char **err, int *why)
+{
+	return s->ops->read_text(s, ref, text, len, log, err, why);
+}
+
+int
+store_import(struct store *s, const char *name, const char *text, size_t len,
+    struct store_import *r, char **err)
+{
+	memset(r, 0, sizeof *r);
+	if (s->ops->import == NULL)
+		return seterr(err, "%s cannot take runs copied in (a PostgreSQL state can)",
+		    s->location);
+	return s->ops->import(s, name, text, len, r, err);
+}

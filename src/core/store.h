@@ -61,6 +61,17 @@ struct store_lock_info {
 	long long epoch;	/* PostgreSQL: takes of this lock so far; -1 elsewhere */
 };
 
+/* what store_import did with one run (zdm state push) */
+struct store_import {
+	long had;		/* records of the run the store held before */
+	long added;		/* records it added: 0 when it holds them all already */
+	long differs;		/* the first seq at which the store holds another
+				 * record (or none) than the one given: nothing was
+				 * added; 0 when none differs */
+	bool busy;		/* a zdm holds the run lock of the run's runbook in
+				 * the store (it may be writing the run): nothing added */
+};
+
 struct store_ops {
 	/* its appends fail once the run lock is lost (the runner then stops) */
 	bool fences;
@@ -117,6 +128,14 @@ struct store_ops {
 	 * listed */
 	int (*runs)(struct store *s, const struct runs_query *q, struct run_summary **out,
 	    size_t *n, char **err);
+	/* the run's records exactly as stored, *text (malloc'd), each line ended
+	 * by "\n", checked as read checks them into *log (a torn last line lies
+	 * past log->good_len); -1 and *err, *why 1 bad chain or 2 unusable */
+	int (*read_text)(struct store *s, const char *ref, char **text, size_t *len,
+	    struct jlog *log, char **err, int *why);
+	/* store_import; NULL when the backend cannot */
+	int (*import)(struct store *s, const char *name, const char *text, size_t len,
+	    struct store_import *r, char **err);
 	void (*free)(struct store *s);
 };
 
@@ -182,5 +201,19 @@ int store_runs(struct store *s, const struct runs_query *q, struct run_summary *
     char **err);
 void store_runs_free(struct run_summary *runs, size_t n);
 bool store_fences(const struct store *s);
+int store_read_text(struct store *s, const char *ref, char **text, size_t *len,
+    struct jlog *log, char **err, int *why);
+/*
+ * zdm state push: keep the run whose records are the lines of TEXT (LEN
+ * bytes, each line ended by "\n": what store_read_text gave, up to
+ * log->good_len) byte for byte.  They are checked first as store_read
+ * checks a run (HMAC included; messages name NAME:LINE): a chain that does
+ * not verify adds nothing (-1, *err).  What the store holds of the run must
+ * be the same lines, then the rest is added after it in one transaction:
+ * all of it or nothing.  *r says what was done; r->differs or r->busy set:
+ * nothing was.  -1 and *err when the store cannot be written (nothing added).
+ */
+int store_import(struct store *s, const char *name, const char *text, size_t len,
+    struct store_import *r, char **err);
 
 #endif

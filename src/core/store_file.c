@@ -222,6 +222,48 @@ fs_read_unchecked(struct store *s, const char *ref, struct jlog *log)
 	fclose(f);
 }
 
+/* the file's bytes, then journal_read_text over them: one read, so what
+ * was checked is what the caller gets */
+static int
+fs_read_text(struct store *s, const char *ref, char **text, size_t *len, struct jlog *log,
+    char **err, int *why)
+{
+	int fd = open(ref, O_RDONLY | O_CLOEXEC);
+	struct sbuf sb;
+	char buf[65536];
+	ssize_t r;
+
+	memset(log, 0, sizeof *log);
+	*text = NULL;
+	*len = 0;
+	*why = 2;
+	if (fd < 0)
+		return seterr(err, "cannot read journal '%s': %s", ref, strerror(errno));
+	sb_init(&sb);
+	while ((r = read(fd, buf, sizeof buf)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+
+			close(fd);
+			sb_release(&sb);
+			return seterr(err, "cannot read journal '%s': %s", ref, strerror(e));
+		}
+		sb_add(&sb, buf, (size_t)r);
+	}
+	close(fd);
+	*len = sb.len;
+	*text = sb_detach(&sb);
+	if (journal_read_text(ref, *text, *len, log, err, why) != 0) {
+		free(*text);
+		*text = NULL;
+		*len = 0;
+		return -1;
+	}
+	return 0;
+}
+
 static int
 fs_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
 {
@@ -661,6 +703,7 @@ static const struct store_ops file_ops = {
 	.locked = fs_locked,
 	.lock_info = fs_lock_info,
 	.runs = fs_runs,
+	.read_text = fs_read_text,
 	.free = fs_free,
 };
 

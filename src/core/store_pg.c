@@ -117,6 +117,12 @@ q_result(struct pg_store *ps, PGresult *res, char **err)
 	m = pg_msg(ps->conn, res);
 	if (PQstatus(ps->conn) == CONNECTION_BAD)
 		seterr(err, "the connection to the state database %s was lost: %s", ps->where, m);
+	else if (PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL &&
+	    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42501") == 0)
+		/* insufficient_privilege: a read-only role (an auditor's) writing */
+		seterr(err, "state database %s: %s (role %s may not write to zdm's state: "
+		    "run, resume, rollback, approve and state push need the runner role's grants, "
+		    "docs/state.md)", ps->where, m, PQuser(ps->conn));
 	else
 		seterr(err, "state database %s: %s", ps->where, m);
 	free(m);
@@ -218,9 +224,12 @@ pg_list(struct store *s, const char *name, char ***refs, size_t *n, char **err)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { name };
-	PGresult *res = q(ps,
-	    "SELECT run_id FROM @.journal WHERE seq = 1 AND "
-	    "($1::text IS NULL OR (record::jsonb)->'data'->>'name' = $1) ORDER BY run_id", 1, v, err);
+	/* all: every run id, a run whose first row is gone too (audit verify
+	 * names it); of a runbook: the runs whose first record names it */
+	PGresult *res = name == NULL ?
+	    q(ps, "SELECT DISTINCT run_id FROM @.journal ORDER BY run_id", 0, NULL, err) :
+	    q(ps, "SELECT run_id FROM @.journal WHERE seq = 1 AND "
+	    "(record::jsonb)->'data'->>'name' = $1 ORDER BY run_id", 1, v, err);
 
 	*refs = NULL;
 	*n = 0;
@@ -298,6 +307,25 @@ pg_read_unchecked(struct store *s, const char *ref, struct jlog *log)
 		log->recs[log->n++] = r;
 	}
 	PQclear(res);
+}
+
+static int
+pg_read_text(struct store *s, const char *ref, char **text, size_t *len, struct jlog *log,
+    char **err, int *why)
+{
+	memset(log, 0, sizeof *log);
+	*why = 2;
+	*len = 0;
+	*text = run_text((struct pg_store *)s, ref, len, err);
+	if (*text == NULL)
+		return -1;
+	if (journal_read_text(ref, *text, *len, log, err, why) != 0) {
+		free(*text);
+		*text = NULL;
+		*len = 0;
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -514,6 +542,161 @@ pg_close_writer(struct store_writer *w)
 	free(pw->run_id);
 	free(pw->ref);
 	free(pw);
+}
+
+/* ---- runs copied in (zdm state push) ------------------------------------------- */
+
+/* ROLLBACK the push's transaction; a lost connection has rolled it back */
+static void
+tx_rollback(struct pg_store *ps)
+{
+	if (PQstatus(ps->conn) == CONNECTION_OK)
+		PQclear(q(ps, "ROLLBACK", 0, NULL, NULL));
+}
+
+/* the run's summary row (SCHEMA.runs) from all of LOG's records, as
+ * pg_sink would have left it; 0, or -1 and *err */
+static int
+import_summary(struct pg_store *ps, const char *run, const struct jlog *log, char **err)
+{
+	struct rs_marks m = { NULL, NULL, NULL, NULL };
+	struct run_summary rs;
+	const char *v[14];
+	char seqs[24];
+	PGresult *res;
+
+	for (size_t i = 0; i < log->n; i++)
+		rs_marks_add(&m, log->recs[i]);
+	run_summary_fold(&m, &rs);
+	snprintf(seqs, sizeof seqs, "%zu", log->n);
+	v[0] = run;
+	v[1] = seqs;
+	v[2] = json_string_value(json_object_get(log->recs[log->n - 1], "ts"));
+	summary_vals(&rs, v + 3);
+	res = q(ps, "WITH j AS (SELECT $3::timestamptz AS written) " RUNS_UPSERT, 14, v, err);
+	run_summary_release(&rs);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * The run in TEXT, checked, in one transaction: serialised with other
+ * pushes of the run by a transaction advisory lock, then compared line by
+ * line with the rows there, then the rest inserted (written: each record's
+ * own ts, so the newest run is still the one written to last).  Appending
+ * to a run the state holds also takes its runbook's run lock for the
+ * transaction: a zdm holding it may be writing the run (r->busy).
+ */
+static int
+pg_import(struct store *s, const char *name, const char *text, size_t len,
+    struct store_import *r, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	struct jlog log;
+	const char *run, *book, *p, *v[4];
+	char seqs[24];
+	PGresult *res = NULL;
+	long have;
+	int why;
+
+	if (journal_read_text(name, text, len, &log, err, &why) != 0)
+		return -1;
+	if (log.n == 0) {
+		jlog_release(&log);
+		return seterr(err, "%s: no complete record to copy", name);
+	}
+	len = log.good_len;	/* a torn last line is no record */
+	run = json_string_value(json_object_get(log.recs[0], "run"));
+	book = json_string_value(json_object_get(json_object_get(log.recs[0], "data"), "name"));
+	res = q(ps, "BEGIN", 0, NULL, err);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	v[0] = ps->schema;
+	v[1] = run;
+	res = q(ps, "SELECT pg_advisory_xact_lock(hashtext('zdm state push'), hashtext($1 || '/' || $2))",
+	    2, v, err);
+	if (res == NULL)
+		goto rollback;
+	PQclear(res);
+	res = q(ps, "SELECT seq, record FROM @.journal WHERE run_id = $1 ORDER BY seq", 1, v + 1, err);
+	if (res == NULL)
+		goto rollback;
+	have = PQntuples(res);
+	r->had = have;
+	p = text;
+	for (long i = 0; i < have && i < (long)log.n; i++) {
+		const char *nl = memchr(p, '\n', (size_t)(text + len - p));
+
+		if (strtol(PQgetvalue(res, (int)i, 0), NULL, 10) != i + 1 ||
+		    (size_t)PQgetlength(res, (int)i, 1) != (size_t)(nl - p) ||
+		    memcmp(PQgetvalue(res, (int)i, 1), p, (size_t)(nl - p)) != 0) {
+			r->differs = i + 1;
+			break;
+		}
+		p = nl + 1;
+	}
+	PQclear(res);
+	res = NULL;
+	if (r->differs > 0 || have >= (long)log.n)
+		goto nothing;
+	if (have > 0 && book != NULL) {
+		v[0] = ps->schema;
+		v[1] = book;
+		res = q(ps, "SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))", 2, v, err);
+		if (res == NULL)
+			goto rollback;
+		r->busy = strcmp(PQgetvalue(res, 0, 0), "t") != 0;
+		PQclear(res);
+		res = NULL;
+		if (r->busy)
+			goto nothing;
+	}
+	for (long i = have; i < (long)log.n; i++) {
+		const char *nl = memchr(p, '\n', (size_t)(text + len - p));
+		char *line = xstrndup(p, (size_t)(nl - p));
+
+		snprintf(seqs, sizeof seqs, "%ld", i + 1);
+		v[0] = run;
+		v[1] = seqs;
+		v[2] = line;
+		v[3] = json_string_value(json_object_get(log.recs[i], "ts"));
+		res = q(ps, "INSERT INTO @.journal (run_id, seq, record, written) "
+		    "VALUES ($1, $2, $3, $4::timestamptz)", 4, v, err);
+		free(line);
+		if (res == NULL)
+			goto rollback;
+		PQclear(res);
+		res = NULL;
+		p = nl + 1;
+	}
+	if (import_summary(ps, run, &log, err) != 0)
+		goto rollback;
+	res = q(ps, "COMMIT", 0, NULL, err);
+	if (res == NULL)
+		goto fail;
+	/* the COMMIT of a transaction that failed says ROLLBACK */
+	if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		seterr(err, "state database %s: the transaction copying run %s was rolled back",
+		    ps->where, run);
+		goto fail;
+	}
+	PQclear(res);
+	r->added = (long)log.n - have;
+	jlog_release(&log);
+	return 0;
+nothing:
+	tx_rollback(ps);
+	jlog_release(&log);
+	return 0;
+rollback:
+	tx_rollback(ps);
+fail:
+	PQclear(res);
+	jlog_release(&log);
+	return -1;
 }
 
 /* ---- the run lock -------------------------------------------------------------- */
@@ -840,6 +1023,8 @@ static const struct store_ops pg_ops = {
 	.locked = pg_locked,
 	.lock_info = pg_lock_info,
 	.runs = pg_runs,
+	.read_text = pg_read_text,
+	.import = pg_import,
 	.free = pg_free,
 };
 
