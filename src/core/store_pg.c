@@ -42,6 +42,7 @@
 
 #include <libpq-fe.h>
 
+#include "base/proc.h"
 #include "base/util.h"
 #include "core/actor.h"
 #include "core/runstate.h"
@@ -706,11 +707,21 @@ static void
 holder_err(struct pg_store *ps, const char *name, char **err)
 {
 	const char *v[] = { name };
-	PGresult *res = q(ps,
-	    "SELECT pid, host, run_id, to_char(since AT TIME ZONE 'UTC', "
-	    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), actor FROM @.locks "
-	    "WHERE runbook = $1 AND backend_pid IS NOT NULL", 1, v, NULL);
+	PGresult *res = NULL;
 
+	/* the holder writes its row just after it takes the lock: give it that
+	 * moment (at most 500 ms) rather than say nothing of who it is */
+	for (int i = 0; i < 50; i++) {
+		PQclear(res);
+		res = q(ps,
+		    "SELECT pid, host, run_id, to_char(since AT TIME ZONE 'UTC', "
+		    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), actor FROM @.locks "
+		    "WHERE runbook = $1 AND backend_pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_locks l "
+		    "WHERE l.locktype = 'advisory' AND l.granted AND l.pid = backend_pid)", 1, v, NULL);
+		if (res == NULL || PQntuples(res) == 1 || zdm_interrupted)
+			break;
+		usleep(10000);
+	}
 	if (res != NULL && PQntuples(res) == 1)
 		seterr(err, "runbook '%s' is locked by pid %s on host '%s' (run %s, since %s, "
 		    "actor %s); wait for that run to finish or stop it", name, PQgetvalue(res, 0, 0),
