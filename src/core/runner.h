@@ -47,6 +47,8 @@ struct run_opts {
 	size_t nanswers;
 	bool allow_changed;
 	struct store *store;		/* where runs are kept, locked and found */
+	int64_t state_timeout_ms;	/* --state-timeout: a lost connection to the state
+					 * is tried again this long (0: not; store_set_retry) */
 	const char *state_dir;		/* its location, for a step's ctx->state_dir */
 	/* for approvals */
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
