@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -44,6 +45,7 @@ enum {
 	O_DENY = 1 << 19,
 	O_REASON = 1 << 20,
 	O_ONLY = 1 << 21,
+	O_STATE_TIMEOUT = 1 << 22,
 };
 
 struct cli {
@@ -55,6 +57,7 @@ struct cli {
 	const char *state_dir;
 	const char *state;		/* --state PATH | URL */
 	const char *schema;		/* --schema NAME (PostgreSQL state) */
+	int64_t state_timeout_ms;	/* --state-timeout DURATION; -1: not given */
 	const char *plugin_path;
 	const char *fail_at;
 	enum in_doubt in_doubt;		/* --in-doubt retry|skip */
@@ -117,6 +120,8 @@ int check_approve(const char *cmd, const struct cli *c, struct runbook *rb);
 int check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb);
 /* the CI options of run, resume and rollback */
 void ci_opts(struct run_opts *o, const struct cli *c);
+/* --state-timeout, else its default (30 s), in ms */
+int64_t state_timeout(const struct cli *c);
 
 /* runs.c */
 /* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */
