@@ -49,6 +49,7 @@ enum {
 	O_RUNS_FILTER = 1 << 23,	/* zdm runs: --runbook, --status, --since, --limit */
 	O_OUTPUT_DOC = 1 << 24,		/* not an option: --output json prints one JSON
 					 * document, not the event stream */
+	O_STATE_TIMEOUT = 1 << 25,
 };
 
 struct cli {
@@ -60,6 +61,7 @@ struct cli {
 	const char *state_dir;
 	const char *state;		/* --state PATH | URL */
 	const char *schema;		/* --schema NAME (PostgreSQL state) */
+	int64_t state_timeout_ms;	/* --state-timeout DURATION; -1: not given */
 	const char *plugin_path;
 	const char *fail_at;
 	enum in_doubt in_doubt;		/* --in-doubt retry|skip */
@@ -129,6 +131,8 @@ int check_approve(const char *cmd, const struct cli *c, struct runbook *rb);
 int check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb);
 /* the CI options of run, resume and rollback */
 void ci_opts(struct run_opts *o, const struct cli *c);
+/* --state-timeout, else its default (30 s), in ms */
+int64_t state_timeout(const struct cli *c);
 
 /* runs.c */
 /* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */

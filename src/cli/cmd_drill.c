@@ -81,6 +81,7 @@ hear(void *self, const struct run_event *ev)
 {
 	struct heard *h = self;
 	const char *id;
+	char d[32];
 
 	switch (ev->kind) {
 	case OBS_FAILURE:
@@ -109,6 +110,15 @@ hear(void *self, const struct run_event *ev)
 		break;
 	case OBS_LOCK_WAIT:
 		fprintf(stderr, "zdm drill: %s\n", ev->text);
+		break;
+	case OBS_STATE_LOST:
+		/* said now, not in the summary: the drill waits meanwhile */
+		fmt_duration(ev->state.timeout_ms, d, sizeof d);
+		fprintf(stderr, "zdm drill: lost the state database: %s; connecting again for up to "
+		    "%s (--state-timeout)\n", ev->state.why, d);
+		break;
+	case OBS_STATE_BACK:
+		fprintf(stderr, "zdm drill: connected again to the state database %s\n", ev->state.place);
 		break;
 	case OBS_RUN_ENDED:
 		switch (ev->end.verdict) {
@@ -393,6 +403,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 		o.force_rollback = true;
 		o.store = store;
 		o.state_dir = sd;
+		o.state_timeout_ms = state_timeout(c);
 		o.interactive = interactive(c);
 		o.approve = c->approve;
 		o.napprove = c->napprove;

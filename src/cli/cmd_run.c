@@ -127,6 +127,7 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 		goto out;
 	o.store = s;
 	o.state_dir = s->dir;
+	o.state_timeout_ms = state_timeout(c);
 	sinks_init(&sinks, c, rb, &o);
 	rc = exit_code(runner_run(rb, &o));
 out:
@@ -242,6 +243,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	o.exit_code = exit_code;
 	o.store = s;
 	o.state_dir = s->dir;
+	o.state_timeout_ms = state_timeout(c);
 	ci_opts(&o, c);
 	if (check_approve(cmd->name, c, rb) != 0 || check_in_doubt(cmd->name, c, rb) != 0)
 		goto out;

@@ -145,6 +145,12 @@ check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb)
 }
 
 /* the CI options of run, resume and rollback */
+int64_t
+state_timeout(const struct cli *c)
+{
+	return c->state_timeout_ms >= 0 ? c->state_timeout_ms : 30 * 1000;
+}
+
 void
 ci_opts(struct run_opts *o, const struct cli *c)
 {

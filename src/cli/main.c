@@ -34,6 +34,7 @@ static const struct option long_opts[] = {
 	{ "state-dir", required_argument, NULL, 's' },
 	{ "state", required_argument, NULL, 'S' },
 	{ "schema", required_argument, NULL, 'K' },
+	{ "state-timeout", required_argument, NULL, 'E' },
 	{ "plugin-path", required_argument, NULL, 'p' },
 	{ "fail-at", required_argument, NULL, 'F' },
 	{ "in-doubt", required_argument, NULL, 'D' },
@@ -66,6 +67,7 @@ opt_bit(int c)
 	case 's': return O_STATE_DIR;
 	case 'S': return O_STATE_DIR;
 	case 'K': return O_STATE_DIR;
+	case 'E': return O_STATE_TIMEOUT;
 	case 'p': return O_PLUGIN_PATH;
 	case 'F': return O_FAIL_AT;
 	case 'D': return O_IN_DOUBT;
@@ -106,10 +108,10 @@ static const struct cmd commands[] = {
 	  "plan RUNBOOK [--var k=v] [--vars-file F]",
 	  "Print the resolved steps and their undo plan.  Runs nothing, writes nothing." },
 	{ "run", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_DRY_RUN |
-	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT, 1, 1,
+	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 1, 1,
 	  "run RUNBOOK [--var k=v] [--vars-file F] [--dry-run] [--output text|json]\n"
 	  "           [--fail-at STEP] [--state-dir DIR] [--junit FILE] [--non-interactive]\n"
-	  "           [--approve STEP]... [--lock-timeout DURATION]",
+	  "           [--approve STEP]... [--lock-timeout DURATION] [--state-timeout D]",
 	  "Run the steps in order, journaling each before and after it acts.  On failure:\n"
 	  "on_failure (rollback by default).  --dry-run runs read-only steps (gates) for real and\n"
 	  "prints the plan of the others.  --fail-at STEP forces a failure after STEP succeeds,\n"
@@ -120,19 +122,19 @@ static const struct cmd commands[] = {
 	  "without a terminal or with CI set), --approve STEP (pre-approve an approval step);\n"
 	  "GitHub annotations when GITHUB_ACTIONS=true." },
 	{ "resume", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 0, 1,
 	  "resume [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
 	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...\n"
-	  "           [--lock-timeout DURATION]",
+	  "           [--lock-timeout DURATION] [--state-timeout D]",
 	  "Continue a run that crashed, was interrupted or paused.  Steps that succeeded are\n"
 	  "skipped with their recorded outputs.  A step that started but never ended is in doubt:\n"
 	  "it runs again if idempotent; otherwise zdm asks (exit 5) and you answer\n"
 	  "--in-doubt STEP=retry (it did not happen: run it) or STEP=skip (it did: take it as\n"
 	  "done).  A changed runbook is refused unless --allow-changed." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 0, 1,
 	  "rollback [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
-	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION]",
+	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION] [--state-timeout D]",
 	  "Undo the run's completed steps in reverse order from their recorded undo_data, or\n"
 	  "continue a rollback that was cut short.  No undo runs twice.  Before it acts, every\n"
 	  "item in doubt needs an answer (exit 5 names each): a step in doubt, STEP=retry (it\n"
@@ -140,10 +142,10 @@ static const struct cmd commands[] = {
 	  "not happen: run it) or STEP=skip (it did).  A bare retry|skip answers a single item.\n"
 	  "Exit 0 when every step is undone, 3 when not, 5 when something is in doubt." },
 	{ "drill", cmd_drill, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_ONLY | O_JSON |
-	  O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT, 1, 1,
+	  O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 1, 1,
 	  "drill RUNBOOK [--var k=v] [--vars-file F] [--only STEP]... [--json]\n"
 	  "           [--state-dir DIR] [--non-interactive] [--approve STEP]...\n"
-	  "           [--lock-timeout DURATION]",
+	  "           [--lock-timeout DURATION] [--state-timeout D]",
 	  "Rehearse the rollback after every step that changes something: read the runbook's\n"
 	  "probes (probes:, read-only checks), then for each such step run the runbook for real\n"
 	  "with a failure forced right after it (as run --fail-at does), let it roll back\n"
@@ -226,6 +228,9 @@ help_one(const struct cmd *c)
 			    "                     ZDM_STATE); the password from PGPASSWORD or ~/.pgpass\n"
 			    "  --schema NAME      the PostgreSQL state's schema (ZDM_STATE_SCHEMA; else a search_path\n"
 			    "                     in the URL's options; else zdm)\n");
+		if (c->opts & O_STATE_TIMEOUT)
+			printf("  --state-timeout D  a connection to a PostgreSQL state lost during the run is\n"
+			    "                     tried again this long (default 30s; 0: not), then exit 4\n");
 		if (c->opts & O_PLUGIN_PATH)
 			printf("  --plugin-path DIRS plugin directories, ':'-separated (also ZDM_PLUGIN_PATH)\n");
 	}
@@ -329,6 +334,7 @@ main(int argc, char **argv)
 		return ZDM_EXIT_USAGE;
 	}
 	memset(&c, 0, sizeof c);
+	c.state_timeout_ms = -1;
 	c.vars = xcalloc((size_t)argc, sizeof *c.vars);
 	optind = 2;
 	opterr = 0;
@@ -392,6 +398,19 @@ main(int argc, char **argv)
 				c.state = optarg;
 			else
 				c.schema = optarg;
+			break;
+		case 'E':
+			/* a bare 0 too: no retry */
+			if (strcmp(optarg, "0") == 0)
+				c.state_timeout_ms = 0;
+			else if (parse_duration(optarg, &c.state_timeout_ms) != 0 ||
+			    c.state_timeout_ms > 24LL * 3600 * 1000) {
+				fprintf(stderr, "zdm %s: --state-timeout '%s': a duration such as 30s, 500ms or "
+				    "2m (at most 24h; 0: do not retry a lost state connection)\n", cmd->name,
+				    optarg);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
 			break;
 		case 'p': c.plugin_path = optarg; break;
 		case 'F': c.fail_at = optarg; break;

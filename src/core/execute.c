@@ -305,7 +305,9 @@ run_on_failure(struct run *r, const char *step, const char *why)
 }
 
 /* the run lock is no longer ours (the file backend: its file was removed or
- * replaced): stop before acting again, journaled as a pause, exit 4 */
+ * replaced; PostgreSQL: another zdm took it, or the state database is lost):
+ * stop before acting again, exit 4; journaled as a pause where an append can
+ * still go in (a fencing store refuses it) */
 static bool
 lock_lost(struct run *r, const char *step)
 {
@@ -316,8 +318,11 @@ lock_lost(struct run *r, const char *step)
 		return false;
 	why = xasprintf("%s; stopped before step '%s'", err, step);
 	run_set_status(r, "paused");
-	jrec(r, ev_name(EV_RUN_PAUSED), step, 0, json_pack("{s:s,s:s}", "error", why,
-	    "reason", "lock_lost"));
+	if (store_fences(r->store))
+		r->lock_lost = true;	/* its append would be refused: nothing more */
+	else
+		jrec(r, ev_name(EV_RUN_PAUSED), step, 0, json_pack("{s:s,s:s}", "error", why,
+		    "reason", "lock_lost"));
 	ev.end.verdict = VD_LOCK_LOST;
 	ev.end.step = step;
 	ev.end.why = why;

@@ -52,6 +52,23 @@ echo_record(const char *line, void *arg)
 	run_emit(arg, &ev);
 }
 
+/* the store lost its connection, or got it back: tell the observers */
+static void
+state_news(const struct store_conn *c, void *arg)
+{
+	struct run_event ev = { .kind = c->kind == STORE_CONN_LOST ? OBS_STATE_LOST :
+	    c->kind == STORE_CONN_RETRY ? OBS_STATE_RETRY : OBS_STATE_BACK };
+
+	ev.state.place = c->place;
+	ev.state.why = c->why;
+	ev.state.timeout_ms = c->timeout_ms;
+	ev.state.until = c->until;
+	ev.state.ms = c->ms;
+	ev.state.attempt = c->attempt;
+	ev.state.locked = c->locked;
+	run_emit(arg, &ev);
+}
+
 static json_t *
 actor_json(void)
 {
@@ -126,6 +143,8 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->store = o->store;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
 	r->t0 = zdm_now_ms();
+	if (r->store != NULL)
+		store_set_retry(r->store, o->state_timeout_ms, state_news, r);
 }
 
 static void
@@ -149,6 +168,8 @@ run_release(struct run *r)
 	free(r->fail_msg);
 	store_close_writer(r->w);
 	store_unlock(r->lock);
+	if (r->store != NULL)
+		store_set_retry(r->store, 0, NULL, NULL);	/* r is going */
 }
 
 static void

@@ -41,6 +41,10 @@ enum run_event_kind {
 	OBS_RUN_ENDED,		/* .end: the verdict, before run.finished (if any) */
 	OBS_ERROR,		/* .text: what went wrong that the journal cannot say */
 	OBS_LOCK_WAIT,		/* .text: the run lock is busy; zdm waits for it (the holder) */
+	OBS_STATE_LOST,		/* .state: the connection to the state database was lost;
+				 * zdm connects again until .until */
+	OBS_STATE_RETRY,	/* .state: an attempt to connect again failed (.why) */
+	OBS_STATE_BACK,		/* .state: connected again after .ms, the run lock kept */
 	OBS_CLOSED,		/* .closed: the command is done with the run; last */
 };
 
@@ -175,6 +179,15 @@ struct run_event {
 			bool rolling_back;
 		} end;
 		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
+		struct {
+			const char *place;	/* the state, user@host:port/db (schema S) */
+			const char *why;	/* LOST, RETRY: the last error */
+			int64_t timeout_ms;	/* --state-timeout */
+			int64_t until;		/* wall clock, seconds since the epoch */
+			int64_t ms;		/* RETRY, BACK: since it was lost */
+			int attempt;		/* RETRY, BACK: attempts so far */
+			bool locked;		/* BACK: the run lock was taken back */
+		} state;			/* OBS_STATE_* */
 		struct {
 			struct store_writer *w;	/* still open; NULL if none was */
 			struct store *store;	/* where the run is */

@@ -161,8 +161,11 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 
 		if (store_lock_check(r->lock, &why) != 0) {
 			r->lock_lost = true;
-			run_error(r, "lost the run lock: %s; %s was not written, and this zdm stops here: "
-			    "it appends nothing more and starts no other step (zdm status %s)", why, event,
+			/* why says what was lost: the run lock, or the state
+			 * database (the record may then have committed or not:
+			 * whoever carries on reads which) */
+			run_error(r, "%s; %s may not have been written, and this zdm stops here: it "
+			    "appends nothing more and starts no other step (zdm status %s)", why, event,
 			    r->run_id);
 			free(why);
 			free(err);

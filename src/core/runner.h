@@ -49,6 +49,8 @@ struct run_opts {
 	int64_t lock_wait_ms;		/* --lock-timeout: while another zdm holds the run
 					 * lock, wait this long for it (0: refuse at once) */
 	struct store *store;		/* where runs are kept, locked and found */
+	int64_t state_timeout_ms;	/* --state-timeout: a lost connection to the state
+					 * is tried again this long (0: not; store_set_retry) */
 	const char *state_dir;		/* its location, for a step's ctx->state_dir */
 	/* for approvals */
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */

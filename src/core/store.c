@@ -24,6 +24,14 @@ store_fences(const struct store *s)
 	return s->ops->fences;
 }
 
+void
+store_set_retry(struct store *s, int64_t timeout_ms,
+    void (*fn)(const struct store_conn *c, void *arg), void *arg)
+{
+	if (s->ops->set_retry != NULL)
+		s->ops->set_retry(s, timeout_ms, fn, arg);
+}
+
 const char *
 store_location(const struct store *s)
 {

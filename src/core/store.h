@@ -72,9 +72,35 @@ struct store_import {
 				 * the store (it may be writing the run): nothing added */
 };
 
+/*
+ * What a store that can lose its connection while a run goes on (the
+ * PostgreSQL backend) does about it, told to the store_set_retry callback:
+ * STORE_CONN_LOST once when a statement finds the connection gone,
+ * STORE_CONN_RETRY after each attempt to connect again that failed, and
+ * STORE_CONN_BACK when it is connected again (with the run lock, when it
+ * held one, still its own).  Giving up is not told: the call that found the
+ * connection gone fails, its *err saying why.  Borrowed for the call.
+ */
+enum store_conn_kind { STORE_CONN_LOST, STORE_CONN_RETRY, STORE_CONN_BACK };
+
+struct store_conn {
+	enum store_conn_kind kind;
+	const char *place;	/* the state, for messages (store_location) */
+	const char *why;	/* LOST, RETRY: the last error */
+	int64_t timeout_ms;	/* how long it tries in all (--state-timeout) */
+	int64_t until;		/* wall clock, seconds since the epoch: when it gives up */
+	int64_t ms;		/* RETRY, BACK: how long since the connection was lost */
+	int attempt;		/* RETRY, BACK: attempts to connect again so far */
+	bool locked;		/* BACK: it took its run lock back */
+};
+
 struct store_ops {
 	/* its appends fail once the run lock is lost (the runner then stops) */
 	bool fences;
+	/* a lost connection: try again for timeout_ms (0: never), telling fn;
+	 * NULL when the store cannot lose one (the file backend) */
+	void (*set_retry)(struct store *s, int64_t timeout_ms,
+	    void (*fn)(const struct store_conn *c, void *arg), void *arg);
 	/* the run RUN_ID: its ref (malloc'd), or NULL */
 	char *(*find)(struct store *s, const char *run_id);
 	/* the run written to last, of runbook NAME (or any); dry runs only with_dry */
@@ -215,5 +241,17 @@ int store_read_text(struct store *s, const char *ref, char **text, size_t *len,
  */
 int store_import(struct store *s, const char *name, const char *text, size_t len,
     struct store_import *r, char **err);
+
+/*
+ * A connection to the state lost while a run goes on is tried again, with
+ * backoff (100 ms doubling to 2 s), for TIMEOUT_MS in all (0: not at all),
+ * FN (may be NULL) told of each move.  On the way back the store takes its
+ * run lock back, if it held one, only if nobody else took it meanwhile, and
+ * an append that was cut off is found committed or made again, never
+ * twice.  Until set: no retry.  A no-op for a store that cannot lose a
+ * connection.
+ */
+void store_set_retry(struct store *s, int64_t timeout_ms,
+    void (*fn)(const struct store_conn *c, void *arg), void *arg);
 
 #endif

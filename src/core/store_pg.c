@@ -34,10 +34,25 @@
  * its connection (or was frozen while another took over) appends nothing.
  * Each append is its own transaction, committed with synchronous_commit on
  * before the call returns (the file backend's fdatasync).
+ *
+ * A connection lost while a run goes on (the server restarted, a failover,
+ * the network) is tried again for --state-timeout (store_set_retry; none
+ * until set), with backoff from 100 ms doubling to 2 s.  Connected again,
+ * the store takes its run lock back only as it left it: the advisory lock
+ * free (or held by its own old session, which it ends) and the lock row
+ * still at its epoch, naming its old backend; the row then moves to the new
+ * backend at the next epoch.  An append cut off by the loss may or may not
+ * have committed: the run's row at that seq says (the same record: it did;
+ * none: it is inserted again; the primary key refuses a second one anyway).
+ * A read or the lock check is simply run again.  Given up (the timeout, a
+ * signal, the lock another's), every later call fails at once with the same
+ * reason (ps->gone).
  */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -47,6 +62,7 @@
 #include "core/actor.h"
 #include "core/runstate.h"
 #include "core/store.h"
+#include "zdm/step.h"
 
 #define SCHEMA_VERSION "1"
 
@@ -64,6 +80,11 @@ struct pg_store {
 	char *place;		/* where and schema, for messages */
 	struct pg_lock *held;	/* the run lock this connection holds, or NULL */
 	unsigned prepared;	/* the statements of q_prepared made on conn (bits) */
+	char *spec;		/* the connection string, to connect again */
+	int64_t retry_ms;	/* a lost connection is tried again this long; 0: not */
+	void (*told)(const struct store_conn *c, void *arg);	/* or NULL */
+	void *told_arg;
+	char *gone;		/* why the connection is lost for good, or NULL */
 };
 
 struct pg_writer {
@@ -106,20 +127,26 @@ pg_msg(const PGconn *c, const PGresult *res)
 	return t;
 }
 
-/* RES as q returns it: itself when it went well, else NULL and *err */
+/* RES as a statement returned it: itself when it went well, else NULL and
+ * *err, its SQLSTATE in state (6 bytes, may be NULL; "" when none) */
 static PGresult *
-q_result(struct pg_store *ps, PGresult *res, char **err)
+q_result(struct pg_store *ps, PGresult *res, char **err, char *state)
 {
 	ExecStatusType st = PQresultStatus(res);
+	const char *code;
 	char *m;
 
+	if (state != NULL)
+		state[0] = '\0';
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return res;
+	code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (state != NULL && code != NULL)
+		snprintf(state, 6, "%s", code);
 	m = pg_msg(ps->conn, res);
 	if (PQstatus(ps->conn) == CONNECTION_BAD)
 		seterr(err, "the connection to the state database %s was lost: %s", ps->where, m);
-	else if (PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL &&
-	    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42501") == 0)
+	else if (code != NULL && strcmp(code, "42501") == 0)
 		/* insufficient_privilege: a read-only role (an auditor's) writing */
 		seterr(err, "state database %s: %s (role %s may not write to zdm's state: "
 		    "run, resume, rollback, approve and state push need the runner role's grants, "
@@ -131,30 +158,39 @@ q_result(struct pg_store *ps, PGresult *res, char **err)
 	return NULL;
 }
 
-/* run TMPL (schema '@') with N text params; NULL and *err on an error */
+/* run TMPL (schema '@') with N text params; NULL and *err on an error,
+ * its SQLSTATE in state (may be NULL).  Never tried again: a statement
+ * inside a transaction (BEGIN ... COMMIT) must not be replayed alone. */
 static PGresult *
-q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+qx(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err,
+    char *state)
 {
 	char *text = sql(ps, tmpl);
 	PGresult *res = PQexecParams(ps->conn, text, n, NULL, vals, NULL, NULL, 0);
 
 	free(text);
-	return q_result(ps, res, err);
+	return q_result(ps, res, err, state);
 }
 
-/* q, for a statement run once a record: prepared on the connection the
- * first time (statement ID, 0..31, named "zdm_ID"), so the server parses
- * and plans it once */
 static PGresult *
-q_prepared(struct pg_store *ps, unsigned id, const char *tmpl, int n, const char *const *vals,
-    char **err)
+q(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+{
+	return qx(ps, tmpl, n, vals, err, NULL);
+}
+
+/* qx, for a statement run once a record: prepared on the connection the
+ * first time (statement ID, 0..31, named "zdm_ID"), so the server parses
+ * and plans it once; a new connection (pg_reconnect) prepares it again */
+static PGresult *
+qpx(struct pg_store *ps, unsigned id, const char *tmpl, int n, const char *const *vals,
+    char **err, char *state)
 {
 	char name[16];
 
 	snprintf(name, sizeof name, "zdm_%u", id);
 	if (!(ps->prepared & (1u << id))) {
 		char *text = sql(ps, tmpl);
-		PGresult *res = q_result(ps, PQprepare(ps->conn, name, text, n, NULL), err);
+		PGresult *res = q_result(ps, PQprepare(ps->conn, name, text, n, NULL), err, state);
 
 		free(text);
 		if (res == NULL)
@@ -162,7 +198,54 @@ q_prepared(struct pg_store *ps, unsigned id, const char *tmpl, int n, const char
 		PQclear(res);
 		ps->prepared |= 1u << id;
 	}
-	return q_result(ps, PQexecPrepared(ps->conn, name, n, vals, NULL, NULL, 0), err);
+	return q_result(ps, PQexecPrepared(ps->conn, name, n, vals, NULL, NULL, 0), err, state);
+}
+
+static PGresult *
+q_prepared(struct pg_store *ps, unsigned id, const char *tmpl, int n, const char *const *vals,
+    char **err)
+{
+	return qpx(ps, id, tmpl, n, vals, err, NULL);
+}
+
+static int pg_reconnect(struct pg_store *ps, const char *why, int64_t *deadline, char **err);
+
+/* q() for a statement that may simply run again (a read, the lock check),
+ * prepared as statement ID unless ID < 0: a lost connection is tried again
+ * (pg_reconnect, until *deadline; 0: from now), then the statement */
+static PGresult *
+qr_until(struct pg_store *ps, int id, const char *tmpl, int n, const char *const *vals,
+    int64_t *deadline, char **err)
+{
+	for (;;) {
+		char *qerr = NULL;
+		PGresult *res;
+
+		if (ps->gone != NULL)
+			return seterr(err, "%s", ps->gone), NULL;
+		res = id < 0 ? q(ps, tmpl, n, vals, &qerr) :
+		    q_prepared(ps, (unsigned)id, tmpl, n, vals, &qerr);
+		if (res != NULL || PQstatus(ps->conn) != CONNECTION_BAD) {
+			if (res == NULL && err != NULL && *err == NULL)
+				*err = qerr;
+			else
+				free(qerr);
+			return res;
+		}
+		if (pg_reconnect(ps, qerr, deadline, err) != 0) {
+			free(qerr);
+			return NULL;
+		}
+		free(qerr);
+	}
+}
+
+static PGresult *
+qr(struct pg_store *ps, const char *tmpl, int n, const char *const *vals, char **err)
+{
+	int64_t deadline = 0;
+
+	return qr_until(ps, -1, tmpl, n, vals, &deadline, err);
 }
 
 /* ---- refs ------------------------------------------------------------------ */
@@ -189,7 +272,7 @@ pg_find(struct store *s, const char *run_id)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { run_id };
-	PGresult *res = q(ps, "SELECT 1 FROM @.journal WHERE run_id = $1 LIMIT 1", 1, v, NULL);
+	PGresult *res = qr(ps, "SELECT 1 FROM @.journal WHERE run_id = $1 LIMIT 1", 1, v, NULL);
 	char *ref = NULL;
 
 	if (res != NULL && PQntuples(res) == 1)
@@ -203,7 +286,7 @@ pg_latest(struct store *s, const char *name, bool with_dry)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { name, with_dry ? "true" : "false" };
-	PGresult *res = q(ps,
+	PGresult *res = qr(ps,
 	    "SELECT run_id FROM @.runs WHERE ($1::text IS NULL OR runbook = $1) "
 	    "AND ($2::boolean OR NOT dry_run) ORDER BY written DESC, run_id DESC LIMIT 1", 2, v, NULL);
 	char *ref = NULL;
@@ -228,8 +311,8 @@ pg_list(struct store *s, const char *name, char ***refs, size_t *n, char **err)
 	/* all: every run id, a run whose first row is gone too (audit verify
 	 * names it); of a runbook: the runs whose first record names it */
 	PGresult *res = name == NULL ?
-	    q(ps, "SELECT DISTINCT run_id FROM @.journal ORDER BY run_id", 0, NULL, err) :
-	    q(ps, "SELECT run_id FROM @.journal WHERE seq = 1 AND "
+	    qr(ps, "SELECT DISTINCT run_id FROM @.journal ORDER BY run_id", 0, NULL, err) :
+	    qr(ps, "SELECT run_id FROM @.journal WHERE seq = 1 AND "
 	    "(record::jsonb)->'data'->>'name' = $1 ORDER BY run_id", 1, v, err);
 
 	*refs = NULL;
@@ -250,7 +333,7 @@ static char *
 run_text(struct pg_store *ps, const char *ref, size_t *len, char **err)
 {
 	const char *v[] = { run_of(ref) };
-	PGresult *res = q(ps, "SELECT record FROM @.journal WHERE run_id = $1 ORDER BY seq", 1, v, err);
+	PGresult *res = qr(ps, "SELECT record FROM @.journal WHERE run_id = $1 ORDER BY seq", 1, v, err);
 	struct sbuf sb;
 
 	if (res == NULL)
@@ -290,7 +373,7 @@ pg_read_unchecked(struct store *s, const char *ref, struct jlog *log)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { run_of(ref) };
-	PGresult *res = q(ps, "SELECT record FROM @.journal WHERE run_id = $1 ORDER BY seq", 1, v, NULL);
+	PGresult *res = qr(ps, "SELECT record FROM @.journal WHERE run_id = $1 ORDER BY seq", 1, v, NULL);
 	size_t cap = 0;
 
 	memset(log, 0, sizeof *log);
@@ -401,18 +484,69 @@ summary_vals(const struct run_summary *rs, const char **v)
 
 /* journal.c's sink: one statement, its own transaction, fenced by the lock:
  * the record's row and the run's summary (SCHEMA.runs) */
+/* is record SEQ of the run, as REC, in the state: 1 it is, 0 there is none
+ * (-1 and *err: another record is there, or it cannot be read) */
+static int
+committed(struct pg_store *ps, struct pg_writer *pw, long seq, const char *seqs, const char *rec,
+    int64_t *deadline, char **err)
+{
+	const char *v[] = { pw->run_id, seqs };
+	PGresult *res = qr_until(ps, -1, "SELECT record FROM @.journal WHERE run_id = $1 AND seq = $2",
+	    2, v, deadline, err);
+	int rc;
+
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0)
+		rc = 0;
+	else if (strcmp(PQgetvalue(res, 0, 0), rec) == 0)
+		rc = 1;
+	else
+		rc = seterr(err, "record %ld of run %s in %s is not the one this zdm wrote: another "
+		    "zdm appended to the run", seq, pw->run_id, ps->place);
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Fault injection for the tests (as journal.c's ZDM_TEST_CRASH_AFTER_RECORD):
+ * with ZDM_TEST_STATE_LOSS_AFTER_COMMIT=N, once record N has committed, the
+ * connection is cut (the socket shut down, so the server ends the session)
+ * as if the answer to the COMMIT were lost on the way: the append must find
+ * out that it committed.  Once per process.
+ */
+static bool
+lose_after_commit(struct pg_store *ps, long seq)
+{
+	static bool done;
+	const char *e = getenv("ZDM_TEST_STATE_LOSS_AFTER_COMMIT");
+
+	if (done || e == NULL || strtol(e, NULL, 10) != seq)
+		return false;
+	done = true;
+	shutdown(PQsocket(ps->conn), SHUT_RDWR);
+	PQclear(PQexec(ps->conn, "SELECT 1"));	/* libpq sees it gone */
+	return true;
+}
+
+/* journal.c's sink: one INSERT, its own transaction, fenced by the lock.
+ * Cut off by a lost connection, it may or may not have committed: once
+ * connected again (and the lock taken back), the row at SEQ says which,
+ * and a record that is not there is inserted again. */
 static int
 pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 {
 	struct pg_writer *pw = arg;
 	struct pg_store *ps = (struct pg_store *)pw->w.store;
-	char seqs[24], *rec = xmalloc(len + 1);
+	char seqs[24], state[6], *rec = xmalloc(len + 1), *qerr;
 	const char *v[16];
 	json_t *r = json_loadb(line, len, 0, NULL);
 	struct rs_marks m = marks_of(pw->mk);
 	struct run_summary rs;
 	PGresult *res;
-	int rc = -1;
+	int64_t deadline = 0;
+	int rc = -1, k;
+	bool dup;
 
 	memcpy(rec, line, len);
 	rec[len] = '\0';
@@ -423,28 +557,72 @@ pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 	v[1] = seqs;
 	v[2] = rec;
 	summary_vals(&rs, v + 3);
-	if (ps->held != NULL) {
-		v[14] = ps->held->name;
-		v[15] = ps->held->epoch;
-		res = q_prepared(ps, 0, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
-		    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
-		    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written) " RUNS_UPSERT,
-		    16, v, err);
-	} else {
-		res = q_prepared(ps, 1, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
-		    "VALUES ($1, $2::bigint, $3) RETURNING written) " RUNS_UPSERT, 14, v, err);
+	for (;;) {
+		if (ps->gone != NULL) {
+			seterr(err, "%s", ps->gone);
+			break;
+		}
+		qerr = NULL;
+		dup = false;
+		if (ps->held != NULL) {
+			v[14] = ps->held->name;
+			v[15] = ps->held->epoch;
+			res = qpx(ps, 0, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+			    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
+			    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written) "
+			    RUNS_UPSERT, 16, v, &qerr, state);
+		} else {
+			res = qpx(ps, 1, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+			    "VALUES ($1, $2::bigint, $3) RETURNING written) " RUNS_UPSERT, 14, v, &qerr,
+			    state);
+		}
+		if (res != NULL && strcmp(PQcmdTuples(res), "1") == 0 && lose_after_commit(ps, seq)) {
+			/* the test's loss: committed, and the answer lost */
+			PQclear(res);
+			res = NULL;
+			qerr = xstrdup("ZDM_TEST_STATE_LOSS_AFTER_COMMIT");
+		}
+		if (res != NULL) {
+			if (strcmp(PQcmdTuples(res), "1") != 0)
+				seterr(err, "this zdm no longer holds the run lock of runbook '%s' (another zdm "
+				    "took it); record %ld of run %s was not written", ps->held->name, seq,
+				    pw->run_id);
+			else
+				rc = 0;
+			PQclear(res);
+			break;
+		}
+		if (PQstatus(ps->conn) == CONNECTION_BAD) {
+			/* it may or may not have committed */
+			k = pg_reconnect(ps, qerr, &deadline, err);
+			free(qerr);
+			if (k != 0)
+				break;
+		} else if (strcmp(state, "23505") == 0) {
+			/* (run_id, seq) is there already: ours, committed before
+			 * a loss that this connection did not see, or another's */
+			free(qerr);
+			dup = true;
+		} else {
+			if (err != NULL && *err == NULL)
+				*err = qerr;
+			else
+				free(qerr);
+			break;
+		}
+		k = committed(ps, pw, seq, seqs, rec, &deadline, err);
+		if (k == 0 && dup)
+			k = seterr(err, "record %ld of run %s was refused as already there, and is not",
+			    seq, pw->run_id);
+		if (k != 0) {
+			/* there: with its summary, written in the same statement */
+			rc = k > 0 ? 0 : -1;
+			break;
+		}
+		/* not there: insert it again */
 	}
-	if (res == NULL)
-		goto out;
-	if (strcmp(PQcmdTuples(res), "1") != 0)
-		seterr(err, "this zdm no longer holds the run lock of runbook '%s' (another zdm "
-		    "took it); record %ld of run %s was not written", ps->held->name, seq, pw->run_id);
-	else {
+	if (rc == 0)
 		marks_keep(pw, &m);
-		rc = 0;
-	}
-	PQclear(res);
-out:
 	run_summary_release(&rs);
 	json_decref(r);
 	free(rec);
@@ -511,7 +689,7 @@ pg_last(struct store_writer *w, long *seq, char **hash)
 {
 	struct pg_writer *pw = (struct pg_writer *)w;
 	const char *v[] = { pw->run_id };
-	PGresult *res = q((struct pg_store *)w->store,
+	PGresult *res = qr((struct pg_store *)w->store,
 	    "SELECT seq, (record::jsonb)->>'hash' FROM @.journal WHERE run_id = $1 "
 	    "ORDER BY seq DESC LIMIT 1", 1, v, NULL);
 	int rc = -1;
@@ -702,6 +880,28 @@ fail:
 
 /* ---- the run lock -------------------------------------------------------------- */
 
+/* who the lock row of NAME names now, for "lost the run lock to ...":
+ * "pid P on host 'H', run R, since T" (malloc'd) */
+static char *
+taker(struct pg_store *ps, const char *name)
+{
+	const char *v[] = { name };
+	PGresult *res = q(ps,
+	    "SELECT pid, host, run_id, to_char(since AT TIME ZONE 'UTC', "
+	    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), backend_pid IS NOT NULL FROM @.locks "
+	    "WHERE runbook = $1", 1, v, NULL);
+	char *t;
+
+	if (res != NULL && PQntuples(res) == 1)
+		t = xasprintf("pid %s on host '%s', run %s, since %s%s", PQgetvalue(res, 0, 0),
+		    PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+		    strcmp(PQgetvalue(res, 0, 4), "t") == 0 ? "" : ", since released");
+	else
+		t = xstrdup("no details");
+	PQclear(res);
+	return t;
+}
+
 /* "runbook 'NAME' is locked by pid ..." from the lock row, as the file backend says it */
 static void
 holder_err(struct pg_store *ps, const char *name, char **err)
@@ -846,25 +1046,34 @@ pg_lock_wait(struct store *s, const char *name, const char *run_id, int64_t wait
 	return pg_take(s, name, run_id, wait_ms > 0 ? wait_ms : 1, lk, err);
 }
 
-/* this connection is alive and the lock row still names it, at its epoch */
+/* this connection is alive and the lock row still names it, at its epoch
+ * (a lost connection is tried again first, and with it the lock) */
 static int
 pg_lock_check(struct store_lock *lk, char **err)
 {
 	struct pg_lock *pl = (struct pg_lock *)lk;
 	struct pg_store *ps = (struct pg_store *)lk->store;
 	const char *v[] = { pl->name, pl->epoch };
-	char *qerr = NULL;
-	PGresult *res = q_prepared(ps, 2, "SELECT EXISTS (SELECT 1 FROM @.locks WHERE runbook = $1 "
-	    "AND epoch = $2 AND backend_pid = pg_backend_pid())", 2, v, &qerr);
+	char *qerr = NULL, *who;
+	int64_t deadline = 0;
+	PGresult *res = qr_until(ps, 2, "SELECT EXISTS (SELECT 1 FROM @.locks WHERE runbook = $1 "
+	    "AND epoch = $2 AND backend_pid = pg_backend_pid())", 2, v, &deadline, &qerr);
 	int rc = 0;
 
 	if (res == NULL) {
-		seterr(err, "%s; the run lock of runbook '%s' went with it", qerr, pl->name);
+		if (ps->gone != NULL)
+			seterr(err, "%s", qerr);	/* it says what was lost */
+		else
+			seterr(err, "lost the run lock of runbook '%s': %s", pl->name, qerr);
 		free(qerr);
 		return -1;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-		rc = seterr(err, "another zdm took the run lock of runbook '%s' in %s", pl->name, ps->place);
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		who = taker(ps, pl->name);
+		rc = seterr(err, "lost the run lock of runbook '%s' to another zdm (%s) in %s", pl->name,
+		    who, ps->place);
+		free(who);
+	}
 	PQclear(res);
 	return rc;
 }
@@ -893,7 +1102,7 @@ pg_locked(struct store *s, const char *name, long *pid, char **run)
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { name, ps->schema };
-	PGresult *res = q(ps,
+	PGresult *res = qr(ps,
 	    "SELECT l.pid, l.run_id FROM @.locks l JOIN pg_locks k ON k.pid = l.backend_pid "
 	    "AND k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 "
 	    "AND k.classid = hashtext($2)::bit(32)::bigint::oid "
@@ -996,6 +1205,198 @@ pg_runs(struct store *s, const struct runs_query *rq, struct run_summary **out, 
 	return 0;
 }
 
+/* ---- a lost connection ----------------------------------------------------------- */
+
+static void
+tell(struct pg_store *ps, enum store_conn_kind kind, const char *why, int64_t t0,
+    int64_t deadline, int attempt, bool locked)
+{
+	struct store_conn c = { .kind = kind, .place = ps->place, .why = why, .attempt = attempt,
+	    .locked = locked };
+	int64_t now = zdm_now_ms();
+
+	if (ps->told == NULL)
+		return;
+	c.timeout_ms = ps->retry_ms;
+	c.until = (int64_t)time(NULL) + (deadline - now + 999) / 1000;
+	c.ms = now - t0;
+	ps->told(&c, ps->told_arg);
+}
+
+/* lost for good: this call and every later one fail with WHY (stolen) */
+static int
+give_up(struct pg_store *ps, char *why, char **err)
+{
+	free(ps->gone);
+	ps->gone = why;
+	return seterr(err, "%s", why);
+}
+
+/*
+ * Connected again: take the run lock back as it was left.  0 it is this
+ * zdm's again, the lock row at the next epoch naming this backend; 1 not
+ * yet: this zdm's old session still holds it (the lock row at its epoch
+ * names the backend holding the advisory lock), so it is ended and the next
+ * attempt takes it; -1 another zdm has it or had it meanwhile (*lost says
+ * so); -2 a statement failed (*err).
+ */
+static int
+retake(struct pg_store *ps, char **lost, char **err)
+{
+	struct pg_lock *pl = ps->held;
+	const char *kv[] = { ps->schema, pl->name }, *v[] = { pl->name, pl->epoch, ps->schema };
+	const char *bv[1];
+	PGresult *res = q(ps, "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", 2, kv, err);
+	char *who;
+
+	if (res == NULL)
+		return -2;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		PQclear(res);
+		res = q(ps, "SELECT l.backend_pid FROM @.locks l JOIN pg_locks k ON k.pid = l.backend_pid "
+		    "AND k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 "
+		    "AND k.classid = hashtext($3)::bit(32)::bigint::oid "
+		    "AND k.objid = hashtext($1)::bit(32)::bigint::oid "
+		    "WHERE l.runbook = $1 AND l.epoch = $2", 3, v, err);
+		if (res == NULL)
+			return -2;
+		if (PQntuples(res) == 0) {
+			PQclear(res);
+			goto lost;
+		}
+		/* ours from before the loss (the server has not seen it go):
+		 * end it; an append it was making commits or not with its end */
+		bv[0] = PQgetvalue(res, 0, 0);
+		PQclear(q(ps, "SELECT pg_terminate_backend($1::int)", 1, bv, NULL));
+		PQclear(res);
+		return 1;
+	}
+	PQclear(res);
+	res = q(ps, "UPDATE @.locks SET epoch = epoch + 1, backend_pid = pg_backend_pid() "
+	    "WHERE runbook = $1 AND epoch = $2 RETURNING epoch", 2, v, err);
+	if (res == NULL)
+		return -2;
+	if (PQntuples(res) == 1) {
+		snprintf(pl->epoch, sizeof pl->epoch, "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		return 0;
+	}
+	PQclear(res);
+	PQclear(q(ps, "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", 2, kv, NULL));
+lost:
+	who = taker(ps, pl->name);
+	*lost = xasprintf("lost the run lock of runbook '%s' to another zdm (%s), which took it while "
+	    "this zdm was cut off from the state database %s", pl->name, who, ps->place);
+	free(who);
+	return -1;
+}
+
+static PGconn *pg_dial(const char *spec, int connect_timeout, char **err);
+
+/*
+ * The connection is lost (WHY): connect again, with backoff (100 ms doubling
+ * to 2 s), until *deadline (0: now + retry_ms, set here, so the calls one
+ * append or read makes share one), then take the run lock back when one is
+ * held (retake).  0 when connected again, the lock this zdm's; -1 and *err
+ * when not: the timeout passed, a signal came, the lock is another's, or
+ * the store is not told to retry (a plain error, then, when no run set it).
+ */
+static int
+pg_reconnect(struct pg_store *ps, const char *why, int64_t *deadline, char **err)
+{
+	int64_t t0 = zdm_now_ms(), delay = 100, left;
+	char *last = xstrdup(why), *e, *lost = NULL, d[32];
+	int attempt = 0, k;
+	PGconn *c;
+
+	if (ps->gone != NULL) {
+		free(last);
+		return seterr(err, "%s", ps->gone);
+	}
+	if (ps->retry_ms <= 0) {
+		if (ps->told == NULL) {
+			/* no run asked for retries: the error as it was */
+			if (err != NULL && *err == NULL)
+				*err = last;
+			else
+				free(last);
+			return -1;
+		}
+		e = xasprintf("lost the state database %s: %s (--state-timeout 0: not tried again)",
+		    ps->place, last);
+		free(last);
+		return give_up(ps, e, err);
+	}
+	if (*deadline == 0)
+		*deadline = t0 + ps->retry_ms;
+	tell(ps, STORE_CONN_LOST, last, t0, *deadline, 0, false);
+	for (;;) {
+		left = *deadline - zdm_now_ms();
+		if (left <= 0) {
+			fmt_duration(ps->retry_ms, d, sizeof d);
+			give_up(ps, xasprintf("lost the state database %s: not connected again within %s "
+			    "(--state-timeout): %s", ps->place, d, last), err);
+			break;
+		}
+		if (zdm_sleep_ms(delay < left ? delay : left) != 0) {
+			give_up(ps, xasprintf("lost the state database %s: interrupted while connecting "
+			    "again (%s)", ps->place, last), err);
+			break;
+		}
+		delay = delay * 2 < 2000 ? delay * 2 : 2000;
+		attempt++;
+		e = NULL;
+		if (PQstatus(ps->conn) != CONNECTION_OK) {
+			left = *deadline - zdm_now_ms();
+			c = pg_dial(ps->spec, left > 10000 ? 10 : left > 2000 ? (int)(left / 1000) : 2, &e);
+			if (c == NULL) {
+				free(last);
+				last = e != NULL ? e : xstrdup("cannot connect");
+				tell(ps, STORE_CONN_RETRY, last, t0, *deadline, attempt, false);
+				continue;
+			}
+			PQfinish(ps->conn);
+			ps->conn = c;
+			ps->prepared = 0;	/* prepared on the old one */
+		}
+		if (ps->held != NULL) {
+			k = retake(ps, &lost, &e);
+			if (k == -1) {
+				free(e);
+				give_up(ps, lost, err);
+				break;
+			}
+			if (k != 0) {
+				free(last);
+				if (k == 1 || e == NULL) {
+					free(e);
+					e = xasprintf("this zdm's session from before the loss still held the "
+					    "run lock of runbook '%s'; it was ended", ps->held->name);
+				}
+				last = e;
+				tell(ps, STORE_CONN_RETRY, last, t0, *deadline, attempt, false);
+				continue;
+			}
+		}
+		free(last);
+		tell(ps, STORE_CONN_BACK, NULL, t0, *deadline, attempt, ps->held != NULL);
+		return 0;
+	}
+	free(last);
+	return -1;
+}
+
+static void
+pg_set_retry(struct store *s, int64_t timeout_ms, void (*fn)(const struct store_conn *c, void *arg),
+    void *arg)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+
+	ps->retry_ms = timeout_ms > 0 ? timeout_ms : 0;
+	ps->told = fn;
+	ps->told_arg = arg;
+}
+
 static void
 pg_free(struct store *s)
 {
@@ -1004,6 +1405,8 @@ pg_free(struct store *s)
 	if (ps->held != NULL)
 		pg_unlock(&ps->held->l);
 	PQfinish(ps->conn);
+	free(ps->spec);
+	free(ps->gone);
 	free(ps->schema);
 	free(ps->where);
 	free(ps->place);
@@ -1013,6 +1416,7 @@ pg_free(struct store *s)
 
 static const struct store_ops pg_ops = {
 	.fences = true,
+	.set_retry = pg_set_retry,
 	.find = pg_find,
 	.latest = pg_latest,
 	.runs_place = pg_runs_place,
@@ -1078,6 +1482,47 @@ no_notice(void *arg, const char *message)
 	(void)arg, (void)message;
 }
 
+/* a connection to SPEC (checked: no password) with zdm's session settings,
+ * CONNECT_TIMEOUT seconds at most (what SPEC says wins); NULL and *err
+ * when there is none.  Errors never quote the connection string. */
+static PGconn *
+pg_dial(const char *spec, int connect_timeout, char **err)
+{
+	/* ours first: what the connection string says wins */
+	const char *kw[] = { "application_name", "connect_timeout", "keepalives", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", NULL };
+	char ct[16];
+	const char *vals[] = { "zdm", ct, "1", "5", "2", "3", "10000", spec, NULL };
+	PGconn *c;
+	PGresult *res;
+	char *m;
+
+	snprintf(ct, sizeof ct, "%d", connect_timeout);
+	c = PQconnectdbParams(kw, vals, 1);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		m = pg_msg(c, NULL);
+		seterr(err, "cannot connect to the state database: %s", m);
+		free(m);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, no_notice, NULL);
+	/* the server drops a vanished client too: keepalives on its end, and
+	 * every commit of ours is durable before it returns */
+	res = PQexec(c, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+	    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000; SET synchronous_commit = on");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		m = pg_msg(c, res);
+		seterr(err, "state database %s@%s:%s/%s: %s", PQuser(c), PQhost(c), PQport(c), PQdb(c), m);
+		free(m);
+		PQclear(res);
+		PQfinish(c);
+		return NULL;
+	}
+	PQclear(res);
+	return c;
+}
+
 /* the first schema of a search_path the conninfo's options set
  * ("-c search_path=team,public", "-csearch_path=team", "--search_path=team"),
  * malloc'd; NULL when they set none */
@@ -1102,14 +1547,9 @@ options_schema(const char *options)
 static struct pg_store *
 pg_connect(const char *spec, const char *given, char **err)
 {
-	/* ours first: what the connection string says wins */
-	const char *kw[] = { "application_name", "connect_timeout", "keepalives", "keepalives_idle",
-	    "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", NULL };
-	const char *vals[] = { "zdm", "10", "1", "5", "2", "3", "10000", spec, NULL };
 	PQconninfoOption *opts;
-	char *perr = NULL, *m, *schema = NULL;
+	char *perr = NULL, *schema = NULL;
 	struct pg_store *ps;
-	PGresult *res;
 
 	opts = PQconninfoParse(spec, &perr);
 	if (opts == NULL) {
@@ -1141,34 +1581,17 @@ pg_connect(const char *spec, const char *given, char **err)
 	ps = xcalloc(1, sizeof *ps);
 	ps->s.ops = &pg_ops;
 	ps->schema = schema;
-	ps->conn = PQconnectdbParams(kw, vals, 1);
-	if (ps->conn == NULL || PQstatus(ps->conn) != CONNECTION_OK) {
-		m = pg_msg(ps->conn, NULL);
-		seterr(err, "cannot connect to the state database: %s", m);
-		free(m);
-		goto fail;
+	ps->spec = xstrdup(spec);
+	ps->conn = pg_dial(spec, 10, err);
+	if (ps->conn == NULL) {
+		pg_free(&ps->s);
+		return NULL;
 	}
-	PQsetNoticeProcessor(ps->conn, no_notice, NULL);
 	ps->where = xasprintf("%s@%s:%s/%s", PQuser(ps->conn), PQhost(ps->conn), PQport(ps->conn),
 	    PQdb(ps->conn));
 	ps->place = xasprintf("%s (schema %s)", ps->where, ps->schema);
 	ps->s.location = xstrdup(ps->place);
-	/* the server drops a vanished client too: keepalives on its end, and
-	 * every commit of ours is durable before it returns */
-	res = PQexec(ps->conn, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
-	    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000; SET synchronous_commit = on");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		m = pg_msg(ps->conn, res);
-		seterr(err, "state database %s: %s", ps->where, m);
-		free(m);
-		PQclear(res);
-		goto fail;
-	}
-	PQclear(res);
 	return ps;
-fail:
-	pg_free(&ps->s);
-	return NULL;
 }
 
 struct store *
@@ -1406,3 +1829,4 @@ store_init_pg(const char *spec, const char *schema, char **out, char **err)
 	pg_free(&ps->s);
 	return rc;
 }
+

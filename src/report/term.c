@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/proc.h"
@@ -153,6 +154,44 @@ progress(const struct term_view *tv, const char *step, const char *text)
 		live_tick();
 	} else {
 		say(tv, "        %s: %s\n", step, text);
+	}
+}
+
+/* ---- the state database lost and found ------------------------------------ */
+
+/* the connection to the state database went, is tried again, came back: a
+ * line when it goes and when it comes back; on a terminal, a live line in
+ * between that each failed attempt rewrites */
+static bool state_live;		/* that line is shown */
+
+static void
+state_news(const struct term_view *tv, const struct run_event *ev)
+{
+	char d[32], t[16];
+	time_t until = (time_t)ev->state.until;
+	struct tm tm;
+
+	fmt_duration(ev->kind == OBS_STATE_LOST ? ev->state.timeout_ms : ev->state.ms, d, sizeof d);
+	if (localtime_r(&until, &tm) == NULL || strftime(t, sizeof t, "%H:%M:%S", &tm) == 0)
+		snprintf(t, sizeof t, "?");
+	switch (ev->kind) {
+	case OBS_STATE_LOST:
+		say(tv, "%sstate%s   lost the state database: %s\n"
+		    "        connecting again until %s (--state-timeout %s); no step starts meanwhile\n",
+		    c(tv, YELLOW), c(tv, RESET), ev->state.why, t, d);
+		break;
+	case OBS_STATE_RETRY:
+		if (tv->tty)
+			say(tv, "\r        attempt %d failed (%s), %s since it was lost; trying until %s\033[K",
+			    ev->state.attempt, ev->state.why, d, t);
+		state_live = tv->tty;
+		break;
+	default:
+		say(tv, "%s%sstate%s   back: connected again to %s after %s%s\n", state_live ? "\r\033[K" : "",
+		    c(tv, GREEN), c(tv, RESET), ev->state.place, d,
+		    ev->state.locked ? ", the run lock still this zdm's" : "");
+		state_live = false;
+		break;
 	}
 }
 
@@ -441,7 +480,15 @@ term_view_observe(void *self, const struct run_event *ev)
 		break;
 	case OBS_ERROR:
 	case OBS_LOCK_WAIT:
+		if (state_live)
+			say(tv, "\r\033[K");	/* the state's live line */
+		state_live = false;
 		fprintf(stderr, "zdm: %s\n", ev->text);
+		break;
+	case OBS_STATE_LOST:
+	case OBS_STATE_RETRY:
+	case OBS_STATE_BACK:
+		state_news(tv, ev);
 		break;
 	case OBS_RECORD_LINE:
 	case OBS_RECORD:

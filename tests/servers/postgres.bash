@@ -17,6 +17,10 @@
 #       (e.g. wal_level=replica to test a refusal).  Creates the role
 #       $PG_USER (SUPERUSER, REPLICATION, password $PG_PASSWORD, scram).
 #   pg_stop NAME        stop one cluster (immediate) and remove its files
+#   pg_restart NAME     restart the server (`pg_ctl restart -m fast`: every
+#                       session is ended; same port, same data)
+#   pg_down NAME        stop the server (`-m fast`), keeping its files
+#   pg_up NAME          start it again after pg_down (same port), ready
 #   pg_stop_all         stop every cluster under $PG_ROOT, remove $PG_ROOT
 #   pg_port NAME        print the cluster's TCP port
 #   pg_conninfo NAME [DB]
@@ -147,6 +151,32 @@ pg_psql() {
 
 pg_createdb() {
   pg_psql "$1" postgres -c "CREATE DATABASE \"$2\" OWNER $PG_USER" >/dev/null
+}
+
+# the server accepts connections again (up to 10 s)
+_pg_ready() {
+  local i
+  for i in $(seq 200); do
+    "$PG_BIN/pg_isready" -q -h "$PG_ROOT/$1" -p "$(pg_port "$1")" && return 0
+    sleep 0.05
+  done
+  echo "cluster $1 is not ready:" >&2
+  cat "$PG_ROOT/$1/server.log" >&2
+  return 1
+}
+
+pg_restart() {
+  (cd / && _pg_as "$PG_BIN/pg_ctl" -D "$PG_ROOT/$1/data" -l "$PG_ROOT/$1/server.log" -m fast -w -t 30 \
+    restart >/dev/null) && _pg_ready "$1"
+}
+
+pg_down() {
+  (cd / && _pg_as "$PG_BIN/pg_ctl" -D "$PG_ROOT/$1/data" -m fast -w -t 30 stop >/dev/null)
+}
+
+pg_up() {
+  (cd / && _pg_as "$PG_BIN/pg_ctl" -D "$PG_ROOT/$1/data" -l "$PG_ROOT/$1/server.log" -w -t 30 \
+    start >/dev/null) && _pg_ready "$1"
 }
 
 pg_stop() {
