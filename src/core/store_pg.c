@@ -26,17 +26,29 @@
  * its connection (or was frozen while another took over) appends nothing.
  * Each append is its own transaction, committed with synchronous_commit on
  * before the call returns (the file backend's fdatasync).
+ *
+ * A writer with store_set_notify (zdm approve) also sends
+ * pg_notify('zdm_SCHEMA', run_id) in its INSERT's statement, so on commit;
+ * a zdm waiting for an approval (store_wait) LISTENs on that channel on its
+ * own connection, between its queries (poll() on PQsocket, PQconsumeInput,
+ * PQnotifies), and reads the run again when its id comes.  A notification
+ * only says "look": the decision is read from the journal.  Two writers of
+ * one run (the waiting zdm, zdm approve without the lock) cannot fork the
+ * chain: the second INSERT of a seq fails on the primary key.
  */
 #include <ctype.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
+#include "base/proc.h"
 #include "base/util.h"
 #include "core/actor.h"
 #include "core/store.h"
+#include "zdm/step.h"
 
 #define SCHEMA_VERSION "1"
 
@@ -53,6 +65,8 @@ struct pg_store {
 	char *where;		/* user@host:port/db */
 	char *place;		/* where and schema, for messages */
 	struct pg_lock *held;	/* the run lock this connection holds, or NULL */
+	char *channel;		/* of NOTIFY: zdm_SCHEMA (at most 63 bytes) */
+	bool listening;		/* LISTEN channel on this connection */
 };
 
 struct pg_writer {
@@ -60,6 +74,7 @@ struct pg_writer {
 	struct journal *j;
 	char *ref;
 	char *run_id;
+	bool notify;		/* store_set_notify: each INSERT notifies the channel */
 };
 
 /* SQL with each '@' replaced by the quoted schema */
@@ -286,7 +301,7 @@ pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 	struct pg_writer *pw = arg;
 	struct pg_store *ps = (struct pg_store *)pw->w.store;
 	char seqs[24], *rec = xmalloc(len + 1);
-	const char *v[5];
+	const char *v[6];
 	PGresult *res;
 	int rc = -1;
 
@@ -299,11 +314,22 @@ pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 	if (ps->held != NULL) {
 		v[3] = ps->held->name;
 		v[4] = ps->held->epoch;
-		res = q(ps, "INSERT INTO @.journal (run_id, seq, record) SELECT $1, $2, $3 "
+		v[5] = ps->channel;
+		res = q(ps, pw->notify ?
+		    "WITH ins AS (INSERT INTO @.journal (run_id, seq, record) SELECT $1, $2, $3 "
 		    "WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $4 AND epoch = $5 "
-		    "AND backend_pid = pg_backend_pid())", 5, v, err);
+		    "AND backend_pid = pg_backend_pid()) RETURNING run_id) "
+		    "SELECT pg_notify($6, run_id) FROM ins" :
+		    "INSERT INTO @.journal (run_id, seq, record) SELECT $1, $2, $3 "
+		    "WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $4 AND epoch = $5 "
+		    "AND backend_pid = pg_backend_pid())", pw->notify ? 6 : 5, v, err);
 	} else {
-		res = q(ps, "INSERT INTO @.journal (run_id, seq, record) VALUES ($1, $2, $3)", 3, v, err);
+		v[3] = ps->channel;
+		res = q(ps, pw->notify ?
+		    "WITH ins AS (INSERT INTO @.journal (run_id, seq, record) VALUES ($1, $2, $3) "
+		    "RETURNING run_id) SELECT pg_notify($4, run_id) FROM ins" :
+		    "INSERT INTO @.journal (run_id, seq, record) VALUES ($1, $2, $3)",
+		    pw->notify ? 4 : 3, v, err);
 	}
 	if (res == NULL)
 		goto out;
@@ -399,6 +425,85 @@ pg_close_writer(struct store_writer *w)
 	free(pw->run_id);
 	free(pw->ref);
 	free(pw);
+}
+
+static void
+pg_set_notify(struct store_writer *w)
+{
+	((struct pg_writer *)w)->notify = true;
+}
+
+/* ---- waiting for another writer's record ------------------------------------------ */
+
+/* the notifications libpq holds: does one name RUN_ID */
+static bool
+drain(struct pg_store *ps, const char *run_id)
+{
+	PGnotify *n;
+	bool hit = false;
+
+	while ((n = PQnotifies(ps->conn)) != NULL) {
+		if (run_id != NULL && strcmp(n->relname, ps->channel) == 0 &&
+		    strcmp(n->extra, run_id) == 0)
+			hit = true;
+		PQfreemem(n);
+	}
+	return hit;
+}
+
+static int
+pg_watch(struct store *s, const char *ref, bool on, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	char *text;
+	PGresult *res;
+
+	if (on == ps->listening)
+		return 0;
+	text = xasprintf("%s \"%s\"", on ? "LISTEN" : "UNLISTEN", ps->channel);
+	res = PQexec(ps->conn, text);
+	free(text);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		char *m = pg_msg(ps->conn, res);
+
+		seterr(err, "state database %s: cannot %s for approvals: %s", ps->where,
+		    on ? "listen" : "stop listening", m);
+		free(m);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	ps->listening = on;
+	if (!on)
+		drain(ps, NULL);
+	return 0;
+}
+
+static int
+pg_wait(struct store *s, const char *ref, int64_t ms, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	int64_t end = zdm_now_ms() + ms;
+	const char *run = run_of(ref);
+
+	if (!ps->listening && pg_watch(s, ref, true, err) != 0)
+		return -1;
+	for (;;) {
+		int r;
+
+		if (drain(ps, run))	/* some came with our own queries */
+			return 1;
+		r = zdm_poll_fd(PQsocket(ps->conn), POLLIN, end);
+		if (r <= 0)
+			return 0;	/* the time passed, or a signal */
+		if (!PQconsumeInput(ps->conn) || PQstatus(ps->conn) == CONNECTION_BAD) {
+			char *m = pg_msg(ps->conn, NULL);
+
+			seterr(err, "the connection to the state database %s was lost: %s", ps->where, m);
+			free(m);
+			return -1;
+		}
+	}
 }
 
 /* ---- the run lock -------------------------------------------------------------- */
@@ -550,6 +655,7 @@ pg_free(struct store *s)
 		pg_unlock(&ps->held->l);
 	PQfinish(ps->conn);
 	free(ps->schema);
+	free(ps->channel);
 	free(ps->where);
 	free(ps->place);
 	free(s->location);
@@ -572,6 +678,9 @@ static const struct store_ops pg_ops = {
 	.last = pg_last,
 	.append = pg_append,
 	.close_writer = pg_close_writer,
+	.set_notify = pg_set_notify,
+	.watch = pg_watch,
+	.wait = pg_wait,
 	.lock = pg_lock,
 	.lock_check = pg_lock_check,
 	.unlock = pg_unlock,
@@ -651,6 +760,7 @@ pg_connect(const char *spec, const char *schema, char **err)
 	ps = xcalloc(1, sizeof *ps);
 	ps->s.ops = &pg_ops;
 	ps->schema = xstrdup(schema);
+	ps->channel = xasprintf("zdm_%.59s", schema);
 	ps->conn = PQconnectdbParams(kw, vals, 1);
 	if (ps->conn == NULL || PQstatus(ps->conn) != CONNECTION_OK) {
 		m = pg_msg(ps->conn, NULL);
