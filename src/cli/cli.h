@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -44,6 +45,7 @@ enum {
 	O_DENY = 1 << 19,
 	O_REASON = 1 << 20,
 	O_ONLY = 1 << 21,
+	O_WAIT_APPROVAL = 1 << 22,
 };
 
 struct cli {
@@ -66,6 +68,7 @@ struct cli {
 	bool non_interactive;		/* --non-interactive */
 	const char **approve;		/* --approve STEP, repeatable */
 	size_t napprove;
+	int64_t wait_approval_ms;	/* --wait-for-approval DURATION; 0: none */
 	bool deny;			/* zdm approve --deny */
 	const char *reason;		/* zdm approve --reason TEXT */
 	const char **only;		/* zdm drill --only STEP, repeatable */

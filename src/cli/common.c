@@ -151,6 +151,7 @@ ci_opts(struct run_opts *o, const struct cli *c)
 	o->interactive = interactive(c);
 	o->approve = c->approve;
 	o->napprove = c->napprove;
+	o->wait_approval_ms = c->wait_approval_ms;
 	o->run_id_out = out_run_id;
 	o->status_out = out_status;
 }
