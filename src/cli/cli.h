@@ -120,6 +120,8 @@ int check_approve(const char *cmd, const struct cli *c, struct runbook *rb);
 int check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb);
 /* the CI options of run, resume and rollback */
 void ci_opts(struct run_opts *o, const struct cli *c);
+/* ZDM_TEST_PAUSE_AFTER_READ=PATH: wait here until PATH exists (the tests) */
+void test_pause_after_read(void);
 
 /* runs.c */
 /* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */

@@ -148,6 +148,8 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 			goto out;
 		}
 		store_set_notify(w);	/* wakes a zdm waiting for it */
+		if (tries == 0)
+			test_pause_after_read();
 		d = json_pack("{s:s,s:s}", "actor", actor, "via", "zdm approve");
 		if (c->reason != NULL)
 			json_object_set_new(d, "reason", json_string(c->reason));
