@@ -174,7 +174,7 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 		if (ev->wait.first) {
 			char d[32];
 
-			fmt_duration(ev->wait.left_ms, d, sizeof d);
+			fmt_duration((ev->wait.left_ms + 999) / 1000 * 1000, d, sizeof d);
 			m = xasprintf("waiting for approval of %s (zdm approve %s %s), %s left; "
 			    "without a decision by then the run pauses", ev->wait.step, ev->run_id,
 			    ev->wait.step, d);
