@@ -78,6 +78,19 @@ struct zdm_ctx {
 	bool interactive;
 	const char *const *approved;
 	size_t napproved;
+	/*
+	 * --wait-for-approval DURATION: how long such a step may wait, holding
+	 * the run, for a decision recorded by someone else (zdm approve, from
+	 * any machine sharing the state) before it pauses; 0: it does not wait
+	 * (nor does it in plan mode or without a host).  await() is that wait,
+	 * at most ms: 1 a decision came, *decision its record
+	 * {"event": "approval.granted" | "approval.denied", "data": {...}}
+	 * (the caller's); 0 none came in time (journaled); -1 a signal came;
+	 * -2 this zdm must stop (the run lock was lost, or the journal cannot
+	 * be written; said).  Call through zdm_await().
+	 */
+	int64_t wait_ms;
+	int (*await)(struct zdm_ctx *ctx, int64_t ms, json_t **decision);
 };
 
 /* What run() and undo() report.  `err` holds the first error (first wins). */
@@ -156,6 +169,8 @@ bool zdm_is_expr(const json_t *v);
 
 /* journal an event of the step's own (data stolen); no-op without a host */
 void zdm_note(struct zdm_ctx *ctx, const char *event, json_t *data);
+/* ctx->await, or 0 (nothing came) without a host that waits */
+int zdm_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision);
 /* show live state for the running step; no-op without a terminal */
 void zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -50,6 +50,7 @@ enum {
 	O_OUTPUT_DOC = 1 << 24,		/* not an option: --output json prints one JSON
 					 * document, not the event stream */
 	O_STATE_TIMEOUT = 1 << 25,
+	O_WAIT_APPROVAL = 1 << 26,
 };
 
 struct cli {
@@ -73,6 +74,7 @@ struct cli {
 	bool non_interactive;		/* --non-interactive */
 	const char **approve;		/* --approve STEP, repeatable */
 	size_t napprove;
+	int64_t wait_approval_ms;	/* --wait-for-approval DURATION; 0: none */
 	bool deny;			/* zdm approve --deny */
 	const char *reason;		/* zdm approve --reason TEXT */
 	const char **only;		/* zdm drill --only STEP, repeatable */
@@ -133,6 +135,8 @@ int check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb);
 void ci_opts(struct run_opts *o, const struct cli *c);
 /* --state-timeout, else its default (30 s), in ms */
 int64_t state_timeout(const struct cli *c);
+/* ZDM_TEST_PAUSE_AFTER_READ=PATH: wait here until PATH exists (the tests) */
+void test_pause_after_read(void);
 
 /* runs.c */
 /* --state-dir, ZDM_STATE_DIR, or .zdm beside the runbook (absolute, malloc'd) */

@@ -150,29 +150,6 @@ has_redacted(const json_t *v)
 }
 
 /* resume and rollback: find the journal, load its runbook, hand over */
-/*
- * Fault injection for the tests (like journal.c's ZDM_TEST_CRASH_AFTER_RECORD):
- * with ZDM_TEST_PAUSE_AFTER_READ=PATH, resume and rollback stop after reading
- * the journal, create PATH.waiting, and go on once PATH exists (30 s at most),
- * so a test can run another zdm in between.
- */
-static void
-test_pause_after_read(void)
-{
-	const char *p = getenv("ZDM_TEST_PAUSE_AFTER_READ");
-	char *w;
-	FILE *f;
-
-	if (p == NULL || *p == '\0')
-		return;
-	w = xasprintf("%s.waiting", p);
-	if ((f = fopen(w, "w")) != NULL)
-		fclose(f);
-	for (int i = 0; i < 300 && access(p, F_OK) != 0; i++)
-		zdm_sleep_ms(100);
-	free(w);
-}
-
 int
 cmd_continue(const struct cmd *cmd, struct cli *c)
 {

@@ -53,7 +53,14 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 			long pid;
 			char *holder;
 
-			if (store_locked(s, st.name, &pid, &holder))
+			bool held = store_locked(s, st.name, &pid, &holder);
+
+			if (held && st.wait.step != NULL && st.wait.decision == EV_UNKNOWN)
+				/* --wait-for-approval: zdm approve lets it go on */
+				printf(" — a zdm process holds the lock: waiting (until %s) for approval of "
+				    "step '%s': zdm approve %s %s", st.wait.until ? st.wait.until : "?",
+				    st.wait.step, st.run_id, st.wait.step);
+			else if (held)
 				printf(" — a zdm process holds the lock: running");
 			else
 				printf(" — no zdm process holds the lock: it stopped (crash?); zdm resume or zdm rollback");

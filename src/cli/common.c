@@ -157,7 +157,32 @@ ci_opts(struct run_opts *o, const struct cli *c)
 	o->interactive = interactive(c);
 	o->approve = c->approve;
 	o->napprove = c->napprove;
+	o->wait_approval_ms = c->wait_approval_ms;
 	o->run_id_out = out_run_id;
 	o->status_out = out_status;
 	o->lock_wait_ms = c->lock_wait_ms;
+}
+
+/*
+ * Fault injection for the tests (like journal.c's ZDM_TEST_CRASH_AFTER_RECORD):
+ * with ZDM_TEST_PAUSE_AFTER_READ=PATH, resume and rollback stop after reading
+ * the journal, and zdm approve once its writer is open, before it appends;
+ * each creates PATH.waiting and goes on once PATH exists (30 s at most), so
+ * a test can run another zdm in between.
+ */
+void
+test_pause_after_read(void)
+{
+	const char *p = getenv("ZDM_TEST_PAUSE_AFTER_READ");
+	char *w;
+	FILE *f;
+
+	if (p == NULL || *p == '\0')
+		return;
+	w = xasprintf("%s.waiting", p);
+	if ((f = fopen(w, "w")) != NULL)
+		fclose(f);
+	for (int i = 0; i < 300 && access(p, F_OK) != 0; i++)
+		zdm_sleep_ms(100);
+	free(w);
 }

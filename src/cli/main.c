@@ -52,6 +52,7 @@ static const struct option long_opts[] = {
 	{ "status", required_argument, NULL, 'T' },
 	{ "since", required_argument, NULL, 'Z' },
 	{ "limit", required_argument, NULL, 'N' },
+	{ "wait-for-approval", required_argument, NULL, 'a' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -85,6 +86,7 @@ opt_bit(int c)
 	case 'T': return O_RUNS_FILTER;
 	case 'Z': return O_RUNS_FILTER;
 	case 'N': return O_RUNS_FILTER;
+	case 'a': return O_WAIT_APPROVAL;
 	}
 	return 0;
 }
@@ -108,10 +110,12 @@ static const struct cmd commands[] = {
 	  "plan RUNBOOK [--var k=v] [--vars-file F]",
 	  "Print the resolved steps and their undo plan.  Runs nothing, writes nothing." },
 	{ "run", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_DRY_RUN |
-	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 1, 1,
+	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT |
+	  O_WAIT_APPROVAL, 1, 1,
 	  "run RUNBOOK [--var k=v] [--vars-file F] [--dry-run] [--output text|json]\n"
 	  "           [--fail-at STEP] [--state-dir DIR] [--junit FILE] [--non-interactive]\n"
-	  "           [--approve STEP]... [--lock-timeout DURATION] [--state-timeout D]",
+	  "           [--approve STEP]... [--lock-timeout DURATION] [--state-timeout D]\n"
+	  "           [--wait-for-approval DURATION]",
 	  "Run the steps in order, journaling each before and after it acts.  On failure:\n"
 	  "on_failure (rollback by default).  --dry-run runs read-only steps (gates) for real and\n"
 	  "prints the plan of the others.  --fail-at STEP forces a failure after STEP succeeds,\n"
@@ -120,17 +124,24 @@ static const struct cmd commands[] = {
 	  "4 paused or interrupted (resumable), 5 a step is in doubt.\n"
 	  "CI: --output json (events, docs/ci.md), --junit FILE, --non-interactive (implied\n"
 	  "without a terminal or with CI set), --approve STEP (pre-approve an approval step);\n"
-	  "GitHub annotations when GITHUB_ACTIONS=true." },
+	  "GitHub annotations when GITHUB_ACTIONS=true.\n"
+	  "--wait-for-approval DURATION (5m, 1h): at an approval step, do not prompt or pause at\n"
+	  "once: wait, holding the run, until zdm approve (from any machine sharing the state)\n"
+	  "records a decision, and go on at once (denied: the step fails); none within DURATION:\n"
+	  "pause as without it (exit 4)." },
 	{ "resume", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT |
+	  O_WAIT_APPROVAL, 0, 1,
 	  "resume [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
 	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...\n"
-	  "           [--lock-timeout DURATION] [--state-timeout D]",
+	  "           [--lock-timeout DURATION] [--state-timeout D]\n"
+	  "           [--wait-for-approval DURATION]",
 	  "Continue a run that crashed, was interrupted or paused.  Steps that succeeded are\n"
 	  "skipped with their recorded outputs.  A step that started but never ended is in doubt:\n"
 	  "it runs again if idempotent; otherwise zdm asks (exit 5) and you answer\n"
 	  "--in-doubt STEP=retry (it did not happen: run it) or STEP=skip (it did: take it as\n"
-	  "done).  A changed runbook is refused unless --allow-changed." },
+	  "done).  A changed runbook is refused unless --allow-changed.  --approve and\n"
+	  "--wait-for-approval as for zdm run." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
 	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 0, 1,
 	  "rollback [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
@@ -181,8 +192,10 @@ static const struct cmd commands[] = {
 	  "Decide an approval step the run is paused on: approve it, or with --deny refuse it.\n"
 	  "Recorded in the run's journal (approval.granted / approval.denied) with the actor:\n"
 	  "ZDM_ACTOR, else the login name, who must be among the step's approvers.  Then\n"
-	  "zdm resume RUN_ID goes on (approved) or rolls back (denied).  Exit 2 when the run is\n"
-	  "not waiting on STEP, the actor may not decide, or a zdm process holds the run." },
+	  "zdm resume RUN_ID goes on (approved) or rolls back (denied).  A run that waits for\n"
+	  "it (--wait-for-approval) goes on by itself, at once.  Exit 2 when the run is not\n"
+	  "waiting on STEP, the actor may not decide, or a zdm process holds the run for\n"
+	  "anything else." },
 	{ "state", cmd_state, O_STATE_DIR, 1, 3,
 	  "state init URL [--schema NAME]\n"
 	  "       zdm state push DIR URL [--schema NAME]",
@@ -443,6 +456,15 @@ main(int argc, char **argv)
 			if (parse_duration(optarg, &c.lock_wait_ms) != 0) {
 				fprintf(stderr, "zdm %s: --lock-timeout '%s': not a duration; use e.g. 30s, "
 				    "2m or 1h30m (0 to refuse a held lock at once)\n", cmd->name, optarg);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			break;
+		case 'a':
+			if (parse_duration(optarg, &c.wait_approval_ms) != 0 || c.wait_approval_ms <= 0) {
+				fprintf(stderr, "zdm %s: --wait-for-approval '%s': give how long to wait for "
+				    "zdm approve, a duration more than 0 such as 30s, 5m, 1h or 1h30m "
+				    "(zdm %s --help)\n", cmd->name, optarg, cmd->name);
 				cli_free(&c);
 				return ZDM_EXIT_USAGE;
 			}

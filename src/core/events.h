@@ -39,6 +39,8 @@ enum ev {
 	EV_APPROVAL_REQUESTED,
 	EV_APPROVAL_GRANTED,
 	EV_APPROVAL_DENIED,
+	EV_APPROVAL_WAITING,	/* --wait-for-approval: this zdm waits, holding the run */
+	EV_APPROVAL_WAIT_ENDED,	/* ... and stopped waiting without a decision */
 	EV_SSH_HOST,
 	EV_SSH_UNDO,
 	/* a webhook that could not be delivered */

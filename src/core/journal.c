@@ -19,6 +19,12 @@
  *   prev = the hash of the record before (64 '0' for seq 1).
  * - Write-ahead: the line is written to an O_APPEND fd and fdatasync'd before
  *   journal_append returns.
+ * - One chain, whoever appends: each append holds flock(LOCK_EX) on the
+ *   journal while it checks that the file still ends where this writer's
+ *   last record (or the read it was opened from) ended, writes and syncs.
+ *   A record another process appended meanwhile (zdm approve deciding for a
+ *   run that waits for it) makes the append fail, nothing written, instead
+ *   of forking the chain: the writer reads the journal again and reopens.
  * - Reading: every "\n"-terminated line must be a record whose seq, prev,
  *   hash and run continue the chain; a last piece without "\n" is a torn
  *   write (crash mid-append): it is reported and ignored, and journal_reopen
@@ -64,6 +70,7 @@ struct journal {
 	char *path;
 	char *run_id;
 	long seq;			/* seq of the last record written */
+	off_t end;			/* where the file ends after it (fd journals) */
 	char prev[HASH_HEX + 1];	/* hash of the last record written */
 	bool hmac;
 	char *key;			/* ZDM_AUDIT_KEY when hmac */
@@ -307,6 +314,7 @@ journal_reopen(const char *path, const char *run_id, const struct jlog *log,
 		seterr(err, "journal '%s' changed since it was read", path);
 		goto fail;
 	}
+	j->end = (off_t)log->good_len;
 	if ((size_t)st.st_size > log->good_len) {
 		if (ftruncate(j->fd, (off_t)log->good_len) != 0) {
 			seterr(err, "cannot truncate the torn last line of "
@@ -323,6 +331,33 @@ journal_reopen(const char *path, const char *run_id, const struct jlog *log,
 fail:
 	journal_free(j);
 	return NULL;
+}
+
+/*
+ * Take the journal's flock and check that it ends where this writer left it
+ * (no record of another process since): 0 with the flock held, or -1 with
+ * *err and not held.
+ */
+static int
+claim_end(struct journal *j, char **err)
+{
+	struct stat st;
+
+	while (flock(j->fd, LOCK_EX) != 0)
+		if (errno != EINTR)
+			return seterr(err, "cannot lock journal '%s': %s", j->path, strerror(errno));
+	if (fstat(j->fd, &st) != 0) {
+		seterr(err, "cannot stat journal '%s': %s", j->path, strerror(errno));
+		flock(j->fd, LOCK_UN);
+		return -1;
+	}
+	if (st.st_size != j->end) {
+		seterr(err, "journal '%s' changed since this zdm last wrote or read it: another "
+		    "process appended to it; record %ld was not written", j->path, j->seq + 1);
+		flock(j->fd, LOCK_UN);
+		return -1;
+	}
+	return 0;
 }
 
 long
@@ -393,6 +428,8 @@ journal_append(struct journal *j, const char *event, const char *step,
 		goto out;
 	}
 	len = strlen(line);
+	if (j->sink == NULL && claim_end(j, err) != 0)
+		goto out;
 
 	if (j->crash_before == seq)
 		raise(SIGKILL);	/* fault injection: a crash before the write */
@@ -416,7 +453,11 @@ journal_append(struct journal *j, const char *event, const char *step,
 		j->broken = true;
 		seterr(err, "cannot write journal '%s': %s", j->path,
 		    strerror(errno));
+		flock(j->fd, LOCK_UN);
 		goto out;
+	} else {
+		j->end += (off_t)len + 1;
+		flock(j->fd, LOCK_UN);
 	}
 	line[len] = '\0';
 	j->seq = seq;

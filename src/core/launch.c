@@ -42,16 +42,6 @@
 #include "core/store.h"
 #include "zdm/step.h"
 
-/* the journal's echo: each line as it reaches disk, whoever appended it
- * (the webhooks journal their failures too) */
-static void
-echo_record(const char *line, void *arg)
-{
-	struct run_event ev = { .kind = OBS_RECORD_LINE, .line = line };
-
-	run_emit(arg, &ev);
-}
-
 /* the store lost its connection, or got it back: tell the observers */
 static void
 state_news(const struct store_conn *c, void *arg)
@@ -262,7 +252,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 		run_release(&r);
 		return RUN_USAGE;
 	}
-	store_set_echo(r.w, echo_record, &r);
+	store_set_echo(r.w, run_echo_record, &r);
 	secrets = json_array();
 	for (size_t i = 0; i < rb->nsecrets; i++)
 		json_array_append_new(secrets, json_string(rb->secrets[i].name));
@@ -613,7 +603,7 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 		free(err);
 		return RUN_USAGE;
 	}
-	store_set_echo(r->w, echo_record, r);
+	store_set_echo(r->w, run_echo_record, r);
 	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command", r->rolling_back_cmd ? "rollback" : "resume",
 	    "actor", actor_json(), "allow_changed",
 	    r->o->allow_changed, "sha256", r->rb->sha256, "in_doubt", answer_word(r->o->in_doubt));

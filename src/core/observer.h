@@ -30,6 +30,9 @@ enum run_event_kind {
 	OBS_STEP_RUNNING,	/* .step (i, attempt): its run() is called now */
 	OBS_STEP_RETURNED,	/* .step (i): its run() has returned */
 	OBS_PROGRESS,		/* .progress: a step's live state (zdm_progress) */
+	OBS_WAITING,		/* .wait: the running step waits for a person's decision
+				 * from elsewhere (--wait-for-approval): first when it
+				 * starts, then about every second */
 	OBS_STEP_ENDED,		/* .step: how an attempt (retry) or the step ended */
 	OBS_STEP_RERUN,		/* .step (i): resume runs a step in doubt again */
 	OBS_NOTE,		/* .text: a line for people (a --fail-at drill) */
@@ -160,6 +163,12 @@ struct run_event {
 			const char *step;
 			const char *text;
 		} progress;
+		struct {
+			const char *step;
+			int64_t left_ms;	/* till it pauses (or its timeout) */
+			int64_t wait_ms;	/* how long it waits in all */
+			bool first;		/* the first of this wait */
+		} wait;
 		struct {
 			const char *step;
 			const char *why;

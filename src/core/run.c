@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/proc.h"
 #include "base/redact.h"
@@ -66,6 +67,14 @@ run_emit(const struct run *r, struct run_event *ev)
 	ev->run_id = r->run_id;
 	for (size_t k = 0; k < r->o->nobservers; k++)
 		r->o->observers[k].event(r->o->observers[k].self, ev);
+}
+
+void
+run_echo_record(const char *line, void *arg)
+{
+	struct run_event ev = { .kind = OBS_RECORD_LINE, .line = line };
+
+	run_emit(arg, &ev);
 }
 
 /* how this command leaves the run, for the final "exit" event */
@@ -191,6 +200,299 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 	return 0;
 }
 
+/* ---- waiting for a decision from elsewhere (--wait-for-approval) ---------- */
+
+/*
+ * The run waits, holding its lock, for `zdm approve` (from any machine
+ * sharing the state) to append approval.granted or approval.denied for the
+ * step.  approval.waiting says so in the journal first: zdm approve appends
+ * to a run whose lock a live zdm holds only while it says that.  Both append
+ * to one chain (store.h): whichever writes the next record first wins, and
+ * the other's append fails with nothing written.  So the run never takes an
+ * approve's append for a failure: it reads the run again, and goes on after
+ * the decision with a new writer (adopt), or ends the wait with its own
+ * approval.wait_ended, after which zdm approve no longer appends.
+ */
+
+/* the UTC time MS from now, as the journal writes times */
+static void
+iso_in(int64_t ms, char *out, size_t n)
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[24];
+	int64_t t;
+	time_t sec;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
+	sec = (time_t)(t / 1000);
+	gmtime_r(&sec, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, n, "%.19s.%03dZ", buf, (int)(t % 1000));
+}
+
+static long
+rec_seq(const json_t *rec)
+{
+	return (long)json_integer_value(json_object_get(rec, "seq"));
+}
+
+/* the first decision on STEP among LOG's records after seq AFTER, or NULL */
+static const json_t *
+decision_in(const struct jlog *log, const char *step, long after)
+{
+	for (size_t k = 0; k < log->n; k++) {
+		const json_t *rec = log->recs[k];
+		const char *sid = json_string_value(json_object_get(rec, "step"));
+		enum ev e = ev_parse(json_string_value(json_object_get(rec, "event")));
+
+		if (rec_seq(rec) > after && sid != NULL && strcmp(sid, step) == 0 &&
+		    (e == EV_APPROVAL_GRANTED || e == EV_APPROVAL_DENIED))
+			return rec;
+	}
+	return NULL;
+}
+
+/* go on after LOG, read again with records of another writer at its end: a
+ * new writer continues the chain after them, and the observers see them as
+ * any record; -1 when it cannot be opened (said; the old writer stays) */
+static int
+adopt(struct run *r, const char *ref, const struct jlog *log)
+{
+	char *err = NULL;
+	struct store_writer *w = store_open_writer(r->store, ref, r->run_id, log, &err);
+	long last = r->last_seq;
+
+	if (w == NULL) {
+		run_error(r, "journal %s: %s", ref, err);
+		free(err);
+		return -1;
+	}
+	store_close_writer(r->w);
+	r->w = w;
+	store_set_echo(w, run_echo_record, r);
+	for (size_t k = 0; k < log->n; k++) {
+		char *line;
+
+		if (rec_seq(log->recs[k]) <= last)
+			continue;
+		line = json_dumps(log->recs[k], JSON_COMPACT | JSON_SORT_KEYS);
+		if (line != NULL)
+			run_echo_record(line, r);
+		free(line);
+		r->last_seq = rec_seq(log->recs[k]);
+	}
+	return 0;
+}
+
+/* the run lock is gone while waiting: nothing more from this zdm (exit 4) */
+static int
+wait_lock_lost(struct run *r, const char *step, char *why)
+{
+	r->lock_lost = true;
+	run_error(r, "lost the run lock: %s; this zdm stops waiting for approval of step '%s' "
+	    "here: it appends nothing more and starts no other step (zdm status %s)", why, step,
+	    r->run_id);
+	free(why);
+	return -2;
+}
+
+/* a decision REC read while waiting: the caller's copy, kept as a note */
+static json_t *
+take_decision(struct run *r, struct zdm_ctx *ctx, const json_t *rec)
+{
+	const char *event = json_string_value(json_object_get(rec, "event"));
+	json_t *data = json_object_get(rec, "data");
+	struct rb_step *s = runbook_step(r->rb, ctx->step_id);
+
+	if (s != NULL)
+		note_keep(&r->ss[s - r->rb->steps], event,
+		    (int)json_integer_value(json_object_get(rec, "attempt")), data);
+	return json_pack("{s:s,s:O}", "event", event, "data", data);
+}
+
+/*
+ * End the wait without a decision: approval.wait_ended (WHY), unless a
+ * decision won the race for the next record (then 1 and *decision, as
+ * host_await).  0 ended, -2 the run must stop (said).
+ */
+static int
+end_wait(struct run *r, struct zdm_ctx *ctx, const char *ref, long from, int64_t waited,
+    const char *why, json_t **decision)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		char *err = NULL, *lerr = NULL;
+		json_t *d = json_pack("{s:I,s:s}", "waited_ms", (json_int_t)waited, "reason", why);
+		json_t *kept = json_incref(d);
+		struct run_event ev = { .kind = OBS_RECORD };
+		struct jlog log;
+		const json_t *rec;
+		long seq;
+
+		if (r->lock_lost) {
+			json_decref(d);
+			json_decref(kept);
+			return -2;
+		}
+		seq = store_append(r->w, ev_name(EV_APPROVAL_WAIT_ENDED), ctx->step_id, ctx->attempt, d, &err);
+		if (seq >= 0) {
+			struct rb_step *s = runbook_step(r->rb, ctx->step_id);
+
+			r->last_seq = seq;
+			if (s != NULL)
+				note_keep(&r->ss[s - r->rb->steps], ev_name(EV_APPROVAL_WAIT_ENDED),
+				    ctx->attempt, kept);
+			ev.record.w = r->w;
+			ev.record.event = ev_name(EV_APPROVAL_WAIT_ENDED);
+			ev.record.step = ctx->step_id;
+			ev.record.attempt = ctx->attempt;
+			ev.record.data = kept;
+			run_emit(r, &ev);
+			json_decref(kept);
+			return 0;
+		}
+		json_decref(kept);
+		/* another writer's record first?  (zdm approve, the decision) */
+		if (store_read(r->store, ref, &log, &lerr) == 0 && log.n > 0 &&
+		    rec_seq(log.recs[log.n - 1]) > r->last_seq) {
+			free(err);
+			rec = decision_in(&log, ctx->step_id, from);
+			if (adopt(r, ref, &log) != 0) {
+				jlog_release(&log);
+				return -2;
+			}
+			if (rec != NULL) {
+				*decision = take_decision(r, ctx, rec);
+				jlog_release(&log);
+				return 1;
+			}
+			jlog_release(&log);
+			continue;	/* something else: append after it */
+		}
+		jlog_release(&log);
+		free(lerr);
+		lerr = NULL;
+		if (r->lock != NULL && store_lock_check(r->lock, &lerr) != 0) {
+			free(err);
+			return wait_lock_lost(r, ctx->step_id, lerr);
+		}
+		free(lerr);
+		run_error(r, "journal %s: %s", ref, err);
+		free(err);
+		return -2;
+	}
+	run_error(r, "journal %s: other writers keep appending to run %s; this zdm stops", ref, r->run_id);
+	return -2;
+}
+
+/* ctx->await: see zdm/step.h */
+static int
+host_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision)
+{
+	struct run *r = ctx->host;
+	struct run_event ev = { .kind = OBS_WAITING };
+	struct rb_step *s;
+	char until[32], *ref, *err = NULL;
+	int64_t t0 = zdm_now_ms(), end = t0 + ms, next_check = 0, next_read = 0, next_say = 0;
+	long from;
+	bool look = true;
+	int rc;
+	json_t *d;
+
+	*decision = NULL;
+	if (r == NULL || r->w == NULL || ms <= 0)
+		return 0;
+	ref = xstrdup(store_writer_ref(r->w));
+	iso_in(ms, until, sizeof until);
+	d = json_pack("{s:I,s:s}", "wait_ms", (json_int_t)ms, "until", until);
+	s = runbook_step(r->rb, ctx->step_id);
+	if (s != NULL)
+		note_keep(&r->ss[s - r->rb->steps], ev_name(EV_APPROVAL_WAITING), ctx->attempt, d);
+	if (jrec(r, ev_name(EV_APPROVAL_WAITING), ctx->step_id, ctx->attempt, d) != 0) {
+		free(ref);
+		return -2;
+	}
+	from = r->last_seq;
+	if (store_watch(r->store, ref, true, &err) != 0) {
+		/* no notifications: it reads the run every few seconds all the same */
+		run_error(r, "warning: %s", err);
+		free(err);
+		err = NULL;
+	}
+	ev.wait.step = ctx->step_id;
+	ev.wait.wait_ms = ms;
+	ev.wait.first = true;
+	for (;;) {
+		int64_t now = zdm_now_ms(), until_next;
+		int w;
+
+		if (zdm_interrupted) {
+			rc = end_wait(r, ctx, ref, from, now - t0, "interrupted", decision);
+			if (rc == 0)
+				rc = -1;
+			break;
+		}
+		if (now >= next_check) {
+			/* as before each step: never wait on without the lock */
+			next_check = now + 2000;
+			if (r->lock != NULL && store_lock_check(r->lock, &err) != 0) {
+				rc = wait_lock_lost(r, ctx->step_id, err);
+				break;
+			}
+		}
+		if (look || now >= next_read) {
+			/* a notification only says "look": the journal says what */
+			struct jlog log;
+			const json_t *rec;
+
+			look = false;
+			next_read = now + 5000;
+			if (store_read(r->store, ref, &log, &err) == 0 &&
+			    (rec = decision_in(&log, ctx->step_id, from)) != NULL) {
+				rc = adopt(r, ref, &log) == 0 ? 1 : -2;
+				if (rc == 1)
+					*decision = take_decision(r, ctx, rec);
+				jlog_release(&log);
+				break;
+			}
+			jlog_release(&log);
+			free(err);	/* unreadable now: again at the next look */
+			err = NULL;
+		}
+		if (now >= end) {
+			rc = end_wait(r, ctx, ref, from, now - t0, "no decision", decision);
+			break;
+		}
+		if (now >= next_say) {
+			ev.wait.left_ms = end - now;
+			run_emit(r, &ev);
+			ev.wait.first = false;
+			next_say = now + 1000;
+		}
+		until_next = end;
+		if (next_say < until_next)
+			until_next = next_say;
+		if (next_check < until_next)
+			until_next = next_check;
+		if (next_read < until_next)
+			until_next = next_read;
+		w = store_wait(r->store, ref, until_next > now ? until_next - now : 1, &err);
+		if (w > 0)
+			look = true;
+		if (w < 0) {
+			/* the store cannot be reached: is the lock still ours? */
+			free(err);
+			err = NULL;
+			next_check = 0;
+			zdm_sleep_ms(250);
+		}
+	}
+	store_watch(r->store, ref, false, NULL);
+	free(ref);
+	return rc;
+}
+
 /* ---- one step ------------------------------------------------------------- */
 
 /* the context a step's run(), snapshot() or undo() gets from this run */
@@ -209,6 +511,10 @@ run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
 	ctx->interactive = r->o->interactive;
 	ctx->approved = r->o->approve;
 	ctx->napproved = r->o->napprove;
+	if (r->o->mode == MODE_RUN && r->o->wait_approval_ms > 0) {
+		ctx->wait_ms = r->o->wait_approval_ms;
+		ctx->await = host_await;
+	}
 }
 
 /*

@@ -63,6 +63,9 @@ struct run {
 /* run.c */
 /* tell every observer, in order */
 void run_emit(const struct run *r, struct run_event *ev);
+/* the journal's echo (store_set_echo, arg the run): each line as it reaches
+ * disk, whoever appended it (the webhooks journal their failures too) */
+void run_echo_record(const char *line, void *arg);
 /* append or die trying; 0, or -1 when the record is not on disk (said) */
 int jrec(struct run *r, const char *event, const char *step, int attempt, json_t *data);
 /* remember a step's own event for ctx->notes of later attempts and undo */

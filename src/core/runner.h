@@ -6,6 +6,8 @@
 #ifndef ZDM_RUNNER_H
 #define ZDM_RUNNER_H
 
+#include <stdint.h>
+
 #include "core/journal.h"
 #include "core/observer.h"
 #include "core/runbook.h"
@@ -56,6 +58,8 @@ struct run_opts {
 	bool interactive;		/* approvals may prompt (a terminal, no CI, no --non-interactive) */
 	const char *const *approve;	/* --approve STEP ids (pre-approved) */
 	size_t napprove;
+	int64_t wait_approval_ms;	/* --wait-for-approval: wait this long for zdm approve
+					 * before pausing; 0: pause at once */
 	char *run_id_out;		/* >= 64 bytes or NULL: the run's id, once known */
 	char *status_out;		/* >= 32 bytes or NULL: how the command left the run */
 	/* the exit code an outcome gives (recorded in run.finished); required */

@@ -53,6 +53,8 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		s->last_event = name;
 	if (ns == EV_NS_STEP && s->first_rec == RS_NONE)
 		s->first_rec = k;
+	if (ns == EV_NS_STEP && st->wait.step != NULL && strcmp(st->wait.step, s->id) == 0)
+		memset(&st->wait, 0, sizeof st->wait);	/* the waiting attempt ended */
 	if (ns == EV_NS_UNDO && json_is_integer(json_object_get(data, "duration_ms")))
 		s->undo_ms += json_integer_value(json_object_get(data, "duration_ms"));
 	if (ns != EV_NS_STEP && ns != EV_NS_UNDO && ns != EV_NS_RUN &&
@@ -144,6 +146,21 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 			st->pause.decision = e;
 			st->pause.decided_by = s->approval_by;
 		}
+		if (st->wait.step != NULL && strcmp(st->wait.step, s->id) == 0) {
+			st->wait.decision = e;
+			st->wait.decided_by = s->approval_by;
+		}
+		break;
+	case EV_APPROVAL_WAITING:
+		memset(&st->wait, 0, sizeof st->wait);
+		st->wait.step = s->id;
+		st->wait.wait_ms = json_integer_value(json_object_get(data, "wait_ms"));
+		st->wait.until = jstr(data, "until");
+		st->wait.seq = seq;
+		break;
+	case EV_APPROVAL_WAIT_ENDED:
+		if (st->wait.step != NULL && strcmp(st->wait.step, s->id) == 0)
+			memset(&st->wait, 0, sizeof st->wait);
 		break;
 	default:
 		break;
@@ -162,6 +179,7 @@ fold_run(struct runstate *st, const char *name, enum ev e, const json_t *rec,
 		st->ended = e == EV_RUN_FINISHED;
 		st->ended_at = NULL;
 		st->exit_code = NULL;
+		memset(&st->wait, 0, sizeof st->wait);	/* no zdm waits past these */
 	}
 	switch (e) {
 	case EV_RUN_STARTED:

@@ -77,6 +77,21 @@ struct rs_pause {
 	const char *decided_by;
 };
 
+/*
+ * The approval a zdm waits for while it holds the run (--wait-for-approval):
+ * its approval.waiting, until the step's next step. record, its
+ * approval.wait_ended, or a run. or rollback. record.  A decision recorded
+ * meanwhile (zdm approve, from anywhere) is the waiting zdm's to act on.
+ */
+struct rs_wait {
+	const char *step;	/* the step waited on, or NULL */
+	int64_t wait_ms;	/* how long it said it would wait */
+	const char *until;	/* till when (UTC), or NULL */
+	long seq;		/* of that approval.waiting */
+	enum ev decision;	/* EV_APPROVAL_GRANTED / _DENIED on that step since, or EV_UNKNOWN */
+	const char *decided_by;
+};
+
 struct runstate {
 	size_t nrecs;
 	/* run.started */
@@ -102,6 +117,7 @@ struct runstate {
 				 * rollback.started came after it: zdm stopped before
 				 * on_failure acted (failed_step, failure say which) */
 	struct rs_pause pause;
+	struct rs_wait wait;
 	long undone;		/* undo.succeeded records */
 	struct rs_step *steps;	/* in the order the journal first names them */
 	size_t nsteps;

@@ -67,6 +67,15 @@ zdm_note(struct zdm_ctx *ctx, const char *event, json_t *data)
 	ctx->note(ctx, event, data);
 }
 
+int
+zdm_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision)
+{
+	*decision = NULL;
+	if (ctx == NULL || ctx->await == NULL || ms <= 0)
+		return 0;
+	return ctx->await(ctx, ms, decision);
+}
+
 void
 zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 {

@@ -133,6 +133,25 @@ store_close_writer(struct store_writer *w)
 		w->store->ops->close_writer(w);
 }
 
+void
+store_set_notify(struct store_writer *w)
+{
+	if (w->store->ops->set_notify != NULL)
+		w->store->ops->set_notify(w);
+}
+
+int
+store_watch(struct store *s, const char *ref, bool on, char **err)
+{
+	return s->ops->watch(s, ref, on, err);
+}
+
+int
+store_wait(struct store *s, const char *ref, int64_t ms, char **err)
+{
+	return s->ops->wait(s, ref, ms, err);
+}
+
 int
 store_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
     char **err)

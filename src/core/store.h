@@ -14,6 +14,16 @@
  * run lock is a store_lock, checked before each step (a backend that can
  * lose it, or fence it, says so there).  scripts/check-includes.sh fails
  * when a file other than store_file.c calls journal.c's writers or lock.c.
+ *
+ * Two writers of one run: a zdm that waits for an approval
+ * (--wait-for-approval) holds the run lock while `zdm approve`, from
+ * anywhere, appends the decision without it.  Every backend keeps one
+ * chain: an append fails, writing nothing, when another writer appended
+ * to the run since this writer's last record (the file backend's journal
+ * flock and size check, PostgreSQL's primary key on (run_id, seq)); the
+ * loser reads the run again and opens a new writer after the other's
+ * record.  store_watch and store_wait let the waiting zdm sleep until a
+ * record may have come (PostgreSQL: LISTEN/NOTIFY; files: polling).
  */
 #ifndef ZDM_CORE_STORE_H
 #define ZDM_CORE_STORE_H
@@ -132,6 +142,15 @@ struct store_ops {
 	long (*append)(struct store_writer *w, const char *event, const char *step, int attempt,
 	    json_t *data, char **err);
 	void (*close_writer)(struct store_writer *w);
+	/* each append through W also wakes whoever store_wait()s on its run,
+	 * in the same transaction (NULL: the waiters poll) */
+	void (*set_notify)(struct store_writer *w);
+	/* start (on) or stop watching the run REF for store_wait; -1 and *err */
+	int (*watch)(struct store *s, const char *ref, bool on, char **err);
+	/* sleep at most MS, less when the run REF may have a new record: 1 it
+	 * may (read it again), 0 nothing came, -1 and *err when the store
+	 * cannot be reached; a signal cuts it short (0) */
+	int (*wait)(struct store *s, const char *ref, int64_t ms, char **err);
 	/* one run at a time per runbook name: 0 and *lk while held; 1 and *err
 	 * naming the holder when another has it; -1 and *err when it cannot
 	 * be taken (the store cannot be reached, a bad name) */
@@ -208,6 +227,9 @@ int store_writer_last(struct store_writer *w, long *seq, char **hash);
 long store_append(struct store_writer *w, const char *event, const char *step, int attempt,
     json_t *data, char **err);
 void store_close_writer(struct store_writer *w);
+void store_set_notify(struct store_writer *w);
+int store_watch(struct store *s, const char *ref, bool on, char **err);
+int store_wait(struct store *s, const char *ref, int64_t ms, char **err);
 int store_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
     char **err);
 int store_lock_check(struct store_lock *lk, char **err);

@@ -16,14 +16,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/proc.h"
 #include "base/util.h"
 #include "core/lock.h"
 #include "core/store.h"
+#include "zdm/step.h"
 
 struct file_store {
 	struct store s;
 	char *runs;		/* STATE_DIR/runs */
 	char *place;		/* that, or STATE_DIR when it is a runs dir; NULL if neither */
+	off_t watched;		/* store_watch: the size of the watched journal last seen */
 };
 
 struct file_writer {
@@ -363,6 +366,42 @@ fs_close_writer(struct store_writer *w)
 	free(w);
 }
 
+/* no notifications here: a waiter sees the journal grow */
+static off_t
+size_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static int
+fs_watch(struct store *s, const char *ref, bool on, char **err)
+{
+	((struct file_store *)s)->watched = on ? size_of(ref) : -1;
+	return 0;
+}
+
+/* look at the journal's size every 250 ms: a record makes it grow */
+static int
+fs_wait(struct store *s, const char *ref, int64_t ms, char **err)
+{
+	struct file_store *fs = (struct file_store *)s;
+	int64_t end = zdm_now_ms() + ms;
+
+	for (;;) {
+		off_t now = size_of(ref);
+		int64_t left = end - zdm_now_ms();
+
+		if (now != fs->watched) {
+			fs->watched = now;
+			return 1;
+		}
+		if (left <= 0 || zdm_sleep_ms(left < 250 ? left : 250) != 0)
+			return 0;
+	}
+}
+
 static int
 fs_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
     char **err)
@@ -697,6 +736,8 @@ static const struct store_ops file_ops = {
 	.last = fs_last,
 	.append = fs_append,
 	.close_writer = fs_close_writer,
+	.watch = fs_watch,
+	.wait = fs_wait,
 	.lock = fs_lock,
 	.lock_check = fs_lock_check,
 	.unlock = fs_unlock,
@@ -717,6 +758,7 @@ store_open_dir(const char *state_dir)
 	fs->s.ops = &file_ops;
 	fs->s.location = xstrdup(state_dir);
 	fs->s.dir = fs->s.location;
+	fs->watched = -1;
 	fs->runs = path_join(state_dir, "runs");
 	b = b != NULL ? b + 1 : state_dir;
 	if (stat(fs->runs, &st) == 0 && S_ISDIR(st.st_mode))

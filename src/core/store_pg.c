@@ -47,8 +47,18 @@
  * A read or the lock check is simply run again.  Given up (the timeout, a
  * signal, the lock another's), every later call fails at once with the same
  * reason (ps->gone).
+ *
+ * A writer with store_set_notify (zdm approve) also sends
+ * pg_notify('zdm_SCHEMA', run_id) in its INSERT's statement, so on commit;
+ * a zdm waiting for an approval (store_wait) LISTENs on that channel on its
+ * own connection, between its queries (poll() on PQsocket, PQconsumeInput,
+ * PQnotifies), and reads the run again when its id comes.  A notification
+ * only says "look": the decision is read from the journal.  Two writers of
+ * one run (the waiting zdm, zdm approve without the lock) cannot fork the
+ * chain: the second INSERT of a seq fails on the primary key.
  */
 #include <ctype.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -85,6 +95,8 @@ struct pg_store {
 	void (*told)(const struct store_conn *c, void *arg);	/* or NULL */
 	void *told_arg;
 	char *gone;		/* why the connection is lost for good, or NULL */
+	char *channel;		/* of NOTIFY: zdm_SCHEMA (at most 63 bytes) */
+	bool listening;		/* LISTEN channel on this connection */
 };
 
 struct pg_writer {
@@ -93,6 +105,7 @@ struct pg_writer {
 	char *ref;
 	char *run_id;
 	json_t *mk[4];		/* the run's marks, owned: first, place, act, last */
+	bool notify;		/* store_set_notify: each INSERT notifies the channel */
 };
 
 /* SQL with each '@' replaced by the quoted schema */
@@ -539,7 +552,7 @@ pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 	struct pg_writer *pw = arg;
 	struct pg_store *ps = (struct pg_store *)pw->w.store;
 	char seqs[24], state[6], *rec = xmalloc(len + 1), *qerr;
-	const char *v[16];
+	const char *v[17];
 	json_t *r = json_loadb(line, len, 0, NULL);
 	struct rs_marks m = marks_of(pw->mk);
 	struct run_summary rs;
@@ -564,15 +577,28 @@ pg_sink(const char *line, size_t len, long seq, void *arg, char **err)
 		}
 		qerr = NULL;
 		dup = false;
+		/* the record's row, the run's summary and (zdm approve's writer)
+		 * the notification to a waiting zdm: one statement, so on commit */
 		if (ps->held != NULL) {
 			v[14] = ps->held->name;
 			v[15] = ps->held->epoch;
-			res = qpx(ps, 0, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+			v[16] = ps->channel;
+			res = pw->notify ?
+			    qpx(ps, 3, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+			    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
+			    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written), "
+			    "u AS (" RUNS_UPSERT ") SELECT pg_notify($17, $1) FROM j", 17, v, &qerr, state) :
+			    qpx(ps, 0, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
 			    "SELECT $1, $2::bigint, $3 WHERE EXISTS (SELECT 1 FROM @.locks WHERE runbook = $15 "
 			    "AND epoch = $16 AND backend_pid = pg_backend_pid()) RETURNING written) "
 			    RUNS_UPSERT, 16, v, &qerr, state);
 		} else {
-			res = qpx(ps, 1, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+			v[14] = ps->channel;
+			res = pw->notify ?
+			    qpx(ps, 4, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
+			    "VALUES ($1, $2::bigint, $3) RETURNING written), u AS (" RUNS_UPSERT ") "
+			    "SELECT pg_notify($15, $1) FROM j", 15, v, &qerr, state) :
+			    qpx(ps, 1, "WITH j AS (INSERT INTO @.journal (run_id, seq, record) "
 			    "VALUES ($1, $2::bigint, $3) RETURNING written) " RUNS_UPSERT, 14, v, &qerr,
 			    state);
 		}
@@ -876,6 +902,90 @@ fail:
 	PQclear(res);
 	jlog_release(&log);
 	return -1;
+}
+
+static void
+pg_set_notify(struct store_writer *w)
+{
+	((struct pg_writer *)w)->notify = true;
+}
+
+/* ---- waiting for another writer's record ------------------------------------------ */
+
+/* the notifications libpq holds: does one name RUN_ID */
+static bool
+drain(struct pg_store *ps, const char *run_id)
+{
+	PGnotify *n;
+	bool hit = false;
+
+	while ((n = PQnotifies(ps->conn)) != NULL) {
+		if (run_id != NULL && strcmp(n->relname, ps->channel) == 0 &&
+		    strcmp(n->extra, run_id) == 0)
+			hit = true;
+		PQfreemem(n);
+	}
+	return hit;
+}
+
+static int
+pg_watch(struct store *s, const char *ref, bool on, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	char *text;
+	PGresult *res;
+
+	if (on == ps->listening)
+		return 0;
+	text = xasprintf("%s \"%s\"", on ? "LISTEN" : "UNLISTEN", ps->channel);
+	res = PQexec(ps->conn, text);
+	free(text);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		char *m = pg_msg(ps->conn, res);
+
+		seterr(err, "state database %s: cannot %s for approvals: %s", ps->where,
+		    on ? "listen" : "stop listening", m);
+		free(m);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	ps->listening = on;
+	if (!on)
+		drain(ps, NULL);
+	return 0;
+}
+
+static int
+pg_wait(struct store *s, const char *ref, int64_t ms, char **err)
+{
+	struct pg_store *ps = (struct pg_store *)s;
+	int64_t end = zdm_now_ms() + ms;
+	const char *run = run_of(ref);
+
+	if (!ps->listening && pg_watch(s, ref, true, err) != 0)
+		return -1;
+	for (;;) {
+		int r;
+
+		if (drain(ps, run))	/* some came with our own queries */
+			return 1;
+		r = zdm_poll_fd(PQsocket(ps->conn), POLLIN, end);
+		if (r <= 0)
+			return 0;	/* the time passed, or a signal */
+		if (!PQconsumeInput(ps->conn) || PQstatus(ps->conn) == CONNECTION_BAD) {
+			char *m = pg_msg(ps->conn, NULL), *why;
+			int64_t deadline = 0;
+
+			why = xasprintf("the connection to the state database %s was lost: %s", ps->where, m);
+			free(m);
+			/* tried again as any read is (--state-timeout); back, the
+			 * run is read again: a decision may have come meanwhile */
+			r = pg_reconnect(ps, why, &deadline, err);
+			free(why);
+			return r == 0 ? 1 : -1;
+		}
+	}
 }
 
 /* ---- the run lock -------------------------------------------------------------- */
@@ -1358,6 +1468,7 @@ pg_reconnect(struct pg_store *ps, const char *why, int64_t *deadline, char **err
 			PQfinish(ps->conn);
 			ps->conn = c;
 			ps->prepared = 0;	/* prepared on the old one */
+			ps->listening = false;	/* pg_wait listens again */
 		}
 		if (ps->held != NULL) {
 			k = retake(ps, &lost, &e);
@@ -1408,6 +1519,7 @@ pg_free(struct store *s)
 	free(ps->spec);
 	free(ps->gone);
 	free(ps->schema);
+	free(ps->channel);
 	free(ps->where);
 	free(ps->place);
 	free(s->location);
@@ -1431,6 +1543,9 @@ static const struct store_ops pg_ops = {
 	.last = pg_last,
 	.append = pg_append,
 	.close_writer = pg_close_writer,
+	.set_notify = pg_set_notify,
+	.watch = pg_watch,
+	.wait = pg_wait,
 	.lock = pg_lock,
 	.lock_wait = pg_lock_wait,
 	.lock_check = pg_lock_check,
@@ -1582,6 +1697,7 @@ pg_connect(const char *spec, const char *given, char **err)
 	ps->s.ops = &pg_ops;
 	ps->schema = schema;
 	ps->spec = xstrdup(spec);
+	ps->channel = xasprintf("zdm_%.59s", schema);
 	ps->conn = pg_dial(spec, 10, err);
 	if (ps->conn == NULL) {
 		pg_free(&ps->s);

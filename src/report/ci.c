@@ -170,6 +170,18 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 		annotate_step(ev, "error", ev->rb->steps[ev->step.i].id, "zdm: undo failed",
 		    ev->step.text);
 		break;
+	case OBS_WAITING:
+		if (ev->wait.first) {
+			char d[32];
+
+			fmt_duration((ev->wait.left_ms + 999) / 1000 * 1000, d, sizeof d);
+			m = xasprintf("waiting for approval of %s (zdm approve %s %s), %s left; "
+			    "without a decision by then the run pauses", ev->wait.step, ev->run_id,
+			    ev->wait.step, d);
+			annotate_step(ev, "notice", ev->wait.step, "zdm: waiting for approval", m);
+			free(m);
+		}
+		break;
 	case OBS_RUN_ENDED:
 		switch (ev->end.verdict) {
 		case VD_ROLLED_BACK:

@@ -195,6 +195,39 @@ state_news(const struct term_view *tv, const struct run_event *ev)
 	}
 }
 
+/* "4m59s", "59s", "1h05m": what is left, in whole seconds, rounded up */
+static void
+fmt_left(int64_t ms, char *out, size_t n)
+{
+	long long sec = (long long)((ms + 999) / 1000);
+
+	if (sec < 60)
+		snprintf(out, n, "%llds", sec);
+	else if (sec < 3600)
+		snprintf(out, n, "%lldm%02llds", sec / 60, sec % 60);
+	else
+		snprintf(out, n, "%lldh%02lldm", sec / 3600, sec % 3600 / 60);
+}
+
+/* --wait-for-approval: beside the spinner, counting down; elsewhere (a
+ * pipe, a CI log, --output json's stderr) once, when the wait starts */
+static void
+waiting(const struct term_view *tv, const struct run_event *ev)
+{
+	char left[32];
+
+	fmt_left(ev->wait.left_ms, left, sizeof left);
+	if (tv->tty) {
+		snprintf(live.text, sizeof live.text, "waiting for approval of %s (zdm approve %s %s), %s left",
+		    ev->wait.step, ev->run_id, ev->wait.step, left);
+		live.last = 0;
+		live_tick();
+	} else if (ev->wait.first) {
+		say(tv, "        waiting for approval of %s (zdm approve %s %s), %s left\n", ev->wait.step,
+		    ev->run_id, ev->wait.step, left);
+	}
+}
+
 /* ---- events ---------------------------------------------------------------- */
 
 static void
@@ -455,6 +488,9 @@ term_view_observe(void *self, const struct run_event *ev)
 		break;
 	case OBS_PROGRESS:
 		progress(tv, ev->progress.step, ev->progress.text);
+		break;
+	case OBS_WAITING:
+		waiting(tv, ev);
 		break;
 	case OBS_STEP_ENDED:
 		step_ended(tv, ev);

@@ -10,10 +10,16 @@
  *      counts from then): the step fails as timed out and the run rolls back;
  *   3. `--approve STEP` given to run/resume (a pre-approval in CI): granted,
  *      journaled with "via": "--approve" and the actor;
- *   4. interactive (stdin and stderr are terminals, no --non-interactive,
+ *   4. --wait-for-approval DURATION (ctx->wait_ms): no prompt; the run
+ *      waits, holding its lock, at most DURATION (and no later than the
+ *      approval's timeout) for `zdm approve` to record a decision from
+ *      anywhere (zdm_await: approval.waiting, then the decision, or
+ *      approval.wait_ended), and acts on it at once; none in time: 5 (or,
+ *      the approval's timeout reached, the step fails as timed out);
+ *   5. interactive (stdin and stderr are terminals, no --non-interactive,
  *      CI unset): the prompt "approve step X? [y/N]" on stderr, waiting at
  *      most until the approval's timeout; y grants, anything else denies;
- *   5. otherwise the run pauses (exit 4) with
+ *   6. otherwise the run pauses (exit 4) with
  *      "waiting for approval: zdm approve RUN_ID STEP, then zdm resume RUN_ID".
  *
  * The actor is ZDM_ACTOR, else the login name; when `approvers` is a
@@ -182,6 +188,36 @@ ask(const char *step, const char *msg, const char *who, int64_t wait_ms)
 	return strcmp(line, "y") == 0 || strcmp(line, "Y") == 0 || strcasecmp(line, "yes") == 0;
 }
 
+/* act on a recorded decision (approval.granted / approval.denied, DATA) */
+static int
+decided(enum ev ev, const json_t *data, struct zdm_result *res)
+{
+	const char *by = json_string_value(json_object_get(data, "actor"));
+	const char *why = json_string_value(json_object_get(data, "reason"));
+
+	if (ev == EV_APPROVAL_GRANTED) {
+		res->outputs = json_pack("{s:b,s:s}", "approved", 1, "approved_by", by ? by : "?");
+		return 0;
+	}
+	zdm_fail(res, "approval denied by %s%s%s", by ? by : "?", why ? ": " : "", why ? why : "");
+	return -1;
+}
+
+/* the approval's timeout passed, counted from REQUESTED (ms since the epoch) */
+static int
+timed_out(int64_t requested, const char *d, struct zdm_result *res)
+{
+	char ts[32];
+	time_t s = (time_t)(requested / 1000);
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	res->timed_out = true;
+	zdm_fail(res, "approval timed out: no decision within %s of the request at %s", d, ts);
+	return -1;
+}
+
 static int
 ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     struct zdm_result *res)
@@ -224,28 +260,10 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		    "approvers", approvers, "timeout_ms", (json_int_t)timeout, "at", ts,
 		    "at_ms", (json_int_t)now));
 	}
-	if (dec != NULL) {
-		const char *by = json_string_value(json_object_get(dec, "actor"));
-		const char *why = json_string_value(json_object_get(dec, "reason"));
-
-		if (dec_ev == EV_APPROVAL_GRANTED) {
-			res->outputs = json_pack("{s:b,s:s}", "approved", 1, "approved_by", by ? by : "?");
-			return 0;
-		}
-		zdm_fail(res, "approval denied by %s%s%s", by ? by : "?", why ? ": " : "", why ? why : "");
-		return -1;
-	}
-	if (now - requested >= timeout) {
-		char ts[32];
-		time_t s = (time_t)(requested / 1000);
-		struct tm tm;
-
-		gmtime_r(&s, &tm);
-		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		res->timed_out = true;
-		zdm_fail(res, "approval timed out: no decision within %s of the request at %s", d, ts);
-		return -1;
-	}
+	if (dec != NULL)
+		return decided(dec_ev, dec, res);
+	if (now - requested >= timeout)
+		return timed_out(requested, d, res);
 	actor = approval_actor();
 	who = approvers_text(approvers);
 	if (pre_approved(ctx)) {
@@ -258,10 +276,39 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		fprintf(stderr, "zdm: --approve %s: '%s' is not among the approvers (%s); not pre-approved\n",
 		    ctx->step_id, actor, who);
 	}
-	if (ctx->interactive && !approval_allowed(approvers, actor))
+	if (ctx->wait_ms > 0) {
+		/* --wait-for-approval: zdm approve from anywhere, no prompt */
+		int64_t left = timeout - (now - requested);
+		json_t *got = NULL;
+		int a = zdm_await(ctx, ctx->wait_ms < left ? ctx->wait_ms : left, &got);
+
+		if (a == 1) {
+			rc = decided(ev_parse(json_string_value(json_object_get(got, "event"))),
+			    json_object_get(got, "data"), res);
+			json_decref(got);
+			goto out;
+		}
+		if (a == -1) {
+			res->interrupted = true;
+			zdm_fail(res, "interrupted while waiting for approval");
+			goto out;
+		}
+		if (a == -2) {
+			/* not a failure to roll back: this zdm stops (said) */
+			res->pause = true;
+			zdm_fail(res, "stopped waiting for approval: this zdm cannot go on with run %s",
+			    ctx->run_id);
+			goto out;
+		}
+		if (wall_ms() - requested >= timeout) {
+			rc = timed_out(requested, d, res);
+			goto out;
+		}
+		/* no decision in time: pause as without the flag */
+	} else if (ctx->interactive && !approval_allowed(approvers, actor))
 		fprintf(stderr, "zdm: step %s: '%s' is not among the approvers (%s), so zdm does not ask; "
 		    "one of them decides with zdm approve\n", ctx->step_id, actor, who);
-	if (ctx->interactive && approval_allowed(approvers, actor)) {
+	if (ctx->wait_ms == 0 && ctx->interactive && approval_allowed(approvers, actor)) {
 		int a = ask(ctx->step_id, msg, who, timeout - (now - requested));
 
 		if (a == 1 || a == 0) {

@@ -64,6 +64,12 @@ def data_fields:
   elif .event == "approval.granted" or .event == "approval.denied" then
     stepped + [ req($d; "actor"; str), req($d; "via"; IN("zdm approve", "--approve", "prompt")),
       opt($d; "reason"; str) ]
+  elif .event == "approval.waiting" then
+    stepped + [ req(.; "attempt"; isint and . >= 1), req($d; "wait_ms"; isint and . > 0),
+      req($d; "until"; iso) ]
+  elif .event == "approval.wait_ended" then
+    stepped + [ req(.; "attempt"; isint and . >= 1), req($d; "waited_ms"; isint and . >= 0),
+      req($d; "reason"; IN("no decision", "interrupted")) ]
   elif .event == "drill.failure" then stepped + [ req($d; "error"; str) ]
   elif .event == "notify.failed" then
     [ req($d; "url"; str), req($d; "event"; str), req($d; "on"; str), req($d; "error"; str) ]
