@@ -274,16 +274,17 @@ _state_dirty() {
 
 # write each run of each state of the test to STATE/runs/RUN_ID.jsonl, as a
 # state dir holds it, when a zdm may have changed something since the last
-# time; a file is replaced (renamed over) only when its content changed
+# time; a file that changed is replaced (renamed over), a new one written
 state_sync() {
   state_is_pg && [ -n "${ZDM_PGMAP:-}" ] && [ -s "$ZDM_PGMAP/index" ] || return 0
   _state_dirty || return 0
-  local s key q="" t f
+  local s key q=""
   while IFS=$'\t' read -r s key; do
     q="${q:+$q UNION ALL }SELECT '$key', run_id, seq, record FROM $s.journal"
   done <"$ZDM_PGMAP/index"
   _pg -F $'\t' -c "$q ORDER BY 1, 2, 3" 2>>"$ZDM_PGMAP/sync.err" |
     awk -F'\t' -v tag=".sync$BASHPID" '
+      function q(s) { gsub(/\047/, "\047\\\047\047", s); return "\047" s "\047" }
       {
         f = $1 "/runs/" $2 ".jsonl"
         if (!(f in text)) { order[++n] = f; dir[f] = $1 "/runs"; text[f] = "" }
@@ -294,13 +295,16 @@ state_sync() {
           f = order[i]; old = ""
           while ((r = (getline line < f)) > 0) old = old line "\n"
           close(f)
-          if (r < 0) system("mkdir -p \"" dir[f] "\"")
           if (old == text[f]) continue
-          printf "%s", text[f] > (f tag); close(f tag)
-          print f tag "\t" f
+          if (r < 0) {
+            if (!(dir[f] in made)) { system("mkdir -p " q(dir[f])); made[dir[f]] = 1 }
+            printf "%s", text[f] > f; close(f)
+          } else {
+            printf "%s", text[f] > (f tag); close(f tag)
+            system("mv -f " q(f tag) " " q(f))
+          }
         }
-      }' |
-    while IFS=$'\t' read -r t f; do mv -f "$t" "$f"; done
+      }'
 }
 
 if state_is_pg; then
