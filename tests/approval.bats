@@ -2,11 +2,13 @@
 # The approval step and `zdm approve`: granted, denied and timed out, each
 # with its exit code and journal record; --approve STEP; the prompt on a
 # terminal (a real pseudo-terminal from script(1)); --non-interactive / CI.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 load helper
 
 setup_file() {
   command -v script >/dev/null || { echo "script(1) (util-linux) is needed" >&2; return 1; }
+  state_setup_file
 }
 
 # touch a marker (undone by rm), ask, then touch another
@@ -148,10 +150,9 @@ start_and_pause() {
   assert_output --partial "usage: zdm approve RUN_ID STEP"
   # while a zdm process holds the run's lock, nothing is written
   local before; before="$(wc -l <"$(journal_of "$T/state")")"
-  exec 9>"$T/state/locks/appr.lock"
-  flock -x 9
+  hold_lock "$T/state" appr
   run env ZDM_ACTOR=ann "$ZDM_BIN" approve "$ID" go-ahead --state-dir "$T/state"
-  exec 9>&-
+  release_lock
   assert_equal "$status" 2
   assert_output --partial "lock"
   assert_equal "$(wc -l <"$(journal_of "$T/state")")" "$before"

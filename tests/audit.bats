@@ -3,6 +3,7 @@
 # is found and named; a re-chained journal passes a plain sha256 check (the
 # limit of an unkeyed chain) but not an HMAC one; a torn last line is
 # reported and ignored, damage anywhere else stops resume, log and status.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper
@@ -30,6 +31,18 @@ make_journal() {
   [ "$(wc -l <"$J")" -eq 6 ]
 }
 
+# the stdout of `zdm audit verify` naming one journal: its LINE alone for a
+# file; a run in PostgreSQL is reported as a state's runs are (docs/state.md):
+# LINE with the run's OUTCOME after it, then the count, "1 journal: COUNTS"
+verify_stdout() {   # line outcome counts
+  if state_is_pg; then
+    [ -z "$1" ] || printf '%s, %s\n' "$1" "$2"
+    printf '1 journal: %s\n' "$3"
+  else
+    printf '%s\n' "$1"
+  fi
+}
+
 # replace text in one line of a file (python: exact, no regex surprises)
 edit_line() {   # file lineno old new
   python3 - "$@" <<'EOF'
@@ -40,6 +53,7 @@ assert old in lines[n - 1], (old, lines[n - 1])
 lines[n - 1] = lines[n - 1].replace(old, new, 1)
 open(path, "w", encoding="utf-8").write("\n".join(lines))
 EOF
+  journal_edited "$1"
 }
 
 @test "audit verify: an intact journal is ok (exit 0) with its record count, chain and last hash" {
@@ -47,7 +61,8 @@ EOF
   run --separate-stderr zdm audit verify "$J"
   assert_equal "$status" 0
   local last; last="$(tail -1 "$J" | jq -r .hash)"
-  assert_output "$J: ok, 6 records, chain sha256, last hash ${last:0:16}"
+  assert_output "$(verify_stdout "$(jname "$J"): ok, 6 records, chain sha256, last hash ${last:0:16}" \
+    succeeded "1 complete, 0 incomplete, 0 broken, 0 unreadable")"
   assert_equal "$stderr" ""
   # and the chain really is SHA-256 over prev || canonical record
   cp "$J" "$T/copy.jsonl"
@@ -61,32 +76,35 @@ EOF
   edit_line "$J" 3 '"stdout":"hello"' '"stdout":"hellx"'
   run --separate-stderr zdm audit verify "$J"
   assert_equal "$status" 1
-  assert_equal "$stderr" "$J:3: hash does not match the record (line edited?)"
-  assert_output ""
+  assert_equal "$stderr" "$(jname "$J"):3: hash does not match the record (line edited?)"
+  assert_output "$(verify_stdout "" "" "0 complete, 0 incomplete, 1 broken, 0 unreadable")"
 }
 
 @test "audit verify: line 2 dropped -> exit 1 naming line 2" {
   make_journal
   sed -i 2d "$J"
+  journal_edited "$J"
   run --separate-stderr zdm audit verify "$J"
   assert_equal "$status" 1
-  [[ "$stderr" == "$J:2: "* ]]
+  [[ "$stderr" == "$(jname "$J"):2: "* ]]
   [[ "$stderr" == *"dropped"* ]]
 }
 
 @test "audit verify: lines 2 and 3 swapped -> exit 1 naming line 2" {
   make_journal
   sed -i -n '1p;2h;3{p;x;p};4,$p' "$J"
+  journal_edited "$J"
   [ "$(jq -r .seq "$J" | tr '\n' ' ')" = "1 3 2 4 5 6 " ]
   run --separate-stderr zdm audit verify "$J"
   assert_equal "$status" 1
-  [[ "$stderr" == "$J:2: "* ]]
+  [[ "$stderr" == "$(jname "$J"):2: "* ]]
   [[ "$stderr" == *"reordered"* ]]
 }
 
 @test "audit verify: the last line removed cannot be detected (documented limit)" {
   make_journal
   sed -i '$d' "$J"
+  journal_edited "$J"
   run zdm audit verify "$J"
   assert_equal "$status" 0
   assert_output --partial "ok, 5 records"
@@ -154,12 +172,12 @@ EOF
   unset ZDM_AUDIT_KEY
   run --separate-stderr zdm audit verify "$J"
   assert_equal "$status" 2
-  assert_equal "$stderr" "$J:1: chain is hmac-sha256 but ZDM_AUDIT_KEY is not set: cannot check it"
-  assert_output ""
+  assert_equal "$stderr" "$(jname "$J"):1: chain is hmac-sha256 but ZDM_AUDIT_KEY is not set: cannot check it"
+  assert_output "$(verify_stdout "" "" "0 complete, 0 incomplete, 0 broken, 1 unreadable")"
   # a wrong key: the first record does not match -> tampered or wrong key, exit 1
   ZDM_AUDIT_KEY=wrong-key run --separate-stderr zdm audit verify "$J"
   assert_equal "$status" 1
-  [[ "$stderr" == "$J:1: hash does not match"* ]]
+  [[ "$stderr" == "$(jname "$J"):1: hash does not match"* ]]
   # log and status need the key too
   run zdm log "$J"
   assert_equal "$status" 2
@@ -169,6 +187,7 @@ EOF
 }
 
 @test "audit verify: several journals: exit 1 if any is tampered, 2 if one is unreadable" {
+  file_only "loose journal files and a state's journal in one command"
   make_journal
   cp "$J" "$T/bad.jsonl"
   edit_line "$T/bad.jsonl" 3 '"stdout":"hello"' '"stdout":"hellx"'
@@ -191,6 +210,7 @@ EOF
 }
 
 @test "audit verify: a torn last line (half a record, no newline) is ok with a torn note" {
+  file_only "a torn line is a file's (a record is one INSERT)"
   make_journal
   local line; line="$(sed -n 2p "$J")"
   printf '%s' "${line:0:60}" >>"$J"
@@ -203,6 +223,7 @@ EOF
 }
 
 @test "audit: zdm resume after a crash that tore the last line warns, cuts it off and goes on" {
+  file_only "a torn line is a file's (a record is one INSERT)"
   cat >"$T/rb.yml" <<EOF
 zdm: 1
 name: torn
@@ -259,20 +280,20 @@ EOF
 
   run zdm resume rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
-  assert_output --partial "$J:3: hash does not match the record"
+  assert_output --partial "$(jname "$J"):3: hash does not match the record"
   assert_not_exist "$T/two.done"
 
   run zdm rollback rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
-  assert_output --partial "$J:3:"
+  assert_output --partial "$(jname "$J"):3:"
 
   run zdm log rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
-  assert_output --partial "$J:3:"
+  assert_output --partial "$(jname "$J"):3:"
 
   run zdm status rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
-  assert_output --partial "$J:3:"
+  assert_output --partial "$(jname "$J"):3:"
 
   # nothing was appended to the damaged journal
   assert_equal "$(stat -c %s "$J")" "$size"
@@ -408,14 +429,14 @@ three_runs() {
   run --separate-stderr zdm audit verify "$T/state"
   assert_equal "$status" 0
   assert_equal "$stderr" ""
-  assert_line --index 0 --regexp "^$J1: ok, 6 records, chain sha256, last hash [0-9a-f]{16}, succeeded$"
-  assert_line --index 2 --regexp "^$J3: ok, 6 records, chain sha256, last hash [0-9a-f]{16}, succeeded$"
+  assert_line --index 0 --regexp "^$(jname "$J1"): ok, 6 records, chain sha256, last hash [0-9a-f]{16}, succeeded$"
+  assert_line --index 2 --regexp "^$(jname "$J3"): ok, 6 records, chain sha256, last hash [0-9a-f]{16}, succeeded$"
   assert_line --index 3 "3 journals: 3 complete, 0 incomplete, 0 broken, 0 unreadable"
   # no argument: ZDM_STATE_DIR, else ./.zdm
   ZDM_STATE_DIR="$T/state" run zdm audit verify
   assert_equal "$status" 0
   assert_line --index 3 "3 journals: 3 complete, 0 incomplete, 0 broken, 0 unreadable"
-  mv "$T/state" "$T/.zdm"
+  move_state "$T/state" "$T/.zdm"
   run zdm audit verify
   assert_equal "$status" 0
   assert_output --partial "3 journals: 3 complete"
@@ -426,21 +447,29 @@ three_runs() {
   edit_line "$J1" 3 '"stdout":"hello"' '"stdout":"hellx"'
   sed -i -n '1p;2h;3{p;x;p};4,$p' "$J2"
   sed -i 4d "$J3"
+  journal_edited "$J2"
+  journal_edited "$J3"
   run --separate-stderr zdm audit verify "$T/state"
   assert_equal "$status" 1
-  assert_equal "$stderr" "$J1:3: hash does not match the record (line edited?)
-$J2:2: seq 3 where 2 was expected (line dropped or reordered?)
-$J3:4: seq 5 where 4 was expected (line dropped or reordered?)"
+  assert_equal "$stderr" "$(jname "$J1"):3: hash does not match the record (line edited?)
+$(jname "$J2"):2: seq 3 where 2 was expected (line dropped or reordered?)
+$(jname "$J3"):4: seq 5 where 4 was expected (line dropped or reordered?)"
   assert_output "3 journals: 0 complete, 0 incomplete, 3 broken, 0 unreadable"
 }
 
 @test "audit verify STATE_DIR: a truncated journal (last records cut off) is listed as incomplete, naming where it ends" {
   three_runs
   head -n 4 "$J2" >"$T/cut" && cat "$T/cut" >"$J2"     # step.succeeded two and run.finished are gone
+  journal_edited "$J2"
   run --separate-stderr zdm audit verify "$T/state"
   assert_equal "$status" 0
-  assert_line --index 1 --regexp "^$J2: ok, 4 records, chain sha256, last hash [0-9a-f]{16}, incomplete: no run.finished; ends at line 4 \(step.started two\), running or crashed, and no zdm holds its lock: paused, crashed or killed, or its last lines were cut off$"
+  assert_line --index 1 --regexp "^$(jname "$J2"): ok, 4 records, chain sha256, last hash [0-9a-f]{16}, incomplete: no run.finished; ends at line 4 \(step.started two\), running or crashed, and no zdm holds its lock: paused, crashed or killed, or its last lines were cut off$"
   assert_line --index 3 "3 journals: 2 complete, 1 incomplete, 0 broken, 0 unreadable"
+}
+
+@test "audit verify STATE_DIR: a journal cut in the middle of a line is incomplete, and its torn tail named" {
+  file_only "a torn line is a file's (a record is one INSERT)"
+  three_runs
   # cut in the middle of a line: the torn tail is named too
   printf '%s' "$(sed -n 5p "$J3" | cut -c1-40)" >"$T/piece"
   head -n 4 "$J3" >"$T/cut" && cat "$T/cut" "$T/piece" >"$J3"
@@ -462,7 +491,7 @@ EOF
   "$ZDM_BIN" run rb.yml --state-dir "$T/state" >"$T/run.out" 2>&1 3>&- &
   local pid=$! i
   for i in $(seq 100); do
-    [ -n "$(ls "$T"/state/runs/*.jsonl 2>/dev/null)" ] && grep -q step.started "$T"/state/runs/*.jsonl && break
+    journal_of "$T/state" >/dev/null 2>&1 && grep -q step.started "$(journal_of "$T/state")" && break
     sleep 0.05
   done
   run zdm audit verify "$T/state"
@@ -486,17 +515,18 @@ EOF
   rechain "$J2" 'not-the-key'
   run --separate-stderr zdm audit verify "$T/state"
   assert_equal "$status" 1
-  assert_equal "$stderr" "$J2:1: hash does not match the record (line edited?)"
+  assert_equal "$stderr" "$(jname "$J2"):1: hash does not match the record (line edited?)"
   assert_output --partial "3 journals: 2 complete, 0 incomplete, 1 broken, 0 unreadable"
   # without the key nothing can be checked: exit 2, telling why
   unset ZDM_AUDIT_KEY
   run --separate-stderr zdm audit verify "$T/state"
   assert_equal "$status" 2
-  [[ "$stderr" == "$J1:1: chain is hmac-sha256 but ZDM_AUDIT_KEY is not set: cannot check it"* ]]
+  [[ "$stderr" == "$(jname "$J1"):1: chain is hmac-sha256 but ZDM_AUDIT_KEY is not set: cannot check it"* ]]
   assert_output "3 journals: 0 complete, 0 incomplete, 0 broken, 3 unreadable"
 }
 
 @test "audit verify: usage errors exit 2 (no state dir, export's options, journals and --state-dir together)" {
+  file_only "the messages name state dirs"
   run --separate-stderr zdm audit verify
   assert_equal "$status" 2
   assert_equal "$stderr" "zdm audit verify: no state dir '$T/.zdm' (name journals or a state dir, or set --state-dir / ZDM_STATE_DIR)"

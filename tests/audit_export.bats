@@ -2,9 +2,11 @@
 # zdm audit export: one row per run of a state dir, as JSON (an array of
 # objects) or CSV (RFC 4180: header, CRLF, quoted fields); --since filters by
 # start time; a tampered journal is a row marked broken, not a hole.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper
+ZDM_TEST_FILE_ONLY="zdm audit export does not read a PostgreSQL state yet (exit 2, says so)"
 
 # $T/ok.yml succeeds; $T/bad.yml fails at step 'two' and is rolled back
 runbooks() {

@@ -4,6 +4,7 @@
 # one before it acts (exit 5, nothing written), an undo in doubt is asked
 # about as an undo, and --in-doubt STEP=retry|skip answers one item; a bare
 # --in-doubt retry|skip that would answer two items is refused (exit 2).
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 load helper
 bats_require_minimum_version 1.5.0

@@ -3,6 +3,7 @@
 # time, the failure message and the rollback's outcome), validated with
 # xmllint against tests/data/junit.xsd, written atomically at the end of
 # run, resume and rollback, and on pause.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 load helper
 
@@ -10,6 +11,7 @@ XSD="$BATS_TEST_DIRNAME/data/junit.xsd"
 
 setup_file() {
   command -v xmllint >/dev/null || { echo "xmllint (libxml2-utils) is needed" >&2; return 1; }
+  state_setup_file
 }
 
 valid() { # FILE

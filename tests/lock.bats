@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
-# One run at a time per runbook name and state dir: a flock(2) on
-# STATE_DIR/locks/NAME.lock.  A second run exits 2 and names the holder; a
-# crashed holder leaves no stale lock.
+# One run at a time per runbook name and state: a flock(2) on
+# STATE_DIR/locks/NAME.lock, or PostgreSQL's advisory lock.  A second run
+# exits 2 and names the holder; a crashed holder leaves no stale lock.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper
@@ -43,7 +44,7 @@ start_holder() {   # runbook
 await_holder() {   # name
   wait_for "$T/$1.started"
   HOLDER_PID="$(jq -r 'select(.seq==1) | .data.actor.pid' "$(journal_of "$T/state")")"
-  [ "$(readlink "/proc/$HOLDER_PID/exe")" = "$(readlink -f "$ZDM_BIN")" ]
+  [ "$(readlink "/proc/$HOLDER_PID/exe")" = "$(readlink -f "$ZDM_EXE")" ]
 }
 
 @test "lock: a second run of the same runbook exits 2 naming the holder's pid, host and run; the first completes" {
@@ -56,8 +57,8 @@ await_holder() {   # name
 
   run --separate-stderr zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 2
-  assert_equal "$stderr" "$(printf "zdm: runbook 'locked' is locked by pid %s on host '%s' (run %s, since %s); wait for that run to finish or stop it" \
-    "$pid" "$(hostname)" "$run_id" "$(jq -r .since "$T/state/locks/locked.lock")")"
+  assert_equal "$stderr" "$(printf "zdm: runbook 'locked' is locked by pid %s on host '%s' (run %s, %s); wait for that run to finish or stop it" \
+    "$pid" "$(hostname)" "$run_id" "$(lock_detail "$T/state" locked)")"
   assert_output ""
   # the refused run wrote no journal
   assert_equal "$(ls "$T/state/runs" | wc -l)" 1
@@ -75,8 +76,8 @@ await_holder() {   # name
   run jq -r 'select(.event=="run.finished") | .data.status' "$j"
   assert_output succeeded
 
-  # released: the lock file no longer names a holder, and a new run takes it
-  assert_equal "$(stat -c %s "$T/state/locks/locked.lock")" 0
+  # released: the lock no longer names a holder, and a new run takes it
+  assert_equal "$(lock_holder "$T/state" locked)" ""
   rm -f "$T/locked.done"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
@@ -156,8 +157,9 @@ EOF
 
   kill -9 "$HOLDER_PID"
   wait "$WAIT_PID" || true
-  # the lock file still names the dead holder, but flock went with it
-  run jq -r .pid "$T/state/locks/crashy.lock"
+  # the lock still names the dead holder, but the flock (or the advisory
+  # lock of its connection) went with it
+  run lock_holder "$T/state" crashy
   assert_output "$HOLDER_PID"
   run zdm status rb.yml --state-dir "$T/state"
   assert_equal "$status" 0

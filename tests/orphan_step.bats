@@ -2,6 +2,7 @@
 # When zdm alone is killed (the OOM killer), the step's command goes on in
 # its own process group; resume and rollback see it still running and
 # refuse (exit 2, naming the process) instead of starting it a second time.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper

@@ -2,6 +2,7 @@
 # Redaction works on lengths and on every JSON scalar: a NUL inside a string
 # does not hide the secret after it, and a number equal to a secret (a PIN
 # passed through tonumber) is journaled as "***".
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper

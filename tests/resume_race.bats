@@ -4,6 +4,7 @@
 # journal changed, and does nothing (exit 2) instead of repeating steps or
 # cutting off the other's records (with a torn tail, it used to truncate
 # them and run the step again).
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper

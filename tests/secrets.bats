@@ -2,6 +2,7 @@
 # Secrets: resolved at run time from {env: NAME} or {file: PATH}; the child
 # process gets the real value, and every text zdm writes (terminal, --output
 # json, journal, log, status) shows `***` instead.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper

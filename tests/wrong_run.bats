@@ -3,6 +3,7 @@
 # a state dir cannot say whose it is (empty, or its first line torn: zdm
 # was killed as it made it), they stop and name it instead of picking the
 # run before it.
+# state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 bats_require_minimum_version 1.5.0
 load helper
@@ -25,6 +26,7 @@ YML
 }
 
 @test "wrong run: an empty newest journal stops rollback and resume (exit 2); the finished run is not undone" {
+  file_only "an empty journal is a file's (a run exists in PostgreSQL from its first INSERT)"
   setup_runs
   : >"$T/.zdm/runs/20991231T235959Z-0000.jsonl"
   for cmd in rollback resume; do
@@ -39,6 +41,7 @@ YML
 }
 
 @test "wrong run: a newest journal whose first line is torn stops rollback (exit 2), nothing undone" {
+  file_only "a torn line is a file's (a record is one INSERT)"
   setup_runs
   printf '{"data":{"chain":"sha256","na' >"$T/.zdm/runs/20991231T235959Z-0001.jsonl"
   run --separate-stderr zdm rollback rb.yml

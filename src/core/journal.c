@@ -587,9 +587,10 @@ torn_record(const char *p, size_t n)
 	return false;
 }
 
-/* a file named like a run id (20261121T193504Z-227a.jsonl) holds that run:
- * a journal copied over another's is tampering.  Any other name (a copy
- * kept for review) says nothing. */
+/* a file named like a run id (20261121T193504Z-227a.jsonl), or a ref
+ * ending in a bare run id (a PostgreSQL run: pg:WHERE/SCHEMA/RUN_ID), holds
+ * that run: records copied over another run's are tampering.  Any other
+ * name (a copy kept for review) says nothing. */
 static bool
 run_matches_name(const char *path, const char *run)
 {
@@ -598,7 +599,9 @@ run_matches_name(const char *path, const char *run)
 
 	b = b != NULL ? b + 1 : path;
 	n = strlen(b);
-	if (n != 27 || strcmp(b + 21, ".jsonl") != 0 || b[8] != 'T' || b[15] != 'Z' || b[16] != '-')
+	if (!(n == 27 && strcmp(b + 21, ".jsonl") == 0) && n != 21)
+		return true;
+	if (b[8] != 'T' || b[15] != 'Z' || b[16] != '-')
 		return true;
 	for (size_t i = 0; i < 21; i++)
 		if (i != 8 && i != 15 && i != 16 && !isxdigit((unsigned char)b[i]))
@@ -706,8 +709,15 @@ jparse(const char *path, char *buf, size_t len, struct jlog *log, char **err, in
 			}
 			run = json_string_value(json_object_get(rec, "run"));
 			if (!run_matches_name(path, run)) {
-				seterr(err, "%s:1: the records are of run '%s', not of the run the file "
-				    "is named for (copied over another run's journal?)", path, run);
+				size_t pn = strlen(path);
+
+				if (pn > 6 && strcmp(path + pn - 6, ".jsonl") == 0)
+					seterr(err, "%s:1: the records are of run '%s', not of the run "
+					    "the file is named for (copied over another run's journal?)",
+					    path, run);
+				else
+					seterr(err, "%s:1: the records are of run '%s', not of the run "
+					    "they are kept as (copied from another run?)", path, run);
 				goto out;
 			}
 		}
