@@ -8,7 +8,7 @@ bats_require_minimum_version 1.5.0
 load helper
 
 # runbook NAME: its first step says it started, then waits for $T/release
-# (the test decides when the holder may finish; a 10s timeout is the guard)
+# (the test decides when the holder may finish; a 60s timeout is the guard, long enough for a loaded machine)
 write_holder() {   # file name
   cat >"$T/$1" <<EOF
 zdm: 1
@@ -16,7 +16,7 @@ name: $2
 steps:
   - id: hold
     uses: exec
-    timeout: 10s
+    timeout: 60s
     with:
       shell: 'touch "$T/$2.started"; while [ ! -e "$T/release" ]; do sleep 0.05; done'
   - id: after
