@@ -138,6 +138,12 @@ char *state_dir_for(const struct cli *c, const char *runbook);
  * PostgreSQL URL opens that backend.  NULL after printing why (exit 2). */
 struct store *state_open(const struct cli *c, const char *runbook, const char *cmd);
 bool is_runbook_path(const char *a);
+/* the index of the state dirs runbooks ran in lately (malloc'd; NULL
+ * without XDG_STATE_HOME or HOME), and putting S's state dir first in it
+ * once a run is written there (a warning when it cannot) */
+char *state_index_path(void);
+struct store;
+void state_remember(const struct store *s);
 /* the run a RUN_ID | RUNBOOK | JOURNAL argument (or none: the newest)
  * names: the store of its state dir, and *ref (malloc'd) in it; NULL after
  * printing why */

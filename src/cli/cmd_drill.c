@@ -512,6 +512,7 @@ out:
 	for (size_t j = 0; base != NULL && j < rb->nprobes; j++)
 		json_decref(base[j]);
 	free(base);
+	state_remember(store);
 	store_close(store);
 	free(sd);
 	runbook_free(rb);

@@ -129,6 +129,8 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	o.state_dir = s->dir;
 	sinks_init(&sinks, c, rb, &o);
 	rc = exit_code(runner_run(rb, &o));
+	if (o.mode != MODE_PLAN)
+		state_remember(s);
 out:
 	store_close(s);
 	runbook_free(rb);
@@ -250,6 +252,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 		rc = exit_code(runner_resume(rb, jp, &log, &o));
 	else
 		rc = exit_code(runner_rollback(rb, jp, &log, &o));
+	state_remember(s);
 out:
 	jlog_release(&log);
 	runbook_free(rb);
