@@ -67,6 +67,7 @@ struct cli {
 	size_t nanswers;
 	bool allow_changed;
 	bool json;
+	bool yes;			/* --yes */
 	const char *junit;		/* --junit FILE */
 	bool non_interactive;		/* --non-interactive */
 	const char **approve;		/* --approve STEP, repeatable */

@@ -19,6 +19,7 @@
 #include "core/journal.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "core/store.h"
 #include "report/ci.h"
 #include "report/notify.h"
@@ -174,6 +175,46 @@ test_pause_after_read(void)
 	free(w);
 }
 
+/*
+ * A bare `zdm rollback` takes the newest run: when that run succeeded, undo
+ * it only with --yes, or when the person at the terminal says y.  0: go on;
+ * -1 after saying why not.
+ */
+static int
+confirm_bare_rollback(const struct cli *c, const struct jlog *log)
+{
+	struct runstate st;
+	char line[64];
+	int rc = 0;
+
+	runstate_fold(log, &st, NULL);
+	if (c->yes || st.outcome != RS_FINISHED || !st.ended || st.status == NULL ||
+	    strcmp(st.status, "succeeded") != 0) {
+		runstate_release(&st);
+		return 0;
+	}
+	if (!interactive(c)) {
+		fprintf(stderr, "zdm rollback: the newest run, %s of runbook '%s', succeeded%s%s; "
+		    "to undo it, say so: zdm rollback --yes, or name the run: zdm rollback %s; nothing done\n",
+		    st.run_id ? st.run_id : "?", st.name ? st.name : "?", st.ended_at ? " at " : "",
+		    st.ended_at ? st.ended_at : "", st.run_id ? st.run_id : "RUN_ID");
+		runstate_release(&st);
+		return -1;
+	}
+	fprintf(stderr, "zdm rollback: the newest run, %s of runbook '%s', succeeded%s%s.\n"
+	    "Undo its steps? [y/N] ", st.run_id ? st.run_id : "?", st.name ? st.name : "?",
+	    st.ended_at ? " at " : "", st.ended_at ? st.ended_at : "");
+	fflush(stderr);
+	if (fgets(line, sizeof line, stdin) == NULL ||
+	    (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0 &&
+	    strcmp(line, "Y\n") != 0 && strcmp(line, "y") != 0)) {
+		fprintf(stderr, "zdm rollback: not rolled back; nothing done\n");
+		rc = -1;
+	}
+	runstate_release(&st);
+	return rc;
+}
+
 int
 cmd_continue(const struct cmd *cmd, struct cli *c)
 {
@@ -201,6 +242,8 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 		fprintf(stderr, "zdm %s: %s is empty: the run never started\n", cmd->name, jp);
 		goto out;
 	}
+	if (strcmp(cmd->name, "rollback") == 0 && c->argc == 0 && confirm_bare_rollback(c, &log) != 0)
+		goto out;
 	test_pause_after_read();
 	rbpath = json_string_value(json_object_get(json_object_get(log.recs[0], "data"), "runbook"));
 	if (rbpath == NULL) {
