@@ -121,8 +121,9 @@ struct registry;
 void print_errors(struct yerrs *e);
 /* load and check a runbook; NULL after printing the errors */
 struct runbook *load(const struct cli *c, const char *path, struct registry *reg);
-/* the registry over --plugin-path; *path is freed by the caller */
-struct registry *new_registry(const struct cli *c, char ***path);
+/* the registry over the plugin search path of RUNBOOK (NULL: none):
+ * plugin_path_build(); *path is freed by the caller */
+struct registry *new_registry(const struct cli *c, const char *runbook, char ***path);
 /* approvals may prompt: a terminal, no CI, no --non-interactive */
 bool interactive(const struct cli *c);
 /* --approve STEP must name an approval step of the runbook */

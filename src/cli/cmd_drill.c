@@ -329,7 +329,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 {
 	char **pp, *sd = NULL, *err = NULL;
 	struct store *store = NULL;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, c->argv[0], &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct point *pts = NULL;
 	json_t **base = NULL;

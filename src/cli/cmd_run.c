@@ -76,7 +76,7 @@ int
 cmd_validate(const struct cmd *cmd, struct cli *c)
 {
 	char **pp;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, c->argv[0], &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	int rc = ZDM_EXIT_USAGE;
 
@@ -95,7 +95,7 @@ int
 cmd_run(const struct cmd *cmd, struct cli *c)
 {
 	char **pp;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, c->argv[0], &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct run_opts o;
 	struct sinks sinks;
@@ -252,7 +252,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	}
 	if (c->argc && is_runbook_path(c->argv[0]))
 		rbpath = c->argv[0];
-	reg = new_registry(c, &pp);
+	reg = new_registry(c, rbpath, &pp);
 	/* the run's vars as it recorded them, unless overridden again */
 	rb = load(c, rbpath, reg);
 	if (rb == NULL)
