@@ -198,7 +198,8 @@ static const struct cmd commands[] = {
 	  "The password comes from PGPASSWORD or ~/.pgpass, never from URL (refused, exit 2).\n"
 	  "docs/state.md." },
 	{ "plugins", cmd_plugins, O_PLUGIN_PATH, 0, 0, "plugins [--plugin-path DIRS]",
-	  "List the step types, built-in and Lua, with their params." },
+	  "List the step types, built-in and Lua, with their params, then the directories\n"
+	  "plugins are looked for in (first found wins)." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
 	{ "help", cmd_help, 0, 0, 1, "help [COMMAND]", "Show help." },
 };
