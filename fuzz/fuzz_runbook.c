@@ -36,7 +36,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	fd = mkstemp(path);
 	if (fd < 0)
 		abort();
-	pp = plugin_path_build(NULL);	/* ZDM_PLUGIN_PATH: the plugins' validate() too */
+	pp = plugin_path_build(NULL, NULL);	/* ZDM_PLUGIN_PATH: the plugins' validate() too */
 	reg = registry_new((const char *const *)pp);
 	atexit(cleanup);
 	return 0;

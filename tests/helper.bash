@@ -114,6 +114,8 @@ setup() {
   T="$(mktemp -d "${BATS_TMPDIR:-/tmp}/zdm-test.XXXXXX")"
   cd "$T"
   export ZDM_PLUGIN_PATH="$REPO/plugins"
+  # zdm's index of recently used state dirs: the test's own, never the user's
+  export XDG_STATE_HOME="$BATS_TEST_TMPDIR/xdg-state"
   unset ZDM_STATE_DIR ZDM_STATE ZDM_STATE_SCHEMA ZDM_AUDIT_KEY ZDM_AUDIT_KEY_FILE ZDM_TEST_CRASH_BEFORE_RECORD ZDM_TEST_CRASH_AFTER_RECORD ZDM_TEST_TEAR_RECORD ZDM_TEST_PAUSE_AFTER_READ ZDM_ACTOR
   # the CI that runs the suite must not change who the actor is
   unset GITHUB_ACTIONS GITHUB_ACTOR GITHUB_TRIGGERING_ACTOR GITLAB_USER_LOGIN GITLAB_CI CI_JOB_URL \

@@ -126,7 +126,7 @@ EOF
   assert_line --regexp '^    command +list +optional +argv list'
   assert_line --regexp '^    expect_exit +list +\[0\] +exit codes that count as success$'
   assert_line --regexp '^    kill_grace +duration +"5s" +'
-  assert_line --regexp '^    link +string +required +path of the `current` symlink$'
+  assert_line --regexp '^    link +path +required +path of the `current` symlink$'
   assert_line --regexp '^    target +string +required +release directory to point it at$'
   assert_line --regexp '^    duration +duration +required +how long to wait'
   assert_line '  Point a `current` symlink at a release directory (atomic switch)'

@@ -32,6 +32,9 @@ enum zdm_ptype {
 	ZDM_T_LIST,	/* "list" */
 	ZDM_T_MAP,	/* "map" */
 	ZDM_T_ANY,	/* "any" */
+	ZDM_T_PATH,	/* "path": a string; a relative one is resolved from the
+			 * runbook's directory ("", /abs and ~/... are left as
+			 * they are) before validate() and run() see it */
 };
 
 struct zdm_param {

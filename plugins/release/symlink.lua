@@ -22,7 +22,7 @@ end
 return {
 	description = "Point a `current` symlink at a release directory (atomic switch)",
 	params = {
-		{name = "link", type = "string", required = true,
+		{name = "link", type = "path", required = true,
 		 doc = "path of the `current` symlink"},
 		{name = "target", type = "string", required = true,
 		 doc = "release directory to point it at"},

@@ -70,6 +70,7 @@ struct cli {
 	size_t nanswers;
 	bool allow_changed;
 	bool json;
+	bool yes;			/* --yes */
 	const char *junit;		/* --junit FILE */
 	bool non_interactive;		/* --non-interactive */
 	const char **approve;		/* --approve STEP, repeatable */
@@ -124,8 +125,9 @@ struct registry;
 void print_errors(struct yerrs *e);
 /* load and check a runbook; NULL after printing the errors */
 struct runbook *load(const struct cli *c, const char *path, struct registry *reg);
-/* the registry over --plugin-path; *path is freed by the caller */
-struct registry *new_registry(const struct cli *c, char ***path);
+/* the registry over the plugin search path of RUNBOOK (NULL: none):
+ * plugin_path_build(); *path is freed by the caller */
+struct registry *new_registry(const struct cli *c, const char *runbook, char ***path);
 /* approvals may prompt: a terminal, no CI, no --non-interactive */
 bool interactive(const struct cli *c);
 /* --approve STEP must name an approval step of the runbook */
@@ -146,6 +148,12 @@ char *state_dir_for(const struct cli *c, const char *runbook);
  * PostgreSQL URL opens that backend.  NULL after printing why (exit 2). */
 struct store *state_open(const struct cli *c, const char *runbook, const char *cmd);
 bool is_runbook_path(const char *a);
+/* the index of the state dirs runbooks ran in lately (malloc'd; NULL
+ * without XDG_STATE_HOME or HOME), and putting S's state dir first in it
+ * once a run is written there (a warning when it cannot) */
+char *state_index_path(void);
+struct store;
+void state_remember(const struct store *s);
 /* the run a RUN_ID | RUNBOOK | JOURNAL argument (or none: the newest)
  * names: the store of its state dir, and *ref (malloc'd) in it; NULL after
  * printing why */

@@ -339,7 +339,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 {
 	char **pp, *sd = NULL, *err = NULL;
 	struct store *store = NULL;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, c->argv[0], &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct point *pts = NULL;
 	json_t **base = NULL;
@@ -523,6 +523,7 @@ out:
 	for (size_t j = 0; base != NULL && j < rb->nprobes; j++)
 		json_decref(base[j]);
 	free(base);
+	state_remember(store);
 	store_close(store);
 	free(sd);
 	runbook_free(rb);

@@ -1,5 +1,6 @@
 /*
- * cmd_plugins.c - zdm plugins: the step types with their params.
+ * cmd_plugins.c - zdm plugins: the step types with their params, and the
+ * directories plugins were looked for in.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,7 +27,7 @@ int
 cmd_plugins(const struct cmd *cmd, struct cli *c)
 {
 	char **pp;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, NULL, &pp);
 	const struct zdm_step_type **all;
 	size_t n = registry_all(reg, &all);
 
@@ -43,6 +44,14 @@ cmd_plugins(const struct cmd *cmd, struct cli *c)
 			    p->required ? "required" : p->def ? p->def : "optional",
 			    p->doc ? p->doc : "");
 		}
+	}
+	/* where the Lua ones were looked for, so a missing one can be placed */
+	printf("\nPlugin search path (first found wins):\n");
+	for (size_t i = 0; pp[i] != NULL; i++) {
+		struct stat st;
+
+		printf("  %s%s\n", pp[i], stat(pp[i], &st) == 0 && S_ISDIR(st.st_mode) ? "" :
+		    "  (no such directory)");
 	}
 	registry_free(reg);
 	plugin_path_free(pp);

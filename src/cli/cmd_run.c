@@ -19,6 +19,7 @@
 #include "core/journal.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "core/store.h"
 #include "report/ci.h"
 #include "report/notify.h"
@@ -75,7 +76,7 @@ int
 cmd_validate(const struct cmd *cmd, struct cli *c)
 {
 	char **pp;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, c->argv[0], &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	int rc = ZDM_EXIT_USAGE;
 
@@ -94,7 +95,7 @@ int
 cmd_run(const struct cmd *cmd, struct cli *c)
 {
 	char **pp;
-	struct registry *reg = new_registry(c, &pp);
+	struct registry *reg = new_registry(c, c->argv[0], &pp);
 	struct runbook *rb = load(c, c->argv[0], reg);
 	struct run_opts o;
 	struct sinks sinks;
@@ -130,6 +131,8 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	o.state_timeout_ms = state_timeout(c);
 	sinks_init(&sinks, c, rb, &o);
 	rc = exit_code(runner_run(rb, &o));
+	if (o.mode != MODE_PLAN)
+		state_remember(s);
 out:
 	store_close(s);
 	runbook_free(rb);
@@ -150,6 +153,46 @@ has_redacted(const json_t *v)
 }
 
 /* resume and rollback: find the journal, load its runbook, hand over */
+/*
+ * A bare `zdm rollback` takes the newest run: when that run succeeded, undo
+ * it only with --yes, or when the person at the terminal says y.  0: go on;
+ * -1 after saying why not.
+ */
+static int
+confirm_bare_rollback(const struct cli *c, const struct jlog *log)
+{
+	struct runstate st;
+	char line[64];
+	int rc = 0;
+
+	runstate_fold(log, &st, NULL);
+	if (c->yes || st.outcome != RS_FINISHED || !st.ended || st.status == NULL ||
+	    strcmp(st.status, "succeeded") != 0) {
+		runstate_release(&st);
+		return 0;
+	}
+	if (!interactive(c)) {
+		fprintf(stderr, "zdm rollback: the newest run, %s of runbook '%s', succeeded%s%s; "
+		    "to undo it, say so: zdm rollback --yes, or name the run: zdm rollback %s; nothing done\n",
+		    st.run_id ? st.run_id : "?", st.name ? st.name : "?", st.ended_at ? " at " : "",
+		    st.ended_at ? st.ended_at : "", st.run_id ? st.run_id : "RUN_ID");
+		runstate_release(&st);
+		return -1;
+	}
+	fprintf(stderr, "zdm rollback: the newest run, %s of runbook '%s', succeeded%s%s.\n"
+	    "Undo its steps? [y/N] ", st.run_id ? st.run_id : "?", st.name ? st.name : "?",
+	    st.ended_at ? " at " : "", st.ended_at ? st.ended_at : "");
+	fflush(stderr);
+	if (fgets(line, sizeof line, stdin) == NULL ||
+	    (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0 &&
+	    strcmp(line, "Y\n") != 0 && strcmp(line, "y") != 0)) {
+		fprintf(stderr, "zdm rollback: not rolled back; nothing done\n");
+		rc = -1;
+	}
+	runstate_release(&st);
+	return rc;
+}
+
 int
 cmd_continue(const struct cmd *cmd, struct cli *c)
 {
@@ -177,6 +220,8 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 		fprintf(stderr, "zdm %s: %s is empty: the run never started\n", cmd->name, jp);
 		goto out;
 	}
+	if (strcmp(cmd->name, "rollback") == 0 && c->argc == 0 && confirm_bare_rollback(c, &log) != 0)
+		goto out;
 	test_pause_after_read();
 	rbpath = json_string_value(json_object_get(json_object_get(log.recs[0], "data"), "runbook"));
 	if (rbpath == NULL) {
@@ -185,7 +230,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 	}
 	if (c->argc && is_runbook_path(c->argv[0]))
 		rbpath = c->argv[0];
-	reg = new_registry(c, &pp);
+	reg = new_registry(c, rbpath, &pp);
 	/* the run's vars as it recorded them, unless overridden again */
 	rb = load(c, rbpath, reg);
 	if (rb == NULL)
@@ -229,6 +274,7 @@ cmd_continue(const struct cmd *cmd, struct cli *c)
 		rc = exit_code(runner_resume(rb, jp, &log, &o));
 	else
 		rc = exit_code(runner_rollback(rb, jp, &log, &o));
+	state_remember(s);
 out:
 	jlog_release(&log);
 	runbook_free(rb);

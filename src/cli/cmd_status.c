@@ -63,7 +63,8 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 			else if (held)
 				printf(" — a zdm process holds the lock: running");
 			else
-				printf(" — no zdm process holds the lock: it stopped (crash?); zdm resume or zdm rollback");
+				printf(" — no zdm process holds the lock: it stopped (crash?); zdm resume %s or "
+				    "zdm rollback %s", st.run_id, st.run_id);
 			free(holder);
 		}
 		if (st.outcome == RS_PAUSED && st.pause.waiting_for != NULL && st.pause.step != NULL) {

@@ -90,9 +90,9 @@ load(const struct cli *c, const char *path, struct registry *reg)
 }
 
 struct registry *
-new_registry(const struct cli *c, char ***path)
+new_registry(const struct cli *c, const char *runbook, char ***path)
 {
-	*path = plugin_path_build(c->plugin_path);
+	*path = plugin_path_build(c->plugin_path, runbook);
 	return registry_new((const char *const *)*path);
 }
 

@@ -143,14 +143,16 @@ static const struct cmd commands[] = {
 	  "done).  A changed runbook is refused unless --allow-changed.  --approve and\n"
 	  "--wait-for-approval as for zdm run." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT | O_YES, 0, 1,
 	  "rollback [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
-	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION] [--state-timeout D]",
+	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION] [--state-timeout D] [--yes]",
 	  "Undo the run's completed steps in reverse order from their recorded undo_data, or\n"
 	  "continue a rollback that was cut short.  No undo runs twice.  Before it acts, every\n"
 	  "item in doubt needs an answer (exit 5 names each): a step in doubt, STEP=retry (it\n"
 	  "took effect: undo it) or STEP=skip (it did not); an undo in doubt, STEP=retry (it did\n"
 	  "not happen: run it) or STEP=skip (it did).  A bare retry|skip answers a single item.\n"
+	  "Without RUN_ID or RUNBOOK it takes the newest run; when that run succeeded, zdm asks\n"
+	  "first (y/N) on a terminal, and otherwise refuses (exit 2) unless --yes.\n"
 	  "Exit 0 when every step is undone, 3 when not, 5 when something is in doubt." },
 	{ "drill", cmd_drill, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_ONLY | O_JSON |
 	  O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT, 1, 1,
@@ -211,7 +213,8 @@ static const struct cmd commands[] = {
 	  "The password comes from PGPASSWORD or ~/.pgpass, never from URL (refused, exit 2).\n"
 	  "docs/state.md." },
 	{ "plugins", cmd_plugins, O_PLUGIN_PATH, 0, 0, "plugins [--plugin-path DIRS]",
-	  "List the step types, built-in and Lua, with their params." },
+	  "List the step types, built-in and Lua, with their params, then the directories\n"
+	  "plugins are looked for in (first found wins)." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
 	{ "help", cmd_help, 0, 0, 1, "help [COMMAND]", "Show help." },
 };
@@ -435,7 +438,7 @@ main(int argc, char **argv)
 			break;
 		case 'A': c.allow_changed = true; break;
 		case 'j': c.json = true; break;
-		case 'y': break;
+		case 'y': c.yes = true; break;
 		case 'J':
 			if (*optarg == '\0') {
 				fprintf(stderr, "zdm %s: --junit needs a file name\n", cmd->name);

@@ -28,6 +28,7 @@ ptype_name(enum zdm_ptype t)
 	case ZDM_T_LIST: return "list";
 	case ZDM_T_MAP: return "map";
 	case ZDM_T_ANY: return "any";
+	case ZDM_T_PATH: return "path";
 	}
 	return "?";
 }
@@ -63,6 +64,7 @@ convert_param(const struct zdm_param *p, json_t *v, char **msg)
 	const char *tn = ptype_name(p->type);
 
 	switch (p->type) {
+	case ZDM_T_PATH:
 	case ZDM_T_STRING:
 		if (json_is_string(v))
 			return json_incref(v);
@@ -147,6 +149,30 @@ convert_param(const struct zdm_param *p, json_t *v, char **msg)
 }
 
 /*
+ * A path param as written, resolved from the runbook's directory when it
+ * is relative, so a runbook means the same files from any current
+ * directory.  "" (the param's "none"), /abs and ~/... stay as they are.
+ */
+static json_t *
+resolve_path(const struct runbook *rb, json_t *v)
+{
+	const char *s = json_string_value(v);
+	char *dir, *full;
+	json_t *r;
+
+	if (rb == NULL || rb->abspath == NULL || s == NULL || s[0] == '\0' || s[0] == '/' ||
+	    s[0] == '~')
+		return v;
+	dir = path_dirname(rb->abspath);
+	full = strcmp(s, ".") == 0 ? xstrdup(dir) : path_join(dir, strncmp(s, "./", 2) == 0 ? s + 2 : s);
+	r = json_string(full);
+	free(dir);
+	free(full);
+	json_decref(v);
+	return r;
+}
+
+/*
  * Schema checks of `params` (rendered) for type t; fills defaults and
  * converts values in place.  Expressions still unresolved (static mode) are
  * left alone.
@@ -226,6 +252,8 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 			free(msg);
 			continue;
 		}
+		if (p->type == ZDM_T_PATH)
+			conv = resolve_path(d->rb, conv);
 		json_object_set_new(params, p->name, conv);
 	}
 	free(suggested);

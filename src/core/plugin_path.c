@@ -1,6 +1,7 @@
 /*
  * plugin_path.c - where Lua plugins are found: the search path
- * (--plugin-path, ZDM_PLUGIN_PATH, ./plugins, next to the binary, PREFIX)
+ * (--plugin-path, ZDM_PLUGIN_PATH, the runbook's repository, ./plugins,
+ * next to the binary, PREFIX)
  * and the file of a dotted name (`lb.nginx` is `<dir>/lb/nginx.lua`).
  * Shared by the registry and by zdm.lib in the Lua host (lua/lib.c); the
  * only place that knows how plugin files are laid out.
@@ -18,10 +19,61 @@
 #define ZDM_PREFIX "/usr/local"
 #endif
 
-char **
-plugin_path_build(const char *flag)
+/* add DIR to v (owned) unless it is there already */
+static void
+add_dir(char **v, size_t *n, char *dir)
 {
-	char **v = xcalloc(64, sizeof *v);
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(v[i], dir) == 0) {
+			free(dir);
+			return;
+		}
+	v[(*n)++] = dir;
+}
+
+static bool
+is_dir(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * The plugins/ of the runbook's repository: from the runbook's directory
+ * (absolute) up, the first directory with a plugins/ directory in it; the
+ * walk stops at the top of a git repository (a .git in it), and before /.
+ */
+static char *
+repo_plugins(const char *rbdir)
+{
+	char *d = xstrdup(rbdir);
+
+	for (;;) {
+		char *p = path_join(d, "plugins"), *git = path_join(d, ".git"), *up;
+		bool top = access(git, F_OK) == 0;
+
+		free(git);
+		if (strcmp(d, "/") != 0 && is_dir(p)) {	/* not /plugins */
+			free(d);
+			return p;
+		}
+		free(p);
+		up = path_dirname(d);
+		if (top || strcmp(up, d) == 0) {
+			free(up);
+			free(d);
+			return NULL;
+		}
+		free(d);
+		d = up;
+	}
+}
+
+char **
+plugin_path_build(const char *flag, const char *runbook)
+{
+	char **v = xcalloc(72, sizeof *v);
 	size_t n = 0;
 	const char *envp = getenv("ZDM_PLUGIN_PATH");
 	const char *parts[2] = { flag, envp };
@@ -34,13 +86,24 @@ plugin_path_build(const char *flag)
 		copy = xstrdup(parts[i]);
 		for (tok = strtok_r(copy, ":", &save); tok != NULL && n < 60;
 		    tok = strtok_r(NULL, ":", &save))
-			v[n++] = xstrdup(tok);
+			add_dir(v, &n, path_abs(tok));
 		free(copy);
 	}
-	v[n++] = xstrdup("./plugins");
 	{
-		/* where this binary is installed: BIN/../share/zdm/plugins, so
-		 * `make install PREFIX=...` works without a rebuild */
+		/* the runbook's repository (without a runbook: the current dir's) */
+		char *abs = path_abs(runbook != NULL ? runbook : "."),
+		    *dir = runbook != NULL ? path_dirname(abs) : xstrdup(abs), *rp = repo_plugins(dir);
+
+		if (rp != NULL)
+			add_dir(v, &n, rp);
+		free(abs);
+		free(dir);
+	}
+	add_dir(v, &n, path_abs("plugins"));
+	{
+		/* where this binary is: BIN/../share/zdm/plugins, so `make install
+		 * PREFIX=...` works without a rebuild, and BIN/../plugins, so a
+		 * binary built in (or unpacked with) its source tree finds them */
 		char exe[4096];
 		ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
 
@@ -50,14 +113,26 @@ plugin_path_build(const char *flag)
 			exe[l] = '\0';
 			bin = path_dirname(exe);
 			pre = path_dirname(bin);
-			v[n++] = path_join(pre, "share/zdm/plugins");
+			add_dir(v, &n, path_join(pre, "share/zdm/plugins"));
+			add_dir(v, &n, path_join(pre, "plugins"));
 			free(bin);
 			free(pre);
 		}
 	}
-	v[n++] = xstrdup(ZDM_PREFIX "/share/zdm/plugins");
+	add_dir(v, &n, xstrdup(ZDM_PREFIX "/share/zdm/plugins"));
 	v[n] = NULL;
 	return v;
+}
+
+char *
+plugin_path_describe(const char *const *path)
+{
+	struct sbuf sb;
+
+	sb_init(&sb);
+	for (size_t i = 0; path != NULL && path[i] != NULL; i++)
+		sb_addf(&sb, "%s%s%s", i ? ", " : "", path[i], is_dir(path[i]) ? "" : " (no such directory)");
+	return sb_detach(&sb);
 }
 
 void

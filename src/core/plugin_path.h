@@ -6,8 +6,14 @@
 
 #include <stdbool.h>
 
-/* plugin search path: --plugin-path, ZDM_PLUGIN_PATH, ./plugins, PREFIX/share/zdm/plugins */
-char **plugin_path_build(const char *flag);
+/* plugin search path, absolute dirs, each once, first found wins:
+ * --plugin-path, ZDM_PLUGIN_PATH, the plugins/ of the runbook's repository
+ * (from the runbook's dir up to a .git or /: the first dir with plugins/;
+ * without a runbook, from the current dir), ./plugins,
+ * BIN/../share/zdm/plugins, BIN/../plugins, PREFIX/share/zdm/plugins */
+char **plugin_path_build(const char *flag, const char *runbook);
+/* "DIR, DIR (no such directory), ..." (malloc'd), for messages */
+char *plugin_path_describe(const char *const *path);
 void plugin_path_free(char **p);
 /* plugin names and files, for the registry and for zdm.lib (lua/lib.c):
  * a dotted name of [a-z0-9_-] parts; a library's last part starts with '_';

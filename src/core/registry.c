@@ -122,7 +122,17 @@ registry_get(struct registry *r, const char *name, char **err)
 		sug = did_you_mean(name, (const char *const *)nm.v);
 		if (sug != NULL)
 			seterr(err, "unknown step type '%s' (did you mean '%s'?)", name, sug);
-		else
+		else if (plugin_name_valid(name)) {
+			char *where = plugin_path_describe((const char *const *)r->path), *f = xstrdup(name);
+
+			for (char *q = f; *q != '\0'; q++)
+				if (*q == '.')
+					*q = '/';
+			seterr(err, "unknown step type '%s' (see 'zdm plugins' for the list); no %s.lua in: %s; "
+			    "add its directory with --plugin-path or ZDM_PLUGIN_PATH", name, f, where);
+			free(where);
+			free(f);
+		} else
 			seterr(err, "unknown step type '%s' (see 'zdm plugins' for the list)", name);
 		for (size_t i = 0; i < nm.n; i++)
 			free(nm.v[i]);

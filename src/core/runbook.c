@@ -341,8 +341,14 @@ parse_secrets(struct runbook *rb, struct yerrs *e, const struct ynode *n)
 		s->node = v;
 		if (env != NULL && want_string(rb, e, env, "env") != NULL)
 			s->env = xstrdup(env->str);
-		if (file != NULL && want_string(rb, e, file, "file") != NULL)
-			s->file = xstrdup(file->str);
+		if (file != NULL && want_string(rb, e, file, "file") != NULL) {
+			/* a relative file is the runbook's neighbour, wherever zdm runs */
+			char *dir = path_dirname(rb->abspath);
+
+			s->file = file->str[0] == '/' || file->str[0] == '\0' ? xstrdup(file->str) :
+			    path_join(dir, file->str);
+			free(dir);
+		}
 		rb->nsecrets++;
 	}
 }

@@ -21,7 +21,7 @@
 
 static const char *const lh_type_names[] = {
 	/* in enum zdm_ptype order */
-	"string", "int", "number", "bool", "duration", "list", "map", "any", NULL
+	"string", "int", "number", "bool", "duration", "list", "map", "any", "path", NULL
 };
 
 /* a default that fits its type; NULL or why not.  May replace *j. */
@@ -31,6 +31,7 @@ lh_default_fits(enum zdm_ptype type, json_t **j)
 	int64_t ms;
 
 	switch (type) {
+	case ZDM_T_PATH:
 	case ZDM_T_STRING:
 		return json_is_string(*j) ? NULL : "a string";
 	case ZDM_T_INT:
@@ -103,7 +104,7 @@ lh_param(lua_State *L, const char *path, struct zdm_param *params, int i, int e)
 	lua_pop(L, 1);
 
 	if (lua_getfield(L, e, "type") != LUA_TSTRING)
-		luaL_error(L, "%s: params[%d]: 'type' must be one of string, int, number, bool, duration, list, map, any",
+		luaL_error(L, "%s: params[%d]: 'type' must be one of string, int, number, bool, duration, list, map, any, path",
 		    path, i);
 	s = lua_tostring(L, -1);
 	for (k = 0; lh_type_names[k] != NULL; k++)

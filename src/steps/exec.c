@@ -16,7 +16,7 @@ static const struct zdm_param exec_params[] = {
 	{ "command", ZDM_T_LIST, false, NULL, "argv list, run without a shell: [systemctl, restart, app]" },
 	{ "shell", ZDM_T_STRING, false, NULL, "a command line for /bin/sh -c (instead of command)" },
 	{ "env", ZDM_T_MAP, false, NULL, "extra environment variables" },
-	{ "cwd", ZDM_T_STRING, false, NULL, "working directory" },
+	{ "cwd", ZDM_T_PATH, false, NULL, "working directory (default: zdm's current directory)" },
 	{ "stdin", ZDM_T_STRING, false, NULL, "text written to the command's stdin (default: /dev/null)" },
 	{ "expect_exit", ZDM_T_LIST, false, "[0]", "exit codes that count as success" },
 	{ "output_limit", ZDM_T_INT, false, "65536", "bytes of stdout and of stderr kept in outputs" },

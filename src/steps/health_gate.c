@@ -48,7 +48,7 @@ static const struct zdm_param hg_params[] = {
 	{ "expect_body_contains", ZDM_T_STRING, false, NULL, "text a healthy body contains" },
 	{ "expect_json", ZDM_T_MAP, false, NULL, "JSON fields of a healthy body: .status: up" },
 	{ "headers", ZDM_T_MAP, false, NULL, "request headers, name: value" },
-	{ "ca_file", ZDM_T_STRING, false, NULL, "PEM file of CA certificates to verify the server with" },
+	{ "ca_file", ZDM_T_PATH, false, NULL, "PEM file of CA certificates to verify the server with" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
 };
 

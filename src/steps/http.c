@@ -37,7 +37,7 @@ static const struct zdm_param http_params[] = {
 	{ "expect_body_contains", ZDM_T_STRING, false, NULL, "text the response body must contain" },
 	{ "outputs", ZDM_T_MAP, false, NULL, "outputs from the JSON response: name: .json.path (.items[0].id)" },
 	{ "timeout", ZDM_T_DURATION, false, "\"10s\"", "for the request (never past the step's timeout)" },
-	{ "ca_file", ZDM_T_STRING, false, NULL, "PEM file of CA certificates to verify the server with" },
+	{ "ca_file", ZDM_T_PATH, false, NULL, "PEM file of CA certificates to verify the server with" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
 	{ "user", ZDM_T_STRING, false, NULL, "basic auth user" },
 	{ "password", ZDM_T_STRING, false, NULL, "basic auth password (from secrets)" },

@@ -92,7 +92,7 @@ static const struct zdm_param mg_params[] = {
 	{ "bearer", ZDM_T_STRING, false, NULL, "bearer token, from secrets: ${{ secrets.prom_token }}" },
 	{ "user", ZDM_T_STRING, false, NULL, "basic auth user" },
 	{ "password", ZDM_T_STRING, false, NULL, "basic auth password, from secrets" },
-	{ "ca_file", ZDM_T_STRING, false, NULL, "PEM bundle that verifies the provider's TLS certificate" },
+	{ "ca_file", ZDM_T_PATH, false, NULL, "PEM bundle that verifies the provider's TLS certificate" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
 };
 
