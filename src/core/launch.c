@@ -126,6 +126,8 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->store = o->store;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
 	r->t0 = zdm_now_ms();
+	if (o->mode != MODE_RUN)
+		r->planned_state = json_object();
 }
 
 static void
@@ -144,6 +146,7 @@ run_release(struct run *r)
 		json_decref(r->ss[i].notes);
 	}
 	free(r->ss);
+	json_decref(r->planned_state);
 	free(r->finished_status);
 	free(r->failed_step);
 	free(r->fail_msg);
@@ -176,17 +179,40 @@ plan(struct run *r)
 		json_t *params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
 		json_t *uparams = NULL;
 
+		char *cerr = NULL;
+
 		memset(&ev, 0, sizeof ev);
 		ev.kind = OBS_PLAN_STEP;
 		ev.plan.i = i;
+		ev.plan.when = PLAN_RUNS;
+		if (s->if_expr != NULL) {
+			bool yes = true;
+			int k = expr_cond(r->rb->x, s->if_expr, &yes, &cerr);
+
+			if (k != 0) {
+				/* needs steps' outputs or secrets, or fails: the run decides */
+				ev.plan.when = PLAN_UNKNOWN;
+				ev.plan.why = k < 0 ? cerr : NULL;
+			} else if (!yes) {
+				ev.plan.when = PLAN_SKIPPED;
+			}
+		}
+		if (ev.plan.when == PLAN_SKIPPED) {
+			/* nothing runs: no plan, no undo, the planned state as it was */
+			run_emit(r, &ev);
+			free(cerr);
+			json_decref(params);
+			free(err);
+			continue;
+		}
 		if (params != NULL)
-			p = plan_of(s->type, params);
+			p = plan_of(s->type, params, r->planned_state);
 		ev.plan.doing = p ? p : params ? s->uses : err;
 		if (s->undo != NULL) {
 			uparams = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
 			    s->undo->with_node, &uerr);
 			if (uparams != NULL)
-				up = plan_of(s->undo->type, uparams);
+				up = plan_of(s->undo->type, uparams, NULL);
 			ev.plan.undo = PLAN_UNDO_STEP;
 			ev.plan.undoing = up ? up : uparams ? s->undo->uses : uerr;
 		} else {
@@ -194,6 +220,7 @@ plan(struct run *r)
 			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
 		}
 		run_emit(r, &ev);
+		free(cerr);
 		free(p);
 		free(err);
 		json_decref(params);
