@@ -8,13 +8,26 @@
 
 bats_require_minimum_version 1.5.0
 load helper
+# the helper's teardown, before the server libraries wrap it
+eval "base_$(declare -f teardown)"
 load servers/httpd
 load servers/lb_nginx
+load servers/sshd
+load servers/postgres
+
+setup_file() {
+  pg_start check
+}
+
+teardown_file() {
+  pg_stop_all
+}
 
 teardown() {
   stop_lb
   stop_servers
-  helper_teardown
+  stop_sshds
+  base_teardown
 }
 
 # the with: lines that point an lb.nginx step at this test's nginx
@@ -84,4 +97,88 @@ YML
   [ "$(front)" = "blue" ]
   run jq -r 'select(.event=="step.skipped") | .data.checked' "$(J)"
   assert_output "nginx -t accepts the configuration with the new upstream app (tested on a copy)"
+}
+
+# ---- ssh ----------------------------------------------------------------------
+
+# $T/rb.yml: one ssh step `deploy` on 127.0.0.1:PORT that would touch $T/ran;
+# more with: lines on stdin
+ssh_runbook() {   # port
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-ssh
+steps:
+  - id: deploy
+    uses: ssh
+    with:
+      hosts: ["127.0.0.1:$1"]
+      user: root
+      key_file: $T/ssh/id_ed25519
+      known_hosts: $T/ssh/known_hosts
+      connect_timeout: 5s
+      shell: touch $T/ran
+$(sed 's/^/      /')
+YML
+}
+
+@test "check: ssh: a dry run refuses an unknown host key as the real run would, and runs nothing" {
+  ssh_keys
+  start_sshd h1
+  ssh_runbook "$SSHD_PORT" </dev/null
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/1\] failed +deploy'
+  assert_output --partial "check failed: 1 of 1 host cannot be reached as the run needs, over max_fail: 127.0.0.1:$SSHD_PORT: "
+  assert_output --partial "unknown host key ssh-ed25519 $(fingerprint h1): [127.0.0.1]:$SSHD_PORT is not in $T/ssh/known_hosts"
+  assert_line --partial "dry run: step 'deploy' failed"
+  assert_file_not_exists "$T/ran"
+  [ ! -s "$T/ssh/known_hosts" ]
+}
+
+@test "check: ssh: a dry run refuses a changed host key, naming both fingerprints" {
+  ssh_keys
+  start_sshd h1
+  start_sshd h2
+  # h1's port with h2's key: the key h1 offers is not the one known
+  echo "[127.0.0.1]:$PORT_h1 $(cut -d' ' -f1,2 "$T/ssh/h2/host_ed25519.pub")" >"$T/ssh/known_hosts"
+  ssh_runbook "$PORT_h1" </dev/null
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "HOST KEY CHANGED: [127.0.0.1]:$PORT_h1 in $T/ssh/known_hosts has $(fingerprint h2), the server offered ssh-ed25519 $(fingerprint h1)"
+  assert_file_not_exists "$T/ran"
+}
+
+@test "check: ssh: a dry run refuses a key the host does not authorize" {
+  ssh_keys
+  start_sshd h1
+  known_host h1
+  ssh-keygen -q -t ed25519 -N '' -f "$T/other_key"
+  ssh_runbook "$SSHD_PORT" <<<"key_file: $T/other_key"
+  sed -i "0,/key_file: .*id_ed25519/{/key_file: .*id_ed25519/d}" "$T/rb.yml"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "authentication as 'root' with key_file $T/other_key failed"
+  assert_file_not_exists "$T/ran"
+}
+
+@test "check: ssh: a dry run with a known key and an accepted login passes without running the command" {
+  ssh_keys
+  start_sshd h1
+  known_host h1
+  ssh_runbook "$SSHD_PORT" </dev/null
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: 1 host: host key and login accepted (no command run)"
+  assert_file_not_exists "$T/ran"
+}
+
+@test "check: ssh: accept-new: a dry run reports the new key and leaves known_hosts as it is" {
+  ssh_keys
+  start_sshd h1
+  ssh_runbook "$SSHD_PORT" <<<"host_key_policy: accept-new"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: 1 host: host key and login accepted (no command run); not in known_hosts yet, the run adds them (accept-new): 127.0.0.1:$SSHD_PORT"
+  [ ! -s "$T/ssh/known_hosts" ]
+  assert_file_not_exists "$T/ran"
 }
