@@ -182,3 +182,63 @@ YML
   [ ! -s "$T/ssh/known_hosts" ]
   assert_file_not_exists "$T/ran"
 }
+
+# ---- PostgreSQL ---------------------------------------------------------------
+
+# $T/rb.yml: one db.postgres_backfill step `fill` on table TABLE of $CONN
+backfill_runbook() {   # table
+  pg_step_runbook check-pg db.postgres_backfill fill "table: $1
+key: id
+set: \"name = upper(name)\""
+}
+
+@test "check: db.postgres_backfill: a dry run fails on a table that does not exist, changing nothing" {
+  pg_test_db check "CREATE TABLE items (id bigint PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')"
+  backfill_runbook nosuch
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/1\] failed +fill'
+  assert_output --partial "check failed: table 'nosuch': "
+  assert_output --partial 'relation "nosuch" does not exist'
+  assert_line --partial "dry run: step 'fill' failed"
+  refute_output --partial "$PGPW"
+  run pg_psql check "$DB" -c "SELECT name FROM items"
+  assert_output a
+}
+
+@test "check: db.postgres_backfill: a dry run fails when the user may read but not update the table" {
+  pg_test_db check "CREATE TABLE items (id bigint PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')"
+  pg_psql check "$DB" -c "CREATE ROLE reader LOGIN PASSWORD '$PGPW'; GRANT SELECT ON items TO reader"
+  backfill_runbook items
+  sed -i "s/user=$PG_USER/user=reader/" "$T/rb.yml"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  pg_psql check "$DB" -c "DROP OWNED BY reader; DROP ROLE reader"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: user reader lacks UPDATE on table items: GRANT SELECT, UPDATE ON items TO reader"
+  run pg_psql check "$DB" -c "SELECT name FROM items"
+  assert_output a
+}
+
+@test "check: db.postgres_backfill: a dry run passes when the table, its key and the privileges are there, and updates nothing" {
+  pg_test_db check "CREATE TABLE items (id bigint PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')"
+  backfill_runbook items
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: table items with integer key id, SELECT and UPDATE granted to $PG_USER"
+  run pg_psql check "$DB" -c "SELECT name FROM items"
+  assert_output a
+}
+
+@test "check: db.postgres_sql: a dry run connects (a wrong password fails it) and runs no SQL" {
+  pg_test_db check "CREATE TABLE items (id bigint PRIMARY KEY, name text)"
+  pg_step_runbook check-pg db.postgres_sql ddl "sql: ALTER TABLE items ADD COLUMN extra int"
+  PGPW=wrong run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: connecting: "
+  assert_output --partial "password authentication failed"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: connected to $DB as $PG_USER (a primary); the SQL itself is not tried"
+  run pg_psql check "$DB" -c "SELECT count(*) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'extra'"
+  assert_output 0
+}
