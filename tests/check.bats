@@ -12,6 +12,7 @@ load helper
 eval "base_$(declare -f teardown)"
 load servers/httpd
 load servers/lb_nginx
+load servers/haproxy
 load servers/sshd
 load servers/postgres
 
@@ -25,6 +26,7 @@ teardown_file() {
 
 teardown() {
   stop_lb
+  stop_haproxy
   stop_servers
   stop_sshds
   base_teardown
@@ -97,6 +99,57 @@ YML
   [ "$(front)" = "blue" ]
   run jq -r 'select(.event=="step.skipped") | .data.checked' "$(J)"
   assert_output "nginx -t accepts the configuration with the new upstream app (tested on a copy)"
+}
+
+# ---- lb.haproxy ---------------------------------------------------------------
+
+# $T/rb.yml: one lb.haproxy step `shift` on SOCKET setting SERVERS (YAML map)
+haproxy_runbook() {   # socket servers
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-haproxy
+steps:
+  - id: shift
+    uses: lb.haproxy
+    with:
+      socket: $1
+      backend: app
+      servers: $2
+YML
+}
+
+@test "check: lb.haproxy: a dry run fails on a server the backend does not have, and sets nothing" {
+  start_backends
+  start_haproxy
+  BEFORE="$(hx_state)"
+  haproxy_runbook "unix:$HX_SOCK" "{green: {weight: 50, state: ready}, purple: {weight: 50}}"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/1\] failed +shift'
+  assert_output --partial "check failed: no server 'purple' in backend 'app' (it has: blue, green)"
+  [ "$(hx_state)" = "$BEFORE" ]
+}
+
+@test "check: lb.haproxy: a dry run fails on a runtime API below level admin, as the run would" {
+  start_backends
+  start_haproxy user
+  BEFORE="$(hx_state)"
+  haproxy_runbook "unix:$HX_SOCK" "{green: {weight: 50}}"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: the runtime API unix:$HX_SOCK is at level user: \`set server\` needs \`level admin\`"
+  [ "$(hx_state)" = "$BEFORE" ]
+}
+
+@test "check: lb.haproxy: a dry run with the backend's servers and an admin socket passes and sets nothing" {
+  start_backends
+  start_haproxy
+  BEFORE="$(hx_state)"
+  haproxy_runbook "unix:$HX_SOCK" "{green: {weight: 50, state: ready}}"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: backend app has green; the runtime API answers at level admin"
+  [ "$(hx_state)" = "$BEFORE" ]
 }
 
 # ---- ssh ----------------------------------------------------------------------
@@ -241,4 +294,77 @@ set: \"name = upper(name)\""
   assert_line "        checked: connected to $DB as $PG_USER (a primary); the SQL itself is not tried"
   run pg_psql check "$DB" -c "SELECT count(*) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'extra'"
   assert_output 0
+}
+
+# ---- zdm plan: if: and the planned state ---------------------------------------
+
+@test "check: zdm plan describes a later step's \"now:\" from the earlier planned step, not from the live file" {
+  start_lb_nginx
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: canary
+steps:
+  - id: canary
+    uses: lb.nginx
+    with:
+$(nginx_at)
+      file: $T/lb/upstream.conf
+      upstream: app
+      servers: [{address: "127.0.0.1:$BLUE_PORT", weight: 9}, {address: "127.0.0.1:8001"}]
+  - id: all-in
+    uses: lb.nginx
+    with:
+$(nginx_at)
+      file: $T/lb/upstream.conf
+      upstream: app
+      servers: [{address: "127.0.0.1:8001"}]
+YML
+  run --separate-stderr zdm plan "$T/rb.yml"
+  assert_equal "$status" 0
+  assert_line "      do:   upstream app in $T/lb/upstream.conf: 127.0.0.1:$BLUE_PORT weight=9, 127.0.0.1:8001 (now: 127.0.0.1:$BLUE_PORT); then nginx -t -c $T/lb/nginx.conf and HUP to the master in $T/lb/nginx.pid"
+  assert_line "      do:   upstream app in $T/lb/upstream.conf: 127.0.0.1:8001 (now: 127.0.0.1:$BLUE_PORT weight=9, 127.0.0.1:8001); then nginx -t -c $T/lb/nginx.conf and HUP to the master in $T/lb/nginx.pid"
+  # the dry run says the same
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        upstream app in $T/lb/upstream.conf: 127.0.0.1:8001 (now: 127.0.0.1:$BLUE_PORT weight=9, 127.0.0.1:8001); then nginx -t -c $T/lb/nginx.conf and HUP to the master in $T/lb/nginx.pid"
+}
+
+@test "check: zdm plan and --dry-run: a false if: is skipped, one that reads a planned step's outputs is unknown until run" {
+  cat >"$T/rb.yml" <<'YML'
+zdm: 1
+name: conditions
+vars: {canary: false}
+steps:
+  - id: probe
+    uses: exec
+    with: {command: [echo, ready]}
+  - id: canary
+    if: ${{ vars.canary }}
+    uses: exec
+    with: {command: [touch, canary]}
+  - id: switch
+    if: ${{ steps.probe.outputs.stdout == 'ready' }}
+    uses: exec
+    with: {command: [touch, switched]}
+YML
+  run --separate-stderr zdm plan "$T/rb.yml"
+  assert_equal "$status" 0
+  assert_output - <<'EOF'
+plan for conditions (3 steps), on failure: roll back in reverse order
+ 1. probe (exec)
+      do:   run echo ready
+      undo: none
+ 2. canary (exec)  if: ${{ vars.canary }}
+      skipped: if: is false
+ 3. switch (exec)  if: ${{ steps.probe.outputs.stdout == 'ready' }}
+      if:   unknown until run (needs outputs of earlier steps or secrets)
+      do:   run touch switched
+      undo: none
+EOF
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line --regexp '^\[2/3\] skipped +canary$'
+  assert_line --regexp '^\[3/3\] planned +switch$'
+  assert_line "        unknown until run: if: reads outputs of steps that only showed their plan"
+  assert_file_not_exists "$T/switched"
 }

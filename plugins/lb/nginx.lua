@@ -435,11 +435,19 @@ return {
 		return problems
 	end,
 
-	plan = function(p)
+	-- `planned` (keyed "lb.nginx FILE UPSTREAM"): what an earlier planned
+	-- step of this plan leaves in the upstream, instead of the live file
+	plan = function(p, planned)
+		planned = planned or {}
+		local key = "lb.nginx " .. p.file .. " " .. p.upstream
 		local text = zdm.file.read(p.file)
 		local now = current_servers(text, p.upstream)
 		local new = {}
 		for _, s in ipairs(p.servers) do new[#new + 1] = server_line(s):gsub("^server ", ""):gsub(";$", "") end
+		if planned[key] ~= nil then
+			text, now = "", planned[key]
+		end
+		planned[key] = new
 		local was
 		if text == nil then
 			was = "no file yet"
