@@ -152,6 +152,35 @@ YML
   [ "$(hx_state)" = "$BEFORE" ]
 }
 
+# ---- http ---------------------------------------------------------------------
+
+@test "check: http: a dry run connects without sending a request, and fails when nothing listens" {
+  control <<'JSON'
+{"/flag": {"echo": true}}
+JSON
+  start_httpd
+  dead="$(free_port)"
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-http
+steps:
+  - id: flag
+    uses: http
+    with: {method: POST, url: "$BASE/flag", body: {on: true}}
+  - id: notify
+    uses: http
+    with: {method: POST, url: "http://127.0.0.1:$dead/hook"}
+YML
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/2\] planned +flag$'
+  assert_line "        checked: the host resolves and accepts a connection (no request sent)"
+  assert_line --regexp '^\[2/2\] failed +notify'
+  assert_output --partial "check failed: connecting for http://127.0.0.1:$dead/hook: "
+  assert_output --partial "Connection refused"
+  assert_not_exist "$T/requests.jsonl"
+}
+
 # ---- ssh ----------------------------------------------------------------------
 
 # $T/rb.yml: one ssh step `deploy` on 127.0.0.1:PORT that would touch $T/ran;
@@ -367,4 +396,48 @@ EOF
   assert_line --regexp '^\[3/3\] planned +switch$'
   assert_line "        unknown until run: if: reads outputs of steps that only showed their plan"
   assert_file_not_exists "$T/switched"
+}
+
+@test "check: zdm plan --output json gives the plan as one document: will_run, params, plan, undo" {
+  cat >"$T/rb.yml" <<'YML'
+zdm: 1
+name: as-data
+on_failure: pause
+vars: {canary: false}
+secrets:
+  token: {env: PLAN_TOKEN}
+steps:
+  - id: probe
+    name: Probe the service
+    uses: exec
+    with: {command: [echo, ready]}
+    undo: {uses: exec, with: {command: [echo, undone]}}
+  - id: canary
+    if: ${{ vars.canary }}
+    uses: exec
+    with: {command: [touch, canary]}
+  - id: switch
+    if: ${{ steps.probe.outputs.stdout == 'ready' }}
+    uses: http
+    with: {url: "http://127.0.0.1:1/switch", method: POST, headers: {Authorization: "${{ secrets.token }}"}}
+  - id: soak
+    uses: wait
+    with: {duration: 1s}
+YML
+  PLAN_TOKEN=hunter2 run --separate-stderr zdm plan "$T/rb.yml" --output json
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  refute_output --partial hunter2
+  printf '%s\n' "$output" >"$T/plan.json"
+  run jq -c '[.v, .runbook, .on_failure, .count, (.steps | length)]' "$T/plan.json"
+  assert_output '[1,"as-data","pause",4,4]'
+  run jq -c '.steps[] | [.index, .id, .uses, .will_run, .read_only, .check, .plan, .undo.kind]' "$T/plan.json"
+  assert_output - <<'EOF'
+[1,"probe","exec","yes",false,false,"run echo ready","step"]
+[2,"canary","exec","no",false,false,null,null]
+[3,"switch","http","unknown",false,true,"POST http://127.0.0.1:1/switch, expecting 2xx","none"]
+[4,"soak","wait","yes",true,false,"wait 1.0s","read_only"]
+EOF
+  run jq -c '[.steps[0].name, .steps[0].undo.plan, .steps[0].params.command, .steps[2].params.headers.Authorization]' "$T/plan.json"
+  assert_output '["Probe the service","run echo undone",["echo","ready"],"${{ secrets.token }}"]'
 }

@@ -177,7 +177,7 @@ plan(struct run *r)
 		struct rb_step *s = &r->rb->steps[i];
 		char *err = NULL, *p = NULL, *uerr = NULL, *up = NULL;
 		json_t *params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
-		json_t *uparams = NULL;
+		json_t *uparams = NULL, *shown = NULL;
 
 		char *cerr = NULL;
 
@@ -205,8 +205,12 @@ plan(struct run *r)
 			free(err);
 			continue;
 		}
-		if (params != NULL)
+		if (params != NULL) {
 			p = plan_of(s->type, params, r->planned_state);
+			shown = json_deep_copy(params);
+			redact_json(shown);
+			ev.plan.params = shown;
+		}
 		ev.plan.doing = p ? p : params ? s->uses : err;
 		if (s->undo != NULL) {
 			uparams = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
@@ -220,6 +224,7 @@ plan(struct run *r)
 			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
 		}
 		run_emit(r, &ev);
+		json_decref(shown);
 		free(cerr);
 		free(p);
 		free(err);

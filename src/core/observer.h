@@ -139,6 +139,8 @@ struct run_event {
 			size_t i;
 			enum plan_when when;
 			const char *why;	/* PLAN_UNKNOWN: the if:'s error, or NULL */
+			const json_t *params;	/* resolved as far as known, redacted; NULL
+						 * when they do not resolve or PLAN_SKIPPED */
 			const char *doing;	/* its plan, its type, or why neither;
 						 * NULL when PLAN_SKIPPED */
 			enum plan_undo undo;
