@@ -101,6 +101,42 @@ YML
   assert_output "nginx -t accepts the configuration with the new upstream app (tested on a copy)"
 }
 
+@test "check: lb.nginx: a candidate included through a glob (conf.d/*.conf) is tested with the glob's other files" {
+  start_lb_nginx
+  # another file the glob takes in, which the candidate's config must keep
+  printf 'upstream other { server 127.0.0.1:9; }\n' >"$T/lb/conf.d/a-other.conf"
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-glob
+steps:
+  - id: canary
+    uses: lb.nginx
+    with:
+$(nginx_at)
+      file: $T/lb/conf.d/canary.conf
+      upstream: canary
+      servers: [{address: "127.0.0.1:$BLUE_PORT"}]
+  - id: dup
+    uses: lb.nginx
+    with:
+$(nginx_at)
+      file: $T/lb/conf.d/dup.conf
+      upstream: other
+      servers: [{address: "127.0.0.1:$BLUE_PORT"}]
+YML
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/2\] planned +canary$'
+  assert_line "        checked: nginx -t accepts the configuration with the new upstream canary (tested on a copy)"
+  # upstream other is defined in a-other.conf: the glob's other file was in the test
+  assert_line --regexp '^\[2/2\] failed +dup'
+  assert_output --partial 'duplicate upstream "other" in '"$T/lb/conf.d/dup.conf (as the step would write it)"
+  assert_file_not_exists "$T/lb/conf.d/canary.conf"
+  assert_file_not_exists "$T/lb/conf.d/dup.conf"
+  run ls -A "$T/lb" "$T/lb/conf.d"
+  refute_output --partial ".zdm-check"
+}
+
 # ---- lb.haproxy ---------------------------------------------------------------
 
 # $T/rb.yml: one lb.haproxy step `shift` on SOCKET setting SERVERS (YAML map)

@@ -305,6 +305,27 @@ local function dirname(path)
 	return path:match("^(.*)/[^/]*$") or "."
 end
 
+-- an include glob (`*`, `?`; not `[...]`) as an anchored Lua pattern, or nil
+local function glob_pattern(g)
+	if not g:find("[*?]") or g:find("[", 1, true) then return nil end
+	local out = g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", "[^/]*"):gsub("%?", "[^/]")
+	return "^" .. out .. "$"
+end
+
+-- the files nginx includes, in its order, from `nginx -T` (which also
+-- tests the live configuration): a list of paths, or nil, message
+local function included_files(p)
+	local r, err = zdm.exec(nginx_args(p, "-T"), {timeout = p.reload_timeout})
+	if r == nil then return nil, err end
+	if r.code ~= 0 then
+		return nil, "nginx -T refused the live configuration (before any change): " ..
+			(r.stderr .. r.stdout):gsub("%s+$", "")
+	end
+	local out = {}
+	for path in r.stdout:gmatch("\n# configuration file ([^\n]-):\n") do out[#out + 1] = path end
+	return out
+end
+
 -- check(): the candidate upstream file, tested by `nginx -t` on a copy of
 -- the main config whose include of FILE names the candidate instead.  Both
 -- copies are dot files beside the main config (nginx resolves relative
@@ -328,10 +349,37 @@ local function check_candidate(ctx, p)
 	conf, err = zdm.file.read(p.conf)
 	if conf == nil then return nil, string.format("reading nginx's main config: %s", err) end
 	local dir = dirname(p.conf)
-	local hit
+	local tag = (ctx.run_id or "x") .. "-" .. (ctx.step_id or "x"):gsub("[^%w_.-]", "_")
+	local cand = dir .. "/.zdm-check-" .. tag .. ".upstream"
+	local hit, replace
 	for _, inc in ipairs(includes(conf)) do
 		local abs = inc.path:sub(1, 1) == "/" and inc.path or dir .. "/" .. inc.path
-		if inc.path == p.file or abs == p.file then hit = inc end
+		if inc.path == p.file or abs == p.file then
+			hit, replace = inc, cand
+		elseif hit == nil then
+			-- `include conf.d/*.conf;` that takes in FILE: the copy names each
+			-- file the glob finds (as nginx -T lists them), the candidate for FILE
+			local pat = glob_pattern(abs)
+			local fabs = p.file:sub(1, 1) == "/" and p.file or dir .. "/" .. p.file
+			if pat and fabs:match(pat) then
+				local files
+				files, err = included_files(p)
+				if files == nil then return nil, err end
+				local set, list = {[cand] = true}, {cand}
+				for _, f in ipairs(files) do
+					local fa = f:sub(1, 1) == "/" and f or dir .. "/" .. f
+					if fa ~= fabs and fa:match(pat) and not set[fa] then
+						set[fa] = true
+						list[#list + 1] = fa
+					end
+				end
+				-- glob(3) order: by name, the candidate where FILE sorts
+				table.sort(list, function(a, b)
+					return (a == cand and fabs or a) < (b == cand and fabs or b)
+				end)
+				hit, replace = inc, table.concat(list, ";\n    include ")
+			end
+		end
 	end
 	if hit == nil then
 		-- FILE comes in through a glob or another included file: the live
@@ -340,15 +388,13 @@ local function check_candidate(ctx, p)
 		ok, err = nginx_test(p)
 		if not ok then return nil, err .. " (the live configuration, before any change)" end
 		return string.format("nginx -t accepts the live configuration; the new upstream %s rendered, "
-			.. "but was not tested: %s does not name %s in an include", p.upstream, p.conf, p.file)
+			.. "but was not tested: %s includes %s neither by its path nor through a glob of its own", p.upstream, p.conf, p.file)
 	end
-	local tag = (ctx.run_id or "x") .. "-" .. (ctx.step_id or "x"):gsub("[^%w_.-]", "_")
-	local cand = dir .. "/.zdm-check-" .. tag .. ".upstream"
 	local copy = dir .. "/.zdm-check-" .. tag .. ".nginx.conf"
 	local ok
 	ok, err = zdm.file.write_atomic(cand, new)
 	if not ok then return nil, string.format("writing the candidate for nginx -t: %s", err) end
-	ok, err = zdm.file.write_atomic(copy, conf:sub(1, hit.s - 1) .. cand .. conf:sub(hit.e + 1))
+	ok, err = zdm.file.write_atomic(copy, conf:sub(1, hit.s - 1) .. replace .. conf:sub(hit.e + 1))
 	if not ok then
 		zdm.file.remove(cand)
 		return nil, string.format("writing the copy of %s for nginx -t: %s", p.conf, err)
