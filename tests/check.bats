@@ -361,6 +361,59 @@ set: \"name = upper(name)\""
   assert_output 0
 }
 
+# $T/rb.yml: one step ID of TYPE from database $1 to database $2 of the
+# check cluster (same password), with more with: lines in $3
+two_db_runbook() {   # type id src dst more
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-two
+secrets:
+  pg: {env: PGPW}
+steps:
+  - id: $2
+    uses: $1
+    with:
+      source: "$(pg_conninfo check "$3")"
+      target: "$(pg_conninfo check "$4")"
+      source_password: \${{ secrets.pg }}
+      target_password: \${{ secrets.pg }}
+$(printf '%s\n' "$5" | sed 's/^/      /')
+YML
+}
+
+@test "check: db.postgres_sync: a dry run fails on a table missing on the source and creates nothing" {
+  pg_test_db check "CREATE TABLE items (id bigint PRIMARY KEY, name text)"
+  pg_createdb check "${DB}dst"
+  pg_psql check "${DB}dst" -c "CREATE TABLE items (id bigint PRIMARY KEY, name text)"
+  two_db_runbook db.postgres_sync move "$DB" "${DB}dst" "tables: [items, orders]"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: table orders does not exist on the source"
+  two_db_runbook db.postgres_sync move "$DB" "${DB}dst" "tables: [items]"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line --partial "        checked: 1 table(s) on the source, wal_level logical"
+  run pg_psql check "$DB" -c "SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots)"
+  assert_output 0
+  run pg_psql check "${DB}dst" -c "SELECT count(*) FROM pg_subscription"
+  assert_output 0
+}
+
+@test "check: db.postgres_sequences: a dry run fails on a sequence the target lacks and sets nothing" {
+  pg_test_db check "CREATE TABLE items (id bigint PRIMARY KEY, name text); CREATE SEQUENCE orders_seq; SELECT setval('orders_seq', 500)"
+  pg_createdb check "${DB}dst"
+  two_db_runbook db.postgres_sequences seqs "$DB" "${DB}dst" "sequences: [orders_seq]"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: the target lacks sequence(s) public.orders_seq"
+  pg_psql check "${DB}dst" -c "CREATE SEQUENCE orders_seq"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: 1 sequence(s) on both sides, setval allowed on the target"
+  run pg_psql check "${DB}dst" -c "SELECT is_called FROM orders_seq"
+  assert_output f
+}
+
 # ---- zdm plan: if: and the planned state ---------------------------------------
 
 @test "check: zdm plan describes a later step's \"now:\" from the earlier planned step, not from the live file" {
