@@ -53,6 +53,65 @@ $(nginx_at)
 YML
 }
 
+# ---- the contract ---------------------------------------------------------------
+
+@test "check: a Lua plugin's check(ctx, params) runs in --dry-run only, in place of run(); nil, why fails the rehearsal" {
+  plugin_file "$T/plugins" t.gated <<'LUA'
+return {
+  description = "a step that checks a marker",
+  params = {{name = "marker", type = "string", required = true}},
+  check = function(ctx, p)
+    zdm.file.write_atomic(p.marker .. ".checked", ctx.step_id .. " dry_run=" .. tostring(ctx.dry_run))
+    if zdm.file.exists(p.marker) then return "the marker is there" end
+    if p.marker:find("raise") then error("boom in check") end
+    if p.marker:find("table") then return {1} end
+    return nil, "no marker at " .. p.marker
+  end,
+  run = function(ctx, p) zdm.file.write_atomic(p.marker .. ".ran", "x") end,
+}
+LUA
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: contract
+steps:
+  - id: gated
+    uses: t.gated
+    with: {marker: $T/m}
+  - id: after
+    uses: exec
+    with: {command: [touch, $T/after]}
+YML
+  run --separate-stderr zdm plan "$T/rb.yml" --plugin-path "$T/plugins"
+  assert_equal "$status" 0
+  assert_file_not_exists "$T/m.checked"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --plugin-path "$T/plugins" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/2\] failed +gated'
+  assert_line "        check failed: no marker at $T/m"
+  assert_line "dry run: step 'gated' failed: check failed: no marker at $T/m"
+  refute_line --partial "after"
+  run cat "$T/m.checked"
+  assert_output "gated dry_run=true"
+  assert_file_not_exists "$T/m.ran"
+  run jq -r 'select(.event | startswith("step.")) | .event + " " + .step' "$(J)"
+  assert_output "step.failed gated"
+  touch "$T/m"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --plugin-path "$T/plugins" --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: the marker is there"
+  assert_file_not_exists "$T/m.ran"
+  # an error raised in check, and a value check may not return
+  sed -i "s|marker: $T/m}|marker: $T/raise}|" "$T/rb.yml"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --plugin-path "$T/plugins" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: "
+  assert_output --partial "boom in check"
+  sed -i "s|marker: $T/raise}|marker: $T/table}|" "$T/rb.yml"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --plugin-path "$T/plugins" --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: check() returned a table (expected nil, true, a line saying what was verified, or nil and why it failed)"
+}
+
 # ---- lb.nginx -----------------------------------------------------------------
 
 @test "check: lb.nginx: a dry run tests the candidate with nginx -t and fails where the real run would, live config untouched" {
