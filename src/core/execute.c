@@ -107,14 +107,18 @@ run_step(struct run *r, size_t i, char **why)
 				if (rc != 0) {
 					char *e = redact_str(res.err[0] ? res.err : "failed");
 					char *msg = xasprintf("check failed: %s", e);
+					/* what it would have done, then why it would fail */
+					char *txt = xasprintf("%s\n        %s", plan ? plan : s->uses, msg);
 
 					free(e);
-					free(plan);
 					json_decref(params);
 					zdm_result_release(&res);
-					step_ended(r, i, END_FAILED, zdm_now_ms() - t0, msg);
-					if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, json_pack("{s:s,s:b,s:b}",
-					    "error", msg, "check", true, "will_retry", false)) != 0) {
+					step_ended(r, i, END_FAILED, zdm_now_ms() - t0, txt);
+					free(txt);
+					d = json_pack("{s:s,s:b,s:s,s:b}", "error", msg, "check", true,
+					    "plan", plan ? plan : s->uses, "will_retry", false);
+					free(plan);
+					if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, d) != 0) {
 						free(msg);
 						return OC_JOURNAL;
 					}
