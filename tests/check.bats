@@ -112,6 +112,35 @@ YML
   assert_output --partial "check failed: check() returned a table (expected nil, true, a line saying what was verified, or nil and why it failed)"
 }
 
+# ---- release.symlink ------------------------------------------------------------
+
+@test "check: release.symlink: a dry run fails on a release that is not there; plan describes the second switch from the first" {
+  mkdir -p "$T/site/releases/v1" "$T/site/releases/v2"
+  ln -s releases/v1 "$T/site/current"
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-release
+steps:
+  - id: to-v2
+    uses: release.symlink
+    with: {link: $T/site/current, target: releases/v2}
+  - id: to-v3
+    uses: release.symlink
+    with: {link: $T/site/current, target: releases/v3}
+YML
+  run --separate-stderr zdm plan "$T/rb.yml"
+  assert_equal "$status" 0
+  assert_line "      do:   point $T/site/current at releases/v2 (now: releases/v1)"
+  assert_line "      do:   point $T/site/current at releases/v3 (now: releases/v2)"
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[1/2\] planned +to-v2$'
+  assert_line "        checked: release directory releases/v2 is there; $T/site/current is a symlink"
+  assert_line --regexp '^\[2/2\] failed +to-v3'
+  assert_line "        check failed: release directory 'releases/v3' does not exist"
+  assert_equal "$(readlink "$T/site/current")" releases/v1
+}
+
 # ---- lb.nginx -----------------------------------------------------------------
 
 @test "check: lb.nginx: a dry run tests the candidate with nginx -t and fails where the real run would, live config untouched" {
