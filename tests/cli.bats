@@ -214,8 +214,7 @@ plan for planned (4 steps), on failure: roll back in reverse order
       do:   run sh -c 'echo noted > "$T/noted"'
       undo: none
  4. gated (exec)  if: \${{ vars.go }}
-      do:   run touch $T/gated
-      undo: none
+      skipped: if: is false
 EOF
   assert_not_exist "$T/created"
   assert_not_exist "$T/noted"

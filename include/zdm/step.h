@@ -144,6 +144,30 @@ struct zdm_step_type {
 	char *(*plan)(const struct zdm_step_type *t, const json_t *params);
 
 	/*
+	 * Optional; when set, `zdm plan` and --dry-run call it instead of
+	 * plan().  `planned` is the state the earlier planned steps of this
+	 * run leave (an object shared by every step of the plan, keyed as the
+	 * types choose, e.g. "lb.nginx FILE UPSTREAM"): a step describes what
+	 * it replaces ("now: ...") from it when it holds the thing, from the
+	 * live state otherwise, and puts there what run() would leave.  May
+	 * be NULL (a plan of an undo step): then it behaves as plan().
+	 */
+	char *(*plan_from)(const struct zdm_step_type *t, const json_t *params,
+	    json_t *planned);
+
+	/*
+	 * Optional.  Verifies, changing nothing, that run() could do its work
+	 * now: the target is reachable, the credentials and the host key are
+	 * accepted, the objects exist, the new configuration passes the
+	 * target's own test (against a copy).  It may touch the target to read
+	 * or to test, never to change what serves.  --dry-run calls it for each
+	 * step that is not read-only, in place of run(); a failure (-1 with
+	 * res->err) fails the rehearsal at that step.
+	 */
+	int (*check)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
+	    const json_t *params, struct zdm_result *res);
+
+	/*
 	 * Optional.  Reads, changing nothing, the state run() is about to
 	 * replace, and puts it in res->undo_data in the shape undo() takes.
 	 * Called before step.started is written and recorded in it, so a step

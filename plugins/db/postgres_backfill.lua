@@ -351,6 +351,24 @@ return {
 		return {undo_set = p.undo_set, undo_where = p.undo_where}
 	end,
 
+	-- --dry-run: the connections, the table and its key, and the privileges
+	-- the batches need (read-only: no batch runs)
+	check = function(ctx, p)
+		local db, replica, what = open(ctx, p)
+		if not db then return nil, replica end
+		local r, e = db:query("SELECT has_table_privilege($1, 'SELECT') AS s, " ..
+			"has_table_privilege($1, 'UPDATE') AS u, current_user AS who", {p.table})
+		close(db, replica)
+		if not r then return nil, string.format("table '%s': %s", p.table, e) end
+		local row = r.rows[1]
+		if row.s ~= "t" or row.u ~= "t" then
+			return nil, string.format("user %s lacks %s on table %s: GRANT SELECT, UPDATE ON %s TO %s",
+				row.who, row.s ~= "t" and "SELECT" or "UPDATE", p.table, p.table, row.who)
+		end
+		return string.format("table %s with integer key %s, SELECT and UPDATE granted to %s%s",
+			p.table, p.key, row.who, replica and "; the replica answers" or "")
+	end,
+
 	run = function(ctx, p)
 		local cursor, before_batches, before_rows, last_batch = resume_point(ctx, "backfill.batch")
 		if cursor then

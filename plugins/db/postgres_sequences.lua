@@ -106,6 +106,43 @@ return {
 		return {sequences = out}
 	end,
 
+	-- --dry-run: both connections, the sequences on both sides, and the
+	-- target user's right to setval them
+	check = function(ctx, p)
+		local src, err = connect("source", p.source, p.source_password)
+		if not src then return nil, err end
+		local dst
+		dst, err = connect("target", p.target, p.target_password)
+		if not dst then src:close() return nil, err end
+		local function done(...) src:close() dst:close() return ... end
+		local s_seqs, d_seqs
+		s_seqs, err = read_all(src)
+		if not s_seqs then return done(nil, "source: " .. err) end
+		d_seqs, err = read_all(dst)
+		if not d_seqs then return done(nil, "target: " .. err) end
+		local names
+		names, err = chosen(src, s_seqs, p)
+		if not names then return done(nil, err) end
+		local missing, denied = {}, {}
+		for _, name in ipairs(names) do
+			if not d_seqs[name] then
+				missing[#missing + 1] = name
+			else
+				local r = dst:query("SELECT has_sequence_privilege($1, 'UPDATE') AS ok", {d_seqs[name].ident})
+				if not r or r.rows[1].ok ~= "t" then denied[#denied + 1] = name end
+			end
+		end
+		if #missing > 0 then
+			return done(nil, "the target lacks sequence(s) " .. table.concat(missing, ", ") ..
+				": create them first (db.postgres_sync copy_schema does)")
+		end
+		if #denied > 0 then
+			return done(nil, "the target user may not setval sequence(s) " .. table.concat(denied, ", ") ..
+				": GRANT UPDATE ON SEQUENCE ... to it")
+		end
+		return done(string.format("%d sequence(s) on both sides, setval allowed on the target", #names))
+	end,
+
 	run = function(ctx, p)
 		local src, err = connect("source", p.source, p.source_password)
 		if not src then return nil, err end

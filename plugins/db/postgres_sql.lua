@@ -255,6 +255,23 @@ return {
 	-- INVALID index behind): record undo_sql before the first one runs, so a
 	-- rollback undoes such a step too.  In a transaction a failed step
 	-- changed nothing, so there is nothing to record.
+	-- --dry-run: the connection and the credentials; the SQL is not tried
+	-- (even in a rolled-back transaction DDL takes its locks)
+	check = function(ctx, p)
+		local db, err = connect(ctx, p)
+		if not db then return nil, err end
+		local r, e = db:query("SELECT current_user AS who, current_database() AS d, " ..
+			"pg_is_in_recovery() AS standby")
+		db:close()
+		if not r then return nil, e end
+		local row = r.rows[1]
+		if row.standby == "t" then
+			return nil, string.format("database %s is a standby (read-only): the SQL cannot run there; "
+				.. "point conninfo at the primary", row.d)
+		end
+		return string.format("connected to %s as %s (a primary); the SQL itself is not tried", row.d, row.who)
+	end,
+
 	snapshot = function(ctx, p)
 		if p.transaction or p.undo_sql == nil then return nil end
 		return {undo_sql = statements(p.undo_sql), transaction = false}

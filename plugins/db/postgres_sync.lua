@@ -467,6 +467,49 @@ return {
 		return n
 	end,
 
+	-- --dry-run: every check run() makes before it creates anything
+	check = function(ctx, p)
+		local src, err = connect("source", p.source, p.source_password, p)
+		if not src then return nil, err end
+		local dst
+		dst, err = connect("target", p.target, p.target_password, p)
+		if not dst then src:close() return nil, err end
+		local function done(...) src:close() dst:close() return ... end
+		local n = names(ctx, p, dst)
+		local now
+		now, err = existing(src, dst, n)
+		if not now then return done(nil, err) end
+		for _, k in ipairs({"publication", "subscription", "slot"}) do
+			if now[k] then
+				return done(nil, string.format("%s %s already exists: the run would refuse it (drop it, "
+					.. "or give this step another %s name)", k == "slot" and "replication slot" or k, n[k],
+					k == "publication" and "publication" or "subscription"))
+			end
+		end
+		local ok
+		ok, err = preflight(src, dst, p)
+		if not ok then return done(nil, err) end
+		local tables
+		tables, err = source_tables(src, p)
+		if not tables then return done(nil, err) end
+		local missing, nonempty
+		missing, nonempty, err = target_state(dst, tables)
+		if not missing then return done(nil, err) end
+		if #nonempty > 0 then
+			return done(nil, "target table(s) " .. table.concat(nonempty, ", ") ..
+				" already hold rows; the initial copy needs them empty")
+		end
+		if #missing > 0 and not p.copy_schema then
+			local m = {}
+			for _, t in ipairs(missing) do m[#m + 1] = t.name end
+			return done(nil, "the target lacks table(s) " .. table.concat(m, ", ") ..
+				": create the schema there first, or set copy_schema: true")
+		end
+		return done(string.format("%d table(s) on the source, wal_level logical, the users' privileges; "
+			.. "publication %s and subscription %s are free%s", #tables, n.publication, n.subscription,
+			#missing > 0 and string.format("; %d table(s) to create (copy_schema)", #missing) or ""))
+	end,
+
 	run = function(ctx, p)
 		local src, err = connect("source", p.source, p.source_password, p)
 		if not src then return nil, err end

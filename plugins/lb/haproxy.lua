@@ -261,18 +261,58 @@ return {
 		return problems
 	end,
 
-	-- reads the live state (a read-only runtime API query) to say old -> new
-	plan = function(p)
+	-- reads the live state (a read-only runtime API query) to say old -> new;
+	-- a server an earlier planned step sets is described from that plan
+	-- (`planned`, keyed "lb.haproxy SOCKET BACKEND/SERVER")
+	plan = function(p, planned)
+		planned = planned or {}
 		local want = wanted(p)
-		local all, err = read_state(p, true)
-		local cur = all and pick(p, all, sorted_keys(want)) or nil
+		local names = sorted_keys(want)
+		local function key(name) return "lb.haproxy " .. p.socket .. " " .. p.backend .. "/" .. name end
+		local cur, err = {}, nil
+		local need_live = false
+		for _, name in ipairs(names) do
+			if planned[key(name)] == nil then need_live = true end
+		end
+		if need_live then
+			local all
+			all, err = read_state(p, true)
+			if all then cur, err = pick(p, all, names) end
+			cur = cur or {}
+		end
 		local lines = {}
-		for _, name in ipairs(sorted_keys(want)) do
-			lines[#lines + 1] = describe(name, cur and cur[name], want[name])
+		for _, name in ipairs(names) do
+			local c = planned[key(name)] or cur[name]
+			lines[#lines + 1] = describe(name, c, want[name])
+			local after = {weight = want[name].weight, state = want[name].state}
+			if c then
+				if after.weight == nil then after.weight = c.weight end
+				if after.state == nil then after.state = c.state end
+			end
+			planned[key(name)] = after
 		end
 		local s = string.format("backend %s via %s: %s", p.backend, p.socket, table.concat(lines, "; "))
-		if cur == nil then s = s .. " (now: unknown, " .. (err or "a server is missing") .. ")" end
+		if err ~= nil then s = s .. " (now: unknown, " .. err .. ")" end
 		return s
+	end,
+
+	-- --dry-run: the backend and every named server exist, and the socket is
+	-- at level admin (a read-only query and `show cli level`; nothing is set)
+	check = function(ctx, p)
+		local want = wanted(p)
+		local all, err = read_state(p, true)
+		if all == nil then return nil, err end
+		local cur
+		cur, err = pick(p, all, sorted_keys(want))
+		if cur == nil then return nil, err end
+		local level = command(p, "show cli level", true)
+		level = level and trim(level) or ""
+		if level == "user" or level == "operator" then
+			return nil, string.format("the runtime API %s is at level %s: `set server` needs `level admin`",
+				p.socket, level)
+		end
+		return string.format("backend %s has %s; the runtime API answers%s", p.backend,
+			table.concat(sorted_keys(want), ", "), level == "admin" and " at level admin" or "")
 	end,
 
 	snapshot = function(ctx, p)

@@ -281,6 +281,139 @@ local function restore(path, content)
 	return zdm.file.write_atomic(path, content)
 end
 
+-- the `include` statements of a config text, outside comments: list of
+-- {s = start of the path, e = its end, path = the path as written}
+local function includes(text)
+	local out, init = {}, 1
+	while true do
+		local s, e, q, path = text:find("include%s+([\"']?)([^;%s\"']+)%1%s*;", init)
+		if s == nil then return out end
+		local line_start = s
+		while line_start > 1 and text:sub(line_start - 1, line_start - 1) ~= "\n" do
+			line_start = line_start - 1
+		end
+		local prev = s > 1 and text:sub(s - 1, s - 1) or ""
+		if not text:sub(line_start, s - 1):find("#", 1, true) and (prev == "" or prev:match("[%s;{}]")) then
+			local ps = text:find(path, s, true)
+			out[#out + 1] = {s = ps, e = ps + #path - 1, path = path}
+		end
+		init = e + 1
+	end
+end
+
+local function dirname(path)
+	return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- an include glob (`*`, `?`; not `[...]`) as an anchored Lua pattern, or nil
+local function glob_pattern(g)
+	if not g:find("[*?]") or g:find("[", 1, true) then return nil end
+	local out = g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", "[^/]*"):gsub("%?", "[^/]")
+	return "^" .. out .. "$"
+end
+
+-- the files nginx includes, in its order, from `nginx -T` (which also
+-- tests the live configuration): a list of paths, or nil, message
+local function included_files(p)
+	local r, err = zdm.exec(nginx_args(p, "-T"), {timeout = p.reload_timeout})
+	if r == nil then return nil, err end
+	if r.code ~= 0 then
+		return nil, "nginx -T refused the live configuration (before any change): " ..
+			(r.stderr .. r.stdout):gsub("%s+$", "")
+	end
+	local out = {}
+	for path in r.stdout:gmatch("\n# configuration file ([^\n]-):\n") do out[#out + 1] = path end
+	return out
+end
+
+-- check(): the candidate upstream file, tested by `nginx -t` on a copy of
+-- the main config whose include of FILE names the candidate instead.  Both
+-- copies are dot files beside the main config (nginx resolves relative
+-- includes from the main config's directory; `*` in an include glob does not
+-- match dot files), removed afterwards; FILE and CONF are never written.
+local function check_candidate(ctx, p)
+	local kind = zdm.file.type(p.file)
+	if kind ~= nil and kind ~= "file" then
+		return nil, string.format("'%s' is a %s, not a regular file; the real run would refuse to replace it",
+			p.file, kind)
+	end
+	local text, err
+	if kind then
+		text, err = zdm.file.read(p.file)
+		if text == nil then return nil, err end
+	end
+	local new
+	new, err = render(text, p)
+	if new == nil then return nil, err end
+	local conf
+	conf, err = zdm.file.read(p.conf)
+	if conf == nil then return nil, string.format("reading nginx's main config: %s", err) end
+	local dir = dirname(p.conf)
+	local tag = (ctx.run_id or "x") .. "-" .. (ctx.step_id or "x"):gsub("[^%w_.-]", "_")
+	local cand = dir .. "/.zdm-check-" .. tag .. ".upstream"
+	local hit, replace
+	for _, inc in ipairs(includes(conf)) do
+		local abs = inc.path:sub(1, 1) == "/" and inc.path or dir .. "/" .. inc.path
+		if inc.path == p.file or abs == p.file then
+			hit, replace = inc, cand
+		elseif hit == nil then
+			-- `include conf.d/*.conf;` that takes in FILE: the copy names each
+			-- file the glob finds (as nginx -T lists them), the candidate for FILE
+			local pat = glob_pattern(abs)
+			local fabs = p.file:sub(1, 1) == "/" and p.file or dir .. "/" .. p.file
+			if pat and fabs:match(pat) then
+				local files
+				files, err = included_files(p)
+				if files == nil then return nil, err end
+				local set, list = {[cand] = true}, {cand}
+				for _, f in ipairs(files) do
+					local fa = f:sub(1, 1) == "/" and f or dir .. "/" .. f
+					if fa ~= fabs and fa:match(pat) and not set[fa] then
+						set[fa] = true
+						list[#list + 1] = fa
+					end
+				end
+				-- glob(3) order: by name, the candidate where FILE sorts
+				table.sort(list, function(a, b)
+					return (a == cand and fabs or a) < (b == cand and fabs or b)
+				end)
+				hit, replace = inc, table.concat(list, ";\n    include ")
+			end
+		end
+	end
+	if hit == nil then
+		-- FILE comes in through a glob or another included file: the live
+		-- configuration is tested; the candidate only rendered
+		local ok
+		ok, err = nginx_test(p)
+		if not ok then return nil, err .. " (the live configuration, before any change)" end
+		return string.format("nginx -t accepts the live configuration; the new upstream %s rendered, "
+			.. "but was not tested: %s includes %s neither by its path nor through a glob of its own", p.upstream, p.conf, p.file)
+	end
+	local copy = dir .. "/.zdm-check-" .. tag .. ".nginx.conf"
+	local ok
+	ok, err = zdm.file.write_atomic(cand, new)
+	if not ok then return nil, string.format("writing the candidate for nginx -t: %s", err) end
+	ok, err = zdm.file.write_atomic(copy, conf:sub(1, hit.s - 1) .. replace .. conf:sub(hit.e + 1))
+	if not ok then
+		zdm.file.remove(cand)
+		return nil, string.format("writing the copy of %s for nginx -t: %s", p.conf, err)
+	end
+	local q = {}
+	for k, v in pairs(p) do q[k] = v end
+	q.conf = copy
+	ok, err = nginx_test(q)
+	zdm.file.remove(copy)
+	zdm.file.remove(cand)
+	if not ok then
+		-- name the real files, not the copies
+		err = err:gsub(copy:gsub("%p", "%%%0"), p.conf):gsub(cand:gsub("%p", "%%%0"), p.file .. " (as the step would write it)")
+		return nil, err
+	end
+	return string.format("nginx -t accepts the configuration with the new upstream %s (tested on a copy)",
+		p.upstream)
+end
+
 local function check_servers(v, problems)
 	local function bad(msg) problems[#problems + 1] = {param = "servers", message = msg} end
 	if zdm.is_expr(v) then return end
@@ -348,11 +481,19 @@ return {
 		return problems
 	end,
 
-	plan = function(p)
+	-- `planned` (keyed "lb.nginx FILE UPSTREAM"): what an earlier planned
+	-- step of this plan leaves in the upstream, instead of the live file
+	plan = function(p, planned)
+		planned = planned or {}
+		local key = "lb.nginx " .. p.file .. " " .. p.upstream
 		local text = zdm.file.read(p.file)
 		local now = current_servers(text, p.upstream)
 		local new = {}
 		for _, s in ipairs(p.servers) do new[#new + 1] = server_line(s):gsub("^server ", ""):gsub(";$", "") end
+		if planned[key] ~= nil then
+			text, now = "", planned[key]
+		end
+		planned[key] = new
 		local was
 		if text == nil then
 			was = "no file yet"
@@ -365,6 +506,8 @@ return {
 			table.concat(new, ", "), was, p.conf,
 			is_blank(p.pid_file) and "nginx -s reload" or "HUP to the master in " .. p.pid_file)
 	end,
+
+	check = check_candidate,
 
 	snapshot = function(ctx, p)
 		local text = zdm.file.read(p.file)

@@ -42,12 +42,36 @@ return {
 		return problems
 	end,
 
-	plan = function(p)
-		local old = zdm.file.readlink(p.link)
+	-- planned["release.symlink LINK"]: the target an earlier planned step
+	-- points the link at
+	plan = function(p, planned)
+		planned = planned or {}
+		local key = "release.symlink " .. p.link
+		local old = planned[key] or zdm.file.readlink(p.link)
+		planned[key] = p.target
 		if old == nil then
 			return string.format("point %s at %s (no link yet)", p.link, p.target)
 		end
 		return string.format("point %s at %s (now: %s)", p.link, p.target, old)
+	end,
+
+	-- --dry-run: what run() refuses, found without switching
+	check = function(ctx, p)
+		local kind = zdm.file.type(resolve(p.link, p.target))
+		if kind == nil then
+			return nil, string.format("release directory '%s' does not exist", p.target)
+		elseif kind ~= "dir" then
+			return nil, string.format("release directory '%s' is not a directory", p.target)
+		end
+		local now = zdm.file.type(p.link)
+		if now ~= nil and now ~= "link" then
+			return nil, string.format("'%s' exists and is not a symlink; the run would refuse to replace it", p.link)
+		end
+		if zdm.file.type(dirname(p.link)) ~= "dir" then
+			return nil, string.format("the link's directory '%s' does not exist", dirname(p.link))
+		end
+		return string.format("release directory %s is there; %s is %s", p.target, p.link,
+			now and "a symlink" or "not there yet")
 	end,
 
 	run = function(ctx, p)

@@ -23,6 +23,7 @@
 #include "core/store.h"
 #include "report/ci.h"
 #include "report/notify.h"
+#include "report/plan_json.h"
 #include "report/term.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -47,6 +48,7 @@ struct sinks {
 	struct observer list[5];
 	struct term_view term;
 	struct notify_sink notify;
+	struct plan_json plan;
 };
 
 static void
@@ -55,6 +57,13 @@ sinks_init(struct sinks *k, const struct cli *c, struct runbook *rb, struct run_
 	size_t n = 0;
 
 	memset(k, 0, sizeof *k);
+	if (o->mode == MODE_PLAN && c->json_output) {
+		/* zdm plan --output json: one document, no text */
+		k->list[n++] = (struct observer){ plan_json_observe, &k->plan };
+		o->observers = k->list;
+		o->nobservers = n;
+		return;
+	}
 	/* an annotation comes before the text it goes with */
 	if (ci_github())
 		k->list[n++] = (struct observer){ ci_annotations_observe, NULL };

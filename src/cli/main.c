@@ -106,9 +106,11 @@ static const struct cmd commands[] = {
 	  "validate RUNBOOK [--var k=v] [--vars-file F]",
 	  "Check everything that can be checked without running: the schema, ids, step types,\n"
 	  "params, durations and expressions.  Every error is FILE:LINE:COL: message; exit 2." },
-	{ "plan", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR, 1, 1,
-	  "plan RUNBOOK [--var k=v] [--vars-file F]",
-	  "Print the resolved steps and their undo plan.  Runs nothing, writes nothing." },
+	{ "plan", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_OUTPUT | O_OUTPUT_DOC, 1, 1,
+	  "plan RUNBOOK [--var k=v] [--vars-file F] [--output json]",
+	  "Print the resolved steps, whether each runs (if:, as far as known before the run),\n"
+	  "what each would do (later steps from the state the earlier ones leave) and its undo.\n"
+	  "Runs nothing, writes nothing.  --output json: the plan as one JSON document (zdm(1))." },
 	{ "run", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_DRY_RUN |
 	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT |
 	  O_WAIT_APPROVAL, 1, 1,

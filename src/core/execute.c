@@ -50,17 +50,28 @@ run_step(struct run *r, size_t i, char **why)
 
 		if (zdm_interrupted)
 			return OC_INTERRUPTED;
+		unsigned long deferred = expr_deferred_count(r->rb->x);
+
 		params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
+		if (dry && params != NULL && expr_deferred_count(r->rb->x) != deferred) {
+			/* it reads outputs of a step that was only planned */
+			json_decref(params);
+			params = NULL;
+			err = xstrdup("its params read outputs of steps that only showed their plan");
+		}
 		if (params == NULL && dry && r->planned > 0 && json_dumps_contains(s->with, "steps")) {
 			/* in a rehearsal, outputs of steps that only printed their
 			 * plan do not exist: show this step's plan as written */
-			step_ended(r, i, END_PLANNED, -1, err);
+			char *txt = xasprintf("unknown until run: %s", err);
+
+			step_ended(r, i, END_PLANNED, -1, txt);
+			free(txt);
 			d = json_pack("{s:s,s:s}", "reason", "dry run: params need outputs of steps that did not run",
 			    "error", err);
 			free(err);
 			ss->st = S_SKIPPED;
 			ss->attempts--;
-			expr_set_step(r->rb->x, s->id, NULL);
+			expr_defer_step(r->rb->x, s->id);
 			return jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
 		if (params == NULL) {
@@ -77,17 +88,69 @@ run_step(struct run *r, size_t i, char **why)
 			return OC_FAILED;
 		}
 		if (dry && !s->type->read_only) {
-			char *plan = plan_of(s->type, params);
+			char *plan = plan_of(s->type, params, r->planned_state), *checked = NULL;
 
-			step_ended(r, i, END_PLANNED, -1, plan ? plan : s->uses);
+			if (s->type->check != NULL) {
+				/* what the real run would meet: verified, nothing acts */
+				run_ctx_init(r, &ctx, s->id, attempt);
+				memset(&res, 0, sizeof res);
+				ctx.deadline_ms = zdm_now_ms() + s->timeout_ms;
+				t0 = zdm_now_ms();
+				rc = s->type->check(s->type, &ctx, params, &res);
+				if (rc != 0 && (res.interrupted || zdm_interrupted)) {
+					free(plan);
+					json_decref(params);
+					zdm_result_release(&res);
+					ss->attempts--;
+					return OC_INTERRUPTED;
+				}
+				if (rc != 0) {
+					char *e = redact_str(res.err[0] ? res.err : "failed");
+					char *msg = xasprintf("check failed: %s", e);
+					/* what it would have done, then why it would fail */
+					char *txt = xasprintf("%s\n        %s", plan ? plan : s->uses, msg);
+
+					free(e);
+					json_decref(params);
+					zdm_result_release(&res);
+					step_ended(r, i, END_FAILED, zdm_now_ms() - t0, txt);
+					free(txt);
+					d = json_pack("{s:s,s:b,s:s,s:b}", "error", msg, "check", true,
+					    "plan", plan ? plan : s->uses, "will_retry", false);
+					free(plan);
+					if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, d) != 0) {
+						free(msg);
+						return OC_JOURNAL;
+					}
+					ss->st = S_FAILED;
+					*why = msg;
+					return OC_FAILED;
+				}
+				{
+					const char *c = json_string_value(json_object_get(res.outputs, "checked"));
+
+					checked = redact_str(c != NULL ? c : "ok");
+				}
+				zdm_result_release(&res);
+			}
+			{
+				char *txt = checked != NULL ? xasprintf("%s\n        checked: %s",
+				    plan ? plan : s->uses, checked) : NULL;
+
+				step_ended(r, i, END_PLANNED, -1, txt ? txt : plan ? plan : s->uses);
+				free(txt);
+			}
 			r->planned++;
 			d = json_pack("{s:s,s:s}", "reason", "dry run: not read-only", "plan",
 			    plan ? plan : s->uses);
+			if (checked != NULL)
+				json_object_set_new(d, "checked", json_string(checked));
+			free(checked);
 			free(plan);
 			json_decref(params);
 			ss->st = S_SKIPPED;
 			ss->attempts--;
-			expr_set_step(r->rb->x, s->id, NULL);
+			expr_defer_step(r->rb->x, s->id);
 			return jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, d) ? OC_JOURNAL : OC_OK;
 		}
 		run_ctx_init(r, &ctx, s->id, attempt);
@@ -373,11 +436,17 @@ run_steps(struct run *r, size_t from)
 		if (s->if_expr != NULL) {
 			bool yes = true;
 			char *err = NULL;
+			int k = expr_cond(r->rb->x, s->if_expr, &yes, &err);
 
-			if (expr_truthy(r->rb->x, s->if_expr, &yes, &err) != 0 &&
-			    r->o->mode == MODE_DRY_RUN && r->planned > 0 && strstr(s->if_expr, "steps") != NULL) {
+			if (k == 1 && err == NULL)
+				err = xstrdup("if: reads outputs of steps that only showed their plan");
+			if (k == 1 || (k != 0 && r->o->mode == MODE_DRY_RUN && r->planned > 0 &&
+			    strstr(s->if_expr, "steps") != NULL)) {
 				/* it reads outputs of a step that only printed its plan */
-				step_ended(r, i, END_PLANNED, -1, err);
+				char *txt = xasprintf("unknown until run: %s", err);
+
+				step_ended(r, i, END_PLANNED, -1, txt);
+				free(txt);
 				if (jrec(r, ev_name(EV_STEP_SKIPPED), s->id, 0, json_pack("{s:s,s:s}", "reason",
 				    "dry run: if: needs outputs of steps that did not run", "error", err)) != 0) {
 					free(err);
@@ -385,7 +454,7 @@ run_steps(struct run *r, size_t from)
 				}
 				free(err);
 				ss->st = S_SKIPPED;
-				expr_set_step(r->rb->x, s->id, NULL);
+				expr_defer_step(r->rb->x, s->id);
 				continue;
 			}
 			if (err != NULL) {

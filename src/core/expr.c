@@ -29,6 +29,7 @@ struct expr {
 	char **step_ids;
 	size_t nsteps;
 	bool static_mode;
+	unsigned long deferred;	/* evaluations that met something not known yet */
 	long insns;
 };
 
@@ -612,6 +613,7 @@ eval(struct expr *x, const char *code, char **err)
 		return 0;
 	if (lua_touserdata(L, -1) == &deferred_key) {
 		lua_pop(L, 1);
+		x->deferred++;
 		return 1;
 	}
 	{
@@ -798,6 +800,51 @@ expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err)
 	}
 	json_decref(v);
 	return 0;
+}
+
+int
+expr_cond(struct expr *x, const char *tmpl, bool *out, char **err)
+{
+	unsigned long before = x->deferred;
+	json_t *v = render_string(x, tmpl, err);
+
+	if (v == NULL)
+		return -1;
+	json_decref(v);
+	if (x->deferred != before)
+		return 1;
+	return expr_truthy(x, tmpl, out, err);
+}
+
+unsigned long
+expr_deferred_count(const struct expr *x)
+{
+	return x->deferred;
+}
+
+static int
+defer_step_body(lua_State *L)
+{
+	struct set_step *a = lua_touserdata(L, 1);
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, a->x->env_ref);
+	lua_getfield(L, -1, "steps");
+	lua_newtable(L);
+	push_guarded(L, l_deferred);
+	lua_setfield(L, -2, "outputs");
+	lua_setfield(L, -2, a->id);
+	return 0;
+}
+
+void
+expr_defer_step(struct expr *x, const char *id)
+{
+	struct set_step a = { x, id, NULL };
+
+	lua_pushcfunction(x->L, defer_step_body);
+	lua_pushlightuserdata(x->L, &a);
+	if (lua_pcall(x->L, 1, 0, 0) != LUA_OK)
+		lua_pop(x->L, 1);
 }
 
 static bool

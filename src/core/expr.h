@@ -45,6 +45,14 @@ json_t *expr_render(struct expr *x, const json_t *tmpl, char **err);
 
 /* evaluate an `if:` condition: truthy per Lua (nil and false are false) */
 int expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err);
+/* the same, and in static mode 1 (and *out untouched) when the condition
+ * needs steps or secrets: not known before the run */
+int expr_cond(struct expr *x, const char *tmpl, bool *out, char **err);
+/* steps[id].outputs is not known yet (a dry run only planned the step):
+ * an expression reading it is deferred, as in static mode */
+void expr_defer_step(struct expr *x, const char *id);
+/* how many evaluations so far met something deferred */
+unsigned long expr_deferred_count(const struct expr *x);
 
 /*
  * Static checks of every expression in s: Lua syntax, and references to

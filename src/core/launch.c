@@ -135,6 +135,8 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->t0 = zdm_now_ms();
 	if (r->store != NULL)
 		store_set_retry(r->store, o->state_timeout_ms, state_news, r);
+	if (o->mode != MODE_RUN)
+		r->planned_state = json_object();
 }
 
 static void
@@ -153,6 +155,7 @@ run_release(struct run *r)
 		json_decref(r->ss[i].notes);
 	}
 	free(r->ss);
+	json_decref(r->planned_state);
 	free(r->finished_status);
 	free(r->failed_step);
 	free(r->fail_msg);
@@ -185,19 +188,46 @@ plan(struct run *r)
 		struct rb_step *s = &r->rb->steps[i];
 		char *err = NULL, *p = NULL, *uerr = NULL, *up = NULL;
 		json_t *params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
-		json_t *uparams = NULL;
+		json_t *uparams = NULL, *shown = NULL;
+
+		char *cerr = NULL;
 
 		memset(&ev, 0, sizeof ev);
 		ev.kind = OBS_PLAN_STEP;
 		ev.plan.i = i;
-		if (params != NULL)
-			p = plan_of(s->type, params);
+		ev.plan.when = PLAN_RUNS;
+		if (s->if_expr != NULL) {
+			bool yes = true;
+			int k = expr_cond(r->rb->x, s->if_expr, &yes, &cerr);
+
+			if (k != 0) {
+				/* needs steps' outputs or secrets, or fails: the run decides */
+				ev.plan.when = PLAN_UNKNOWN;
+				ev.plan.why = k < 0 ? cerr : NULL;
+			} else if (!yes) {
+				ev.plan.when = PLAN_SKIPPED;
+			}
+		}
+		if (ev.plan.when == PLAN_SKIPPED) {
+			/* nothing runs: no plan, no undo, the planned state as it was */
+			run_emit(r, &ev);
+			free(cerr);
+			json_decref(params);
+			free(err);
+			continue;
+		}
+		if (params != NULL) {
+			p = plan_of(s->type, params, r->planned_state);
+			shown = json_deep_copy(params);
+			redact_json(shown);
+			ev.plan.params = shown;
+		}
 		ev.plan.doing = p ? p : params ? s->uses : err;
 		if (s->undo != NULL) {
 			uparams = runbook_params(r->rb, s->undo->node, s->undo->type, s->undo->with,
 			    s->undo->with_node, &uerr);
 			if (uparams != NULL)
-				up = plan_of(s->undo->type, uparams);
+				up = plan_of(s->undo->type, uparams, NULL);
 			ev.plan.undo = PLAN_UNDO_STEP;
 			ev.plan.undoing = up ? up : uparams ? s->undo->uses : uerr;
 		} else {
@@ -205,6 +235,8 @@ plan(struct run *r)
 			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
 		}
 		run_emit(r, &ev);
+		json_decref(shown);
+		free(cerr);
 		free(p);
 		free(err);
 		json_decref(params);

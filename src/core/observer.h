@@ -83,6 +83,14 @@ enum plan_undo {
 	PLAN_UNDO_READ_ONLY,	/* nothing to undo */
 };
 
+/* OBS_PLAN_STEP: whether the step will run, by its if: */
+enum plan_when {
+	PLAN_RUNS,		/* no if:, or one that is true now */
+	PLAN_SKIPPED,		/* if: is false with what is known: nothing runs */
+	PLAN_UNKNOWN,		/* if: needs outputs of earlier steps or secrets
+				 * (or fails: .why): unknown until run */
+};
+
 /* OBS_FAILURE: what the run does about a failed step */
 enum failure_policy { FAIL_DRY_RUN, FAIL_PAUSE, FAIL_ABORT, FAIL_ROLLBACK };
 
@@ -136,7 +144,12 @@ struct run_event {
 		} start;
 		struct {
 			size_t i;
-			const char *doing;	/* its plan, its type, or why neither */
+			enum plan_when when;
+			const char *why;	/* PLAN_UNKNOWN: the if:'s error, or NULL */
+			const json_t *params;	/* resolved as far as known, redacted; NULL
+						 * when they do not resolve or PLAN_SKIPPED */
+			const char *doing;	/* its plan, its type, or why neither;
+						 * NULL when PLAN_SKIPPED */
 			enum plan_undo undo;
 			const char *undoing;	/* PLAN_UNDO_STEP: the undo's plan */
 		} plan;

@@ -524,16 +524,17 @@ run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
  * secret.  NULL when the type has no plan().
  */
 char *
-plan_of(const struct zdm_step_type *t, const json_t *params)
+plan_of(const struct zdm_step_type *t, const json_t *params, json_t *planned)
 {
 	json_t *shown;
 	char *p, *r;
 
-	if (t->plan == NULL)
+	if (t->plan == NULL && (t->plan_from == NULL || planned == NULL))
 		return NULL;
 	shown = json_deep_copy(params);
 	redact_json(shown);
-	p = t->plan(t, shown);
+	p = t->plan_from != NULL && planned != NULL ? t->plan_from(t, shown, planned) :
+	    t->plan(t, shown);
 	json_decref(shown);
 	if (p == NULL)
 		return NULL;

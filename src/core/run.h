@@ -58,6 +58,8 @@ struct run {
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */
 	int planned;		/* dry run: steps that only printed their plan */
 	bool lock_lost;		/* an append was refused: the run lock is gone (said) */
+	json_t *planned_state;	/* plan and dry run: what the planned steps leave
+				 * (zdm_step_type.plan_from); NULL otherwise */
 };
 
 /* run.c */
@@ -84,8 +86,9 @@ enum in_doubt run_answer(const struct run *r, const char *step);
 void run_ended(const struct run *r, struct run_event *ev);
 /* the context a step's run(), snapshot() or undo() gets from this run */
 void run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt);
-/* a type's plan() in words, secrets redacted; NULL without plan() */
-char *plan_of(const struct zdm_step_type *t, const json_t *params);
+/* a type's plan() in words, secrets redacted; NULL without plan().
+ * planned: the run's planned state (plan_from), or NULL */
+char *plan_of(const struct zdm_step_type *t, const json_t *params, json_t *planned);
 /* the delay before attempt + 1 */
 int64_t backoff_delay(const struct rb_step *s, int attempt);
 /* run.finished with status and the exit code of code; code, or

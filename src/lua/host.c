@@ -62,7 +62,7 @@ struct plugin {
 	struct zdm_param *params;
 	size_t nparams;
 	bool read_only, idempotent;
-	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot;	/* registry refs */
+	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot, ref_check;	/* registry refs */
 	size_t mem, mem_limit;
 	const char *const *search;	/* plugin path, for zdm.lib; load only */
 	bool loading;			/* the plugin file's top level is running */
@@ -85,6 +85,8 @@ struct call {
 	const json_t *undo_data;
 	bool with_undo_data;
 	bool raw_result;		/* snapshot(): the value itself is undo_data */
+	bool check_result;		/* check(): nil or true (and a line), or nil, why */
+	json_t *planned;		/* plan(): the planned state, updated; or NULL */
 	struct zdm_result *res;
 	struct zdm_diag *diag;
 	char *plan;
@@ -384,6 +386,7 @@ lh_load_body(lua_State *L)
 	p->ref_plan = lh_optfunc(L, p, t, "plan", false);
 	p->ref_undo = lh_optfunc(L, p, t, "undo", false);
 	p->ref_snapshot = lh_optfunc(L, p, t, "snapshot", false);
+	p->ref_check = lh_optfunc(L, p, t, "check", false);
 
 	ty = lua_getfield(L, t, "params");
 	if (ty == LUA_TTABLE)
@@ -431,9 +434,28 @@ lh_plan_body(lua_State *L)
 {
 	struct call *c = lua_touserdata(L, 1);
 
+	int st;
+
+	/* the planned state at 2: plan(params, planned) may change it */
+	if (c->planned != NULL)
+		lj_push(L, c->planned);
+	else
+		lua_newtable(L);
+	st = lua_gettop(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
 	contract_push_params(L, c->params);
-	lua_call(L, 1, 1);
+	lua_pushvalue(L, st);
+	lua_call(L, 2, 1);
+	if (c->planned != NULL) {
+		char *err = NULL;
+		json_t *now = lua_istable(L, st) ? lj_to_json(L, st, &err) : NULL;
+
+		/* no Lua calls while now is held */
+		if (json_is_object(now))
+			json_object_update(c->planned, now);
+		json_decref(now);
+		free(err);
+	}
 	if (lua_type(L, -1) == LUA_TSTRING)
 		c->plan = xstrdup(lua_tostring(L, -1));
 	else if (!lua_isnil(L, -1))
@@ -442,11 +464,12 @@ lh_plan_body(lua_State *L)
 }
 
 static char *
-lh_plan(const struct zdm_step_type *t, const json_t *params)
+lh_plan_from(const struct zdm_step_type *t, const json_t *params, json_t *planned)
 {
 	struct plugin *p = t->impl;
 	struct call c = {
 		.p = p, .fn = "plan", .ref = p->ref_plan, .params = params,
+		.planned = planned,
 	};
 	char msg[1024], why[1024];
 
@@ -459,6 +482,12 @@ lh_plan(const struct zdm_step_type *t, const json_t *params)
 		return xasprintf("(plan() failed: %s)", why);
 	}
 	return c.plan;
+}
+
+static char *
+lh_plan(const struct zdm_step_type *t, const json_t *params)
+{
+	return lh_plan_from(t, params, NULL);
 }
 
 static int
@@ -479,6 +508,30 @@ lh_call_body(lua_State *L)
 		nargs = 3;
 	}
 	lua_call(L, nargs, 2);
+	if (c->check_result) {
+		/* nil or true: verified (a string: what was); nil, why | false: not */
+		if ((lua_isnil(L, fn) && !lua_isnil(L, fn + 1)) ||
+		    (lua_isboolean(L, fn) && !lua_toboolean(L, fn))) {
+			if (!lua_isnil(L, fn + 1))
+				zdm_fail(c->res, "%s", luaL_tolstring(L, fn + 1, NULL));
+			else
+				zdm_fail(c->res, "check() returned false");
+			c->rc = -1;
+		} else if (lua_isnil(L, fn) || lua_isboolean(L, fn) || lua_type(L, fn) == LUA_TSTRING) {
+			if (lua_type(L, fn) == LUA_TSTRING) {
+				json_t *o = json_pack("{s:s}", "checked", lua_tostring(L, fn));
+
+				json_decref(c->res->outputs);
+				c->res->outputs = o;
+			}
+			c->rc = 0;
+		} else {
+			zdm_fail(c->res, "check() returned a %s (expected nil, true, a line saying "
+			    "what was verified, or nil and why it failed)", luaL_typename(L, fn));
+			c->rc = -1;
+		}
+		return 0;
+	}
 	if (c->raw_result)
 		c->rc = contract_undo_data(L, fn, c->fn, c->res);
 	else
@@ -547,6 +600,19 @@ lh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx,
 		.p = p, .fn = "undo", .ref = p->ref_undo, .ctx = ctx,
 		.params = params, .undo_data = undo_data, .with_undo_data = true,
 		.res = res,
+	};
+
+	return lh_call(p, &c);
+}
+
+static int
+lh_check_fn(const struct zdm_step_type *t, struct zdm_ctx *ctx,
+    const json_t *params, struct zdm_result *res)
+{
+	struct plugin *p = t->impl;
+	struct call c = {
+		.p = p, .fn = "check", .ref = p->ref_check, .ctx = ctx,
+		.params = params, .res = res, .check_result = true,
 	};
 
 	return lh_call(p, &c);
@@ -622,6 +688,7 @@ luahost_load_from(const char *name, const char *path,
 	p->name = xstrdup(name);
 	p->path = xstrdup(path);
 	p->ref_run = p->ref_validate = p->ref_plan = p->ref_undo = p->ref_snapshot = LUA_NOREF;
+	p->ref_check = LUA_NOREF;
 	if (lh_mem_limit(&p->mem_limit, err) == -1)
 		goto fail;
 	p->L = lua_newstate(lh_alloc, p);
@@ -655,6 +722,8 @@ luahost_load_from(const char *name, const char *path,
 	t->idempotent = p->idempotent;
 	t->validate = p->ref_validate != LUA_NOREF ? lh_validate : NULL;
 	t->plan = lh_plan;
+	t->plan_from = lh_plan_from;
+	t->check = p->ref_check != LUA_NOREF ? lh_check_fn : NULL;
 	t->run = lh_run;
 	t->undo = p->ref_undo != LUA_NOREF ? lh_undo : NULL;
 	t->snapshot = p->ref_snapshot != LUA_NOREF ? lh_snapshot : NULL;

@@ -362,6 +362,8 @@ http_do(const struct http_req *req, struct http_resp *resp, char **err)
 	if (hl != NULL)
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 
+	if (req->connect_only)
+		curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
 	rc = curl_easy_perform(h);
 	resp->duration_ms = zdm_now_ms() - t0;
 	if (rc != CURLE_OK) {

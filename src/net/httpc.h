@@ -37,6 +37,9 @@ struct http_req {
 	 * (zdm_interrupted). */
 	bool background;
 	const atomic_int *cancel;
+	/* resolve, connect and (https) verify the TLS handshake, then stop:
+	 * no request is sent (status stays 0; a --dry-run check) */
+	bool connect_only;
 };
 
 struct http_resp {

@@ -49,6 +49,10 @@ struct sshc_opts {
 	const char *known_hosts;	/* path; must be set */
 	enum sshc_policy policy;
 	int64_t connect_timeout_ms;	/* TCP connect + handshake + auth; > 0 */
+	bool check_only;	/* connect, check the host key, authenticate, and
+				 * stop: no command runs, known_hosts is not
+				 * written (accept-new: an unknown key is only
+				 * reported in key_new) */
 };
 
 /* One host's command and, after sshc_run_all(), its result. */
@@ -69,6 +73,9 @@ struct sshc_job {
 	char *error;		/* why it did not run or did not finish, or NULL */
 	bool timed_out, interrupted;
 	int64_t duration_ms;	/* connect to exit status */
+	bool authed;		/* the host key was accepted and the login too */
+	bool key_new;		/* check_only, accept-new: the key is not in
+				 * known_hosts yet (a run would add it) */
 };
 
 void sshc_job_release(struct sshc_job *j);

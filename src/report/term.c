@@ -267,6 +267,14 @@ plan_step(const struct term_view *tv, const struct run_event *ev)
 	say(tv, "%2zu. %s%s%s (%s%s)%s%s\n", ev->plan.i + 1, s->id, s->name ? " — " : "",
 	    s->name ? s->name : "", s->uses, s->type->read_only ? ", read-only" : "",
 	    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
+	if (ev->plan.when == PLAN_SKIPPED) {
+		say(tv, "      skipped: if: is false\n");
+		return;
+	}
+	if (ev->plan.when == PLAN_UNKNOWN)
+		say(tv, "      if:   unknown until run%s%s%s\n", ev->plan.why ? " (" : "",
+		    ev->plan.why ? ev->plan.why : " (needs outputs of earlier steps or secrets)",
+		    ev->plan.why ? ")" : "");
 	say(tv, "      do:   %s\n", ev->plan.doing);
 	switch (ev->plan.undo) {
 	case PLAN_UNDO_STEP:

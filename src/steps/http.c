@@ -197,6 +197,40 @@ capture(const json_t *outs, const struct http_resp *r, json_t *into, struct zdm_
 	json_decref(doc);
 }
 
+/* --dry-run: the host resolves, accepts a connection and (https) passes
+ * TLS verification; no request is sent, so nothing can change */
+static int
+http_check(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
+    struct zdm_result *res)
+{
+	struct http_req req;
+	struct http_resp r;
+	char *err = NULL;
+	int rc = 0;
+
+	(void)t;
+	hc_req_init(&req, p);
+	req.headers = NULL;
+	req.url = json_string_value(json_object_get(p, "url"));
+	req.deadline_ms = ctx->deadline_ms;
+	req.connect_only = true;
+	if (http_do(&req, &r, &err) != 0) {
+		if (zdm_interrupted)
+			res->interrupted = true;
+		zdm_fail(res, "connecting for %s: %s", req.url, err);
+		free(err);
+		rc = -1;
+	} else {
+		bool tls = strncmp(req.url, "https:", 6) == 0;
+
+		res->outputs = json_pack("{s:s}", "checked", tls ?
+		    "the host resolves, accepts a connection and passes TLS verification (no request sent)" :
+		    "the host resolves and accepts a connection (no request sent)");
+	}
+	http_resp_release(&r);
+	return rc;
+}
+
 static int
 http_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     struct zdm_result *res)
@@ -279,4 +313,5 @@ const struct zdm_step_type zdm_step_http = {
 	.description = "send an HTTP request, check its answer, capture JSON fields (dry runs only plan it: checks belong in health_gate)",
 	ZDM_PARAMS(http_params),
 	.validate = http_validate, .plan = http_plan, .run = http_run,
+	.check = http_check,
 };

@@ -661,6 +661,100 @@ ssh_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	return rc;
 }
 
+/* ---- check (--dry-run) ------------------------------------------------------------ */
+
+static void
+check_done(size_t i, void *arg)
+{
+	(void)i;
+	(void)arg;
+}
+
+/* every host: connect, host key, login; no command.  Judged batch by batch
+ * against max_fail, as run() judges the command */
+static int
+ssh_check(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
+    struct zdm_result *res)
+{
+	struct sshc_target *tg;
+	struct sshc_opts o;
+	struct sshc_job *jobs;
+	char *err = NULL, *kh;
+	size_t n, nb, *sizes, start = 0, nbad = 0, nnew = 0, shown = 0;
+	struct sbuf bad, fresh;
+	int rc = 0;
+
+	(void)t;
+	tg = ssh_targets(p, &n, &err);
+	if (tg == NULL) {
+		zdm_fail(res, "%s", err ? err : "no hosts");
+		free(err);
+		return -1;
+	}
+	ssh_opts(p, &o, &kh);
+	o.check_only = true;
+	jobs = xcalloc(n, sizeof *jobs);
+	for (size_t k = 0; k < n; k++) {
+		jobs[k].t = &tg[k];
+		jobs[k].deadline_ms = ctx->deadline_ms;
+		jobs[k].cap = 1;
+	}
+	sshc_run_all(&o, jobs, n, (int)json_integer_value(json_object_get(p, "max_parallel")),
+	    check_done, NULL);
+	nb = ssh_plan_batches(json_object_get(p, "batch"), n, &sizes);
+	sb_init(&bad);
+	sb_init(&fresh);
+	for (size_t b = 0; b < nb; b++) {
+		size_t bfail = 0;
+
+		for (size_t k = start; k < start + sizes[b]; k++) {
+			if (jobs[k].interrupted)
+				res->interrupted = true;
+			if (!jobs[k].authed) {
+				char *r = redact_str(jobs[k].error ? jobs[k].error : "not reached");
+
+				bfail++;
+				nbad++;
+				if (shown++ < 3)
+					sb_addf(&bad, "%s%s: %s", shown > 1 ? "; " : "", tg[k].label, r);
+				free(r);
+			} else if (jobs[k].key_new) {
+				sb_addf(&fresh, "%s%s", nnew++ ? ", " : "", tg[k].label);
+			}
+		}
+		if (bfail > ssh_budget(json_object_get(p, "max_fail"), sizes[b]))
+			rc = -1;
+		start += sizes[b];
+	}
+	if (shown > 3)
+		sb_addf(&bad, "; and %zu more", shown - 3);
+	if (rc != 0)
+		zdm_fail(res, "%zu of %zu host%s cannot be reached as the run needs, over max_fail: %s",
+		    nbad, n, n == 1 ? "" : "s", bad.buf);
+	else {
+		struct sbuf ok;
+
+		sb_init(&ok);
+		sb_addf(&ok, "%zu host%s: host key and login accepted (no command run)", n - nbad,
+		    n - nbad == 1 ? "" : "s");
+		if (nnew > 0)
+			sb_addf(&ok, "; not in known_hosts yet, the run adds them (accept-new): %s", fresh.buf);
+		if (nbad > 0)
+			sb_addf(&ok, "; within max_fail, not reached: %s", bad.buf);
+		res->outputs = json_pack("{s:s}", "checked", ok.buf);
+		sb_release(&ok);
+	}
+	sb_release(&bad);
+	sb_release(&fresh);
+	for (size_t k = 0; k < n; k++)
+		sshc_job_release(&jobs[k]);
+	free(jobs);
+	free(sizes);
+	free(kh);
+	ssh_free_targets(tg, n);
+	return rc;
+}
+
 /* ---- undo --------------------------------------------------------------------------- */
 
 /* flag[k] for every target whose label is in one of lists' arrays */
@@ -829,4 +923,5 @@ const struct zdm_step_type zdm_step_ssh = {
 	.description = "run a command on remote hosts over SSH, in batches with a failure budget",
 	ZDM_PARAMS(ssh_params),
 	.validate = ssh_validate, .plan = ssh_plan, .run = ssh_run, .undo = ssh_undo,
+	.check = ssh_check,
 };
