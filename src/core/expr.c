@@ -514,6 +514,82 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 		sb_release(&sb);
 }
 
+/*
+ * GitHub Actions' expression habits in Lua code, outside string literals:
+ * the operators Lua writes otherwise, and the status functions zdm has no
+ * use for.  A malloc'd hint ("'!=' is not Lua: write '~='"), or NULL.
+ */
+char *
+expr_habit(const char *code)
+{
+	struct sbuf sb;
+	const char *p = code;
+	bool ne = false, has_and = false, has_or = false, has_not = false;
+	const char *fn = NULL;
+
+	while (*p != '\0') {
+		const char *lit = skip_literal(p);
+
+		if (lit != NULL) {
+			p = lit;
+			continue;
+		}
+		if (p[0] == '!' && p[1] == '=') {
+			ne = true;
+			p += 2;
+		} else if (p[0] == '&' && p[1] == '&') {
+			has_and = true;
+			p += 2;
+		} else if (p[0] == '|' && p[1] == '|') {
+			has_or = true;
+			p += 2;
+		} else if (p[0] == '!') {
+			has_not = true;
+			p++;
+		} else if (idchar(*p)) {
+			const char *s = p, *q;
+			static const char *const status[] = { "success", "failure", "always", "cancelled", NULL };
+
+			while (idchar(*p))
+				p++;
+			for (q = p; *q == ' ' || *q == '\t'; q++)
+				;
+			if (*q == '(' && fn == NULL && (s == code || s[-1] != '.'))
+				for (size_t i = 0; status[i] != NULL; i++)
+					if ((size_t)(p - s) == strlen(status[i]) &&
+					    strncmp(s, status[i], (size_t)(p - s)) == 0)
+						fn = status[i];
+		} else {
+			p++;
+		}
+	}
+	if (!ne && !has_and && !has_or && !has_not && fn == NULL)
+		return NULL;
+	sb_init(&sb);
+	if (ne)
+		sb_adds(&sb, "'!=' is not Lua: use ~= (Lua's not-equal)");
+	if (has_and)
+		sb_addf(&sb, "%s'&&' is not Lua: use and", sb.len ? "; " : "");
+	if (has_or)
+		sb_addf(&sb, "%s'||' is not Lua: use or", sb.len ? "; " : "");
+	if (has_not)
+		sb_addf(&sb, "%s'!x' is not Lua: use not x", sb.len ? "; " : "");
+	if (fn != NULL && strcmp(fn, "success") == 0)
+		sb_addf(&sb, "%ssuccess() is GitHub Actions': a zdm step runs only when every step "
+		    "before it succeeded, so leave it out", sb.len ? "; " : "");
+	else if (fn != NULL && strcmp(fn, "failure") == 0)
+		sb_addf(&sb, "%sfailure() is GitHub Actions': zdm does not run steps after a failure; "
+		    "what puts things back is an undo: (run on rollback), and notify: with on: [failure] "
+		    "tells people", sb.len ? "; " : "");
+	else if (fn != NULL && strcmp(fn, "always") == 0)
+		sb_addf(&sb, "%salways() is GitHub Actions': zdm does not run steps after a failure; "
+		    "use an undo: (run on rollback) or notify: with on: [finish]", sb.len ? "; " : "");
+	else if (fn != NULL)
+		sb_addf(&sb, "%s%s() is GitHub Actions': an interrupted zdm run stops and is resumed "
+		    "with zdm resume; notify: with on: [pause] tells people", sb.len ? "; " : "", fn);
+	return sb_detach(&sb);
+}
+
 static void
 free_refs(struct ref *refs, size_t n)
 {
@@ -578,12 +654,16 @@ compile(struct expr *x, const char *code, char **err)
 		}
 		{
 			const char *eof = m ? strstr(m, "near <eof>") : NULL;
+			char *hint = expr_habit(code);
 
-			if (eof != NULL)
+			if (hint != NULL)
+				seterr(err, "expression '%s' does not parse: %s", code, hint);
+			else if (eof != NULL)
 				seterr(err, "expression '%s' does not parse: %.*sat the end of the expression",
 				    code, (int)(eof - m), m);
 			else
 				seterr(err, "expression '%s' does not parse: %s", code, m ? m : "?");
+			free(hint);
 		}
 		lua_pop(x->L, 1);
 		return -1;
@@ -839,6 +919,9 @@ expr_check(struct expr *x, const char *s, const char *const *known_vars,
 		} else if (compile(x, c, &err) != 0) {
 			push_err(errs, err);
 			err = NULL;
+		} else if ((err = expr_habit(c)) != NULL) {
+			lua_pop(x->L, 1);
+			push_err(errs, xasprintf("expression '%s': %s", c, err));
 		} else {
 			lua_pop(x->L, 1);
 			scan(c, x->step_ids, &refs, &nrefs, NULL);

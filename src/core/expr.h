@@ -58,6 +58,13 @@ void expr_check(struct expr *x, const char *s, const char *const *known_vars,
     const char *const *all_steps, char ***errs);
 
 /*
+ * GitHub Actions habits in Lua code (outside string literals): '!=', '&&',
+ * '||', '!x', and the status functions success(), failure(), always(),
+ * cancelled().  A malloc'd hint saying what zdm writes instead, or NULL.
+ */
+char *expr_habit(const char *code);
+
+/*
  * Gate conditions (metric_gate's `success` / `failure`): a Lua expression
  * over `result`, compiled as `return CODE` in an environment of its own that
  * sees only result, isnan, isinf and the sandbox's safe functions (tostring,

@@ -27,6 +27,10 @@ struct zdm_diag {
 void err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* one warning at n's place into rb->warns (dropped when it is NULL) */
+void warn_at(struct runbook *rb, const struct ynode *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* params checked against t's table: unknown and missing names, types;
  * values converted in place (durations to ms); final = no expression left */
 void check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,

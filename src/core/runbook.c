@@ -56,6 +56,33 @@ err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *f
 	free(m);
 }
 
+void
+warn_at(struct runbook *rb, const struct ynode *n, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+
+	if (rb->warns == NULL)
+		return;
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	/* the same place and text said twice (a step's params are checked
+	 * at validate and again at run time) is said once */
+	for (size_t i = 0; i < rb->warns->n; i++) {
+		const struct yerr *w = &rb->warns->v[i];
+		const char *tail = strstr(w->msg, ": warning: ");
+
+		if (n != NULL && w->line == n->line && w->col == n->col && tail != NULL &&
+		    strcmp(tail + 11, m) == 0) {
+			free(m);
+			return;
+		}
+	}
+	yerr(rb->warns, rb->path, n ? n->line : 1, n ? n->col : 1, "warning: %s", m);
+	free(m);
+}
+
 static bool
 valid_id(const char *s)
 {
@@ -591,10 +618,17 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		if (s->if_node->kind != Y_SCALAR)
 			err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ vars.env == \"prod\" }}, not %s",
 			    s->id, ynode_kind_name(s->if_node));
-		else if (!json_is_boolean(lit) && !expr_has_template(s->if_node->str))
-			err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ %s }}, not the plain text '%s' (which would always be true)",
-			    s->id, s->if_node->str, s->if_node->str);
-		else
+		else if (!json_is_boolean(lit) && !expr_has_template(s->if_node->str)) {
+			char *hint = expr_habit(s->if_node->str);
+
+			if (hint != NULL)
+				err_at(rb, e, s->if_node, "step '%s': if: '%s' is a GitHub Actions condition: %s",
+				    s->id, s->if_node->str, hint);
+			else
+				err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ %s }}, not the plain text '%s' (which would always be true)",
+				    s->id, s->if_node->str, s->if_node->str);
+			free(hint);
+		} else
 			s->if_expr = xstrdup(s->if_node->str);
 		json_decref(lit);
 	}
@@ -716,6 +750,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 	rb->path = xstrdup(path);
 	rb->abspath = path_abs(path);
 	rb->reg = reg;
+	rb->warns = o != NULL ? o->warns : NULL;
 	rb->x = expr_new();
 	rb->root = yparse_file(path, path, errs);
 	if (rb->root == NULL)
