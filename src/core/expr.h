@@ -43,6 +43,15 @@ bool expr_has_template(const char *s);
  */
 json_t *expr_render(struct expr *x, const json_t *tmpl, char **err);
 
+/*
+ * The env vars the expressions in s read that are not set in this process's
+ * environment, except those given a default (`env.X or "..."`): a
+ * NULL-terminated malloc'd list of malloc'd names, or NULL when none.  At
+ * run time a value that is nil because of such a variable is an error that
+ * names it (an `if:` condition excepted: there nil is false).
+ */
+char **expr_env_unset(const char *s);
+
 /* evaluate an `if:` condition: truthy per Lua (nil and false are false) */
 int expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err);
 

@@ -230,6 +230,31 @@ check_exprs(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		check_exprs(rb, e, n->items[i], vars, secrets, before, all);
 }
 
+/* every string in the YAML tree under n: warn about the env vars its
+ * expressions read that are not set now (the run's environment may differ) */
+static void
+warn_env(struct runbook *rb, const struct ynode *n, const char *what)
+{
+	if (n == NULL)
+		return;
+	if (n->kind == Y_SCALAR) {
+		char **names;
+
+		if (!expr_has_template(n->str) || (names = expr_env_unset(n->str)) == NULL)
+			return;
+		for (size_t i = 0; names[i] != NULL; i++) {
+			warn_at(rb, n, "%s: env.%s is not set: a run without %s in its environment fails "
+			    "this step (set it, or give a default: ${{ env.%s or \"...\" }})", what,
+			    names[i], names[i], names[i]);
+			free(names[i]);
+		}
+		free(names);
+		return;
+	}
+	for (size_t i = 0; i < n->n; i++)
+		warn_env(rb, n->items[i], what);
+}
+
 static void
 parse_vars(struct runbook *rb, struct yerrs *e, const struct ynode *n)
 {
@@ -684,6 +709,12 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		size_t nerr0 = e->n;
 
 		check_exprs(rb, e, p->with_node, vars, secrets, none, ids);
+		if (e->n == nerr0) {
+			char *what = xasprintf("probe '%s'", p->id);
+
+			warn_env(rb, p->with_node, what);
+			free(what);
+		}
 		for (size_t k = nerr0; k < e->n; k++) {
 			/* no step has run when a probe runs first: say why */
 			char *at = strstr(e->v[k].msg, ", which has not run at this point");
@@ -860,6 +891,8 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 				before[b] = ids[b];
 			check_exprs(rb, errs, st->with_node, vars, secrets, before, ids);
 			check_exprs(rb, errs, st->if_node, vars, secrets, before, ids);
+			if (errs->n == nerr0)
+				warn_env(rb, st->with_node, what);
 			if (st->if_expr != NULL && errs->n == nerr0) {
 				bool yes;
 				char *err = NULL;
@@ -879,6 +912,11 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			nerr0 = errs->n;
 			if (st->undo != NULL)
 				check_exprs(rb, errs, st->undo->with_node, vars, secrets, before, ids);
+			if (st->undo != NULL && errs->n == nerr0) {
+				what = xasprintf("undo of step '%s'", st->id);
+				warn_env(rb, st->undo->with_node, what);
+				free(what);
+			}
 			if (st->undo != NULL && st->undo->type != NULL && errs->n == nerr0 &&
 			    !(ymap_get(st->undo->node, "with") != NULL && st->undo->with_node == NULL)) {
 				what = xasprintf("undo of step '%s'", st->id);
