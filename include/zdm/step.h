@@ -99,6 +99,16 @@ struct zdm_diag;
 void zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* In a validate(): the step's own timeout per attempt (ms) as the runbook
+ * sets it (the step's timeout:, defaults: timeout, or zdm's default), and
+ * in *from where it comes from, in words ("the step's timeout: 5s at line
+ * 8"); 0 when it is not known (at run time), so timing that can never fit
+ * is refused by `zdm validate`. */
+int64_t zdm_diag_timeout(const struct zdm_diag *d, const char **from);
+
+/* In a validate(): whether the runbook wrote the param (not a default) */
+bool zdm_diag_written(const struct zdm_diag *d, const char *param);
+
 /* a C type's param table, for its struct zdm_step_type initializer:
  * `ZDM_PARAMS(exec_params),` sets .params and .nparams */
 #define ZDM_PARAMS(table) .params = (table), .nparams = sizeof(table) / sizeof((table)[0])

@@ -53,6 +53,20 @@ zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 	free(m);
 }
 
+int64_t
+zdm_diag_timeout(const struct zdm_diag *d, const char **from)
+{
+	if (from != NULL)
+		*from = d->timeout_from != NULL ? d->timeout_from : "the step's timeout";
+	return d->timeout_ms;
+}
+
+bool
+zdm_diag_written(const struct zdm_diag *d, const char *param)
+{
+	return d->with != NULL && ymap_get(d->with, param) != NULL;
+}
+
 /*
  * Check (and convert) one parameter value against its declared type.
  * Returns a new reference, or NULL with *msg.
@@ -240,9 +254,9 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 void
 static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
-    const char *what)
+    const char *what, int64_t timeout_ms, const char *timeout_from)
 {
-	struct zdm_diag d = { rb, at, with_node, e, what };
+	struct zdm_diag d = { rb, at, with_node, e, what, timeout_ms, timeout_from };
 	json_t *p = json_object(), *v;
 	const char *k;
 	size_t before = e->n;
@@ -272,7 +286,7 @@ runbook_params(struct runbook *rb, const struct ynode *where,
     char **err)
 {
 	struct yerrs e = { 0 };
-	struct zdm_diag d = { rb, where, with_node, &e, "" };
+	struct zdm_diag d = { rb, where, with_node, &e, "", 0, NULL };	/* timing: checked at validate */
 	json_t *p;
 	char *rerr = NULL;
 

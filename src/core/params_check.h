@@ -6,6 +6,7 @@
 #define ZDM_CORE_PARAMS_CHECK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -21,6 +22,8 @@ struct zdm_diag {
 	const struct ynode *with;	/* the with: mapping, or NULL */
 	struct yerrs *errs;
 	const char *what;		/* "step 'x'" or "undo of step 'x'" */
+	int64_t timeout_ms;		/* the step's timeout per attempt; 0 = not known */
+	const char *timeout_from;	/* where it is set, in words */
 };
 
 /* one error at n's place (line 1 col 1 when n is NULL) into e */
@@ -38,6 +41,6 @@ void check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *par
 /* validate time: render what needs only vars and env, check, validate() */
 void static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
-    const char *what);
+    const char *what, int64_t timeout_ms, const char *timeout_from);
 
 #endif

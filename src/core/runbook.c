@@ -230,6 +230,22 @@ check_exprs(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		check_exprs(rb, e, n->items[i], vars, secrets, before, all);
 }
 
+/* where a step's timeout comes from, in words, for a timing message;
+ * malloc'd.  own: the step's (or undo's) timeout: node, or NULL */
+static char *
+timeout_from(struct runbook *rb, const struct ynode *own, const char *whose, int64_t ms)
+{
+	const struct ynode *dn = ymap_get(ymap_get(rb->root, "defaults"), "timeout");
+	char d[32];
+
+	fmt_duration(ms, d, sizeof d);
+	if (own != NULL)
+		return xasprintf("%s timeout: %s (line %d)", whose, d, own->line);
+	if (dn != NULL)
+		return xasprintf("the step's timeout %s from defaults: timeout (line %d)", d, dn->line);
+	return xasprintf("the step's timeout %s (zdm's default; set timeout: on the step)", d);
+}
+
 /* every string in the YAML tree under n: warn about the env vars its
  * expressions read that are not set now (the run's environment may differ) */
 static void
@@ -732,10 +748,13 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		if (p->type != NULL && e->n == nerr0 &&
 		    !(ymap_get(p->node, "with") != NULL && p->with_node == NULL)) {
 			char *what = xasprintf("probe '%s'", p->id);
+			char *from = timeout_from(rb, ymap_get(p->node, "timeout"), "the probe's",
+			    p->timeout_ms);
 
 			static_params(rb, e, ymap_get(p->node, "uses"), p->type, p->with,
-			    p->with_node, what);
+			    p->with_node, what, p->timeout_ms, from);
 			free(what);
+			free(from);
 		}
 	}
 }
@@ -904,9 +923,14 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			/* params are evaluated only when their expressions check out:
 			 * one mistake, one message */
 			if (st->type != NULL && errs->n == nerr0 &&
-			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL))
+			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL)) {
+				char *from = timeout_from(rb, ymap_get(st->node, "timeout"), "the step's",
+				    st->timeout_ms);
+
 				static_params(rb, errs, ymap_get(st->node, "uses"), st->type,
-				    st->with, st->with_node, what);
+				    st->with, st->with_node, what, st->timeout_ms, from);
+				free(from);
+			}
 			free(what);
 			before[j] = ids[j];	/* an undo sees its own step's outputs */
 			nerr0 = errs->n;
@@ -919,10 +943,17 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			}
 			if (st->undo != NULL && st->undo->type != NULL && errs->n == nerr0 &&
 			    !(ymap_get(st->undo->node, "with") != NULL && st->undo->with_node == NULL)) {
+				const struct ynode *own = ymap_get(st->undo->node, "timeout");
+				int64_t tmo = st->undo->timeout_ms ? st->undo->timeout_ms : st->timeout_ms;
+				char *from = own != NULL && st->undo->timeout_ms ?
+				    timeout_from(rb, own, "the undo's", tmo) :
+				    timeout_from(rb, ymap_get(st->node, "timeout"), "the step's", tmo);
+
 				what = xasprintf("undo of step '%s'", st->id);
 				static_params(rb, errs, ymap_get(st->undo->node, "uses"),
-				    st->undo->type, st->undo->with, st->undo->with_node, what);
+				    st->undo->type, st->undo->with, st->undo->with_node, what, tmo, from);
 				free(what);
+				free(from);
 			}
 			free(before);
 		}

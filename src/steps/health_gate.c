@@ -63,6 +63,40 @@ hg_positive(struct zdm_diag *d, const json_t *p, const char *name, const char *w
 		zdm_diag(d, name, "must be more than 0%s", what);
 }
 
+/*
+ * Rounds start `interval` apart and the gate passes on the
+ * healthy_threshold-th healthy round in a row: that round starts
+ * (healthy_threshold - 1) x interval after the first, and no round starts
+ * at or past the step's deadline.  When that is not shorter than the step's
+ * timeout the gate can never pass.
+ */
+static void
+hg_timing(struct zdm_diag *d, const json_t *p)
+{
+	const json_t *iv = json_object_get(p, "interval"), *th = json_object_get(p, "healthy_threshold");
+	const char *from, *at;
+	int64_t tmo = zdm_diag_timeout(d, &from), need;
+	char id[32], nd[32];
+	long long n;
+
+	if (tmo <= 0 || !json_is_integer(iv) || !json_is_integer(th) || json_integer_value(iv) <= 0 ||
+	    json_integer_value(th) < 1 || json_integer_value(th) > HG_MAX_THRESHOLD)
+		return;
+	n = json_integer_value(th);
+	need = (n - 1) * json_integer_value(iv);
+	if (need < tmo)
+		return;
+	fmt_duration(json_integer_value(iv), id, sizeof id);
+	fmt_duration(need, nd, sizeof nd);
+	/* the place: the param the runbook wrote that asks for the time */
+	at = zdm_diag_written(d, "interval") ? "interval" :
+	    zdm_diag_written(d, "healthy_threshold") ? "healthy_threshold" : "interval";
+	zdm_diag(d, at, "the gate can never pass: healthy_threshold %lld rounds %s apart take "
+	    "(%lld - 1) x %s = %s from the first round to the last, not less than %s; "
+	    "give the step a timeout: longer than %s, or lower interval or healthy_threshold",
+	    n, id, n, id, nd, from, nd);
+}
+
 static void
 hg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 {
@@ -89,6 +123,7 @@ hg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 		    json_integer_value(v) > HG_MAX_THRESHOLD))
 			zdm_diag(d, th[i], "must be from 1 to %d rounds in a row", HG_MAX_THRESHOLD);
 	}
+	hg_timing(d, p);
 	hc_check_status(d, p);
 	hc_check_headers(d, p);
 	if (json_is_object(ej)) {

@@ -187,6 +187,50 @@ check_limit(struct zdm_diag *d, const json_t *p, const char *name, long min)
 		zdm_diag(d, name, "must be %ld or more, not %ld", min, v);
 }
 
+/*
+ * The least time a gate needs to decide for success: initial_delay, then a
+ * measurement every `interval` (from one's end to the next's start): n
+ * measurements take at least initial_delay + (n - 1) x interval, where n
+ * is consecutive_success_limit when set, else count, else 1 (count 0
+ * measures until the timeout, and a gate never passes without one
+ * measurement).  No measurement starts at or past the step's deadline, so
+ * when that is not shorter than the step's timeout the gate can never pass.
+ */
+static void
+mg_timing(struct zdm_diag *d, const json_t *p)
+{
+	const json_t *iv = json_object_get(p, "interval"), *dl = json_object_get(p, "initial_delay");
+	const char *from, *at, *what;
+	int64_t tmo = zdm_diag_timeout(d, &from), need;
+	long count = 0, slimit = 0, n;
+	char id[32], dd[32], nd[32];
+
+	if (tmo <= 0 || !json_is_integer(iv) || !json_is_integer(dl) || json_integer_value(iv) <= 0 ||
+	    json_integer_value(dl) < 0 || !known_int(p, "count", &count) ||
+	    !known_int(p, "consecutive_success_limit", &slimit) || count < 0 || slimit < 0)
+		return;
+	n = slimit > 0 ? slimit : count > 0 ? count : 1;
+	what = slimit > 0 ? "consecutive_success_limit" : count > 0 ? "count" : NULL;
+	need = json_integer_value(dl) + (int64_t)(n - 1) * json_integer_value(iv);
+	if (need < tmo)
+		return;
+	fmt_duration(json_integer_value(iv), id, sizeof id);
+	fmt_duration(json_integer_value(dl), dd, sizeof dd);
+	fmt_duration(need, nd, sizeof nd);
+	if (what == NULL) {
+		zdm_diag(d, "initial_delay", "the gate can never take a measurement: initial_delay %s "
+		    "is not shorter than %s; give the step a timeout: longer than %s, or shorten "
+		    "initial_delay", dd, from, dd);
+		return;
+	}
+	at = zdm_diag_written(d, "interval") ? "interval" : zdm_diag_written(d, what) ? what :
+	    zdm_diag_written(d, "initial_delay") ? "initial_delay" : "interval";
+	zdm_diag(d, at, "the gate can never pass: %s %ld measurements %s apart after initial_delay "
+	    "%s take %s + (%ld - 1) x %s = %s, not less than %s; give the step a timeout: longer "
+	    "than %s, or lower interval, %s or initial_delay",
+	    what, n, id, dd, dd, n, id, nd, from, nd, what);
+}
+
 static void
 mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 {
@@ -255,6 +299,7 @@ mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 	if (have_count && count > 0 && have_slimit && slimit > count)
 		zdm_diag(d, "consecutive_success_limit", "%ld can never be reached in count (%ld) measurements",
 		    slimit, count);
+	mg_timing(d, p);
 	if (json_object_get(p, "bearer") != NULL && json_object_get(p, "user") != NULL)
 		zdm_diag(d, "bearer", "give either 'bearer' or 'user' and 'password', not both");
 	if ((json_object_get(p, "user") == NULL) != (json_object_get(p, "password") == NULL))
