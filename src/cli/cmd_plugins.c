@@ -70,6 +70,9 @@ cmd_plugins(const struct cmd *cmd, struct cli *c)
 			    long_def ? (p->doc ? " (default: " : "(default: ") : "",
 			    long_def ? def : "", long_def ? ")" : "");
 		}
+		for (size_t k = 0; k < t->nrenamed; k++)
+			printf("%s%s (now %s)%s", k ? ", " : "    earlier names, still read: ",
+			    t->renamed[k].was, t->renamed[k].name, k + 1 == t->nrenamed ? "\n" : "");
 	}
 	registry_free(reg);
 	plugin_path_free(pp);

@@ -24,6 +24,7 @@ struct zdm_diag {
 	const char *what;		/* "step 'x'" or "undo of step 'x'" */
 	int64_t timeout_ms;		/* the step's timeout per attempt; 0 = not known */
 	const char *timeout_from;	/* where it is set, in words */
+	const struct zdm_step_type *t;	/* the type: its renamed params, for places */
 };
 
 /* one error at n's place (line 1 col 1 when n is NULL) into e */

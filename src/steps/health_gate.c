@@ -43,13 +43,18 @@ static const struct zdm_param hg_params[] = {
 	{ "interval", ZDM_T_DURATION, false, "\"2s\"", "time between the starts of two rounds" },
 	{ "healthy_threshold", ZDM_T_INT, false, "3", "healthy rounds in a row that pass the gate" },
 	{ "unhealthy_threshold", ZDM_T_INT, false, "3", "unhealthy rounds in a row that fail the gate" },
-	{ "timeout", ZDM_T_DURATION, false, "\"2s\"", "for each request; no answer in time is unhealthy" },
+	{ "request_timeout", ZDM_T_DURATION, false, "\"2s\"", "for each request; no answer in time is unhealthy" },
 	{ "expect_status", ZDM_T_LIST, false, "[\"2xx\"]", "healthy statuses: 200, \"2xx\", \"200-299\"" },
 	{ "expect_body_contains", ZDM_T_STRING, false, NULL, "text a healthy body contains" },
 	{ "expect_json", ZDM_T_MAP, false, NULL, "JSON fields of a healthy body: .status: up" },
 	{ "headers", ZDM_T_MAP, false, NULL, "request headers, name: value" },
 	{ "ca_file", ZDM_T_STRING, false, NULL, "PEM file of CA certificates to verify the server with" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
+};
+
+/* earlier names, accepted with a warning (docs/zdm-runbook.5 NAMES) */
+static const struct zdm_rename hg_renamed[] = {
+	{ "timeout", "request_timeout" },
 };
 
 #define HG_MAX_THRESHOLD 10000
@@ -116,7 +121,7 @@ hg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 			hc_check_url(d, "urls", v);
 	}
 	hg_positive(d, p, "interval", " (the time between rounds: 500ms, 2s)");
-	hg_positive(d, p, "timeout", " (for each request: 500ms, 2s)");
+	hg_positive(d, p, "request_timeout", " (for each request: 500ms, 2s)");
 	for (i = 0; i < 2; i++) {
 		v = json_object_get(p, th[i]);
 		if (json_is_integer(v) && (json_integer_value(v) < 1 ||
@@ -331,6 +336,7 @@ const struct zdm_step_type zdm_step_health_gate = {
 	.name = "health_gate",
 	.description = "poll URLs until healthy N times in a row; fail after M unhealthy in a row",
 	ZDM_PARAMS(hg_params),
+	ZDM_RENAMED(hg_renamed),
 	.read_only = true, .idempotent = true,
 	.validate = hg_validate, .plan = hg_plan, .run = hg_run,
 };

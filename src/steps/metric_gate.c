@@ -55,7 +55,7 @@
  *   - after an error the next query comes after `interval` (Argo retries
  *     errors every 10 s), so consecutive_error_limit bounds time as well;
  *   - `validate` refuses failure_limit >= count: such a gate can never fail.
- * `timeout` in `with:` bounds each query (Prometheus is told too); the
+ * `request_timeout` in `with:` bounds each query (Prometheus is told too); the
  * step's own timeout bounds the whole gate.
  */
 #include <errno.h>
@@ -88,12 +88,18 @@ static const struct zdm_param mg_params[] = {
 	{ "inconclusive_limit", ZDM_T_INT, false, "0", "inconclusive measurements tolerated; past it the run pauses" },
 	{ "consecutive_error_limit", ZDM_T_INT, false, "4", "errors in a row tolerated (query, HTTP, connection)" },
 	{ "consecutive_success_limit", ZDM_T_INT, false, "0", "succeed after this many successes in a row; 0 = not used" },
-	{ "timeout", ZDM_T_DURATION, false, "\"10s\"", "time limit of each query (the step's timeout bounds the gate)" },
-	{ "bearer", ZDM_T_STRING, false, NULL, "bearer token, from secrets: ${{ secrets.prom_token }}" },
+	{ "request_timeout", ZDM_T_DURATION, false, "\"10s\"", "time limit of each query (the step's timeout bounds the gate)" },
+	{ "token", ZDM_T_STRING, false, NULL, "bearer token, from secrets: ${{ secrets.prom_token }}" },
 	{ "user", ZDM_T_STRING, false, NULL, "basic auth user" },
 	{ "password", ZDM_T_STRING, false, NULL, "basic auth password, from secrets" },
 	{ "ca_file", ZDM_T_STRING, false, NULL, "PEM bundle that verifies the provider's TLS certificate" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
+};
+
+/* earlier names, accepted with a warning (docs/zdm-runbook.5 NAMES) */
+static const struct zdm_rename mg_renamed[] = {
+	{ "timeout", "request_timeout" },
+	{ "bearer", "token" },
 };
 
 static const char *const providers[] = { "prometheus", NULL };
@@ -140,13 +146,13 @@ gate_from(struct gate *g, const json_t *p)
 	g->failure = json_string_value(json_object_get(p, "failure"));
 	g->interval = json_integer_value(json_object_get(p, "interval"));
 	g->initial_delay = json_integer_value(json_object_get(p, "initial_delay"));
-	g->query_timeout = json_integer_value(json_object_get(p, "timeout"));
+	g->query_timeout = json_integer_value(json_object_get(p, "request_timeout"));
 	g->count = (long)json_integer_value(json_object_get(p, "count"));
 	g->failure_limit = (long)json_integer_value(json_object_get(p, "failure_limit"));
 	g->inconclusive_limit = (long)json_integer_value(json_object_get(p, "inconclusive_limit"));
 	g->error_limit = (long)json_integer_value(json_object_get(p, "consecutive_error_limit"));
 	g->success_limit = (long)json_integer_value(json_object_get(p, "consecutive_success_limit"));
-	g->bearer = json_string_value(json_object_get(p, "bearer"));
+	g->bearer = json_string_value(json_object_get(p, "token"));
 	g->user = json_string_value(json_object_get(p, "user"));
 	g->password = json_string_value(json_object_get(p, "password"));
 	g->ca_file = json_string_value(json_object_get(p, "ca_file"));
@@ -277,9 +283,9 @@ mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 	v = json_object_get(p, "interval");
 	if (json_is_integer(v) && json_integer_value(v) <= 0)
 		zdm_diag(d, "interval", "must be longer than 0 (e.g. 30s)");
-	v = json_object_get(p, "timeout");
+	v = json_object_get(p, "request_timeout");
 	if (json_is_integer(v) && json_integer_value(v) <= 0)
-		zdm_diag(d, "timeout", "must be longer than 0 (the time limit of each query: 10s)");
+		zdm_diag(d, "request_timeout", "must be longer than 0 (the time limit of each query: 10s)");
 	check_limit(d, p, "count", 0);
 	check_limit(d, p, "failure_limit", -1);
 	check_limit(d, p, "inconclusive_limit", 0);
@@ -300,12 +306,12 @@ mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 		zdm_diag(d, "consecutive_success_limit", "%ld can never be reached in count (%ld) measurements",
 		    slimit, count);
 	mg_timing(d, p);
-	if (json_object_get(p, "bearer") != NULL && json_object_get(p, "user") != NULL)
-		zdm_diag(d, "bearer", "give either 'bearer' or 'user' and 'password', not both");
+	if (json_object_get(p, "token") != NULL && json_object_get(p, "user") != NULL)
+		zdm_diag(d, "token", "give either 'token' or 'user' and 'password', not both");
 	if ((json_object_get(p, "user") == NULL) != (json_object_get(p, "password") == NULL))
 		zdm_diag(d, json_object_get(p, "user") ? "user" : "password",
 		    "basic auth needs both 'user' and 'password'");
-	hc_check_secret(d, p, "bearer");
+	hc_check_secret(d, p, "token");
 	hc_check_secret(d, p, "password");
 }
 
@@ -883,6 +889,7 @@ const struct zdm_step_type zdm_step_metric_gate = {
 	.description = "query Prometheus every interval and judge each result; "
 	    "Argo Rollouts AnalysisRun semantics (failure_limit, inconclusive_limit, ...)",
 	ZDM_PARAMS(mg_params),
+	ZDM_RENAMED(mg_renamed),
 	.read_only = true, .idempotent = true,
 	.validate = mg_validate, .plan = mg_plan, .run = mg_run,
 };
