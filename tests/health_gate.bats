@@ -156,14 +156,21 @@ EOF
 {"/health": {"status": 200, "body": "ok"}}
 EOF
   start_httpd
+  # 10 healthy rounds 200ms apart can never fit in 700ms: refused before any run
   gate_runbook "url: \"$BASE/health\", interval: 200ms, healthy_threshold: 10" 700ms
   run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 2
+  assert_output --partial "(10 - 1) x 200ms = 1.8s"
+  # 2 would fit, but the service stays unhealthy and unhealthy_threshold is far off
+  control <<<'{"/health": {"status": 503, "body": "starting"}}'
+  gate_runbook "url: \"$BASE/health\", interval: 200ms, healthy_threshold: 2, unhealthy_threshold: 10" 700ms
+  run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
-  assert_line --regexp "^        timed out after 4 rounds: last: $BASE/health: 200 in [0-9]+ms \(healthy 4/10 in a row\)$"
+  assert_line --regexp "^        timed out after 4 rounds: last: $BASE/health: .*503.* \(unhealthy 4/10 in a row\)$"
   assert_not_exist "$T/marker"
   run jq -c 'select(.event=="step.failed") | [.data.timed_out, .data.outputs.rounds, .data.outputs.healthy_streak]' \
     "$(journal_of "$T/state")"
-  assert_output '[true,4,4]'
+  assert_output '[true,4,0]'
 }
 
 @test "health_gate: a slow answer past the request timeout is unhealthy, with curl's message" {
