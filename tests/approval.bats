@@ -26,7 +26,7 @@ steps:
     with:
       message: "check the canary dashboard"
       approvers: [ann, bob]
-      timeout: ${1:-1h}
+      decision_timeout: ${1:-1h}
   - id: finish
     uses: exec
     with: {command: [touch, finished]}
@@ -216,7 +216,7 @@ steps:
     with: {approvers: [ann]}
   - id: b
     uses: approval
-    with: {message: go?, approvers: [ann, 7, ""], timeout: 0s}
+    with: {message: go?, approvers: [ann, 7, ""], decision_timeout: 0s}
 EOF
   run zdm validate bad.yml
   assert_equal "$status" 2

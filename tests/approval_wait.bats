@@ -34,7 +34,7 @@ steps:
     with:
       message: "check the canary dashboard"
       approvers: [ann, bob]
-      timeout: ${1:-1h}
+      decision_timeout: ${1:-1h}
   - id: finish
     uses: exec
     with: {command: [touch, "$T/finished"]}

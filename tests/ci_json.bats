@@ -248,8 +248,8 @@ steps:
     uses: exec
     with: {command: ["true"]}
   - id: probe
-    uses: wait
-    with: {duration: 200ms}
+    uses: health_gate
+    with: {url: "http://127.0.0.1:1/", healthy_threshold: 1}
     timeout: 20ms
 EOF
   run env GITHUB_ACTIONS=true "$ZDM_BIN" run rb.yml --dry-run --state-dir "$T/state"

@@ -284,9 +284,9 @@ steps:
     with: {command: [touch, "$T/created"]}
     undo: {uses: exec, with: {command: [touch, "$T/undone"]}}
   - id: soak
-    uses: wait
-    timeout: 100ms
-    with: {duration: 1s}
+    uses: health_gate
+    timeout: 10s
+    with: {url: "http://127.0.0.1:1/", interval: 50ms, unhealthy_threshold: 1}
 EOF
   run zdm run rb.yml --dry-run --state-dir "$T/state"
   assert_equal "$status" 1

@@ -156,14 +156,21 @@ EOF
 {"/health": {"status": 200, "body": "ok"}}
 EOF
   start_httpd
+  # 10 healthy rounds 200ms apart can never fit in 700ms: refused before any run
   gate_runbook "url: \"$BASE/health\", interval: 200ms, healthy_threshold: 10" 700ms
   run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 2
+  assert_output --partial "(10 - 1) x 200ms = 1.8s"
+  # 2 would fit, but the service stays unhealthy and unhealthy_threshold is far off
+  control <<<'{"/health": {"status": 503, "body": "starting"}}'
+  gate_runbook "url: \"$BASE/health\", interval: 200ms, healthy_threshold: 2, unhealthy_threshold: 10" 700ms
+  run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
-  assert_line --regexp "^        timed out after 4 rounds: last: $BASE/health: 200 in [0-9]+ms \(healthy 4/10 in a row\)$"
+  assert_line --regexp "^        timed out after 4 rounds: last: $BASE/health: .*503.* \(unhealthy 4/10 in a row\)$"
   assert_not_exist "$T/marker"
   run jq -c 'select(.event=="step.failed") | [.data.timed_out, .data.outputs.rounds, .data.outputs.healthy_streak]' \
     "$(journal_of "$T/state")"
-  assert_output '[true,4,4]'
+  assert_output '[true,4,0]'
 }
 
 @test "health_gate: a slow answer past the request timeout is unhealthy, with curl's message" {
@@ -171,7 +178,7 @@ EOF
 {"/health": {"status": 200, "body": "ok", "delay": 2}}
 EOF
   start_httpd
-  gate_runbook "url: \"$BASE/health\", interval: 100ms, timeout: 200ms, unhealthy_threshold: 2"
+  gate_runbook "url: \"$BASE/health\", interval: 100ms, request_timeout: 200ms, unhealthy_threshold: 2"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        unhealthy 2 rounds in a row \(unhealthy_threshold 2\): last: $BASE/health: Operation timed out after [0-9]+ milliseconds with 0 bytes received$"
@@ -360,7 +367,7 @@ steps:
       url: "${{ vars.base }}/health"
       healthy_threshold: 0
       unhealthy_threshold: -3
-      timeout: 0s
+      request_timeout: 0s
   - id: c
     uses: health_gate
     with:
@@ -384,7 +391,7 @@ rb.yml:9:17: step 'a': param 'interval': must be more than 0 (the time between r
 rb.yml:14:17: step 'b': param 'interval': bad duration '-1s' (use a number and a unit: 500ms, 30s, 5m, 1h)
 rb.yml:19:26: step 'b2': param 'healthy_threshold': must be from 1 to 10000 rounds in a row
 rb.yml:20:28: step 'b2': param 'unhealthy_threshold': must be from 1 to 10000 rounds in a row
-rb.yml:21:16: step 'b2': param 'timeout': must be more than 0 (for each request: 500ms, 2s)
+rb.yml:21:24: step 'b2': param 'request_timeout': must be more than 0 (for each request: 500ms, 2s)
 rb.yml:25:13: step 'c': param 'urls': malformed URL 'ftp://127.0.0.1/b': the scheme must be http or https
 rb.yml:26:20: step 'c': param 'expect_json': bad JSON path 'status': a path starts with '.' (.status, .items[0].name)
 rb.yml:29:44: step 'c2': unknown param 'intervall' for 'health_gate' (did you mean 'interval'?)

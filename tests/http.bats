@@ -250,7 +250,7 @@ EOF
 {"/slow": {"delay": 5, "body": "late"}}
 EOF
   start_httpd
-  get_runbook http-slow "url: \"$BASE/slow\", timeout: 300ms"
+  get_runbook http-slow "url: \"$BASE/slow\", request_timeout: 300ms"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 1
   assert_line --regexp "^        GET $BASE/slow: Operation timed out after [0-9]+ milliseconds with 0 bytes received$"
@@ -313,7 +313,7 @@ secrets:
 steps:
   - id: bearer
     uses: http
-    with: {url: "$BASE/echo", bearer: "\${{ secrets.tok }}", outputs: {auth: '.headers.authorization'}}
+    with: {url: "$BASE/echo", token: "\${{ secrets.tok }}", outputs: {auth: '.headers.authorization'}}
   - id: basic
     uses: http
     with: {url: "$BASE/echo", user: deploy, password: "\${{ secrets.pw }}"}
@@ -589,9 +589,9 @@ EOF
   assert_output --regexp "^Failed to connect to localhost port 80 after [0-9]+ ms: Couldn't connect to server \(No such file or directory\)$"
 }
 
-@test "http: a literal bearer or password is refused (params are journaled; secrets are not)" {
-  get_runbook http-literal 'url: "http://127.0.0.1:1/x", bearer: "abc123"'
+@test "http: a literal token or password is refused (params are journaled; secrets are not)" {
+  get_runbook http-literal 'url: "http://127.0.0.1:1/x", token: "abc123"'
   run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 2
-  assert_equal "$stderr" "$(printf '%s\n%s' "rb.yml:6:49: step 'get': param 'bearer': must come from secrets (bearer: \${{ secrets.NAME }}): zdm writes params to the journal and only secrets are kept out of it" "zdm: 1 error; nothing ran")"
+  assert_equal "$stderr" "$(printf '%s\n%s' "rb.yml:6:48: step 'get': param 'token': must come from secrets (token: \${{ secrets.NAME }}): zdm writes params to the journal and only secrets are kept out of it" "zdm: 1 error; nothing ran")"
 }

@@ -452,7 +452,7 @@ steps:
       address: $BASE/
       query: zdm_error_ratio{job="app"}
       success: result < 0.05
-      bearer: \${{ secrets.token }}
+      token: \${{ secrets.token }}
       count: 2
       interval: 100ms
 EOF
@@ -461,7 +461,7 @@ EOF
   refute_output --partial "$PROM_TOKEN"
   run grep -c -- "$PROM_TOKEN" "$(J)"
   assert_output 0
-  run jq -r 'select(.event=="step.started") | .data.params.bearer' "$(J)"
+  run jq -r 'select(.event=="step.started") | .data.params.token' "$(J)"
   assert_output '***'
   # what arrived: the token, and the query URL-encoded on the API path
   run requests_to /api/v1/query
@@ -469,10 +469,10 @@ EOF
   assert_equal "$(jq -r '.path' <<<"${lines[0]}")" "/api/v1/query?query=zdm_error_ratio%7Bjob%3D%22app%22%7D&timeout=10.000"
 
   # written in the runbook, the token would be journaled with the params
-  sed -i "s/bearer: .*/bearer: $PROM_TOKEN/" "$T/rb.yml"
+  sed -i "s/^      token: .*/      token: $PROM_TOKEN/" "$T/rb.yml"
   run zdm validate "$T/rb.yml"
   assert_equal "$status" 2
-  assert_output --partial "rb.yml:14:15: step 'authed': param 'bearer': must come from secrets (bearer: \${{ secrets.NAME }})"
+  assert_output --partial "rb.yml:14:14: step 'authed': param 'token': must come from secrets (token: \${{ secrets.NAME }})"
 }
 
 @test "metric_gate: an address that is not a Prometheus API is an error measurement naming the status" {

@@ -108,6 +108,14 @@ struct zdm_result {
 	char err[2048];
 };
 
+/* A param's earlier name: still accepted in `with:`, with a warning that
+ * names the new one (docs/zdm-runbook.5 NAMES); the value moves to `name`
+ * before any check, so run() sees only the new name. */
+struct zdm_rename {
+	const char *was;
+	const char *name;
+};
+
 /* Static-check sink: a validate() reports each problem against a parameter
  * name (NULL = the step as a whole); the runbook layer turns the name into
  * FILE:LINE:COL.  Implemented in src/core/params.c. */
@@ -115,15 +123,29 @@ struct zdm_diag;
 void zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* In a validate(): the step's own timeout per attempt (ms) as the runbook
+ * sets it (the step's timeout:, defaults: timeout, or zdm's default), and
+ * in *from where it comes from, in words ("the step's timeout: 5s at line
+ * 8"); 0 when it is not known (at run time), so timing that can never fit
+ * is refused by `zdm validate`. */
+int64_t zdm_diag_timeout(const struct zdm_diag *d, const char **from);
+
+/* In a validate(): whether the runbook wrote the param (not a default) */
+bool zdm_diag_written(const struct zdm_diag *d, const char *param);
+
 /* a C type's param table, for its struct zdm_step_type initializer:
  * `ZDM_PARAMS(exec_params),` sets .params and .nparams */
 #define ZDM_PARAMS(table) .params = (table), .nparams = sizeof(table) / sizeof((table)[0])
+/* likewise `ZDM_RENAMED(http_renamed),` sets .renamed and .nrenamed */
+#define ZDM_RENAMED(table) .renamed = (table), .nrenamed = sizeof(table) / sizeof((table)[0])
 
 struct zdm_step_type {
 	const char *name;		/* `uses:` name; dotted for plugins: "release.symlink" */
 	const char *description;	/* one line */
 	const struct zdm_param *params;
 	size_t nparams;
+	const struct zdm_rename *renamed;	/* earlier names of params, or NULL */
+	size_t nrenamed;
 	bool read_only;			/* changes nothing: runs for real in --dry-run */
 	bool idempotent;		/* safe to run again when a crash left it in doubt */
 	bool waits_for_person;		/* its pause (res->pause) waits for a person to

@@ -271,7 +271,7 @@ local function verify(src, dst, p, n, tables)
 					"WHERE external_id = $2", {at.lsn, "pg_" .. target_oid})
 				if r and r.ok == "t" then break end
 			end
-			zdm.sleep(math.min(p.poll_interval, 20))
+			zdm.sleep(math.min(p.interval, 20))
 		end
 		local d
 		d, err = measure(dst, tables, checksum)
@@ -294,7 +294,7 @@ local function verify(src, dst, p, n, tables)
 		if now >= stop then
 			return nil, string.format("parity not reached within %d ms: %s", p.verify_timeout, last)
 		end
-		zdm.sleep(p.poll_interval)
+		zdm.sleep(p.interval)
 	end
 end
 
@@ -394,12 +394,14 @@ return {
 		{name = "verify", type = "string", default = "count", doc = "count | checksum | none"},
 		{name = "verify_timeout", type = "duration", default = "60s",
 		 doc = "how long parity may take to agree while the application writes"},
-		{name = "poll_interval", type = "duration", default = "200ms", doc = "between two looks at sync state and lag"},
+		{name = "interval", type = "duration", default = "200ms", doc = "between two looks at sync state and lag"},
 		{name = "lock_timeout", type = "duration", default = "5s",
 		 doc = "lock_timeout of zdm's sessions: its DDL never blocks the application longer"},
 		{name = "pg_dump", type = "string", default = "pg_dump", doc = "for copy_schema"},
 		{name = "psql", type = "string", default = "psql", doc = "for copy_schema"},
 	},
+	-- earlier names, accepted with a warning (zdm-runbook(5) NAMES)
+	renamed = {poll_interval = "interval"},
 	read_only = false,
 	idempotent = true,
 
@@ -605,7 +607,7 @@ return {
 			zdm.progress(string.format("%d/%d tables ready, lag %s%s", ready, total,
 				lag and fmt_bytes(lag) or "?", errors > 0 and string.format(", %d worker errors (see the target's log)", errors) or ""))
 			if total > 0 and ready == total and lag ~= nil and lag <= p.max_lag_bytes then break end
-			zdm.sleep(p.poll_interval)
+			zdm.sleep(p.interval)
 		end
 		zdm.log(string.format("%d/%d tables synchronised, lag %s", ready, total, fmt_bytes(lag)))
 

@@ -34,7 +34,7 @@ end
 
 -- one runtime API command; its reply, or nil, message
 local function command(p, cmd, read_only)
-	local reply, err = zdm.socket(p.socket, cmd .. "\n", {timeout = p.command_timeout, read_only = read_only})
+	local reply, err = zdm.socket(p.socket, cmd .. "\n", {timeout = p.request_timeout, read_only = read_only})
 	if reply == nil then
 		return nil, string.format("HAProxy runtime API %s: %s; %s", p.socket, err, sock_hint(p.socket))
 	end
@@ -206,9 +206,11 @@ return {
 		{name = "backend", type = "string", required = true, doc = "the backend holding the servers"},
 		{name = "servers", type = "map", required = true,
 		 doc = "server name -> {weight: 0-256, state: ready|drain|maint}; what is absent stays"},
-		{name = "command_timeout", type = "duration", default = "5s",
+		{name = "request_timeout", type = "duration", default = "5s",
 		 doc = "for each runtime API command (connect, send, reply)"},
 	},
+	-- earlier names, accepted with a warning (zdm-runbook(5) NAMES)
+	renamed = {command_timeout = "request_timeout"},
 	read_only = false,
 	idempotent = true,	-- setting the same weights and states again is harmless
 
@@ -347,7 +349,7 @@ return {
 			return nil, "no undo_data was recorded for this step: check the weights and states "
 				.. "with `show servers state " .. p.backend .. "` and set them by hand"
 		end
-		local q = {socket = u.socket or p.socket, backend = u.backend or p.backend, command_timeout = p.command_timeout}
+		local q = {socket = u.socket or p.socket, backend = u.backend or p.backend, request_timeout = p.request_timeout}
 		local cur, sent = apply(q, u.servers)
 		if cur == nil then return nil, sent end
 	end,

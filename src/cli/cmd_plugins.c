@@ -23,6 +23,16 @@
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
+#define PLUGINS_MAX_DEFAULT 24
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* the third column: required, the default as JSON, or optional */
+static const char *
+param_default(const struct zdm_param *p)
+{
+	return p->required ? "required" : p->def ? p->def : "optional";
+}
+
 int
 cmd_plugins(const struct cmd *cmd, struct cli *c)
 {
@@ -37,13 +47,33 @@ cmd_plugins(const struct cmd *cmd, struct cli *c)
 		printf("%s%s%s%s\n  %s\n", t->name, t->read_only ? "  [read-only]" : "",
 		    t->idempotent ? "  [idempotent]" : "", t->undo ? "  [undo]" : "",
 		    t->description ? t->description : "");
+		int wn = 0, wt = 0, wd = (int)strlen("optional");
+
+		/* columns as wide as the type's longest name, type and default,
+		 * two spaces between them; a default longer than
+		 * PLUGINS_MAX_DEFAULT goes after the doc instead */
 		for (size_t k = 0; k < t->nparams; k++) {
 			const struct zdm_param *p = &t->params[k];
+			int d = (int)strlen(param_default(p));
 
-			printf("    %-14s %-9s %-22s %s\n", p->name, ptype_name(p->type),
-			    p->required ? "required" : p->def ? p->def : "optional",
-			    p->doc ? p->doc : "");
+			wn = MAX(wn, (int)strlen(p->name));
+			wt = MAX(wt, (int)strlen(ptype_name(p->type)));
+			if (d <= PLUGINS_MAX_DEFAULT)
+				wd = MAX(wd, d);
 		}
+		for (size_t k = 0; k < t->nparams; k++) {
+			const struct zdm_param *p = &t->params[k];
+			const char *def = param_default(p);
+			bool long_def = (int)strlen(def) > PLUGINS_MAX_DEFAULT;
+
+			printf("    %-*s  %-*s  %-*s  %s%s%s%s\n", wn, p->name, wt, ptype_name(p->type),
+			    wd, long_def ? "optional" : def, p->doc ? p->doc : "",
+			    long_def ? (p->doc ? " (default: " : "(default: ") : "",
+			    long_def ? def : "", long_def ? ")" : "");
+		}
+		for (size_t k = 0; k < t->nrenamed; k++)
+			printf("%s%s (now %s)%s", k ? ", " : "    earlier names, still read: ",
+			    t->renamed[k].was, t->renamed[k].name, k + 1 == t->nrenamed ? "\n" : "");
 	}
 	/* where the Lua ones were looked for, so a missing one can be placed */
 	printf("\nPlugin search path (first found wins):\n");

@@ -74,17 +74,48 @@ print_errors(struct yerrs *e)
 	fprintf(stderr, "zdm: %zu error%s; nothing ran\n", e->n, e->n == 1 ? "" : "s");
 }
 
-/* load and check a runbook; NULL after printing the errors */
+/* the runbook's warnings (still valid, but worth a look), on stderr */
+static void
+print_warnings(struct yerrs *w)
+{
+	yerrs_sort(w);
+	for (size_t i = 0; i < w->n; i++) {
+		char *file, *msg;
+		int line, col;
+
+		fprintf(stderr, "%s\n", w->v[i].msg);
+		split_diag(w->v[i].msg, &file, &line, &col, &msg);
+		if (strncmp(msg, "warning: ", 9) == 0)
+			memmove(msg, msg + 9, strlen(msg + 9) + 1);
+		if (json_stream) {
+			json_t *ev = json_pack("{s:s,s:s*,s:i,s:i,s:s}", "event", "validation.warning",
+			    "file", file, "line", line, "col", col, "message", msg);
+
+			ci_emit(ev);
+		}
+		ci_annotate("warning", file, line, col, "zdm: runbook warning", msg);
+		free(file);
+		free(msg);
+	}
+}
+
+/* load and check a runbook; NULL after printing the errors; warnings are
+ * printed either way */
 struct runbook *
 load(const struct cli *c, const char *path, struct registry *reg)
 {
-	struct rb_opts o = { c->vars, c->nvars, c->vars_file };
+	struct yerrs w = { 0 };
+	struct rb_opts o = { c->vars, c->nvars, c->vars_file, &w };
 	struct yerrs e = { 0 };
 	struct runbook *rb = runbook_load(path, reg, &o, &e);
 
+	print_warnings(&w);
+	yerrs_release(&w);
 	if (rb == NULL) {
 		print_errors(&e);
 		yerrs_release(&e);
+	} else {
+		rb->warns = NULL;	/* w is gone */
 	}
 	return rb;
 }

@@ -188,12 +188,16 @@ cond_run(struct expr *x, struct cond_call *cc, int *out, char **err)
 		}
 		if (cc->syntax) {
 			const char *eof = m ? strstr(m, "near <eof>") : NULL;
+			char *hint = expr_habit(cc->code);
 
-			if (eof != NULL)
+			if (hint != NULL)
+				seterr(err, "condition '%s' does not parse: %s", cc->code, hint);
+			else if (eof != NULL)
 				seterr(err, "condition '%s' does not parse: %.*sat the end of the condition",
 				    cc->code, (int)(eof - m), m);
 			else
 				seterr(err, "condition '%s' does not parse: %s", cc->code, m ? m : "?");
+			free(hint);
 		} else {
 			seterr(err, "condition '%s': %s", cc->code, m ? m : "error");
 		}

@@ -392,10 +392,20 @@ skip_literal(const char *p)
 }
 
 struct ref {
-	char kind;	/* 'v' vars, 's' secrets, 't' steps */
+	char kind;	/* 'v' vars, 's' secrets, 't' steps, 'e' env */
 	char *name;
 	char *field;	/* steps: the name after steps.<id>., if any */
+	bool or_default;	/* followed by `or`: `env.X or "dflt"` */
 };
+
+/* q is just past a reference: is the next word `or`? */
+static bool
+followed_by_or(const char *q)
+{
+	while (*q == ' ' || *q == '\t' || *q == '\n')
+		q++;
+	return q[0] == 'o' && q[1] == 'r' && !idchar(q[2]);
+}
 
 /*
  * Walk code; collect references; write the code with dashed step ids
@@ -411,8 +421,8 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 	sb_init(&sb);
 	while (*p != '\0') {
 		const char *lit = skip_literal(p);
-		const char *names[] = { "vars", "secrets", "steps" };
-		const char kinds[] = { 'v', 's', 't' };
+		const char *names[] = { "vars", "secrets", "steps", "env" };
+		const char kinds[] = { 'v', 's', 't', 'e' };
 		bool matched = false;
 
 		if (lit != NULL) {
@@ -420,7 +430,7 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 			p = lit;
 			continue;
 		}
-		for (int k = 0; k < 3 && !matched; k++) {
+		for (int k = 0; k < 4 && !matched; k++) {
 			size_t l = strlen(names[k]);
 			const char *q;
 
@@ -460,6 +470,7 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 				(*refs)[*nrefs].kind = kinds[k];
 				(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
 				(*refs)[*nrefs].field = NULL;
+				(*refs)[*nrefs].or_default = followed_by_or(e);
 				if (kinds[k] == 't') {
 					const char *f = e, *fe;
 
@@ -489,6 +500,7 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 					(*refs)[*nrefs].kind = kinds[k];
 					(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
 					(*refs)[*nrefs].field = NULL;
+					(*refs)[*nrefs].or_default = followed_by_or(e + 2);
 					(*nrefs)++;
 					sb_add(&sb, p, (size_t)(e + 2 - p));
 					p = e + 2;
@@ -513,6 +525,82 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 		*out = sb_detach(&sb);
 	else
 		sb_release(&sb);
+}
+
+/*
+ * GitHub Actions' expression habits in Lua code, outside string literals:
+ * the operators Lua writes otherwise, and the status functions zdm has no
+ * use for.  A malloc'd hint ("'!=' is not Lua: write '~='"), or NULL.
+ */
+char *
+expr_habit(const char *code)
+{
+	struct sbuf sb;
+	const char *p = code;
+	bool ne = false, has_and = false, has_or = false, has_not = false;
+	const char *fn = NULL;
+
+	while (*p != '\0') {
+		const char *lit = skip_literal(p);
+
+		if (lit != NULL) {
+			p = lit;
+			continue;
+		}
+		if (p[0] == '!' && p[1] == '=') {
+			ne = true;
+			p += 2;
+		} else if (p[0] == '&' && p[1] == '&') {
+			has_and = true;
+			p += 2;
+		} else if (p[0] == '|' && p[1] == '|') {
+			has_or = true;
+			p += 2;
+		} else if (p[0] == '!') {
+			has_not = true;
+			p++;
+		} else if (idchar(*p)) {
+			const char *s = p, *q;
+			static const char *const status[] = { "success", "failure", "always", "cancelled", NULL };
+
+			while (idchar(*p))
+				p++;
+			for (q = p; *q == ' ' || *q == '\t'; q++)
+				;
+			if (*q == '(' && fn == NULL && (s == code || s[-1] != '.'))
+				for (size_t i = 0; status[i] != NULL; i++)
+					if ((size_t)(p - s) == strlen(status[i]) &&
+					    strncmp(s, status[i], (size_t)(p - s)) == 0)
+						fn = status[i];
+		} else {
+			p++;
+		}
+	}
+	if (!ne && !has_and && !has_or && !has_not && fn == NULL)
+		return NULL;
+	sb_init(&sb);
+	if (ne)
+		sb_adds(&sb, "'!=' is not Lua: use ~= (Lua's not-equal)");
+	if (has_and)
+		sb_addf(&sb, "%s'&&' is not Lua: use and", sb.len ? "; " : "");
+	if (has_or)
+		sb_addf(&sb, "%s'||' is not Lua: use or", sb.len ? "; " : "");
+	if (has_not)
+		sb_addf(&sb, "%s'!x' is not Lua: use not x", sb.len ? "; " : "");
+	if (fn != NULL && strcmp(fn, "success") == 0)
+		sb_addf(&sb, "%ssuccess() is GitHub Actions': a zdm step runs only when every step "
+		    "before it succeeded, so leave it out", sb.len ? "; " : "");
+	else if (fn != NULL && strcmp(fn, "failure") == 0)
+		sb_addf(&sb, "%sfailure() is GitHub Actions': zdm does not run steps after a failure; "
+		    "what puts things back is an undo: (run on rollback), and notify: with on: [failure] "
+		    "tells people", sb.len ? "; " : "");
+	else if (fn != NULL && strcmp(fn, "always") == 0)
+		sb_addf(&sb, "%salways() is GitHub Actions': zdm does not run steps after a failure; "
+		    "use an undo: (run on rollback) or notify: with on: [finish]", sb.len ? "; " : "");
+	else if (fn != NULL)
+		sb_addf(&sb, "%s%s() is GitHub Actions': an interrupted zdm run stops and is resumed "
+		    "with zdm resume; notify: with on: [pause] tells people", sb.len ? "; " : "", fn);
+	return sb_detach(&sb);
 }
 
 static void
@@ -579,12 +667,16 @@ compile(struct expr *x, const char *code, char **err)
 		}
 		{
 			const char *eof = m ? strstr(m, "near <eof>") : NULL;
+			char *hint = expr_habit(code);
 
-			if (eof != NULL)
+			if (hint != NULL)
+				seterr(err, "expression '%s' does not parse: %s", code, hint);
+			else if (eof != NULL)
 				seterr(err, "expression '%s' does not parse: %.*sat the end of the expression",
 				    code, (int)(eof - m), m);
 			else
 				seterr(err, "expression '%s' does not parse: %s", code, m ? m : "?");
+			free(hint);
 		}
 		lua_pop(x->L, 1);
 		return -1;
@@ -671,9 +763,63 @@ append_value(struct expr *x, struct sbuf *sb, const char *code, char **err)
 	return rc;
 }
 
-/* render one string; returns a new json value, or NULL (err) */
+/* the first env var code names that is not set in this process's
+ * environment (without an `or` default), as a message; malloc'd or NULL */
+static char *
+unset_env(const char *code)
+{
+	struct ref *refs = NULL;
+	size_t nrefs = 0;
+	char *m = NULL;
+
+	scan(code, NULL, &refs, &nrefs, NULL);
+	for (size_t i = 0; i < nrefs && m == NULL; i++)
+		if (refs[i].kind == 'e' && getenv(refs[i].name) == NULL)
+			m = xasprintf("environment variable %s is not set (read by ${{ %s }}): "
+			    "set it in the environment of zdm, or give a default: ${{ env.%s or \"...\" }}",
+			    refs[i].name, code, refs[i].name);
+	free_refs(refs, nrefs);
+	return m;
+}
+
+char **
+expr_env_unset(const char *s)
+{
+	const char *p = s, *code, *after;
+	size_t codelen, n = 0;
+	char **out = NULL;
+
+	while (next_template(p, &code, &codelen, &after) != NULL) {
+		char *c = trim(code, codelen);
+		struct ref *refs = NULL;
+		size_t nrefs = 0;
+
+		scan(c, NULL, &refs, &nrefs, NULL);
+		for (size_t i = 0; i < nrefs; i++) {
+			bool dup = false;
+
+			if (refs[i].kind != 'e' || refs[i].or_default || getenv(refs[i].name) != NULL)
+				continue;
+			for (size_t j = 0; j < n; j++)
+				if (strcmp(out[j], refs[i].name) == 0)
+					dup = true;
+			if (dup)
+				continue;
+			out = xrealloc(out, (n + 2) * sizeof *out);
+			out[n++] = xstrdup(refs[i].name);
+			out[n] = NULL;
+		}
+		free_refs(refs, nrefs);
+		free(c);
+		p = after;
+	}
+	return out;
+}
+
+/* render one string; returns a new json value, or NULL (err).  strict: a
+ * nil that comes from an unset env var is an error naming it */
 static json_t *
-render_string(struct expr *x, const char *s, char **err)
+render_string(struct expr *x, const char *s, bool strict, char **err)
 {
 	const char *code, *after, *start;
 	size_t codelen;
@@ -697,7 +843,12 @@ render_string(struct expr *x, const char *s, char **err)
 			int rc = *c ? eval(x, c, err) : seterr(err, "empty expression '${{ }}'");
 
 			if (rc == 0) {
-				if (lua_isnil(x->L, -1))
+				char *unset = strict && lua_isnil(x->L, -1) ? unset_env(c) : NULL;
+
+				if (unset != NULL) {
+					seterr(err, "%s", unset);
+					free(unset);
+				} else if (lua_isnil(x->L, -1))
 					res = json_null();
 				else
 					res = lj_to_json(x->L, -1, err);
@@ -718,6 +869,15 @@ render_string(struct expr *x, const char *s, char **err)
 
 		sb_add(&sb, p, (size_t)(start - p));
 		rc = *c ? eval(x, c, err) : seterr(err, "empty expression '${{ }}'");
+		if (rc == 0 && lua_isnil(x->L, -1)) {
+			char *unset = unset_env(c);
+
+			if (unset != NULL) {
+				lua_pop(x->L, 1);
+				rc = seterr(err, "%s", unset);
+				free(unset);
+			}
+		}
 		if (rc == 0)
 			rc = append_value(x, &sb, c, err);
 		free(c);
@@ -745,7 +905,7 @@ expr_render(struct expr *x, const json_t *t, char **err)
 	if (t == NULL)
 		return json_null();
 	if (json_is_string(t))
-		return render_string(x, json_string_value(t), err);
+		return render_string(x, json_string_value(t), true, err);
 	if (json_is_array(t)) {
 		size_t i;
 		json_t *e;
@@ -786,7 +946,7 @@ expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err)
 {
 	json_t *src = json_string(tmpl), *v;
 
-	v = render_string(x, tmpl, err);
+	v = render_string(x, tmpl, false, err);
 	json_decref(src);
 	if (v == NULL)
 		return -1;
@@ -806,7 +966,7 @@ int
 expr_cond(struct expr *x, const char *tmpl, bool *out, char **err)
 {
 	unsigned long before = x->deferred;
-	json_t *v = render_string(x, tmpl, err);
+	json_t *v = render_string(x, tmpl, false, err);
 
 	if (v == NULL)
 		return -1;
@@ -886,6 +1046,9 @@ expr_check(struct expr *x, const char *s, const char *const *known_vars,
 		} else if (compile(x, c, &err) != 0) {
 			push_err(errs, err);
 			err = NULL;
+		} else if ((err = expr_habit(c)) != NULL) {
+			lua_pop(x->L, 1);
+			push_err(errs, xasprintf("expression '%s': %s", c, err));
 		} else {
 			lua_pop(x->L, 1);
 			scan(c, x->step_ids, &refs, &nrefs, NULL);

@@ -43,6 +43,15 @@ bool expr_has_template(const char *s);
  */
 json_t *expr_render(struct expr *x, const json_t *tmpl, char **err);
 
+/*
+ * The env vars the expressions in s read that are not set in this process's
+ * environment, except those given a default (`env.X or "..."`): a
+ * NULL-terminated malloc'd list of malloc'd names, or NULL when none.  At
+ * run time a value that is nil because of such a variable is an error that
+ * names it (an `if:` condition excepted: there nil is false).
+ */
+char **expr_env_unset(const char *s);
+
 /* evaluate an `if:` condition: truthy per Lua (nil and false are false) */
 int expr_truthy(struct expr *x, const char *tmpl, bool *out, char **err);
 /* the same, and in static mode 1 (and *out untouched) when the condition
@@ -64,6 +73,13 @@ unsigned long expr_deferred_count(const struct expr *x);
 void expr_check(struct expr *x, const char *s, const char *const *known_vars,
     const char *const *known_secrets, const char *const *steps_before,
     const char *const *all_steps, char ***errs);
+
+/*
+ * GitHub Actions habits in Lua code (outside string literals): '!=', '&&',
+ * '||', '!x', and the status functions success(), failure(), always(),
+ * cancelled().  A malloc'd hint saying what zdm writes instead, or NULL.
+ */
+char *expr_habit(const char *code);
 
 /*
  * Gate conditions (metric_gate's `success` / `failure`): a Lua expression

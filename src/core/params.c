@@ -33,6 +33,19 @@ ptype_name(enum zdm_ptype t)
 	return "?";
 }
 
+/* the value node of param in the with: mapping, under its name or an
+ * earlier one, or NULL */
+static const struct ynode *
+written(const struct zdm_diag *d, const char *param)
+{
+	const struct ynode *n = ymap_get(d->with, param);
+
+	for (size_t i = 0; n == NULL && d->t != NULL && i < d->t->nrenamed; i++)
+		if (strcmp(d->t->renamed[i].name, param) == 0)
+			n = ymap_get(d->with, d->t->renamed[i].was);
+	return n;
+}
+
 void
 zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 {
@@ -40,8 +53,8 @@ zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 	char *m;
 	const struct ynode *at = d->at;
 
-	if (param != NULL && d->with != NULL && ymap_get(d->with, param) != NULL)
-		at = ymap_get(d->with, param);
+	if (param != NULL && d->with != NULL && written(d, param) != NULL)
+		at = written(d, param);
 	else if (d->with != NULL)
 		at = d->with;
 	va_start(ap, fmt);
@@ -52,6 +65,20 @@ zdm_diag(struct zdm_diag *d, const char *param, const char *fmt, ...)
 	else
 		err_at(d->rb, d->errs, at, "%s: %s", d->what, m);
 	free(m);
+}
+
+int64_t
+zdm_diag_timeout(const struct zdm_diag *d, const char **from)
+{
+	if (from != NULL)
+		*from = d->timeout_from != NULL ? d->timeout_from : "the step's timeout";
+	return d->timeout_ms;
+}
+
+bool
+zdm_diag_written(const struct zdm_diag *d, const char *param)
+{
+	return d->with != NULL && written(d, param) != NULL;
 }
 
 /*
@@ -190,6 +217,31 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 
 	for (size_t i = 0; i < t->nparams; i++)
 		names[i] = t->params[i].name;
+	/* an earlier name: the value moves to the new one, with a warning */
+	for (size_t i = 0; i < t->nrenamed; i++) {
+		const struct zdm_rename *r = &t->renamed[i];
+		json_t *old = json_object_get(params, r->was);
+		const struct ynode *kn = d->with ? ymap_key(d->with, r->was) : NULL;
+
+		if (old == NULL)
+			continue;
+		if (json_object_get(params, r->name) != NULL) {
+			const struct ynode *save = d->at, *savew = d->with;
+
+			d->at = kn ? kn : d->at;
+			d->with = NULL;
+			zdm_diag(d, NULL, "'%s' and '%s' are both given: '%s' is the earlier name of "
+			    "'%s'; keep only '%s'", r->was, r->name, r->was, r->name, r->name);
+			d->at = save;
+			d->with = savew;
+		} else {
+			warn_at(d->rb, kn ? kn : d->at, "%s: param '%s' of '%s' is now called '%s' "
+			    "(the old name still works for now; write %s:)", d->what, r->was, t->name,
+			    r->name, r->name);
+			json_object_set(params, r->name, old);
+		}
+		json_object_del(params, r->was);
+	}
 	json_object_foreach_safe(params, tmp, k, v) {
 		bool known = false;
 
@@ -268,9 +320,9 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 void
 static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
-    const char *what)
+    const char *what, int64_t timeout_ms, const char *timeout_from)
 {
-	struct zdm_diag d = { rb, at, with_node, e, what };
+	struct zdm_diag d = { rb, at, with_node, e, what, timeout_ms, timeout_from, t };
 	json_t *p = json_object(), *v;
 	const char *k;
 	size_t before = e->n;
@@ -300,7 +352,7 @@ runbook_params(struct runbook *rb, const struct ynode *where,
     char **err)
 {
 	struct yerrs e = { 0 };
-	struct zdm_diag d = { rb, where, with_node, &e, "" };
+	struct zdm_diag d = { rb, where, with_node, &e, "", 0, NULL, t };	/* timing: checked at validate */
 	json_t *p;
 	char *rerr = NULL;
 

@@ -6,6 +6,7 @@
 #define ZDM_CORE_PARAMS_CHECK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -21,11 +22,18 @@ struct zdm_diag {
 	const struct ynode *with;	/* the with: mapping, or NULL */
 	struct yerrs *errs;
 	const char *what;		/* "step 'x'" or "undo of step 'x'" */
+	int64_t timeout_ms;		/* the step's timeout per attempt; 0 = not known */
+	const char *timeout_from;	/* where it is set, in words */
+	const struct zdm_step_type *t;	/* the type: its renamed params, for places */
 };
 
 /* one error at n's place (line 1 col 1 when n is NULL) into e */
 void err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* one warning at n's place into rb->warns (dropped when it is NULL) */
+void warn_at(struct runbook *rb, const struct ynode *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* params checked against t's table: unknown and missing names, types;
  * values converted in place (durations to ms); final = no expression left */
@@ -34,6 +42,6 @@ void check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *par
 /* validate time: render what needs only vars and env, check, validate() */
 void static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
-    const char *what);
+    const char *what, int64_t timeout_ms, const char *timeout_from);
 
 #endif

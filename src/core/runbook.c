@@ -56,6 +56,33 @@ err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *f
 	free(m);
 }
 
+void
+warn_at(struct runbook *rb, const struct ynode *n, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+
+	if (rb->warns == NULL)
+		return;
+	va_start(ap, fmt);
+	m = xvasprintf(fmt, ap);
+	va_end(ap);
+	/* the same place and text said twice (a step's params are checked
+	 * at validate and again at run time) is said once */
+	for (size_t i = 0; i < rb->warns->n; i++) {
+		const struct yerr *w = &rb->warns->v[i];
+		const char *tail = strstr(w->msg, ": warning: ");
+
+		if (n != NULL && w->line == n->line && w->col == n->col && tail != NULL &&
+		    strcmp(tail + 11, m) == 0) {
+			free(m);
+			return;
+		}
+	}
+	yerr(rb->warns, rb->path, n ? n->line : 1, n ? n->col : 1, "warning: %s", m);
+	free(m);
+}
+
 static bool
 valid_id(const char *s)
 {
@@ -201,6 +228,47 @@ check_exprs(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 	}
 	for (size_t i = 0; i < n->n; i++)
 		check_exprs(rb, e, n->items[i], vars, secrets, before, all);
+}
+
+/* where a step's timeout comes from, in words, for a timing message;
+ * malloc'd.  own: the step's (or undo's) timeout: node, or NULL */
+static char *
+timeout_from(struct runbook *rb, const struct ynode *own, const char *whose, int64_t ms)
+{
+	const struct ynode *dn = ymap_get(ymap_get(rb->root, "defaults"), "timeout");
+	char d[32];
+
+	fmt_duration(ms, d, sizeof d);
+	if (own != NULL)
+		return xasprintf("%s timeout: %s (line %d)", whose, d, own->line);
+	if (dn != NULL)
+		return xasprintf("the step's timeout %s from defaults: timeout (line %d)", d, dn->line);
+	return xasprintf("the step's timeout %s (zdm's default; set timeout: on the step)", d);
+}
+
+/* every string in the YAML tree under n: warn about the env vars its
+ * expressions read that are not set now (the run's environment may differ) */
+static void
+warn_env(struct runbook *rb, const struct ynode *n, const char *what)
+{
+	if (n == NULL)
+		return;
+	if (n->kind == Y_SCALAR) {
+		char **names;
+
+		if (!expr_has_template(n->str) || (names = expr_env_unset(n->str)) == NULL)
+			return;
+		for (size_t i = 0; names[i] != NULL; i++) {
+			warn_at(rb, n, "%s: env.%s is not set: a run without %s in its environment fails "
+			    "this step (set it, or give a default: ${{ env.%s or \"...\" }})", what,
+			    names[i], names[i], names[i]);
+			free(names[i]);
+		}
+		free(names);
+		return;
+	}
+	for (size_t i = 0; i < n->n; i++)
+		warn_env(rb, n->items[i], what);
 }
 
 static void
@@ -597,10 +665,17 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		if (s->if_node->kind != Y_SCALAR)
 			err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ vars.env == \"prod\" }}, not %s",
 			    s->id, ynode_kind_name(s->if_node));
-		else if (!json_is_boolean(lit) && !expr_has_template(s->if_node->str))
-			err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ %s }}, not the plain text '%s' (which would always be true)",
-			    s->id, s->if_node->str, s->if_node->str);
-		else
+		else if (!json_is_boolean(lit) && !expr_has_template(s->if_node->str)) {
+			char *hint = expr_habit(s->if_node->str);
+
+			if (hint != NULL)
+				err_at(rb, e, s->if_node, "step '%s': if: '%s' is a GitHub Actions condition: %s",
+				    s->id, s->if_node->str, hint);
+			else
+				err_at(rb, e, s->if_node, "step '%s': if must be an expression like ${{ %s }}, not the plain text '%s' (which would always be true)",
+				    s->id, s->if_node->str, s->if_node->str);
+			free(hint);
+		} else
 			s->if_expr = xstrdup(s->if_node->str);
 		json_decref(lit);
 	}
@@ -656,6 +731,12 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		size_t nerr0 = e->n;
 
 		check_exprs(rb, e, p->with_node, vars, secrets, none, ids);
+		if (e->n == nerr0) {
+			char *what = xasprintf("probe '%s'", p->id);
+
+			warn_env(rb, p->with_node, what);
+			free(what);
+		}
 		for (size_t k = nerr0; k < e->n; k++) {
 			/* no step has run when a probe runs first: say why */
 			char *at = strstr(e->v[k].msg, ", which has not run at this point");
@@ -673,10 +754,13 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 		if (p->type != NULL && e->n == nerr0 &&
 		    !(ymap_get(p->node, "with") != NULL && p->with_node == NULL)) {
 			char *what = xasprintf("probe '%s'", p->id);
+			char *from = timeout_from(rb, ymap_get(p->node, "timeout"), "the probe's",
+			    p->timeout_ms);
 
 			static_params(rb, e, ymap_get(p->node, "uses"), p->type, p->with,
-			    p->with_node, what);
+			    p->with_node, what, p->timeout_ms, from);
 			free(what);
+			free(from);
 		}
 	}
 }
@@ -722,6 +806,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 	rb->path = xstrdup(path);
 	rb->abspath = path_abs(path);
 	rb->reg = reg;
+	rb->warns = o != NULL ? o->warns : NULL;
 	rb->x = expr_new();
 	rb->root = yparse_file(path, path, errs);
 	if (rb->root == NULL)
@@ -831,6 +916,8 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 				before[b] = ids[b];
 			check_exprs(rb, errs, st->with_node, vars, secrets, before, ids);
 			check_exprs(rb, errs, st->if_node, vars, secrets, before, ids);
+			if (errs->n == nerr0)
+				warn_env(rb, st->with_node, what);
 			if (st->if_expr != NULL && errs->n == nerr0) {
 				bool yes;
 				char *err = NULL;
@@ -842,20 +929,37 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			/* params are evaluated only when their expressions check out:
 			 * one mistake, one message */
 			if (st->type != NULL && errs->n == nerr0 &&
-			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL))
+			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL)) {
+				char *from = timeout_from(rb, ymap_get(st->node, "timeout"), "the step's",
+				    st->timeout_ms);
+
 				static_params(rb, errs, ymap_get(st->node, "uses"), st->type,
-				    st->with, st->with_node, what);
+				    st->with, st->with_node, what, st->timeout_ms, from);
+				free(from);
+			}
 			free(what);
 			before[j] = ids[j];	/* an undo sees its own step's outputs */
 			nerr0 = errs->n;
 			if (st->undo != NULL)
 				check_exprs(rb, errs, st->undo->with_node, vars, secrets, before, ids);
+			if (st->undo != NULL && errs->n == nerr0) {
+				what = xasprintf("undo of step '%s'", st->id);
+				warn_env(rb, st->undo->with_node, what);
+				free(what);
+			}
 			if (st->undo != NULL && st->undo->type != NULL && errs->n == nerr0 &&
 			    !(ymap_get(st->undo->node, "with") != NULL && st->undo->with_node == NULL)) {
+				const struct ynode *own = ymap_get(st->undo->node, "timeout");
+				int64_t tmo = st->undo->timeout_ms ? st->undo->timeout_ms : st->timeout_ms;
+				char *from = own != NULL && st->undo->timeout_ms ?
+				    timeout_from(rb, own, "the undo's", tmo) :
+				    timeout_from(rb, ymap_get(st->node, "timeout"), "the step's", tmo);
+
 				what = xasprintf("undo of step '%s'", st->id);
 				static_params(rb, errs, ymap_get(st->undo->node, "uses"),
-				    st->undo->type, st->undo->with, st->undo->with_node, what);
+				    st->undo->type, st->undo->with, st->undo->with_node, what, tmo, from);
 				free(what);
+				free(from);
 			}
 			free(before);
 		}

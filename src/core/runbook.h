@@ -86,12 +86,14 @@ struct runbook {
 	size_t nnotify;
 	struct registry *reg;		/* borrowed */
 	struct expr *x;			/* the run's expression sandbox */
+	struct yerrs *warns;		/* borrowed from rb_opts; NULL: warnings dropped */
 };
 
 struct rb_opts {
 	const char *const *vars;	/* "k=v" strings from --var */
 	size_t nvars;
 	const char *vars_file;		/* --vars-file */
+	struct yerrs *warns;		/* warnings (FILE:LINE:COL: warning: ...), or NULL */
 };
 
 /* NULL and errors in *errs (sorted) when anything is wrong */

@@ -61,6 +61,8 @@ struct plugin {
 	char *name, *path, *description;
 	struct zdm_param *params;
 	size_t nparams;
+	struct zdm_rename *renamed;	/* `renamed = {old = "new"}` */
+	size_t nrenamed;
 	bool read_only, idempotent;
 	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot, ref_check;	/* registry refs */
 	size_t mem, mem_limit;
@@ -358,6 +360,38 @@ lh_optfunc(lua_State *L, struct plugin *p, int t, const char *name, bool require
 }
 
 /* protected: open the sandbox, run the file, read its table */
+/* the plugin table's `renamed` at r: earlier names of its params, each
+ * `old = "new"` with new one of the params and old none of them */
+static void
+lh_renamed(lua_State *L, struct plugin *p, int r)
+{
+	lua_pushnil(L);
+	while (lua_next(L, r) != 0) {
+		const char *was, *name;
+		bool is_param = false, was_param = false;
+
+		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "%s: 'renamed' must map old names to new ones: {old_name = \"new_name\"}",
+			    p->path);
+		was = lua_tostring(L, -2);
+		name = lua_tostring(L, -1);
+		for (size_t i = 0; i < p->nparams; i++) {
+			is_param = is_param || strcmp(p->params[i].name, name) == 0;
+			was_param = was_param || strcmp(p->params[i].name, was) == 0;
+		}
+		if (!is_param)
+			luaL_error(L, "%s: renamed: '%s' = '%s': '%s' is not one of the params", p->path,
+			    was, name, name);
+		if (was_param)
+			luaL_error(L, "%s: renamed: '%s' is still one of the params", p->path, was);
+		p->renamed = xrealloc(p->renamed, (p->nrenamed + 1) * sizeof *p->renamed);
+		p->renamed[p->nrenamed].was = xstrdup(was);
+		p->renamed[p->nrenamed].name = xstrdup(name);
+		p->nrenamed++;
+		lua_pop(L, 1);
+	}
+}
+
 static int
 lh_load_body(lua_State *L)
 {
@@ -394,6 +428,13 @@ lh_load_body(lua_State *L)
 	else if (ty != LUA_TNIL)
 		return luaL_error(L, "%s: 'params' must be a list, got %s", p->path,
 		    luaL_typename(L, -1));
+	lua_pop(L, 1);
+	ty = lua_getfield(L, t, "renamed");
+	if (ty == LUA_TTABLE)
+		lh_renamed(L, p, lua_gettop(L));
+	else if (ty != LUA_TNIL)
+		return luaL_error(L, "%s: 'renamed' must be a table {old_name = \"new_name\"}, got %s",
+		    p->path, luaL_typename(L, -1));
 	return 0;
 }
 
@@ -638,6 +679,11 @@ lh_free(struct plugin *p)
 		free((char *)p->params[i].doc);
 	}
 	free(p->params);
+	for (size_t i = 0; i < p->nrenamed; i++) {
+		free((char *)p->renamed[i].was);
+		free((char *)p->renamed[i].name);
+	}
+	free(p->renamed);
 	free(p->name);
 	free(p->path);
 	free(p->description);
@@ -718,6 +764,8 @@ luahost_load_from(const char *name, const char *path,
 	t->description = p->description;
 	t->params = p->params;
 	t->nparams = p->nparams;
+	t->renamed = p->renamed;
+	t->nrenamed = p->nrenamed;
 	t->read_only = p->read_only;
 	t->idempotent = p->idempotent;
 	t->validate = p->ref_validate != LUA_NOREF ? lh_validate : NULL;

@@ -5,7 +5,7 @@
  *   1. a decision already in the journal for this step: approval.granted or
  *      approval.denied, written by `zdm approve RUN_ID STEP [--deny]` (or by
  *      an earlier attempt's prompt) and handed to run() in ctx->notes;
- *   2. the approval's `timeout` has passed since the step FIRST started in
+ *   2. the approval's `decision_timeout` has passed since the step FIRST started in
  *      this run (the approval.requested note, so a resume days later still
  *      counts from then): the step fails as timed out and the run rolls back;
  *   3. `--approve STEP` given to run/resume (a pre-approval in CI): granted,
@@ -18,7 +18,7 @@
  *      the approval's timeout reached, the step fails as timed out);
  *   5. interactive (stdin and stderr are terminals, no --non-interactive,
  *      CI unset): the prompt "approve step X? [y/N]" on stderr, waiting at
- *      most until the approval's timeout; y grants, anything else denies;
+ *      most until the approval's decision_timeout; y grants, anything else denies;
  *   6. otherwise the run pauses (exit 4) with
  *      "waiting for approval: zdm approve RUN_ID STEP, then zdm resume RUN_ID".
  *
@@ -47,7 +47,12 @@
 static const struct zdm_param ap_params[] = {
 	{ "message", ZDM_T_STRING, true, NULL, "what the approver is asked to check" },
 	{ "approvers", ZDM_T_LIST, false, "[]", "names (ZDM_ACTOR or login) allowed to decide; empty: anyone" },
-	{ "timeout", ZDM_T_DURATION, false, "\"4h\"", "from the step's first start; no decision by then fails the step" },
+	{ "decision_timeout", ZDM_T_DURATION, false, "\"4h\"", "from the step's first start, across resumes; no decision by then fails the step" },
+};
+
+/* earlier names, accepted with a warning (docs/zdm-runbook.5 NAMES) */
+static const struct zdm_rename ap_renamed[] = {
+	{ "timeout", "decision_timeout" },
 };
 
 char *
@@ -90,7 +95,7 @@ approvers_text(const json_t *approvers)
 static void
 ap_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 {
-	const json_t *a = json_object_get(p, "approvers"), *to = json_object_get(p, "timeout");
+	const json_t *a = json_object_get(p, "approvers"), *to = json_object_get(p, "decision_timeout");
 	size_t i;
 	json_t *v;
 
@@ -99,7 +104,7 @@ ap_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 			if (!zdm_is_expr(v) && (!json_is_string(v) || json_string_length(v) == 0))
 				zdm_diag(d, "approvers", "item %zu must be a non-empty name (ZDM_ACTOR or a login)", i + 1);
 	if (json_is_integer(to) && json_integer_value(to) <= 0)
-		zdm_diag(d, "timeout", "must be more than 0");
+		zdm_diag(d, "decision_timeout", "must be more than 0");
 }
 
 static char *
@@ -107,7 +112,7 @@ ap_plan(const struct zdm_step_type *t, const json_t *p)
 {
 	char d[32], *who = approvers_text(json_object_get(p, "approvers")), *s;
 
-	fmt_duration(json_integer_value(json_object_get(p, "timeout")), d, sizeof d);
+	fmt_duration(json_integer_value(json_object_get(p, "decision_timeout")), d, sizeof d);
 	s = xasprintf("ask %s to approve: %s (within %s)", who,
 	    json_string_value(json_object_get(p, "message")), d);
 	free(who);
@@ -224,7 +229,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 {
 	const char *msg = json_string_value(json_object_get(p, "message"));
 	const json_t *approvers = json_object_get(p, "approvers");
-	int64_t timeout = json_integer_value(json_object_get(p, "timeout"));
+	int64_t timeout = json_integer_value(json_object_get(p, "decision_timeout"));
 	int64_t requested = -1, now = wall_ms();
 	const json_t *dec = NULL;
 	enum ev dec_ev = EV_UNKNOWN;
@@ -347,6 +352,7 @@ const struct zdm_step_type zdm_step_approval = {
 	.name = "approval",
 	.description = "wait for a person to approve (prompt, zdm approve, or --approve STEP)",
 	ZDM_PARAMS(ap_params),
+	ZDM_RENAMED(ap_renamed),
 	.read_only = true, .idempotent = true, .waits_for_person = true,
 	.validate = ap_validate, .plan = ap_plan, .run = ap_run,
 };

@@ -43,13 +43,18 @@ static const struct zdm_param hg_params[] = {
 	{ "interval", ZDM_T_DURATION, false, "\"2s\"", "time between the starts of two rounds" },
 	{ "healthy_threshold", ZDM_T_INT, false, "3", "healthy rounds in a row that pass the gate" },
 	{ "unhealthy_threshold", ZDM_T_INT, false, "3", "unhealthy rounds in a row that fail the gate" },
-	{ "timeout", ZDM_T_DURATION, false, "\"2s\"", "for each request; no answer in time is unhealthy" },
+	{ "request_timeout", ZDM_T_DURATION, false, "\"2s\"", "for each request; no answer in time is unhealthy" },
 	{ "expect_status", ZDM_T_LIST, false, "[\"2xx\"]", "healthy statuses: 200, \"2xx\", \"200-299\"" },
 	{ "expect_body_contains", ZDM_T_STRING, false, NULL, "text a healthy body contains" },
 	{ "expect_json", ZDM_T_MAP, false, NULL, "JSON fields of a healthy body: .status: up" },
 	{ "headers", ZDM_T_MAP, false, NULL, "request headers, name: value" },
 	{ "ca_file", ZDM_T_PATH, false, NULL, "PEM file of CA certificates to verify the server with" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
+};
+
+/* earlier names, accepted with a warning (docs/zdm-runbook.5 NAMES) */
+static const struct zdm_rename hg_renamed[] = {
+	{ "timeout", "request_timeout" },
 };
 
 #define HG_MAX_THRESHOLD 10000
@@ -61,6 +66,40 @@ hg_positive(struct zdm_diag *d, const json_t *p, const char *name, const char *w
 
 	if (json_is_integer(v) && json_integer_value(v) <= 0)
 		zdm_diag(d, name, "must be more than 0%s", what);
+}
+
+/*
+ * Rounds start `interval` apart and the gate passes on the
+ * healthy_threshold-th healthy round in a row: that round starts
+ * (healthy_threshold - 1) x interval after the first, and no round starts
+ * at or past the step's deadline.  When that is not shorter than the step's
+ * timeout the gate can never pass.
+ */
+static void
+hg_timing(struct zdm_diag *d, const json_t *p)
+{
+	const json_t *iv = json_object_get(p, "interval"), *th = json_object_get(p, "healthy_threshold");
+	const char *from, *at;
+	int64_t tmo = zdm_diag_timeout(d, &from), need;
+	char id[32], nd[32];
+	long long n;
+
+	if (tmo <= 0 || !json_is_integer(iv) || !json_is_integer(th) || json_integer_value(iv) <= 0 ||
+	    json_integer_value(th) < 1 || json_integer_value(th) > HG_MAX_THRESHOLD)
+		return;
+	n = json_integer_value(th);
+	need = (n - 1) * json_integer_value(iv);
+	if (need < tmo)
+		return;
+	fmt_duration(json_integer_value(iv), id, sizeof id);
+	fmt_duration(need, nd, sizeof nd);
+	/* the place: the param the runbook wrote that asks for the time */
+	at = zdm_diag_written(d, "interval") ? "interval" :
+	    zdm_diag_written(d, "healthy_threshold") ? "healthy_threshold" : "interval";
+	zdm_diag(d, at, "the gate can never pass: healthy_threshold %lld rounds %s apart take "
+	    "(%lld - 1) x %s = %s from the first round to the last, not less than %s; "
+	    "give the step a timeout: longer than %s, or lower interval or healthy_threshold",
+	    n, id, n, id, nd, from, nd);
 }
 
 static void
@@ -82,13 +121,14 @@ hg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 			hc_check_url(d, "urls", v);
 	}
 	hg_positive(d, p, "interval", " (the time between rounds: 500ms, 2s)");
-	hg_positive(d, p, "timeout", " (for each request: 500ms, 2s)");
+	hg_positive(d, p, "request_timeout", " (for each request: 500ms, 2s)");
 	for (i = 0; i < 2; i++) {
 		v = json_object_get(p, th[i]);
 		if (json_is_integer(v) && (json_integer_value(v) < 1 ||
 		    json_integer_value(v) > HG_MAX_THRESHOLD))
 			zdm_diag(d, th[i], "must be from 1 to %d rounds in a row", HG_MAX_THRESHOLD);
 	}
+	hg_timing(d, p);
 	hc_check_status(d, p);
 	hc_check_headers(d, p);
 	if (json_is_object(ej)) {
@@ -296,6 +336,7 @@ const struct zdm_step_type zdm_step_health_gate = {
 	.name = "health_gate",
 	.description = "poll URLs until healthy N times in a row; fail after M unhealthy in a row",
 	ZDM_PARAMS(hg_params),
+	ZDM_RENAMED(hg_renamed),
 	.read_only = true, .idempotent = true,
 	.validate = hg_validate, .plan = hg_plan, .run = hg_run,
 };

@@ -442,7 +442,7 @@ hc_req_init(struct http_req *req, const json_t *p)
 
 	memset(req, 0, sizeof *req);
 	req->headers = json_is_object(h) ? h : NULL;
-	req->timeout_ms = json_integer_value(json_object_get(p, "timeout"));
+	req->timeout_ms = json_integer_value(json_object_get(p, "request_timeout"));
 	req->ca_file = json_string_value(json_object_get(p, "ca_file"));
 	req->insecure = json_is_true(json_object_get(p, "insecure"));
 }

@@ -55,7 +55,7 @@
  *   - after an error the next query comes after `interval` (Argo retries
  *     errors every 10 s), so consecutive_error_limit bounds time as well;
  *   - `validate` refuses failure_limit >= count: such a gate can never fail.
- * `timeout` in `with:` bounds each query (Prometheus is told too); the
+ * `request_timeout` in `with:` bounds each query (Prometheus is told too); the
  * step's own timeout bounds the whole gate.
  */
 #include <errno.h>
@@ -88,12 +88,18 @@ static const struct zdm_param mg_params[] = {
 	{ "inconclusive_limit", ZDM_T_INT, false, "0", "inconclusive measurements tolerated; past it the run pauses" },
 	{ "consecutive_error_limit", ZDM_T_INT, false, "4", "errors in a row tolerated (query, HTTP, connection)" },
 	{ "consecutive_success_limit", ZDM_T_INT, false, "0", "succeed after this many successes in a row; 0 = not used" },
-	{ "timeout", ZDM_T_DURATION, false, "\"10s\"", "time limit of each query (the step's timeout bounds the gate)" },
-	{ "bearer", ZDM_T_STRING, false, NULL, "bearer token, from secrets: ${{ secrets.prom_token }}" },
+	{ "request_timeout", ZDM_T_DURATION, false, "\"10s\"", "time limit of each query (the step's timeout bounds the gate)" },
+	{ "token", ZDM_T_STRING, false, NULL, "bearer token, from secrets: ${{ secrets.prom_token }}" },
 	{ "user", ZDM_T_STRING, false, NULL, "basic auth user" },
 	{ "password", ZDM_T_STRING, false, NULL, "basic auth password, from secrets" },
 	{ "ca_file", ZDM_T_PATH, false, NULL, "PEM bundle that verifies the provider's TLS certificate" },
 	{ "insecure", ZDM_T_BOOL, false, "false", "do not verify TLS certificates (warned about)" },
+};
+
+/* earlier names, accepted with a warning (docs/zdm-runbook.5 NAMES) */
+static const struct zdm_rename mg_renamed[] = {
+	{ "timeout", "request_timeout" },
+	{ "bearer", "token" },
 };
 
 static const char *const providers[] = { "prometheus", NULL };
@@ -140,13 +146,13 @@ gate_from(struct gate *g, const json_t *p)
 	g->failure = json_string_value(json_object_get(p, "failure"));
 	g->interval = json_integer_value(json_object_get(p, "interval"));
 	g->initial_delay = json_integer_value(json_object_get(p, "initial_delay"));
-	g->query_timeout = json_integer_value(json_object_get(p, "timeout"));
+	g->query_timeout = json_integer_value(json_object_get(p, "request_timeout"));
 	g->count = (long)json_integer_value(json_object_get(p, "count"));
 	g->failure_limit = (long)json_integer_value(json_object_get(p, "failure_limit"));
 	g->inconclusive_limit = (long)json_integer_value(json_object_get(p, "inconclusive_limit"));
 	g->error_limit = (long)json_integer_value(json_object_get(p, "consecutive_error_limit"));
 	g->success_limit = (long)json_integer_value(json_object_get(p, "consecutive_success_limit"));
-	g->bearer = json_string_value(json_object_get(p, "bearer"));
+	g->bearer = json_string_value(json_object_get(p, "token"));
 	g->user = json_string_value(json_object_get(p, "user"));
 	g->password = json_string_value(json_object_get(p, "password"));
 	g->ca_file = json_string_value(json_object_get(p, "ca_file"));
@@ -185,6 +191,50 @@ check_limit(struct zdm_diag *d, const json_t *p, const char *name, long min)
 
 	if (known_int(p, name, &v) && v < min)
 		zdm_diag(d, name, "must be %ld or more, not %ld", min, v);
+}
+
+/*
+ * The least time a gate needs to decide for success: initial_delay, then a
+ * measurement every `interval` (from one's end to the next's start): n
+ * measurements take at least initial_delay + (n - 1) x interval, where n
+ * is consecutive_success_limit when set, else count, else 1 (count 0
+ * measures until the timeout, and a gate never passes without one
+ * measurement).  No measurement starts at or past the step's deadline, so
+ * when that is not shorter than the step's timeout the gate can never pass.
+ */
+static void
+mg_timing(struct zdm_diag *d, const json_t *p)
+{
+	const json_t *iv = json_object_get(p, "interval"), *dl = json_object_get(p, "initial_delay");
+	const char *from, *at, *what;
+	int64_t tmo = zdm_diag_timeout(d, &from), need;
+	long count = 0, slimit = 0, n;
+	char id[32], dd[32], nd[32];
+
+	if (tmo <= 0 || !json_is_integer(iv) || !json_is_integer(dl) || json_integer_value(iv) <= 0 ||
+	    json_integer_value(dl) < 0 || !known_int(p, "count", &count) ||
+	    !known_int(p, "consecutive_success_limit", &slimit) || count < 0 || slimit < 0)
+		return;
+	n = slimit > 0 ? slimit : count > 0 ? count : 1;
+	what = slimit > 0 ? "consecutive_success_limit" : count > 0 ? "count" : NULL;
+	need = json_integer_value(dl) + (int64_t)(n - 1) * json_integer_value(iv);
+	if (need < tmo)
+		return;
+	fmt_duration(json_integer_value(iv), id, sizeof id);
+	fmt_duration(json_integer_value(dl), dd, sizeof dd);
+	fmt_duration(need, nd, sizeof nd);
+	if (what == NULL) {
+		zdm_diag(d, "initial_delay", "the gate can never take a measurement: initial_delay %s "
+		    "is not shorter than %s; give the step a timeout: longer than %s, or shorten "
+		    "initial_delay", dd, from, dd);
+		return;
+	}
+	at = zdm_diag_written(d, "interval") ? "interval" : zdm_diag_written(d, what) ? what :
+	    zdm_diag_written(d, "initial_delay") ? "initial_delay" : "interval";
+	zdm_diag(d, at, "the gate can never pass: %s %ld measurements %s apart after initial_delay "
+	    "%s take %s + (%ld - 1) x %s = %s, not less than %s; give the step a timeout: longer "
+	    "than %s, or lower interval, %s or initial_delay",
+	    what, n, id, dd, dd, n, id, nd, from, nd, what);
 }
 
 static void
@@ -233,9 +283,9 @@ mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 	v = json_object_get(p, "interval");
 	if (json_is_integer(v) && json_integer_value(v) <= 0)
 		zdm_diag(d, "interval", "must be longer than 0 (e.g. 30s)");
-	v = json_object_get(p, "timeout");
+	v = json_object_get(p, "request_timeout");
 	if (json_is_integer(v) && json_integer_value(v) <= 0)
-		zdm_diag(d, "timeout", "must be longer than 0 (the time limit of each query: 10s)");
+		zdm_diag(d, "request_timeout", "must be longer than 0 (the time limit of each query: 10s)");
 	check_limit(d, p, "count", 0);
 	check_limit(d, p, "failure_limit", -1);
 	check_limit(d, p, "inconclusive_limit", 0);
@@ -255,12 +305,13 @@ mg_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
 	if (have_count && count > 0 && have_slimit && slimit > count)
 		zdm_diag(d, "consecutive_success_limit", "%ld can never be reached in count (%ld) measurements",
 		    slimit, count);
-	if (json_object_get(p, "bearer") != NULL && json_object_get(p, "user") != NULL)
-		zdm_diag(d, "bearer", "give either 'bearer' or 'user' and 'password', not both");
+	mg_timing(d, p);
+	if (json_object_get(p, "token") != NULL && json_object_get(p, "user") != NULL)
+		zdm_diag(d, "token", "give either 'token' or 'user' and 'password', not both");
 	if ((json_object_get(p, "user") == NULL) != (json_object_get(p, "password") == NULL))
 		zdm_diag(d, json_object_get(p, "user") ? "user" : "password",
 		    "basic auth needs both 'user' and 'password'");
-	hc_check_secret(d, p, "bearer");
+	hc_check_secret(d, p, "token");
 	hc_check_secret(d, p, "password");
 }
 
@@ -838,6 +889,7 @@ const struct zdm_step_type zdm_step_metric_gate = {
 	.description = "query Prometheus every interval and judge each result; "
 	    "Argo Rollouts AnalysisRun semantics (failure_limit, inconclusive_limit, ...)",
 	ZDM_PARAMS(mg_params),
+	ZDM_RENAMED(mg_renamed),
 	.read_only = true, .idempotent = true,
 	.validate = mg_validate, .plan = mg_plan, .run = mg_run,
 };

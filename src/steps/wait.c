@@ -11,6 +11,24 @@ static const struct zdm_param wait_params[] = {
 	{ "duration", ZDM_T_DURATION, true, NULL, "how long to wait: 500ms, 30s, 5m" },
 };
 
+/* a wait as long as the step's timeout can never finish */
+static void
+wait_validate(const struct zdm_step_type *t, const json_t *p, struct zdm_diag *d)
+{
+	const json_t *v = json_object_get(p, "duration");
+	const char *from;
+	int64_t tmo = zdm_diag_timeout(d, &from);
+	char dd[32], td[32];
+
+	if (!json_is_integer(v) || tmo <= 0 || json_integer_value(v) < tmo)
+		return;
+	fmt_duration(json_integer_value(v), dd, sizeof dd);
+	fmt_duration(tmo, td, sizeof td);
+	zdm_diag(d, "duration", "wait %s can never finish: %s %s %s, so the step always times out; "
+	    "give the step a timeout: longer than %s, or wait less",
+	    dd, dd, json_integer_value(v) == tmo ? "is not shorter than" : "is longer than", from, dd);
+}
+
 static char *
 wait_plan(const struct zdm_step_type *t, const json_t *p)
 {
@@ -47,5 +65,5 @@ const struct zdm_step_type zdm_step_wait = {
 	.params = wait_params,
 	.nparams = 1,
 	.read_only = true, .idempotent = true,
-	.plan = wait_plan, .run = wait_run,
+	.validate = wait_validate, .plan = wait_plan, .run = wait_run,
 };
