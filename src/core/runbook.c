@@ -52,7 +52,15 @@ err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *f
 	va_start(ap, fmt);
 	m = xvasprintf(fmt, ap);
 	va_end(ap);
-	yerr(e, rb->path, n ? n->line : 1, n ? n->col : 1, "%s", m);
+	/* a node of an included file names that file; one copied through an
+	 * alias is placed at the alias and names where it was written */
+	if (n != NULL && n->def_line > 0)
+		yerr(e, n->file != NULL ? n->file : rb->path, n->line, n->col,
+		    "%s (in the value aliased here, written at line %d column %d)", m,
+		    n->def_line, n->def_col);
+	else
+		yerr(e, n != NULL && n->file != NULL ? n->file : rb->path, n ? n->line : 1,
+		    n ? n->col : 1, "%s", m);
 	free(m);
 }
 
@@ -88,6 +96,9 @@ check_keys(struct runbook *rb, struct yerrs *e, const struct ynode *map,
 		const char *k = map->keys[i]->str;
 		bool ok = false;
 
+		/* x-anything at the top: a place for anchors, which zdm ignores */
+		if (allowed == top_keys && strncmp(k, "x-", 2) == 0)
+			continue;
 		for (size_t j = 0; allowed[j] != NULL; j++)
 			if (strcmp(allowed[j], k) == 0)
 				ok = true;
@@ -717,7 +728,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 	rb->abspath = path_abs(path);
 	rb->reg = reg;
 	rb->x = expr_new();
-	rb->root = yparse_file(path, path, errs);
+	rb->root = yparse_file(path, rb->path, errs);
 	if (rb->root == NULL)
 		goto fail;
 	if (sha256_file(path, rb->sha256, &err) != 0) {
