@@ -157,6 +157,7 @@ yerr(struct yerrs *e, const char *file, int line, int col, const char *fmt, ...)
 	e->v[e->n].line = line;
 	e->v[e->n].col = col;
 	e->v[e->n].seq = e->n;
+	e->v[e->n].file = xstrdup(file);
 	e->v[e->n].msg = line > 0 ? xasprintf("%s:%d:%d: %s", file, line, col, msg) :
 	    xasprintf("%s: %s", file, msg);
 	e->n++;
@@ -168,6 +169,8 @@ byloc(const void *a, const void *b)
 {
 	const struct yerr *x = a, *y = b;
 
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
 	if (x->line != y->line)
 		return x->line < y->line ? -1 : 1;
 	if (x->col != y->col)
@@ -178,15 +181,38 @@ byloc(const void *a, const void *b)
 void
 yerrs_sort(struct yerrs *e)
 {
+	for (size_t i = 0; i < e->n; i++) {
+		e->v[i].rank = e->v[i].seq;
+		for (size_t j = 0; j < e->n; j++)
+			if (e->v[j].seq < e->v[i].rank && strcmp(e->v[j].file, e->v[i].file) == 0)
+				e->v[i].rank = e->v[j].seq;
+	}
 	if (e->n > 1)
 		qsort(e->v, e->n, sizeof *e->v, byloc);
+	/* a step copied by for_each: makes the same mistake in each copy: say
+	 * it once */
+	for (size_t i = 0, k = 0, n = e->n; i < n; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = strcmp(e->v[j].msg, e->v[i].msg) == 0;
+		if (dup) {
+			free(e->v[i].msg);
+			free(e->v[i].file);
+			e->n--;
+		} else {
+			e->v[k++] = e->v[i];
+		}
+	}
 }
 
 void
 yerrs_release(struct yerrs *e)
 {
-	for (size_t i = 0; i < e->n; i++)
+	for (size_t i = 0; i < e->n; i++) {
 		free(e->v[i].msg);
+		free(e->v[i].file);
+	}
 	free(e->v);
 	e->v = NULL;
 	e->n = 0;

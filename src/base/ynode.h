@@ -29,6 +29,9 @@ struct ynode {
 struct yerr {
 	int line, col;
 	size_t seq;
+	size_t rank;		/* errors of one file stay together, files in the
+				 * order of their first error */
+	char *file;
 	char *msg;
 };
 struct yerrs {

@@ -369,7 +369,7 @@ run_steps(struct run *r, size_t from)
 			bool yes = true;
 			char *err = NULL;
 
-			if (expr_truthy(r->rb->x, s->if_expr, &yes, &err) != 0 &&
+			if (runbook_if(r->rb, s, &yes, &err) != 0 &&
 			    r->o->mode == MODE_DRY_RUN && r->planned > 0 && strstr(s->if_expr, "steps") != NULL) {
 				/* it reads outputs of a step that only printed its plan */
 				step_ended(r, i, END_PLANNED, -1, err);
@@ -384,7 +384,8 @@ run_steps(struct run *r, size_t from)
 				continue;
 			}
 			if (err != NULL) {
-				why = xasprintf("%s:%d:%d: if: %s", r->rb->path, s->if_node->line,
+				why = xasprintf("%s:%d:%d: if: %s", s->if_node->file != NULL ?
+				    s->if_node->file : r->rb->path, s->if_node->line,
 				    s->if_node->col, err);
 				free(err);
 				step_ended(r, i, END_FAILED, -1, why);
