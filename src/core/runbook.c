@@ -713,6 +713,8 @@ include_inputs(struct runbook *rb, struct yerrs *e, const struct ynode *with,
 			err_at(rb, e, with->keys[i], "input name '%s' must be a Lua identifier "
 			    "([A-Za-z_][A-Za-z0-9_]*)", k);
 		v = expr_render(rb->x, t, &err);
+		if (v == NULL || json_has_template(v))
+			json_object_set_new(in, k, json_null());	/* said here, not missing */
 		if (v == NULL) {
 			err_at(rb, e, with->items[i], "include with: '%s': %s", k, err);
 		} else if (json_has_template(v)) {
