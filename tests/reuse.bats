@@ -451,3 +451,36 @@ EOF
   run zdm resume rb.yml --state-dir "$T/state" --allow-changed
   assert_equal "$status" 0
 }
+
+@test "reuse: include: with for_each: one copy of the file's steps per item; names say which copy" {
+  mkdir -p "$T/parts"
+  cat >"$T/parts/shift.yml" <<'EOF'
+inputs:
+  weight: ~
+  backend: app
+steps:
+  - id: shift
+    name: ${{ inputs.backend }} to ${{ inputs.weight }}%
+    uses: exec
+    with: {command: [echo, "${{ inputs.backend }}", "${{ inputs.weight }}"]}
+EOF
+  runbook <<'EOF'
+zdm: 1
+name: inc
+steps:
+  - include: parts/shift.yml
+    for_each: [10, 50]
+    with: {weight: "${{ each }}"}
+EOF
+  run zdm plan rb.yml
+  assert_equal "$status" 0
+  assert_output - <<'EOF'
+plan for inc (2 steps), on failure: roll back in reverse order
+ 1. shift-10 — app to 10% (exec)
+      do:   run echo app 10
+      undo: none
+ 2. shift-50 — app to 50% (exec)
+      do:   run echo app 50
+      undo: none
+EOF
+}

@@ -947,6 +947,40 @@ expand_list(struct runbook *rb, struct yerrs *e, struct expansion *x,
 	}
 }
 
+/*
+ * name: or description: of a step copied by for_each: or brought by
+ * include: may say which copy it is (${{ each }}, ${{ inputs.x }}, vars):
+ * evaluated when the runbook is read.  Others are text as written.
+ */
+static char *
+copy_text(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *s,
+    const json_t *scope, const char *what)
+{
+	json_t *t, *v;
+	char *err = NULL, *out;
+
+	if (scope == NULL || !expr_has_template(s))
+		return xstrdup(s);
+	t = json_string(s);
+	expr_set_scope(rb->x, scope);
+	v = expr_render(rb->x, t, &err);
+	expr_set_scope(rb->x, NULL);
+	json_decref(t);
+	if (v == NULL) {
+		err_at(rb, e, n, "%s: %s", what, err);
+		free(err);
+		return xstrdup(s);
+	}
+	if (json_is_string(v) && !expr_has_template(json_string_value(v)))
+		out = xstrdup(json_string_value(v));
+	else if (!json_is_string(v))
+		out = json_dumps(v, JSON_ENCODE_ANY);
+	else
+		out = xstrdup(s);	/* needs the run: shown as written */
+	json_decref(v);
+	return out;
+}
+
 /* a step (probe false) of rb->steps or a probe of rb->probes: the same
  * syntax, but a probe has no if:, undo: or idempotent: */
 static void
@@ -1009,9 +1043,10 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		s->id = xasprintf("%s-%zu", kind, idx + 1);
 	}
 	if ((str = want_string(rb, e, ymap_get(n, "name"), "name")) != NULL)
-		s->name = xstrdup(str);
+		s->name = copy_text(rb, e, ymap_get(n, "name"), str, s->scope, "name");
 	if ((str = want_string(rb, e, ymap_get(n, "description"), "description")) != NULL)
-		s->description = xstrdup(str);
+		s->description = copy_text(rb, e, ymap_get(n, "description"), str, s->scope,
+		    "description");
 	uses = want_string(rb, e, ymap_get(n, "uses"), "uses");
 	if (ymap_get(n, "uses") == NULL)
 		err_at(rb, e, n, "%s '%s' has no uses: (the step type: exec, wait, or a plugin like release.symlink)",
