@@ -196,7 +196,8 @@ steps:
 EOF
   run zdm run rb.yml --fail-at shift --state-dir "$T/state"
   assert_equal "$status" 2
-  assert_output "zdm run: --fail-at 'shift': no such step in rb.yml"
+  assert_output "zdm run: --fail-at 'shift': for_each made it the steps shift-10, shift-25, shift-50: name one"
+  assert_not_exist "$T/state"
   run zdm run rb.yml --fail-at shift-25 --state-dir "$T/state"
   assert_equal "$status" 1
   run cat "$T/log"

@@ -1424,6 +1424,28 @@ runbook_scope_of(const struct runbook *rb, const json_t *with)
 	return NULL;
 }
 
+char *
+runbook_copies_of(const struct runbook *rb, const char *id)
+{
+	struct sbuf sb;
+	size_t n = 0;
+
+	sb_init(&sb);
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		const struct ynode *w = ymap_get(rb->steps[i].node, "id");
+
+		if (json_object_get(rb->steps[i].scope, "each") == NULL || w == NULL ||
+		    w->kind != Y_SCALAR || strcmp(w->str, id) != 0)
+			continue;
+		sb_addf(&sb, "%s%s", n++ ? ", " : "", rb->steps[i].id);
+	}
+	if (n == 0) {
+		sb_release(&sb);
+		return NULL;
+	}
+	return sb_detach(&sb);
+}
+
 int
 runbook_if(struct runbook *rb, const struct rb_step *s, bool *yes, char **err)
 {

@@ -121,6 +121,9 @@ int runbook_resolve_secrets(struct runbook *rb, char **err);
 
 /* the scope (each, inputs) of the step whose with (or undo's with) this is */
 const json_t *runbook_scope_of(const struct runbook *rb, const json_t *with);
+/* "shift-10, shift-25" when id is the id as written of steps copied by
+ * for_each: (malloc'd), or NULL */
+char *runbook_copies_of(const struct runbook *rb, const char *id);
 /* a step's if: condition, evaluated with its each and inputs */
 int runbook_if(struct runbook *rb, const struct rb_step *s, bool *yes, char **err);
 
