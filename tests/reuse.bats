@@ -319,9 +319,10 @@ EOF
 inputs:
   weight: ~        # required
   pool: api
+x-exec: &exec {uses: exec}   # an included file's own anchors
 steps:
-  - id: shift
-    uses: exec
+  - <<: *exec
+    id: shift
     with: {command: [sh, -c, 'echo "\$1 \$2 \$3" >> "$T/log"', x, "\${{ inputs.pool }}", "\${{ inputs.weight }}", "\${{ type(inputs.weight) }}"]}
   - include: more/check.yml
     with: {what: "\${{ inputs.pool }}"}

@@ -40,6 +40,8 @@ static const char *const probe_keys[] = {
  * probe of one of these is read-only when its author says so */
 static const char *const vouch_types[] = { "exec", "ssh", "http", NULL };
 static const char *const undo_keys[] = { "uses", "with", "timeout", NULL };
+/* a file brought by include: that is a mapping rather than a list of steps */
+static const char *const included_keys[] = { "description", "inputs", "steps", NULL };
 static const char *const default_keys[] = {
 	"timeout", "retries", "retry_delay", "backoff", NULL,
 };
@@ -98,8 +100,9 @@ check_keys(struct runbook *rb, struct yerrs *e, const struct ynode *map,
 		const char *k = map->keys[i]->str;
 		bool ok = false;
 
-		/* x-anything at the top: a place for anchors, which zdm ignores */
-		if (allowed == top_keys && strncmp(k, "x-", 2) == 0)
+		/* x-anything at the top of a runbook or an included file: a place
+		 * for anchors, which zdm ignores */
+		if ((allowed == top_keys || allowed == included_keys) && strncmp(k, "x-", 2) == 0)
 			continue;
 		for (size_t j = 0; allowed[j] != NULL; j++)
 			if (strcmp(allowed[j], k) == 0)
@@ -546,7 +549,6 @@ parse_probe(struct runbook *rb, struct yerrs *e, const struct ynode *n, struct r
  */
 static const char *const group_keys[] = { "for_each", "steps", NULL };
 static const char *const include_keys[] = { "include", "with", "for_each", NULL };
-static const char *const included_keys[] = { "description", "inputs", "steps", NULL };
 
 static void fold_includes_sha(struct runbook *rb, struct yerrs *e);
 
