@@ -486,3 +486,21 @@ plan for inc (2 steps), on failure: roll back in reverse order
       undo: none
 EOF
 }
+
+@test "reuse: a runbook that expands to more than 10000 steps is refused at the step that crosses the limit (exit 2)" {
+  mkdir -p "$T/parts"
+  for i in $(seq 1 11); do
+    printf -- '- {id: s%d, uses: exec, with: {command: [echo, "${{ each }}"]}}\n' "$i"
+  done >"$T/parts/eleven.yml"
+  printf 'zdm: 1\nname: big\nsteps:\n  - include: parts/eleven.yml\n    for_each: [%s]\n' \
+    "$(seq -s, 1 1000)" >rb.yml
+  run zdm validate rb.yml
+  assert_equal "$status" 2
+  # the 10001st step: item 910's s2
+  assert_output "parts/eleven.yml:2:3: the runbook expands to more than 10000 steps (for_each: and include: included): split it into several runbooks
+zdm: 1 error; nothing ran"
+  sed -i 's/,901,.*]$/]/' rb.yml
+  run zdm validate rb.yml
+  assert_equal "$status" 0
+  assert_output "rb.yml: ok (runbook 'big', 9900 steps)"
+}

@@ -779,11 +779,23 @@ include_one(struct runbook *rb, struct yerrs *e, struct expansion *x, const stru
 		free(abs);
 		return;
 	}
-	rb->includes = xrealloc(rb->includes, (rb->nincludes + 1) * sizeof *rb->includes);
-	ri = &rb->includes[rb->nincludes++];
-	ri->path = shown;
-	ri->abspath = abs;
-	ri->root = yparse_file(shown, shown, e);
+	/* a file included again (by a for_each, or from two places) is read once */
+	ri = NULL;
+	for (size_t i = 0; i < rb->nincludes && ri == NULL; i++)
+		if (strcmp(rb->includes[i].abspath, abs) == 0)
+			ri = &rb->includes[i];
+	if (ri != NULL) {
+		free(shown);
+		free(abs);
+		shown = ri->path;
+		abs = ri->abspath;
+	} else {
+		rb->includes = xrealloc(rb->includes, (rb->nincludes + 1) * sizeof *rb->includes);
+		ri = &rb->includes[rb->nincludes++];
+		ri->path = shown;
+		ri->abspath = abs;
+		ri->root = yparse_file(shown, shown, e);
+	}
 	if (ri->root == NULL)
 		return;
 	steps = ri->root;
@@ -886,7 +898,7 @@ each_item(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct
 	}
 	if (!check_each(rb, e, fe, c))
 		return;
-	for (size_t i = 0; i < fe->n; i++) {
+	for (size_t i = 0; i < fe->n && !x->full; i++) {
 		struct rb_ctx sub = *c;
 		json_t *v = yscalar_json(fe->items[i]);
 
