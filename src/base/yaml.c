@@ -259,7 +259,7 @@ merge_one(struct ynode *n, struct ynode *src)
  * merge key type has it).
  */
 static void
-apply_merges(struct yparser *yp, struct ynode *n, struct ynode *merges)
+apply_merges(struct ynode *n, struct ynode *merges)
 {
 	for (size_t i = 0; i < merges->n; i++) {
 		struct ynode *v = merges->items[i];
@@ -272,18 +272,15 @@ apply_merges(struct yparser *yp, struct ynode *n, struct ynode *merges)
 			if (v->items[j]->kind == Y_MAP)
 				merge_one(n, v->items[j]);
 	}
-	(void)yp;
 }
 
 static bool
 merge_ok(struct yparser *yp, const struct ynode *v)
 {
-	bool ok = v->kind == Y_MAP;
+	bool ok = v->kind == Y_MAP || (v->kind == Y_SEQ && v->n > 0);
 
 	for (size_t j = 0; v->kind == Y_SEQ && j < v->n; j++)
-		ok = v->items[j]->kind == Y_MAP;
-	if (v->kind == Y_SEQ && v->n == 0)
-		ok = false;
+		ok = ok && v->items[j]->kind == Y_MAP;
 	if (!ok) {
 		yerr(yp->errs, yp->file, v->line, v->col,
 		    "a merge key (<<) takes a mapping, an alias of one (<<: *defaults) or a "
@@ -300,7 +297,7 @@ parse_children(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
 	struct ynode *r = parse_children_in(yp, n, end, &merges);
 
 	if (!yp->failed && merges.n > 0)
-		apply_merges(yp, n, &merges);
+		apply_merges(n, &merges);
 	for (size_t i = 0; i < merges.n; i++)
 		ynode_free(merges.items[i]);
 	free(merges.items);
