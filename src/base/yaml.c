@@ -181,12 +181,25 @@ byloc(const void *a, const void *b)
 void
 yerrs_sort(struct yerrs *e)
 {
+	/* the files, in the order of their first error (a few: the runbook and
+	 * what it includes) */
+	const char **files = xcalloc(e->n + 2, sizeof *files);
+	size_t nfiles = 0;
+
+	if (e->first != NULL)
+		files[nfiles++] = e->first;
+
 	for (size_t i = 0; i < e->n; i++) {
-		e->v[i].rank = e->v[i].seq;
-		for (size_t j = 0; j < e->n; j++)
-			if (e->v[j].seq < e->v[i].rank && strcmp(e->v[j].file, e->v[i].file) == 0)
-				e->v[i].rank = e->v[j].seq;
+		size_t f;
+
+		for (f = 0; f < nfiles; f++)
+			if (strcmp(files[f], e->v[i].file) == 0)
+				break;
+		if (f == nfiles)
+			files[nfiles++] = e->v[i].file;
+		e->v[i].rank = f;
 	}
+	free(files);
 	if (e->n > 1)
 		qsort(e->v, e->n, sizeof *e->v, byloc);
 	/* a step copied by for_each: makes the same mistake in each copy: say
@@ -194,8 +207,10 @@ yerrs_sort(struct yerrs *e)
 	for (size_t i = 0, k = 0, n = e->n; i < n; i++) {
 		bool dup = false;
 
-		for (size_t j = 0; j < k && !dup; j++)
-			dup = strcmp(e->v[j].msg, e->v[i].msg) == 0;
+		/* the same message has the same place: look back among those */
+		for (size_t j = k; j > 0 && !dup && e->v[j - 1].rank == e->v[i].rank &&
+		    e->v[j - 1].line == e->v[i].line && e->v[j - 1].col == e->v[i].col; j--)
+			dup = strcmp(e->v[j - 1].msg, e->v[i].msg) == 0;
 		if (dup) {
 			free(e->v[i].msg);
 			free(e->v[i].file);

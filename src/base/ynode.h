@@ -37,6 +37,7 @@ struct yerr {
 struct yerrs {
 	struct yerr *v;
 	size_t n;
+	const char *first;	/* errors of this file sort first (borrowed), or NULL */
 };
 void yerr(struct yerrs *e, const char *file, int line, int col, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

@@ -1378,12 +1378,16 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		free(vars);
 		free(secrets);
 	}
+	errs->first = rb->path;	/* the runbook's own mistakes, then its includes' */
 	yerrs_sort(errs);
 	if (errs->n > 0)
 		goto fail;
+	errs->first = NULL;
 	return rb;
 fail:
+	errs->first = rb->path;
 	yerrs_sort(errs);
+	errs->first = NULL;
 	runbook_free(rb);
 	return NULL;
 }
