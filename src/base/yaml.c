@@ -3,9 +3,16 @@
  * every node, so every runbook error can say FILE:LINE:COL.
  *
  * Scalars are typed as YAML 1.2's core schema does (plain `true`, `3`,
- * `2.5`, `null`, `~`; anything quoted is a string).  Aliases, tags and
- * multiple documents are refused: a runbook should read the same to a
- * person as to zdm.
+ * `2.5`, `null`, `~`; anything quoted is a string).  Tags and multiple
+ * documents are refused: a runbook should read the same to a person as to
+ * zdm.
+ *
+ * Anchors (&name), aliases (*name) and merge keys (<<: *name, or a list of
+ * aliases) are resolved here: an alias becomes a copy of its anchored node
+ * whose nodes carry the alias's place (line, col) and the place they were
+ * written (def_line, def_col), so a message points at the use and names the
+ * definition.  Copies count against YAML_MAX_ALIAS_NODES, so an alias bomb
+ * is refused at the alias that crosses the limit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,14 +28,72 @@
 #include "base/ynode.h"
 
 static struct ynode *
-ynew(enum ynode_kind kind, const yaml_mark_t *m)
+ynew(enum ynode_kind kind, const yaml_mark_t *m, const char *file)
 {
 	struct ynode *n = xcalloc(1, sizeof *n);
 
 	n->kind = kind;
 	n->line = (int)m->line + 1;
 	n->col = (int)m->column + 1;
+	n->file = file;
 	return n;
+}
+
+struct ynode *
+ynode_clone(const struct ynode *n)
+{
+	struct ynode *c;
+
+	if (n == NULL)
+		return NULL;
+	c = xcalloc(1, sizeof *c);
+	*c = *n;
+	c->str = n->str != NULL ? xstrdup(n->str) : NULL;
+	c->items = n->n > 0 ? xcalloc(n->n, sizeof *c->items) : NULL;
+	c->keys = n->keys != NULL && n->n > 0 ? xcalloc(n->n, sizeof *c->keys) : NULL;
+	for (size_t i = 0; i < n->n; i++) {
+		c->items[i] = ynode_clone(n->items[i]);
+		if (c->keys != NULL)
+			c->keys[i] = ynode_clone(n->keys[i]);
+	}
+	if (n->keys == NULL || n->n == 0)
+		c->keys = NULL;
+	return c;
+}
+
+static size_t
+ynode_count(const struct ynode *n)
+{
+	size_t k = 1;
+
+	for (size_t i = 0; n != NULL && i < n->n; i++)
+		k += ynode_count(n->items[i]) + (n->keys != NULL ? 1 : 0);
+	return k;
+}
+
+/* a copy of n placed at the alias (line, col): every node remembers where it
+ * was written */
+static struct ynode *
+clone_at(const struct ynode *n, int line, int col)
+{
+	struct ynode *c = xcalloc(1, sizeof *c);
+
+	*c = *n;
+	if (n->def_line == 0) {
+		c->def_line = n->line;
+		c->def_col = n->col;
+	}
+	c->line = line;
+	c->col = col;
+	c->str = n->str != NULL ? xstrdup(n->str) : NULL;
+	c->items = n->n > 0 ? xcalloc(n->n, sizeof *c->items) : NULL;
+	c->keys = n->keys != NULL && n->n > 0 ? xcalloc(n->n, sizeof *c->keys) : NULL;
+	for (size_t i = 0; i < n->n; i++) {
+		c->items[i] = clone_at(n->items[i], line, col);
+		if (c->keys != NULL)
+			c->keys[i] = clone_at(n->keys[i], line, col);
+	}
+	return c;
 }
 
 void
@@ -60,12 +125,23 @@ yadd(struct ynode *parent, struct ynode *key, struct ynode *val)
 
 #define YAML_MAX_DEPTH 64	/* a runbook nested deeper is a mistake */
 
+struct anchor {
+	char *name;
+	struct ynode *node;	/* a private copy: the tree may change after */
+	size_t size;		/* nodes in it */
+};
+
 struct yparser {
 	yaml_parser_t p;
 	const char *file;
 	struct yerrs *errs;
 	bool failed;
 	int depth;
+	struct anchor *anchors;
+	size_t nanchors;
+	const char *open[YAML_MAX_DEPTH + 2];	/* anchors whose node is being read */
+	int nopen;
+	size_t copied;		/* nodes copied by aliases so far */
 };
 
 void
@@ -81,6 +157,7 @@ yerr(struct yerrs *e, const char *file, int line, int col, const char *fmt, ...)
 	e->v[e->n].line = line;
 	e->v[e->n].col = col;
 	e->v[e->n].seq = e->n;
+	e->v[e->n].file = xstrdup(file);
 	e->v[e->n].msg = line > 0 ? xasprintf("%s:%d:%d: %s", file, line, col, msg) :
 	    xasprintf("%s: %s", file, msg);
 	e->n++;
@@ -92,6 +169,8 @@ byloc(const void *a, const void *b)
 {
 	const struct yerr *x = a, *y = b;
 
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
 	if (x->line != y->line)
 		return x->line < y->line ? -1 : 1;
 	if (x->col != y->col)
@@ -102,15 +181,53 @@ byloc(const void *a, const void *b)
 void
 yerrs_sort(struct yerrs *e)
 {
+	/* the files, in the order of their first error (a few: the runbook and
+	 * what it includes) */
+	const char **files = xcalloc(e->n + 2, sizeof *files);
+	size_t nfiles = 0;
+
+	if (e->first != NULL)
+		files[nfiles++] = e->first;
+
+	for (size_t i = 0; i < e->n; i++) {
+		size_t f;
+
+		for (f = 0; f < nfiles; f++)
+			if (strcmp(files[f], e->v[i].file) == 0)
+				break;
+		if (f == nfiles)
+			files[nfiles++] = e->v[i].file;
+		e->v[i].rank = f;
+	}
+	free(files);
 	if (e->n > 1)
 		qsort(e->v, e->n, sizeof *e->v, byloc);
+	/* a step copied by for_each: makes the same mistake in each copy: say
+	 * it once */
+	for (size_t i = 0, k = 0, n = e->n; i < n; i++) {
+		bool dup = false;
+
+		/* the same message has the same place: look back among those */
+		for (size_t j = k; j > 0 && !dup && e->v[j - 1].rank == e->v[i].rank &&
+		    e->v[j - 1].line == e->v[i].line && e->v[j - 1].col == e->v[i].col; j--)
+			dup = strcmp(e->v[j - 1].msg, e->v[i].msg) == 0;
+		if (dup) {
+			free(e->v[i].msg);
+			free(e->v[i].file);
+			e->n--;
+		} else {
+			e->v[k++] = e->v[i];
+		}
+	}
 }
 
 void
 yerrs_release(struct yerrs *e)
 {
-	for (size_t i = 0; i < e->n; i++)
+	for (size_t i = 0; i < e->n; i++) {
 		free(e->v[i].msg);
+		free(e->v[i].file);
+	}
 	free(e->v);
 	e->v = NULL;
 	e->n = 0;
@@ -135,19 +252,77 @@ next_event(struct yparser *yp, yaml_event_t *ev)
 }
 
 static struct ynode *parse_node(struct yparser *yp, yaml_event_t *ev);
-static struct ynode *parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end);
+static struct ynode *parse_children_in(struct yparser *yp, struct ynode *n,
+    yaml_event_type_t end, struct ynode *merges);
+
+/* move a source mapping's entries whose keys n does not have into n */
+static void
+merge_one(struct ynode *n, struct ynode *src)
+{
+	for (size_t i = 0; i < src->n; i++) {
+		if (src->keys[i] == NULL || ymap_get(n, src->keys[i]->str) != NULL)
+			continue;
+		yadd(n, src->keys[i], src->items[i]);
+		src->keys[i] = NULL;
+		src->items[i] = NULL;
+	}
+}
+
+/*
+ * `<<: *a` or `<<: [*a, *b]`: the keys the mapping does not write itself
+ * come from the merged mappings, the first one listed first (as YAML's
+ * merge key type has it).
+ */
+static void
+apply_merges(struct ynode *n, struct ynode *merges)
+{
+	for (size_t i = 0; i < merges->n; i++) {
+		struct ynode *v = merges->items[i];
+
+		if (v->kind == Y_MAP) {
+			merge_one(n, v);
+			continue;
+		}
+		for (size_t j = 0; v->kind == Y_SEQ && j < v->n; j++)
+			if (v->items[j]->kind == Y_MAP)
+				merge_one(n, v->items[j]);
+	}
+}
+
+static bool
+merge_ok(struct yparser *yp, const struct ynode *v)
+{
+	bool ok = v->kind == Y_MAP || (v->kind == Y_SEQ && v->n > 0);
+
+	for (size_t j = 0; v->kind == Y_SEQ && j < v->n; j++)
+		ok = ok && v->items[j]->kind == Y_MAP;
+	if (!ok) {
+		yerr(yp->errs, yp->file, v->line, v->col,
+		    "a merge key (<<) takes a mapping, an alias of one (<<: *defaults) or a "
+		    "list of them (<<: [*a, *b]), not %s", ynode_kind_name(v));
+		yp->failed = true;
+	}
+	return ok;
+}
 
 static struct ynode *
 parse_children(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
 {
-	struct ynode *r = parse_children_in(yp, n, end);
+	struct ynode merges = { .kind = Y_SEQ };
+	struct ynode *r = parse_children_in(yp, n, end, &merges);
 
+	if (!yp->failed && merges.n > 0)
+		apply_merges(n, &merges);
+	for (size_t i = 0; i < merges.n; i++)
+		ynode_free(merges.items[i]);
+	free(merges.items);
 	yp->depth--;
 	return r;
 }
 
 static struct ynode *
-parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
+parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end,
+    struct ynode *merges)
 {
 	if (++yp->depth > YAML_MAX_DEPTH) {
 		yerr(yp->errs, yp->file, n->line, n->col,
@@ -174,6 +349,25 @@ parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
 			if (!next_event(yp, &ev)) {
 				ynode_free(key);
 				return n;
+			}
+			if (key->kind == Y_SCALAR && !key->quoted && strcmp(key->str, "<<") == 0) {
+				if (merges->line > 0) {
+					yerr(yp->errs, yp->file, key->line, key->col,
+					    "duplicate merge key '<<' (first at line %d): merge several "
+					    "mappings with one list, <<: [*a, *b]", merges->line);
+					yp->failed = true;
+					ynode_free(key);
+					return n;
+				}
+				merges->line = key->line;
+				ynode_free(key);
+				val = parse_node(yp, &ev);
+				if (val == NULL || yp->failed || !merge_ok(yp, val)) {
+					ynode_free(val);
+					return n;
+				}
+				yadd(merges, NULL, val);
+				continue;
 			}
 			if (key->kind != Y_SCALAR) {
 				yerr(yp->errs, yp->file, key->line, key->col,
@@ -214,39 +408,102 @@ bad_tag(struct yparser *yp, const struct ynode *n, const yaml_char_t *tag)
 		    "YAML tags are not supported ('%s'): write the value plainly or quote it", t);
 }
 
+static const struct anchor *
+find_anchor(struct yparser *yp, const char *name)
+{
+	for (size_t i = yp->nanchors; i > 0; i--)	/* the latest &name wins */
+		if (strcmp(yp->anchors[i - 1].name, name) == 0)
+			return &yp->anchors[i - 1];
+	return NULL;
+}
+
+static void
+add_anchor(struct yparser *yp, const char *name, const struct ynode *n)
+{
+	yp->anchors = xrealloc(yp->anchors, (yp->nanchors + 1) * sizeof *yp->anchors);
+	yp->anchors[yp->nanchors].name = xstrdup(name);
+	yp->anchors[yp->nanchors].node = ynode_clone(n);
+	yp->anchors[yp->nanchors].size = ynode_count(n);
+	yp->nanchors++;
+}
+
+static struct ynode *
+alias(struct yparser *yp, const yaml_event_t *ev)
+{
+	const char *name = (const char *)ev->data.alias.anchor;
+	int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+	const struct anchor *a;
+
+	for (int i = 0; i < yp->nopen; i++)
+		if (strcmp(yp->open[i], name) == 0) {
+			yerr(yp->errs, yp->file, line, col, "alias *%s is inside the node its "
+			    "anchor &%s names: a value cannot contain itself", name, name);
+			yp->failed = true;
+			return NULL;
+		}
+	if ((a = find_anchor(yp, name)) == NULL) {
+		yerr(yp->errs, yp->file, line, col, "alias *%s has no anchor: define it "
+		    "first with &%s on a value above (anchors are per file)", name, name);
+		yp->failed = true;
+		return NULL;
+	}
+	if (a->size > YAML_MAX_ALIAS_NODES - yp->copied) {
+		yerr(yp->errs, yp->file, line, col, "alias *%s would copy more than %d nodes "
+		    "through aliases in this file (an alias bomb?): aliases of aliases multiply; "
+		    "write the repeated part once, or use for_each: or include:",
+		    name, YAML_MAX_ALIAS_NODES);
+		yp->failed = true;
+		return NULL;
+	}
+	yp->copied += a->size;
+	return clone_at(a->node, line, col);
+}
+
 /* consumes ev */
 static struct ynode *
 parse_node(struct yparser *yp, yaml_event_t *ev)
 {
 	struct ynode *n = NULL;
+	const char *anchor = NULL;
 
 	switch (ev->type) {
 	case YAML_SCALAR_EVENT:
-		n = ynew(Y_SCALAR, &ev->start_mark);
+		n = ynew(Y_SCALAR, &ev->start_mark, yp->file);
 		n->str = xstrndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
 		n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
 		if (ev->data.scalar.tag != NULL &&
 		    strcmp((const char *)ev->data.scalar.tag, "!") != 0)
 			bad_tag(yp, n, ev->data.scalar.tag);
+		if (ev->data.scalar.anchor != NULL)
+			add_anchor(yp, (const char *)ev->data.scalar.anchor, n);
 		break;
 	case YAML_SEQUENCE_START_EVENT:
-		n = ynew(Y_SEQ, &ev->start_mark);
-		if (ev->data.sequence_start.tag != NULL)
-			bad_tag(yp, n, ev->data.sequence_start.tag);
+	case YAML_MAPPING_START_EVENT: {
+		bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+		const yaml_char_t *tag = seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag;
+		char *aname = NULL;
+
+		n = ynew(seq ? Y_SEQ : Y_MAP, &ev->start_mark, yp->file);
+		if (tag != NULL)
+			bad_tag(yp, n, tag);
+		anchor = (const char *)(seq ? ev->data.sequence_start.anchor :
+		    ev->data.mapping_start.anchor);
+		if (anchor != NULL && yp->nopen < YAML_MAX_DEPTH + 2) {
+			aname = xstrdup(anchor);
+			yp->open[yp->nopen++] = aname;
+		}
 		yaml_event_delete(ev);
-		return parse_children(yp, n, YAML_SEQUENCE_END_EVENT);
-	case YAML_MAPPING_START_EVENT:
-		n = ynew(Y_MAP, &ev->start_mark);
-		if (ev->data.mapping_start.tag != NULL)
-			bad_tag(yp, n, ev->data.mapping_start.tag);
-		yaml_event_delete(ev);
-		return parse_children(yp, n, YAML_MAPPING_END_EVENT);
+		n = parse_children(yp, n, seq ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT);
+		if (aname != NULL) {
+			yp->nopen--;
+			if (!yp->failed)
+				add_anchor(yp, aname, n);
+			free(aname);
+		}
+		return n;
+	}
 	case YAML_ALIAS_EVENT:
-		yerr(yp->errs, yp->file, (int)ev->start_mark.line + 1,
-		    (int)ev->start_mark.column + 1,
-		    "YAML aliases (*%s) are not supported: write the value out",
-		    ev->data.alias.anchor);
-		yp->failed = true;
+		n = alias(yp, ev);
 		break;
 	default:
 		yerr(yp->errs, yp->file, (int)ev->start_mark.line + 1,
@@ -362,6 +619,11 @@ yparse_file(const char *path, const char *display, struct yerrs *errs)
 	}
 	yaml_parser_delete(&yp.p);
 	free(buf);
+	for (size_t i = 0; i < yp.nanchors; i++) {
+		free(yp.anchors[i].name);
+		ynode_free(yp.anchors[i].node);
+	}
+	free(yp.anchors);
 	if (yp.failed) {
 		ynode_free(root);
 		return NULL;

@@ -15,6 +15,9 @@ enum ynode_kind { Y_SCALAR, Y_SEQ, Y_MAP };
 struct ynode {
 	enum ynode_kind kind;
 	int line, col;
+	const char *file;	/* the file's name as shown in messages (borrowed) */
+	int def_line, def_col;	/* copied through an alias: where the anchored
+				 * content was written (line, col are the alias's) */
 	char *str;		/* scalar text */
 	bool quoted;		/* scalar was quoted or a block: always a string */
 	size_t n;
@@ -26,11 +29,15 @@ struct ynode {
 struct yerr {
 	int line, col;
 	size_t seq;
+	size_t rank;		/* errors of one file stay together, files in the
+				 * order of their first error */
+	char *file;
 	char *msg;
 };
 struct yerrs {
 	struct yerr *v;
 	size_t n;
+	const char *first;	/* errors of this file sort first (borrowed), or NULL */
 };
 void yerr(struct yerrs *e, const char *file, int line, int col, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
@@ -40,9 +47,15 @@ void yerrs_release(struct yerrs *e);
 /* NULL with errors in *errs when the file does not read or parse */
 /* a runbook or vars file is a regular file of at most this many bytes */
 #define YAML_MAX_BYTES (16 << 20)
+/* aliases may copy at most this many nodes into one file's tree: a chain of
+ * aliases of aliases (the "billion laughs") stops here */
+#define YAML_MAX_ALIAS_NODES 100000
+
+/* display must outlive the tree: nodes point to it (ynode.file) */
 
 struct ynode *yparse_file(const char *path, const char *display, struct yerrs *errs);
 void ynode_free(struct ynode *n);
+struct ynode *ynode_clone(const struct ynode *n);
 struct ynode *ymap_get(const struct ynode *map, const char *key);
 const struct ynode *ymap_key(const struct ynode *map, const char *key);
 json_t *yscalar_json(const struct ynode *n);

@@ -123,12 +123,19 @@ cmd_run(const struct cmd *cmd, struct cli *c)
 	if (c->fail_at != NULL && runbook_step(rb, c->fail_at) == NULL) {
 		const char **ids = xcalloc(rb->nsteps + 1, sizeof *ids);
 		const char *s;
+		char *copies = runbook_copies_of(rb, c->fail_at);
 
 		for (size_t i = 0; i < rb->nsteps; i++)
 			ids[i] = rb->steps[i].id;
 		s = did_you_mean(c->fail_at, ids);
-		fprintf(stderr, "zdm run: --fail-at '%s': no such step in %s%s%s%s\n", c->fail_at,
-		    c->argv[0], s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+		if (copies != NULL)	/* a step under for_each: is its copies */
+			fprintf(stderr, "zdm run: --fail-at '%s': for_each made it the steps %s: "
+			    "name one\n", c->fail_at, copies);
+		else
+			fprintf(stderr, "zdm run: --fail-at '%s': no such step in %s%s%s%s\n",
+			    c->fail_at, c->argv[0], s ? " (did you mean '" : "", s ? s : "",
+			    s ? "'?)" : "");
+		free(copies);
 		free(ids);
 		goto out;
 	}

@@ -436,7 +436,7 @@ run_steps(struct run *r, size_t from)
 		if (s->if_expr != NULL) {
 			bool yes = true;
 			char *err = NULL;
-			int k = expr_cond(r->rb->x, s->if_expr, &yes, &err);
+			int k = runbook_if(r->rb, s, &yes, &err);
 
 			if (k == 1 && err == NULL)
 				err = xstrdup("if: reads outputs of steps that only showed their plan");
@@ -458,7 +458,8 @@ run_steps(struct run *r, size_t from)
 				continue;
 			}
 			if (err != NULL) {
-				why = xasprintf("%s:%d:%d: if: %s", r->rb->path, s->if_node->line,
+				why = xasprintf("%s:%d:%d: if: %s", s->if_node->file != NULL ?
+				    s->if_node->file : r->rb->path, s->if_node->line,
 				    s->if_node->col, err);
 				free(err);
 				step_ended(r, i, END_FAILED, -1, why);

@@ -81,6 +81,13 @@ l_missing_secret(lua_State *L)
 }
 
 static int
+l_missing_input(lua_State *L)
+{
+	return luaL_error(L, "unknown input '%s' (the include's with: does not give it)",
+	    luaL_optstring(L, 2, "?"));
+}
+
+static int
 l_deferred(lua_State *L)
 {
 	lua_pushlightuserdata(L, &deferred_key);
@@ -99,6 +106,12 @@ l_missing_global(lua_State *L)
 	const char *k = luaL_optstring(L, 2, "?");
 	const char *s = did_you_mean(k, names);
 
+	if (strcmp(k, "each") == 0)
+		return luaL_error(L, "'each' is known only in a step under for_each: (the item of "
+		    "that step's copy)");
+	if (strcmp(k, "inputs") == 0)
+		return luaL_error(L, "'inputs' is known only in the steps of an included file "
+		    "(the include's with:)");
 	if (s != NULL)
 		return luaL_error(L, "unknown name '%s' (did you mean '%s'?)", k, s);
 	return luaL_error(L, "unknown name '%s' (expressions see vars, secrets, env, steps, run)", k);
@@ -263,6 +276,8 @@ expr_set(struct expr *x, const char *name, const json_t *obj, char **err)
 
 	if (strcmp(name, "vars") == 0)
 		a.guard = l_missing_var;
+	else if (strcmp(name, "inputs") == 0)
+		a.guard = l_missing_input;
 	else if (strcmp(name, "secrets") == 0)
 		a.guard = x->static_mode ? l_deferred : l_missing_secret;
 	/* protected: values too large for the sandbox's memory cap are an
@@ -283,6 +298,40 @@ expr_set(struct expr *x, const char *name, const json_t *obj, char **err)
 	}
 	set_env_field(x, name);
 	return rc;
+}
+
+static int
+set_each_body(lua_State *L)
+{
+	const json_t *v = lua_touserdata(L, 1);
+
+	lj_push(L, v);
+	return 1;
+}
+
+void
+expr_set_scope(struct expr *x, const json_t *scope)
+{
+	const json_t *each = json_object_get(scope, "each");
+	const json_t *inputs = json_object_get(scope, "inputs");
+
+	if (each != NULL) {
+		lua_pushcfunction(x->L, set_each_body);
+		lua_pushlightuserdata(x->L, (void *)each);
+		if (lua_pcall(x->L, 1, 1, 0) != LUA_OK) {
+			lua_pop(x->L, 1);
+			lua_pushnil(x->L);
+		}
+	} else {
+		lua_pushnil(x->L);	/* unset: a use is an unknown name */
+	}
+	set_env_field(x, "each");
+	if (inputs != NULL) {
+		expr_set(x, "inputs", inputs, NULL);
+	} else {
+		lua_pushnil(x->L);
+		set_env_field(x, "inputs");
+	}
 }
 
 void

@@ -1,6 +1,7 @@
 /*
  * expr.h - `${{ ... }}` expressions: Lua 5.4 expressions evaluated in a
- * sandbox over vars, secrets, env, steps.<id>.outputs and run.
+ * sandbox over vars, secrets, env, steps.<id>.outputs and run, and in a
+ * step under for_each: or from an include, each and inputs.
  *
  * A string that is exactly one `${{ e }}` takes e's value and type; anywhere
  * else the value is interpolated as text.  Step ids may contain '-' (as in
@@ -27,6 +28,13 @@ void expr_set_step_ids(struct expr *x, const char *const *ids, size_t n);
 int expr_set(struct expr *x, const char *name, const json_t *obj, char **err);
 /* steps[id] = {outputs = outputs} (borrowed) */
 void expr_set_step(struct expr *x, const char *id, const json_t *outputs);
+/*
+ * The names one step sees besides vars, secrets, env, steps and run: `each`
+ * (its for_each item, any JSON scalar) and `inputs` (the with: of the include
+ * that brought it in, an object).  scope is {"each": v, "inputs": {...}},
+ * either member optional, or NULL: a name not given is unknown, as any other.
+ */
+void expr_set_scope(struct expr *x, const json_t *scope);
 /* static mode: `steps` and `secrets` are not known yet; expressions that
  * touch them stay unresolved instead of failing */
 void expr_set_static(struct expr *x, bool on);

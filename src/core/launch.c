@@ -198,7 +198,7 @@ plan(struct run *r)
 		ev.plan.when = PLAN_RUNS;
 		if (s->if_expr != NULL) {
 			bool yes = true;
-			int k = expr_cond(r->rb->x, s->if_expr, &yes, &cerr);
+			int k = runbook_if(r->rb, s, &yes, &cerr);
 
 			if (k != 0) {
 				/* needs steps' outputs or secrets, or fails: the run decides */

@@ -357,9 +357,12 @@ runbook_params(struct runbook *rb, const struct ynode *where,
 	char *rerr = NULL;
 
 	d.what = t->name;
+	expr_set_scope(rb->x, runbook_scope_of(rb, with));
 	p = expr_render(rb->x, with, &rerr);
+	expr_set_scope(rb->x, NULL);
 	if (p == NULL) {
-		seterr(err, "%s:%d:%d: %s", rb->path, where->line, where->col, rerr);
+		seterr(err, "%s:%d:%d: %s", where->file != NULL ? where->file : rb->path,
+		    where->line, where->col, rerr);
 		free(rerr);
 		return NULL;
 	}

@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "base/redact.h"
 #include "base/util.h"
 #include "core/params_check.h"
@@ -27,7 +29,7 @@ static const char *const top_keys[] = {
 };
 static const char *const step_keys[] = {
 	"id", "name", "description", "uses", "with", "if", "timeout", "retries",
-	"retry_delay", "backoff", "undo", "idempotent", NULL,
+	"retry_delay", "backoff", "undo", "idempotent", "for_each", NULL,
 };
 /* a probe is written like a step, minus what only a run's step has */
 static const char *const probe_keys[] = {
@@ -38,6 +40,8 @@ static const char *const probe_keys[] = {
  * probe of one of these is read-only when its author says so */
 static const char *const vouch_types[] = { "exec", "ssh", "http", NULL };
 static const char *const undo_keys[] = { "uses", "with", "timeout", NULL };
+/* a file brought by include: that is a mapping rather than a list of steps */
+static const char *const included_keys[] = { "description", "inputs", "steps", NULL };
 static const char *const default_keys[] = {
 	"timeout", "retries", "retry_delay", "backoff", NULL,
 };
@@ -52,7 +56,15 @@ err_at(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *f
 	va_start(ap, fmt);
 	m = xvasprintf(fmt, ap);
 	va_end(ap);
-	yerr(e, rb->path, n ? n->line : 1, n ? n->col : 1, "%s", m);
+	/* a node of an included file names that file; one copied through an
+	 * alias is placed at the alias and names where it was written */
+	if (n != NULL && n->def_line > 0)
+		yerr(e, n->file != NULL ? n->file : rb->path, n->line, n->col,
+		    "%s (in the value aliased here, written at line %d column %d)", m,
+		    n->def_line, n->def_col);
+	else
+		yerr(e, n != NULL && n->file != NULL ? n->file : rb->path, n ? n->line : 1,
+		    n ? n->col : 1, "%s", m);
 	free(m);
 }
 
@@ -115,6 +127,10 @@ check_keys(struct runbook *rb, struct yerrs *e, const struct ynode *map,
 		const char *k = map->keys[i]->str;
 		bool ok = false;
 
+		/* x-anything at the top of a runbook or an included file: a place
+		 * for anchors, which zdm ignores */
+		if ((allowed == top_keys || allowed == included_keys) && strncmp(k, "x-", 2) == 0)
+			continue;
 		for (size_t j = 0; allowed[j] != NULL; j++)
 			if (strcmp(allowed[j], k) == 0)
 				ok = true;
@@ -596,11 +612,469 @@ parse_probe(struct runbook *rb, struct yerrs *e, const struct ynode *n, struct r
 	}
 }
 
+/* ---- reuse: for_each: and include: ------------------------------------
+ *
+ * The steps: list is expanded before any step is read: a step with
+ * for_each: becomes one step per item (id "<id>-<item>"), a group
+ * {for_each:, steps:} repeats its steps per item in order, and
+ * {include: FILE, with:} puts FILE's steps in its place.  Each copy keeps
+ * the YAML node it was written as (messages point there, in its own file)
+ * and a scope: `each` and `inputs` for its expressions (expr_set_scope).
+ */
+static const char *const group_keys[] = { "for_each", "steps", NULL };
+static const char *const include_keys[] = { "include", "with", "for_each", NULL };
+
+static void fold_includes_sha(struct runbook *rb, struct yerrs *e);
+
+struct rb_inst {
+	const struct ynode *node;	/* the step as written */
+	char *suffix;			/* the for_each item, or NULL */
+	json_t *scope;			/* {each, inputs}, or NULL */
+};
+
+struct expansion {
+	struct rb_inst *v;
+	size_t n;
+	const char *files[RB_MAX_INCLUDE_DEPTH + 2];	/* the include chain (abspaths) */
+	const char *shown[RB_MAX_INCLUDE_DEPTH + 2];	/* the same, as in messages */
+	int depth;
+	bool full;
+};
+
+struct rb_ctx {
+	const json_t *each;		/* the item, or NULL */
+	const char *item;		/* its text: the id suffix */
+	const struct ynode *each_node;	/* the for_each: that set it */
+	const json_t *inputs;		/* or NULL */
+	const char *path;		/* the file of the list, as in messages */
+};
+
+static json_t *
+ctx_scope(const struct rb_ctx *c)
+{
+	json_t *s;
+
+	if (c->each == NULL && c->inputs == NULL)
+		return NULL;
+	s = json_object();
+	if (c->each != NULL)
+		json_object_set(s, "each", (json_t *)c->each);
+	if (c->inputs != NULL)
+		json_object_set(s, "inputs", (json_t *)c->inputs);
+	return s;
+}
+
+static void
+add_inst(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct ynode *n,
+    const struct rb_ctx *c)
+{
+	if (x->n >= RB_MAX_STEPS) {
+		if (!x->full)
+			err_at(rb, e, n, "the runbook expands to more than %d steps (for_each: and "
+			    "include: included): split it into several runbooks", RB_MAX_STEPS);
+		x->full = true;
+		return;
+	}
+	x->v = xrealloc(x->v, (x->n + 1) * sizeof *x->v);
+	x->v[x->n].node = n;
+	x->v[x->n].suffix = c->item != NULL ? xstrdup(c->item) : NULL;
+	x->v[x->n].scope = ctx_scope(c);
+	x->n++;
+}
+
+static bool
+id_part(const char *s)
+{
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+		return false;
+	for (const char *p = s + 1; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* for_each: a list of scalars that can end a step id; false after reporting */
+static bool
+check_each(struct runbook *rb, struct yerrs *e, const struct ynode *fe, const struct rb_ctx *c)
+{
+	bool ok = true;
+
+	if (c->each_node != NULL) {
+		err_at(rb, e, fe, "for_each inside the for_each at %s:%d: for_each does not nest "
+		    "(list every combination in one for_each)", c->each_node->file != NULL ?
+		    c->each_node->file : rb->path, c->each_node->line);
+		return false;
+	}
+	if (fe->kind != Y_SEQ) {
+		err_at(rb, e, fe, "for_each must be a list of items such as [10, 25, 50, 100], not %s",
+		    ynode_kind_name(fe));
+		return false;
+	}
+	if (fe->n == 0) {
+		err_at(rb, e, fe, "for_each is empty: list at least one item");
+		return false;
+	}
+	if (fe->n > RB_MAX_EACH) {
+		err_at(rb, e, fe, "for_each has %zu items, over the limit of %d", fe->n, RB_MAX_EACH);
+		return false;
+	}
+	for (size_t i = 0; i < fe->n; i++) {
+		const struct ynode *it = fe->items[i];
+		json_t *v = it->kind == Y_SCALAR ? yscalar_json(it) : NULL;
+
+		if (v == NULL || json_is_null(v)) {
+			err_at(rb, e, it, "a for_each item must be a number or a word (it ends the "
+			    "step's id), not %s", ynode_kind_name(it));
+			ok = false;
+		} else if (!id_part(it->str)) {
+			err_at(rb, e, it, "for_each item '%s' cannot end a step id: use lower-case "
+			    "letters, digits, '-' and '_', starting with a letter or digit", it->str);
+			ok = false;
+		} else {
+			for (size_t j = 0; j < i; j++)
+				if (fe->items[j]->kind == Y_SCALAR &&
+				    strcmp(fe->items[j]->str, it->str) == 0) {
+					err_at(rb, e, it, "for_each item '%s' is listed twice (first "
+					    "at line %d): each copy needs its own id", it->str,
+					    fe->items[j]->line);
+					ok = false;
+					break;
+				}
+		}
+		json_decref(v);
+	}
+	return ok;
+}
+
+static void expand_list(struct runbook *rb, struct yerrs *e, struct expansion *x,
+    const struct ynode *list, const struct rb_ctx *c);
+
+static bool
+json_has_template(const json_t *v)
+{
+	const char *k;
+	json_t *m;
+	size_t i;
+
+	if (json_is_string(v))
+		return expr_has_template(json_string_value(v));
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, m)
+			if (json_has_template(m))
+				return true;
+	}
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, k, m)
+			if (json_has_template(m))
+				return true;
+	}
+	return false;
+}
+
+/* the include's with: evaluated now (vars, each, inputs): an object */
+static json_t *
+include_inputs(struct runbook *rb, struct yerrs *e, const struct ynode *with,
+    const struct rb_ctx *c)
+{
+	json_t *in = json_object(), *scope = ctx_scope(c);
+
+	expr_set_scope(rb->x, scope);
+	for (size_t i = 0; with != NULL && i < with->n; i++) {
+		const char *k = with->keys[i]->str;
+		json_t *t = ynode_json(with->items[i]), *v;
+		char *err = NULL;
+
+		if (!valid_ident(k))
+			err_at(rb, e, with->keys[i], "input name '%s' must be a Lua identifier "
+			    "([A-Za-z_][A-Za-z0-9_]*)", k);
+		v = expr_render(rb->x, t, &err);
+		if (v == NULL || json_has_template(v))
+			json_object_set_new(in, k, json_null());	/* said here, not missing */
+		if (v == NULL) {
+			err_at(rb, e, with->items[i], "include with: '%s': %s", k, err);
+		} else if (json_has_template(v)) {
+			err_at(rb, e, with->items[i], "include with: '%s' needs what is known only "
+			    "while the run goes (steps, secrets, env or run): an input is fixed when "
+			    "the runbook is read, from vars, each or inputs; write that expression in "
+			    "the included file instead", k);
+		} else {
+			json_object_set(in, k, v);
+		}
+		free(err);
+		json_decref(v);
+		json_decref(t);
+	}
+	expr_set_scope(rb->x, NULL);
+	json_decref(scope);
+	return in;
+}
+
+static void
+include_one(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct ynode *n,
+    const char *inc, const struct rb_ctx *c)
+{
+	const struct ynode *where = ymap_get(n, "include"), *with = ymap_get(n, "with");
+	const struct ynode *steps, *declared = NULL;
+	char *dir, *shown, *abs;
+	struct rb_include *ri;
+	struct rb_ctx sub;
+	json_t *given, *inputs;
+	size_t nerr0;
+
+	dir = path_dirname(c->path);
+	shown = inc[0] == '/' || strcmp(dir, ".") == 0 ? xstrdup(inc) : path_join(dir, inc);
+	free(dir);
+	abs = realpath(shown, NULL);
+	if (abs == NULL) {
+		err_at(rb, e, where, "cannot read included file '%s': %s", shown, strerror(errno));
+		free(shown);
+		return;
+	}
+	for (int i = 0; i <= x->depth; i++)
+		if (strcmp(x->files[i], abs) == 0) {
+			struct sbuf sb;
+
+			sb_init(&sb);
+			for (int j = i; j <= x->depth; j++)
+				sb_addf(&sb, "%s -> ", x->shown[j]);
+			sb_adds(&sb, shown);
+			err_at(rb, e, where, "include cycle: %s (a file cannot include itself, even "
+			    "through others)", sb.buf);
+			sb_release(&sb);
+			free(shown);
+			free(abs);
+			return;
+		}
+	if (x->depth >= RB_MAX_INCLUDE_DEPTH) {
+		err_at(rb, e, where, "includes nest more than %d files deep: '%s' is one too many",
+		    RB_MAX_INCLUDE_DEPTH, shown);
+		free(shown);
+		free(abs);
+		return;
+	}
+	/* a file included again (by a for_each, or from two places) is read once */
+	ri = NULL;
+	for (size_t i = 0; i < rb->nincludes && ri == NULL; i++)
+		if (strcmp(rb->includes[i].abspath, abs) == 0)
+			ri = &rb->includes[i];
+	if (ri != NULL) {
+		free(shown);
+		free(abs);
+		shown = ri->path;
+		abs = ri->abspath;
+	} else {
+		rb->includes = xrealloc(rb->includes, (rb->nincludes + 1) * sizeof *rb->includes);
+		ri = &rb->includes[rb->nincludes++];
+		ri->path = shown;
+		ri->abspath = abs;
+		ri->root = yparse_file(shown, shown, e);
+	}
+	if (ri->root == NULL)
+		return;
+	steps = ri->root;
+	if (ri->root->kind == Y_MAP) {
+		check_keys(rb, e, ri->root, included_keys, "an included file");
+		steps = ymap_get(ri->root, "steps");
+		declared = ymap_get(ri->root, "inputs");
+		if (steps == NULL) {
+			err_at(rb, e, ri->root, "an included file needs steps: (the list of steps "
+			    "it brings)");
+			return;
+		}
+		if (declared != NULL && declared->kind != Y_MAP) {
+			err_at(rb, e, declared, "inputs must be a mapping of name: default (~ for "
+			    "an input the include must give), not %s", ynode_kind_name(declared));
+			return;
+		}
+	}
+	if (steps->kind != Y_SEQ || steps->n == 0) {
+		err_at(rb, e, steps, "an included file is a list of steps (or inputs: and "
+		    "steps:), not %s", steps->kind == Y_SEQ ? "an empty list" : ynode_kind_name(steps));
+		return;
+	}
+	if (with != NULL && with->kind != Y_MAP) {
+		err_at(rb, e, with, "include with: must be a mapping of inputs, not %s",
+		    ynode_kind_name(with));
+		return;
+	}
+	nerr0 = e->n;
+	given = include_inputs(rb, e, with, c);
+	if (declared == NULL) {
+		inputs = json_incref(given);
+	} else {
+		const char **names = xcalloc(declared->n + 1, sizeof *names);
+
+		inputs = json_object();
+		for (size_t i = 0; i < declared->n; i++) {
+			const char *k = declared->keys[i]->str;
+			json_t *v = json_object_get(given, k);
+
+			names[i] = k;
+			if (!valid_ident(k))
+				err_at(rb, e, declared->keys[i], "input name '%s' must be a Lua "
+				    "identifier ([A-Za-z_][A-Za-z0-9_]*)", k);
+			if (v != NULL) {
+				json_incref(v);
+			} else {
+				v = ynode_json(declared->items[i]);
+				if (json_is_null(v)) {
+					err_at(rb, e, where, "include '%s': missing input '%s' (%s:%d "
+					    "declares it without a default): give it under with:", inc,
+					    k, shown, declared->keys[i]->line);
+					json_decref(v);
+					continue;
+				}
+			}
+			json_object_set_new(inputs, k, v);
+		}
+		for (size_t i = 0; with != NULL && i < with->n; i++) {
+			const char *k = with->keys[i]->str, *dym;
+
+			if (ymap_get(declared, k) != NULL)
+				continue;
+			dym = did_you_mean(k, names);
+			if (dym != NULL)
+				err_at(rb, e, with->keys[i], "include '%s' has no input '%s' (did you "
+				    "mean '%s'?)", inc, k, dym);
+			else
+				err_at(rb, e, with->keys[i], "include '%s' has no input '%s' (%s "
+				    "declares its inputs at line %d)", inc, k, shown, declared->line);
+		}
+		free(names);
+	}
+	json_decref(given);
+	if (e->n > nerr0) {	/* its steps would only repeat the mistake */
+		json_decref(inputs);
+		return;
+	}
+	sub = *c;
+	sub.inputs = inputs;
+	sub.path = shown;
+	x->depth++;
+	x->files[x->depth] = abs;
+	x->shown[x->depth] = shown;
+	expand_list(rb, e, x, steps, &sub);
+	x->depth--;
+	json_decref(inputs);
+}
+
+/* run fn over each item of for_each fe (checked), or once when fe is NULL */
+static void
+each_item(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct ynode *n,
+    const struct ynode *fe, const struct rb_ctx *c,
+    void (*fn)(struct runbook *, struct yerrs *, struct expansion *, const struct ynode *,
+    const struct rb_ctx *))
+{
+	if (fe == NULL) {
+		fn(rb, e, x, n, c);
+		return;
+	}
+	if (!check_each(rb, e, fe, c))
+		return;
+	for (size_t i = 0; i < fe->n && !x->full; i++) {
+		struct rb_ctx sub = *c;
+		json_t *v = yscalar_json(fe->items[i]);
+
+		sub.each = v;
+		sub.item = fe->items[i]->str;
+		sub.each_node = fe;
+		fn(rb, e, x, n, &sub);
+		json_decref(v);
+	}
+}
+
+static void
+do_step(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct ynode *n,
+    const struct rb_ctx *c)
+{
+	add_inst(rb, e, x, n, c);
+}
+
+static void
+do_group(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct ynode *n,
+    const struct rb_ctx *c)
+{
+	expand_list(rb, e, x, ymap_get(n, "steps"), c);
+}
+
+static void
+do_include(struct runbook *rb, struct yerrs *e, struct expansion *x, const struct ynode *n,
+    const struct rb_ctx *c)
+{
+	include_one(rb, e, x, n, ymap_get(n, "include")->str, c);
+}
+
+static void
+expand_list(struct runbook *rb, struct yerrs *e, struct expansion *x,
+    const struct ynode *list, const struct rb_ctx *c)
+{
+	for (size_t i = 0; i < list->n && !x->full; i++) {
+		const struct ynode *n = list->items[i], *fe = ymap_get(n, "for_each"), *sub;
+
+		if (n->kind != Y_MAP) {
+			add_inst(rb, e, x, n, c);	/* parse_step says what is wrong */
+		} else if (ymap_get(n, "include") != NULL) {
+			check_keys(rb, e, n, include_keys, "an include");
+			if (want_string(rb, e, ymap_get(n, "include"), "include") != NULL)
+				each_item(rb, e, x, n, fe, c, do_include);
+		} else if ((sub = ymap_get(n, "steps")) != NULL) {
+			check_keys(rb, e, n, group_keys, "a for_each group");
+			if (fe == NULL)
+				err_at(rb, e, n, "a group of steps needs for_each: (it repeats its "
+				    "steps once per item); a plain step goes straight in the list");
+			else if (sub->kind != Y_SEQ || sub->n == 0)
+				err_at(rb, e, sub, "the steps: of a for_each group must be a list of "
+				    "steps, not %s", sub->kind == Y_SEQ ? "an empty list" :
+				    ynode_kind_name(sub));
+			else
+				each_item(rb, e, x, n, fe, c, do_group);
+		} else {
+			each_item(rb, e, x, n, fe, c, do_step);
+		}
+	}
+}
+
+/*
+ * name: or description: of a step copied by for_each: or brought by
+ * include: may say which copy it is (${{ each }}, ${{ inputs.x }}, vars):
+ * evaluated when the runbook is read.  Others are text as written.
+ */
+static char *
+copy_text(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *s,
+    const json_t *scope, const char *what)
+{
+	json_t *t, *v;
+	char *err = NULL, *out;
+
+	if (scope == NULL || !expr_has_template(s))
+		return xstrdup(s);
+	t = json_string(s);
+	expr_set_scope(rb->x, scope);
+	v = expr_render(rb->x, t, &err);
+	expr_set_scope(rb->x, NULL);
+	json_decref(t);
+	if (v == NULL) {
+		err_at(rb, e, n, "%s: %s", what, err);
+		free(err);
+		return xstrdup(s);
+	}
+	if (json_is_string(v) && !expr_has_template(json_string_value(v)))
+		out = xstrdup(json_string_value(v));
+	else if (!json_is_string(v))
+		out = json_dumps(v, JSON_ENCODE_ANY);
+	else
+		out = xstrdup(s);	/* needs the run: shown as written */
+	json_decref(v);
+	return out;
+}
+
 /* a step (probe false) of rb->steps or a probe of rb->probes: the same
  * syntax, but a probe has no if:, undo: or idempotent: */
 static void
 parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t idx,
-    int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed, bool probe)
+    int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed, bool probe,
+    const struct rb_inst *in)
 {
 	struct rb_step *all = probe ? rb->probes : rb->steps;
 	struct rb_step *s = &all[idx];
@@ -610,6 +1084,7 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 	char *err = NULL;
 
 	s->node = n;
+	s->scope = in != NULL && in->scope != NULL ? json_incref(in->scope) : NULL;
 	s->timeout_ms = dtimeout;
 	s->retries = dretries;
 	s->retry_delay_ms = ddelay;
@@ -630,18 +1105,36 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		err_at(rb, e, ymap_get(n, "id"), "malformed %s id '%s' (use [a-z0-9][a-z0-9_-]*, at most 64)",
 		    kind, id);
 	if (id != NULL) {
-		for (size_t i = 0; i < idx; i++)
-			if (all[i].id != NULL && strcmp(all[i].id, id) == 0)
+		/* a copy made by for_each: the step's id, '-', the item */
+		s->id = in != NULL && in->suffix != NULL ? xasprintf("%s-%s", id, in->suffix) :
+		    xstrdup(id);
+		if (valid_id(id) && !valid_id(s->id))
+			err_at(rb, e, ymap_get(n, "id"), "step id '%s' with the for_each item '%s' "
+			    "is '%s', over 64 characters: shorten the id", id, in->suffix, s->id);
+		for (size_t i = 0; i < idx; i++) {
+			const struct ynode *first = all[i].node;
+
+			if (all[i].id == NULL || strcmp(all[i].id, s->id) != 0)
+				continue;
+			if (first->file != NULL && n->file != NULL && strcmp(first->file, n->file) != 0)
+				err_at(rb, e, ymap_get(n, "id"), "duplicate %s id '%s' (first at %s:%d)",
+				    kind, s->id, first->file, first->line);
+			else if (first == n)
+				err_at(rb, e, ymap_get(n, "id"), "duplicate %s id '%s' (this step is "
+				    "included twice: give each include its own for_each item)", kind, s->id);
+			else
 				err_at(rb, e, ymap_get(n, "id"), "duplicate %s id '%s' (first at line %d)",
-				    kind, id, all[i].node->line);
-		s->id = xstrdup(id);
+				    kind, s->id, first->line);
+			break;
+		}
 	} else {
 		s->id = xasprintf("%s-%zu", kind, idx + 1);
 	}
 	if ((str = want_string(rb, e, ymap_get(n, "name"), "name")) != NULL)
-		s->name = xstrdup(str);
+		s->name = copy_text(rb, e, ymap_get(n, "name"), str, s->scope, "name");
 	if ((str = want_string(rb, e, ymap_get(n, "description"), "description")) != NULL)
-		s->description = xstrdup(str);
+		s->description = copy_text(rb, e, ymap_get(n, "description"), str, s->scope,
+		    "description");
 	uses = want_string(rb, e, ymap_get(n, "uses"), "uses");
 	if (ymap_get(n, "uses") == NULL)
 		err_at(rb, e, n, "%s '%s' has no uses: (the step type: exec, wait, or a plugin like release.symlink)",
@@ -725,7 +1218,7 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 	rb->probes = xcalloc(n->n, sizeof *rb->probes);
 	rb->nprobes = n->n;
 	for (size_t j = 0; j < n->n; j++)
-		parse_step(rb, e, n->items[j], j, dtimeout, dretries, ddelay, dfixed, true);
+		parse_step(rb, e, n->items[j], j, dtimeout, dretries, ddelay, dfixed, true, NULL);
 	for (size_t j = 0; j < rb->nprobes; j++) {
 		struct rb_step *p = &rb->probes[j];
 		size_t nerr0 = e->n;
@@ -808,7 +1301,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 	rb->reg = reg;
 	rb->warns = o != NULL ? o->warns : NULL;
 	rb->x = expr_new();
-	rb->root = yparse_file(path, path, errs);
+	rb->root = yparse_file(path, rb->path, errs);
 	if (rb->root == NULL)
 		goto fail;
 	if (sha256_file(path, rb->sha256, &err) != 0) {
@@ -879,21 +1372,9 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		json_t *v;
 		size_t i = 0;
 
-		rb->steps = xcalloc(n->n, sizeof *rb->steps);
-		rb->nsteps = n->n;
-		for (size_t j = 0; j < n->n; j++)
-			parse_step(rb, errs, n->items[j], j, dtimeout, dretries, ddelay, dfixed, false);
-		/* expressions: syntax and references, then the static params */
-		ids = xcalloc(rb->nsteps + 1, sizeof *ids);
-		for (size_t j = 0; j < rb->nsteps; j++)
-			ids[j] = rb->steps[j].id;
-		expr_set_step_ids(rb->x, ids, rb->nsteps);
-		vars = xcalloc(json_object_size(rb->vars) + 1, sizeof *vars);
-		json_object_foreach(rb->vars, k, v)
-			vars[i++] = k;
-		secrets = xcalloc(rb->nsecrets + 1, sizeof *secrets);
-		for (size_t j = 0; j < rb->nsecrets; j++)
-			secrets[j] = rb->secrets[j].name;
+		struct expansion x = { 0 };
+		struct rb_ctx top = { 0 };
+
 		{
 			char *verr = NULL;
 
@@ -906,6 +1387,34 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		}
 		expr_set_static(rb->x, true);
 		expr_defer(rb->x, "run");	/* run.id is not known before the run */
+		/* for_each: and include: make the list of steps */
+		top.path = rb->path;
+		x.files[0] = rb->abspath;
+		x.shown[0] = rb->path;
+		expand_list(rb, errs, &x, n, &top);
+		rb->steps = xcalloc(x.n + 1, sizeof *rb->steps);
+		rb->nsteps = x.n;
+		for (size_t j = 0; j < x.n; j++)
+			parse_step(rb, errs, x.v[j].node, j, dtimeout, dretries, ddelay, dfixed, false,
+			    &x.v[j]);
+		for (size_t j = 0; j < x.n; j++) {
+			free(x.v[j].suffix);
+			json_decref(x.v[j].scope);
+		}
+		free(x.v);
+		if (rb->nincludes > 0)
+			fold_includes_sha(rb, errs);
+		/* expressions: syntax and references, then the static params */
+		ids = xcalloc(rb->nsteps + 1, sizeof *ids);
+		for (size_t j = 0; j < rb->nsteps; j++)
+			ids[j] = rb->steps[j].id;
+		expr_set_step_ids(rb->x, ids, rb->nsteps);
+		vars = xcalloc(json_object_size(rb->vars) + 1, sizeof *vars);
+		json_object_foreach(rb->vars, k, v)
+			vars[i++] = k;
+		secrets = xcalloc(rb->nsecrets + 1, sizeof *secrets);
+		for (size_t j = 0; j < rb->nsecrets; j++)
+			secrets[j] = rb->secrets[j].name;
 		for (size_t j = 0; j < rb->nsteps; j++) {
 			struct rb_step *st = &rb->steps[j];
 			const char **before = xcalloc(j + 2, sizeof *before);
@@ -914,6 +1423,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 
 			for (size_t b = 0; b < j; b++)
 				before[b] = ids[b];
+			expr_set_scope(rb->x, st->scope);
 			check_exprs(rb, errs, st->with_node, vars, secrets, before, ids);
 			check_exprs(rb, errs, st->if_node, vars, secrets, before, ids);
 			if (errs->n == nerr0)
@@ -961,6 +1471,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 				free(what);
 				free(from);
 			}
+			expr_set_scope(rb->x, NULL);
 			free(before);
 		}
 		parse_probes(rb, errs, ymap_get(root, "probes"), ids, vars, secrets, dtimeout,
@@ -977,14 +1488,101 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		free(vars);
 		free(secrets);
 	}
+	errs->first = rb->path;	/* the runbook's own mistakes, then its includes' */
 	yerrs_sort(errs);
 	if (errs->n > 0)
 		goto fail;
+	errs->first = NULL;
 	return rb;
 fail:
+	errs->first = rb->path;
 	yerrs_sort(errs);
+	errs->first = NULL;
 	runbook_free(rb);
 	return NULL;
+}
+
+/*
+ * The runbook's sha256 covers its included files: one that changes
+ * between a run and its resume is a changed runbook.  With includes it is
+ * the sha256 of "<runbook's sha256>\n" and "<path>\t<sha256>\n" per include.
+ */
+static void
+fold_includes_sha(struct runbook *rb, struct yerrs *e)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		err_at(rb, e, NULL, "sha256: cannot initialise digest");
+		return;
+	}
+	EVP_DigestUpdate(ctx, rb->sha256, strlen(rb->sha256));
+	EVP_DigestUpdate(ctx, "\n", 1);
+	for (size_t i = 0; i < rb->nincludes; i++) {
+		char sha[65], *err = NULL;
+
+		if (rb->includes[i].root == NULL)
+			continue;
+		if (sha256_file(rb->includes[i].abspath, sha, &err) != 0) {
+			yerr(e, rb->includes[i].path, 1, 1, "%s", err);
+			free(err);
+			continue;
+		}
+		EVP_DigestUpdate(ctx, rb->includes[i].path, strlen(rb->includes[i].path));
+		EVP_DigestUpdate(ctx, "\t", 1);
+		EVP_DigestUpdate(ctx, sha, strlen(sha));
+		EVP_DigestUpdate(ctx, "\n", 1);
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	for (unsigned int i = 0; i < mdlen && i < 32; i++)
+		snprintf(rb->sha256 + 2 * i, 3, "%02x", md[i]);
+}
+
+const json_t *
+runbook_scope_of(const struct runbook *rb, const json_t *with)
+{
+	for (size_t i = 0; with != NULL && i < rb->nsteps; i++)
+		if (rb->steps[i].with == with ||
+		    (rb->steps[i].undo != NULL && rb->steps[i].undo->with == with))
+			return rb->steps[i].scope;
+	return NULL;
+}
+
+char *
+runbook_copies_of(const struct runbook *rb, const char *id)
+{
+	struct sbuf sb;
+	size_t n = 0;
+
+	sb_init(&sb);
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		const struct ynode *w = ymap_get(rb->steps[i].node, "id");
+
+		if (json_object_get(rb->steps[i].scope, "each") == NULL || w == NULL ||
+		    w->kind != Y_SCALAR || strcmp(w->str, id) != 0)
+			continue;
+		sb_addf(&sb, "%s%s", n++ ? ", " : "", rb->steps[i].id);
+	}
+	if (n == 0) {
+		sb_release(&sb);
+		return NULL;
+	}
+	return sb_detach(&sb);
+}
+
+int
+runbook_if(struct runbook *rb, const struct rb_step *s, bool *yes, char **err)
+{
+	int rc;
+
+	expr_set_scope(rb->x, s->scope);
+	rc = expr_cond(rb->x, s->if_expr, yes, err);
+	expr_set_scope(rb->x, NULL);
+	return rc;
 }
 
 void
@@ -1001,9 +1599,16 @@ runbook_free(struct runbook *rb)
 		free(s->uses);
 		free(s->if_expr);
 		json_decref(s->with);
+		json_decref(s->scope);
 		free_undo(s->undo);
 	}
 	free(rb->steps);
+	for (size_t i = 0; i < rb->nincludes; i++) {
+		ynode_free(rb->includes[i].root);
+		free(rb->includes[i].path);
+		free(rb->includes[i].abspath);
+	}
+	free(rb->includes);
 	for (size_t i = 0; i < rb->nprobes; i++) {
 		struct rb_step *s = &rb->probes[i];
 

@@ -37,6 +37,9 @@ struct rb_step {
 	bool backoff_fixed;
 	bool idempotent;		/* the step's own flag or its type's */
 	struct rb_undo *undo;		/* runbook-written undo, or NULL */
+	json_t *scope;			/* {"each": item, "inputs": {...}} of a step
+					 * copied by for_each: or brought by include:,
+					 * or NULL (expr_set_scope) */
 	/* probes only (docs/zdm-runbook.5 PROBES) */
 	bool read_only;			/* its type's, or read_only: true (exec, ssh, http) */
 	json_t *compare;		/* compare: [output, ...], or NULL: every output */
@@ -68,6 +71,16 @@ struct rb_notify {
 	const struct ynode *node;	/* the entry, for messages */
 };
 
+/* a file brought in by include: (docs/zdm-runbook.5 REUSE) */
+struct rb_include {
+	char *path;			/* as shown in messages: relative like the runbook's */
+	char *abspath;
+	struct ynode *root;		/* its steps' nodes point into it */
+};
+#define RB_MAX_INCLUDE_DEPTH 8		/* files included inside included files */
+#define RB_MAX_EACH 1000		/* items of one for_each: */
+#define RB_MAX_STEPS 10000		/* steps after for_each: and include: */
+
 struct runbook {
 	char *path;			/* as given (used in messages) */
 	char *abspath;
@@ -84,6 +97,8 @@ struct runbook {
 	size_t nprobes;
 	struct rb_notify *notify;	/* notify: webhooks, or NULL */
 	size_t nnotify;
+	struct rb_include *includes;
+	size_t nincludes;
 	struct registry *reg;		/* borrowed */
 	struct expr *x;			/* the run's expression sandbox */
 	struct yerrs *warns;		/* borrowed from rb_opts; NULL: warnings dropped */
@@ -105,6 +120,16 @@ struct rb_step *runbook_step(struct runbook *rb, const char *id);
 /* resolve secrets (env/file) into the expression sandbox and the redaction
  * list.  -1 with err (naming FILE:LINE:COL) when one cannot be read. */
 int runbook_resolve_secrets(struct runbook *rb, char **err);
+
+/* the scope (each, inputs) of the step whose with (or undo's with) this is */
+const json_t *runbook_scope_of(const struct runbook *rb, const json_t *with);
+/* "shift-10, shift-25" when id is the id as written of steps copied by
+ * for_each: (malloc'd), or NULL */
+char *runbook_copies_of(const struct runbook *rb, const char *id);
+/* a step's if: condition, evaluated with its each and inputs, as expr_cond:
+ * 0 and *yes, 1 when it reads outputs of steps that only showed their plan,
+ * -1 and *err */
+int runbook_if(struct runbook *rb, const struct rb_step *s, bool *yes, char **err);
 
 /*
  * Run-time parameters for a step (or its undo): expressions evaluated,

@@ -145,7 +145,9 @@ annotate_step(const struct run_event *ev, const char *level, const char *step, c
 	for (size_t i = 0; step != NULL && i < rb->nsteps && s == NULL; i++)
 		if (strcmp(rb->steps[i].id, step) == 0)
 			s = &rb->steps[i];
-	ci_annotate(level, rb->path, s && s->node ? s->node->line : 0,
+	/* a step brought by include: is annotated in its own file */
+	ci_annotate(level, s && s->node && s->node->file ? s->node->file : rb->path,
+	    s && s->node ? s->node->line : 0,
 	    s && s->node ? s->node->col : 0, title, msg);
 }
 

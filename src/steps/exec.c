@@ -91,12 +91,16 @@ exec_plan(const struct zdm_step_type *t, const json_t *p)
 	if (json_is_array(cmd)) {
 		sb_adds(&sb, "run");
 		json_array_foreach(cmd, i, v) {
-			const char *s = json_is_string(v) ? json_string_value(v) : "?";
+			/* a number (from ${{ each }}) is the argument it becomes */
+			char *num = json_is_number(v) || json_is_boolean(v) ?
+			    json_dumps(v, JSON_ENCODE_ANY) : NULL;
+			const char *s = json_is_string(v) ? json_string_value(v) : num ? num : "?";
 
 			if (strpbrk(s, " \t'\"$") != NULL || *s == '\0')
 				sb_addf(&sb, " '%s'", s);
 			else
 				sb_addf(&sb, " %s", s);
+			free(num);
 		}
 	} else {
 		sb_addf(&sb, "run sh -c '%s'", json_string_value(json_object_get(p, "shell")));

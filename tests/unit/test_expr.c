@@ -1,6 +1,7 @@
 /*
- * Unit tests of the expression sandbox's limits (core/expr.c): values that
- * do not fit its memory are an error for the caller, never an abort.
+ * Unit tests of the expression sandbox (core/expr.c): values that do not fit
+ * its memory are an error for the caller, never an abort; a step's scope
+ * (each, inputs) is a set of values, gone when it is unset.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,43 @@ unit_expr(void)
 	free(err);
 	json_decref(t);
 	json_decref(vars);
+
+	/* each and inputs: values of one step's scope, unknown once it is unset */
+	{
+		json_t *scope = json_pack("{s:i,s:{s:s}}", "each", 25, "inputs", "pool", "web");
+
+		expr_set_scope(x, scope);
+		t = json_string("${{ each * 2 }}");
+		r = expr_render(x, t, &err);
+		CHECK(r != NULL && json_is_integer(r) && json_integer_value(r) == 50,
+		    "expr: each is a number in expressions, not text");
+		json_decref(r);
+		json_decref(t);
+		t = json_string("${{ inputs.pool }}-${{ each }}");
+		r = expr_render(x, t, &err);
+		CHECK(r != NULL && strcmp(json_string_value(r), "web-25") == 0,
+		    "expr: inputs.NAME is the include's value");
+		json_decref(r);
+		json_decref(t);
+		t = json_string("${{ inputs.nope }}");
+		r = expr_render(x, t, &err);
+		CHECK(r == NULL && err != NULL && strstr(err, "unknown input 'nope'") != NULL,
+		    "expr: an input not given is an error, not nil");
+		json_decref(r);
+		free(err);
+		err = NULL;
+		json_decref(t);
+		expr_set_scope(x, NULL);
+		t = json_string("${{ each }}");
+		r = expr_render(x, t, &err);
+		CHECK(r == NULL && err != NULL && strstr(err, "'each' is known only in a step under for_each:") != NULL,
+		    "expr: without a scope each is an unknown name");
+		json_decref(r);
+		free(err);
+		err = NULL;
+		json_decref(t);
+		json_decref(scope);
+	}
 	expr_free(x);
 #undef CHECK
 	return fails;
