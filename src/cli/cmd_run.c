@@ -37,6 +37,7 @@ exit_code(enum run_outcome oc)
 	case RUN_NEEDS_PERSON: return ZDM_EXIT_NEEDS_PERSON;
 	case RUN_PAUSED: return ZDM_EXIT_PAUSED;
 	case RUN_IN_DOUBT: return ZDM_EXIT_IN_DOUBT;
+	case RUN_LEFT_IN_PLACE: return ZDM_EXIT_LEFT_IN_PLACE;
 	}
 	return ZDM_EXIT_NEEDS_PERSON;
 }

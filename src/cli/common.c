@@ -28,6 +28,7 @@
 bool json_stream;
 /* the run id and how the command left the run, for the final JSON event */
 char out_run_id[64], out_status[32];
+json_t *out_left;
 
 static void
 split_diag(const char *m, char **file, int *line, int *col, char **msg)
@@ -153,5 +154,8 @@ ci_opts(struct run_opts *o, const struct cli *c)
 	o->napprove = c->napprove;
 	o->run_id_out = out_run_id;
 	o->status_out = out_status;
+	if (out_left == NULL)
+		out_left = json_array();
+	o->left_out = out_left;
 	o->lock_wait_ms = c->lock_wait_ms;
 }

@@ -291,13 +291,9 @@ run_on_failure(struct run *r, const char *step, const char *why)
 		run_set_status(r, "in_doubt");
 		return rc;
 	}
-	if (rc == RUN_OK) {
-		ev.end.verdict = VD_ROLLED_BACK;
-		ev.end.no_undo = r->no_undo;
-		run_ended(r, &ev);
-		return run_finish(r, "rolled_back", RUN_ROLLED_BACK,
-		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
-	}
+	if (rc == RUN_OK)
+		return rolled_back(r, &ev, VD_ROLLED_BACK, json_pack("{s:s,s:s}", "failed_step", step,
+		    "error", why));
 	ev.end.verdict = VD_ROLLBACK_INCOMPLETE;
 	run_ended(r, &ev);
 	return run_finish(r, "rollback_failed", RUN_NEEDS_PERSON,

@@ -20,4 +20,9 @@ enum undo_doubt undo_doubt(const struct run *r, size_t i);
  * not answered (callers ask first: undo_doubt) */
 enum run_outcome undo_steps(struct run *r);
 
+/* the ids of the steps the rollback left in place (they changed things and
+ * nothing undid them), in runbook order, NULL-terminated in *ids (the caller
+ * frees the array, not the ids); returns how many */
+size_t left_in_place(const struct run *r, const char ***ids);
+
 #endif

@@ -17,6 +17,7 @@
 #include "core/observer.h"
 #include "core/runbook.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "zdm/step.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
@@ -31,6 +32,7 @@ struct stepstate {
 	long start_seq;
 	bool interrupted;	/* in doubt because a signal stopped it */
 	enum ustate ust;
+	enum rs_undone undone;	/* what its rollback did, once it is decided */
 	int undo_attempts;
 	json_t *snapshot;	/* recorded before the step's first attempt */
 	json_t *notes;		/* the step's own events (zdm_note), all attempts */
@@ -54,7 +56,6 @@ struct run {
 	bool failure_pending;	/* failed_step failed for good and zdm stopped
 				 * before on_failure acted (runstate.h) */
 	long last_seq;
-	int no_undo;		/* steps that changed things and have no undo */
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */
 	int planned;		/* dry run: steps that only printed their plan */
 	bool lock_lost;		/* an append was refused: the run lock is gone (said) */
@@ -88,6 +89,11 @@ int64_t backoff_delay(const struct rb_step *s, int attempt);
 /* run.finished with status and the exit code of code; code, or
  * RUN_NEEDS_PERSON when it cannot be journaled */
 enum run_outcome run_finish(struct run *r, const char *status, enum run_outcome code, json_t *extra);
+/* a rollback that undid all it could: OBS_RUN_ENDED with verdict VD (and
+ * the steps left in place), run.finished "rolled_back" with extra (stolen)
+ * and "left_in_place"; RUN_LEFT_IN_PLACE when it left any, else
+ * RUN_ROLLED_BACK (RUN_OK for VD_UNDONE: zdm rollback) */
+enum run_outcome rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra);
 /* a signal stopped the run (during step, or NULL): run.interrupted */
 enum run_outcome run_interrupted(struct run *r, const char *step);
 

@@ -422,6 +422,22 @@ parse_notify(struct runbook *rb, struct yerrs *e, const struct ynode *n)
 	}
 }
 
+/* what a rollback does about step S, whose params at validate time are P
+ * (NULL when they do not check out) */
+static enum rb_undo_kind
+undo_kind(const struct rb_step *s, const json_t *p)
+{
+	if (s->undo != NULL)
+		return RB_UNDOABLE;
+	if (s->type->read_only)
+		return RB_READ_ONLY;
+	if (s->type->undo == NULL)
+		return RB_NOT_UNDONE;
+	if (s->type->can_undo != NULL && p != NULL && !s->type->can_undo(s->type, p))
+		return RB_NOT_UNDONE;
+	return RB_UNDOABLE;
+}
+
 static struct rb_undo *
 parse_undo(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char *stepid)
 {
@@ -669,7 +685,7 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 			char *what = xasprintf("probe '%s'", p->id);
 
 			static_params(rb, e, ymap_get(p->node, "uses"), p->type, p->with,
-			    p->with_node, what);
+			    p->with_node, what, NULL);
 			free(what);
 		}
 	}
@@ -836,9 +852,14 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			/* params are evaluated only when their expressions check out:
 			 * one mistake, one message */
 			if (st->type != NULL && errs->n == nerr0 &&
-			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL))
+			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL)) {
+				json_t *sp = NULL;
+
 				static_params(rb, errs, ymap_get(st->node, "uses"), st->type,
-				    st->with, st->with_node, what);
+				    st->with, st->with_node, what, &sp);
+				st->undo_kind = undo_kind(st, sp);
+				json_decref(sp);
+			}
 			free(what);
 			before[j] = ids[j];	/* an undo sees its own step's outputs */
 			nerr0 = errs->n;
@@ -848,7 +869,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			    !(ymap_get(st->undo->node, "with") != NULL && st->undo->with_node == NULL)) {
 				what = xasprintf("undo of step '%s'", st->id);
 				static_params(rb, errs, ymap_get(st->undo->node, "uses"),
-				    st->undo->type, st->undo->with, st->undo->with_node, what);
+				    st->undo->type, st->undo->with, st->undo->with_node, what, NULL);
 				free(what);
 			}
 			free(before);

@@ -41,6 +41,37 @@ value(const json_t *data, const char *k)
 	return v != NULL && !json_is_null(v) ? v : NULL;
 }
 
+static const char *const undone_words[] = {
+	[RS_UNDONE] = "undone",
+	[RS_NOTHING_TO_UNDO] = "nothing_to_undo",
+	[RS_LEFT_IN_PLACE] = "left_in_place",
+};
+
+const char *
+rs_undone_word(enum rs_undone u)
+{
+	return u == RS_UNDONE_UNKNOWN ? NULL : undone_words[u];
+}
+
+/* what an undo.succeeded or undo.skipped says the rollback did */
+static enum rs_undone
+undone_of(enum ev e, const json_t *data)
+{
+	const char *w = jstr(data, "outcome"), *why = jstr(data, "reason");
+
+	for (size_t i = 1; w != NULL && i < sizeof undone_words / sizeof undone_words[0]; i++)
+		if (strcmp(w, undone_words[i]) == 0)
+			return (enum rs_undone)i;
+	/* journals from before "outcome" */
+	if (e == EV_UNDO_SUCCEEDED)
+		return RS_UNDONE;
+	if (why != NULL && strncmp(why, "undo in doubt", 13) == 0)
+		return RS_UNDONE;	/* taken as done by --in-doubt skip */
+	if (why != NULL && (strncmp(why, "read-only", 9) == 0 || strstr(why, "nothing to undo") != NULL))
+		return RS_NOTHING_TO_UNDO;
+	return RS_LEFT_IN_PLACE;
+}
+
 static void
 fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
     const json_t *rec, const json_t *data, size_t k)
@@ -120,6 +151,9 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		break;
 	case EV_UNDO_SUCCEEDED:
 		s->undo = RS_UNDO_SUCCEEDED;
+		s->undone = undone_of(e, data);
+		if (jstr(data, "reason") != NULL)
+			s->undo_msg = jstr(data, "reason");
 		break;
 	case EV_UNDO_FAILED:
 		s->undo = RS_UNDO_FAILED;
@@ -129,6 +163,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 	case EV_UNDO_SKIPPED:
 		s->undo = RS_UNDO_SKIPPED;
 		s->undo_msg = jstr(data, "reason");
+		s->undone = undone_of(e, data);
 		break;
 	case EV_APPROVAL_REQUESTED:
 		s->approval = e;

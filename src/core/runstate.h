@@ -36,6 +36,19 @@ enum rs_phase { RS_PENDING, RS_STARTED, RS_SUCCEEDED, RS_FAILED, RS_SKIPPED };
 /* its undo, by its last undo. record; RS_UNDO_STARTED is an undo in doubt */
 enum rs_undo { RS_UNDO_NONE, RS_UNDO_STARTED, RS_UNDO_SUCCEEDED, RS_UNDO_FAILED, RS_UNDO_SKIPPED };
 
+/* what its rollback did, by its last undo.succeeded or undo.skipped (the
+ * "outcome" they record; older journals: by their event and reason) */
+enum rs_undone {
+	RS_UNDONE_UNKNOWN,	/* no such record */
+	RS_UNDONE,		/* "undone": its undo put back what it changed */
+	RS_NOTHING_TO_UNDO,	/* "nothing_to_undo": nothing of it stays (read-only,
+				 * or it changed nothing) */
+	RS_LEFT_IN_PLACE,	/* "left_in_place": it changed things and nothing
+				 * undid them */
+};
+/* the journal's word for u ("undone", ...), or NULL for RS_UNDONE_UNKNOWN */
+const char *rs_undone_word(enum rs_undone u);
+
 struct rs_step {
 	const char *id;
 	const char *last_event;	/* its last record's event, but for rollback.started,
@@ -59,7 +72,9 @@ struct rs_step {
 	enum rs_undo undo;
 	int undo_attempt;	/* of its last undo.started */
 	bool undo_failed;	/* an undo.failed, whatever came after */
-	const char *undo_msg;	/* the last undo.failed error or undo.skipped reason */
+	const char *undo_msg;	/* the last undo.failed error, or undo.skipped or
+				 * undo.succeeded reason */
+	enum rs_undone undone;
 	int64_t undo_ms;
 	enum ev approval;	/* its last approval. note: requested, granted, denied */
 	const char *approval_by;	/* who decided it */

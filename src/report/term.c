@@ -19,6 +19,7 @@
 #include "base/util.h"
 #include "core/observer.h"
 #include "core/runbook.h"
+#include "report/ci.h"
 #include "report/term.h"
 #include "zdm/step.h"
 
@@ -30,7 +31,6 @@
 #define YELLOW	"\033[33m"
 #define CYAN	"\033[36m"
 
-#define NO_UNDO_NOTE " (steps marked 'no undo' above were left as they are)"
 
 void
 term_view_init(struct term_view *tv, bool json)
@@ -258,7 +258,8 @@ undo_ended(const struct term_view *tv, const struct run_event *ev)
 	static const struct { const char *word, *color; } w[] = {
 		[UNDO_DONE] = { "undone", GREEN },
 		[UNDO_FAILED] = { "undo failed", RED },
-		[UNDO_NONE] = { "no undo", DIM },
+		[UNDO_LEFT] = { "left in place", YELLOW },
+		[UNDO_NOTHING] = { "nothing to undo", DIM },
 		[UNDO_NOT_DONE] = { "not undone", RED },
 		[UNDO_SKIPPED] = { "skipped", RED },
 	};
@@ -320,6 +321,22 @@ in_doubt(const struct term_view *tv, const struct run_event *ev)
 	sb_release(&again);
 }
 
+/* the last line of a rollback that left changes: which steps, and that
+ * the system is not back where it started */
+static void
+left_in_place(const struct term_view *tv, const struct run_event *ev)
+{
+	char *m;
+
+	if (ev->end.nleft == 0)
+		return;
+	m = ci_left_text(ev->end.left, ev->end.nleft);
+	say(tv, "%s%s%s (left in place, not back where it started: put %s back by hand or "
+	    "accept %s)\n", c(tv, RED), m, c(tv, RESET), ev->end.nleft == 1 ? "it" : "them",
+	    ev->end.nleft == 1 ? "it" : "them");
+	free(m);
+}
+
 static void
 ended(const struct term_view *tv, const struct run_event *ev)
 {
@@ -355,8 +372,9 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
 		break;
 	case VD_ROLLED_BACK:
-		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
-		    c(tv, YELLOW), c(tv, RESET), step, why, ev->end.no_undo ? NO_UNDO_NOTE : "");
+		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone.\n",
+		    c(tv, YELLOW), c(tv, RESET), step, why);
+		left_in_place(tv, ev);
 		break;
 	case VD_ROLLBACK_INCOMPLETE:
 		say(tv, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
@@ -364,8 +382,9 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    c(tv, RESET), step, id, id);
 		break;
 	case VD_UNDONE:
-		say(tv, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
-		    c(tv, GREEN), c(tv, RESET), id, ev->end.no_undo ? NO_UNDO_NOTE : "");
+		say(tv, "%srolled back%s: run %s; every completed step with an undo was undone.\n",
+		    c(tv, GREEN), c(tv, RESET), id);
+		left_in_place(tv, ev);
 		break;
 	case VD_UNDO_INCOMPLETE:
 		say(tv, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(tv, RED), c(tv, RESET), id);

@@ -677,6 +677,13 @@ mark_hosts(const json_t *lists, const struct sshc_target *tg, size_t n, bool *fl
 					flag[k] = true;
 }
 
+/* without an undo command a rollback leaves the hosts as they are */
+static bool
+ssh_can_undo(const struct zdm_step_type *t, const json_t *p)
+{
+	return json_object_get(p, "undo") != NULL;
+}
+
 static int
 ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     const json_t *undo_data, struct zdm_result *res)
@@ -696,7 +703,9 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	if (tg == NULL) {
 		if (u == NULL) {	/* nothing would run anyway */
 			free(err);
-			zdm_progress(ctx, "no undo command: nothing run on the hosts");
+			res->undo_said = ZDM_UNDO_LEFT;
+			snprintf(res->undo_why, sizeof res->undo_why,
+			    "no undo command: the change on the hosts is left in place");
 			return 0;
 		}
 		zdm_fail(res, "%s", err ? err : "no hosts");
@@ -755,7 +764,9 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			    nu, nu == 1 ? "" : "s", sb.buf, nu == 1 ? "it" : "them");
 			rc = -1;
 		} else {
-			zdm_progress(ctx, "no undo command: nothing run on the hosts");
+			res->undo_said = ZDM_UNDO_LEFT;
+			snprintf(res->undo_why, sizeof res->undo_why,
+			    "no undo command: the change on the hosts is left in place");
 		}
 		sb_release(&sb);
 		goto out;
@@ -829,4 +840,5 @@ const struct zdm_step_type zdm_step_ssh = {
 	.description = "run a command on remote hosts over SSH, in batches with a failure budget",
 	ZDM_PARAMS(ssh_params),
 	.validate = ssh_validate, .plan = ssh_plan, .run = ssh_run, .undo = ssh_undo,
+	.can_undo = ssh_can_undo,
 };
