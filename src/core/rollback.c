@@ -97,6 +97,31 @@ left_in_place(const struct run *r, const char ***ids)
 	return n;
 }
 
+enum run_outcome
+rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra)
+{
+	const char **ids;
+	size_t n = left_in_place(r, &ids);
+	enum run_outcome code = n > 0 ? RUN_LEFT_IN_PLACE : vd == VD_UNDONE ? RUN_OK : RUN_ROLLED_BACK;
+
+	ev->end.verdict = vd;
+	ev->end.left = ids;
+	ev->end.nleft = n;
+	run_ended(r, ev);
+	if (n > 0) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++) {
+			json_array_append_new(a, json_string(ids[i]));
+			if (r->o->left_out != NULL)
+				json_array_append_new(r->o->left_out, json_string(ids[i]));
+		}
+		json_object_set_new(extra, "left_in_place", a);
+	}
+	free(ids);
+	return run_finish(r, "rolled_back", code, extra);
+}
+
 /* RUN_OK when every undo is done */
 enum run_outcome
 undo_steps(struct run *r)

@@ -25,4 +25,9 @@ enum run_outcome undo_steps(struct run *r);
  * frees the array, not the ids); returns how many */
 size_t left_in_place(const struct run *r, const char ***ids);
 
+/* a rollback that undid all it could: OBS_RUN_ENDED with verdict VD (and
+ * the steps left in place), run.finished "rolled_back" with extra (stolen)
+ * and "left_in_place"; RUN_LEFT_IN_PLACE when it left any, else
+ * RUN_ROLLED_BACK (RUN_OK for VD_UNDONE: zdm rollback) */
+enum run_outcome rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra);
 #endif

@@ -11,7 +11,6 @@
 #include "base/util.h"
 #include "core/events.h"
 #include "core/store.h"
-#include "core/rollback.h"
 #include "core/run.h"
 #include "zdm/step.h"
 
@@ -257,31 +256,6 @@ run_finish(struct run *r, const char *status, enum run_outcome code, json_t *ext
 	if (jrec(r, ev_name(EV_RUN_FINISHED), NULL, 0, d) != 0)
 		return RUN_NEEDS_PERSON;
 	return code;
-}
-
-enum run_outcome
-rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra)
-{
-	const char **ids;
-	size_t n = left_in_place(r, &ids);
-	enum run_outcome code = n > 0 ? RUN_LEFT_IN_PLACE : vd == VD_UNDONE ? RUN_OK : RUN_ROLLED_BACK;
-
-	ev->end.verdict = vd;
-	ev->end.left = ids;
-	ev->end.nleft = n;
-	run_ended(r, ev);
-	if (n > 0) {
-		json_t *a = json_array();
-
-		for (size_t i = 0; i < n; i++) {
-			json_array_append_new(a, json_string(ids[i]));
-			if (r->o->left_out != NULL)
-				json_array_append_new(r->o->left_out, json_string(ids[i]));
-		}
-		json_object_set_new(extra, "left_in_place", a);
-	}
-	free(ids);
-	return run_finish(r, "rolled_back", code, extra);
 }
 
 enum run_outcome

@@ -89,11 +89,6 @@ int64_t backoff_delay(const struct rb_step *s, int attempt);
 /* run.finished with status and the exit code of code; code, or
  * RUN_NEEDS_PERSON when it cannot be journaled */
 enum run_outcome run_finish(struct run *r, const char *status, enum run_outcome code, json_t *extra);
-/* a rollback that undid all it could: OBS_RUN_ENDED with verdict VD (and
- * the steps left in place), run.finished "rolled_back" with extra (stolen)
- * and "left_in_place"; RUN_LEFT_IN_PLACE when it left any, else
- * RUN_ROLLED_BACK (RUN_OK for VD_UNDONE: zdm rollback) */
-enum run_outcome rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra);
 /* a signal stopped the run (during step, or NULL): run.interrupted */
 enum run_outcome run_interrupted(struct run *r, const char *step);
 
