@@ -112,6 +112,10 @@ int cmd_lock(const struct cmd *cmd, struct cli *c);		/* lock status */
  * the command left it, for the final `exit` event */
 extern bool json_stream;
 extern char out_run_id[64], out_status[32];
+struct runstate;
+/* print "rolled back; N steps that changed things have no undo: ..." when
+ * the run's rollback left any in place */
+void left_line(const struct runstate *st);
 /* the steps a rollback left in place, for the "exit" event */
 extern json_t *out_left;
 

@@ -19,6 +19,7 @@
 #include "core/journal.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -158,4 +159,20 @@ ci_opts(struct run_opts *o, const struct cli *c)
 		out_left = json_array();
 	o->left_out = out_left;
 	o->lock_wait_ms = c->lock_wait_ms;
+}
+
+/* a rollback that left changes in place, as the run's end said it */
+void
+left_line(const struct runstate *st)
+{
+	const char **ids;
+	size_t n = runstate_left(st, &ids);
+
+	if (n > 0) {
+		char *m = left_text(ids, n);
+
+		printf("%s\n", m);
+		free(m);
+	}
+	free(ids);
 }

@@ -22,6 +22,7 @@
 #include "core/journal.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"

@@ -53,9 +53,33 @@ rs_undone_word(enum rs_undone u)
 	return u == RS_UNDONE_UNKNOWN ? NULL : undone_words[u];
 }
 
+const char *
+rs_undone_text(enum rs_undone u)
+{
+	static const char *const text[] = {
+		[RS_UNDONE] = "undone",
+		[RS_NOTHING_TO_UNDO] = "nothing to undo",
+		[RS_LEFT_IN_PLACE] = "left in place",
+	};
+
+	return u == RS_UNDONE_UNKNOWN ? NULL : text[u];
+}
+
+size_t
+runstate_left(const struct runstate *st, const char ***ids)
+{
+	size_t n = 0;
+
+	*ids = xcalloc(st->nsteps + 1, sizeof **ids);
+	for (size_t i = 0; i < st->nsteps; i++)
+		if (st->steps[i].undone == RS_LEFT_IN_PLACE)
+			(*ids)[n++] = st->steps[i].id;
+	return n;
+}
+
 /* what an undo.succeeded or undo.skipped says the rollback did */
-static enum rs_undone
-undone_of(enum ev e, const json_t *data)
+enum rs_undone
+rs_undone_of(enum ev e, const json_t *data)
 {
 	const char *w = jstr(data, "outcome"), *why = jstr(data, "reason");
 
@@ -70,6 +94,33 @@ undone_of(enum ev e, const json_t *data)
 	if (why != NULL && (strncmp(why, "read-only", 9) == 0 || strstr(why, "nothing to undo") != NULL))
 		return RS_NOTHING_TO_UNDO;
 	return RS_LEFT_IN_PLACE;
+}
+
+char *
+left_text(const char *const *ids, size_t n)
+{
+	struct sbuf sb;
+
+	sb_init(&sb);
+	sb_addf(&sb, "rolled back; %zu step%s that changed things ha%s no undo: ", n,
+	    n == 1 ? "" : "s", n == 1 ? "s" : "ve");
+	for (size_t i = 0; i < n; i++)
+		sb_addf(&sb, "%s%s", i ? ", " : "", ids[i]);
+	return sb_detach(&sb);
+}
+
+char *
+left_in_place_text(const json_t *ids)
+{
+	size_t n = json_array_size(ids);
+	const char **v = xcalloc(n + 1, sizeof *v);
+	char *m;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_string_value(json_array_get(ids, i));
+	m = left_text(v, n);
+	free(v);
+	return m;
 }
 
 static void
@@ -151,7 +202,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		break;
 	case EV_UNDO_SUCCEEDED:
 		s->undo = RS_UNDO_SUCCEEDED;
-		s->undone = undone_of(e, data);
+		s->undone = rs_undone_of(e, data);
 		if (jstr(data, "reason") != NULL)
 			s->undo_msg = jstr(data, "reason");
 		break;
@@ -163,7 +214,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 	case EV_UNDO_SKIPPED:
 		s->undo = RS_UNDO_SKIPPED;
 		s->undo_msg = jstr(data, "reason");
-		s->undone = undone_of(e, data);
+		s->undone = rs_undone_of(e, data);
 		break;
 	case EV_APPROVAL_REQUESTED:
 		s->approval = e;

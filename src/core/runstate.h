@@ -48,6 +48,16 @@ enum rs_undone {
 };
 /* the journal's word for u ("undone", ...), or NULL for RS_UNDONE_UNKNOWN */
 const char *rs_undone_word(enum rs_undone u);
+/* in words for people ("undone", "nothing to undo", "left in place"), or NULL */
+const char *rs_undone_text(enum rs_undone u);
+/* what an undo.succeeded or undo.skipped record (event e, data) says */
+enum rs_undone rs_undone_of(enum ev e, const json_t *data);
+
+/* "rolled back; N steps that changed things have no undo: a, b" for the
+ * steps a rollback left in place (ids, n > 0), as every report says it;
+ * malloc'd.  left_in_place_text: the same from a JSON array of ids. */
+char *left_text(const char *const *ids, size_t n);
+char *left_in_place_text(const json_t *ids);
 
 struct rs_step {
 	const char *id;
@@ -131,6 +141,10 @@ struct runstate {
  */
 int runstate_fold(const struct jlog *log, struct runstate *st, char **err);
 void runstate_release(struct runstate *st);
+
+/* the steps the rollback left in place, in the order the journal first
+ * names them, into *ids (NULL-terminated; the caller frees the array) */
+size_t runstate_left(const struct runstate *st, const char ***ids);
 
 /* the step named ID, or NULL */
 const struct rs_step *runstate_step(const struct runstate *st, const char *id);

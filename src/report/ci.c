@@ -22,6 +22,7 @@
 #include "base/util.h"
 #include "core/observer.h"
 #include "core/runbook.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "report/junit.h"
 
@@ -134,33 +135,6 @@ ci_json_observe(void *self, const struct run_event *ev)
 		ci_emit(rec);
 }
 
-char *
-ci_left_text(const char *const *ids, size_t n)
-{
-	struct sbuf sb;
-
-	sb_init(&sb);
-	sb_addf(&sb, "rolled back; %zu step%s that changed things ha%s no undo: ", n,
-	    n == 1 ? "" : "s", n == 1 ? "s" : "ve");
-	for (size_t i = 0; i < n; i++)
-		sb_addf(&sb, "%s%s", i ? ", " : "", ids[i]);
-	return sb_detach(&sb);
-}
-
-char *
-left_in_place_text(const json_t *ids)
-{
-	size_t n = json_array_size(ids);
-	const char **v = xcalloc(n + 1, sizeof *v);
-	char *m;
-
-	for (size_t i = 0; i < n; i++)
-		v[i] = json_string_value(json_array_get(ids, i));
-	m = ci_left_text(v, n);
-	free(v);
-	return m;
-}
-
 /* at the step's place in the runbook */
 static void
 annotate_step(const struct run_event *ev, const char *level, const char *step, const char *title,
@@ -202,7 +176,7 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 		case VD_UNDONE:
 		case VD_ROLLED_BACK:
 			if (ev->end.nleft > 0) {
-				m = ci_left_text(ev->end.left, ev->end.nleft);
+				m = left_text(ev->end.left, ev->end.nleft);
 				annotate_step(ev, "error", step, "zdm: rolled back, changes left in place", m);
 				free(m);
 				for (size_t k = 0; k < ev->end.nleft; k++)

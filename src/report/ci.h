@@ -21,12 +21,6 @@ void ci_annotate(const char *level, const char *file, int line, int col,
     const char *title, const char *msg);
 extern bool ci_json_stdout;		/* stdout is the JSON event stream */
 
-/* "rolled back; N steps that changed things have no undo: a, b" for the
- * steps a rollback left in place (ids, n > 0); malloc'd */
-char *ci_left_text(const char *const *ids, size_t n);
-/* the same from a JSON array of ids */
-char *left_in_place_text(const json_t *ids);
-
 struct run_event;
 /* --output json: each journal record, as it reaches disk, an event of the
  * stream; self is unused */

@@ -19,7 +19,7 @@
 #include "base/util.h"
 #include "core/observer.h"
 #include "core/runbook.h"
-#include "report/ci.h"
+#include "core/runstate.h"
 #include "report/term.h"
 #include "zdm/step.h"
 
@@ -330,7 +330,7 @@ left_in_place(const struct term_view *tv, const struct run_event *ev)
 
 	if (ev->end.nleft == 0)
 		return;
-	m = ci_left_text(ev->end.left, ev->end.nleft);
+	m = left_text(ev->end.left, ev->end.nleft);
 	say(tv, "%s%s%s (left in place, not back where it started: put %s back by hand or "
 	    "accept %s)\n", c(tv, RED), m, c(tv, RESET), ev->end.nleft == 1 ? "it" : "them",
 	    ev->end.nleft == 1 ? "it" : "them");
