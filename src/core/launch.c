@@ -190,8 +190,8 @@ plan(struct run *r)
 			ev.plan.undo = PLAN_UNDO_STEP;
 			ev.plan.undoing = up ? up : uparams ? s->undo->uses : uerr;
 		} else {
-			ev.plan.undo = s->type->undo != NULL ? PLAN_UNDO_TYPE :
-			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
+			ev.plan.undo = s->undo_kind == RB_READ_ONLY ? PLAN_UNDO_READ_ONLY :
+			    s->undo_kind == RB_NOT_UNDONE ? PLAN_UNDO_NONE : PLAN_UNDO_TYPE;
 		}
 		run_emit(r, &ev);
 		free(p);

@@ -204,10 +204,25 @@ plan_step(const struct term_view *tv, const struct run_event *ev)
 		say(tv, "      undo: %s restores what it recorded\n", s->uses);
 		break;
 	case PLAN_UNDO_NONE:
-		say(tv, "      undo: none\n");
+		say(tv, "      undo: none: a rollback leaves this change in place\n");
 		break;
 	case PLAN_UNDO_READ_ONLY:
 		break;
+	}
+	if (ev->plan.i + 1 == ev->rb->nsteps) {
+		/* what a rollback of this plan would leave behind */
+		struct sbuf sb;
+		size_t n = 0;
+
+		sb_init(&sb);
+		for (size_t i = 0; i < ev->rb->nsteps; i++)
+			if (ev->rb->steps[i].undo_kind == RB_NOT_UNDONE)
+				sb_addf(&sb, "%s%s", n++ ? ", " : "", ev->rb->steps[i].id);
+		if (n > 0)
+			say(tv, "%zu step%s that change%s things ha%s no undo: %s (a rollback leaves %s in place)\n",
+			    n, n == 1 ? "" : "s", n == 1 ? "s" : "", n == 1 ? "s" : "ve", sb.buf,
+			    n == 1 ? "its change" : "their changes");
+		sb_release(&sb);
 	}
 }
 
