@@ -42,6 +42,10 @@ void yerrs_release(struct yerrs *e);
 #define YAML_MAX_BYTES (16 << 20)
 
 struct ynode *yparse_file(const char *path, const char *display, struct yerrs *errs);
+/* the same, saying what the file is when it cannot be read ("cannot read
+ * WHAT: ..."); yparse_file says "runbook" */
+struct ynode *yparse_file_as(const char *path, const char *display, const char *what,
+    struct yerrs *errs);
 void ynode_free(struct ynode *n);
 struct ynode *ymap_get(const struct ynode *map, const char *key);
 const struct ynode *ymap_key(const struct ynode *map, const char *key);

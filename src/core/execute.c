@@ -260,6 +260,7 @@ run_on_failure(struct run *r, const char *step, const char *why)
 	memset(&ev, 0, sizeof ev);
 	ev.end.step = step;
 	ev.end.why = why;
+	ev.end.drill = r->drilled;
 	if (r->o->mode == MODE_DRY_RUN) {
 		ev.end.verdict = VD_DRY_RUN_FAILED;
 		run_ended(r, &ev);
@@ -334,7 +335,9 @@ forced_failure(struct run *r, const struct rb_step *s)
 	jrec(r, ev_name(EV_DRILL_FAILURE), s->id, 0, json_pack("{s:s}", "error", msg));
 	ev.text = msg;
 	run_emit(r, &ev);
+	r->drilled = true;
 	rc = run_on_failure(r, s->id, msg);
+	r->drilled = false;
 	free(msg);
 	return rc;
 }

@@ -181,6 +181,8 @@ struct run_event {
 			int signal;
 			int attempt;
 			bool rolling_back;
+			bool drill;		/* .step succeeded: the failure after it
+						 * was forced (--fail-at) */
 		} end;
 		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
 		struct {

@@ -58,6 +58,7 @@ struct run {
 	long last_seq;
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */
 	int planned;		/* dry run: steps that only printed their plan */
+	bool drilled;		/* the failure at hand is --fail-at's, not the step's */
 	bool lock_lost;		/* an append was refused: the run lock is gone (said) */
 };
 

@@ -256,6 +256,19 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 		return;
 	}
 	eq++;
+	if (*eq == '\0') {
+		/* a typo or an unset shell variable (--var root=$ROOT) must not
+		 * quietly replace the runbook's value with nothing */
+		char *was = json_is_string(old) ? xstrdup(json_string_value(old)) :
+		    json_dumps(old, JSON_ENCODE_ANY | JSON_COMPACT);
+
+		err_at(rb, e, NULL, "--var '%s=': the value is empty; give one (--var %s=VALUE) or "
+		    "leave the flag out to keep the runbook's value '%s' (an empty string on purpose: "
+		    "%s: \"\" in a --vars-file)", k, k, was ? was : "", k);
+		free(was);
+		free(k);
+		return;
+	}
 	if (json_is_integer(old)) {
 		char *end;
 		long long n;
@@ -294,7 +307,7 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 static void
 apply_vars_file(struct runbook *rb, struct yerrs *e, const char *file)
 {
-	struct ynode *root = yparse_file(file, file, e);
+	struct ynode *root = yparse_file_as(file, file, "the vars file (--vars-file)", e);
 
 	if (root == NULL)
 		return;

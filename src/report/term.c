@@ -8,6 +8,7 @@
  * shown.  Elsewhere (a pipe, a CI log) each step says "running" on a line
  * of its own and each progress text is a line too.
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,6 +337,20 @@ in_doubt(const struct term_view *tv, const struct run_event *ev)
 	sb_release(&again);
 }
 
+/* a signal as people know it: "SIGINT" (Ctrl-C), "SIGTERM" (kill) */
+static const char *
+sig_name(int sig, char *buf, size_t size)
+{
+	switch (sig) {
+	case SIGINT: return "SIGINT";
+	case SIGTERM: return "SIGTERM";
+	case SIGHUP: return "SIGHUP";
+	case SIGQUIT: return "SIGQUIT";
+	}
+	snprintf(buf, size, "signal %d", sig);
+	return buf;
+}
+
 /* the last line of a rollback that left changes: which steps, and that
  * the system is not back where it started */
 static void
@@ -373,6 +388,14 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		say(tv, "dry run: step '%s' failed: %s\n", step, why);
 		break;
 	case VD_PAUSED:
+		if (ev->end.drill) {
+			/* the step itself succeeded: there is nothing to retry */
+			say(tv, "%spaused%s at the failure forced after step '%s' (--fail-at; on_failure: pause); "
+			    "'%s' itself succeeded.\n"
+			    "  go on with the next step: zdm resume %s\n  or undo:                  zdm rollback %s\n",
+			    c(tv, YELLOW), c(tv, RESET), step, step, id, id);
+			break;
+		}
 		say(tv, "%spaused%s after step '%s' failed (on_failure: pause).\n"
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, id, id);
@@ -383,6 +406,12 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    ev->rb->name, id, id);
 		break;
 	case VD_ABORTED:
+		if (ev->end.drill) {
+			say(tv, "%saborted%s at the failure forced after step '%s' (--fail-at; on_failure: abort): "
+			    "nothing was undone.\n  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET),
+			    step, id);
+			break;
+		}
 		say(tv, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
 		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
 		break;
@@ -406,13 +435,13 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		break;
 	case VD_INTERRUPTED:
 		if (ev->end.rolling_back)
-			say(tv, "\n%sinterrupted%s by %s during the rollback; the journal is consistent.\n"
+			say(tv, "\n%sinterrupted%s (%s) during the rollback; the journal is consistent.\n"
 			    "  continue the rollback: zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
-			    strsignal(ev->end.signal), id);
+			    sig_name(ev->end.signal, d, sizeof d), id);
 		else
-			say(tv, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
+			say(tv, "\n%sinterrupted%s (%s); the journal is consistent.\n  continue: zdm resume %s\n"
 			    "  or undo:  zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
-			    strsignal(ev->end.signal), id, id);
+			    sig_name(ev->end.signal, d, sizeof d), id, id);
 		break;
 	case VD_WAITING_APPROVAL:
 		say(tv, "%spaused%s: waiting for approval: zdm approve %s %s, then zdm resume %s\n"
