@@ -96,7 +96,8 @@ hear(void *self, const struct run_event *ev)
 			h->undone++;
 		else if (ev->step.undo == UNDO_LEFT) {
 			h->no_undo++;
-			heard_add(h, "no undo: step '%s' changed things and has no undo; it was left as it is", id);
+			heard_add(h, "left in place: step '%s' changed things and has no undo; "
+			    "the rollback left its change in place", id);
 		} else if (ev->step.undo == UNDO_FAILED)
 			heard_add(h, "undo of step '%s' failed: %s", id, ev->step.text ? ev->step.text : "failed");
 		else if (ev->step.undo == UNDO_NOT_DONE)
