@@ -242,7 +242,11 @@ undo_set: hits = 0"
   assert_equal "$status" 1
   assert_output --partial "key 'doubled' is text: it must be an integer column"
   # the rollback undoes the failed step from its snapshot: nothing ran, nothing to undo
-  assert_output --partial "nothing to undo: key 'doubled' is text"
+  assert_line --regexp "^\[1/1\] nothing to undo fill( +[0-9]+m?s)?$"
+  assert_output --partial "the table's primary key (so no batch ran)"
+  refute_line --regexp 'undone +fill'
+  run jq -c 'select(.event == "undo.succeeded") | [.step, .data.outcome]' "$(J)"
+  assert_output '["fill","nothing_to_undo"]'
   assert_equal "$(q "SELECT count(*) FROM items WHERE hits <> 0")" 0
   fill_runbook "set: hits = hits + 1
 replica_conninfo: host=127.0.0.1
