@@ -285,7 +285,8 @@ fold_run(struct runstate *st, const char *name, enum ev e, const json_t *rec,
 			st->finished_ms += json_integer_value(json_object_get(data, "duration_ms"));
 		break;
 	case EV_UNDO_SUCCEEDED:
-		st->undone++;
+		if (rs_undone_of(e, data) == RS_UNDONE)
+			st->undone++;
 		break;
 	default:
 		break;

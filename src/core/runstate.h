@@ -127,7 +127,8 @@ struct runstate {
 				 * rollback.started came after it: zdm stopped before
 				 * on_failure acted (failed_step, failure say which) */
 	struct rs_pause pause;
-	long undone;		/* undo.succeeded records */
+	long undone;		/* undo.succeeded records that undid something
+				 * (outcome "undone") */
 	struct rs_step *steps;	/* in the order the journal first names them */
 	size_t nsteps;
 	size_t bad_rec;		/* the first record the fold could not place, or RS_NONE */
