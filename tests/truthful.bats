@@ -290,12 +290,15 @@ steps:
 EOF
   run --separate-stderr zdm run rb.yml --state-dir "$T/state" --var root=
   assert_equal "$status" 2
-  assert_equal "${stderr_lines[0]}" "rb.yml:1:1: --var 'root=': the value is empty; give one (--var root=VALUE) or leave the flag out to keep the runbook's value '$T/root' (an empty string on purpose: root: \"\" in a --vars-file)"
+  assert_equal "${stderr_lines[0]}" "rb.yml:1:1: --var 'root=': the value is empty; give one (--var root=VALUE) or leave the flag out to keep the runbook's value '$T/root' (an empty string on purpose: --var 'root=\"\"')"
   assert_not_exist "$T/state"
   assert_not_exist "$T/root"
   run zdm validate rb.yml --var root=
   assert_equal "$status" 2
-  # an empty string on purpose, from a vars file, is taken
+  # an empty string on purpose is taken: --var 'k=""', or from a vars file
+  run zdm plan rb.yml --var 'root=""'
+  assert_equal "$status" 0
+  assert_line "      do:   run mkdir ''"
   printf 'root: ""\n' >"$T/vars.yml"
   run zdm plan rb.yml --vars-file "$T/vars.yml"
   assert_equal "$status" 0

@@ -264,7 +264,7 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 
 		err_at(rb, e, NULL, "--var '%s=': the value is empty; give one (--var %s=VALUE) or "
 		    "leave the flag out to keep the runbook's value '%s' (an empty string on purpose: "
-		    "%s: \"\" in a --vars-file)", k, k, was ? was : "", k);
+		    "--var '%s=\"\"')", k, k, was ? was : "", k);
 		free(was);
 		free(k);
 		return;
@@ -289,7 +289,9 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 		else if (strcmp(eq, "false") == 0)
 			nv = json_false();
 	} else if (json_is_string(old) || json_is_null(old)) {
-		nv = json_string(eq);
+		/* "" (quoted for the shell: --var 'k=""') is the empty string,
+		 * said on purpose */
+		nv = json_string(strcmp(eq, "\"\"") == 0 ? "" : eq);
 	} else {
 		nv = json_loads(eq, JSON_DECODE_ANY, NULL);
 	}

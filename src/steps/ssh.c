@@ -705,7 +705,7 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			free(err);
 			res->undo_said = ZDM_UNDO_LEFT;
 			snprintf(res->undo_why, sizeof res->undo_why,
-			    "no undo command: the change on the hosts is left in place");
+			    "no undo command: what the command changed on the hosts is left in place");
 			return 0;
 		}
 		zdm_fail(res, "%s", err ? err : "no hosts");
@@ -764,9 +764,19 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			    nu, nu == 1 ? "" : "s", sb.buf, nu == 1 ? "it" : "them");
 			rc = -1;
 		} else {
-			res->undo_said = ZDM_UNDO_LEFT;
-			snprintf(res->undo_why, sizeof res->undo_why,
-			    "no undo command: the change on the hosts is left in place");
+			size_t nok = 0;
+
+			for (size_t k = 0; k < n; k++)
+				nok += ok[k];
+			/* the command ran nowhere (refused host keys, no connection):
+			 * nothing of it stays */
+			res->undo_said = nok > 0 ? ZDM_UNDO_LEFT : ZDM_UNDO_NOTHING;
+			if (nok > 0)
+				snprintf(res->undo_why, sizeof res->undo_why, "no undo command: what the "
+				    "command changed on %zu host%s is left in place", nok, nok == 1 ? "" : "s");
+			else
+				snprintf(res->undo_why, sizeof res->undo_why,
+				    "the command succeeded on no host");
 		}
 		sb_release(&sb);
 		goto out;
