@@ -55,8 +55,8 @@ print(json.dumps(list(csv.DictReader(data.splitlines(True)))))' "$1"
   assert_equal "$(jq length "$T/out.json")" 2
   run jq -c '.[] | select(.runbook == "good") | [.status, .exit_code, .who, .ci, .ci_url, .steps, .steps_failed, .rolled_back, .verified, .chain, .records, .dry_run, .runbook_path]' "$T/out.json"
   assert_output "[\"succeeded\",0,\"octo-cat\",\"github-actions\",\"https://github.com/acme/shop/actions/runs/7\",1,0,false,\"ok\",\"sha256\",4,false,\"$T/ok.yml\"]"
-  run jq -c '.[] | select(.runbook == "bad") | [.status, .exit_code, .steps_failed, .failed_step, .rolled_back, .steps_undone, .undo_failed, .verified, .verify_error, .who == .login]' "$T/out.json"
-  assert_output '["rolled_back",1,1,"two",true,1,0,"ok",null,true]'
+  run jq -c '.[] | select(.runbook == "bad") | [.status, .exit_code, .steps_failed, .failed_step, .rolled_back, .steps_undone, .undo_failed, .verified, .verify_error, .who == .login, .steps_left_in_place]' "$T/out.json"
+  assert_output '["rolled_back",1,1,"two",true,1,0,"ok",null,true,0]'
   # the facts match the journal and the file
   local jb; jb="$(grep -l '"name":"bad"' "$T"/state/runs/*.jsonl)"
   run jq -r --arg sha "$(sha256sum "$T/bad.yml" | cut -c1-64)" --arg run "$(basename "$jb" .jsonl)" \
@@ -76,7 +76,7 @@ print(json.dumps(list(csv.DictReader(data.splitlines(True)))))' "$1"
   zdm audit export --state-dir "$T/state" --format csv >"$T/out.csv"
   zdm audit export --state-dir "$T/state" --format json >"$T/out.json"
   run head -1 "$T/out.csv"
-  assert_output $'run,runbook,runbook_path,sha256,git_commit,git_runbook,who,login,sudo_user,ci,ci_url,host,zdm_version,dry_run,started,finished,status,exit_code,duration_ms,steps,steps_failed,rolled_back,steps_undone,undo_failed,failed_step,records,chain,verified,verify_error\r'
+  assert_output $'run,runbook,runbook_path,sha256,git_commit,git_runbook,who,login,sudo_user,ci,ci_url,host,zdm_version,dry_run,started,finished,status,exit_code,duration_ms,steps,steps_failed,rolled_back,steps_undone,undo_failed,failed_step,records,chain,verified,verify_error,steps_left_in_place\r'
   grep -qF "\"$T/we,ird \"\"dir\"\"/ok.yml\"" "$T/out.csv"
   # every field of every row reads back equal to the JSON (null -> empty, bools as true/false)
   run python3 -c '
@@ -173,4 +173,35 @@ EOF
   # the JSON export keeps the value as recorded
   run zdm audit export --state-dir "$T/state" --format json
   assert_equal "$(jq -r '.[0].who' <<<"$output")" '=HYPERLINK("http://x","y")'
+}
+
+@test "audit export: a run whose rollback left a step in place counts it, and not as undone" {
+  # an undo that runs and says it left the change: undo.succeeded, outcome left_in_place
+  plugin_file "$T/plugins" t.keep <<'LUA'
+return {
+  description = "change nothing real; its undo leaves it",
+  run = function(ctx, p) return nil end,
+  undo = function(ctx, p, u) return {left_in_place = "kept on purpose"} end,
+}
+LUA
+  cat >"$T/left.yml" <<EOF
+zdm: 1
+name: left
+steps:
+  - id: one
+    uses: exec
+    with: {command: [touch, "$T/one.done"]}
+    undo: {uses: exec, with: {command: [rm, -f, "$T/one.done"]}}
+  - id: two
+    uses: t.keep
+  - id: three
+    uses: exec
+    with: {command: [sh, -c, "exit 3"]}
+EOF
+  run zdm run left.yml --state-dir "$T/state" --plugin-path "$T/plugins"
+  assert_equal "$status" 6
+  run zdm audit export --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -c '.[] | [.status, .exit_code, .steps_undone, .steps_left_in_place]' <<<"$output"
+  assert_output '["rolled_back",6,1,1]'
 }

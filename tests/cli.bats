@@ -212,9 +212,10 @@ plan for planned (4 steps), on failure: roll back in reverse order
       do:   wait 100ms
  3. note (exec)
       do:   run sh -c 'echo noted > "$T/noted"'
-      undo: none
+      undo: none: a rollback leaves this change in place
  4. gated (exec)  if: \${{ vars.go }}
       skipped: if: is false
+2 steps that change things have no undo: note, gated (a rollback leaves their changes in place)
 EOF
   assert_not_exist "$T/created"
   assert_not_exist "$T/noted"
@@ -723,8 +724,9 @@ steps:
     uses: exec
     with: {command: [sh, -c, 'echo nope >&2; exit 1']}
 EOF
+  # 'first' (exec, no undo) is left in place by the rollback: exit 6
   run zdm run rb.yml --state-dir "$T/state"
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   local j; j="$(journal_of "$T/state")"
   local id; id="$(basename "$j" .jsonl)"
   [[ "$id" =~ ^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$ ]]
@@ -736,8 +738,9 @@ run      $id
 runbook  shown ($T/rb.yml)
 state    rolled_back
 journal  $j (8 records)
-  first                    undo.skipped
+  first                    undo.skipped (left in place)
   second                   step.failed
+rolled back; 1 step that changed things has no undo: first
 EOF
   local by_id="$output"
   run zdm status rb.yml --state-dir "$T/state"
@@ -801,7 +804,7 @@ run_and_terminate() {
   write_signal_runbook
   run_and_terminate
   assert_equal "$SIG_RC" 4
-  grep -F 'interrupted by Terminated; the journal is consistent.' "$T/sig.out"
+  grep -F 'interrupted (SIGTERM); the journal is consistent.' "$T/sig.out"
   run alive "$(cat "$T/long.pid")"
   assert_equal "$status" 1
   run pgrep -f "$T/sig-sleeper"

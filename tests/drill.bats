@@ -98,7 +98,7 @@ YML
   echo "$output"
   assert_equal "$status" 1
   assert_line --regexp '^\[3/3\] fail after marker: rolled back \(run [0-9a-zA-Z-]+\), 2 undone; probes: DIFFER$'
-  assert_line "      no undo: step 'marker' changed things and has no undo; it was left as it is"
+  assert_line "      left in place: step 'marker' changed things and has no undo; the rollback left its change in place"
   assert_line "write-a     same     same"
   assert_line "edit-keep   same     same"
   assert_line "marker      differs  same"

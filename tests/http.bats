@@ -324,7 +324,8 @@ EOF
   rc=0
   export ZDM_T_TOKEN="$tok" ZDM_T_PW="$pw"
   zdm run rb.yml --state-dir "$T/state" --output json >"$T/out" 2>&1 || rc=$?
-  assert_equal "$rc" 1
+  # 'bearer' and 'basic' (http, no undo) are left in place: exit 6
+  assert_equal "$rc" 6
   # the server saw the real values
   run jq -r 'select(.path=="/echo") | .headers.authorization' "$T/requests.jsonl"
   assert_line --index 0 "Bearer $tok"
@@ -468,8 +469,9 @@ steps:
     uses: http
     with: {url: "$NGINX/missing"}
 EOF
+  # 'version' and 'echo' have no undo: left in place, exit 6
   run zdm run rb.yml --state-dir "$T/state"
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   assert_equal "$(cat "$T/v")" "2.0.1"
   assert_line --regexp "^        GET $NGINX/missing: status 404, expected 2xx: .*404 Not Found"
 }
@@ -581,8 +583,9 @@ steps:
     uses: t.sock
     with: {sock: "$T/none.sock"}
 EOF
+  # 'sock' sent a DELETE and its type has no undo: left in place, exit 6
   run zdm run rb.yml --state-dir "$T/state" --plugin-path "$T/plugins"
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   run jq -c 'select(.event=="step.succeeded") | .data.outputs' "$(journal_of "$T/state")"
   assert_output '{"method":"DELETE","status":200}'
   run jq -r 'select(.event=="step.failed") | .data.error' "$(journal_of "$T/state")"

@@ -252,7 +252,11 @@ YML
 
 @test "lb.nginx: without pid_file it reloads with nginx -s reload (not confirmed) and says so" {
   setup_lb
-  run bg run --var nginx_pid=""
+  # an empty --var is refused; the empty string on purpose is --var 'k=""'
+  run bg run --var nginx_pid=
+  assert_equal "$status" 2
+  assert_output --partial "--var 'nginx_pid=': the value is empty"
+  run bg run --var 'nginx_pid=""'
   assert_equal "$status" 0
   assert_output --partial "nginx -s reload sent (not confirmed: no pid_file)"
   # the reload is asynchronous: wait (bounded) for the new generation

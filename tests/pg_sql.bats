@@ -138,15 +138,25 @@ undo_sql: ALTER TABLE items DROP COLUMN IF EXISTS note" fail
   assert_line "undo.succeeded ddl"
 }
 
-@test "postgres_sql: without undo_sql the plan says so and a rollback leaves the change" {
+@test "postgres_sql: without undo_sql the plan says so, never 'restores'; a rollback says 'left in place', exit 6" {
   newdb
   sql_runbook "sql: ALTER TABLE items ADD COLUMN note text" fail
+  run --separate-stderr zdm validate rb.yml
+  assert_equal "$status" 0
+  assert_equal "${stderr_lines[0]}" "rb.yml:6:5: warning: step 'ddl' changes things and has no undo: a rollback leaves its change in place (add undo:, or accept that)"
   run zdm plan rb.yml --state-dir "$T/state"
   assert_output --partial "no undo_sql: a rollback leaves this change in place"
+  assert_line "      undo: none: a rollback leaves this change in place"
+  refute_output --partial "restores what it recorded"
   run zdm run rb.yml --state-dir "$T/state"
-  assert_equal "$status" 1
-  assert_output --partial "no undo_sql: the change is left in place"
+  assert_equal "$status" 6
+  assert_line --regexp "^\[1/2\] left in place ddl( +[0-9]+m?s)?$"
+  assert_line "        no undo_sql: the change is left in place"
+  refute_line --regexp 'undone +ddl'
+  assert_output --partial "rolled back; 1 step that changed things has no undo: ddl"
   assert_equal "$(columns)" "id,name,note"
+  run jq -c 'select(.event == "undo.succeeded") | [.step, .data.outcome, .data.reason]' "$(J)"
+  assert_output '["ddl","left_in_place","no undo_sql: the change is left in place"]'
 }
 
 @test "postgres_sql: CREATE INDEX CONCURRENTLY needs transaction: false (exit 2 naming the line, nothing touched); then it runs" {

@@ -134,7 +134,8 @@ parity() {
       psql: $PG_BIN/psql"
   run zdm run "$T/rb.yml" --state-dir "$T/state" --fail-at after
   echo "$output"
-  assert_equal "$status" 1
+  # 'after' (exec, no undo) is left in place: exit 6
+  assert_equal "$status" 6
   assert_output --partial "copied the schema of 2 table(s)"
   assert_output --partial "dropped subscription zdm_s2_sync"
   run leftovers s2
@@ -172,8 +173,9 @@ sub:"
   echo "$output"
   assert_success
   [ "$(pg_psql dst s3 -c "select count(*) from events")" = 1 ]
+  # 'after' (exec, no undo) is left in place: exit 6
   run zdm rollback "$T/rb.yml" --state-dir "$T/state"
-  assert_success
+  assert_equal "$status" 6
   run leftovers s3
   assert_output "pub:
 slot:
@@ -265,8 +267,9 @@ EOF
   [ "$(pg_psql dst q1 -c "select nextval('orders_id_seq')")" = 601 ]
   # a sequence never used on the source is left alone
   [ "$(pg_psql dst q1 -c "select is_called from unused_seq")" = f ]
+  # 'after' (exec, no undo) is left in place: exit 6
   run zdm run "$T/rb.yml" --state-dir "$T/state" --fail-at after
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   [ "$(pg_psql dst q1 -c "select last_value from orders_id_seq")" = 601 ]
   # the target lacks a sequence: refused before any is set
   pg_psql src q1 -c "CREATE SEQUENCE only_here; SELECT nextval('only_here')" >/dev/null
@@ -297,9 +300,11 @@ EOF
   assert_equal "$(cat "$T/db.conf")" "$(pg_conninfo dst m1)"
   [ "$(pg_psql dst m1 -c "select last_value from orders_id_seq")" -gt 2000 ]
   refute grep -rqF "$PG_PASSWORD" "$T/state"
+  # 'lag-gate' (exec, no undo) is left in place: exit 6
   run zdm rollback "$REPO/runbooks/postgres-move.yml" "${vars[@]}" --state-dir "$T/state"
   echo "$output"
-  assert_success
+  assert_equal "$status" 6
+  assert_output --partial "rolled back; 1 step that changed things has no undo: lag-gate"
   assert_equal "$(cat "$T/db.conf")" "$(pg_conninfo src m1)"
   run leftovers m1
   assert_output "pub:
@@ -327,9 +332,10 @@ sub:"
   assert_output --partial "running it again (idempotent)"
   assert_output --partial "parity verified (count): 3000 rows in 2 table(s)"
   parity s6
+  # 'after' (exec, no undo) is left in place: exit 6
   run zdm rollback "$T/rb.yml" --state-dir "$T/state"
   echo "$output"
-  assert_success
+  assert_equal "$status" 6
   run leftovers s6
   assert_output "pub:
 slot:

@@ -154,9 +154,11 @@ EOF
   assert_output "[{\"current\":\"releases/v2\",\"previous\":\"releases/v1\"},{\"link\":\"$T/site/current\",\"previous\":\"releases/v1\"}]"
   run jq -r 'select(.event=="step.succeeded" and .step=="verify") | .data.outputs.stdout' "$j"
   assert_output v2
-  # and a later zdm rollback, in a new process, puts it back from the journal
+  # and a later zdm rollback, in a new process, puts it back from the journal;
+  # 'verify' (exec, no undo) is left in place: exit 6
   run zdm rollback rb.yml --state-dir "$T/state"
-  assert_equal "$status" 0
+  assert_equal "$status" 6
+  assert_line "rolled back; 1 step that changed things has no undo: verify (left in place, not back where it started: put it back by hand or accept it)"
   assert_equal "$(readlink "$T/site/current")" releases/v1
 }
 
@@ -215,8 +217,9 @@ EOF
 @test "release.symlink: with no link before, run creates it and the rollback removes it" {
   make_site
   rm "$T/site/current"
+  # 'verify' (exec, no undo) ran: left in place, exit 6
   run zdm run rb.yml --fail-at verify --state-dir "$T/state"
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   assert_not_exist "$T/site/current"
   run jq -c 'select(.event=="step.succeeded" and .step=="switch") | .data.undo_data' "$(journal_of "$T/state")"
   assert_output "{\"link\":\"$T/site/current\"}"
@@ -235,9 +238,10 @@ EOF
   make_user_plugin
   echo old >"$T/marker.txt"
 
-  run zdm validate user.yml --plugin-path "$T/myplugins"
+  run --separate-stderr zdm validate user.yml --plugin-path "$T/myplugins"
   assert_equal "$status" 0
   assert_output "user.yml: ok (runbook 'user-plugin', 2 steps)"
+  assert_equal "$stderr" "user.yml:7:5: warning: step 'check' changes things and has no undo: a rollback leaves its change in place (add undo:, or accept that)"
 
   run zdm plan user.yml --plugin-path "$T/myplugins"
   assert_equal "$status" 0
@@ -245,8 +249,9 @@ EOF
   assert_line '      undo: my.marker restores what it recorded'
   assert_equal "$(cat "$T/marker.txt")" old
 
+  # 'check' (exec, no undo) ran before the forced failure: left in place, exit 6
   run zdm run user.yml --plugin-path "$T/myplugins" --fail-at check --state-dir "$T/state"
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   local j; j="$(journal_of "$T/state")"
   # run() did write, its outputs reached the next step (count "2" became an int)
   run jq -r 'select(.event=="step.succeeded" and .step=="check") | .data.outputs.stdout' "$j"
@@ -268,8 +273,9 @@ EOF
   run zdm run user.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
   assert_equal "$status" 0
   assert_equal "$(cat "$T/marker.txt")" $'new\nnew'
+  # 'check' (exec, no undo) is left in place: exit 6
   run zdm rollback user.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
-  assert_equal "$status" 0
+  assert_equal "$status" 6
   # there was no file before: undo_data has no "old", and undo removed it
   assert_not_exist "$T/marker.txt"
   assert_equal "$(jq -c .undo_data "$T/marker.txt.undo-trace")" "{\"attempt\":1,\"by\":\"mark\",\"path\":\"$T/marker.txt\"}"
@@ -521,8 +527,9 @@ EOF
   assert_equal "$status" 0
   run jq -c 'select(.event=="step.succeeded" and .step=="switch") | .data.undo_data.previous' "$(journal_of "$T/state")"
   assert_output '"releases/v1"'
+  # 'verify' (exec, no undo) is left in place: exit 6
   run zdm rollback rb.yml --state-dir "$T/state"
-  assert_equal "$status" 0
+  assert_equal "$status" 6
   assert_equal "$(readlink "$T/site/current")" releases/v1
 }
 

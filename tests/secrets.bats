@@ -101,7 +101,7 @@ assert_no_secret() {
   export ZDM_T_TOKEN="$ENV_SECRET"
   local rc=0
   zdm run rb.yml --state-dir "$T/state" >"$T/out" 2>"$T/err" || rc=$?
-  assert_equal "$rc" 1          # the last step failed; nothing to undo: rolled back
+  assert_equal "$rc" 6          # the last step failed; the exec steps before it have no undo: left in place
 
   # the commands got the real values
   assert_equal "$(cat "$T/argv.seen")" "$ENV_SECRET|$FILE_SECRET"
@@ -143,11 +143,11 @@ EOF
   export ZDM_T_TOKEN="$ENV_SECRET"
   local rc=0
   zdm run rb.yml --state-dir "$T/state" --output json >"$T/json.out" 2>"$T/json.err" || rc=$?
-  assert_equal "$rc" 1
+  assert_equal "$rc" 6          # the exec steps have no undo: left in place
   assert_no_secret "$T/json.out" "$T/json.err"
   # stdout is the journal's records as events ("v" added, docs/ci.md), then the exit event
   assert_equal "$(jq -c 'del(.v)' "$T/json.out" | head -n -1)" "$(jq -c . "$(journal_of "$T/state")")"
-  assert_equal "$(tail -n 1 "$T/json.out" | jq -r '.event, .exit_code' | paste -sd' ')" "exit 1"
+  assert_equal "$(tail -n 1 "$T/json.out" | jq -r '.event, .exit_code' | paste -sd' ')" "exit 6"
   run jq -r 'select(.event=="step.failed") | .data.error' "$T/json.out"
   assert_output 'exited with 7: login failed for token ***'
 

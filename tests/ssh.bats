@@ -143,7 +143,9 @@ EOF
   fail_on h2
   { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; echo "batch: \"50%\""; echo "max_fail: 1"; } | rb
   run zdm run rb.yml --state-dir "$T/state"
+  # it succeeded on no host: the rollback has nothing to undo (exit 1)
   assert_equal "$status" 1
+  assert_line --regexp '^\[1/1\] nothing to undo [a-z]+'
   assert_output --partial "batch 1/2: 2 of 2 hosts failed, over max_fail 1; the rollout stopped, later batches did not run"
   assert_output --partial "127.0.0.1:$PORT_h1: exited with 1: host $PORT_h1 is broken"
   assert_equal "$(ran h1)" 1
@@ -235,8 +237,10 @@ EOF
   { cmd_yaml; echo "key_file: $T/ssh/id_ed25519"; } | CT=1s rb
   sed -i "s/hosts: \[/hosts: [\"127.0.0.1:$SILENT_PORT\", /" rb.yml
   run zdm run rb.yml --state-dir "$T/state"
-  assert_equal "$status" 1
+  # the command ran on h1 and h2 and has no undo: the rollback leaves it (exit 6)
+  assert_equal "$status" 6
   assert_output --partial "127.0.0.1:$SILENT_PORT: timed out after 1s (connect timeout) while waiting for the SSH handshake"
+  assert_output --partial "no undo command: what the command changed on 2 hosts is left in place"
   for h in h1 h2; do assert_equal "$(ran $h)" 1; done
 }
 

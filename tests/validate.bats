@@ -194,10 +194,11 @@ EOF
     with: {command: [true]'
 }
 
-@test "validate: a valid corpus runbook gives exit 0 and one ok line, nothing on stderr" {
+@test "validate: a valid corpus runbook gives exit 0 and one ok line; stderr only warns of steps with no undo" {
   copy_corpus
   run --separate-stderr zdm validate "$DATA/101-ok-expressions.yml"
   assert_success
   assert_output "$DATA/101-ok-expressions.yml: ok (runbook 'orders-blue-green', 5 steps)"
-  [[ -z "$stderr" ]]
+  assert_equal "$stderr" "$(cat "$REPO/$DATA/101-ok-expressions.err")"
+  assert_equal "$(grep -vc ': warning: step .* changes things and has no undo: ' <<<"$stderr")" 0
 }

@@ -105,6 +105,16 @@ struct zdm_result {
 	bool pause;		/* with -1: not a failure to roll back but a
 				 * question for a person (an inconclusive gate):
 				 * the run pauses, exit 4, whatever on_failure says */
+	/* undo() only, with 0: it put nothing back, and why.  ZDM_UNDO_DONE
+	 * (the default): it restored what run() changed. */
+	enum zdm_undo_said {
+		ZDM_UNDO_DONE,
+		ZDM_UNDO_NOTHING,	/* there was nothing to put back: the
+					 * step changed nothing that stays */
+		ZDM_UNDO_LEFT,		/* the change stays: this step's
+					 * params give its undo nothing to do */
+	} undo_said;
+	char undo_why[512];
 	char err[2048];
 };
 
@@ -199,12 +209,21 @@ struct zdm_step_type {
 	int (*snapshot)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
 	    const json_t *params, struct zdm_result *res);
 
+	/*
+	 * Optional, for a type with undo(): whether undo() puts back what
+	 * run() changes with these params (postgres_sql without undo_sql
+	 * does not).  Called at `zdm validate` with params as for validate()
+	 * (an unresolved expression counts as given).  NULL = it always does.
+	 */
+	bool (*can_undo)(const struct zdm_step_type *t, const json_t *params);
+
 	/* Does it.  Returns 0 on success, -1 on failure with res->err set. */
 	int (*run)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
 	    const json_t *params, struct zdm_result *res);
 
 	/* Puts back what run() changed, from the recorded undo_data.
-	 * NULL = the type has nothing to undo.  Returns 0 or -1 (res->err). */
+	 * NULL = the type has nothing to undo.  Returns 0 or -1 (res->err);
+	 * with 0, res->undo_said tells a no-op from a restore. */
 	int (*undo)(const struct zdm_step_type *t, struct zdm_ctx *ctx,
 	    const json_t *params, const json_t *undo_data,
 	    struct zdm_result *res);

@@ -326,6 +326,9 @@ return {
 		return problems
 	end,
 
+	-- without undo_set a rollback leaves the updated rows as they are
+	can_undo = function(p) return p.undo_set ~= nil end,
+
 	plan = function(p)
 		local text = string.format("UPDATE %s SET %s WHERE %s BETWEEN <from> AND <to>%s, " ..
 			"in batches of %d rows by %s, one transaction each (lock_timeout %s)",
@@ -404,8 +407,7 @@ return {
 		elseif p.undo_set ~= nil then
 			set, where = p.undo_set, p.undo_where
 		else
-			zdm.log("no undo_set: the updated rows are left as they are")
-			return nil
+			return {left_in_place = "no undo_set: the updated rows are left as they are"}
 		end
 		local cursor, _, _, last_batch = resume_point(ctx, "backfill.undo_batch")
 		local db, replica, why = open(ctx, p)
@@ -413,8 +415,7 @@ return {
 			-- run makes the same check before its first batch: when it fails
 			-- and no batch was noted, run changed nothing
 			if why == "check" and resume_point(ctx, "backfill.batch") == nil then
-				zdm.log("nothing to undo: " .. replica .. " (so no batch ran)")
-				return nil
+				return {nothing_to_undo = replica .. " (so no batch ran)"}
 			end
 			return nil, replica
 		end

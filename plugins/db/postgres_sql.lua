@@ -234,6 +234,9 @@ return {
 		return problems
 	end,
 
+	-- without undo_sql a rollback leaves the change in place
+	can_undo = function(p) return p.undo_sql ~= nil end,
+
 	plan = function(p)
 		local function show(v)
 			local parts = {}
@@ -303,8 +306,7 @@ return {
 			-- `--in-doubt retry`): the runbook's undo_sql, resolved again
 			stmts, transaction = statements(p.undo_sql), p.transaction
 		else
-			zdm.log("no undo_sql: the change is left in place")
-			return nil
+			return {left_in_place = "no undo_sql: the change is left in place"}
 		end
 		local db, err = connect(ctx, p)
 		if not db then return nil, err end

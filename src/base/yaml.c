@@ -522,7 +522,8 @@ parse_node(struct yparser *yp, yaml_event_t *ev)
  * Opened non-blocking, so a FIFO is refused without waiting for a writer.
  */
 static char *
-read_regular(const char *path, const char *display, struct yerrs *errs, size_t *len)
+read_regular(const char *path, const char *display, const char *what, struct yerrs *errs,
+    size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	struct stat st;
@@ -530,7 +531,7 @@ read_regular(const char *path, const char *display, struct yerrs *errs, size_t *
 	size_t n = 0;
 
 	if (fd < 0) {
-		yerr(errs, display, 0, 0, "cannot read runbook: %s", strerror(errno));
+		yerr(errs, display, 0, 0, "cannot read %s: %s", what, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -552,7 +553,7 @@ read_regular(const char *path, const char *display, struct yerrs *errs, size_t *
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			yerr(errs, display, 0, 0, "cannot read runbook: %s", strerror(errno));
+			yerr(errs, display, 0, 0, "cannot read %s: %s", what, strerror(errno));
 			free(buf);
 			close(fd);
 			return NULL;
@@ -576,12 +577,18 @@ read_regular(const char *path, const char *display, struct yerrs *errs, size_t *
 struct ynode *
 yparse_file(const char *path, const char *display, struct yerrs *errs)
 {
+	return yparse_file_as(path, display, "runbook", errs);
+}
+
+struct ynode *
+yparse_file_as(const char *path, const char *display, const char *what, struct yerrs *errs)
+{
 	struct yparser yp;
 	struct ynode *root = NULL;
 	yaml_event_t ev;
 	int ndocs = 0;
 	size_t len;
-	char *buf = read_regular(path, display, errs, &len);
+	char *buf = read_regular(path, display, what, errs, &len);
 
 	if (buf == NULL)
 		return NULL;

@@ -54,6 +54,10 @@ void yerrs_release(struct yerrs *e);
 /* display must outlive the tree: nodes point to it (ynode.file) */
 
 struct ynode *yparse_file(const char *path, const char *display, struct yerrs *errs);
+/* the same, saying what the file is when it cannot be read ("cannot read
+ * WHAT: ..."); yparse_file says "runbook" */
+struct ynode *yparse_file_as(const char *path, const char *display, const char *what,
+    struct yerrs *errs);
 void ynode_free(struct ynode *n);
 struct ynode *ynode_clone(const struct ynode *n);
 struct ynode *ymap_get(const struct ynode *map, const char *key);

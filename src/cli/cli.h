@@ -24,6 +24,7 @@ enum {
 	ZDM_EXIT_NEEDS_PERSON = 3,
 	ZDM_EXIT_PAUSED = 4,
 	ZDM_EXIT_IN_DOUBT = 5,
+	ZDM_EXIT_LEFT_IN_PLACE = 6,	/* rolled back, but steps with no undo left changes */
 };
 
 /* options a command may take */
@@ -116,6 +117,12 @@ int cmd_lock(const struct cmd *cmd, struct cli *c);		/* lock status */
  * the command left it, for the final `exit` event */
 extern bool json_stream;
 extern char out_run_id[64], out_status[32];
+struct runstate;
+/* print "rolled back; N steps that changed things have no undo: ..." when
+ * the run's rollback left any in place */
+void left_line(const struct runstate *st);
+/* the steps a rollback left in place, for the "exit" event */
+extern json_t *out_left;
 
 /* common.c */
 struct yerrs;

@@ -397,7 +397,7 @@ static const char *const export_fields[] = {
 	"login", "sudo_user", "ci", "ci_url", "host", "zdm_version", "dry_run", "started",
 	"finished", "status", "exit_code", "duration_ms", "steps", "steps_failed",
 	"rolled_back", "steps_undone", "undo_failed", "failed_step", "records", "chain",
-	"verified", "verify_error", NULL,
+	"verified", "verify_error", "steps_left_in_place", NULL,
 };
 
 static json_t *
@@ -503,6 +503,14 @@ export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 	json_object_set_new(row, "chain", str_or_null(jstr(d, "chain")));
 	json_object_set_new(row, "verified", json_string(verified));
 	json_object_set_new(row, "verify_error", str_or_null(verr));
+	{
+		/* the steps its rollback left in place, as zdm status says them */
+		const char **ids;
+		size_t n = runstate_left(&st, &ids);
+
+		json_object_set_new(row, "steps_left_in_place", json_integer((json_int_t)n));
+		free(ids);
+	}
 	runstate_release(&st);
 	jlog_release(&log);
 	free(out);

@@ -36,6 +36,7 @@ run_exit_code(enum run_outcome oc)
 	case RUN_NEEDS_PERSON: return ZDM_EXIT_NEEDS_PERSON;
 	case RUN_PAUSED: return ZDM_EXIT_PAUSED;
 	case RUN_IN_DOUBT: return ZDM_EXIT_IN_DOUBT;
+	case RUN_LEFT_IN_PLACE: return ZDM_EXIT_LEFT_IN_PLACE;
 	}
 	return ZDM_EXIT_NEEDS_PERSON;
 }
@@ -94,9 +95,10 @@ hear(void *self, const struct run_event *ev)
 		id = ev->rb->steps[ev->step.i].id;
 		if (ev->step.undo == UNDO_DONE)
 			h->undone++;
-		else if (ev->step.undo == UNDO_NONE) {
+		else if (ev->step.undo == UNDO_LEFT) {
 			h->no_undo++;
-			heard_add(h, "no undo: step '%s' changed things and has no undo; it was left as it is", id);
+			heard_add(h, "left in place: step '%s' changed things and has no undo; "
+			    "the rollback left its change in place", id);
 		} else if (ev->step.undo == UNDO_FAILED)
 			heard_add(h, "undo of step '%s' failed: %s", id, ev->step.text ? ev->step.text : "failed");
 		else if (ev->step.undo == UNDO_NOT_DONE)
@@ -418,7 +420,7 @@ cmd_drill(const struct cmd *cmd, struct cli *c)
 		p->oc = runner_run(rb, &o);
 		p->ran = true;
 		done = k + 1;
-		if (p->oc != RUN_ROLLED_BACK) {
+		if (p->oc != RUN_ROLLED_BACK && p->oc != RUN_LEFT_IN_PLACE) {
 			if (p->run_id[0] != '\0' && p->oc != RUN_USAGE)
 				fprintf(out, "[%zu/%zu] fail after %s: %s (run %s)\n", k + 1, npts, s->id,
 				    p->status[0] ? p->status : "stopped", p->run_id);

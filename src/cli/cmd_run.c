@@ -39,6 +39,7 @@ exit_code(enum run_outcome oc)
 	case RUN_NEEDS_PERSON: return ZDM_EXIT_NEEDS_PERSON;
 	case RUN_PAUSED: return ZDM_EXIT_PAUSED;
 	case RUN_IN_DOUBT: return ZDM_EXIT_IN_DOUBT;
+	case RUN_LEFT_IN_PLACE: return ZDM_EXIT_LEFT_IN_PLACE;
 	}
 	return ZDM_EXIT_NEEDS_PERSON;
 }
@@ -90,6 +91,16 @@ cmd_validate(const struct cmd *cmd, struct cli *c)
 	int rc = ZDM_EXIT_USAGE;
 
 	if (rb != NULL) {
+		/* not an error: a step may change things nobody can undo, but
+		 * whoever runs it should know before a rollback leaves it */
+		for (size_t i = 0; i < rb->nsteps; i++) {
+			const struct rb_step *s = &rb->steps[i];
+
+			if (s->undo_kind == RB_NOT_UNDONE)
+				fprintf(stderr, "%s:%d:%d: warning: step '%s' changes things and has no undo: "
+				    "a rollback leaves its change in place (add undo:, or accept that)\n",
+				    rb->path, s->node->line, s->node->col, s->id);
+		}
 		printf("%s: ok (runbook '%s', %zu step%s)\n", c->argv[0], rb->name, rb->nsteps,
 		    rb->nsteps == 1 ? "" : "s");
 		rc = ZDM_EXIT_OK;

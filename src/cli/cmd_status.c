@@ -82,9 +82,17 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 		printf("\njournal  %s (%zu records)\n", jp, log.n);
 	}
 	/* each step's last event, in the order the journal first names them */
-	for (size_t i = 0; i < st.nsteps; i++)
-		if (st.steps[i].last_event != NULL)
-			printf("  %-24s %s\n", st.steps[i].id, st.steps[i].last_event);
+	for (size_t i = 0; i < st.nsteps; i++) {
+		const struct rs_step *p = &st.steps[i];
+
+		if (p->last_event == NULL)
+			continue;
+		printf("  %-24s %s", p->id, p->last_event);
+		if (p->undo == RS_UNDO_SUCCEEDED || p->undo == RS_UNDO_SKIPPED)
+			printf(" (%s)", rs_undone_text(p->undone) ? rs_undone_text(p->undone) : "?");
+		printf("\n");
+	}
+	left_line(&st);
 	runstate_release(&st);
 	jlog_release(&log);
 	free(jp);

@@ -19,6 +19,7 @@
 #include "core/journal.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -28,6 +29,7 @@
 bool json_stream;
 /* the run id and how the command left the run, for the final JSON event */
 char out_run_id[64], out_status[32];
+json_t *out_left;
 
 static void
 split_diag(const char *m, char **file, int *line, int *col, char **msg)
@@ -191,6 +193,9 @@ ci_opts(struct run_opts *o, const struct cli *c)
 	o->wait_approval_ms = c->wait_approval_ms;
 	o->run_id_out = out_run_id;
 	o->status_out = out_status;
+	if (out_left == NULL)
+		out_left = json_array();
+	o->left_out = out_left;
 	o->lock_wait_ms = c->lock_wait_ms;
 }
 
@@ -216,4 +221,20 @@ test_pause_after_read(void)
 	for (int i = 0; i < 300 && access(p, F_OK) != 0; i++)
 		zdm_sleep_ms(100);
 	free(w);
+}
+
+/* a rollback that left changes in place, as the run's end said it */
+void
+left_line(const struct runstate *st)
+{
+	const char **ids;
+	size_t n = runstate_left(st, &ids);
+
+	if (n > 0) {
+		char *m = left_text(ids, n);
+
+		printf("%s\n", m);
+		free(m);
+	}
+	free(ids);
 }

@@ -22,6 +22,7 @@
 #include "core/journal.h"
 #include "core/registry.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "steps/builtin.h"
 #include "zdm/step.h"
@@ -523,15 +524,27 @@ main(int argc, char **argv)
 		/* the stream's last line, always: how zdm ended (docs/ci.md) */
 		static const char *const word[] = {
 			"succeeded", "rolled_back", "usage_error", "needs_person", "paused", "in_doubt",
+			"rolled_back",
 		};
 		json_t *ev = json_pack("{s:s,s:i,s:s}", "event", "exit", "exit_code", rc, "status",
-		    out_status[0] ? out_status : rc >= 0 && rc <= 5 ? word[rc] : "?");
+		    out_status[0] ? out_status : rc >= 0 && rc <= 6 ? word[rc] : "?");
+
+		if (json_array_size(out_left) > 0) {
+			/* what stays: the steps that changed things and have no undo */
+			char *m = left_in_place_text(out_left);
+
+			json_object_set_new(ev, "left_in_place", json_incref(out_left));
+			json_object_set_new(ev, "message", json_string(m));
+			free(m);
+		}
 
 		if (out_run_id[0] != '\0')
 			json_object_set_new(ev, "run", json_string(out_run_id));
 		json_object_set_new(ev, "command", json_string(cmd->name));
 		ci_emit(ev);
 	}
+	json_decref(out_left);
+	out_left = NULL;
 	cli_free(&c);
 	redact_reset();
 	return rc;

@@ -323,6 +323,7 @@ run_on_failure(struct run *r, const char *step, const char *why)
 	memset(&ev, 0, sizeof ev);
 	ev.end.step = step;
 	ev.end.why = why;
+	ev.end.drill = r->drilled;
 	if (r->o->mode == MODE_DRY_RUN) {
 		ev.end.verdict = VD_DRY_RUN_FAILED;
 		run_ended(r, &ev);
@@ -354,13 +355,9 @@ run_on_failure(struct run *r, const char *step, const char *why)
 		run_set_status(r, "in_doubt");
 		return rc;
 	}
-	if (rc == RUN_OK) {
-		ev.end.verdict = VD_ROLLED_BACK;
-		ev.end.no_undo = r->no_undo;
-		run_ended(r, &ev);
-		return run_finish(r, "rolled_back", RUN_ROLLED_BACK,
-		    json_pack("{s:s,s:s}", "failed_step", step, "error", why));
-	}
+	if (rc == RUN_OK)
+		return rolled_back(r, &ev, VD_ROLLED_BACK, json_pack("{s:s,s:s}", "failed_step", step,
+		    "error", why));
 	ev.end.verdict = VD_ROLLBACK_INCOMPLETE;
 	run_ended(r, &ev);
 	return run_finish(r, "rollback_failed", RUN_NEEDS_PERSON,
@@ -406,7 +403,9 @@ forced_failure(struct run *r, const struct rb_step *s)
 	jrec(r, ev_name(EV_DRILL_FAILURE), s->id, 0, json_pack("{s:s}", "error", msg));
 	ev.text = msg;
 	run_emit(r, &ev);
+	r->drilled = true;
 	rc = run_on_failure(r, s->id, msg);
+	r->drilled = false;
 	free(msg);
 	return rc;
 }

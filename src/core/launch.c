@@ -231,8 +231,8 @@ plan(struct run *r)
 			ev.plan.undo = PLAN_UNDO_STEP;
 			ev.plan.undoing = up ? up : uparams ? s->undo->uses : uerr;
 		} else {
-			ev.plan.undo = s->type->undo != NULL ? PLAN_UNDO_TYPE :
-			    !s->type->read_only ? PLAN_UNDO_NONE : PLAN_UNDO_READ_ONLY;
+			ev.plan.undo = s->undo_kind == RB_READ_ONLY ? PLAN_UNDO_READ_ONLY :
+			    s->undo_kind == RB_NOT_UNDONE ? PLAN_UNDO_NONE : PLAN_UNDO_TYPE;
 		}
 		run_emit(r, &ev);
 		json_decref(shown);
@@ -394,6 +394,7 @@ load_state(struct run *r, struct jlog *log)
 		ss->undo_data = json_incref((json_t *)s->undo_data);
 		ss->snapshot = json_incref((json_t *)s->snapshot);
 		ss->ust = undo_of(s->undo);
+		ss->undone = s->undone;
 		ss->undo_attempts = s->undo_attempt;
 		ss->notes = json_incref(s->notes);	/* ctx->notes of its next attempt */
 	}
@@ -810,12 +811,9 @@ runner_rollback(struct runbook *rb, const char *journal, struct jlog *log,
 	if (rc == RUN_PAUSED) {
 		rc = run_interrupted(&r, NULL);
 	} else if (rc == RUN_OK) {
-		ev.end.verdict = VD_UNDONE;
-		ev.end.no_undo = r.no_undo;
-		run_ended(&r, &ev);
-		rc = run_finish(&r, "rolled_back", RUN_OK, r.failed_step ?
+		rc = rolled_back(&r, &ev, VD_UNDONE, r.failed_step ?
 		    json_pack("{s:s,s:s}", "failed_step", r.failed_step, "error", r.fail_msg ? r.fail_msg : "") :
-		    NULL);
+		    json_object());
 	} else if (rc == RUN_NEEDS_PERSON) {
 		ev.end.verdict = VD_UNDO_INCOMPLETE;
 		run_ended(&r, &ev);

@@ -68,9 +68,13 @@ enum step_end {
 
 /* OBS_UNDO_ENDED */
 enum undo_end {
-	UNDO_DONE,
+	UNDO_DONE,		/* undone: its undo put back what it changed */
 	UNDO_FAILED,
-	UNDO_NONE,		/* changed things, has no undo: left as it is */
+	UNDO_LEFT,		/* left in place: it changed things and nothing
+				 * undid them (no undo, or an undo with nothing
+				 * to do for these params) */
+	UNDO_NOTHING,		/* nothing to undo: read-only, or it changed
+				 * nothing that stays */
 	UNDO_NOT_DONE,		/* in doubt and nothing recorded: a person checks */
 	UNDO_SKIPPED,		/* in doubt, skipped by --in-doubt skip */
 };
@@ -79,7 +83,8 @@ enum undo_end {
 enum plan_undo {
 	PLAN_UNDO_STEP,		/* the runbook's own undo: (.undo) */
 	PLAN_UNDO_TYPE,		/* the type restores what it recorded */
-	PLAN_UNDO_NONE,		/* changes things, nothing undoes them */
+	PLAN_UNDO_NONE,		/* changes things, nothing undoes them: a
+				 * rollback leaves them in place */
 	PLAN_UNDO_READ_ONLY,	/* nothing to undo */
 };
 
@@ -101,9 +106,9 @@ enum verdict {
 	VD_DRY_RUN_FAILED,	/* .step, .why */
 	VD_PAUSED,		/* .step failed, on_failure: pause */
 	VD_ABORTED,		/* .step failed, on_failure: abort */
-	VD_ROLLED_BACK,		/* .step failed (.why), every undo done; .no_undo */
+	VD_ROLLED_BACK,		/* .step failed (.why), every undo done; .left */
 	VD_ROLLBACK_INCOMPLETE,	/* .step failed, not every undo done */
-	VD_UNDONE,		/* zdm rollback: every undo done; .no_undo */
+	VD_UNDONE,		/* zdm rollback: every undo done; .left */
 	VD_UNDO_INCOMPLETE,	/* zdm rollback: not every undo done */
 	VD_INTERRUPTED,		/* .signal; .rolling_back */
 	VD_WAITING_APPROVAL,	/* .step waits for a person */
@@ -195,10 +200,15 @@ struct run_event {
 			const struct doubt *doubts;	/* VD_IN_DOUBT */
 			size_t ndoubts;
 			int64_t ms;
-			int no_undo;		/* steps left as they are: no undo */
+			/* the steps a rollback left in place (changed things,
+			 * nothing undid them), in runbook order */
+			const char *const *left;
+			size_t nleft;
 			int signal;
 			int attempt;
 			bool rolling_back;
+			bool drill;		/* .step succeeded: the failure after it
+						 * was forced (--fail-at) */
 		} end;
 		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
 		struct {

@@ -320,7 +320,7 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 void
 static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
-    const char *what, int64_t timeout_ms, const char *timeout_from)
+    const char *what, int64_t timeout_ms, const char *timeout_from, json_t **out)
 {
 	struct zdm_diag d = { rb, at, with_node, e, what, timeout_ms, timeout_from, t };
 	json_t *p = json_object(), *v;
@@ -343,6 +343,8 @@ static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
 	check_params(&d, t, p, false);
 	if (!bad && e->n == before && t->validate != NULL)
 		t->validate(t, p, &d);
+	if (out != NULL && !bad && e->n == before)
+		*out = json_incref(p);
 	json_decref(p);
 }
 

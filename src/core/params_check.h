@@ -39,9 +39,10 @@ void warn_at(struct runbook *rb, const struct ynode *n, const char *fmt, ...)
  * values converted in place (durations to ms); final = no expression left */
 void check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
     bool final);
-/* validate time: render what needs only vars and env, check, validate() */
+/* validate time: render what needs only vars and env, check, validate();
+ * *out (when not NULL) gets those params when all is well */
 void static_params(struct runbook *rb, struct yerrs *e, const struct ynode *at,
     const struct zdm_step_type *t, const json_t *with, const struct ynode *with_node,
-    const char *what, int64_t timeout_ms, const char *timeout_from);
+    const char *what, int64_t timeout_ms, const char *timeout_from, json_t **out);
 
 #endif

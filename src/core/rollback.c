@@ -85,6 +85,43 @@ undo_doubt(const struct run *r, size_t i)
 	return UD_NONE;
 }
 
+size_t
+left_in_place(const struct run *r, const char ***ids)
+{
+	size_t n = 0;
+
+	*ids = xcalloc(r->rb->nsteps + 1, sizeof **ids);
+	for (size_t i = 0; i < r->rb->nsteps; i++)
+		if (r->ss[i].undone == RS_LEFT_IN_PLACE)
+			(*ids)[n++] = r->rb->steps[i].id;
+	return n;
+}
+
+enum run_outcome
+rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra)
+{
+	const char **ids;
+	size_t n = left_in_place(r, &ids);
+	enum run_outcome code = n > 0 ? RUN_LEFT_IN_PLACE : vd == VD_UNDONE ? RUN_OK : RUN_ROLLED_BACK;
+
+	ev->end.verdict = vd;
+	ev->end.left = ids;
+	ev->end.nleft = n;
+	run_ended(r, ev);
+	if (n > 0) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++) {
+			json_array_append_new(a, json_string(ids[i]));
+			if (r->o->left_out != NULL)
+				json_array_append_new(r->o->left_out, json_string(ids[i]));
+		}
+		json_object_set_new(extra, "left_in_place", a);
+	}
+	free(ids);
+	return run_finish(r, "rolled_back", code, extra);
+}
+
 /* RUN_OK when every undo is done */
 enum run_outcome
 undo_steps(struct run *r)
@@ -123,18 +160,19 @@ undo_steps(struct run *r)
 			break;
 		}
 		if (!undoable(s)) {
-			const char *why = s->type && s->type->read_only ?
-			    "read-only: nothing to undo" : "no undo: the type has none and the step sets none";
+			bool ro = s->type && s->type->read_only;
+			const char *why = ro ? "read-only: nothing to undo" :
+			    "no undo: the type has none and the step sets none; the change is left in place";
+			enum rs_undone what = ro ? RS_NOTHING_TO_UNDO : RS_LEFT_IN_PLACE;
 
-			if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s}", "reason", why))) {
+			if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s,s:s}", "reason", why,
+			    "outcome", rs_undone_word(what)))) {
 				rc = RUN_NEEDS_PERSON;
 				break;
 			}
 			ss->ust = U_SKIPPED;
-			if (!(s->type && s->type->read_only)) {
-				undo_ended(r, i, UNDO_NONE, -1, NULL);
-				r->no_undo++;
-			}
+			ss->undone = what;
+			undo_ended(r, i, ro ? UNDO_NOTHING : UNDO_LEFT, -1, ro ? NULL : why);
 			continue;
 		}
 		const json_t *udata = undo_data_of(r, i);
@@ -146,12 +184,13 @@ undo_steps(struct run *r)
 			if (said == IN_DOUBT_SKIP) {
 				const char *why = "undo in doubt, taken as done by --in-doubt skip";
 
-				if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s,s:b}",
-				    "reason", why, "in_doubt", true))) {
+				if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s,s:b,s:s}",
+				    "reason", why, "in_doubt", true, "outcome", rs_undone_word(RS_UNDONE)))) {
 					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = U_SKIPPED;
+				ss->undone = RS_UNDONE;
 				undo_ended(r, i, UNDO_SKIPPED, -1, why);
 				continue;
 			}
@@ -187,12 +226,17 @@ undo_steps(struct run *r)
 				/* not undone and not decided: undo.failed, so the
 				 * next `zdm rollback` asks again instead of calling
 				 * it done */
-				if (jrec(r, skip ? ev_name(EV_UNDO_SKIPPED) : ev_name(EV_UNDO_FAILED), s->id, 0,
-				    json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true))) {
+				json_t *d = json_pack("{s:s,s:b}", skip ? "reason" : "error", why, "in_doubt", true);
+
+				if (skip)
+					json_object_set_new(d, "outcome", json_string(rs_undone_word(RS_NOTHING_TO_UNDO)));
+				if (jrec(r, skip ? ev_name(EV_UNDO_SKIPPED) : ev_name(EV_UNDO_FAILED), s->id, 0, d)) {
 					rc = RUN_NEEDS_PERSON;
 					break;
 				}
 				ss->ust = skip ? U_SKIPPED : U_FAILED;
+				if (skip)
+					ss->undone = RS_NOTHING_TO_UNDO;
 				undo_ended(r, i, skip ? UNDO_SKIPPED : UNDO_NOT_DONE, -1, why);
 				if (!skip)
 					need_person = true;
@@ -249,8 +293,16 @@ undo_steps(struct run *r)
 				break;
 			}
 			if (urc == 0) {
-				if (jrec(r, ev_name(EV_UNDO_SUCCEEDED), s->id, attempt, json_pack("{s:I}",
-				    "duration_ms", (json_int_t)(zdm_now_ms() - t0))) != 0) {
+				enum rs_undone what = res.undo_said == ZDM_UNDO_LEFT ? RS_LEFT_IN_PLACE :
+				    res.undo_said == ZDM_UNDO_NOTHING ? RS_NOTHING_TO_UNDO : RS_UNDONE;
+				char *why = what != RS_UNDONE && res.undo_why[0] ? redact_str(res.undo_why) : NULL;
+				json_t *d = json_pack("{s:I,s:s}", "duration_ms",
+				    (json_int_t)(zdm_now_ms() - t0), "outcome", rs_undone_word(what));
+
+				if (why != NULL)
+					json_object_set_new(d, "reason", json_string(why));
+				if (jrec(r, ev_name(EV_UNDO_SUCCEEDED), s->id, attempt, d) != 0) {
+					free(why);
 					run_error(r, "the undo of step '%s' ran but could not be recorded; "
 					    "the journal will show it in doubt", s->id);
 					zdm_result_release(&res);
@@ -258,7 +310,10 @@ undo_steps(struct run *r)
 					break;
 				}
 				ss->ust = U_SUCCEEDED;
-				undo_ended(r, i, UNDO_DONE, zdm_now_ms() - t0, NULL);
+				ss->undone = what;
+				undo_ended(r, i, what == RS_LEFT_IN_PLACE ? UNDO_LEFT : what == RS_NOTHING_TO_UNDO ?
+				    UNDO_NOTHING : UNDO_DONE, zdm_now_ms() - t0, why);
+				free(why);
 				done = true;
 			} else {
 				char *msg = redact_str(res.err);

@@ -20,4 +20,14 @@ enum undo_doubt undo_doubt(const struct run *r, size_t i);
  * not answered (callers ask first: undo_doubt) */
 enum run_outcome undo_steps(struct run *r);
 
+/* the ids of the steps the rollback left in place (they changed things and
+ * nothing undid them), in runbook order, NULL-terminated in *ids (the caller
+ * frees the array, not the ids); returns how many */
+size_t left_in_place(const struct run *r, const char ***ids);
+
+/* a rollback that undid all it could: OBS_RUN_ENDED with verdict VD (and
+ * the steps left in place), run.finished "rolled_back" with extra (stolen)
+ * and "left_in_place"; RUN_LEFT_IN_PLACE when it left any, else
+ * RUN_ROLLED_BACK (RUN_OK for VD_UNDONE: zdm rollback) */
+enum run_outcome rolled_back(struct run *r, struct run_event *ev, enum verdict vd, json_t *extra);
 #endif

@@ -17,6 +17,7 @@
 #include "core/observer.h"
 #include "core/runbook.h"
 #include "core/runner.h"
+#include "core/runstate.h"
 #include "zdm/step.h"
 
 enum sstate { S_PENDING, S_STARTED, S_SUCCEEDED, S_FAILED, S_SKIPPED };
@@ -31,6 +32,7 @@ struct stepstate {
 	long start_seq;
 	bool interrupted;	/* in doubt because a signal stopped it */
 	enum ustate ust;
+	enum rs_undone undone;	/* what its rollback did, once it is decided */
 	int undo_attempts;
 	json_t *snapshot;	/* recorded before the step's first attempt */
 	json_t *notes;		/* the step's own events (zdm_note), all attempts */
@@ -54,9 +56,9 @@ struct run {
 	bool failure_pending;	/* failed_step failed for good and zdm stopped
 				 * before on_failure acted (runstate.h) */
 	long last_seq;
-	int no_undo;		/* steps that changed things and have no undo */
 	bool rolling_back_cmd;	/* this process is `zdm rollback` */
 	int planned;		/* dry run: steps that only printed their plan */
+	bool drilled;		/* the failure at hand is --fail-at's, not the step's */
 	bool lock_lost;		/* an append was refused: the run lock is gone (said) */
 	json_t *planned_state;	/* plan and dry run: what the planned steps leave
 				 * (zdm_step_type.plan_from); NULL otherwise */

@@ -340,6 +340,19 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 		return;
 	}
 	eq++;
+	if (*eq == '\0') {
+		/* a typo or an unset shell variable (--var root=$ROOT) must not
+		 * quietly replace the runbook's value with nothing */
+		char *was = json_is_string(old) ? xstrdup(json_string_value(old)) :
+		    json_dumps(old, JSON_ENCODE_ANY | JSON_COMPACT);
+
+		err_at(rb, e, NULL, "--var '%s=': the value is empty; give one (--var %s=VALUE) or "
+		    "leave the flag out to keep the runbook's value '%s' (an empty string on purpose: "
+		    "--var '%s=\"\"')", k, k, was ? was : "", k);
+		free(was);
+		free(k);
+		return;
+	}
 	if (json_is_integer(old)) {
 		char *end;
 		long long n;
@@ -360,7 +373,9 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 		else if (strcmp(eq, "false") == 0)
 			nv = json_false();
 	} else if (json_is_string(old) || json_is_null(old)) {
-		nv = json_string(eq);
+		/* "" (quoted for the shell: --var 'k=""') is the empty string,
+		 * said on purpose */
+		nv = json_string(strcmp(eq, "\"\"") == 0 ? "" : eq);
 	} else {
 		nv = json_loads(eq, JSON_DECODE_ANY, NULL);
 	}
@@ -378,7 +393,7 @@ apply_var_flag(struct runbook *rb, struct yerrs *e, const char *kv)
 static void
 apply_vars_file(struct runbook *rb, struct yerrs *e, const char *file)
 {
-	struct ynode *root = yparse_file(file, file, e);
+	struct ynode *root = yparse_file_as(file, file, "the vars file (--vars-file)", e);
 
 	if (root == NULL)
 		return;
@@ -510,6 +525,22 @@ parse_notify(struct runbook *rb, struct yerrs *e, const struct ynode *n)
 			err_at(rb, e, to, "notify timeout must be from 1ms to 30s: a webhook must not "
 			    "hold up the migration");
 	}
+}
+
+/* what a rollback does about step S, whose params at validate time are P
+ * (NULL when they do not check out) */
+static enum rb_undo_kind
+undo_kind(const struct rb_step *s, const json_t *p)
+{
+	if (s->undo != NULL)
+		return RB_UNDOABLE;
+	if (s->type->read_only)
+		return RB_READ_ONLY;
+	if (s->type->undo == NULL)
+		return RB_NOT_UNDONE;
+	if (s->type->can_undo != NULL && p != NULL && !s->type->can_undo(s->type, p))
+		return RB_NOT_UNDONE;
+	return RB_UNDOABLE;
 }
 
 static struct rb_undo *
@@ -1251,7 +1282,7 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 			    p->timeout_ms);
 
 			static_params(rb, e, ymap_get(p->node, "uses"), p->type, p->with,
-			    p->with_node, what, p->timeout_ms, from);
+			    p->with_node, what, p->timeout_ms, from, NULL);
 			free(what);
 			free(from);
 		}
@@ -1442,10 +1473,13 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 			    !(ymap_get(st->node, "with") != NULL && st->with_node == NULL)) {
 				char *from = timeout_from(rb, ymap_get(st->node, "timeout"), "the step's",
 				    st->timeout_ms);
+				json_t *sp = NULL;
 
 				static_params(rb, errs, ymap_get(st->node, "uses"), st->type,
-				    st->with, st->with_node, what, st->timeout_ms, from);
+				    st->with, st->with_node, what, st->timeout_ms, from, &sp);
 				free(from);
+				st->undo_kind = undo_kind(st, sp);
+				json_decref(sp);
 			}
 			free(what);
 			before[j] = ids[j];	/* an undo sees its own step's outputs */
@@ -1467,7 +1501,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 
 				what = xasprintf("undo of step '%s'", st->id);
 				static_params(rb, errs, ymap_get(st->undo->node, "uses"),
-				    st->undo->type, st->undo->with, st->undo->with_node, what, tmo, from);
+				    st->undo->type, st->undo->with, st->undo->with_node, what, tmo, from, NULL);
 				free(what);
 				free(from);
 			}

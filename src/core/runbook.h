@@ -23,6 +23,14 @@ struct rb_undo {
 	int64_t timeout_ms;
 };
 
+/* what a rollback does about a step, known at validate time */
+enum rb_undo_kind {
+	RB_UNDOABLE,			/* its undo: or its type's undo puts it back */
+	RB_READ_ONLY,			/* it changes nothing: nothing to undo */
+	RB_NOT_UNDONE,			/* it changes things and nothing undoes them:
+					 * a rollback leaves its change in place */
+};
+
 struct rb_step {
 	const struct ynode *node;
 	char *id, *name, *description, *uses;
@@ -40,6 +48,7 @@ struct rb_step {
 	json_t *scope;			/* {"each": item, "inputs": {...}} of a step
 					 * copied by for_each: or brought by include:,
 					 * or NULL (expr_set_scope) */
+	enum rb_undo_kind undo_kind;
 	/* probes only (docs/zdm-runbook.5 PROBES) */
 	bool read_only;			/* its type's, or read_only: true (exec, ssh, http) */
 	json_t *compare;		/* compare: [output, ...], or NULL: every output */

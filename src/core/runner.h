@@ -28,6 +28,9 @@ enum run_outcome {
 				 * goes on */
 	RUN_IN_DOUBT,		/* a step or an undo in doubt, not answered: nothing
 				 * was done; --in-doubt [STEP=]retry|skip */
+	RUN_LEFT_IN_PLACE,	/* rolled back (a failed run, or zdm rollback), every
+				 * undo done, but steps that changed things have no
+				 * undo: their changes stay (run_opts.left_out) */
 };
 
 enum run_mode { MODE_RUN, MODE_DRY_RUN, MODE_PLAN };
@@ -62,6 +65,8 @@ struct run_opts {
 					 * before pausing; 0: pause at once */
 	char *run_id_out;		/* >= 64 bytes or NULL: the run's id, once known */
 	char *status_out;		/* >= 32 bytes or NULL: how the command left the run */
+	json_t *left_out;		/* an array or NULL: gets the ids of the steps a
+					 * rollback left in place (RUN_LEFT_IN_PLACE) */
 	/* the exit code an outcome gives (recorded in run.finished); required */
 	int (*exit_code)(enum run_outcome oc);
 	/* who is told what happens (observer.h), in this order */

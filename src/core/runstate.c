@@ -41,6 +41,88 @@ value(const json_t *data, const char *k)
 	return v != NULL && !json_is_null(v) ? v : NULL;
 }
 
+static const char *const undone_words[] = {
+	[RS_UNDONE] = "undone",
+	[RS_NOTHING_TO_UNDO] = "nothing_to_undo",
+	[RS_LEFT_IN_PLACE] = "left_in_place",
+};
+
+const char *
+rs_undone_word(enum rs_undone u)
+{
+	return u == RS_UNDONE_UNKNOWN ? NULL : undone_words[u];
+}
+
+const char *
+rs_undone_text(enum rs_undone u)
+{
+	static const char *const text[] = {
+		[RS_UNDONE] = "undone",
+		[RS_NOTHING_TO_UNDO] = "nothing to undo",
+		[RS_LEFT_IN_PLACE] = "left in place",
+	};
+
+	return u == RS_UNDONE_UNKNOWN ? NULL : text[u];
+}
+
+size_t
+runstate_left(const struct runstate *st, const char ***ids)
+{
+	size_t n = 0;
+
+	*ids = xcalloc(st->nsteps + 1, sizeof **ids);
+	for (size_t i = 0; i < st->nsteps; i++)
+		if (st->steps[i].undone == RS_LEFT_IN_PLACE)
+			(*ids)[n++] = st->steps[i].id;
+	return n;
+}
+
+/* what an undo.succeeded or undo.skipped says the rollback did */
+enum rs_undone
+rs_undone_of(enum ev e, const json_t *data)
+{
+	const char *w = jstr(data, "outcome"), *why = jstr(data, "reason");
+
+	for (size_t i = 1; w != NULL && i < sizeof undone_words / sizeof undone_words[0]; i++)
+		if (strcmp(w, undone_words[i]) == 0)
+			return (enum rs_undone)i;
+	/* journals from before "outcome" */
+	if (e == EV_UNDO_SUCCEEDED)
+		return RS_UNDONE;
+	if (why != NULL && strncmp(why, "undo in doubt", 13) == 0)
+		return RS_UNDONE;	/* taken as done by --in-doubt skip */
+	if (why != NULL && (strncmp(why, "read-only", 9) == 0 || strstr(why, "nothing to undo") != NULL))
+		return RS_NOTHING_TO_UNDO;
+	return RS_LEFT_IN_PLACE;
+}
+
+char *
+left_text(const char *const *ids, size_t n)
+{
+	struct sbuf sb;
+
+	sb_init(&sb);
+	sb_addf(&sb, "rolled back; %zu step%s that changed things ha%s no undo: ", n,
+	    n == 1 ? "" : "s", n == 1 ? "s" : "ve");
+	for (size_t i = 0; i < n; i++)
+		sb_addf(&sb, "%s%s", i ? ", " : "", ids[i]);
+	return sb_detach(&sb);
+}
+
+char *
+left_in_place_text(const json_t *ids)
+{
+	size_t n = json_array_size(ids);
+	const char **v = xcalloc(n + 1, sizeof *v);
+	char *m;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_string_value(json_array_get(ids, i));
+	m = left_text(v, n);
+	free(v);
+	return m;
+}
+
 static void
 fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
     const json_t *rec, const json_t *data, size_t k)
@@ -122,6 +204,9 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		break;
 	case EV_UNDO_SUCCEEDED:
 		s->undo = RS_UNDO_SUCCEEDED;
+		s->undone = rs_undone_of(e, data);
+		if (jstr(data, "reason") != NULL)
+			s->undo_msg = jstr(data, "reason");
 		break;
 	case EV_UNDO_FAILED:
 		s->undo = RS_UNDO_FAILED;
@@ -131,6 +216,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 	case EV_UNDO_SKIPPED:
 		s->undo = RS_UNDO_SKIPPED;
 		s->undo_msg = jstr(data, "reason");
+		s->undone = rs_undone_of(e, data);
 		break;
 	case EV_APPROVAL_REQUESTED:
 		s->approval = e;
@@ -217,7 +303,8 @@ fold_run(struct runstate *st, const char *name, enum ev e, const json_t *rec,
 			st->finished_ms += json_integer_value(json_object_get(data, "duration_ms"));
 		break;
 	case EV_UNDO_SUCCEEDED:
-		st->undone++;
+		if (rs_undone_of(e, data) == RS_UNDONE)
+			st->undone++;
 		break;
 	default:
 		break;

@@ -36,6 +36,29 @@ enum rs_phase { RS_PENDING, RS_STARTED, RS_SUCCEEDED, RS_FAILED, RS_SKIPPED };
 /* its undo, by its last undo. record; RS_UNDO_STARTED is an undo in doubt */
 enum rs_undo { RS_UNDO_NONE, RS_UNDO_STARTED, RS_UNDO_SUCCEEDED, RS_UNDO_FAILED, RS_UNDO_SKIPPED };
 
+/* what its rollback did, by its last undo.succeeded or undo.skipped (the
+ * "outcome" they record; older journals: by their event and reason) */
+enum rs_undone {
+	RS_UNDONE_UNKNOWN,	/* no such record */
+	RS_UNDONE,		/* "undone": its undo put back what it changed */
+	RS_NOTHING_TO_UNDO,	/* "nothing_to_undo": nothing of it stays (read-only,
+				 * or it changed nothing) */
+	RS_LEFT_IN_PLACE,	/* "left_in_place": it changed things and nothing
+				 * undid them */
+};
+/* the journal's word for u ("undone", ...), or NULL for RS_UNDONE_UNKNOWN */
+const char *rs_undone_word(enum rs_undone u);
+/* in words for people ("undone", "nothing to undo", "left in place"), or NULL */
+const char *rs_undone_text(enum rs_undone u);
+/* what an undo.succeeded or undo.skipped record (event e, data) says */
+enum rs_undone rs_undone_of(enum ev e, const json_t *data);
+
+/* "rolled back; N steps that changed things have no undo: a, b" for the
+ * steps a rollback left in place (ids, n > 0), as every report says it;
+ * malloc'd.  left_in_place_text: the same from a JSON array of ids. */
+char *left_text(const char *const *ids, size_t n);
+char *left_in_place_text(const json_t *ids);
+
 struct rs_step {
 	const char *id;
 	const char *last_event;	/* its last record's event, but for rollback.started,
@@ -59,7 +82,9 @@ struct rs_step {
 	enum rs_undo undo;
 	int undo_attempt;	/* of its last undo.started */
 	bool undo_failed;	/* an undo.failed, whatever came after */
-	const char *undo_msg;	/* the last undo.failed error or undo.skipped reason */
+	const char *undo_msg;	/* the last undo.failed error, or undo.skipped or
+				 * undo.succeeded reason */
+	enum rs_undone undone;
 	int64_t undo_ms;
 	enum ev approval;	/* its last approval. note: requested, granted, denied */
 	const char *approval_by;	/* who decided it */
@@ -118,7 +143,8 @@ struct runstate {
 				 * on_failure acted (failed_step, failure say which) */
 	struct rs_pause pause;
 	struct rs_wait wait;
-	long undone;		/* undo.succeeded records */
+	long undone;		/* undo.succeeded records that undid something
+				 * (outcome "undone") */
 	struct rs_step *steps;	/* in the order the journal first names them */
 	size_t nsteps;
 	size_t bad_rec;		/* the first record the fold could not place, or RS_NONE */
@@ -132,6 +158,10 @@ struct runstate {
  */
 int runstate_fold(const struct jlog *log, struct runstate *st, char **err);
 void runstate_release(struct runstate *st);
+
+/* the steps the rollback left in place, in the order the journal first
+ * names them, into *ids (NULL-terminated; the caller frees the array) */
+size_t runstate_left(const struct runstate *st, const char ***ids);
 
 /* the step named ID, or NULL */
 const struct rs_step *runstate_step(const struct runstate *st, const char *id);

@@ -260,12 +260,16 @@ contract_diags(lua_State *L, int r, struct zdm_diag *d)
 
 /*
  * What run() or undo() returned, at r and r + 1: nil | {outputs=, undo_data=}
- * for success, or nil, message | false for failure.
+ * for success, or nil, message | false for failure.  undo() may say instead
+ * that it put nothing back: {left_in_place = "why"} (the change stays) or
+ * {nothing_to_undo = "why"} (nothing of the step's stays).
  */
 int
 contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 {
 	static const char *const fields[] = { "outputs", "undo_data", NULL };
+	static const char *const undo_fields[] = { "outputs", "undo_data", "left_in_place", "nothing_to_undo", NULL };
+	bool undoing = strcmp(fn, "undo") == 0;
 	json_t *out = NULL, *undo = NULL;
 	char *err = NULL;
 	const char *dym;
@@ -281,23 +285,47 @@ contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 		return -1;
 	}
 	if (!lua_istable(L, r)) {
-		zdm_fail(res, "%s() returned a %s (expected nil or {outputs = ..., undo_data = ...})",
-		    fn, luaL_typename(L, r));
+		zdm_fail(res, "%s() returned a %s (expected %s)", fn, luaL_typename(L, r), undoing ?
+		    "nil, {outputs = ...}, {left_in_place = WHY} or {nothing_to_undo = WHY}" :
+		    "nil or {outputs = ..., undo_data = ...}");
 		return -1;
 	}
 	lua_pushnil(L);
 	while (lua_next(L, r) != 0) {
 		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		const char *const *known = undoing ? undo_fields : fields;
+		bool ok = false;
 
-		if (k == NULL || (strcmp(k, "outputs") != 0 && strcmp(k, "undo_data") != 0)) {
-			dym = k != NULL ? did_you_mean(k, fields) : NULL;
+		for (size_t i = 0; k != NULL && known[i] != NULL; i++)
+			ok = ok || strcmp(k, known[i]) == 0;
+		if (!ok) {
+			dym = k != NULL ? did_you_mean(k, known) : NULL;
 			zdm_fail(res, "%s() returned an unknown field '%s'%s%s%s", fn,
 			    k != NULL ? k : luaL_typename(L, -2),
-			    dym ? " (did you mean '" : " (expected outputs, undo_data",
+			    dym ? " (did you mean '" : undoing ?
+			    " (expected outputs, left_in_place, nothing_to_undo" :
+			    " (expected outputs, undo_data",
 			    dym ? dym : "", dym ? "'?)" : ")");
 			return -1;
 		}
 		lua_pop(L, 1);
+	}
+	if (undoing) {
+		int left = lua_getfield(L, r, "left_in_place");
+		int none = lua_getfield(L, r, "nothing_to_undo");
+
+		if ((left != LUA_TNIL && left != LUA_TSTRING) || (none != LUA_TNIL && none != LUA_TSTRING) ||
+		    (left != LUA_TNIL && none != LUA_TNIL)) {
+			zdm_fail(res, "undo(): left_in_place or nothing_to_undo: one of them, "
+			    "a string that says why");
+			return -1;
+		}
+		if (left != LUA_TNIL || none != LUA_TNIL) {
+			res->undo_said = left != LUA_TNIL ? ZDM_UNDO_LEFT : ZDM_UNDO_NOTHING;
+			snprintf(res->undo_why, sizeof res->undo_why, "%s",
+			    lua_tostring(L, left != LUA_TNIL ? -2 : -1));
+		}
+		lua_pop(L, 2);
 	}
 	lua_getfield(L, r, "outputs");
 	oi = lua_gettop(L);

@@ -64,7 +64,8 @@ struct plugin {
 	struct zdm_rename *renamed;	/* `renamed = {old = "new"}` */
 	size_t nrenamed;
 	bool read_only, idempotent;
-	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot, ref_check;	/* registry refs */
+	int ref_run, ref_validate, ref_plan, ref_undo, ref_snapshot, ref_check,
+	    ref_can_undo;	/* registry refs */
 	size_t mem, mem_limit;
 	const char *const *search;	/* plugin path, for zdm.lib; load only */
 	bool loading;			/* the plugin file's top level is running */
@@ -92,6 +93,7 @@ struct call {
 	struct zdm_result *res;
 	struct zdm_diag *diag;
 	char *plan;
+	bool yes;			/* can_undo() */
 	int rc;
 };
 
@@ -421,6 +423,10 @@ lh_load_body(lua_State *L)
 	p->ref_undo = lh_optfunc(L, p, t, "undo", false);
 	p->ref_snapshot = lh_optfunc(L, p, t, "snapshot", false);
 	p->ref_check = lh_optfunc(L, p, t, "check", false);
+	p->ref_can_undo = lh_optfunc(L, p, t, "can_undo", false);
+	if (p->ref_can_undo != LUA_NOREF && p->ref_undo == LUA_NOREF)
+		return luaL_error(L, "%s: 'can_undo' without 'undo': there is no undo to ask about",
+		    p->path);
 
 	ty = lua_getfield(L, t, "params");
 	if (ty == LUA_TTABLE)
@@ -529,6 +535,38 @@ static char *
 lh_plan(const struct zdm_step_type *t, const json_t *params)
 {
 	return lh_plan_from(t, params, NULL);
+}
+
+static int
+lh_can_undo_body(lua_State *L)
+{
+	struct call *c = lua_touserdata(L, 1);
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+	contract_push_params(L, c->params);
+	lua_call(L, 1, 1);
+	if (!lua_isboolean(L, -1))
+		return luaL_error(L, "can_undo() must return true or false, got %s",
+		    luaL_typename(L, -1));
+	c->yes = lua_toboolean(L, -1);
+	return 0;
+}
+
+/* can_undo(params): a plugin that fails to say is taken at its word that
+ * it has an undo (validate() reports what is wrong with the params) */
+static bool
+lh_can_undo(const struct zdm_step_type *t, const json_t *params)
+{
+	struct plugin *p = t->impl;
+	struct call c = {
+		.p = p, .fn = "can_undo", .ref = p->ref_can_undo, .params = params, .yes = true,
+	};
+	char msg[1024];
+
+	if (lh_pcall(p, lh_can_undo_body, &c, zdm_now_ms() + LH_STATIC_MS, msg,
+	    sizeof msg) != LUA_OK)
+		return true;
+	return c.yes;
 }
 
 static int
@@ -735,6 +773,7 @@ luahost_load_from(const char *name, const char *path,
 	p->path = xstrdup(path);
 	p->ref_run = p->ref_validate = p->ref_plan = p->ref_undo = p->ref_snapshot = LUA_NOREF;
 	p->ref_check = LUA_NOREF;
+	p->ref_can_undo = LUA_NOREF;
 	if (lh_mem_limit(&p->mem_limit, err) == -1)
 		goto fail;
 	p->L = lua_newstate(lh_alloc, p);
@@ -775,6 +814,7 @@ luahost_load_from(const char *name, const char *path,
 	t->run = lh_run;
 	t->undo = p->ref_undo != LUA_NOREF ? lh_undo : NULL;
 	t->snapshot = p->ref_snapshot != LUA_NOREF ? lh_snapshot : NULL;
+	t->can_undo = p->ref_can_undo != LUA_NOREF ? lh_can_undo : NULL;
 	t->impl = p;
 	t->free_impl = lh_free_impl;
 	return t;

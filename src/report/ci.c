@@ -22,6 +22,7 @@
 #include "base/util.h"
 #include "core/observer.h"
 #include "core/runbook.h"
+#include "core/runstate.h"
 #include "report/ci.h"
 #include "report/junit.h"
 
@@ -186,9 +187,20 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 		break;
 	case OBS_RUN_ENDED:
 		switch (ev->end.verdict) {
+		case VD_UNDONE:
 		case VD_ROLLED_BACK:
-			annotate_step(ev, "warning", step, "zdm: rolled back", "every completed step "
-			    "with an undo was undone; the system is back where it started");
+			if (ev->end.nleft > 0) {
+				m = left_text(ev->end.left, ev->end.nleft);
+				annotate_step(ev, "error", step, "zdm: rolled back, changes left in place", m);
+				free(m);
+				for (size_t k = 0; k < ev->end.nleft; k++)
+					annotate_step(ev, "warning", ev->end.left[k], "zdm: left in place",
+					    "this step changed things and has no undo: the rollback left its "
+					    "change in place");
+			} else if (ev->end.verdict == VD_ROLLED_BACK) {
+				annotate_step(ev, "warning", step, "zdm: rolled back", "every completed step "
+				    "with an undo was undone; the system is back where it started");
+			}
 			break;
 		case VD_WAITING_APPROVAL:
 			m = xasprintf("waiting for approval: zdm approve %s %s, then zdm resume %s",

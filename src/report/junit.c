@@ -177,10 +177,14 @@ junit_write(const char *out, const struct runbook *rb, struct store *s, const ch
 	int64_t total;
 	char t[48];
 	int rc;
+	const char **left = xcalloc(rb->nsteps + 1, sizeof *left);	/* left in place */
+	size_t nleft = 0;
 
 	memset(&log, 0, sizeof log);
-	if (store_read(s, ref, &log, err) != 0)
+	if (store_read(s, ref, &log, err) != 0) {
+		free(left);
 		return -1;
+	}
 	runstate_fold(&log, &st, NULL);
 	status = status_of(&st);
 	run = st.run_id != NULL ? st.run_id : "";
@@ -224,9 +228,11 @@ junit_write(const char *out, const struct runbook *rb, struct store *s, const ch
 
 			secs(u, sizeof u, s->undo_ms);
 			sb_addf(&so, "rollback: %s%s%s (%ss)\n",
-			    s->undo == RS_UNDO_SUCCEEDED ? "undone" :
 			    s->undo == RS_UNDO_FAILED ? "undo FAILED" :
-			    s->undo == RS_UNDO_SKIPPED ? "not undone" : "undo in doubt",
+			    s->undo == RS_UNDO_STARTED ? "undo in doubt" :
+			    s->undone == RS_LEFT_IN_PLACE ? "left in place" :
+			    s->undone == RS_NOTHING_TO_UNDO ? "nothing to undo" :
+			    s->undone == RS_UNDONE ? "undone" : "not undone",
 			    s->undo_msg ? ": " : "", s->undo_msg ? s->undo_msg : "", u);
 		}
 		switch (s->phase) {
@@ -271,6 +277,15 @@ junit_write(const char *out, const struct runbook *rb, struct store *s, const ch
 			sb_adds(&cases, "/>\n");
 			errors++;
 		}
+		if (s->undone == RS_LEFT_IN_PLACE && s->undo != RS_UNDO_STARTED &&
+		    s->undo != RS_UNDO_FAILED) {
+			sb_adds(&cases, "      <error type=\"left_in_place\"");
+			attr(&cases, "message", "this step changed things and has no undo: the rollback "
+			    "left its change in place");
+			sb_adds(&cases, "/>\n");
+			errors++;
+			left[nleft++] = id;
+		}
 		sb_adds(&cases, "      <system-out>");
 		xml_escape(&cases, so.buf, false);
 		sb_adds(&cases, "</system-out>\n    </testcase>\n");
@@ -293,6 +308,13 @@ junit_write(const char *out, const struct runbook *rb, struct store *s, const ch
 	attr(&sb, "value", status);
 	sb_adds(&sb, "/>\n      <property name=\"zdm.runbook\"");
 	attr(&sb, "value", rb->path);
+	if (nleft > 0) {
+		char *m = left_text(left, nleft);
+
+		sb_adds(&sb, "/>\n      <property name=\"zdm.left_in_place\"");
+		attr(&sb, "value", m);
+		free(m);
+	}
 	sb_adds(&sb, "/>\n    </properties>\n");
 	sb_add(&sb, cases.buf, cases.len);
 	sb_adds(&sb, "  </testsuite>\n</testsuites>\n");
@@ -304,6 +326,7 @@ junit_write(const char *out, const struct runbook *rb, struct store *s, const ch
 		free(red);
 	}
 	sb_release(&sb);
+	free(left);
 	runstate_release(&st);
 	jlog_release(&log);
 	return rc;

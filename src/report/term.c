@@ -8,6 +8,7 @@
  * shown.  Elsewhere (a pipe, a CI log) each step says "running" on a line
  * of its own and each progress text is a line too.
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "base/util.h"
 #include "core/observer.h"
 #include "core/runbook.h"
+#include "core/runstate.h"
 #include "report/term.h"
 #include "zdm/step.h"
 
@@ -31,7 +33,6 @@
 #define YELLOW	"\033[33m"
 #define CYAN	"\033[36m"
 
-#define NO_UNDO_NOTE " (steps marked 'no undo' above were left as they are)"
 
 void
 term_view_init(struct term_view *tv, bool json)
@@ -284,10 +285,25 @@ plan_step(const struct term_view *tv, const struct run_event *ev)
 		say(tv, "      undo: %s restores what it recorded\n", s->uses);
 		break;
 	case PLAN_UNDO_NONE:
-		say(tv, "      undo: none\n");
+		say(tv, "      undo: none: a rollback leaves this change in place\n");
 		break;
 	case PLAN_UNDO_READ_ONLY:
 		break;
+	}
+	if (ev->plan.i + 1 == ev->rb->nsteps) {
+		/* what a rollback of this plan would leave behind */
+		struct sbuf sb;
+		size_t n = 0;
+
+		sb_init(&sb);
+		for (size_t i = 0; i < ev->rb->nsteps; i++)
+			if (ev->rb->steps[i].undo_kind == RB_NOT_UNDONE)
+				sb_addf(&sb, "%s%s", n++ ? ", " : "", ev->rb->steps[i].id);
+		if (n > 0)
+			say(tv, "%zu step%s that change%s things ha%s no undo: %s (a rollback leaves %s in place)\n",
+			    n, n == 1 ? "" : "s", n == 1 ? "s" : "", n == 1 ? "s" : "ve", sb.buf,
+			    n == 1 ? "its change" : "their changes");
+		sb_release(&sb);
 	}
 }
 
@@ -338,7 +354,8 @@ undo_ended(const struct term_view *tv, const struct run_event *ev)
 	static const struct { const char *word, *color; } w[] = {
 		[UNDO_DONE] = { "undone", GREEN },
 		[UNDO_FAILED] = { "undo failed", RED },
-		[UNDO_NONE] = { "no undo", DIM },
+		[UNDO_LEFT] = { "left in place", YELLOW },
+		[UNDO_NOTHING] = { "nothing to undo", DIM },
 		[UNDO_NOT_DONE] = { "not undone", RED },
 		[UNDO_SKIPPED] = { "skipped", RED },
 	};
@@ -400,6 +417,36 @@ in_doubt(const struct term_view *tv, const struct run_event *ev)
 	sb_release(&again);
 }
 
+/* a signal as people know it: "SIGINT" (Ctrl-C), "SIGTERM" (kill) */
+static const char *
+sig_name(int sig, char *buf, size_t size)
+{
+	switch (sig) {
+	case SIGINT: return "SIGINT";
+	case SIGTERM: return "SIGTERM";
+	case SIGHUP: return "SIGHUP";
+	case SIGQUIT: return "SIGQUIT";
+	}
+	snprintf(buf, size, "signal %d", sig);
+	return buf;
+}
+
+/* the last line of a rollback that left changes: which steps, and that
+ * the system is not back where it started */
+static void
+left_in_place(const struct term_view *tv, const struct run_event *ev)
+{
+	char *m;
+
+	if (ev->end.nleft == 0)
+		return;
+	m = left_text(ev->end.left, ev->end.nleft);
+	say(tv, "%s%s%s (left in place, not back where it started: put %s back by hand or "
+	    "accept %s)\n", c(tv, RED), m, c(tv, RESET), ev->end.nleft == 1 ? "it" : "them",
+	    ev->end.nleft == 1 ? "it" : "them");
+	free(m);
+}
+
 static void
 ended(const struct term_view *tv, const struct run_event *ev)
 {
@@ -421,6 +468,14 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		say(tv, "dry run: step '%s' failed: %s\n", step, why);
 		break;
 	case VD_PAUSED:
+		if (ev->end.drill) {
+			/* the step itself succeeded: there is nothing to retry */
+			say(tv, "%spaused%s at the failure forced after step '%s' (--fail-at; on_failure: pause); "
+			    "'%s' itself succeeded.\n"
+			    "  go on with the next step: zdm resume %s\n  or undo:                  zdm rollback %s\n",
+			    c(tv, YELLOW), c(tv, RESET), step, step, id, id);
+			break;
+		}
 		say(tv, "%spaused%s after step '%s' failed (on_failure: pause).\n"
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, id, id);
@@ -431,12 +486,19 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    ev->rb->name, id, id);
 		break;
 	case VD_ABORTED:
+		if (ev->end.drill) {
+			say(tv, "%saborted%s at the failure forced after step '%s' (--fail-at; on_failure: abort): "
+			    "nothing was undone.\n  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET),
+			    step, id);
+			break;
+		}
 		say(tv, "%saborted%s after step '%s' failed (on_failure: abort): nothing was undone.\n"
 		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
 		break;
 	case VD_ROLLED_BACK:
-		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone%s.\n",
-		    c(tv, YELLOW), c(tv, RESET), step, why, ev->end.no_undo ? NO_UNDO_NOTE : "");
+		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone.\n",
+		    c(tv, YELLOW), c(tv, RESET), step, why);
+		left_in_place(tv, ev);
 		break;
 	case VD_ROLLBACK_INCOMPLETE:
 		say(tv, "%sROLLBACK INCOMPLETE%s: step '%s' failed and not every step could be undone.\n"
@@ -444,21 +506,22 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    c(tv, RESET), step, id, id);
 		break;
 	case VD_UNDONE:
-		say(tv, "%srolled back%s: run %s; every completed step with an undo was undone%s.\n",
-		    c(tv, GREEN), c(tv, RESET), id, ev->end.no_undo ? NO_UNDO_NOTE : "");
+		say(tv, "%srolled back%s: run %s; every completed step with an undo was undone.\n",
+		    c(tv, GREEN), c(tv, RESET), id);
+		left_in_place(tv, ev);
 		break;
 	case VD_UNDO_INCOMPLETE:
 		say(tv, "%sROLLBACK INCOMPLETE%s: see zdm log %s\n", c(tv, RED), c(tv, RESET), id);
 		break;
 	case VD_INTERRUPTED:
 		if (ev->end.rolling_back)
-			say(tv, "\n%sinterrupted%s by %s during the rollback; the journal is consistent.\n"
+			say(tv, "\n%sinterrupted%s (%s) during the rollback; the journal is consistent.\n"
 			    "  continue the rollback: zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
-			    strsignal(ev->end.signal), id);
+			    sig_name(ev->end.signal, d, sizeof d), id);
 		else
-			say(tv, "\n%sinterrupted%s by %s; the journal is consistent.\n  continue: zdm resume %s\n"
+			say(tv, "\n%sinterrupted%s (%s); the journal is consistent.\n  continue: zdm resume %s\n"
 			    "  or undo:  zdm rollback %s\n", c(tv, YELLOW), c(tv, RESET),
-			    strsignal(ev->end.signal), id, id);
+			    sig_name(ev->end.signal, d, sizeof d), id, id);
 		break;
 	case VD_WAITING_APPROVAL:
 		say(tv, "%spaused%s: waiting for approval: zdm approve %s %s, then zdm resume %s\n"

@@ -771,6 +771,13 @@ mark_hosts(const json_t *lists, const struct sshc_target *tg, size_t n, bool *fl
 					flag[k] = true;
 }
 
+/* without an undo command a rollback leaves the hosts as they are */
+static bool
+ssh_can_undo(const struct zdm_step_type *t, const json_t *p)
+{
+	return json_object_get(p, "undo") != NULL;
+}
+
 static int
 ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     const json_t *undo_data, struct zdm_result *res)
@@ -790,7 +797,9 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	if (tg == NULL) {
 		if (u == NULL) {	/* nothing would run anyway */
 			free(err);
-			zdm_progress(ctx, "no undo command: nothing run on the hosts");
+			res->undo_said = ZDM_UNDO_LEFT;
+			snprintf(res->undo_why, sizeof res->undo_why,
+			    "no undo command: what the command changed on the hosts is left in place");
 			return 0;
 		}
 		zdm_fail(res, "%s", err ? err : "no hosts");
@@ -849,7 +858,19 @@ ssh_undo(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			    nu, nu == 1 ? "" : "s", sb.buf, nu == 1 ? "it" : "them");
 			rc = -1;
 		} else {
-			zdm_progress(ctx, "no undo command: nothing run on the hosts");
+			size_t nok = 0;
+
+			for (size_t k = 0; k < n; k++)
+				nok += ok[k];
+			/* the command ran nowhere (refused host keys, no connection):
+			 * nothing of it stays */
+			res->undo_said = nok > 0 ? ZDM_UNDO_LEFT : ZDM_UNDO_NOTHING;
+			if (nok > 0)
+				snprintf(res->undo_why, sizeof res->undo_why, "no undo command: what the "
+				    "command changed on %zu host%s is left in place", nok, nok == 1 ? "" : "s");
+			else
+				snprintf(res->undo_why, sizeof res->undo_why,
+				    "the command succeeded on no host");
 		}
 		sb_release(&sb);
 		goto out;
@@ -924,4 +945,5 @@ const struct zdm_step_type zdm_step_ssh = {
 	ZDM_PARAMS(ssh_params),
 	.validate = ssh_validate, .plan = ssh_plan, .run = ssh_run, .undo = ssh_undo,
 	.check = ssh_check,
+	.can_undo = ssh_can_undo,
 };

@@ -273,6 +273,62 @@ unusable(void)
 	jlog_release(&log);
 }
 
+/* what each undo did: "outcome" as recorded, and inferred for journals
+ * written before it was */
+static void
+undo_outcomes(void)
+{
+	const char *j[] = {
+		STARTED,
+		"{\"event\":\"step.started\",\"step\":\"a\",\"attempt\":1,\"data\":{}}",
+		"{\"event\":\"step.succeeded\",\"step\":\"a\",\"attempt\":1,\"data\":{\"undo_data\":null}}",
+		"{\"event\":\"step.started\",\"step\":\"b\",\"attempt\":1,\"data\":{}}",
+		"{\"event\":\"step.succeeded\",\"step\":\"b\",\"attempt\":1,\"data\":{\"undo_data\":null}}",
+		"{\"event\":\"step.started\",\"step\":\"c\",\"attempt\":1,\"data\":{}}",
+		"{\"event\":\"step.succeeded\",\"step\":\"c\",\"attempt\":1,\"data\":{\"undo_data\":null}}",
+		"{\"event\":\"step.started\",\"step\":\"d\",\"attempt\":1,\"data\":{}}",
+		"{\"event\":\"step.succeeded\",\"step\":\"d\",\"attempt\":1,\"data\":{\"undo_data\":null}}",
+		"{\"event\":\"step.started\",\"step\":\"e\",\"attempt\":1,\"data\":{}}",
+		"{\"event\":\"step.succeeded\",\"step\":\"e\",\"attempt\":1,\"data\":{\"undo_data\":null}}",
+		"{\"event\":\"rollback.started\",\"data\":{\"reason\":\"zdm rollback\"}}",
+		"{\"event\":\"undo.started\",\"step\":\"e\",\"attempt\":1,\"data\":{\"uses\":\"t\"}}",
+		"{\"event\":\"undo.succeeded\",\"step\":\"e\",\"attempt\":1,\"data\":{\"duration_ms\":1,"
+		    "\"outcome\":\"left_in_place\",\"reason\":\"no undo_sql\"}}",
+		"{\"event\":\"undo.skipped\",\"step\":\"d\",\"data\":{\"reason\":\"read-only: nothing to undo\"}}",
+		"{\"event\":\"undo.skipped\",\"step\":\"c\",\"data\":{\"reason\":\"no undo: the type has none and the step sets none\"}}",
+		"{\"event\":\"undo.started\",\"step\":\"b\",\"attempt\":1,\"data\":{\"uses\":\"t\"}}",
+		"{\"event\":\"undo.succeeded\",\"step\":\"b\",\"attempt\":1,\"data\":{\"duration_ms\":1}}",
+		"{\"event\":\"undo.skipped\",\"step\":\"a\",\"data\":{\"reason\":\"x\",\"outcome\":\"nothing_to_undo\"}}",
+		NULL,
+	};
+	struct jlog log;
+	struct runstate st;
+	const char **left;
+	size_t n;
+
+	records(&log, j);
+	check(runstate_fold(&log, &st, NULL) == 0, "undo outcomes: folds");
+	check(runstate_step(&st, "e")->undone == RS_LEFT_IN_PLACE &&
+	    same(runstate_step(&st, "e")->undo_msg, "no undo_sql"), "undo outcomes: recorded left_in_place, why");
+	check(runstate_step(&st, "d")->undone == RS_NOTHING_TO_UNDO, "undo outcomes: an older read-only skip");
+	check(runstate_step(&st, "c")->undone == RS_LEFT_IN_PLACE, "undo outcomes: an older no-undo skip");
+	check(runstate_step(&st, "b")->undone == RS_UNDONE, "undo outcomes: an older undo.succeeded");
+	check(runstate_step(&st, "a")->undone == RS_NOTHING_TO_UNDO, "undo outcomes: recorded nothing_to_undo");
+	n = runstate_left(&st, &left);
+	check(n == 2 && same(left[0], "c") && same(left[1], "e") && left[2] == NULL,
+	    "undo outcomes: the steps left in place, in journal order");
+	{
+		char *m = left_text(left, n);
+
+		check(same(m, "rolled back; 2 steps that changed things have no undo: c, e"),
+		    "undo outcomes: in words");
+		free(m);
+	}
+	free(left);
+	runstate_release(&st);
+	jlog_release(&log);
+}
+
 int
 unit_runstate(void)
 {
@@ -282,6 +338,7 @@ unit_runstate(void)
 	undo_in_doubt();
 	paused_approval();
 	finished_rollback();
+	undo_outcomes();
 	unusable();
 	return failed;
 }

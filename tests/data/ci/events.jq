@@ -42,12 +42,17 @@ def data_fields:
   elif .event == "step.failed" then
     stepped + [ req($d; "error"; str), opt($d; "will_retry"; bool), opt($d; "timed_out"; bool),
       opt($d; "duration_ms"; isint and . >= 0), opt($d; "needs_decision"; bool) ]
-  elif .event == "step.skipped" or .event == "undo.skipped" then
+  elif .event == "step.skipped" then
     stepped + [ req($d; "reason"; str) ]
+  elif .event == "undo.skipped" then
+    stepped + [ req($d; "reason"; str), req($d; "outcome"; IN("undone", "nothing_to_undo", "left_in_place")),
+      opt($d; "in_doubt"; bool) ]
   elif .event == "step.interrupted" then
     stepped + [ req($d; "error"; str), req($d; "signal"; isint) ]
   elif .event == "undo.started" then stepped + [ req($d; "uses"; str) ]
-  elif .event == "undo.succeeded" then stepped + [ req($d; "duration_ms"; isint and . >= 0) ]
+  elif .event == "undo.succeeded" then
+    stepped + [ req($d; "duration_ms"; isint and . >= 0),
+      req($d; "outcome"; IN("undone", "nothing_to_undo", "left_in_place")), opt($d; "reason"; str) ]
   elif .event == "undo.failed" then stepped + [ req($d; "error"; str) ]
   elif .event == "rollback.started" then [ req($d; "reason"; str), opt(.; "step"; str) ]
   elif .event == "run.paused" then
@@ -56,8 +61,8 @@ def data_fields:
   elif .event == "run.interrupted" then [ req($d; "signal"; isint) ]
   elif .event == "run.finished" then
     [ req($d; "status"; IN("succeeded", "failed", "rolled_back", "rollback_failed", "aborted")),
-      req($d; "exit_code"; isint and . >= 0 and . <= 5), req($d; "duration_ms"; isint and . >= 0),
-      opt($d; "failed_step"; str), opt($d; "error"; str) ]
+      req($d; "exit_code"; isint and . >= 0 and . <= 6), req($d; "duration_ms"; isint and . >= 0),
+      opt($d; "failed_step"; str), opt($d; "error"; str), opt($d; "left_in_place"; arr) ]
   elif .event == "approval.requested" then
     stepped + [ req($d; "message"; str), req($d; "approvers"; arr), req($d; "timeout_ms"; isint),
       req($d; "at"; iso), req($d; "at_ms"; isint) ]
@@ -80,8 +85,9 @@ def data_fields:
 def check:
   ( [ req(.; "v"; . == 1), req(.; "event"; str), req(.; "ts"; iso) ]
     + if .event == "exit" then
-        [ req(.; "exit_code"; isint and . >= 0 and . <= 5), req(.; "status"; str),
-          req(.; "command"; str), opt(.; "run"; str) ]
+        [ req(.; "exit_code"; isint and . >= 0 and . <= 6), req(.; "status"; str),
+          req(.; "command"; str), opt(.; "run"; str), opt(.; "left_in_place"; arr),
+          opt(.; "message"; str) ]
       elif .event == "validation.error" then
         [ req(.; "message"; str), req(.; "line"; isint), req(.; "col"; isint), opt(.; "file"; str) ]
       else journal_fields + data_fields end )
