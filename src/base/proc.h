@@ -28,6 +28,12 @@ struct proc_opts {
 	int64_t deadline_ms;	/* monotonic; 0 = none */
 	int64_t kill_grace_ms;	/* SIGTERM -> SIGKILL delay */
 	size_t cap;		/* bytes kept per stream */
+	/* each line the command prints as it comes (stream 1 stdout, 2
+	 * stderr), without its newline and not redacted; a line longer than
+	 * 4 KiB comes in pieces, a last line without newline at the end.
+	 * Every line is handed on, whatever cap keeps.  NULL = none */
+	void (*on_line)(void *arg, int stream, const char *line);
+	void *line_arg;
 };
 
 struct proc_result {

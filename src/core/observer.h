@@ -30,6 +30,8 @@ enum run_event_kind {
 	OBS_STEP_RUNNING,	/* .step (i, attempt): its run() is called now */
 	OBS_STEP_RETURNED,	/* .step (i): its run() has returned */
 	OBS_PROGRESS,		/* .progress: a step's live state (zdm_progress) */
+	OBS_OUTPUT,		/* .output: a line a step's command printed, or a
+				 * plugin's log line (zdm_output), redacted */
 	OBS_STEP_ENDED,		/* .step: how an attempt (retry) or the step ended */
 	OBS_STEP_RERUN,		/* .step (i): resume runs a step in doubt again */
 	OBS_NOTE,		/* .text: a line for people (a --fail-at drill) */
@@ -156,6 +158,11 @@ struct run_event {
 			const char *step;
 			const char *text;
 		} progress;
+		struct {
+			const char *step;
+			const char *stream;	/* "stdout", "stderr" or "log" */
+			const char *text;	/* one line, no newline */
+		} output;
 		struct {
 			const char *step;
 			const char *why;

@@ -337,10 +337,8 @@ fan_line(struct fan *f, bool final)
 		return;
 	}
 	zdm_progress(f->ctx, "%s", line);
-	if (f->tty && f->ctx->progress != NULL) {
-		fprintf(stderr, "\r\033[K        %s: %s\n", f->ctx->step_id, line);
-		fflush(stderr);
-	}
+	if (f->tty)	/* a line of its own: the terminal keeps it off its live line */
+		zdm_output(f->ctx, "log", line);
 }
 
 static void
