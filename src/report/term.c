@@ -581,7 +581,7 @@ undo_ended(const struct term_view *tv, const struct run_event *ev)
 	};
 	enum undo_end e = ev->step.undo;
 
-	if (tv->level == TERM_QUIET && (e == UNDO_DONE || e == UNDO_NONE))
+	if (tv->level == TERM_QUIET && e == UNDO_DONE)	/* "no undo": left changed, the verdict names them */
 		return;
 	show_step(tv, ev->rb, ev->step.i, w[e].word, w[e].color, ev->step.ms, ev->step.text);
 }
