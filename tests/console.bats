@@ -58,7 +58,7 @@ steps:
     name: a plugin step that logs while the spinner turns beside its long, long name
     uses: t.logger
   - id: soak
-    name: soak under load while the error rate is watched, a name long enough to wrap twice at sixty
+    name: 負荷をかけたままエラー率を見守る、六十桁で二度折り返すほど長い名前のステップです
     uses: wait
     with: {duration: 1s}
 EOF
@@ -114,11 +114,14 @@ EOF
     [ "$(grep -c '^  | logs: part [123] of 3 done' "$T/pane.$w")" -eq 3 ]
     [ "$(grep -c '^        out: copied batch [123] of 3' "$T/pane.$w")" -eq 3 ]
     grep -q '^succeeded: run ' "$T/pane.$w"
+    # no character cut in two (a split UTF-8 sequence shows as U+FFFD)
+    run grep -c $'\xef\xbf\xbd' "$T/pane.$w"
+    assert_output 0
   done
   # at 60 columns the long lines fold under their start instead of wrapping
   grep -q '^        ' "$T/pane.60"
   # at 200 they fit whole
-  grep -q '^\[3/3\] ok        soak — soak under load while the error rate is watched, a name long enough to wrap twice at sixty  1.0s$' "$T/pane.200"
+  grep -q '^\[3/3\] ok        soak — 負荷をかけたままエラー率を見守る、六十桁で二度折り返すほど長い名前のステップです  1.0s$' "$T/pane.200"
 }
 
 @test "console: TERM=dumb on a terminal gets plain text: no colour, no erase-line, no spinner" {

@@ -195,13 +195,33 @@ live_draw(void)
 	fmt_duration(zdm_now_ms() - live.t0, d, sizeof d);
 	if (tv->timestamps)
 		term_stamp(ts, sizeof ts);
-	m = xasprintf("%s[%zu/%zu] %s%s running%s %s%s%s  %s%s%s", ts, live.i + 1, live.rb->nsteps,
-	    c(tv, YELLOW), spin[live.frame++ % 4], c(tv, RESET), s->id,
-	    s->name ? " — " : "", s->name ? s->name : "", d, live.text[0] ? "  " : "", live.text);
+	/* what must show (the step, its elapsed time, its progress) before
+	 * its name: the name is shortened first, with an ellipsis */
+	cols = (size_t)term_cols(STDOUT_FILENO);
+	{
+		char *head = xasprintf("%s[%zu/%zu] %s%s running%s %s", ts, live.i + 1,
+		    live.rb->nsteps, c(tv, YELLOW), spin[live.frame++ % 4], c(tv, RESET), s->id);
+		char *tail = xasprintf("  %s%s%s", d, live.text[0] ? "  " : "", live.text);
+		char *name = s->name ? xasprintf(" — %s", s->name) : xstrdup("");
+		size_t hw, tw, nw, room = cols > 1 ? cols - 1 : 1, nc;
+
+		term_fit(head, SIZE_MAX, &hw);
+		term_fit(tail, SIZE_MAX, &tw);
+		nc = term_fit(name, SIZE_MAX, &nw);
+		if (hw + tw + nw > room) {
+			size_t left = room > hw + tw ? room - hw - tw : 0;
+
+			nc = left > 4 ? term_fit(name, left - 1, NULL) : 0;
+		}
+		m = xasprintf("%s%.*s%s%s", head, (int)nc, name, name[nc] != '\0' && nc > 0 ? "…" : "",
+		    tail);
+		free(head);
+		free(tail);
+		free(name);
+	}
 	red = redact_str(m);
 	/* one column short of the width: the cursor never wraps, so the
 	 * carriage return of the next draw is on this same row */
-	cols = (size_t)term_cols(STDOUT_FILENO);
 	cut = term_fit(red, cols > 1 ? cols - 1 : 1, NULL);
 	fputc('\r', stdout);
 	fwrite(red, 1, cut, stdout);
@@ -327,8 +347,17 @@ say_line(const struct term_view *tv, FILE *f, bool stamp, const char *line)
 				fprintf(f, "%s\n", p);
 				break;
 			}
-			if (cut == 0)	/* a character wider than the room: it alone */
-				cut = mblen(p, MB_CUR_MAX) > 0 ? (size_t)mblen(p, MB_CUR_MAX) : 1;
+			if (cut == 0) {	/* a character wider than the room: it alone, whole */
+				for (cut = 1; ((unsigned char)p[cut] & 0xc0) == 0x80; cut++)
+					;
+			} else if (p[cut] != ' ') {	/* at a space if one is in the last third */
+				size_t k = cut;
+
+				while (k > cut * 2 / 3 && p[k - 1] != ' ')
+					k--;
+				if (k > cut * 2 / 3)
+					cut = k;
+			}
 			fwrite(p, 1, cut, f);
 			fprintf(f, "%s\n%s", c(tv, RESET), indent);
 			p += cut;
