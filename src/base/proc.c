@@ -13,6 +13,8 @@
  * the journal then shows the step as started and not ended (in doubt).
  */
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -34,6 +36,7 @@ extern char **environ;
 
 volatile sig_atomic_t zdm_interrupted;
 void (*zdm_tick)(void);
+void (*zdm_live_hide)(void);
 static volatile sig_atomic_t signal_count;
 
 static volatile sig_atomic_t child_running;
@@ -69,6 +72,19 @@ proc_install_signals(void)
 	 * waitpid() never see them */
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &sa, NULL);
+}
+
+void
+zdm_warnf(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (zdm_live_hide != NULL)
+		zdm_live_hide();
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
 }
 
 int

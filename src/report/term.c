@@ -304,6 +304,7 @@ live_start(const struct term_view *tv, const struct runbook *rb, size_t i)
 	live.text[0] = '\0';
 	if ((tv->tty && tv->level != TERM_QUIET) || (!tv->tty && tv->heartbeat_ms > 0))
 		zdm_tick = live_tick;
+	zdm_live_hide = live_hide;	/* a step's own warning or prompt goes above it */
 	live_draw();
 }
 
@@ -313,6 +314,7 @@ live_stop(void)
 	live_hide();
 	live.tv = NULL;
 	zdm_tick = NULL;
+	zdm_live_hide = NULL;
 }
 
 /* ---- lines -------------------------------------------------------------- */
