@@ -359,3 +359,36 @@ EOF
   assert_output 0
   grep -q '^run .*: succeeded (exit 0)$' "$T/pane.60"
 }
+
+@test "console: on a terminal an approval's prompt goes on lines of its own, not into the live line" {
+  runbook <<'EOF'
+zdm: 1
+name: appr
+steps:
+  - id: go-ahead
+    name: a person looks at the canary dashboard before the rest goes on
+    uses: approval
+    with: {message: "check the canary dashboard", approvers: [ann], timeout: 1h}
+EOF
+  local sock="$BATS_TEST_TMPDIR/sock" i
+  tmux -S "$sock" -f /dev/null new-session -d -x 60 -y 40 \
+    "cd '$T' && env -u NO_COLOR -u CI ZDM_ACTOR=ann $ZDM_BIN run rb.yml --state-dir $T/state; echo \"EXIT=\$?\"; sleep 600"
+  for ((i = 0; i < 300; i++)); do
+    tmux -S "$sock" capture-pane -p -J | grep -q 'approve step go-ahead? \[y/N\]' && break
+    sleep 0.2
+  done
+  tmux -S "$sock" send-keys y Enter
+  for ((i = 0; i < 300; i++)); do
+    tmux -S "$sock" capture-pane -p -J -S - | grep -q '^EXIT=' && break
+    sleep 0.2
+  done
+  tmux -S "$sock" capture-pane -p -J -S - >"$T/pane"
+  tmux -S "$sock" kill-server
+  cat "$T/pane"
+  grep -q '^EXIT=0$' "$T/pane"
+  grep -q '^approve step go-ahead? \[y/N\] y$' "$T/pane"
+  run grep -c 'running' "$T/pane"
+  assert_output 0
+  run too_wide "$T/pane" 60
+  assert_output ""
+}
