@@ -47,8 +47,8 @@ enum {
 	O_ONLY = 1 << 21,
 	O_LOCK_TIMEOUT = 1 << 22,
 	O_RUNS_FILTER = 1 << 23,	/* zdm runs: --runbook, --status, --since, --limit */
-	O_CONSOLE = 1 << 25,		/* -v, -q, --timestamps, --heartbeat */
-	O_WATCH = 1 << 26,		/* zdm status --watch (and --timestamps) */
+	O_CONSOLE = 1 << 27,		/* -v, -q, --timestamps, --heartbeat */
+	O_WATCH = 1 << 28,		/* zdm status --watch (and --timestamps) */
 	O_OUTPUT_DOC = 1 << 24,		/* not an option: --output json prints one JSON
 					 * document, not the event stream */
 };
