@@ -7,12 +7,14 @@
 # temp dir) or script(1).
 
 load helper
+load servers/sshd
 bats_require_minimum_version 1.5.0
 
-eval "$(declare -f teardown | sed '1s/teardown/helper_teardown/')"
+# the private tmux server goes too (then the sshds and the test's dir)
+eval "$(declare -f teardown | sed '1s/teardown/sshd_teardown/')"
 teardown() {
   tmux -S "$BATS_TEST_TMPDIR/sock" kill-server 2>/dev/null || true
-  helper_teardown
+  sshd_teardown
 }
 
 # the run of $T/state has a journal; its journal holds WORD
@@ -391,4 +393,35 @@ EOF
   assert_output 0
   run too_wide "$T/pane" 60
   assert_output ""
+}
+
+@test "console: -v shows what an ssh step's command printed on each host, under the step, redacted" {
+  ssh_keys
+  start_sshd h1
+  known_host h1
+  cat >rb.yml <<EOF
+zdm: 1
+name: ssh-verbose
+secrets:
+  tok: {env: TOK}
+steps:
+  - id: fan
+    uses: ssh
+    with:
+      hosts: ["127.0.0.1:$SSHD_PORT"]
+      user: root
+      known_hosts: $T/ssh/known_hosts
+      key_file: $T/ssh/id_ed25519
+      shell: 'echo hello from the host; echo "tok=\${{ secrets.tok }}"; echo careful >&2'
+EOF
+  TOK=s3cr3t-Value-42 run --separate-stderr zdm run rb.yml --state-dir "$T/state" -v
+  assert_success
+  assert_line --index 1 "[1/1] running   fan (ssh, attempt 1)"
+  assert_line "        out: [127.0.0.1:$SSHD_PORT] hello from the host"
+  assert_line "        out: [127.0.0.1:$SSHD_PORT] tok=***"
+  assert_line "        err: [127.0.0.1:$SSHD_PORT] careful"
+  [[ "$output$stderr" != *s3cr3t-Value-42* ]]
+  TOK=s3cr3t-Value-42 run --separate-stderr zdm run rb.yml --state-dir "$T/state2"
+  assert_success
+  refute_output --partial "hello from the host"
 }
