@@ -205,6 +205,15 @@ live_draw(void)
 		char *name = s->name ? xasprintf(" — %s", s->name) : xstrdup("");
 		size_t hw, tw, nw, room = cols > 1 ? cols - 1 : 1, nc;
 
+		char *r;
+
+		/* redacted before any cut: a cut secret would no longer be found */
+		r = redact_str(tail);
+		free(tail);
+		tail = r;
+		r = redact_str(name);
+		free(name);
+		name = r;
 		term_fit(head, SIZE_MAX, &hw);
 		term_fit(tail, SIZE_MAX, &tw);
 		nc = term_fit(name, SIZE_MAX, &nw);
