@@ -13,7 +13,7 @@ PKGS=(
   haproxy socat wrk
   postgresql postgresql-client
   openssh-server openssh-client
-  libxml2-utils bsdutils
+  libxml2-utils bsdutils tmux
   git
   clang libclang-rt-14-dev
 )

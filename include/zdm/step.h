@@ -73,6 +73,11 @@ struct zdm_ctx {
 	/* One line of live state for the terminal ("measurement 3/10: 0.02 <
 	 * 0.05"); redacted and shown beside the running step.  May be NULL. */
 	void (*progress)(struct zdm_ctx *ctx, const char *text);
+	/* One line that a command the step runs printed (stream "stdout" or
+	 * "stderr"), or a plugin's log line ("log"), without its newline;
+	 * redacted on the way (zdm_output).  zdm run -v shows command output
+	 * under the running step.  May be NULL. */
+	void (*output)(struct zdm_ctx *ctx, const char *stream, const char *line);
 	void *host;		/* the runner's, for note/progress */
 	/* For a step that asks a person (approval): whether it may ask on this
 	 * terminal (stdin and stderr are terminals, CI unset, no
@@ -242,6 +247,9 @@ int zdm_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision);
 /* show live state for the running step; no-op without a terminal */
 void zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* hand one line of a command's output ("stdout", "stderr") or of a log
+ * ("log") to the runner, redacted; false when nobody takes it (no host) */
+bool zdm_output(struct zdm_ctx *ctx, const char *stream, const char *line);
 
 /* first error wins: formats into res->err only while it is empty */
 void zdm_fail(struct zdm_result *res, const char *fmt, ...)

@@ -13,6 +13,8 @@
  * the journal then shows the step as started and not ended (in doubt).
  */
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -34,6 +36,7 @@ extern char **environ;
 
 volatile sig_atomic_t zdm_interrupted;
 void (*zdm_tick)(void);
+void (*zdm_live_hide)(void);
 static volatile sig_atomic_t signal_count;
 
 static volatile sig_atomic_t child_running;
@@ -69,6 +72,19 @@ proc_install_signals(void)
 	 * waitpid() never see them */
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &sa, NULL);
+}
+
+void
+zdm_warnf(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (zdm_live_hide != NULL)
+		zdm_live_hide();
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
 }
 
 int
@@ -168,12 +184,40 @@ free_env(char **envp)
 	free(envp);
 }
 
+#define LINE_MAX_BYTES 4096
+
 struct stream {
-	int fd;
+	int fd, no;		/* no: 1 stdout, 2 stderr */
 	struct sbuf sb;
 	size_t cap;
 	bool trunc;
+	const struct proc_opts *o;
+	char line[LINE_MAX_BYTES + 1];	/* the line being read, for o->on_line */
+	size_t linelen;
 };
+
+/* hand complete lines of buf to o->on_line; at_end: the rest as well */
+static void
+lines(struct stream *s, const char *buf, size_t n, bool at_end)
+{
+	if (s->o->on_line == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] == '\n' || s->linelen == LINE_MAX_BYTES) {
+			s->line[s->linelen] = '\0';
+			s->o->on_line(s->o->line_arg, s->no, s->line);
+			s->linelen = 0;
+			if (buf[i] == '\n')
+				continue;
+		}
+		s->line[s->linelen++] = buf[i];
+	}
+	if (at_end && s->linelen > 0) {
+		s->line[s->linelen] = '\0';
+		s->o->on_line(s->o->line_arg, s->no, s->line);
+		s->linelen = 0;
+	}
+}
 
 /* read what is available; returns false at EOF or error */
 static bool
@@ -188,8 +232,11 @@ drain(struct stream *s)
 			continue;
 		if (r < 0)
 			return errno == EAGAIN;
-		if (r == 0)
+		if (r == 0) {
+			lines(s, "", 0, true);
 			return false;
+		}
+		lines(s, buf, (size_t)r, false);
 		if (s->sb.len < s->cap) {
 			size_t take = (size_t)r;
 
@@ -304,6 +351,10 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 		fcntl(inp[1], F_SETFL, O_NONBLOCK);
 	so.fd = outp[0];
 	se.fd = errp[0];
+	so.no = 1;
+	se.no = 2;
+	so.o = se.o = o;
+	so.linelen = se.linelen = 0;
 	/* keep a secret's length more than asked, so a secret cut by the cap
 	 * is still whole when redacted; cut to the cap after redaction */
 	so.cap = se.cap = (o->cap ? o->cap : 65536) + redact_maxlen();
@@ -403,6 +454,8 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 		drain(&se);
 		close(se.fd);
 	}
+	lines(&so, "", 0, true);	/* a last line a grandchild left open */
+	lines(&se, "", 0, true);
 	if (inp[1] >= 0)
 		close(inp[1]);
 	if (pidfd >= 0)

@@ -17,6 +17,12 @@ extern volatile sig_atomic_t zdm_interrupted;	/* signal number, or 0 */
 /* called about every 200 ms while a child runs or zdm sleeps (the terminal
  * redraws the running step's elapsed time); NULL = nothing */
 extern void (*zdm_tick)(void);
+/* wipes the terminal's live line while one is drawn (the next zdm_tick
+ * draws it again); NULL = none.  zdm_warnf calls it first */
+extern void (*zdm_live_hide)(void);
+/* a line for stderr from a step (a warning, a prompt), never inside the
+ * live line; fmt as printf, flushed */
+void zdm_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void proc_install_signals(void);
 
 struct proc_opts {
@@ -28,6 +34,12 @@ struct proc_opts {
 	int64_t deadline_ms;	/* monotonic; 0 = none */
 	int64_t kill_grace_ms;	/* SIGTERM -> SIGKILL delay */
 	size_t cap;		/* bytes kept per stream */
+	/* each line the command prints as it comes (stream 1 stdout, 2
+	 * stderr), without its newline and not redacted; a line longer than
+	 * 4 KiB comes in pieces, a last line without newline at the end.
+	 * Every line is handed on, whatever cap keeps.  NULL = none */
+	void (*on_line)(void *arg, int stream, const char *line);
+	void *line_arg;
 };
 
 struct proc_result {

@@ -48,6 +48,8 @@ enum {
 	O_ONLY = 1 << 21,
 	O_LOCK_TIMEOUT = 1 << 22,
 	O_RUNS_FILTER = 1 << 23,	/* zdm runs: --runbook, --status, --since, --limit */
+	O_CONSOLE = 1 << 27,		/* -v, -q, --timestamps, --heartbeat */
+	O_WATCH = 1 << 28,		/* zdm status --watch (and --timestamps) */
 	O_OUTPUT_DOC = 1 << 24,		/* not an option: --output json prints one JSON
 					 * document, not the event stream */
 	O_STATE_TIMEOUT = 1 << 25,
@@ -86,6 +88,10 @@ struct cli {
 	const char *runs_status;	/* zdm runs --status STATUS */
 	const char *runs_since;		/* zdm runs --since DATE */
 	long runs_limit;		/* zdm runs --limit N (0: all) */
+	int level;			/* -q -1, -v 1, else 0 */
+	bool timestamps;		/* --timestamps */
+	int64_t heartbeat_ms;		/* --heartbeat DURATION; -1: not given */
+	bool watch;			/* zdm status --watch */
 	int argc;		/* positional arguments */
 	char **argv;
 };

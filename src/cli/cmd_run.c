@@ -69,6 +69,9 @@ sinks_init(struct sinks *k, const struct cli *c, struct runbook *rb, struct run_
 	if (ci_github())
 		k->list[n++] = (struct observer){ ci_annotations_observe, NULL };
 	term_view_init(&k->term, c->json_output);
+	k->term.level = c->level < 0 ? TERM_QUIET : c->level > 0 ? TERM_VERBOSE : TERM_NORMAL;
+	k->term.timestamps = c->timestamps;
+	k->term.heartbeat_ms = c->heartbeat_ms >= 0 ? c->heartbeat_ms : c->level < 0 ? 0 : 30000;
 	k->list[n++] = (struct observer){ term_view_observe, &k->term };
 	if (c->json_output)
 		k->list[n++] = (struct observer){ ci_json_observe, NULL };

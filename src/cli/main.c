@@ -28,7 +28,12 @@
 #include "zdm/step.h"
 
 static const struct option long_opts[] = {
-	{ "var", required_argument, NULL, 'v' },
+	{ "var", required_argument, NULL, 'V' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "timestamps", no_argument, NULL, 'M' },
+	{ "heartbeat", required_argument, NULL, 'H' },
+	{ "watch", no_argument, NULL, 'w' },
 	{ "vars-file", required_argument, NULL, 'f' },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "output", required_argument, NULL, 'o' },
@@ -62,7 +67,12 @@ static unsigned
 opt_bit(int c)
 {
 	switch (c) {
-	case 'v': return O_VAR;
+	case 'V': return O_VAR;
+	case 'v': return O_CONSOLE;
+	case 'q': return O_CONSOLE;
+	case 'M': return O_CONSOLE | O_WATCH;
+	case 'H': return O_CONSOLE;
+	case 'w': return O_WATCH;
 	case 'f': return O_VARS_FILE;
 	case 'n': return O_DRY_RUN;
 	case 'o': return O_OUTPUT;
@@ -114,11 +124,12 @@ static const struct cmd commands[] = {
 	  "Runs nothing, writes nothing.  --output json: the plan as one JSON document (zdm(1))." },
 	{ "run", cmd_run, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_DRY_RUN |
 	  O_OUTPUT | O_FAIL_AT | O_YES | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT |
-	  O_WAIT_APPROVAL, 1, 1,
+	  O_WAIT_APPROVAL | O_CONSOLE, 1, 1,
 	  "run RUNBOOK [--var k=v] [--vars-file F] [--dry-run] [--output text|json]\n"
 	  "           [--fail-at STEP] [--state-dir DIR] [--junit FILE] [--non-interactive]\n"
 	  "           [--approve STEP]... [--lock-timeout DURATION] [--state-timeout D]\n"
-	  "           [--wait-for-approval DURATION]",
+	  "           [--wait-for-approval DURATION]\n"
+	  "           [-v | -q] [--timestamps] [--heartbeat DURATION]",
 	  "Run the steps in order, journaling each before and after it acts.  On failure:\n"
 	  "on_failure (rollback by default).  --dry-run runs read-only steps (gates) for real and\n"
 	  "prints the plan of the others.  --fail-at STEP forces a failure after STEP succeeds,\n"
@@ -134,11 +145,12 @@ static const struct cmd commands[] = {
 	  "pause as without it (exit 4)." },
 	{ "resume", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
 	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_APPROVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT |
-	  O_WAIT_APPROVAL, 0, 1,
+	  O_WAIT_APPROVAL | O_CONSOLE, 0, 1,
 	  "resume [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
 	  "           [--output text|json] [--junit FILE] [--non-interactive] [--approve STEP]...\n"
 	  "           [--lock-timeout DURATION] [--state-timeout D]\n"
-	  "           [--wait-for-approval DURATION]",
+	  "           [--wait-for-approval DURATION]\n"
+	  "           [-v | -q] [--timestamps] [--heartbeat DURATION]",
 	  "Continue a run that crashed, was interrupted or paused.  Steps that succeeded are\n"
 	  "skipped with their recorded outputs.  A step that started but never ended is in doubt:\n"
 	  "it runs again if idempotent; otherwise zdm asks (exit 5) and you answer\n"
@@ -146,9 +158,11 @@ static const struct cmd commands[] = {
 	  "done).  A changed runbook is refused unless --allow-changed.  --approve and\n"
 	  "--wait-for-approval as for zdm run." },
 	{ "rollback", cmd_continue, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR | O_IN_DOUBT |
-	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT | O_YES, 0, 1,
+	  O_ALLOW_CHANGED | O_OUTPUT | O_JUNIT | O_NONINTERACTIVE | O_LOCK_TIMEOUT | O_STATE_TIMEOUT | O_YES |
+	  O_CONSOLE, 0, 1,
 	  "rollback [RUN_ID | RUNBOOK] [--in-doubt [STEP=]retry|skip]... [--allow-changed]\n"
-	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION] [--state-timeout D] [--yes]",
+	  "           [--output text|json] [--junit FILE] [--lock-timeout DURATION] [--state-timeout D] [--yes]\n"
+	  "           [-v | -q] [--timestamps] [--heartbeat DURATION]",
 	  "Undo the run's completed steps in reverse order from their recorded undo_data, or\n"
 	  "continue a rollback that was cut short.  No undo runs twice.  Before it acts, every\n"
 	  "item in doubt needs an answer (exit 5 names each): a step in doubt, STEP=retry (it\n"
@@ -173,8 +187,13 @@ static const struct cmd commands[] = {
 	  "(or a run failed before its failure point), 2 bad input, no probes, a probe failing\n"
 	  "before anything ran, or a held lock (nothing ran), 3 a rollback did not complete\n"
 	  "(the drill stops there: a person must look), 4 paused or interrupted, 5 in doubt." },
-	{ "status", cmd_status, O_STATE_DIR, 0, 1, "status [RUN_ID | RUNBOOK]",
-	  "Where a run stands: its state, whether a zdm process holds it, each step's last event." },
+	{ "status", cmd_status, O_STATE_DIR | O_OUTPUT | O_OUTPUT_DOC | O_WATCH, 0, 1,
+	  "status [RUN_ID | RUNBOOK] [--output json] [--watch [--timestamps]]",
+	  "Where a run stands: its state, whether a zdm process holds it, each step's last event.\n"
+	  "--output json: the same as one JSON document (keys in zdm(1)).  --watch: follow a run\n"
+	  "started elsewhere from its journal, step by step, until it ends; exit with the run's\n"
+	  "exit status (0 succeeded, 1 rolled back, 3 a person must look, 4 paused or\n"
+	  "interrupted or no zdm holds it any more, 5 in doubt)." },
 	{ "runs", cmd_runs, O_STATE_DIR | O_OUTPUT | O_OUTPUT_DOC | O_RUNS_FILTER, 0, 0,
 	  "runs [--runbook NAME] [--status STATUS] [--since DATE] [--limit N] [--output json]",
 	  "The runs of the state, newest first: run id, runbook, status, actor, host, started\n"
@@ -253,6 +272,12 @@ help_one(const struct cmd *c)
 		if (c->opts & O_PLUGIN_PATH)
 			printf("  --plugin-path DIRS plugin directories, ':'-separated (also ZDM_PLUGIN_PATH)\n");
 	}
+	if (c->opts & O_CONSOLE)
+		printf("  -v, --verbose      show what each step's commands print (stdout, stderr), under it\n"
+		    "  -q, --quiet        print only failures and the result\n"
+		    "  --timestamps       start each line with the time (RFC 3339, UTC, milliseconds)\n"
+		    "  --heartbeat D      not on a terminal: while a step runs, a line every D (default\n"
+		    "                     30s; 0: none) with its elapsed and remaining time\n");
 	if (c->opts & O_LOCK_TIMEOUT)
 		printf("  --lock-timeout D   while another zdm holds the runbook's run lock, wait up to D\n"
 		    "                     (30s, 2m, 1h30m) for it, saying who holds it; default 0:\n"
@@ -354,12 +379,13 @@ main(int argc, char **argv)
 	}
 	memset(&c, 0, sizeof c);
 	c.state_timeout_ms = -1;
+	c.heartbeat_ms = -1;
 	c.vars = xcalloc((size_t)argc, sizeof *c.vars);
 	optind = 2;
 	opterr = 0;
 	int li = -1;
 
-	while ((opt = getopt_long(argc, argv, ":h", long_opts, &li)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":hvq", long_opts, &li)) != -1) {
 		char optname[64];
 
 		if (li >= 0)
@@ -386,7 +412,29 @@ main(int argc, char **argv)
 			return ZDM_EXIT_USAGE;
 		}
 		switch (opt) {
-		case 'v': c.vars[c.nvars++] = optarg; break;
+		case 'V': c.vars[c.nvars++] = optarg; break;
+		case 'v':
+		case 'q':
+			if (c.level != 0 && c.level != (opt == 'v' ? 1 : -1)) {
+				fprintf(stderr, "zdm %s: -v (--verbose) and -q (--quiet) ask for opposite "
+				    "things; give one\n", cmd->name);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			c.level = opt == 'v' ? 1 : -1;
+			break;
+		case 'M': c.timestamps = true; break;
+		case 'H':
+			if (strcmp(optarg, "0") == 0)
+				c.heartbeat_ms = 0;
+			else if (parse_duration(optarg, &c.heartbeat_ms) != 0) {
+				fprintf(stderr, "zdm %s: --heartbeat '%s': not a duration; use e.g. 30s, 1m "
+				    "or 0 (no heartbeat)\n", cmd->name, optarg);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			break;
+		case 'w': c.watch = true; break;
 		case 'f': c.vars_file = optarg; break;
 		case 'n': c.dry_run = true; break;
 		case 'o':

@@ -33,6 +33,8 @@ enum run_event_kind {
 	OBS_WAITING,		/* .wait: the running step waits for a person's decision
 				 * from elsewhere (--wait-for-approval): first when it
 				 * starts, then about every second */
+	OBS_OUTPUT,		/* .output: a line a step's command printed, or a
+				 * plugin's log line (zdm_output), redacted */
 	OBS_STEP_ENDED,		/* .step: how an attempt (retry) or the step ended */
 	OBS_STEP_RERUN,		/* .step (i): resume runs a step in doubt again */
 	OBS_NOTE,		/* .text: a line for people (a --fail-at drill) */
@@ -187,6 +189,11 @@ struct run_event {
 			int64_t wait_ms;	/* how long it waits in all */
 			bool first;		/* the first of this wait */
 		} wait;
+		struct {
+			const char *step;
+			const char *stream;	/* "stdout", "stderr" or "log" */
+			const char *text;	/* one line, no newline */
+		} output;
 		struct {
 			const char *step;
 			const char *why;

@@ -29,6 +29,21 @@ host_progress(struct zdm_ctx *ctx, const char *text)
 	run_emit(r, &ev);
 }
 
+/* ctx->output: a line of the step's command output or log, for the observers */
+static void
+host_output(struct zdm_ctx *ctx, const char *stream, const char *line)
+{
+	const struct run *r = ctx->host;
+	struct run_event ev = { .kind = OBS_OUTPUT };
+
+	if (r == NULL)
+		return;
+	ev.output.step = ctx->step_id;
+	ev.output.stream = stream;
+	ev.output.text = line;
+	run_emit(r, &ev);
+}
+
 /* ctx->note: a step's own journal event, on disk before it returns */
 /* remember a step's own event for ctx->notes of later attempts and undo */
 void
@@ -508,6 +523,7 @@ run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
 	ctx->host = r;
 	ctx->note = host_note;
 	ctx->progress = host_progress;
+	ctx->output = host_output;
 	ctx->interactive = r->o->interactive;
 	ctx->approved = r->o->approve;
 	ctx->napproved = r->o->napprove;

@@ -1,7 +1,7 @@
 /*
  * step.c - the helpers the step contract gives every step type
- * (include/zdm/step.h): zdm_fail, zdm_note, zdm_progress, zdm_is_expr and
- * zdm_result_release.  zdm_diag is with the parameter checks (runbook.c).
+ * (include/zdm/step.h): zdm_fail, zdm_note, zdm_progress, zdm_output,
+ * zdm_is_expr and zdm_result_release.  zdm_diag is with the parameter checks (runbook.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "base/redact.h"
 #include "base/util.h"
 #include "zdm/step.h"
 
@@ -89,4 +90,17 @@ zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 	va_end(ap);
 	ctx->progress(ctx, m);
 	free(m);
+}
+
+bool
+zdm_output(struct zdm_ctx *ctx, const char *stream, const char *line)
+{
+	char *r;
+
+	if (ctx == NULL || ctx->output == NULL)
+		return false;
+	r = redact_str(line);
+	ctx->output(ctx, stream, r);
+	free(r);
+	return true;
 }

@@ -74,6 +74,13 @@ lh_check_env(lua_State *L, int t)
  * | nil, msg.  cmd: argv table or shell string.  opts: env, cwd, stdin,
  * timeout (ms), cap (bytes).
  */
+/* a line the command printed, for zdm run -v (redacted by zdm_output) */
+static void
+lh_exec_line(void *arg, int stream, const char *line)
+{
+	zdm_output(arg, stream == 1 ? "stdout" : "stderr", line);
+}
+
 static int
 lh_exec(lua_State *L)
 {
@@ -171,6 +178,10 @@ lh_exec(lua_State *L)
 		 * was killed finds this command by it while it still runs */
 		struct zdm_ctx *ctx = lhx_ctx(L);
 
+		if (ctx != NULL) {	/* zdm run -v shows each line under the step */
+			o.on_line = lh_exec_line;
+			o.line_arg = ctx;
+		}
 		if (ctx != NULL && ctx->run_id != NULL && ctx->step_id != NULL) {
 			if (g->json == NULL)
 				g->json = json_object();

@@ -323,7 +323,16 @@ lh_log_str(struct plugin *p, const char *s)
 		char *nl = strchr(line, '\n');
 		int len = nl != NULL ? (int)(nl - line) : (int)strlen(line);
 
-		fprintf(stderr, "  | %s: %.*s\n", who, len, line);
+		/* through the runner when a step runs (the terminal keeps it
+		 * off its live line), else straight to stderr */
+		if (p->ctx != NULL && p->ctx->output != NULL) {
+			char *one = xstrndup(line, (size_t)len);
+
+			p->ctx->output(p->ctx, "log", one);
+			free(one);
+		} else {
+			fprintf(stderr, "  | %s: %.*s\n", who, len, line);
+		}
 		if (nl == NULL || nl[1] == '\0')
 			break;
 		line = nl + 1;

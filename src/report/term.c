@@ -2,19 +2,29 @@
  * term.c - the terminal view of a run (term.h).
  *
  * Every line goes out redacted and flushed as it is made.  On a terminal
- * the running step has a live line (spinner, elapsed time, the step's own
- * progress text) that proc.c and the HTTP and SSH clients keep turning
- * through zdm_tick while they wait; it is wiped before anything else is
- * shown.  Elsewhere (a pipe, a CI log) each step says "running" on a line
- * of its own and each progress text is a line too.
+ * (TERM not "dumb") the running step has a live line (spinner, elapsed
+ * time, the step's own progress text) that proc.c and the HTTP and SSH
+ * clients keep turning through zdm_tick while they wait.  It is cut to the
+ * terminal's width (by display width: a wide character counts two
+ * columns) so that redrawing it with a carriage return overwrites it
+ * whole, and it is wiped before any other line goes out (a plugin's log,
+ * a command's output, an error on stderr) and drawn again after; other
+ * lines fold at the width.  Elsewhere (a pipe, a CI log, TERM=dumb) the
+ * text is plain: each step says "running" on a line of its own, each
+ * progress text is a line too, and while a step runs a heartbeat line
+ * says every --heartbeat (30 s) how long it has run and has left, so a
+ * long soak is not ten silent minutes.
  */
 #include <signal.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "base/proc.h"
 #include "base/redact.h"
@@ -33,13 +43,108 @@
 #define YELLOW	"\033[33m"
 #define CYAN	"\033[36m"
 
+#define NO_UNDO_NOTE " (steps marked 'no undo' above were left as they are)"
+#define FOLD_INDENT "        "
+
+bool
+term_is_live(int fd)
+{
+	const char *t = getenv("TERM");
+
+	return isatty(fd) && !(t != NULL && strcmp(t, "dumb") == 0);
+}
+
+int
+term_cols(int fd)
+{
+	struct winsize ws;
+	const char *e = getenv("COLUMNS");
+	long n = e != NULL ? strtol(e, NULL, 10) : 0;
+
+	if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return n > 0 && n < 10000 ? (int)n : 80;
+}
+
+size_t
+term_fit(const char *s, size_t cols, size_t *width)
+{
+	static locale_t utf8;
+	size_t i = 0, w = 0, n = strlen(s);
+	locale_t old = (locale_t)0;
+	mbstate_t st;
+
+	/* display widths are UTF-8's whatever the locale zdm runs in */
+	if (utf8 == (locale_t)0)
+		utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8 != (locale_t)0)
+		old = uselocale(utf8);
+	memset(&st, 0, sizeof st);
+	while (i < n) {
+		wchar_t wc;
+		size_t len;
+		int cw;
+
+		if (s[i] == '\033') {	/* a CSI sequence (colour, erase): no width */
+			size_t j = i + 1;
+
+			if (j < n && s[j] == '[') {
+				for (j++; j < n && ((unsigned char)s[j] < 0x40 || (unsigned char)s[j] > 0x7e); j++)
+					;
+				if (j < n)
+					j++;
+			}
+			i = j;
+			continue;
+		}
+		len = mbrtowc(&wc, s + i, n - i, &st);
+		if (len == (size_t)-1 || len == (size_t)-2 || len == 0) {
+			memset(&st, 0, sizeof st);	/* a stray byte: one column */
+			len = 1;
+			cw = 1;
+		} else if (wc == L'\t') {
+			cw = 8;
+		} else {
+			cw = wcwidth(wc);
+			if (cw < 0)
+				cw = 0;
+		}
+		if (w + (size_t)cw > cols)
+			break;
+		w += (size_t)cw;
+		i += len;
+	}
+	if (old != (locale_t)0)
+		uselocale(old);
+	if (width != NULL)
+		*width = w;
+	return i;
+}
+
+void
+term_stamp(char *buf, size_t n)
+{
+	struct timespec ts;
+	struct tm tm;
+	char d[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(d, sizeof d, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, n, "%s.%03ldZ ", d, ts.tv_nsec / 1000000);
+}
 
 void
 term_view_init(struct term_view *tv, bool json)
 {
+	const char *nc = getenv("NO_COLOR");
+
 	tv->json = json;
-	tv->tty = !json && isatty(STDOUT_FILENO);
-	tv->color = tv->tty && getenv("NO_COLOR") == NULL;
+	tv->tty = !json && term_is_live(STDOUT_FILENO);
+	tv->color = tv->tty && (nc == NULL || nc[0] == '\0');
+	tv->level = TERM_NORMAL;
+	tv->timestamps = false;
+	tv->heartbeat_ms = 30000;
 }
 
 static const char *
@@ -54,6 +159,252 @@ out(const struct term_view *tv)
 	return tv->json ? stderr : stdout;
 }
 
+/* ---- the running step's line on a terminal: spinner and elapsed time ----- */
+
+static struct {
+	const struct term_view *tv;	/* NULL: no step running */
+	const struct runbook *rb;
+	size_t i;
+	int64_t t0, last, hb_last;
+	int frame;
+	bool shown;		/* drawn, and the cursor is on it */
+	char text[160];		/* the step's own progress line */
+} live;
+
+static void
+live_hide(void)
+{
+	if (!live.shown)
+		return;
+	fputs("\r\033[K", stdout);
+	fflush(stdout);
+	live.shown = false;
+}
+
+static void
+live_draw(void)
+{
+	static const char *const spin[] = { "|", "/", "-", "\\" };
+	const struct term_view *tv = live.tv;
+	const struct rb_step *s;
+	char d[32], ts[40] = "";
+	char *m, *red;
+	size_t cols, cut;
+
+	if (tv == NULL || !tv->tty || tv->level == TERM_QUIET)
+		return;
+	s = &live.rb->steps[live.i];
+	fmt_duration(zdm_now_ms() - live.t0, d, sizeof d);
+	if (tv->timestamps)
+		term_stamp(ts, sizeof ts);
+	/* what must show (the step, its elapsed time, its progress) before
+	 * its name: the name is shortened first, with an ellipsis */
+	cols = (size_t)term_cols(STDOUT_FILENO);
+	{
+		char *head = xasprintf("%s[%zu/%zu] %s%s running%s %s", ts, live.i + 1,
+		    live.rb->nsteps, c(tv, YELLOW), spin[live.frame++ % 4], c(tv, RESET), s->id);
+		char *tail = xasprintf("  %s%s%s", d, live.text[0] ? "  " : "", live.text);
+		char *name = s->name ? xasprintf(" — %s", s->name) : xstrdup("");
+		size_t hw, tw, nw, room = cols > 1 ? cols - 1 : 1, nc;
+
+		char *r;
+
+		/* redacted before any cut: a cut secret would no longer be found */
+		r = redact_str(tail);
+		free(tail);
+		tail = r;
+		r = redact_str(name);
+		free(name);
+		name = r;
+		term_fit(head, SIZE_MAX, &hw);
+		term_fit(tail, SIZE_MAX, &tw);
+		nc = term_fit(name, SIZE_MAX, &nw);
+		if (hw + tw + nw > room) {
+			size_t left = room > hw + tw ? room - hw - tw : 0;
+
+			nc = left > 4 ? term_fit(name, left - 1, NULL) : 0;
+		}
+		m = xasprintf("%s%.*s%s%s", head, (int)nc, name, name[nc] != '\0' && nc > 0 ? "…" : "",
+		    tail);
+		free(head);
+		free(tail);
+		free(name);
+	}
+	red = redact_str(m);
+	/* one column short of the width: the cursor never wraps, so the
+	 * carriage return of the next draw is on this same row */
+	cut = term_fit(red, cols > 1 ? cols - 1 : 1, NULL);
+	fputc('\r', stdout);
+	fwrite(red, 1, cut, stdout);
+	fputs(red[cut] != '\0' ? c(tv, RESET) : "", stdout);
+	fputs("\033[K", stdout);
+	fflush(stdout);
+	live.shown = true;
+	free(m);
+	free(red);
+}
+
+static void say_line(const struct term_view *tv, FILE *f, bool stamp, const char *line);
+
+/* not on a terminal: how long the running step has run and has left */
+static void
+heartbeat(int64_t now)
+{
+	const struct term_view *tv = live.tv;
+	const struct rb_step *s = &live.rb->steps[live.i];
+	int64_t ran = now - live.t0, of = 0;
+	const char *what = NULL;
+	json_t *dur = s->with != NULL ? json_object_get(s->with, "duration") : NULL;
+	char d[32], l[32] = "", o[32] = "", *m;
+
+	/* a step that lasts a set time (a soak: wait) says so; else its timeout */
+	if (json_is_integer(dur) && json_integer_value(dur) > 0) {
+		of = json_integer_value(dur);
+		what = "duration";
+	} else if (json_is_string(dur) && parse_duration(json_string_value(dur), &of) == 0 && of > 0) {
+		what = "duration";
+	} else if (s->timeout_ms > 0) {
+		of = s->timeout_ms;
+		what = "timeout";
+	}
+	fmt_duration(ran, d, sizeof d);
+	if (what != NULL) {
+		fmt_duration(of > ran ? of - ran : 0, l, sizeof l);
+		fmt_duration(of, o, sizeof o);
+	}
+	m = xasprintf("[%zu/%zu] still running %s: %s elapsed%s%s%s%s%s%s%s", live.i + 1,
+	    live.rb->nsteps, s->id, d, what ? ", " : "", l, what ? " left of its " : "", o,
+	    what ? " " : "", what ? what : "", live.text[0] ? "; last: " : "");
+	if (live.text[0] != '\0') {
+		char *t = xasprintf("%s%s", m, live.text);
+
+		free(m);
+		m = t;
+	}
+	say_line(tv, out(tv), true, m);
+	free(m);
+}
+
+static void
+live_tick(void)
+{
+	const struct term_view *tv = live.tv;
+	int64_t now = zdm_now_ms();
+
+	if (tv == NULL)
+		return;
+	if (tv->tty) {
+		if (now - live.last < 200)
+			return;
+		live.last = now;
+		live_draw();
+	} else if (tv->heartbeat_ms > 0 && now - live.hb_last >= tv->heartbeat_ms) {
+		live.hb_last = now;
+		heartbeat(now);
+	}
+}
+
+static void
+live_start(const struct term_view *tv, const struct runbook *rb, size_t i)
+{
+	live.tv = tv;
+	live.rb = rb;
+	live.i = i;
+	live.t0 = live.last = live.hb_last = zdm_now_ms();
+	live.frame = 0;
+	live.text[0] = '\0';
+	if ((tv->tty && tv->level != TERM_QUIET) || (!tv->tty && tv->heartbeat_ms > 0))
+		zdm_tick = live_tick;
+	zdm_live_hide = live_hide;	/* a step's own warning or prompt goes above it */
+	live_draw();
+}
+
+static void
+live_stop(void)
+{
+	live_hide();
+	live.tv = NULL;
+	zdm_tick = NULL;
+	zdm_live_hide = NULL;
+}
+
+/* ---- lines -------------------------------------------------------------- */
+
+/* one line (no newline), redacted, with the time in front if asked (or
+ * stamp: a heartbeat); on a terminal folded at its width, with the live
+ * line wiped before and drawn again after */
+static void
+say_line(const struct term_view *tv, FILE *f, bool stamp, const char *line)
+{
+	char ts[40] = "";
+	char *red = redact_str(line);
+	const char *p = red;
+
+	if (tv->timestamps || stamp)
+		term_stamp(ts, sizeof ts);
+	live_hide();
+	if (!tv->tty) {
+		fprintf(f, "%s%s\n", ts, red);
+	} else {
+		size_t cols = (size_t)term_cols(STDOUT_FILENO), tw, lead = 0;
+		const char *indent = cols > 24 ? FOLD_INDENT : "";
+		bool first = true;
+
+		term_fit(ts, SIZE_MAX, &tw);
+		fputs(ts, f);
+		lead = tw;
+		for (;;) {
+			size_t room = cols > lead ? cols - lead : 1, cut = term_fit(p, room, NULL);
+
+			if (p[cut] == '\0') {
+				fprintf(f, "%s\n", p);
+				break;
+			}
+			if (cut == 0) {	/* a character wider than the room: it alone, whole */
+				for (cut = 1; ((unsigned char)p[cut] & 0xc0) == 0x80; cut++)
+					;
+			} else if (p[cut] != ' ') {	/* at a space if one is in the last third */
+				size_t k = cut;
+
+				while (k > cut * 2 / 3 && p[k - 1] != ' ')
+					k--;
+				if (k > cut * 2 / 3)
+					cut = k;
+			}
+			fwrite(p, 1, cut, f);
+			fprintf(f, "%s\n%s", c(tv, RESET), indent);
+			p += cut;
+			if (first) {
+				term_fit(indent, SIZE_MAX, &tw);
+				lead = tw;
+				first = false;
+			}
+		}
+	}
+	fflush(f);
+	free(red);
+	if (live.tv != NULL)
+		live_draw();
+}
+
+/* text of one or more lines, each ending in a newline */
+static void
+say_to(const struct term_view *tv, FILE *f, const char *text)
+{
+	const char *p = text;
+
+	while (*p != '\0') {
+		const char *nl = strchr(p, '\n');
+		char *line = nl ? xstrndup(p, (size_t)(nl - p)) : xstrdup(p);
+
+		say_line(tv, f, false, line);
+		free(line);
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+}
+
 static void
 say(const struct term_view *tv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -61,17 +412,13 @@ static void
 say(const struct term_view *tv, const char *fmt, ...)
 {
 	va_list ap;
-	char *m, *red;
-	FILE *f = out(tv);
+	char *m;
 
 	va_start(ap, fmt);
 	m = xvasprintf(fmt, ap);
 	va_end(ap);
-	red = redact_str(m);
-	fputs(red, f);
-	fflush(f);
+	say_to(tv, out(tv), m);
 	free(m);
-	free(red);
 }
 
 static void
@@ -90,56 +437,62 @@ show_step(const struct term_view *tv, const struct runbook *rb, size_t i, const 
 	    detail ? "\n        " : "", detail ? detail : "");
 }
 
-/* ---- the running step's line on a terminal: spinner and elapsed time ----- */
-
-static struct {
-	const struct term_view *tv;	/* NULL: no live line */
-	const struct runbook *rb;
-	size_t i;
-	int64_t t0, last;
-	int frame;
-	char text[160];		/* the step's own progress line */
-} live;
-
-static void
-live_tick(void)
+/* a command's line as a terminal would leave it: what follows its last
+ * carriage return, tabs as spaces, no control or escape sequences */
+static char *
+clean_line(const char *s)
 {
-	static const char *const spin[] = { "|", "/", "-", "\\" };
-	const struct rb_step *s;
-	int64_t now = zdm_now_ms();
-	char d[32];
+	const char *cr = strrchr(s, '\r');
+	struct sbuf b;
+	size_t col = 0;
 
-	if (live.tv == NULL || now - live.last < 200)
-		return;
-	live.last = now;
-	s = &live.rb->steps[live.i];
-	fmt_duration(now - live.t0, d, sizeof d);
-	say(live.tv, "\r[%zu/%zu] %s%s running%s %s%s%s  %s%s%s\033[K", live.i + 1, live.rb->nsteps,
-	    c(live.tv, YELLOW), spin[live.frame++ % 4], c(live.tv, RESET), s->id,
-	    s->name ? " — " : "", s->name ? s->name : "", d, live.text[0] ? "  " : "", live.text);
+	sb_init(&b);
+	for (s = cr ? cr + 1 : s; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '\033') {
+			if (s[1] == '[') {
+				for (s += 2; *s != '\0' && ((unsigned char)*s < 0x40 || (unsigned char)*s > 0x7e); s++)
+					;
+				if (*s == '\0')
+					break;
+			}
+			continue;
+		}
+		if (ch == '\t') {
+			do
+				sb_add(&b, " ", 1);
+			while (++col % 8 != 0);
+			continue;
+		}
+		if (ch < 0x20 || ch == 0x7f)
+			continue;
+		sb_add(&b, s, 1);
+		if ((ch & 0xc0) != 0x80)
+			col++;
+	}
+	return sb_detach(&b);
 }
 
+/* a line a step's command printed (-v) or a plugin logged, under the step */
 static void
-live_start(const struct term_view *tv, const struct runbook *rb, size_t i)
+output(const struct term_view *tv, const struct run_event *ev)
 {
-	if (!tv->tty)
-		return;
-	live.tv = tv;
-	live.rb = rb;
-	live.i = i;
-	live.t0 = live.last = zdm_now_ms();
-	live.frame = 0;
-	live.text[0] = '\0';
-	zdm_tick = live_tick;
-}
+	bool log = strcmp(ev->output.stream, "log") == 0;
+	char *t, *m;
 
-static void
-live_stop(void)
-{
-	if (live.tv != NULL)
-		say(live.tv, "\r\033[K");
-	live.tv = NULL;
-	zdm_tick = NULL;
+	if (log ? tv->level == TERM_QUIET : tv->level != TERM_VERBOSE)
+		return;
+	t = clean_line(ev->output.text);
+	if (log) {
+		m = xasprintf("  | %s: %s", ev->output.step ? ev->output.step : "?", t);
+		say_line(tv, stderr, false, m);
+	} else {
+		m = xasprintf("        %s: %s", strcmp(ev->output.stream, "stderr") == 0 ? "err" : "out", t);
+		say_line(tv, out(tv), false, m);
+	}
+	free(m);
+	free(t);
 }
 
 /* a step's progress: on a terminal, beside the spinner; else one line each
@@ -147,13 +500,19 @@ live_stop(void)
 static void
 progress(const struct term_view *tv, const char *step, const char *text)
 {
-	if (tv->json)
+	if (tv->json || tv->level == TERM_QUIET)
 		return;
 	if (tv->tty) {
-		snprintf(live.text, sizeof live.text, "%s", text);
-		live.last = 0;
-		live_tick();
+		char *t = clean_line(text);
+
+		snprintf(live.text, sizeof live.text, "%s", t);
+		free(t);
+		if (live.tv != NULL) {
+			live.last = zdm_now_ms();
+			live_draw();
+		}
 	} else {
+		snprintf(live.text, sizeof live.text, "%s", text);
 		say(tv, "        %s: %s\n", step, text);
 	}
 }
@@ -313,11 +672,7 @@ running(const struct term_view *tv, const struct run_event *ev)
 	const struct runbook *rb = ev->rb;
 	const struct rb_step *s = &rb->steps[ev->step.i];
 
-	if (tv->tty)
-		say(tv, "[%zu/%zu] %srunning%s   %s%s%s\r", ev->step.i + 1, rb->nsteps,
-		    c(tv, YELLOW), c(tv, RESET), s->id, s->name ? " — " : "",
-		    s->name ? s->name : "");
-	else if (!tv->json)
+	if (!tv->tty && !tv->json && tv->level != TERM_QUIET)
 		say(tv, "[%zu/%zu] running   %s (%s, attempt %d)\n", ev->step.i + 1,
 		    rb->nsteps, s->id, s->uses, ev->step.attempt);
 	live_start(tv, rb, ev->step.i);
@@ -338,6 +693,8 @@ step_ended(const struct term_view *tv, const struct run_event *ev)
 	};
 	enum step_end e = ev->step.end;
 
+	if (tv->level == TERM_QUIET && (e == END_OK || e == END_PLANNED || e == END_SKIPPED))
+		return;
 	show_step(tv, ev->rb, ev->step.i, w[e].word, w[e].color, ev->step.ms, ev->step.text);
 	if (e == END_RETRY) {
 		char dd[32];
@@ -361,6 +718,8 @@ undo_ended(const struct term_view *tv, const struct run_event *ev)
 	};
 	enum undo_end e = ev->step.undo;
 
+	if (tv->level == TERM_QUIET && e == UNDO_DONE)	/* "no undo": left changed, the verdict names them */
+		return;
 	show_step(tv, ev->rb, ev->step.i, w[e].word, w[e].color, ev->step.ms, ev->step.text);
 }
 
@@ -543,10 +902,12 @@ void
 term_view_observe(void *self, const struct run_event *ev)
 {
 	const struct term_view *tv = self;
+	bool quiet = tv->level == TERM_QUIET;
 
 	switch (ev->kind) {
 	case OBS_RUN_STARTED:
-		started(tv, ev);
+		if (!quiet || ev->start.how == HOW_PLAN)
+			started(tv, ev);
 		break;
 	case OBS_PLAN_STEP:
 		plan_step(tv, ev);
@@ -563,19 +924,24 @@ term_view_observe(void *self, const struct run_event *ev)
 	case OBS_WAITING:
 		waiting(tv, ev);
 		break;
+	case OBS_OUTPUT:
+		output(tv, ev);
+		break;
 	case OBS_STEP_ENDED:
 		step_ended(tv, ev);
 		break;
 	case OBS_STEP_RERUN:
-		say(tv, "[%zu/%zu] step '%s' was in doubt; running it again (%s)\n", ev->step.i + 1,
-		    ev->rb->nsteps, ev->rb->steps[ev->step.i].id,
-		    ev->step.idempotent ? "idempotent" : "--in-doubt retry");
+		if (!quiet)
+			say(tv, "[%zu/%zu] step '%s' was in doubt; running it again (%s)\n", ev->step.i + 1,
+			    ev->rb->nsteps, ev->rb->steps[ev->step.i].id,
+			    ev->step.idempotent ? "idempotent" : "--in-doubt retry");
 		break;
 	case OBS_NOTE:
-		say(tv, "%s\n", ev->text);
+		if (!quiet)
+			say(tv, "%s\n", ev->text);
 		break;
 	case OBS_ROLLBACK_STARTED:
-		if (ev->count > 0)
+		if (ev->count > 0 && !quiet)
 			say(tv, "%srolling back%s %zu step%s, newest first\n", c(tv, BOLD),
 			    c(tv, RESET), ev->count, ev->count == 1 ? "" : "s");
 		break;
@@ -583,15 +949,20 @@ term_view_observe(void *self, const struct run_event *ev)
 		undo_ended(tv, ev);
 		break;
 	case OBS_RUN_ENDED:
+		live_stop();
 		ended(tv, ev);
 		break;
 	case OBS_ERROR:
-	case OBS_LOCK_WAIT:
+	case OBS_LOCK_WAIT: {
+		char *m = xasprintf("zdm: %s", ev->text);
+
 		if (state_live)
 			say(tv, "\r\033[K");	/* the state's live line */
 		state_live = false;
-		fprintf(stderr, "zdm: %s\n", ev->text);
+		say_line(tv, stderr, false, m);
+		free(m);
 		break;
+	}
 	case OBS_STATE_LOST:
 	case OBS_STATE_RETRY:
 	case OBS_STATE_BACK:

@@ -161,7 +161,7 @@ ask(const char *step, const char *msg, const char *who, int64_t wait_ms)
 	char d[32];
 
 	fmt_duration(wait_ms, d, sizeof d);
-	fprintf(stderr, "\napproval needed: %s\n  approvers: %s; answer within %s\napprove step %s? [y/N] ",
+	zdm_warnf("\napproval needed: %s\n  approvers: %s; answer within %s\napprove step %s? [y/N] ",
 	    msg, who, d, step);
 	fflush(stderr);
 	for (;;) {
@@ -278,7 +278,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			rc = 0;
 			goto out;
 		}
-		fprintf(stderr, "zdm: --approve %s: '%s' is not among the approvers (%s); not pre-approved\n",
+		zdm_warnf("zdm: --approve %s: '%s' is not among the approvers (%s); not pre-approved\n",
 		    ctx->step_id, actor, who);
 	}
 	if (ctx->wait_ms > 0) {
@@ -311,7 +311,7 @@ ap_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		}
 		/* no decision in time: pause as without the flag */
 	} else if (ctx->interactive && !approval_allowed(approvers, actor))
-		fprintf(stderr, "zdm: step %s: '%s' is not among the approvers (%s), so zdm does not ask; "
+		zdm_warnf("zdm: step %s: '%s' is not among the approvers (%s), so zdm does not ask; "
 		    "one of them decides with zdm approve\n", ctx->step_id, actor, who);
 	if (ctx->wait_ms == 0 && ctx->interactive && approval_allowed(approvers, actor)) {
 		int a = ask(ctx->step_id, msg, who, timeout - (now - requested));

@@ -138,6 +138,13 @@ last_line(const char *s, size_t n, size_t *len)
 	return e;
 }
 
+/* each line the command prints, for zdm run -v (redacted by zdm_output) */
+static void
+exec_line(void *arg, int stream, const char *line)
+{
+	zdm_output(arg, stream == 1 ? "stdout" : "stderr", line);
+}
+
 static int
 exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     struct zdm_result *res)
@@ -170,6 +177,8 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	o.deadline_ms = ctx->deadline_ms;
 	o.kill_grace_ms = json_integer_value(json_object_get(p, "kill_grace"));
 	o.cap = (size_t)json_integer_value(json_object_get(p, "output_limit"));
+	o.on_line = exec_line;
+	o.line_arg = ctx;
 	if (proc_run(&o, &r, &err) != 0) {
 		zdm_fail(res, "%s", err);
 		free(err);

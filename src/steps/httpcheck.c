@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/redact.h"
+#include "base/proc.h"
 #include "base/util.h"
 #include "core/expr.h"
 #include "steps/httpcheck.h"
@@ -452,7 +453,7 @@ hc_warn_insecure(const struct zdm_ctx *ctx, const json_t *p)
 {
 	if (!json_is_true(json_object_get(p, "insecure")))
 		return;
-	fprintf(stderr, "zdm: warning: step '%s': insecure: true, so TLS certificates are not verified\n",
+	zdm_warnf("zdm: warning: step '%s': insecure: true, so TLS certificates are not verified\n",
 	    ctx->step_id != NULL ? ctx->step_id : "?");
 }
 

@@ -830,7 +830,7 @@ mg_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	memset(&m, 0, sizeof m);
 	if (g.insecure) {
 		/* step.started already records insecure: true among the params */
-		fprintf(stderr, "zdm: warning: step '%s': insecure: true: the TLS certificate of %s "
+		zdm_warnf("zdm: warning: step '%s': insecure: true: the TLS certificate of %s "
 		    "is not verified\n", ctx->step_id, g.address);
 	}
 	if (g.initial_delay > 0) {

@@ -337,9 +337,25 @@ fan_line(struct fan *f, bool final)
 		return;
 	}
 	zdm_progress(f->ctx, "%s", line);
-	if (f->tty && f->ctx->progress != NULL) {
-		fprintf(stderr, "\r\033[K        %s: %s\n", f->ctx->step_id, line);
-		fflush(stderr);
+	if (f->tty)	/* a line of its own: the terminal keeps it off its live line */
+		zdm_output(f->ctx, "log", line);
+}
+
+/* zdm run -v: what a host's command printed (the tail kept), each line
+ * under the step as "[HOST] line", once the host is done */
+static void
+host_lines(struct zdm_ctx *ctx, const char *host, const char *stream, const char *s, size_t n)
+{
+	const char *end = s + n;
+
+	while (s < end && *s != '\0') {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t len = nl != NULL ? (size_t)(nl - s) : (size_t)(end - s);
+		char *line = xasprintf("[%s] %.*s", host, (int)len, s);
+
+		zdm_output(ctx, stream, line);
+		free(line);
+		s += len + (nl != NULL);
 	}
 }
 
@@ -397,6 +413,10 @@ on_host(size_t k, void *arg)
 	/* a host cut short by a signal before its command started has done
 	 * nothing: no note.  One whose command started is noted unknown
 	 * (ok false, so a rerun runs it again; undo runs on it) */
+	if (j->out != NULL)
+		host_lines(f->ctx, j->t->label, "stdout", j->out, j->out_len);
+	if (j->err != NULL)
+		host_lines(f->ctx, j->t->label, "stderr", j->err, j->err_len);
 	if (!j->interrupted || unknown)
 		zdm_note(f->ctx, ev_name(f->undoing ? EV_SSH_UNDO : EV_SSH_HOST), json_deep_copy(rec));
 	json_decref(f->recs[f->idx[k]]);

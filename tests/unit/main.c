@@ -15,6 +15,7 @@ int unit_expr(void);
 int unit_runstate(void);
 int unit_store(void);
 int unit_runsum(void);
+int unit_console(void);
 
 /* small checks of util.c and redact.c */
 static int
@@ -94,6 +95,7 @@ main(void)
 	fails += unit_runstate();
 	fails += unit_store();
 	fails += unit_runsum();
+	fails += unit_console();
 	printf("unit: %d failed\n", fails);
 	return fails ? 1 : 0;
 }
