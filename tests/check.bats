@@ -559,13 +559,14 @@ YML
 plan for conditions (3 steps), on failure: roll back in reverse order
  1. probe (exec)
       do:   run echo ready
-      undo: none
+      undo: none: a rollback leaves this change in place
  2. canary (exec)  if: ${{ vars.canary }}
       skipped: if: is false
  3. switch (exec)  if: ${{ steps.probe.outputs.stdout == 'ready' }}
       if:   unknown until run (needs outputs of earlier steps or secrets)
       do:   run touch switched
-      undo: none
+      undo: none: a rollback leaves this change in place
+2 steps that change things have no undo: probe, switch (a rollback leaves their changes in place)
 EOF
   run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
   assert_equal "$status" 0

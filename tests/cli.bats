@@ -215,7 +215,7 @@ plan for planned (4 steps), on failure: roll back in reverse order
       undo: none: a rollback leaves this change in place
  4. gated (exec)  if: \${{ vars.go }}
       skipped: if: is false
-2 steps that change things have no undo: note, gated (a rollback leaves their changes in place)
+1 step that changes things has no undo: note (a rollback leaves its change in place)
 EOF
   assert_not_exist "$T/created"
   assert_not_exist "$T/noted"

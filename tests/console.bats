@@ -205,14 +205,16 @@ steps:
   - {id: two, uses: exec, with: {shell: 'echo broken >&2; exit 3'}}
 EOF
   run --separate-stderr zdm run rb.yml --state-dir "$T/state" -q
-  assert_equal "$status" 1
+  assert_equal "$status" 6
   assert_equal "$stderr" ""
   assert_line --index 0 --regexp '^\[2/2\] failed    two  [0-9.]+m?s$'
   assert_line --index 1 "        exited with 3: broken"
   # a step left as it was is a failure of the rollback's to know of
-  assert_line --index 2 "[1/2] no undo   one"
-  assert_line --index 3 "rolled back: step 'two' failed (exited with 3: broken); every completed step with an undo was undone (steps marked 'no undo' above were left as they are)."
-  [ "${#lines[@]}" -eq 4 ]
+  assert_line --index 2 "[1/2] left in place one"
+  assert_line --index 3 "        no undo: the type has none and the step sets none; the change is left in place"
+  assert_line --index 4 "rolled back: step 'two' failed (exited with 3: broken); every completed step with an undo was undone."
+  assert_line --index 5 "rolled back; 1 step that changed things has no undo: one (left in place, not back where it started: put it back by hand or accept it)"
+  [ "${#lines[@]}" -eq 6 ]
 }
 
 @test "console: -v with -q, and a --heartbeat that is not a duration, exit 2 and run nothing" {
@@ -235,7 +237,7 @@ EOF
 zdm: 1
 name: stamps
 steps:
-  - {id: a, uses: exec, with: {command: [echo, hi]}}
+  - {id: a, uses: exec, with: {command: [echo, hi]}, undo: {uses: exec, with: {command: ["true"]}}}
   - {id: b, uses: exec, with: {shell: 'exit 1'}}
 EOF
   run --separate-stderr zdm run rb.yml --state-dir "$T/state" --timestamps -v
@@ -277,7 +279,7 @@ EOF
 zdm: 1
 name: shown
 steps:
-  - {id: first, uses: exec, with: {command: [echo, one]}}
+  - {id: first, uses: exec, with: {command: [echo, one]}, undo: {uses: exec, with: {command: ["true"]}}}
   - {id: second, uses: exec, with: {shell: 'echo nope >&2; exit 1'}}
 EOF
   run zdm run rb.yml --state-dir "$T/state"
@@ -286,9 +288,9 @@ EOF
   assert_success
   echo "$output" | jq -e . >/dev/null
   assert_equal "$(jq -r '[.run, .runbook, .file, .status, .exit_code, .failed_step, .journal, .records, (.lock|tostring)] | map(tostring) | join(" ")' <<<"$output")" \
-    "$(basename "$(J)" .jsonl) shown $T/rb.yml rolled_back 1 second $(J) 8 null"
+    "$(basename "$(J)" .jsonl) shown $T/rb.yml rolled_back 1 second $(J) 9 null"
   assert_equal "$(jq -c '[.steps[] | [.id, .phase, .attempt, .last_event, .undo]]' <<<"$output")" \
-    '[["first","succeeded",1,"undo.skipped","skipped"],["second","failed",1,"step.failed",null]]'
+    '[["first","succeeded",1,"undo.succeeded","succeeded"],["second","failed",1,"step.failed",null]]'
   assert_equal "$(jq -r '.steps[1].error' <<<"$output")" "exited with 1: nope"
   run --separate-stderr zdm status rb.yml --state-dir "$T/state" --output json --watch
   assert_equal "$status" 2
@@ -300,7 +302,7 @@ EOF
 zdm: 1
 name: watched
 steps:
-  - {id: first, uses: exec, with: {command: [sleep, "1"]}}
+  - {id: first, uses: exec, with: {command: [sleep, "1"]}, undo: {uses: exec, with: {command: ["true"]}}}
   - {id: second, uses: exec, with: {shell: 'sleep 1; echo nope >&2; exit 1'}}
 EOF
   "$ZDM_BIN" run rb.yml --state-dir "$T/state" >"$T/run.out" 2>&1 &
@@ -370,7 +372,7 @@ steps:
   - id: go-ahead
     name: a person looks at the canary dashboard before the rest goes on
     uses: approval
-    with: {message: "check the canary dashboard", approvers: [ann], timeout: 1h}
+    with: {message: "check the canary dashboard", approvers: [ann], decision_timeout: 1h}
 EOF
   local sock="$BATS_TEST_TMPDIR/sock" i
   tmux -S "$sock" -f /dev/null new-session -d -x 60 -y 40 \

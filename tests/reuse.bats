@@ -110,7 +110,7 @@ steps:
     with:
       command: [sh, -c, 'echo "\$1 \$2 \$3" >> "$T/log"', x, "\${{ each }}", "\${{ type(each) }}", "\${{ each == 'blue' and 'b' or each * 2 }}"]
 EOF
-  run zdm validate rb.yml
+  run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 0
   assert_output "rb.yml: ok (runbook 'shifts', 5 steps)"
   run zdm run rb.yml --state-dir "$T/state"
@@ -157,18 +157,19 @@ EOF
 plan for canary (5 steps), on failure: roll back in reverse order
  1. prepare (exec)
       do:   run true
-      undo: none
+      undo: none: a rollback leaves this change in place
  2. shift-10 (exec)
       do:   run echo weight 10
-      undo: none
+      undo: none: a rollback leaves this change in place
  3. gate-10 (exec)  if: ${{ each < 50 }}
       do:   run echo '${{ steps['shift-' .. each].outputs.stdout }}'
-      undo: none
+      undo: none: a rollback leaves this change in place
  4. shift-50 (exec)
       do:   run echo weight 50
-      undo: none
+      undo: none: a rollback leaves this change in place
  5. gate-50 (exec)  if: ${{ each < 50 }}
       skipped: if: is false
+4 steps that change things have no undo: prepare, shift-10, gate-10, shift-50 (a rollback leaves their changes in place)
 EOF
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
@@ -334,7 +335,7 @@ EOF
   # run from elsewhere: include paths are relative to the including file
   mkdir "$T/elsewhere"
   cd "$T/elsewhere"
-  run zdm validate ../books/rb.yml
+  run --separate-stderr zdm validate ../books/rb.yml
   assert_equal "$status" 0
   assert_output "../books/rb.yml: ok (runbook 'including', 6 steps)"
   run zdm run ../books/rb.yml --state-dir "$T/state"
@@ -479,10 +480,11 @@ EOF
 plan for inc (2 steps), on failure: roll back in reverse order
  1. shift-10 — app to 10% (exec)
       do:   run echo app 10
-      undo: none
+      undo: none: a rollback leaves this change in place
  2. shift-50 — app to 50% (exec)
       do:   run echo app 50
-      undo: none
+      undo: none: a rollback leaves this change in place
+2 steps that change things have no undo: shift-10, shift-50 (a rollback leaves their changes in place)
 EOF
 }
 
@@ -499,7 +501,7 @@ EOF
   assert_output "parts/eleven.yml:2:3: the runbook expands to more than 10000 steps (for_each: and include: included): split it into several runbooks
 zdm: 1 error; nothing ran"
   sed -i 's/,901,.*]$/]/' rb.yml
-  run zdm validate rb.yml
+  run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 0
   assert_output "rb.yml: ok (runbook 'big', 9900 steps)"
 }

@@ -133,10 +133,11 @@ EOF
   run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 0
   assert_equal "$output" "rb.yml: ok (runbook 't', 1 step)"
-  assert_equal "$stderr" "rb.yml:7:23: warning: step 'greet': env.ZDM_T_UNSET_A is not set: a run without ZDM_T_UNSET_A in its environment fails this step (set it, or give a default: \${{ env.ZDM_T_UNSET_A or \"...\" }})"
+  assert_equal "$stderr" "rb.yml:7:23: warning: step 'greet': env.ZDM_T_UNSET_A is not set: a run without ZDM_T_UNSET_A in its environment fails this step (set it, or give a default: \${{ env.ZDM_T_UNSET_A or \"...\" }})
+rb.yml:4:5: warning: step 'greet' changes things and has no undo: a rollback leaves its change in place (add undo:, or accept that)"
   ZDM_T_UNSET_A=x run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 0
-  assert_equal "$stderr" ""
+  assert_equal "$stderr" "rb.yml:4:5: warning: step 'greet' changes things and has no undo: a rollback leaves its change in place (add undo:, or accept that)"
 }
 
 @test "env: at run time an unset env var is a step failure naming it (exit 1, rolled back), not a type error; in an if: it is false" {
@@ -185,7 +186,8 @@ steps:
 EOF
   run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 0
-  assert_equal "$stderr" ""
+  # no word of the unset variable: only that the step has no undo
+  assert_equal "$stderr" "rb.yml:4:5: warning: step 'maybe' changes things and has no undo: a rollback leaves its change in place (add undo:, or accept that)"
   run zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
   run jq -r 'select(.event=="step.skipped") | .step' "$(J)"
@@ -282,7 +284,8 @@ EOF
 rb.yml:11:7: warning: step 'call': param 'bearer' of 'http' is now called 'token' (the old name still works for now; write token:)"
   run --separate-stderr zdm validate rb.yml
   assert_equal "$status" 0
-  assert_equal "$stderr" "$warn"
+  assert_equal "$stderr" "$warn
+rb.yml:6:5: warning: step 'call' changes things and has no undo: a rollback leaves its change in place (add undo:, or accept that)"
   run --separate-stderr zdm run rb.yml --state-dir "$T/state"
   assert_equal "$status" 0
   assert_equal "$(head -2 <<<"$stderr")" "$warn"

@@ -619,6 +619,33 @@ started(const struct term_view *tv, const struct run_event *ev)
 	}
 }
 
+/* the steps of this plan shown as skipped (if: false): a rollback has
+ * nothing of theirs to leave; freed with the last step's line */
+static bool *plan_skipped;
+
+/* after the plan's last step: what a rollback of this plan would leave */
+static void
+plan_summary(const struct term_view *tv, const struct run_event *ev)
+{
+	struct sbuf sb;
+	size_t n = 0;
+
+	if (ev->plan.i + 1 != ev->rb->nsteps)
+		return;
+	sb_init(&sb);
+	for (size_t i = 0; i < ev->rb->nsteps; i++)
+		if (ev->rb->steps[i].undo_kind == RB_NOT_UNDONE &&
+		    !(plan_skipped != NULL && plan_skipped[i]))
+			sb_addf(&sb, "%s%s", n++ ? ", " : "", ev->rb->steps[i].id);
+	if (n > 0)
+		say(tv, "%zu step%s that change%s things ha%s no undo: %s (a rollback leaves %s in place)\n",
+		    n, n == 1 ? "" : "s", n == 1 ? "s" : "", n == 1 ? "s" : "ve", sb.buf,
+		    n == 1 ? "its change" : "their changes");
+	sb_release(&sb);
+	free(plan_skipped);
+	plan_skipped = NULL;
+}
+
 static void
 plan_step(const struct term_view *tv, const struct run_event *ev)
 {
@@ -629,6 +656,10 @@ plan_step(const struct term_view *tv, const struct run_event *ev)
 	    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
 	if (ev->plan.when == PLAN_SKIPPED) {
 		say(tv, "      skipped: if: is false\n");
+		if (plan_skipped == NULL)
+			plan_skipped = xcalloc(ev->rb->nsteps, sizeof *plan_skipped);
+		plan_skipped[ev->plan.i] = true;
+		plan_summary(tv, ev);
 		return;
 	}
 	if (ev->plan.when == PLAN_UNKNOWN)
@@ -649,21 +680,7 @@ plan_step(const struct term_view *tv, const struct run_event *ev)
 	case PLAN_UNDO_READ_ONLY:
 		break;
 	}
-	if (ev->plan.i + 1 == ev->rb->nsteps) {
-		/* what a rollback of this plan would leave behind */
-		struct sbuf sb;
-		size_t n = 0;
-
-		sb_init(&sb);
-		for (size_t i = 0; i < ev->rb->nsteps; i++)
-			if (ev->rb->steps[i].undo_kind == RB_NOT_UNDONE)
-				sb_addf(&sb, "%s%s", n++ ? ", " : "", ev->rb->steps[i].id);
-		if (n > 0)
-			say(tv, "%zu step%s that change%s things ha%s no undo: %s (a rollback leaves %s in place)\n",
-			    n, n == 1 ? "" : "s", n == 1 ? "s" : "", n == 1 ? "s" : "ve", sb.buf,
-			    n == 1 ? "its change" : "their changes");
-		sb_release(&sb);
-	}
+	plan_summary(tv, ev);
 }
 
 static void
