@@ -126,6 +126,7 @@ extern char out_run_id[64], out_status[32];
 struct runstate;
 /* print "rolled back; N steps that changed things have no undo: ..." when
  * the run's rollback left any in place */
+char *left_summary(const struct runstate *st);
 void left_line(const struct runstate *st);
 /* the steps a rollback left in place, for the "exit" event */
 extern json_t *out_left;

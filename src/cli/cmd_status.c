@@ -107,6 +107,7 @@ static void
 text(const struct seen *v, const char *jp, struct sbuf *b)
 {
 	const struct runstate *st = &v->st;
+	char *m;
 
 	sb_addf(b, "run      %s\nrunbook  %s (%s)\nstate    %s", st->run_id, st->name, st->runbook,
 	    runstate_word(st));
@@ -147,18 +148,9 @@ text(const struct seen *v, const char *jp, struct sbuf *b)
 		sb_addf(b, "\n");
 	}
 	/* a rollback that left changes in place, as the run's end said it */
-	{
-		const char **ids;
-		size_t n = runstate_left(st, &ids);
-
-		if (n > 0) {
-			char *m = left_text(ids, n);
-
-			sb_addf(b, "%s\n", m);
-			free(m);
-		}
-		free(ids);
-	}
+	if ((m = left_summary(st)) != NULL)
+		sb_addf(b, "%s\n", m);
+	free(m);
 }
 
 static const char *

@@ -223,18 +223,25 @@ test_pause_after_read(void)
 	free(w);
 }
 
-/* a rollback that left changes in place, as the run's end said it */
-void
-left_line(const struct runstate *st)
+/* a rollback that left changes in place, as the run's end said it
+ * (malloc'd), or NULL when it left none */
+char *
+left_summary(const struct runstate *st)
 {
 	const char **ids;
 	size_t n = runstate_left(st, &ids);
+	char *m = n > 0 ? left_text(ids, n) : NULL;
 
-	if (n > 0) {
-		char *m = left_text(ids, n);
-
-		printf("%s\n", m);
-		free(m);
-	}
 	free(ids);
+	return m;
+}
+
+void
+left_line(const struct runstate *st)
+{
+	char *m = left_summary(st);
+
+	if (m != NULL)
+		printf("%s\n", m);
+	free(m);
 }
