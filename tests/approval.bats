@@ -1,13 +1,15 @@
 #!/usr/bin/env bats
 # The approval step and `zdm approve`: granted, denied and timed out, each
 # with its exit code and journal record; --approve STEP; the prompt on a
-# terminal (a real pseudo-terminal from script(1)); --non-interactive / CI.
+# terminal (a real one: tmux, or script(1) where nothing is typed);
+# --non-interactive / CI.
 # state: file and PostgreSQL (ZDM_TEST_STATE=pg, tests/helper.bash)
 
 load helper
 
 setup_file() {
   command -v script >/dev/null || { echo "script(1) (util-linux) is needed" >&2; return 1; }
+  command -v tmux >/dev/null || { echo "tmux is needed (make deps)" >&2; return 1; }
   state_setup_file
 }
 
@@ -161,10 +163,11 @@ start_and_pause() {
   assert_equal "$status" 0
 }
 
-# zdm on a real pseudo-terminal, answering the prompt with $1
+# zdm on a real terminal, answering its prompt with $1 once it shows (or
+# typing it into nothing if zdm finishes without asking)
 on_tty() { # ANSWER ARGS...
   local answer="$1"; shift
-  ( sleep 1; printf '%s\n' "$answer" ) | timeout 60 script -qec "$ZDM_BIN $*" /dev/null
+  tty_answer "$answer" "[y/N]" env ${CI+CI="$CI"} ${ZDM_ACTOR+ZDM_ACTOR="$ZDM_ACTOR"} "$ZDM_BIN" "$@"
 }
 
 @test "on a terminal it prompts: y grants (exit 0), n denies and rolls back (exit 1); both journaled" {

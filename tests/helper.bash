@@ -135,6 +135,7 @@ setup() {
 
 teardown() {
   # stop anything a test left running in its dir, then remove it
+  [ ! -S "$BATS_TEST_TMPDIR/tty-sock" ] || tmux -S "$BATS_TEST_TMPDIR/tty-sock" kill-server 2>/dev/null || true
   pkill -9 -f "$T/" 2>/dev/null || true
   [ -z "${HOLD_PID:-}" ] || release_lock
   cd /
@@ -151,6 +152,38 @@ zdm() {
     return "$rc"
   fi
   timeout 60 "$ZDM_BIN" "$@"
+}
+
+# run ARGS... in the current dir on a real terminal (a private tmux server,
+# 200 columns), wait until PROMPT (a fixed string) shows, type ANSWER and
+# Enter; print what the terminal showed and return the command's exit code
+# (124: it did not finish within 60 s).  Unlike a pipe into script(1), the
+# answer is typed only once the prompt is there, so a loaded machine cannot
+# lose it.
+tty_answer() { # ANSWER PROMPT ARGS...
+  local answer="$1" prompt="$2" sock="$BATS_TEST_TMPDIR/tty-sock" i cmd
+  shift 2
+  cmd="$(printf '%q ' "$@")"
+  tmux -S "$sock" -f /dev/null new-session -d -x 200 -y 50 \
+    "cd $(printf '%q' "$PWD") && timeout --foreground 60 $cmd; echo \"EXIT=\$?\"; sleep 600"
+  for ((i = 0; i < 600; i++)); do
+    tmux -S "$sock" capture-pane -p -J -S - | grep -qF -- "$prompt" && break
+    tmux -S "$sock" capture-pane -p -J -S - | grep -q '^EXIT=' && break
+    sleep 0.1
+  done
+  tmux -S "$sock" send-keys -l -- "$answer"
+  tmux -S "$sock" send-keys Enter
+  for ((i = 0; i < 600; i++)); do
+    tmux -S "$sock" capture-pane -p -J -S - | grep -q '^EXIT=' && break
+    sleep 0.1
+  done
+  local pane
+  pane="$(tmux -S "$sock" capture-pane -p -J -S -)"
+  tmux -S "$sock" kill-server 2>/dev/null || true
+  printf '%s\n' "$pane" | grep -v '^EXIT='
+  local rc
+  rc="$(printf '%s\n' "$pane" | sed -n 's/^EXIT=//p' | tail -1)"
+  return "${rc:-124}"
 }
 
 # the newest journal in $1 (a state dir): the one written to last

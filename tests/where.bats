@@ -347,13 +347,13 @@ EOF
   run zdm run rb.yml
   local id
   id="$(run_id_of "$output")"
-  run env -u CI bash -c 'printf "n\n" | script -qec "timeout 60 $1 rollback" /dev/null' _ "$ZDM_BIN"
+  run tty_answer n "Undo its steps? [y/N]" env -u CI "$ZDM_BIN" rollback
   assert_equal "$status" 2
   assert_output --partial "the newest run, $id of runbook 'where-ok', succeeded at "
   assert_output --partial "Undo its steps? [y/N]"
   assert_output --partial "zdm rollback: not rolled back; nothing done"
   assert_file_exists "$T/proj/made"
-  run env -u CI bash -c 'printf "y\n" | script -qec "timeout 60 $1 rollback" /dev/null' _ "$ZDM_BIN"
+  run tty_answer y "Undo its steps? [y/N]" env -u CI "$ZDM_BIN" rollback
   assert_equal "$status" 0
   assert_output --partial "rolled back"
   assert_file_not_exists "$T/proj/made"
