@@ -343,7 +343,7 @@ check_lock_wait() {
   wait "$HOLDER"
   wait "$waiter"
   grep -q "succeeded: run" "$T/waiter.out"
-  [ "$(grep -c "waiting up to" "$T/waiter.err")" = 1 ]
+  [ "$(grep -c "waiting up to" "$T/waiter.err")" = 1 ] || { cat "$T/waiter.err" >&2; false; }
   run zdm runs "${S[@]}" --output json
   [ "$(echo "$output" | jq -r '[.[].status] | join(",")')" = "succeeded,succeeded" ]
 }

@@ -68,6 +68,7 @@ lock_acquire(const char *state_dir, const char *name, const char *run_id,
 	char *text, *who;
 	size_t len;
 	int lfd, rc = -1;
+	bool retried = false;
 
 	*fd = -1;
 	if (*name == '\0' || strchr(name, '/') != NULL ||
@@ -120,6 +121,14 @@ lock_acquire(const char *state_dir, const char *name, const char *run_id,
 				h = lock_holder(lfd);
 				if (h == NULL)
 					nanosleep(&ms10, NULL);
+			}
+			/* still nothing said: a holder empties the file just
+			 * before it lets go, so it may be free now; try again
+			 * once rather than report a holder that has gone */
+			if (h == NULL && !retried) {
+				retried = true;
+				close(lfd);
+				continue;
 			}
 			if (h != NULL && json_is_object(h)) {
 				const char *hh, *hr, *hs;
