@@ -14,6 +14,9 @@ load helper
 load servers/postgres
 
 setup_file() {
+  # one at a time: the throttle tests stop a replica of the shared cluster,
+  # which every backfill running beside them would wait for too
+  export BATS_NO_PARALLELIZE_WITHIN_FILE=true
   pg_start fill
 }
 
