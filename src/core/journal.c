@@ -474,6 +474,16 @@ out:
 	return rc;
 }
 
+bool
+journal_behind(const struct journal *j)
+{
+	struct stat st;
+
+	/* another writer's record makes the file longer than this one left it */
+	return j->fd >= 0 && j->sink == NULL && !j->broken && fstat(j->fd, &st) == 0 &&
+	    st.st_size != j->end;
+}
+
 const char *
 journal_path(const struct journal *j)
 {

@@ -32,6 +32,9 @@ struct journal *journal_reopen(const char *path, const char *run_id,
  * and fdatasyncs before returning.  Returns the record's seq, or -1. */
 long journal_append(struct journal *j, const char *event, const char *step,
     int attempt, json_t *data, char **err);
+/* has the file grown past this writer's last record (another writer
+ * appended since: read it again) */
+bool journal_behind(const struct journal *j);
 const char *journal_path(const struct journal *j);
 void journal_close(struct journal *j);
 /* record echo for --output json: called with each record after it is on disk */

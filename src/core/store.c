@@ -41,13 +41,23 @@ store_location(const struct store *s)
 char *
 store_find(struct store *s, const char *run_id)
 {
-	return s->ops->find(s, run_id);
+	char *v;
+
+	s->busy++;
+	v = s->ops->find(s, run_id);
+	s->busy--;
+	return v;
 }
 
 char *
 store_latest(struct store *s, const char *name, bool with_dry)
 {
-	return s->ops->latest(s, name, with_dry);
+	char *v;
+
+	s->busy++;
+	v = s->ops->latest(s, name, with_dry);
+	s->busy--;
+	return v;
 }
 
 const char *
@@ -59,7 +69,12 @@ store_runs_place(struct store *s)
 int
 store_list(struct store *s, const char *name, char ***refs, size_t *n, char **err)
 {
-	return s->ops->list(s, name, refs, n, err);
+	int v;
+
+	s->busy++;
+	v = s->ops->list(s, name, refs, n, err);
+	s->busy--;
+	return v;
 }
 
 void
@@ -73,7 +88,12 @@ store_list_free(char **refs, size_t n)
 int
 store_read(struct store *s, const char *ref, struct jlog *log, char **err)
 {
-	return s->ops->read(s, ref, log, err);
+	int v;
+
+	s->busy++;
+	v = s->ops->read(s, ref, log, err);
+	s->busy--;
+	return v;
 }
 
 void
@@ -91,14 +111,24 @@ store_verify(struct store *s, const char *ref, FILE *out, FILE *errout)
 struct store_writer *
 store_create(struct store *s, const char *run_id, char **err)
 {
-	return s->ops->create(s, run_id, err);
+	struct store_writer *v;
+
+	s->busy++;
+	v = s->ops->create(s, run_id, err);
+	s->busy--;
+	return v;
 }
 
 struct store_writer *
 store_open_writer(struct store *s, const char *ref, const char *run_id,
     const struct jlog *log, char **err)
 {
-	return s->ops->open_writer(s, ref, run_id, log, err);
+	struct store_writer *v;
+
+	s->busy++;
+	v = s->ops->open_writer(s, ref, run_id, log, err);
+	s->busy--;
+	return v;
 }
 
 const char *
@@ -116,21 +146,55 @@ store_set_echo(struct store_writer *w, void (*fn)(const char *line, void *arg), 
 int
 store_writer_last(struct store_writer *w, long *seq, char **hash)
 {
-	return w->store->ops->last(w, seq, hash);
+	int v;
+
+	w->store->busy++;
+	v = w->store->ops->last(w, seq, hash);
+	w->store->busy--;
+	return v;
 }
 
 long
 store_append(struct store_writer *w, const char *event, const char *step, int attempt,
     json_t *data, char **err)
 {
-	return w->store->ops->append(w, event, step, attempt, data, err);
+	long v;
+
+	w->store->busy++;
+	v = w->store->ops->append(w, event, step, attempt, data, err);
+	w->store->busy--;
+	return v;
 }
 
 void
 store_close_writer(struct store_writer *w)
 {
-	if (w != NULL)
-		w->store->ops->close_writer(w);
+	if (w != NULL) {
+		struct store *s = w->store;
+
+		s->busy++;
+		s->ops->close_writer(w);
+		s->busy--;
+	}
+}
+
+int
+store_behind(struct store_writer *w)
+{
+	int v;
+
+	if (w->store->ops->behind == NULL)
+		return 0;
+	w->store->busy++;
+	v = w->store->ops->behind(w);
+	w->store->busy--;
+	return v;
+}
+
+bool
+store_busy(const struct store *s)
+{
+	return s->busy > 0;
 }
 
 void
@@ -143,40 +207,70 @@ store_set_notify(struct store_writer *w)
 int
 store_watch(struct store *s, const char *ref, bool on, char **err)
 {
-	return s->ops->watch(s, ref, on, err);
+	int v;
+
+	s->busy++;
+	v = s->ops->watch(s, ref, on, err);
+	s->busy--;
+	return v;
 }
 
 int
 store_wait(struct store *s, const char *ref, int64_t ms, char **err)
 {
-	return s->ops->wait(s, ref, ms, err);
+	int v;
+
+	s->busy++;
+	v = s->ops->wait(s, ref, ms, err);
+	s->busy--;
+	return v;
 }
 
 int
 store_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
     char **err)
 {
+	int v;
+
 	*lk = NULL;
-	return s->ops->lock(s, name, run_id, lk, err);
+	s->busy++;
+	v = s->ops->lock(s, name, run_id, lk, err);
+	s->busy--;
+	return v;
 }
 
 int
 store_lock_check(struct store_lock *lk, char **err)
 {
-	return lk->store->ops->lock_check(lk, err);
+	int v;
+
+	lk->store->busy++;
+	v = lk->store->ops->lock_check(lk, err);
+	lk->store->busy--;
+	return v;
 }
 
 void
 store_unlock(struct store_lock *lk)
 {
-	if (lk != NULL)
-		lk->store->ops->unlock(lk);
+	if (lk != NULL) {
+		struct store *s = lk->store;
+
+		s->busy++;
+		s->ops->unlock(lk);
+		s->busy--;
+	}
 }
 
 bool
 store_locked(struct store *s, const char *name, long *pid, char **run)
 {
-	return s->ops->locked(s, name, pid, run);
+	bool v;
+
+	s->busy++;
+	v = s->ops->locked(s, name, pid, run);
+	s->busy--;
+	return v;
 }
 
 static int64_t
@@ -205,7 +299,9 @@ store_lock_wait(struct store *s, const char *name, const char *run_id, int64_t w
 			rc = store_lock(s, name, run_id, lk, &why);
 		} else {
 			*lk = NULL;
+			s->busy++;
 			rc = s->ops->lock_wait(s, name, run_id, left < 250 ? left : 250, lk, &why);
+			s->busy--;
 		}
 		first = false;
 		if (rc != 1 || wait_ms <= 0 || zdm_interrupted || mono_ms() >= until) {

@@ -147,6 +147,11 @@ struct store_ops {
 	void (*set_notify)(struct store_writer *w);
 	/* start (on) or stop watching the run REF for store_wait; -1 and *err */
 	int (*watch)(struct store *s, const char *ref, bool on, char **err);
+	/* without waiting: 1 when another writer may have appended to W's run
+	 * after W's last record (read it again), else 0; cheap enough to ask
+	 * every 250 ms (the file backend: the journal's size; PostgreSQL: the
+	 * notifications that came, once the run is watched).  NULL: never. */
+	int (*behind)(struct store_writer *w);
 	/* sleep at most MS, less when the run REF may have a new record: 1 it
 	 * may (read it again), 0 nothing came, -1 and *err when the store
 	 * cannot be reached; a signal cuts it short (0) */
@@ -189,6 +194,7 @@ struct store {
 	char *location;		/* where it is, for messages: a state dir */
 	const char *dir;	/* the state dir (a step's ctx->state_dir); NULL when
 				 * runs are not kept in files */
+	int busy;		/* store_* calls under way (store_busy) */
 };
 
 /* the file backend on STATE_DIR (which need not exist yet) */
@@ -230,6 +236,10 @@ void store_close_writer(struct store_writer *w);
 void store_set_notify(struct store_writer *w);
 int store_watch(struct store *s, const char *ref, bool on, char **err);
 int store_wait(struct store *s, const char *ref, int64_t ms, char **err);
+int store_behind(struct store_writer *w);
+/* is a store_* call on S under way (one that waits calls zdm_tick, whose
+ * hooks must not use S then: a connection runs one query at a time) */
+bool store_busy(const struct store *s);
 int store_lock(struct store *s, const char *name, const char *run_id, struct store_lock **lk,
     char **err);
 int store_lock_check(struct store_lock *lk, char **err);

@@ -376,6 +376,12 @@ size_of(const char *path)
 }
 
 static int
+fs_behind(struct store_writer *w)
+{
+	return journal_behind(((struct file_writer *)w)->j);
+}
+
+static int
 fs_watch(struct store *s, const char *ref, bool on, char **err)
 {
 	((struct file_store *)s)->watched = on ? size_of(ref) : -1;
@@ -737,6 +743,7 @@ static const struct store_ops file_ops = {
 	.append = fs_append,
 	.close_writer = fs_close_writer,
 	.watch = fs_watch,
+	.behind = fs_behind,
 	.wait = fs_wait,
 	.lock = fs_lock,
 	.lock_check = fs_lock_check,

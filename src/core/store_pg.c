@@ -988,6 +988,24 @@ pg_wait(struct store *s, const char *ref, int64_t ms, char **err)
 	}
 }
 
+/* store_behind: a notification for W's run came (it listens from the
+ * first call on) */
+static int
+pg_behind(struct store_writer *w)
+{
+	struct pg_writer *pw = (struct pg_writer *)w;
+	struct pg_store *ps = (struct pg_store *)w->store;
+
+	if (ps->conn == NULL || PQstatus(ps->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(ps->conn) != PQTRANS_IDLE)
+		return 0;
+	if (!ps->listening && pg_watch(w->store, pw->ref, true, NULL) != 0)
+		return 0;
+	if (!PQconsumeInput(ps->conn))
+		return 0;
+	return drain(ps, pw->run_id) ? 1 : 0;
+}
+
 /* ---- the run lock -------------------------------------------------------------- */
 
 /* who the lock row of NAME names now, for "lost the run lock to ...":
@@ -1545,6 +1563,7 @@ static const struct store_ops pg_ops = {
 	.close_writer = pg_close_writer,
 	.set_notify = pg_set_notify,
 	.watch = pg_watch,
+	.behind = pg_behind,
 	.wait = pg_wait,
 	.lock = pg_lock,
 	.lock_wait = pg_lock_wait,
