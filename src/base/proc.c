@@ -35,7 +35,9 @@
 extern char **environ;
 
 volatile sig_atomic_t zdm_interrupted;
+volatile sig_atomic_t zdm_wake;
 void (*zdm_tick)(void);
+void (*zdm_watch)(void);
 void (*zdm_live_hide)(void);
 static volatile sig_atomic_t signal_count;
 
@@ -87,6 +89,15 @@ zdm_warnf(const char *fmt, ...)
 	fflush(stderr);
 }
 
+void
+zdm_ticked(void)
+{
+	if (zdm_tick != NULL)
+		zdm_tick();
+	if (zdm_watch != NULL)
+		zdm_watch();
+}
+
 int
 zdm_sleep_ms(int64_t ms)
 {
@@ -98,15 +109,14 @@ zdm_sleep_ms(int64_t ms)
 
 		if (zdm_interrupted)
 			return -1;
-		if (left <= 0)
+		if (left <= 0 || zdm_wake)
 			return 0;
-		if (left > 200 && zdm_tick != NULL)
+		if (left > 200 && (zdm_tick != NULL || zdm_watch != NULL))
 			left = 200;
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;
 		nanosleep(&ts, NULL);
-		if (zdm_tick != NULL)
-			zdm_tick();
+		zdm_ticked();
 	}
 }
 
@@ -123,14 +133,13 @@ zdm_poll_fd(int fd, short events, int64_t deadline)
 			return -1;
 		}
 		if (deadline != 0) {
-			if (now >= deadline)
+			if (now >= deadline || zdm_wake)
 				return 0;
 			if (deadline - now < wait)
 				wait = deadline - now;
 		}
 		n = poll(&pfd, 1, (int)wait);
-		if (zdm_tick != NULL)
-			zdm_tick();
+		zdm_ticked();
 		if (n > 0)
 			return 1;
 		if (n < 0 && errno != EINTR)
@@ -413,8 +422,7 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 				reaped = true;
 			break;
 		}
-		if (zdm_tick != NULL)
-			zdm_tick();
+		zdm_ticked();
 		if (iout >= 0 && p[iout].revents != 0 && !drain(&so)) {
 			close(so.fd);
 			so.fd = -1;

@@ -13,10 +13,21 @@
 
 #include <jansson.h>
 
-extern volatile sig_atomic_t zdm_interrupted;	/* signal number, or 0 */
+extern volatile sig_atomic_t zdm_interrupted;	/* signal number, ZDM_STOP_ABORT, or 0 */
+/* zdm_interrupted when `zdm abort` stops a read-only step (core/control.c):
+ * every wait ends as for a signal, but no signal came */
+#define ZDM_STOP_ABORT (-1)
+/* set while the running gate's wait should end now (`zdm promote`): the
+ * sleeps and polls below return at once as if their time had passed */
+extern volatile sig_atomic_t zdm_wake;
 /* called about every 200 ms while a child runs or zdm sleeps (the terminal
  * redraws the running step's elapsed time); NULL = nothing */
 extern void (*zdm_tick)(void);
+/* called with zdm_tick, at the same points (a run's live control: `zdm
+ * pause`, `abort`, `promote` from elsewhere); NULL = nothing */
+extern void (*zdm_watch)(void);
+/* zdm_tick, then zdm_watch: what a wait calls every 200 ms or less */
+void zdm_ticked(void);
 /* wipes the terminal's live line while one is drawn (the next zdm_tick
  * draws it again); NULL = none.  zdm_warnf calls it first */
 extern void (*zdm_live_hide)(void);
@@ -59,7 +70,8 @@ int proc_run(const struct proc_opts *o, struct proc_result *r, char **err);
  * zdm that started it was killed (ZDM_STEP_TAG, set by the exec step) */
 pid_t proc_find_env(const char *entry);
 void proc_result_release(struct proc_result *r);
-/* sleep until ms passed or a signal arrives; returns -1 if interrupted */
+/* sleep until ms passed or a signal arrives; returns -1 if interrupted
+ * (0 early when zdm_wake is set) */
 int zdm_sleep_ms(int64_t ms);
 /* wait for `events` on fd until the monotonic ms `deadline` (0 = none), in
  * slices of at most 200 ms that run zdm_tick (the live line stays alive):

@@ -190,8 +190,8 @@ on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t u
 		return 1;	/* CURLE_ABORTED_BY_CALLBACK */
 	if (req->cancel != NULL && atomic_load(req->cancel))
 		return 1;
-	if (!req->background && zdm_tick != NULL)
-		zdm_tick();
+	if (!req->background)
+		zdm_ticked();
 	return 0;
 }
 

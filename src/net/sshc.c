@@ -810,9 +810,9 @@ sshc_run_all(const struct sshc_opts *o, struct sshc_job *jobs, size_t n,
 			}
 			pthread_cond_timedwait(&p.cv, &p.mu, &ts);
 		}
-		if (zdm_tick != NULL) {
+		if (zdm_tick != NULL || zdm_watch != NULL) {
 			pthread_mutex_unlock(&p.mu);
-			zdm_tick();
+			zdm_ticked();
 			pthread_mutex_lock(&p.mu);
 		}
 	}
