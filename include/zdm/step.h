@@ -99,6 +99,8 @@ struct zdm_ctx {
 	 */
 	int64_t wait_ms;
 	int (*await)(struct zdm_ctx *ctx, int64_t ms, json_t **decision);
+	/* zdm_promoted(); NULL: never promoted */
+	const char *(*promoted)(struct zdm_ctx *ctx);
 };
 
 /* What run() and undo() report.  `err` holds the first error (first wins). */
@@ -166,6 +168,10 @@ struct zdm_step_type {
 	bool waits_for_person;		/* its pause (res->pause) waits for a person to
 					 * decide (zdm approve), not for a better
 					 * measurement */
+	bool promotable;		/* a gate whose wait `zdm promote` may end as
+					 * passed: run() asks zdm_promoted() whenever
+					 * a sleep or poll returns (they return early
+					 * then) and passes if it says who */
 
 	/*
 	 * Static checks beyond the schema (types, required, unknown names are
@@ -244,6 +250,9 @@ bool zdm_is_expr(const json_t *v);
 void zdm_note(struct zdm_ctx *ctx, const char *event, json_t *data);
 /* ctx->await, or 0 (nothing came) without a host that waits */
 int zdm_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision);
+/* a promotable step's run(): who ended its wait as passed (`zdm promote`),
+ * or NULL; the step's outputs should say so (promoted_by) */
+const char *zdm_promoted(struct zdm_ctx *ctx);
 /* show live state for the running step; no-op without a terminal */
 void zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -113,6 +113,7 @@ int cmd_status(const struct cmd *cmd, struct cli *c);
 int cmd_log(const struct cmd *cmd, struct cli *c);
 int cmd_audit(const struct cmd *cmd, struct cli *c);
 int cmd_approve(const struct cmd *cmd, struct cli *c);
+int cmd_control(const struct cmd *cmd, struct cli *c);	/* pause, abort, promote */
 int cmd_plugins(const struct cmd *cmd, struct cli *c);
 int cmd_drill(const struct cmd *cmd, struct cli *c);
 int cmd_state(const struct cmd *cmd, struct cli *c);		/* state init */

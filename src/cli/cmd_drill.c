@@ -143,6 +143,9 @@ hear(void *self, const struct run_event *ev)
 		case VD_LOCK_LOST:
 			heard_add(h, "stopped: %s", ev->end.why ? ev->end.why : "the run lock was lost");
 			break;
+		case VD_PAUSE_ASKED:
+			heard_add(h, "%s", ev->end.why ? ev->end.why : "paused (zdm pause)");
+			break;
 		default:
 			break;
 		}

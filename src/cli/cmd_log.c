@@ -119,6 +119,8 @@ cmd_log(const struct cmd *cmd, struct cli *c)
 			sb_addf(&sb, "  error: %s", json_string_value(json_object_get(d, "error")));
 		if (e == EV_UNDO_SUCCEEDED || e == EV_UNDO_SKIPPED)
 			sb_addf(&sb, "  %s", rs_undone_text(rs_undone_of(e, d)));
+		if (json_is_string(json_object_get(d, "actor")))	/* a decision, a control */
+			sb_addf(&sb, "  by %s", json_string_value(json_object_get(d, "actor")));
 		if (json_is_string(json_object_get(d, "reason")))
 			sb_addf(&sb, "  (%s)", json_string_value(json_object_get(d, "reason")));
 		if (e == EV_STEP_SUCCEEDED && json_object_size(json_object_get(d, "undo_data")) > 0) {

@@ -220,6 +220,26 @@ static const struct cmd commands[] = {
 	  "it (--wait-for-approval) goes on by itself, at once.  Exit 2 when the run is not\n"
 	  "waiting on STEP, the actor may not decide, or a zdm process holds the run for\n"
 	  "anything else." },
+	{ "pause", cmd_control, O_STATE_DIR | O_REASON, 1, 1,
+	  "pause RUN_ID [--reason TEXT] [--state-dir DIR]",
+	  "Ask the zdm running RUN_ID (here or on any machine sharing the state) to pause\n"
+	  "before its next step: the step under way finishes, then the run pauses (run.paused,\n"
+	  "that zdm exits 4); zdm resume RUN_ID goes on.  Journaled as control.pause with the\n"
+	  "actor (ZDM_ACTOR, else the login name).  Exit 0 asked; 2 when no live zdm runs it." },
+	{ "abort", cmd_control, O_STATE_DIR | O_REASON, 1, 1,
+	  "abort RUN_ID [--reason TEXT] [--state-dir DIR]",
+	  "Ask the zdm running RUN_ID to stop and roll back now, whatever on_failure says: a\n"
+	  "step under way that changes nothing (a gate, a wait) stops at once; one that changes\n"
+	  "things finishes first, so its undo knows what it did.  Then every completed step is\n"
+	  "undone, newest first (that zdm exits 1, or 6 when a change has no undo).  Journaled\n"
+	  "as control.abort with the actor.  Exit 0 asked; 2 when no live zdm runs it (a paused\n"
+	  "run: zdm rollback RUN_ID)." },
+	{ "promote", cmd_control, O_STATE_DIR | O_REASON, 1, 2,
+	  "promote RUN_ID [STEP] [--reason TEXT] [--state-dir DIR]",
+	  "Ask the zdm running RUN_ID to end the wait of the gate under way (wait, health_gate,\n"
+	  "metric_gate) as passed: its outputs say promoted_by, and the run goes on.  STEP, when\n"
+	  "given, must be the step under way.  Journaled as control.promote with the actor.\n"
+	  "Exit 0 asked; 2 when no live zdm runs it or the step under way is no such gate." },
 	{ "state", cmd_state, O_STATE_DIR, 1, 3,
 	  "state init URL [--schema NAME]\n"
 	  "       zdm state push DIR URL [--schema NAME]",

@@ -33,6 +33,9 @@ static const char *const names[EV_COUNT] = {
 	[EV_SSH_HOST] = "ssh.host",
 	[EV_SSH_UNDO] = "ssh.undo",
 	[EV_NOTIFY_FAILED] = "notify.failed",
+	[EV_CONTROL_PAUSE] = "control.pause",
+	[EV_CONTROL_ABORT] = "control.abort",
+	[EV_CONTROL_PROMOTE] = "control.promote",
 };
 
 static const struct {
@@ -76,5 +79,7 @@ ev_namespace(const char *name)
 bool
 ev_note_allowed(const char *name)
 {
-	return name != NULL && strchr(name, '.') != NULL && ev_namespace(name) == EV_NS_NOTE;
+	return name != NULL && strchr(name, '.') != NULL && ev_namespace(name) == EV_NS_NOTE &&
+	    strncmp(name, "approval.", 9) != 0 && strncmp(name, "control.", 8) != 0 &&
+	    strncmp(name, "notify.", 7) != 0;	/* decisions and controls are people's */
 }

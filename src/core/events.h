@@ -45,6 +45,10 @@ enum ev {
 	EV_SSH_UNDO,
 	/* a webhook that could not be delivered */
 	EV_NOTIFY_FAILED,
+	/* zdm pause / abort / promote, appended beside the live zdm (control.c) */
+	EV_CONTROL_PAUSE,
+	EV_CONTROL_ABORT,
+	EV_CONTROL_PROMOTE,
 	EV_COUNT
 };
 

@@ -50,6 +50,11 @@ run_step(struct run *r, size_t i, char **why)
 
 		if (zdm_interrupted)
 			return OC_INTERRUPTED;
+		if (k > 0 && r->ctl.abort_by != NULL) {
+			/* asked during the backoff: no more attempts */
+			*why = control_abort_text(r);
+			return OC_FAILED;
+		}
 		unsigned long deferred = expr_deferred_count(r->rb->x);
 
 		params = runbook_params(r->rb, s->node, s->type, s->with, s->with_node, &err);
@@ -205,13 +210,37 @@ run_step(struct run *r, size_t i, char **why)
 		ev.step.i = i;
 		ev.step.attempt = attempt;
 		run_emit(r, &ev);
+		r->ctl.cur = (long)i;
 		rc = s->type->run(s->type, &ctx, params, &res);
+		r->ctl.cur = -1;
+		zdm_wake = 0;
+		free(r->ctl.promote_by);
+		r->ctl.promote_by = NULL;
 		ev.kind = OBS_STEP_RETURNED;
 		run_emit(r, &ev);
 		json_decref(params);
 		json_decref(notes);
 		if (rc == 0 && zdm_now_ms() > ctx.deadline_ms + 1000 && !s->type->read_only) {
 			/* finished, late: keep the result, it did happen */
+		}
+		if (zdm_interrupted == ZDM_STOP_ABORT && (res.interrupted || rc != 0)) {
+			/* zdm abort stopped a step that changes nothing: a
+			 * failure like any other, then the rollback */
+			char *msg = control_abort_text(r);
+
+			zdm_interrupted = 0;
+			d = json_pack("{s:s,s:b,s:b,s:I,s:s}", "error", msg, "will_retry", false,
+			    "timed_out", false, "duration_ms", (json_int_t)(zdm_now_ms() - t0),
+			    "aborted_by", r->ctl.abort_by);
+			step_ended(r, i, END_FAILED, zdm_now_ms() - t0, msg);
+			zdm_result_release(&res);
+			if (jrec(r, ev_name(EV_STEP_FAILED), s->id, attempt, d) != 0) {
+				free(msg);
+				return OC_JOURNAL;
+			}
+			ss->st = S_FAILED;
+			*why = msg;
+			return OC_FAILED;
 		}
 		if (res.interrupted || (rc != 0 && zdm_interrupted)) {
 			/* zdm stopped the step itself (SIGTERM, then SIGKILL to its
@@ -253,7 +282,7 @@ run_step(struct run *r, size_t i, char **why)
 		}
 		{
 			int64_t ms = zdm_now_ms() - t0;
-			bool retry = k + 1 < max && !res.pause;
+			bool retry = k + 1 < max && !res.pause && r->ctl.abort_by == NULL;
 			char *msg = redact_str(res.err[0] ? res.err : "failed");
 
 			d = json_pack("{s:s,s:b,s:b,s:I}", "error", msg, "will_retry", retry,
@@ -312,7 +341,9 @@ run_on_failure(struct run *r, const char *step, const char *why)
 {
 	struct run_event ev = { .kind = OBS_FAILURE };
 	enum run_outcome rc;
-	enum on_failure policy = r->o->force_rollback ? ON_FAILURE_ROLLBACK : r->rb->on_failure;
+	/* zdm abort: the rollback its asker wants, whatever on_failure says */
+	enum on_failure policy = r->o->force_rollback || r->ctl.abort_by != NULL ?
+	    ON_FAILURE_ROLLBACK : r->rb->on_failure;
 
 	ev.failure.step = step;
 	ev.failure.why = why;
@@ -324,6 +355,7 @@ run_on_failure(struct run *r, const char *step, const char *why)
 	ev.end.step = step;
 	ev.end.why = why;
 	ev.end.drill = r->drilled;
+	ev.end.aborted_by = r->ctl.abort_by;
 	if (r->o->mode == MODE_DRY_RUN) {
 		ev.end.verdict = VD_DRY_RUN_FAILED;
 		run_ended(r, &ev);
@@ -355,6 +387,9 @@ run_on_failure(struct run *r, const char *step, const char *why)
 		run_set_status(r, "in_doubt");
 		return rc;
 	}
+	if (rc == RUN_OK && r->ctl.abort_by != NULL)
+		return rolled_back(r, &ev, VD_ROLLED_BACK, json_pack("{s:s,s:s,s:s}", "aborted_by",
+		    r->ctl.abort_by, "step", step, "error", why));
 	if (rc == RUN_OK)
 		return rolled_back(r, &ev, VD_ROLLED_BACK, json_pack("{s:s,s:s}", "failed_step", step,
 		    "error", why));
@@ -389,6 +424,47 @@ lock_lost(struct run *r, const char *step)
 	run_ended(r, &ev);
 	free(err);
 	free(why);
+	return true;
+}
+
+/* what zdm pause or zdm abort asked before step S (NULL: after the last
+ * one), read from the journal if something came: true when the run stops
+ * here (*rc) */
+static bool
+asked(struct run *r, const struct rb_step *s, enum run_outcome *rc)
+{
+	struct run_event ev = { 0 };
+	char *why;
+
+	if (r->w != NULL && r->o->mode == MODE_RUN && store_behind(r->w) == 1 &&
+	    control_look(r) != 0) {
+		*rc = RUN_NEEDS_PERSON;
+		return true;
+	}
+	if (r->ctl.abort_by != NULL) {
+		const char *at = s != NULL ? s->id : r->rb->steps[r->rb->nsteps - 1].id;
+
+		why = control_abort_text(r);
+		*rc = run_on_failure(r, at, why);
+		free(why);
+		return true;
+	}
+	if (r->ctl.pause_by == NULL || s == NULL)
+		return false;
+	why = control_pause_text(r);
+	run_set_status(r, "paused");
+	if (jrec(r, ev_name(EV_RUN_PAUSED), s->id, 0, json_pack("{s:s,s:s,s:s}", "error", why,
+	    "reason", "asked", "paused_by", r->ctl.pause_by)) != 0) {
+		free(why);
+		*rc = RUN_NEEDS_PERSON;
+		return true;
+	}
+	ev.end.verdict = VD_PAUSE_ASKED;
+	ev.end.step = s->id;
+	ev.end.why = why;
+	run_ended(r, &ev);
+	free(why);
+	*rc = RUN_PAUSED;
 	return true;
 }
 
@@ -432,6 +508,8 @@ run_steps(struct run *r, size_t from)
 			return run_interrupted(r, NULL);
 		if (lock_lost(r, s->id))
 			return RUN_PAUSED;
+		if (asked(r, s, &rc))
+			return rc;
 		if (s->if_expr != NULL) {
 			bool yes = true;
 			char *err = NULL;
@@ -516,6 +594,13 @@ run_steps(struct run *r, size_t from)
 		}
 		if (is_fail_at(r, s))
 			return forced_failure(r, s);
+	}
+	if (r->o->mode == MODE_RUN && r->rb->nsteps > 0) {
+		/* an abort asked while the last step ran (it changed things) */
+		enum run_outcome rc;
+
+		if (asked(r, NULL, &rc))
+			return rc;
 	}
 	{
 		struct run_event ev = { 0 };

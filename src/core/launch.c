@@ -133,6 +133,7 @@ run_init(struct run *r, struct runbook *rb, const struct run_opts *o)
 	r->store = o->store;
 	r->ss = xcalloc(rb->nsteps, sizeof *r->ss);
 	r->t0 = zdm_now_ms();
+	r->ctl.cur = -1;
 	if (r->store != NULL)
 		store_set_retry(r->store, o->state_timeout_ms, state_news, r);
 	if (o->mode != MODE_RUN)
@@ -148,6 +149,7 @@ run_release(struct run *r)
 	ev.closed.store = r->store;
 	ev.closed.journal = r->w != NULL ? store_writer_ref(r->w) : NULL;
 	run_emit(r, &ev);
+	control_stop(r);
 	for (size_t i = 0; i < r->rb->nsteps; i++) {
 		json_decref(r->ss[i].outputs);
 		json_decref(r->ss[i].undo_data);
@@ -309,6 +311,7 @@ runner_run(struct runbook *rb, const struct run_opts *o)
 	ev.start.how = o->mode == MODE_DRY_RUN ? HOW_DRY_RUN : HOW_RUN;
 	ev.start.journal = store_writer_ref(r.w);
 	run_emit(&r, &ev);
+	control_start(&r);
 	rc = run_steps(&r, 0);
 	if (r.lock_lost)
 		rc = RUN_PAUSED;	/* stopped by a fenced append: said */
@@ -650,6 +653,8 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 	}
 	if (jrec(r, ev_name(EV_RUN_RESUMED), NULL, 0, d) != 0)
 		return r->lock_lost ? RUN_PAUSED : RUN_NEEDS_PERSON;
+	if (!r->rolling_back_cmd)
+		control_start(r);
 	return RUN_OK;
 }
 

@@ -118,6 +118,7 @@ enum verdict {
 	VD_IN_DOUBT,		/* nothing done: .doubts (.ndoubts) need an answer;
 				 * .rolling_back: asked by zdm rollback */
 	VD_LOCK_LOST,		/* the run lock was taken from under the run: stopped before .step (.why) */
+	VD_PAUSE_ASKED,		/* zdm pause: paused before .step (.why: by whom) */
 };
 
 /*
@@ -216,6 +217,8 @@ struct run_event {
 			bool rolling_back;
 			bool drill;		/* .step succeeded: the failure after it
 						 * was forced (--fail-at) */
+			const char *aborted_by;	/* zdm abort: who (.why says it all);
+						 * NULL: a step failed */
 		} end;
 		const char *text;		/* OBS_NOTE, OBS_ERROR: one line, no newline */
 		struct {

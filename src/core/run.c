@@ -158,6 +158,12 @@ run_ended(const struct run *r, struct run_event *ev)
 	run_emit(r, ev);
 }
 
+static long
+rec_seq(const json_t *rec)
+{
+	return (long)json_integer_value(json_object_get(rec, "seq"));
+}
+
 /* append or die trying: a run that cannot journal must not act.
  * Returns 0, or -1 when the record is not on disk; r->last_seq is its seq. */
 int
@@ -179,7 +185,38 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 		json_decref(kept);
 		return -1;
 	}
-	seq = store_append(r->w, event, step, attempt, data, &err);
+	for (int tries = 0;; tries++) {
+		struct jlog log;
+		char *ref, *rerr = NULL;
+		bool grew;
+
+		memset(&log, 0, sizeof log);
+		seq = store_append(r->w, event, step, attempt, json_incref(data), &err);
+		if (seq >= 0 || tries == 3 || r->lock == NULL)
+			break;
+		/* another writer's record first (zdm approve, pause, abort,
+		 * promote), while the run is still ours: nothing of ours was
+		 * written; go on after it */
+		if (store_lock_check(r->lock, &rerr) != 0) {
+			free(rerr);
+			break;
+		}
+		ref = xstrdup(store_writer_ref(r->w));
+		grew = store_read(r->store, ref, &log, &rerr) == 0 && log.n > 0 &&
+		    rec_seq(log.recs[log.n - 1]) > r->last_seq;
+		if (grew && run_adopt(r, ref, &log) == 0) {
+			jlog_release(&log);
+			free(ref);
+			free(err);
+			err = NULL;
+			continue;
+		}
+		jlog_release(&log);
+		free(rerr);
+		free(ref);
+		break;
+	}
+	json_decref(data);
 	if (seq < 0 && r->lock != NULL && store_fences(r->store)) {
 		char *why = NULL;
 
@@ -247,12 +284,6 @@ iso_in(int64_t ms, char *out, size_t n)
 	snprintf(out, n, "%.19s.%03dZ", buf, (int)(t % 1000));
 }
 
-static long
-rec_seq(const json_t *rec)
-{
-	return (long)json_integer_value(json_object_get(rec, "seq"));
-}
-
 /* the first decision on STEP among LOG's records after seq AFTER, or NULL */
 static const json_t *
 decision_in(const struct jlog *log, const char *step, long after)
@@ -269,11 +300,8 @@ decision_in(const struct jlog *log, const char *step, long after)
 	return NULL;
 }
 
-/* go on after LOG, read again with records of another writer at its end: a
- * new writer continues the chain after them, and the observers see them as
- * any record; -1 when it cannot be opened (said; the old writer stays) */
-static int
-adopt(struct run *r, const char *ref, const struct jlog *log)
+int
+run_adopt(struct run *r, const char *ref, const struct jlog *log)
 {
 	char *err = NULL;
 	struct store_writer *w = store_open_writer(r->store, ref, r->run_id, log, &err);
@@ -298,6 +326,7 @@ adopt(struct run *r, const char *ref, const struct jlog *log)
 		free(line);
 		r->last_seq = rec_seq(log->recs[k]);
 	}
+	control_scan(r, log, last);
 	return 0;
 }
 
@@ -373,7 +402,7 @@ end_wait(struct run *r, struct zdm_ctx *ctx, const char *ref, long from, int64_t
 		    rec_seq(log.recs[log.n - 1]) > r->last_seq) {
 			free(err);
 			rec = decision_in(&log, ctx->step_id, from);
-			if (adopt(r, ref, &log) != 0) {
+			if (run_adopt(r, ref, &log) != 0) {
 				jlog_release(&log);
 				return -2;
 			}
@@ -465,7 +494,7 @@ host_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision)
 			next_read = now + 5000;
 			if (store_read(r->store, ref, &log, &err) == 0 &&
 			    (rec = decision_in(&log, ctx->step_id, from)) != NULL) {
-				rc = adopt(r, ref, &log) == 0 ? 1 : -2;
+				rc = run_adopt(r, ref, &log) == 0 ? 1 : -2;
 				if (rc == 1)
 					*decision = take_decision(r, ctx, rec);
 				jlog_release(&log);
@@ -508,6 +537,18 @@ host_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision)
 	return rc;
 }
 
+/* ctx->promoted: the promote this run took for the step under way */
+static const char *
+host_promoted(struct zdm_ctx *ctx)
+{
+	struct run *r = ctx->host;
+	struct rb_step *s = runbook_step(r->rb, ctx->step_id);
+
+	if (r->ctl.promote_by == NULL || s == NULL || r->ctl.cur != (long)(s - r->rb->steps))
+		return NULL;
+	return r->ctl.promote_by;
+}
+
 /* ---- one step ------------------------------------------------------------- */
 
 /* the context a step's run(), snapshot() or undo() gets from this run */
@@ -527,6 +568,7 @@ run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt)
 	ctx->interactive = r->o->interactive;
 	ctx->approved = r->o->approve;
 	ctx->napproved = r->o->napprove;
+	ctx->promoted = host_promoted;
 	if (r->o->mode == MODE_RUN && r->o->wait_approval_ms > 0) {
 		ctx->wait_ms = r->o->wait_approval_ms;
 		ctx->await = host_await;

@@ -38,6 +38,19 @@ struct stepstate {
 	json_t *notes;		/* the step's own events (zdm_note), all attempts */
 };
 
+/* what `zdm pause`, `abort` and `promote` asked of this run while it ran
+ * (control.c); the strings are owned */
+struct run_control {
+	char *pause_by;		/* the actor: pause before the next step */
+	char *pause_why;	/* their --reason, or NULL */
+	char *abort_by;		/* the actor: stop and roll back */
+	char *abort_why;
+	char *promote_by;	/* the actor: the running gate passes now */
+	long cur;		/* the step whose run() is under way, or -1 */
+	int64_t next_look;	/* monotonic ms: the next look at the journal */
+	bool looking;		/* control_tick is under way */
+};
+
 struct run {
 	struct runbook *rb;
 	const struct run_opts *o;
@@ -62,9 +75,14 @@ struct run {
 	bool lock_lost;		/* an append was refused: the run lock is gone (said) */
 	json_t *planned_state;	/* plan and dry run: what the planned steps leave
 				 * (zdm_step_type.plan_from); NULL otherwise */
+	struct run_control ctl;
 };
 
 /* run.c */
+/* go on after LOG, the run REF read again with records of another writer
+ * at its end: a new writer continues the chain after them, the observers
+ * see them, and control_scan acts on them; -1 when it cannot (said) */
+int run_adopt(struct run *r, const char *ref, const struct jlog *log);
 /* tell every observer, in order */
 void run_emit(const struct run *r, struct run_event *ev);
 /* the journal's echo (store_set_echo, arg the run): each line as it reaches
@@ -99,4 +117,21 @@ enum run_outcome run_finish(struct run *r, const char *status, enum run_outcome 
 /* a signal stopped the run (during step, or NULL): run.interrupted */
 enum run_outcome run_interrupted(struct run *r, const char *step);
 
+/* control.c: `zdm pause`, `abort` and `promote` from elsewhere.  They
+ * append control.pause, control.abort or control.promote to the run beside
+ * this zdm (as zdm approve does beside a zdm waiting for it); this zdm
+ * sees them at its next append (which then fails with nothing written:
+ * run_adopt, then the append again), and while a step runs every 250 ms or
+ * so (zdm_watch: store_behind, then a read). */
+/* watch the run from now on (r->w open) */
+void control_start(struct run *r);
+void control_stop(struct run *r);
+/* act on LOG's records after seq AFTER (the caller adopted them) */
+void control_scan(struct run *r, const struct jlog *log, long after);
+/* look now, whatever the time; -1 when the journal cannot be read or
+ * written (said) */
+int control_look(struct run *r);
+/* "aborted by ann (zdm abort): reason", malloc'd */
+char *control_abort_text(const struct run *r);
+char *control_pause_text(const struct run *r);
 #endif

@@ -77,6 +77,12 @@ zdm_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision)
 	return ctx->await(ctx, ms, decision);
 }
 
+const char *
+zdm_promoted(struct zdm_ctx *ctx)
+{
+	return ctx != NULL && ctx->promoted != NULL ? ctx->promoted(ctx) : NULL;
+}
+
 void
 zdm_progress(struct zdm_ctx *ctx, const char *fmt, ...)
 {

@@ -67,7 +67,7 @@ lh_note(lua_State *L)
 	lhx_may_act(L, "zdm.note");
 	if (!ev_note_allowed(ev))
 		return luaL_error(L, "zdm.note: event '%s' must be 'area.what' and not in "
-		    "zdm's own step./undo./run./rollback./drill. namespaces", ev);
+		    "zdm's own step./undo./run./rollback./drill./approval./control./notify. namespaces", ev);
 	if (lua_isnoneornil(L, 2)) {
 		data = json_null();
 	} else {

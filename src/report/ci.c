@@ -197,6 +197,8 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 					annotate_step(ev, "warning", ev->end.left[k], "zdm: left in place",
 					    "this step changed things and has no undo: the rollback left its "
 					    "change in place");
+			} else if (ev->end.verdict == VD_ROLLED_BACK && ev->end.aborted_by != NULL) {
+				annotate_step(ev, "warning", step, "zdm: aborted, rolled back", ev->end.why);
 			} else if (ev->end.verdict == VD_ROLLED_BACK) {
 				annotate_step(ev, "warning", step, "zdm: rolled back", "every completed step "
 				    "with an undo was undone; the system is back where it started");
@@ -207,6 +209,9 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 			    ev->run_id, step, ev->run_id);
 			annotate_step(ev, "warning", step, "zdm: approval needed", m);
 			free(m);
+			break;
+		case VD_PAUSE_ASKED:
+			annotate_step(ev, "warning", step, "zdm: paused (zdm pause)", ev->end.why);
 			break;
 		case VD_UNDECIDED:
 			annotate_step(ev, "warning", step, "zdm: paused, a person decides", ev->end.why);

@@ -856,6 +856,11 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    "  retry it and go on: zdm resume %s\n  or undo:            zdm rollback %s\n",
 		    c(tv, YELLOW), c(tv, RESET), step, id, id);
 		break;
+	case VD_PAUSE_ASKED:
+		say(tv, "%spaused%s before step '%s': %s.\n"
+		    "  go on:   zdm resume %s\n  or undo: zdm rollback %s\n",
+		    c(tv, YELLOW), c(tv, RESET), step, why, id, id);
+		break;
 	case VD_LOCK_LOST:
 		say(tv, "%sstopped%s: %s.\n  nothing more was done; once no other zdm acts on '%s': "
 		    "zdm status %s, then zdm resume %s\n", c(tv, RED), c(tv, RESET), ev->end.why,
@@ -872,8 +877,12 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		    "  undo by hand or: zdm rollback %s\n", c(tv, RED), c(tv, RESET), step, id);
 		break;
 	case VD_ROLLED_BACK:
-		say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo was undone.\n",
-		    c(tv, YELLOW), c(tv, RESET), step, why);
+		if (ev->end.aborted_by != NULL)
+			say(tv, "%srolled back%s: %s; every completed step with an undo was undone.\n",
+			    c(tv, YELLOW), c(tv, RESET), why);
+		else
+			say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo "
+			    "was undone.\n", c(tv, YELLOW), c(tv, RESET), step, why);
 		left_in_place(tv, ev);
 		break;
 	case VD_ROLLBACK_INCOMPLETE:

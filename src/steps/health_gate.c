@@ -323,9 +323,16 @@ hg_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			zdm_fail(res, "interrupted after %ld round%s", round, round == 1 ? "" : "s");
 			break;
 		}
+		if (zdm_promoted(ctx) != NULL) {
+			/* zdm promote: a person took it as healthy */
+			rc = 0;
+			break;
+		}
 	}
 	res->outputs = json_pack("{s:I,s:I,s:o}", "rounds", (json_int_t)round,
 	    "healthy_streak", (json_int_t)hs, "statuses", statuses);
+	if (rc == 0 && zdm_promoted(ctx) != NULL)
+		json_object_set_new(res->outputs, "promoted_by", json_string(zdm_promoted(ctx)));
 	sb_release(&last);
 	sb_release(&show);
 	free(urls);
@@ -337,6 +344,6 @@ const struct zdm_step_type zdm_step_health_gate = {
 	.description = "poll URLs until healthy N times in a row; fail after M unhealthy in a row",
 	ZDM_PARAMS(hg_params),
 	ZDM_RENAMED(hg_renamed),
-	.read_only = true, .idempotent = true,
+	.read_only = true, .idempotent = true, .promotable = true,
 	.validate = hg_validate, .plan = hg_plan, .run = hg_run,
 };

@@ -805,6 +805,19 @@ finish(struct zdm_result *res, enum verdict v, const char *why, const struct tal
 	return -1;
 }
 
+/* zdm promote ended the wait: passed, saying by whom */
+static int
+promoted(struct zdm_ctx *ctx, struct zdm_result *res, const struct tally *t, const struct meas *m)
+{
+	char why[300];
+	int rc;
+
+	snprintf(why, sizeof why, "promoted by %s (zdm promote)", zdm_promoted(ctx));
+	rc = finish(res, V_SUCCEEDED, why, t, m);
+	json_object_set_new(res->outputs, "promoted_by", json_string(zdm_promoted(ctx)));
+	return rc;
+}
+
 static int
 interrupted(struct zdm_result *res)
 {
@@ -842,6 +855,8 @@ mg_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		zdm_progress(ctx, "initial delay");
 		if (zdm_sleep_ms(g.initial_delay) != 0)
 			return interrupted(res);
+		if (zdm_promoted(ctx) != NULL)
+			return promoted(ctx, res, &tl, NULL);
 	}
 	x = expr_new();
 	for (;;) {
@@ -877,6 +892,10 @@ mg_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 			rc = interrupted(res);
 			break;
 		}
+		if (zdm_promoted(ctx) != NULL) {
+			rc = promoted(ctx, res, &tl, &m);
+			break;
+		}
 	}
 	json_decref(m.value);
 	json_decref(m.warnings);
@@ -890,6 +909,6 @@ const struct zdm_step_type zdm_step_metric_gate = {
 	    "Argo Rollouts AnalysisRun semantics (failure_limit, inconclusive_limit, ...)",
 	ZDM_PARAMS(mg_params),
 	ZDM_RENAMED(mg_renamed),
-	.read_only = true, .idempotent = true,
+	.read_only = true, .idempotent = true, .promotable = true,
 	.validate = mg_validate, .plan = mg_plan, .run = mg_run,
 };

@@ -43,7 +43,7 @@ wait_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
     struct zdm_result *res)
 {
 	int64_t ms = json_integer_value(json_object_get(p, "duration"));
-	int64_t left = ctx->deadline_ms ? ctx->deadline_ms - zdm_now_ms() : ms;
+	int64_t left = ctx->deadline_ms ? ctx->deadline_ms - zdm_now_ms() : ms, t0;
 
 	if (left < ms) {
 		zdm_sleep_ms(left > 0 ? left : 0);
@@ -51,10 +51,16 @@ wait_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 		zdm_fail(res, "timed out: the step's timeout is shorter than its wait");
 		return -1;
 	}
+	t0 = zdm_now_ms();
 	if (zdm_sleep_ms(ms) != 0) {
 		res->interrupted = true;
 		zdm_fail(res, "interrupted");
 		return -1;
+	}
+	if (zdm_promoted(ctx) != NULL) {
+		/* zdm promote: the soak ends now, as passed */
+		res->outputs = json_pack("{s:s,s:I}", "promoted_by", zdm_promoted(ctx),
+		    "waited_ms", (json_int_t)(zdm_now_ms() - t0));
 	}
 	return 0;
 }
@@ -64,6 +70,6 @@ const struct zdm_step_type zdm_step_wait = {
 	.description = "wait for a duration (soak time)",
 	.params = wait_params,
 	.nparams = 1,
-	.read_only = true, .idempotent = true,
+	.read_only = true, .idempotent = true, .promotable = true,
 	.validate = wait_validate, .plan = wait_plan, .run = wait_run,
 };

@@ -76,7 +76,8 @@ events(void)
 	check(ev_namespace("undo.whatever") == EV_NS_UNDO && ev_namespace("approval.granted") == EV_NS_NOTE,
 	    "namespaces by prefix");
 	check(ev_note_allowed("backfill.batch") && !ev_note_allowed("step.done") &&
-	    !ev_note_allowed("rollback.x") && !ev_note_allowed("nodot"),
+	    !ev_note_allowed("rollback.x") && !ev_note_allowed("nodot") &&
+	    !ev_note_allowed("control.abort") && !ev_note_allowed("approval.granted"),
 	    "a step may note area.what outside zdm's namespaces");
 }
 
