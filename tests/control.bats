@@ -375,4 +375,8 @@ check_refused() {
 step.failed
 exit"
   [ "$(jq -r 'select(.event == "exit") | .status' "$T/run.json")" = rolled_back ]
+  # every event conforms to docs/ci.md's schema
+  run jq -c -f "$BATS_TEST_DIRNAME/data/ci/events.jq" "$T/run.json"
+  assert_success
+  [ -z "$(echo "$output" | grep -v '^null$')" ]
 }

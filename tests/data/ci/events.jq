@@ -41,7 +41,8 @@ def data_fields:
       req($d; "duration_ms"; isint and . >= 0), (if $d | has("undo_data") then null else "undo_data: missing" end) ]
   elif .event == "step.failed" then
     stepped + [ req($d; "error"; str), opt($d; "will_retry"; bool), opt($d; "timed_out"; bool),
-      opt($d; "duration_ms"; isint and . >= 0), opt($d; "needs_decision"; bool) ]
+      opt($d; "duration_ms"; isint and . >= 0), opt($d; "needs_decision"; bool),
+      opt($d; "aborted_by"; str) ]
   elif .event == "step.skipped" then
     stepped + [ req($d; "reason"; str) ]
   elif .event == "undo.skipped" then
@@ -57,12 +58,14 @@ def data_fields:
   elif .event == "rollback.started" then [ req($d; "reason"; str), opt(.; "step"; str) ]
   elif .event == "run.paused" then
     [ req($d; "error"; str), opt(.; "step"; str), opt($d; "needs_decision"; bool),
-      opt($d; "waiting_for"; . == "approval") ]
+      opt($d; "waiting_for"; . == "approval"), opt($d; "reason"; IN("asked", "lock_lost")),
+      opt($d; "paused_by"; str) ]
   elif .event == "run.interrupted" then [ req($d; "signal"; isint) ]
   elif .event == "run.finished" then
     [ req($d; "status"; IN("succeeded", "failed", "rolled_back", "rollback_failed", "aborted")),
       req($d; "exit_code"; isint and . >= 0 and . <= 6), req($d; "duration_ms"; isint and . >= 0),
-      opt($d; "failed_step"; str), opt($d; "error"; str), opt($d; "left_in_place"; arr) ]
+      opt($d; "failed_step"; str), opt($d; "error"; str), opt($d; "left_in_place"; arr),
+      opt($d; "aborted_by"; str), opt($d; "step"; str) ]
   elif .event == "approval.requested" then
     stepped + [ req($d; "message"; str), req($d; "approvers"; arr), req($d; "timeout_ms"; isint),
       req($d; "at"; iso), req($d; "at_ms"; isint) ]
@@ -76,9 +79,13 @@ def data_fields:
     stepped + [ req(.; "attempt"; isint and . >= 1), req($d; "waited_ms"; isint and . >= 0),
       req($d; "reason"; IN("no decision", "interrupted")) ]
   elif .event == "drill.failure" then stepped + [ req($d; "error"; str) ]
+  elif .event == "control.pause" or .event == "control.abort" then
+    [ req($d; "actor"; str), req($d; "via"; IN("zdm pause", "zdm abort")), opt($d; "reason"; str) ]
+  elif .event == "control.promote" then
+    stepped + [ req($d; "actor"; str), req($d; "via"; . == "zdm promote"), opt($d; "reason"; str) ]
   elif .event == "notify.failed" then
     [ req($d; "url"; str), req($d; "event"; str), req($d; "on"; str), req($d; "error"; str) ]
-  elif (.event | test("^(run|step|undo|approval|notify|rollback|drill)\\.")) then [ "unknown event \(.event)" ]
+  elif (.event | test("^(run|step|undo|approval|notify|rollback|drill|control)\\.")) then [ "unknown event \(.event)" ]
   else stepped   # a step's own event (gate.measurement, a plugin's note): data is the step's
   end;
 
