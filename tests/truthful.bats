@@ -154,6 +154,59 @@ rb.yml:14:5: warning: step 'check' changes things and has no undo: a rollback le
   assert_not_exist "$T/a"
 }
 
+@test "truthful: read_only: true on exec and http is the author's word: nothing to undo, no warning, exit 1 not 6; refused elsewhere" {
+  runbook <<EOF
+zdm: 1
+name: truthful
+steps:
+  - id: touch-b
+    uses: exec
+    with: {command: [touch, "$T/b"]}
+    undo: {uses: exec, with: {command: [rm, "$T/b"]}}
+  - id: peek
+    uses: exec
+    read_only: true
+    with: {command: [cat, "$T/b"]}
+  - id: check
+    uses: exec
+    with: {command: ["false"]}
+    read_only: true
+EOF
+  run --separate-stderr zdm validate rb.yml
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  run zdm run rb.yml --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^\[2/3\] nothing to undo peek$'
+  refute_output --partial "left in place"
+  run jq -r 'select(.event == "undo.skipped" and .step == "peek") | .data.outcome' "$(J)"
+  assert_output nothing_to_undo
+  # on a type that says itself, with an undo, on a POST: exit 2, each by line
+  runbook <<EOF
+zdm: 1
+name: truthful
+steps:
+  - id: soak
+    uses: wait
+    read_only: true
+    with: {duration: 1ms}
+  - id: both
+    uses: exec
+    read_only: true
+    with: {command: ["true"]}
+    undo: {uses: exec, with: {command: ["true"]}}
+  - id: post
+    uses: http
+    read_only: true
+    with: {url: "http://127.0.0.1:1/x", method: POST}
+EOF
+  run zdm validate rb.yml
+  assert_equal "$status" 2
+  assert_line "rb.yml:6:16: step 'soak': read_only: is for exec, ssh and http, whose effect is the command or request you write; wait says itself whether it changes things"
+  assert_line "rb.yml:10:16: step 'both': read_only: true and an undo: a step that only reads has nothing to undo; drop one of them"
+  assert_line "rb.yml:15:16: step 'post': read_only: true with method POST, which may change things: a read-only request is a GET or a HEAD"
+}
+
 # a plugin whose undo has nothing to do when `keep` is set, and says so
 marker_plugin() {
   plugin_file "$T/plugins" t.marker <<'EOF'

@@ -272,7 +272,7 @@ pick_points(struct runbook *rb, const struct cli *c, struct point **out, size_t 
 			free(pts);
 			return -1;
 		}
-		if (s->type->read_only) {
+		if (s->read_only) {
 			fprintf(stderr, "zdm drill: --only '%s': the step is read-only (%s): a failure "
 			    "after it has nothing of its own to undo; name a step that changes something\n",
 			    c->only[i], s->uses);
@@ -283,7 +283,7 @@ pick_points(struct runbook *rb, const struct cli *c, struct point **out, size_t 
 	for (size_t i = 0; i < rb->nsteps; i++) {
 		bool want = c->nonly == 0;
 
-		if (rb->steps[i].type->read_only)
+		if (rb->steps[i].read_only)
 			continue;
 		for (size_t j = 0; j < c->nonly; j++)
 			if (strcmp(c->only[j], rb->steps[i].id) == 0)

@@ -103,7 +103,7 @@ control_scan(struct run *r, const struct jlog *log, long after)
 		} else if (e == EV_CONTROL_ABORT && r->ctl.abort_by == NULL) {
 			r->ctl.abort_by = xstrdup(by);
 			r->ctl.abort_why = why ? xstrdup(why) : NULL;
-			if (s != NULL && s->type->read_only) {
+			if (s != NULL && s->read_only) {
 				say(r, "abort asked by %s (zdm abort): stopping step '%s' (it changes nothing) "
 				    "and rolling back", by, s->id);
 				if (!zdm_interrupted)

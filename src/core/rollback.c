@@ -50,7 +50,7 @@ undoable(const struct rb_step *s)
 {
 	bool has_undo = s->undo != NULL || (s->type && s->type->undo != NULL);
 
-	return has_undo && !(s->type && s->type->read_only && s->undo == NULL);
+	return has_undo && !(s->read_only && s->undo == NULL);
 }
 
 /* what its type's undo puts back: its undo_data, or for a step with no
@@ -160,7 +160,7 @@ undo_steps(struct run *r)
 			break;
 		}
 		if (!undoable(s)) {
-			bool ro = s->type && s->type->read_only;
+			bool ro = s->read_only;	/* its type's, or read_only: true */
 			const char *why = ro ? "read-only: nothing to undo" :
 			    "no undo: the type has none and the step sets none; the change is left in place";
 			enum rs_undone what = ro ? RS_NOTHING_TO_UNDO : RS_LEFT_IN_PLACE;

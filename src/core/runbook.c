@@ -29,7 +29,7 @@ static const char *const top_keys[] = {
 };
 static const char *const step_keys[] = {
 	"id", "name", "description", "uses", "with", "if", "timeout", "retries",
-	"retry_delay", "backoff", "undo", "idempotent", "for_each", NULL,
+	"retry_delay", "backoff", "undo", "idempotent", "read_only", "for_each", NULL,
 };
 /* a probe is written like a step, minus what only a run's step has */
 static const char *const probe_keys[] = {
@@ -534,7 +534,7 @@ undo_kind(const struct rb_step *s, const json_t *p)
 {
 	if (s->undo != NULL)
 		return RB_UNDOABLE;
-	if (s->type->read_only)
+	if (s->read_only)
 		return RB_READ_ONLY;
 	if (s->type->undo == NULL)
 		return RB_NOT_UNDONE;
@@ -586,6 +586,36 @@ free_undo(struct rb_undo *u)
 	free(u->uses);
 	json_decref(u->with);
 	free(u);
+}
+
+/* read_only: true on a step of exec, ssh or http (NODE): the author's word
+ * that its command or request only reads, so a rollback has nothing to
+ * undo there (not "left in place", not exit 6); other types say it
+ * themselves */
+static void
+vouch_read_only(struct runbook *rb, struct yerrs *e, const struct ynode *node, struct rb_step *s)
+{
+	bool vouched = false, vouchable = false;
+	const json_t *m = json_object_get(s->with, "method");
+
+	want_bool(rb, e, node, "read_only", &vouched);
+	for (size_t i = 0; s->uses != NULL && vouch_types[i] != NULL; i++)
+		if (strcmp(s->uses, vouch_types[i]) == 0)
+			vouchable = true;
+	if (s->type != NULL && !vouchable) {
+		err_at(rb, e, node, "step '%s': read_only: is for exec, ssh and http, whose effect is the "
+		    "command or request you write; %s says itself whether it changes things", s->id,
+		    s->uses);
+		return;
+	}
+	if (!vouched)
+		return;
+	s->read_only = true;
+	if (s->uses != NULL && strcmp(s->uses, "http") == 0 && json_is_string(m) &&
+	    !expr_has_template(json_string_value(m)) &&
+	    strcasecmp(json_string_value(m), "GET") != 0 && strcasecmp(json_string_value(m), "HEAD") != 0)
+		err_at(rb, e, node, "step '%s': read_only: true with method %s, which may change "
+		    "things: a read-only request is a GET or a HEAD", s->id, json_string_value(m));
 }
 
 /* what a probe adds to a step: read_only: (the author's word, for the
@@ -1222,8 +1252,14 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		return;
 	}
 	want_bool(rb, e, ymap_get(n, "idempotent"), "idempotent", &s->idempotent);
+	s->read_only = s->type ? s->type->read_only : false;
+	if ((un = ymap_get(n, "read_only")) != NULL)
+		vouch_read_only(rb, e, un, s);
 	if ((un = ymap_get(n, "undo")) != NULL)
 		s->undo = parse_undo(rb, e, un, s->id);
+	if (s->undo != NULL && s->read_only && ymap_get(n, "read_only") != NULL)
+		err_at(rb, e, ymap_get(n, "read_only"), "step '%s': read_only: true and an undo: a step "
+		    "that only reads has nothing to undo; drop one of them", s->id);
 }
 
 /* probes: read-only steps a drill runs before the first run and after each

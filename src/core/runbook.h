@@ -50,7 +50,8 @@ struct rb_step {
 					 * or NULL (expr_set_scope) */
 	enum rb_undo_kind undo_kind;
 	/* probes only (docs/zdm-runbook.5 PROBES) */
-	bool read_only;			/* its type's, or read_only: true (exec, ssh, http) */
+	bool read_only;			/* its type's, or read_only: true (exec, ssh, http;
+					 * steps and probes) */
 	json_t *compare;		/* compare: [output, ...], or NULL: every output */
 };
 

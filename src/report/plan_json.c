@@ -31,7 +31,7 @@ plan_step(struct plan_json *pj, const struct run_event *ev)
 	json_object_set_new(o, "id", json_string(s->id));
 	json_object_set_new(o, "name", str_or_null(s->name));
 	json_object_set_new(o, "uses", json_string(s->uses));
-	json_object_set_new(o, "read_only", json_boolean(s->type->read_only));
+	json_object_set_new(o, "read_only", json_boolean(s->read_only));
 	json_object_set_new(o, "check", json_boolean(s->type->check != NULL));
 	json_object_set_new(o, "if", str_or_null(s->if_expr));
 	json_object_set_new(o, "will_run", json_string(when[ev->plan.when]));

@@ -652,7 +652,7 @@ plan_step(const struct term_view *tv, const struct run_event *ev)
 	const struct rb_step *s = &ev->rb->steps[ev->plan.i];
 
 	say(tv, "%2zu. %s%s%s (%s%s)%s%s\n", ev->plan.i + 1, s->id, s->name ? " — " : "",
-	    s->name ? s->name : "", s->uses, s->type->read_only ? ", read-only" : "",
+	    s->name ? s->name : "", s->uses, s->read_only ? ", read-only" : "",
 	    s->if_expr ? "  if: " : "", s->if_expr ? s->if_expr : "");
 	if (ev->plan.when == PLAN_SKIPPED) {
 		say(tv, "      skipped: if: is false\n");
