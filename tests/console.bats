@@ -141,7 +141,7 @@ EOF
   [[ "$output" == *$'\e[32m'* ]]
 }
 
-@test "console: NO_COLOR set on a terminal turns colour off; NO_COLOR empty does not" {
+@test "console: NO_COLOR set on a terminal turns colour off, the live line stays; NO_COLOR empty does not" {
   runbook <<'EOF'
 zdm: 1
 name: colour
@@ -152,13 +152,15 @@ EOF
   assert_success
   [[ "$output" != *$'\e[3'* ]]
   [[ "$output" != *$'\e[0m'* ]]
+  # only the colour goes (no-color.org): the live line is still drawn and erased
+  [[ "$output" == *$'\e[K'* ]]
   assert_output --partial "succeeded: run "
   TERM=xterm NO_COLOR= run script -qec "$ZDM_BIN run rb.yml --state-dir $T/s2" /dev/null </dev/null
   assert_success
   [[ "$output" == *$'\e[32msucceeded'* ]]
 }
 
-@test "console: -v shows each command's stdout and stderr under its step, redacted; without -v nothing of it" {
+@test "console: -v shows each command's stdout and stderr under its step, redacted (in --output json as output events); without -v nothing of it" {
   runbook <<'EOF'
 zdm: 1
 name: verbose
@@ -194,6 +196,17 @@ EOF
   assert_success
   refute_output --partial "hello out"
   refute_output --partial "out: "
+  # --output json -v: the same lines as "output" events between the step's
+  # records, redacted, and the stream still conforms to docs/ci.md
+  TOK=s3cr3t-Value-42 run --separate-stderr zdm run rb.yml --state-dir "$T/state3" --output json -v
+  assert_success
+  run jq -r 'select(.event == "output" or .event == "step.succeeded") | [.event, .step, (.stream // ""), (.line // "")] | join("|")' <<<"$output"
+  assert_equal "$(grep '|stdout|' <<<"$output" | head -3)" "$(printf '%s\n' "output|build|stdout|hello out" "output|build|stdout|token=***" "output|build|stdout|no newline at the end")"
+  assert_line "output|build|stderr|oops err"
+  assert_line "output|after|stdout|second"
+  # each after its step started and before it ended
+  [ "$(grep -n 'step.succeeded|build' <<<"$output" | cut -d: -f1)" -gt "$(grep -n 'oops err' <<<"$output" | cut -d: -f1)" ]
+  [[ "$output" != *s3cr3t-Value-42* ]]
 }
 
 @test "console: -q prints only failures and the result" {

@@ -74,7 +74,7 @@ sinks_init(struct sinks *k, const struct cli *c, struct runbook *rb, struct run_
 	k->term.heartbeat_ms = c->heartbeat_ms >= 0 ? c->heartbeat_ms : c->level < 0 ? 0 : 30000;
 	k->list[n++] = (struct observer){ term_view_observe, &k->term };
 	if (c->json_output)
-		k->list[n++] = (struct observer){ ci_json_observe, NULL };
+		k->list[n++] = (struct observer){ ci_json_observe, c->level > 0 ? (void *)k : NULL };
 	if (o->mode == MODE_RUN && rb->nnotify > 0) {	/* not in a rehearsal */
 		k->notify.rb = rb;
 		k->list[n++] = (struct observer){ notify_observe, &k->notify };

@@ -128,6 +128,12 @@ ci_json_observe(void *self, const struct run_event *ev)
 {
 	json_t *rec;
 
+	if (ev->kind == OBS_OUTPUT && self != NULL) {
+		/* -v: what the step's command printed, as it came (redacted) */
+		ci_emit(json_pack("{s:s,s:s,s:s,s:s}", "event", "output", "step", ev->output.step,
+		    "stream", ev->output.stream, "line", ev->output.text));
+		return;
+	}
 	if (ev->kind != OBS_RECORD_LINE)
 		return;
 	rec = json_loads(ev->line, 0, NULL);

@@ -23,7 +23,8 @@ extern bool ci_json_stdout;		/* stdout is the JSON event stream */
 
 struct run_event;
 /* --output json: each journal record, as it reaches disk, an event of the
- * stream; self is unused */
+ * stream; self non-NULL (-v): each line a step's command printed too, as an
+ * "output" event */
 void ci_json_observe(void *self, const struct run_event *ev);
 /* GitHub annotations of a run, at the line of the step concerned: a step
  * that failed, an undo that failed for good, a run rolled back, paused for

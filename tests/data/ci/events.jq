@@ -95,6 +95,8 @@ def check:
         [ req(.; "exit_code"; isint and . >= 0 and . <= 6), req(.; "status"; str),
           req(.; "command"; str), opt(.; "run"; str), opt(.; "left_in_place"; arr),
           opt(.; "message"; str) ]
+      elif .event == "output" then
+        [ req(.; "step"; str), req(.; "stream"; IN("stdout", "stderr", "log")), req(.; "line"; str) ]
       elif .event == "validation.error" then
         [ req(.; "message"; str), req(.; "line"; isint), req(.; "col"; isint), opt(.; "file"; str) ]
       else journal_fields + data_fields end )
