@@ -276,6 +276,55 @@ YML
   [ "$(hx_state)" = "$BEFORE" ]
 }
 
+# ---- exec ---------------------------------------------------------------------
+
+@test "check: exec: a dry run finds the program, the cwd and the shell line's syntax, and runs nothing" {
+  mkdir "$T/bin" "$T/work"
+  printf '#!/bin/sh\ntouch %s/ran\n' "$T" >"$T/bin/deploy"
+  chmod +x "$T/bin/deploy"
+  cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-exec
+steps:
+  - id: found
+    uses: exec
+    with: {command: [deploy], env: {PATH: "$T/bin:/usr/bin:/bin"}, cwd: "$T/work"}
+  - id: parses
+    uses: exec
+    with: {shell: 'for f in a b; do touch "$T/ran-\$f"; done'}
+YML
+  run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_line "        checked: the program is found and executable (not run)"
+  assert_line "        checked: the shell command line parses (sh -n; not run)"
+  assert_not_exist "$T/ran"
+  assert_not_exist "$T/ran-a"
+  # each way the real run would fail before its command does anything
+  for bad in "{command: [no-such-program-zdm]}" \
+             "{command: [./deploy], cwd: \"$T/bin/nope\"}" \
+             "{command: [\"$T/work\"]}" \
+             "{shell: 'if then fi; touch $T/ran'}"; do
+    cat >"$T/rb.yml" <<YML
+zdm: 1
+name: check-exec
+steps:
+  - id: bad
+    uses: exec
+    with: $bad
+YML
+    run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+    assert_equal "$status" 1
+    assert_line --regexp '^\[1/1\] failed +bad'
+    echo "$output" >>"$T/all.out"
+  done
+  run cat "$T/all.out"
+  assert_output --partial "check failed: command: 'no-such-program-zdm' is not found in PATH ("
+  assert_output --partial "check failed: cwd '$T/bin/nope' does not exist"
+  assert_output --partial "check failed: command: '$T/work' is not an executable file"
+  assert_output --partial "check failed: shell: /bin/sh finds the command line malformed (sh -n): "
+  assert_not_exist "$T/ran"
+}
+
 # ---- http ---------------------------------------------------------------------
 
 @test "check: http: a dry run connects without sending a request, and fails when nothing listens" {

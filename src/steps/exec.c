@@ -4,8 +4,11 @@
  * group gets SIGTERM, then SIGKILL after kill_grace.  stdout and stderr are
  * captured (redacted, up to output_limit bytes each) into the outputs.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/proc.h"
 #include "base/util.h"
@@ -232,9 +235,111 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	return ok ? 0 : -1;
 }
 
+/* PROG as execvp would find it (in DIR when it has a slash and is
+ * relative, else along PATH): 0, or -1 with why in BUF */
+static int
+find_program(const char *prog, const char *dir, const char *path, char *buf, size_t n)
+{
+	struct stat st;
+
+	if (strchr(prog, '/') != NULL) {
+		char *full = prog[0] == '/' || dir == NULL ? xstrdup(prog) : xasprintf("%s/%s", dir, prog);
+		int rc = 0;
+
+		if (stat(full, &st) != 0)
+			snprintf(buf, n, "'%s' does not exist", full), rc = -1;
+		else if (!S_ISREG(st.st_mode) || access(full, X_OK) != 0)
+			snprintf(buf, n, "'%s' is not an executable file", full), rc = -1;
+		free(full);
+		return rc;
+	}
+	for (const char *p = path ? path : "/usr/bin:/bin"; ; p++) {
+		const char *e = strchr(p, ':');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		char *full = xasprintf("%.*s/%s", (int)len, len ? p : ".", prog);
+		bool ok = stat(full, &st) == 0 && S_ISREG(st.st_mode) && access(full, X_OK) == 0;
+
+		free(full);
+		if (ok)
+			return 0;
+		if (e == NULL)
+			break;
+		p = e;
+	}
+	snprintf(buf, n, "'%s' is not found in PATH (%s)", prog, path ? path : "/usr/bin:/bin");
+	return -1;
+}
+
+/*
+ * --dry-run: what can fail before the command runs, checked without
+ * running it: the working directory, the program (as execvp finds it, with
+ * the step's env PATH if it sets one), and a shell command line's syntax
+ * (sh -n, which reads it and runs nothing).
+ */
+static int
+exec_check(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
+    struct zdm_result *res)
+{
+	json_t *cmd = json_object_get(p, "command");
+	const char *cwd = json_string_value(json_object_get(p, "cwd"));
+	const char *path = json_string_value(json_object_get(json_object_get(p, "env"), "PATH"));
+	char why[1024];
+	struct stat st;
+
+	(void)t;
+	if (path == NULL)
+		path = getenv("PATH");
+	if (cwd != NULL && (stat(cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+		zdm_fail(res, "cwd '%s' %s", cwd, errno == ENOENT ? "does not exist" : "is not a directory");
+		return -1;
+	}
+	if (json_is_array(cmd)) {
+		const char *prog = json_string_value(json_array_get(cmd, 0));
+
+		if (prog == NULL || find_program(prog, cwd, path, why, sizeof why) != 0) {
+			zdm_fail(res, "command: %s", prog ? why : "no program");
+			return -1;
+		}
+		res->outputs = json_pack("{s:s}", "checked", "the program is found and executable"
+		    " (not run)");
+	} else {
+		const char *line = json_string_value(json_object_get(p, "shell"));
+		char *const argv[] = { "/bin/sh", "-n", "-c", (char *)(line ? line : ""), NULL };
+		struct proc_opts o;
+		struct proc_result r;
+		char *err = NULL;
+		int rc = 0;
+
+		memset(&o, 0, sizeof o);
+		o.argv = argv;
+		o.cwd = cwd;
+		o.deadline_ms = ctx->deadline_ms;
+		if (proc_run(&o, &r, &err) != 0) {
+			zdm_fail(res, "shell: /bin/sh -n: %s", err);
+			free(err);
+			return -1;
+		}
+		if (r.exit_code != 0) {
+			size_t l = r.err_len;
+
+			while (l > 0 && (r.err[l - 1] == '\n' || r.err[l - 1] == '\r'))
+				l--;
+			zdm_fail(res, "shell: /bin/sh finds the command line malformed (sh -n): %.*s",
+			    (int)l, r.err);
+			rc = -1;
+		} else {
+			res->outputs = json_pack("{s:s}", "checked", "the shell command line parses (sh -n; "
+			    "not run)");
+		}
+		proc_result_release(&r);
+		return rc;
+	}
+	return 0;
+}
+
 const struct zdm_step_type zdm_step_exec = {
 	.name = "exec",
 	.description = "run a local command (argv or shell), capture its output",
 	ZDM_PARAMS(exec_params),
-	.validate = exec_validate, .plan = exec_plan, .run = exec_run,
+	.validate = exec_validate, .plan = exec_plan, .run = exec_run, .check = exec_check,
 };
