@@ -660,8 +660,8 @@ YML
   assert_output '[1,"as-data","pause",4,4]'
   run jq -c '.steps[] | [.index, .id, .uses, .will_run, .read_only, .check, .plan, .undo.kind]' "$T/plan.json"
   assert_output - <<'EOF'
-[1,"probe","exec","yes",false,false,"run echo ready","step"]
-[2,"canary","exec","no",false,false,null,null]
+[1,"probe","exec","yes",false,true,"run echo ready","step"]
+[2,"canary","exec","no",false,true,null,null]
 [3,"switch","http","unknown",false,true,"POST http://127.0.0.1:1/switch, expecting 2xx","none"]
 [4,"soak","wait","yes",true,false,"wait 1.0s","read_only"]
 EOF
