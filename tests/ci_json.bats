@@ -239,6 +239,24 @@ EOF
   refute_line --regexp '^::'
 }
 
+@test "GitHub annotations: a --fail-at drill's forced failure is a ::notice naming the drill, not a failed step" {
+  runbook <<'EOF'
+zdm: 1
+name: ann-drill
+steps:
+  - id: make
+    uses: exec
+    with: {command: [touch, made]}
+    undo: {uses: exec, with: {command: [rm, -f, made]}}
+EOF
+  run env GITHUB_ACTIONS=true "$ZDM_BIN" run rb.yml --fail-at make --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_line --regexp '^::notice file=rb\.yml,line=4,col=5,title=zdm%3A drill%3A forced failure after this step \(it succeeded\)::drill: forced failure after step .make. \(--fail-at\)$'
+  refute_line --regexp '^::error .*title=zdm%3A step failed'
+  assert_line "rolled back at the failure forced after step 'make' (--fail-at; 'make' itself succeeded); every completed step with an undo was undone."
+  assert_not_exist made
+}
+
 @test "GitHub annotations: a step that fails in a dry run (a plan job) is ::error at its line" {
   cat >rb.yml <<'EOF'
 zdm: 1

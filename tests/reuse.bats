@@ -198,8 +198,20 @@ EOF
   assert_equal "$status" 2
   assert_output "zdm run: --fail-at 'shift': for_each made it the steps shift-10, shift-25, shift-50: name one"
   assert_not_exist "$T/state"
+  # the other flags that name a step say the same of a step under for_each:
+  { cat rb.yml; printf 'probes:\n  - {id: look, uses: wait, with: {duration: 1ms}}\n'; } >drill.yml
+  run zdm drill drill.yml --only shift --state-dir "$T/state-d"
+  assert_equal "$status" 2
+  assert_output --partial "zdm drill: --only 'shift': for_each made it the steps shift-10, shift-25, shift-50: name one"
+  run zdm run rb.yml --approve shift --state-dir "$T/state-d"
+  assert_equal "$status" 2
+  assert_output --partial "zdm run: --approve 'shift': for_each made it the steps shift-10, shift-25, shift-50: name one"
+  assert_not_exist "$T/state-d"
   run zdm run rb.yml --fail-at shift-25 --state-dir "$T/state"
   assert_equal "$status" 1
+  run zdm resume rb.yml --in-doubt shift=retry --state-dir "$T/state"
+  assert_equal "$status" 2
+  assert_output --partial "zdm resume: --in-doubt shift=retry: for_each made it the steps shift-10, shift-25, shift-50: name one"
   run cat "$T/log"
   assert_output - <<'EOF'
 do 10

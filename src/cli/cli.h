@@ -174,6 +174,10 @@ void state_remember(const struct store *s);
  * printing why */
 struct store;
 struct store *find_run(const struct cli *c, const char *arg, const char *cmd, char **ref);
+/* "zdm CMD: FLAG: no such step in RUNBOOK (did you mean 'x'?)", or for a
+ * step under for_each: the ids of its copies */
+struct runbook;
+void no_such_step(const char *cmd, const char *flag, const char *id, const struct runbook *rb);
 
 /* cmd_audit.c: `zdm audit ...` with argv[0] the subcommand; parses its own
  * options.  Exit codes (docs/audit.md): verify 0 every chain intact

@@ -260,15 +260,10 @@ pick_points(struct runbook *rb, const struct cli *c, struct point **out, size_t 
 		struct rb_step *s = runbook_step(rb, c->only[i]);
 
 		if (s == NULL) {
-			const char **ids = xcalloc(rb->nsteps + 1, sizeof *ids);
-			const char *dym;
+			char *flag = xasprintf("--only '%s'", c->only[i]);
 
-			for (size_t j = 0; j < rb->nsteps; j++)
-				ids[j] = rb->steps[j].id;
-			dym = did_you_mean(c->only[i], ids);
-			fprintf(stderr, "zdm drill: --only '%s': no such step in %s%s%s%s\n", c->only[i],
-			    rb->path, dym ? " (did you mean '" : "", dym ? dym : "", dym ? "'?)" : "");
-			free(ids);
+			no_such_step("drill", flag, c->only[i], rb);
+			free(flag);
 			free(pts);
 			return -1;
 		}

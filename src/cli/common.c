@@ -139,6 +139,27 @@ interactive(const struct cli *c)
 	    isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
 }
 
+void
+no_such_step(const char *cmd, const char *flag, const char *id, const struct runbook *rb)
+{
+	char *copies = runbook_copies_of(rb, id);
+	const char **ids, *s;
+
+	if (copies != NULL) {	/* a step under for_each: is its copies */
+		fprintf(stderr, "zdm %s: %s: for_each made it the steps %s: name one\n", cmd, flag,
+		    copies);
+		free(copies);
+		return;
+	}
+	ids = xcalloc(rb->nsteps + 1, sizeof *ids);
+	for (size_t i = 0; i < rb->nsteps; i++)
+		ids[i] = rb->steps[i].id;
+	s = did_you_mean(id, ids);
+	fprintf(stderr, "zdm %s: %s: no such step in %s%s%s%s\n", cmd, flag, rb->path,
+	    s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+	free(ids);
+}
+
 /* --approve STEP must name an approval step of the runbook */
 int
 check_approve(const char *cmd, const struct cli *c, struct runbook *rb)
@@ -146,9 +167,16 @@ check_approve(const char *cmd, const struct cli *c, struct runbook *rb)
 	for (size_t i = 0; i < c->napprove; i++) {
 		struct rb_step *s = runbook_step(rb, c->approve[i]);
 
-		if (s == NULL || s->type != &zdm_step_approval) {
-			fprintf(stderr, "zdm %s: --approve '%s': %s %s; name a step that uses: approval\n",
-			    cmd, c->approve[i], s ? "step is not an approval in" : "no such step in", rb->path);
+		if (s == NULL) {
+			char *flag = xasprintf("--approve '%s'", c->approve[i]);
+
+			no_such_step(cmd, flag, c->approve[i], rb);
+			free(flag);
+			return -1;
+		}
+		if (s->type != &zdm_step_approval) {
+			fprintf(stderr, "zdm %s: --approve '%s': step is not an approval in %s; name a step "
+			    "that uses: approval\n", cmd, c->approve[i], rb->path);
 			return -1;
 		}
 	}
@@ -160,18 +188,14 @@ int
 check_in_doubt(const char *cmd, const struct cli *c, struct runbook *rb)
 {
 	for (size_t k = 0; k < c->nanswers; k++) {
-		const char **ids, *s;
+		char *flag;
 
 		if (runbook_step(rb, c->answers[k].step) != NULL)
 			continue;
-		ids = xcalloc(rb->nsteps + 1, sizeof *ids);
-		for (size_t i = 0; i < rb->nsteps; i++)
-			ids[i] = rb->steps[i].id;
-		s = did_you_mean(c->answers[k].step, ids);
-		fprintf(stderr, "zdm %s: --in-doubt %s=%s: no such step in %s%s%s%s\n", cmd,
-		    c->answers[k].step, c->answers[k].answer == IN_DOUBT_RETRY ? "retry" : "skip",
-		    rb->path, s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
-		free(ids);
+		flag = xasprintf("--in-doubt %s=%s", c->answers[k].step,
+		    c->answers[k].answer == IN_DOUBT_RETRY ? "retry" : "skip");
+		no_such_step(cmd, flag, c->answers[k].step, rb);
+		free(flag);
 		return -1;
 	}
 	return 0;

@@ -347,6 +347,8 @@ run_on_failure(struct run *r, const char *step, const char *why)
 
 	ev.failure.step = step;
 	ev.failure.why = why;
+	ev.failure.drill = r->drilled;
+	ev.failure.aborted_by = r->ctl.abort_by;
 	ev.failure.policy = r->o->mode == MODE_DRY_RUN ? FAIL_DRY_RUN :
 	    policy == ON_FAILURE_PAUSE ? FAIL_PAUSE :
 	    policy == ON_FAILURE_ABORT ? FAIL_ABORT : FAIL_ROLLBACK;

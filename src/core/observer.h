@@ -199,6 +199,8 @@ struct run_event {
 			const char *step;
 			const char *why;
 			enum failure_policy policy;
+			bool drill;		/* forced after .step (--fail-at), which succeeded */
+			const char *aborted_by;	/* zdm abort: who; .step did not fail */
 		} failure;
 		size_t count;			/* OBS_ROLLBACK_STARTED */
 		struct {

@@ -172,8 +172,18 @@ ci_annotations_observe(void *self, const struct run_event *ev)
 
 	switch (ev->kind) {
 	case OBS_FAILURE:
-		annotate_step(ev, "error", ev->failure.step, failed[ev->failure.policy],
-		    ev->failure.why);
+		if (ev->failure.aborted_by != NULL)
+			annotate_step(ev, "warning", ev->failure.step, "zdm: aborted (zdm abort); rolling back",
+			    ev->failure.why);
+		else if (ev->failure.drill)
+			annotate_step(ev, "notice", ev->failure.step, ev->failure.policy == FAIL_PAUSE ?
+			    "zdm: drill: forced failure after this step (it succeeded); run paused" :
+			    ev->failure.policy == FAIL_ABORT ?
+			    "zdm: drill: forced failure after this step (it succeeded); run aborted" :
+			    "zdm: drill: forced failure after this step (it succeeded)", ev->failure.why);
+		else
+			annotate_step(ev, "error", ev->failure.step, failed[ev->failure.policy],
+			    ev->failure.why);
 		break;
 	case OBS_ROLLBACK_STOPPED:
 		annotate_step(ev, "error", ev->rb->steps[ev->step.i].id, "zdm: undo failed",

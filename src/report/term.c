@@ -880,6 +880,10 @@ ended(const struct term_view *tv, const struct run_event *ev)
 		if (ev->end.aborted_by != NULL)
 			say(tv, "%srolled back%s: %s; every completed step with an undo was undone.\n",
 			    c(tv, YELLOW), c(tv, RESET), why);
+		else if (ev->end.drill)
+			say(tv, "%srolled back%s at the failure forced after step '%s' (--fail-at; '%s' itself "
+			    "succeeded); every completed step with an undo was undone.\n", c(tv, YELLOW),
+			    c(tv, RESET), step, step);
 		else
 			say(tv, "%srolled back%s: step '%s' failed (%s); every completed step with an undo "
 			    "was undone.\n", c(tv, YELLOW), c(tv, RESET), step, why);
