@@ -258,6 +258,34 @@ run.finished"
   assert_line "undo.succeeded make"
 }
 
+@test "abort (PostgreSQL): a run waiting for approval (--wait-for-approval) stops waiting and rolls back" {
+  use_backend pg
+  ctl_runbook "  - id: ask
+    uses: approval
+    with: {message: go?}"
+  timeout 90 "$ZDM_BIN" run "$T/rb.yml" "${ST[@]}" --wait-for-approval 60s >"$T/run.out" 2>&1 </dev/null &
+  RUN_PID=$!
+  for i in $(seq 400); do
+    ID="$(run_id 2>/dev/null || true)"
+    [ -n "$ID" ] && timeline_of "$ID" | grep -qx "approval.waiting ask" && break
+    sleep 0.05
+  done
+  SECONDS=0
+  run elsewhere abort "$ID" "${ST[@]}"
+  assert_equal "$status" 0
+  finish_run
+  assert_equal "$status" 1
+  [ "$SECONDS" -lt 30 ]
+  assert_output --partial "rolled back: aborted by ann (zdm abort); every completed step with an undo was undone."
+  assert_file_not_exists "$T/made"
+  run timeline_of "$ID"
+  assert_line "control.abort"
+  assert_line "approval.wait_ended ask"
+  assert_line "step.failed ask"
+  assert_line "undo.succeeded make"
+  verify "$ID"
+}
+
 # ---- pause -----------------------------------------------------------------------
 
 check_pause() {

@@ -492,12 +492,21 @@ host_await(struct zdm_ctx *ctx, int64_t ms, json_t **decision)
 
 			look = false;
 			next_read = now + 5000;
+			memset(&log, 0, sizeof log);
 			if (store_read(r->store, ref, &log, &err) == 0 &&
 			    (rec = decision_in(&log, ctx->step_id, from)) != NULL) {
 				rc = run_adopt(r, ref, &log) == 0 ? 1 : -2;
 				if (rc == 1)
 					*decision = take_decision(r, ctx, rec);
 				jlog_release(&log);
+				break;
+			}
+			/* something else came (zdm abort, pause): take it in now;
+			 * an abort ends the wait as a signal would */
+			if (err == NULL && log.n > 0 && rec_seq(log.recs[log.n - 1]) > r->last_seq &&
+			    run_adopt(r, ref, &log) != 0) {
+				jlog_release(&log);
+				rc = -2;
 				break;
 			}
 			jlog_release(&log);
