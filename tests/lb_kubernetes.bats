@@ -129,6 +129,25 @@ PATCH /api/v1/namespaces/shop/services/orders application/merge-patch+json ok 20
   assert_output --partial 'GET Service shop/payments: HTTP 404: services "payments" not found'
 }
 
+@test "lb.kubernetes: a dry run GETs the Service (token, CA, existence) and patches nothing; a wrong token or a missing Service fails it" {
+  start_kube
+  kube_runbook </dev/null
+  KUBE_TOKEN="$TOKEN" run zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_output --partial "checked: Service shop/orders answers to the token; selector now {app=orders,canary=no,track=blue} (the patch is not tried)"
+  run jq -r '.method' "$T/kube/requests.jsonl"
+  refute_output --partial PATCH
+  [ "$(selector)" = '{"app":"orders","canary":"no","track":"blue"}' ]
+  KUBE_TOKEN="not-the-token" run zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial "check failed: GET Service shop/orders: HTTP 401: Unauthorized (the token was refused: check token / token_file)"
+  [[ "$output" != *not-the-token* ]]
+  sed -i 's/service: orders/service: payments/' "$T/rb.yml"
+  KUBE_TOKEN="$TOKEN" run zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
+  assert_equal "$status" 1
+  assert_output --partial 'check failed: GET Service shop/payments: HTTP 404: services "payments" not found'
+}
+
 @test "lb.kubernetes: a torn record after the switch: rollback puts the selector back from the snapshot" {
   start_kube
   kube_runbook </dev/null

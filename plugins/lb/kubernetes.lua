@@ -10,6 +10,7 @@
 --         read by the GET, so a Service changed in between is a 409 Conflict,
 --         not a silent overwrite.
 -- undo patches the selector recorded before the change back the same way.
+-- check (--dry-run) GETs the Service: reachable, token accepted, it exists.
 --
 -- In a pod the defaults are the in-cluster ones: API https://kubernetes.default.svc,
 -- the service account's token, CA bundle and namespace files.  Outside, give
@@ -214,6 +215,18 @@ return {
 			return string.format("%s: selector -> %s (now: unknown, %s)", what, show(want), err)
 		end
 		return string.format("%s: selector %s -> %s", what, show(svc.spec.selector or {}), show(want))
+	end,
+
+	-- --dry-run: the API server answers, the CA and the token are accepted and
+	-- the Service exists (a GET); the PATCH itself is not tried
+	check = function(ctx, p)
+		local e, err = endpoint(p)
+		if e == nil then return nil, err end
+		local svc
+		svc, err = get(e)
+		if svc == nil then return nil, err end
+		return string.format("%s answers to the token; selector now %s (the patch is not tried)",
+			e.what, show(svc.spec.selector or {}))
 	end,
 
 	snapshot = function(ctx, p)
