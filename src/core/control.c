@@ -92,6 +92,15 @@ control_scan(struct run *r, const struct jlog *log, long after)
 			continue;
 		if (by == NULL)
 			by = "?";
+		if ((e == EV_CONTROL_PAUSE || e == EV_CONTROL_ABORT || e == EV_CONTROL_PROMOTE) &&
+		    (r->ctl.closing || (e != EV_CONTROL_PROMOTE && r->rolling_back))) {
+			/* the run has ended, or is rolling back already: nothing to do */
+			say(r, "%s asked by %s (zdm %s) came too late: the run %s; nothing done", e ==
+			    EV_CONTROL_PAUSE ? "pause" : e == EV_CONTROL_ABORT ? "abort" : "promote", by,
+			    e == EV_CONTROL_PAUSE ? "pause" : e == EV_CONTROL_ABORT ? "abort" : "promote",
+			    r->ctl.closing ? "had ended" : "is rolling back already");
+			continue;
+		}
 		if (e == EV_CONTROL_PAUSE && r->ctl.pause_by == NULL && r->ctl.abort_by == NULL) {
 			r->ctl.pause_by = xstrdup(by);
 			r->ctl.pause_why = why ? xstrdup(why) : NULL;

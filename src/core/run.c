@@ -152,8 +152,9 @@ run_answer(const struct run *r, const char *step)
 
 /* the verdict; end.verdict and what it needs are set by the caller */
 void
-run_ended(const struct run *r, struct run_event *ev)
+run_ended(struct run *r, struct run_event *ev)
 {
+	r->ctl.closing = true;	/* what zdm pause or abort asks now comes too late */
 	ev->kind = OBS_RUN_ENDED;
 	run_emit(r, ev);
 }
@@ -178,6 +179,15 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 		json_decref(data);
 		json_decref(kept);
 		return 0;
+	}
+	switch (ev_parse(event)) {
+	case EV_RUN_FINISHED:
+	case EV_RUN_PAUSED:
+	case EV_RUN_INTERRUPTED:
+		r->ctl.closing = true;	/* a control that comes now is too late */
+		break;
+	default:
+		break;
 	}
 	if (r->lock_lost) {
 		/* fenced: nothing more from this zdm */

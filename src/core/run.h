@@ -49,6 +49,7 @@ struct run_control {
 	long cur;		/* the step whose run() is under way, or -1 */
 	int64_t next_look;	/* monotonic ms: the next look at the journal */
 	bool looking;		/* control_tick is under way */
+	bool closing;		/* the run has said how it ends (run_ended) */
 };
 
 struct run {
@@ -103,7 +104,7 @@ void undo_ended(const struct run *r, size_t i, enum undo_end end, int64_t ms, co
  * STEP=..., else the bare --in-doubt, else IN_DOUBT_ASK */
 enum in_doubt run_answer(const struct run *r, const char *step);
 /* OBS_RUN_ENDED: ev->end is set by the caller */
-void run_ended(const struct run *r, struct run_event *ev);
+void run_ended(struct run *r, struct run_event *ev);
 /* the context a step's run(), snapshot() or undo() gets from this run */
 void run_ctx_init(struct run *r, struct zdm_ctx *ctx, const char *step, int attempt);
 /* a type's plan() in words, secrets redacted; NULL without plan().
