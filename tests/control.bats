@@ -13,6 +13,7 @@ bats_require_minimum_version 1.5.0
 load helper
 load servers/postgres
 load servers/prometheus
+load servers/httpd
 
 setup_file() {
   pg_start ctl
@@ -284,6 +285,60 @@ run.finished"
   assert_line "step.failed ask"
   assert_line "undo.succeeded make"
   verify "$ID"
+}
+
+@test "abort: a gate that passes in the moment the abort arrives is kept, and the run still rolls back" {
+  use_backend file
+  control <<<'{}'
+  start_httpd
+  ctl_runbook "  - id: gate
+    uses: health_gate
+    timeout: 120s
+    with: {url: '$BASE/', interval: 1s, healthy_threshold: 2, unhealthy_threshold: 100}"
+  # around the second round, so the abort arrives at the gate's last note
+  # or while it passes, at each of these moments
+  for at in 0.8 0.9 1.0; do
+    rm -rf "$T/state" "$T/made" "$T/after"
+    start_run gate
+    sleep "$at"
+    run elsewhere abort "$ID" "${ST[@]}"
+    assert_equal "$status" 0
+    finish_run
+    assert_equal "$status" 1
+    assert_output --partial "rolled back: aborted by ann (zdm abort); every completed step with an undo was undone."
+    refute_output --partial "interrupted"
+    assert_file_not_exists "$T/made"
+    assert_file_not_exists "$T/after"
+  done
+}
+
+@test "pause of the last step is refused (nothing comes after it); abort names a read_only: true step as one it stops" {
+  use_backend file
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: ctl
+steps:
+  - id: make
+    uses: exec
+    with: {command: [touch, "$T/made"]}
+    undo: {uses: exec, with: {command: [rm, -f, "$T/made"]}}
+  - id: look
+    uses: exec
+    read_only: true
+    with: {shell: 'i=0; while [ ! -e $T/go ] && [ \$i -lt 600 ]; do sleep 0.05; i=\$((i+1)); done'}
+EOF
+  start_run look
+  run elsewhere pause "$ID" "${ST[@]}"
+  assert_equal "$status" 2
+  assert_output "zdm pause: step 'look' under way is the last of run $ID: the run ends after it, so there is nothing to pause before (zdm abort rolls it back)"
+  run elsewhere abort "$ID" "${ST[@]}"
+  assert_equal "$status" 0
+  assert_output --partial "abort asked: run $ID stops step 'look' (it changes nothing) and rolls back"
+  finish_run
+  assert_equal "$status" 1
+  assert_output --partial "stopping step 'look' (it changes nothing) and rolling back"
+  assert_file_not_exists "$T/made"
+  [ "$(records "$ID" | jq -r 'select(.event == "step.started" and .step == "look") | .data.read_only')" = true ]
 }
 
 # ---- pause -----------------------------------------------------------------------

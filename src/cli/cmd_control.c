@@ -148,6 +148,12 @@ cmd_control(const struct cmd *cmd, struct cli *c)
 		} else if (step != NULL) {
 			fprintf(stderr, "zdm %s: takes a run only (RUN_ID), not a step\n", what);
 			goto out;
+		} else if (ev == EV_CONTROL_PAUSE && s != NULL && st.planned > 0 &&
+		    (long)st.nsteps == st.planned && s == &st.steps[st.nsteps - 1]) {
+			fprintf(stderr, "zdm pause: step '%s' under way is the last of run %s: the run ends "
+			    "after it, so there is nothing to pause before (zdm abort rolls it back)\n",
+			    s->id, st.run_id);
+			goto out;
 		}
 		w = store_open_writer(store, jp, st.run_id, &log, &err);
 		if (w == NULL) {
@@ -179,11 +185,7 @@ cmd_control(const struct cmd *cmd, struct cli *c)
 	if (ev == EV_CONTROL_PAUSE)
 		printf("pause asked: run %s pauses %s%s%s (by %s, journal record %ld)\n", st.run_id,
 		    s ? "once step '" : "before its next step", s ? s->id : "", s ? "' ends" : "", actor, seq);
-	else if (ev == EV_CONTROL_ABORT && s != NULL && kind_of(s->uses) < 0)
-		printf("abort asked: run %s rolls back; step '%s' under way stops at once if it changes "
-		    "nothing, else it finishes first (by %s, journal record %ld)\n", st.run_id, s->id,
-		    actor, seq);
-	else if (ev == EV_CONTROL_ABORT && s != NULL && kind_of(s->uses) > 0)
+	else if (ev == EV_CONTROL_ABORT && s != NULL && (s->read_only || kind_of(s->uses) > 0))
 		printf("abort asked: run %s stops step '%s' (it changes nothing) and rolls back (by %s, "
 		    "journal record %ld)\n", st.run_id, s->id, actor, seq);
 	else if (ev == EV_CONTROL_ABORT && s != NULL)

@@ -101,7 +101,10 @@ control_scan(struct run *r, const struct jlog *log, long after)
 			    r->ctl.closing ? "had ended" : "is rolling back already");
 			continue;
 		}
-		if (e == EV_CONTROL_PAUSE && r->ctl.pause_by == NULL && r->ctl.abort_by == NULL) {
+		if (e == EV_CONTROL_PAUSE && s != NULL && (size_t)r->ctl.cur + 1 == r->rb->nsteps) {
+			say(r, "pause asked by %s (zdm pause) came during the last step, '%s': the run "
+			    "finishes after it; nothing paused", by, s->id);
+		} else if (e == EV_CONTROL_PAUSE && r->ctl.pause_by == NULL && r->ctl.abort_by == NULL) {
 			r->ctl.pause_by = xstrdup(by);
 			r->ctl.pause_why = why ? xstrdup(why) : NULL;
 			if (s != NULL)

@@ -161,6 +161,8 @@ run_step(struct run *r, size_t i, char **why)
 		run_ctx_init(r, &ctx, s->id, attempt);
 		memset(&res, 0, sizeof res);
 		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
+		if (s->read_only)	/* its type's, or the author's read_only: true */
+			json_object_set_new(d, "read_only", json_true());
 		if (s->type->snapshot != NULL) {
 			/* the state run() will replace, on disk before it acts */
 			ctx.deadline_ms = zdm_now_ms() + s->timeout_ms;
@@ -214,6 +216,8 @@ run_step(struct run *r, size_t i, char **why)
 		rc = s->type->run(s->type, &ctx, params, &res);
 		r->ctl.cur = -1;
 		zdm_wake = 0;
+		if (zdm_interrupted == ZDM_STOP_ABORT && rc == 0 && !res.interrupted)
+			zdm_interrupted = 0;	/* it ended first: kept; asked() rolls back */
 		free(r->ctl.promote_by);
 		r->ctl.promote_by = NULL;
 		ev.kind = OBS_STEP_RETURNED;
@@ -446,6 +450,8 @@ asked(struct run *r, const struct rb_step *s, enum run_outcome *rc)
 	if (r->ctl.abort_by != NULL) {
 		const char *at = s != NULL ? s->id : r->rb->steps[r->rb->nsteps - 1].id;
 
+		if (zdm_interrupted == ZDM_STOP_ABORT)
+			zdm_interrupted = 0;	/* the undos must run */
 		why = control_abort_text(r);
 		*rc = run_on_failure(r, at, why);
 		free(why);

@@ -639,6 +639,9 @@ reopen(struct run *r, const char *journal, struct jlog *log)
 		free(err);
 		return RUN_USAGE;
 	}
+	/* what is there already: another writer's records come after it */
+	r->last_seq = log->n > 0 ? (long)json_integer_value(json_object_get(log->recs[log->n - 1],
+	    "seq")) : 0;
 	store_set_echo(r->w, run_echo_record, r);
 	d = json_pack("{s:s,s:o,s:b,s:s,s:s}", "command", r->rolling_back_cmd ? "rollback" : "resume",
 	    "actor", actor_json(), "allow_changed",

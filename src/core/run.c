@@ -88,8 +88,13 @@ void
 run_echo_record(const char *line, void *arg)
 {
 	struct run_event ev = { .kind = OBS_RECORD_LINE, .line = line };
+	struct run *r = arg;
 
-	run_emit(arg, &ev);
+	/* each record appended through the run's writer, whoever appended it
+	 * (the webhooks' notify.failed too), is the next one: run_adopt then
+	 * echoes only the other writers' records */
+	r->last_seq++;
+	run_emit(r, &ev);
 }
 
 /* how this command leaves the run, for the final "exit" event */
@@ -211,6 +216,10 @@ jrec(struct run *r, const char *event, const char *step, int attempt, json_t *da
 			free(rerr);
 			break;
 		}
+		/* only a chain conflict: never after a write that failed part-way
+		 * (the record may be on disk: a run that cannot journal stops) */
+		if (store_behind(r->w) != 1)
+			break;
 		ref = xstrdup(store_writer_ref(r->w));
 		grew = store_read(r->store, ref, &log, &rerr) == 0 && log.n > 0 &&
 		    rec_seq(log.recs[log.n - 1]) > r->last_seq;

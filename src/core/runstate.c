@@ -156,6 +156,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		s->start_seq = seq;
 		s->interrupted = false;
 		s->uses = jstr(data, "uses");
+		s->read_only = json_is_true(json_object_get(data, "read_only"));
 		s->params = json_object_get(data, "params");
 		if (s->snapshot == NULL)
 			s->snapshot = value(data, "snapshot");
@@ -328,6 +329,7 @@ runstate_fold(const struct jlog *log, struct runstate *st, char **err)
 	st->sha256 = jstr(fd, "sha256");
 	st->actor = json_object_get(fd, "actor");
 	st->dry_run = json_is_true(json_object_get(fd, "dry_run"));
+	st->planned = (long)json_integer_value(json_object_get(fd, "steps"));
 	for (size_t k = 0; k < log->n; k++) {
 		const json_t *rec = log->recs[k], *data = json_object_get(rec, "data");
 		const char *name = jstr(rec, "event"), *sid = jstr(rec, "step");

@@ -70,6 +70,7 @@ struct rs_step {
 	long start_seq, done_seq;	/* of its last step.started, step.succeeded */
 	size_t first_rec;	/* index of its first step. record, or RS_NONE */
 	const char *uses;	/* of its last step.started */
+	bool read_only;		/* that step.started says it changes nothing */
 	const json_t *params;
 	const json_t *snapshot;	/* the first recorded before an attempt */
 	const json_t *outputs;	/* of its last step.succeeded */
@@ -123,6 +124,7 @@ struct runstate {
 	const char *run_id, *name, *runbook, *sha256, *started;
 	const json_t *actor;
 	bool dry_run;
+	long planned;		/* the runbook's steps, as run.started says (0: unsaid) */
 	/* where it stands */
 	enum rs_outcome outcome;
 	bool ended;		/* its last run./rollback. record is run.finished */
