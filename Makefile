@@ -16,7 +16,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
-.PHONY: all test asan demo install deps clean bench bench-zdt bench-state unit fuzz fuzz-build crash-test
+.PHONY: all test asan demo install deps clean bench bench-zdt bench-state bench-scale unit fuzz fuzz-build crash-test
 
 all: $(BIN)
 
@@ -79,6 +79,11 @@ bench: all
 # the PostgreSQL state beside a state dir: per-step cost, lock hand-over, 10,000 runs
 bench-state: all
 	ZDM_BIN=$(abspath $(BIN)) bash bench/state.sh
+
+# how validate, plan, run, status, log, audit verify, resume and rollback grow with
+# 1k-10k steps (SCALES="1000 3000 10000 30000" for more); see bench/README.md
+bench-scale: all
+	ZDM_BIN=$(abspath $(BIN)) bash bench/scale.sh
 
 bench-zdt: all $(BUILD)/loadgen
 	ZDM_BIN=$(abspath $(BIN)) LOADGEN=$(abspath $(BUILD)/loadgen) bash bench/zero-downtime.sh

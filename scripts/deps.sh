@@ -14,6 +14,7 @@ PKGS=(
   postgresql postgresql-client
   openssh-server openssh-client
   libxml2-utils bsdutils tmux
+  time valgrind
   git
   clang libclang-rt-14-dev
 )
