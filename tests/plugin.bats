@@ -816,3 +816,40 @@ zdm: 1 error; nothing ran"
   assert_equal "$status" 2
   [[ "$stderr" == *"attempt to load a binary chunk"* ]]
 }
+
+@test "zdm.signal: signals the pid in a pid file with kill(2); refuses pid <= 1, junk, a dead pid and other signals" {
+  # a process that notes the USR1 it gets
+  bash -c 'trap "echo got >\"$1\"" USR1; for i in $(seq 200); do [ -e "$1" ] && exit 0; sleep 0.05; done' _ "$T/got" &
+  local victim=$! gone
+  echo "$victim" >"$T/ok.pid"
+  printf ' 0\n' >"$T/zero.pid"
+  echo 1 >"$T/one.pid"
+  echo "12x" >"$T/junk.pid"
+  (exit 0) &
+  gone=$!
+  wait "$gone"
+  echo "$gone" >"$T/gone.pid"
+  plugin sig.send <<LUA
+return {
+  description = "signals",
+  run = function(ctx, p)
+    local out = {}
+    for _, f in ipairs({"zero", "one", "junk", "gone", "missing"}) do
+      local pid, err = zdm.signal("$T/" .. f .. ".pid", "HUP")
+      out[f] = tostring(pid) .. ": " .. tostring(err)
+    end
+    out.bad = tostring(select(2, pcall(zdm.signal, "$T/ok.pid", "KILL")))
+    out.ok = zdm.signal("$T/ok.pid", "USR1")
+    return {outputs = out}
+  end,
+}
+LUA
+  bad_runbook rb.yml sig.send
+  run zdm run rb.yml --plugin-path "$T/pp" --state-dir "$T/state"
+  assert_equal "$status" 0
+  wait "$victim"
+  [ "$(cat "$T/got")" = got ]
+  run jq -r 'select(.event=="step.succeeded") | .data.outputs | "\(.ok)|\(.zero)|\(.one)|\(.junk)|\(.gone)|\(.missing)|\(.bad)"' \
+    "$(journal_of "$T/state")"
+  assert_output "$victim|nil: $T/zero.pid: pid 0 is not one zdm signals|nil: $T/one.pid: pid 1 is not one zdm signals|nil: $T/junk.pid does not hold a pid|nil: kill -HUP $gone (from $T/gone.pid): no such process|nil: $T/missing.pid: No such file or directory|zdm.signal: signal 'KILL' is not one of HUP, USR1, USR2, QUIT, TERM"
+}

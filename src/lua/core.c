@@ -1,11 +1,17 @@
 /*
  * core.c - the `zdm` module's own small functions for plugins: zdm.log,
- * zdm.sleep, zdm.note, zdm.progress and zdm.is_expr.
+ * zdm.sleep, zdm.note, zdm.progress, zdm.is_expr and zdm.signal.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <lauxlib.h>
@@ -114,6 +120,92 @@ lh_is_expr(lua_State *L)
 	return 1;
 }
 
+/*
+ * zdm.signal(pid_file, name) -> pid | nil, message
+ *
+ * Send a daemon's master the signal `name` (HUP, USR1, USR2, QUIT or TERM:
+ * the reload, reopen, upgrade and stop signals daemons take; anything else
+ * raises) with kill(2), no process spawned.  The pid is read from pid_file
+ * (at most 63 bytes: optional blanks, decimal digits, optional blanks) and
+ * must be > 1 and not zdm's own.  Errors (no file, no pid in it, no such
+ * process, not permitted) come back as nil, message; the pid signalled on
+ * success.  In run(), undo() and snapshot() only (lhx_may_act).
+ */
+static int
+lh_signal(lua_State *L)
+{
+	static const struct { const char *name; int sig; } sigs[] = {
+		{ "HUP", SIGHUP }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+		{ "QUIT", SIGQUIT }, { "TERM", SIGTERM },
+	};
+	const char *path = luaL_checkstring(L, 1), *name = luaL_checkstring(L, 2);
+	char buf[64];
+	const char *p;
+	ssize_t n;
+	long long pid = 0;
+	size_t i;
+	int sig = 0, fd, e;
+
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		if (strcmp(name, sigs[i].name) == 0)
+			sig = sigs[i].sig;
+	if (sig == 0)
+		return luaL_error(L, "zdm.signal: signal '%s' is not one of HUP, USR1, USR2, QUIT, TERM",
+		    name);
+	lhx_may_act(L, "zdm.signal");
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", path, strerror(errno));
+		return 2;
+	}
+	do
+		n = read(fd, buf, sizeof buf);
+	while (n == -1 && errno == EINTR);
+	e = errno;
+	close(fd);
+	if (n == -1) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", path, strerror(e));
+		return 2;
+	}
+	if ((size_t)n == sizeof buf)
+		goto nopid;
+	buf[n] = '\0';
+	p = buf;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!isdigit((unsigned char)*p))
+		goto nopid;
+	while (isdigit((unsigned char)*p)) {
+		pid = pid * 10 + (*p++ - '0');
+		if (pid > INT_MAX)
+			goto nopid;
+	}
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p != '\0')
+		goto nopid;
+	if (pid <= 1 || (pid_t)pid == getpid()) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: pid %d is not one zdm signals", path, (int)pid);
+		return 2;
+	}
+	if (kill((pid_t)pid, sig) == -1) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "kill -%s %d (from %s): %s", name, (int)pid, path,
+		    errno == ESRCH ? "no such process" : strerror(errno));
+		return 2;
+	}
+	lua_pushinteger(L, (lua_Integer)pid);
+	return 1;
+nopid:
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s does not hold a pid", path);
+	return 2;
+}
+
 int
 luaopen_zdm_core(lua_State *L)
 {
@@ -123,6 +215,7 @@ luaopen_zdm_core(lua_State *L)
 		{ "is_expr", lh_is_expr },
 		{ "note", lh_note },
 		{ "progress", lh_progress },
+		{ "signal", lh_signal },
 		{ NULL, NULL },
 	};
 

@@ -81,7 +81,7 @@ void lhx_resource_lib(lua_State *L, const char *name, lua_CFunction gc,
  * stack, sets its field(s) there and leaves the stack as it was; it
  * returns 0.  The list of them, in order, is in sandbox.c.
  */
-int luaopen_zdm_core(lua_State *L);	/* core.c: log, sleep, note, progress, is_expr */
+int luaopen_zdm_core(lua_State *L);	/* core.c: log, sleep, note, progress, is_expr, signal */
 int luaopen_zdm_lib(lua_State *L);	/* lib.c: zdm.lib, plugin libraries */
 int luaopen_zdm_exec(lua_State *L);	/* exec.c: zdm.exec */
 int luaopen_zdm_http(lua_State *L);	/* http.c: zdm.http */
