@@ -283,3 +283,36 @@ YML
   [ "$(answers)" = "blue " ]
   grep -q "Address already in use" "$T/lb/error.log"
 }
+
+@test "lb.nginx: the reload signals the master itself (kill(2)): no kill or other program but nginx -t is spawned" {
+  setup_lb
+  # a PATH that holds nginx and nothing else: no kill, no sh to run one
+  mkdir "$T/onlynginx"
+  ln -s "$(command -v nginx)" "$T/onlynginx/nginx"
+  workers_before="$(lb_workers)"
+  switch_runbook hup <<YML
+      nginx: $T/onlynginx/nginx
+      servers: [{address: "127.0.0.1:$GREEN_PORT"}]
+YML
+  run env PATH="$T/onlynginx" "$(command -v timeout)" 60 "$ZDM_EXE" run "$T/rb.yml" --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_output --regexp "reloaded: master [0-9]+ started worker [0-9]+, old workers stopped accepting"
+  refute_output --partial "kill"
+  [ "$(lb_workers)" != "$workers_before" ]
+  [ "$(answers)" = "green " ]
+}
+
+@test "lb.nginx: a pid file naming pid 1 is refused, no signal sent; the file is put back" {
+  setup_lb
+  printf 1 >"$T/fake.pid"
+  switch_runbook pid1 <<YML
+      servers: [{address: "127.0.0.1:$GREEN_PORT"}]
+YML
+  sed -i "s|pid_file: .*|pid_file: $T/fake.pid|" "$T/rb.yml"
+  run zdm run "$T/rb.yml" --state-dir "$T/state"
+  # the undo cannot reload either: a person must look
+  assert_equal "$status" 3
+  assert_output --partial "$T/fake.pid holds pid \"1\", not an nginx master"
+  cmp "$T/lb/upstream.conf" "$T/upstream.before"
+  [ "$(answers)" = "blue " ]
+}

@@ -201,6 +201,8 @@ local function master_pid(p)
 	if s == nil then return nil, string.format("reading nginx's pid file: %s", err) end
 	local pid = s:match("^%s*(%d+)%s*$")
 	if pid == nil then return nil, string.format("%s does not hold a pid: %q", p.pid_file, s) end
+	pid = pid:gsub("^0+", "")
+	if pid == "" or pid == "1" then return nil, string.format("%s holds pid %q, not an nginx master", p.pid_file, s) end
 	return pid
 end
 
@@ -229,10 +231,16 @@ local function reload(p)
 	if before == nil then
 		return nil, string.format("nginx master %s (from %s) is not running: %s", pid, p.pid_file, err)
 	end
-	local r
-	r, err = zdm.exec({"kill", "-HUP", pid}, {timeout = 5000})
-	if r == nil then return nil, err end
-	if r.code ~= 0 then return nil, "kill -HUP " .. pid .. ": " .. r.stderr:gsub("%s+$", "") end
+	-- HUP with kill(2) from zdm itself (no process spawned): zdm.signal reads
+	-- the pid file again and refuses a pid <= 1.  A master that changed in
+	-- between (a binary upgrade) got the HUP but is not the one watched.
+	local sent
+	sent, err = zdm.signal(p.pid_file, "HUP")
+	if sent == nil then return nil, "HUP to the nginx master: " .. err end
+	if tostring(sent) ~= pid then
+		return nil, string.format("nginx's pid file %s changed from %s to %d during the reload",
+			p.pid_file, pid, sent)
+	end
 	-- nginx reloads asynchronously: the master reads the configuration,
 	-- forks new workers, then tells the old ones to stop accepting (they
 	-- close their listening sockets, retitle themselves "worker process is
