@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/scale.sh — how zdm's commands grow with the size of a runbook and its journal.
 #
-#   make bench-scale                      (or: make && bash bench/scale.sh; 2-6 min)
+#   make bench-scale                      (or: make && bash bench/scale.sh; 5-15 min)
 #   SCALES="1000 10000" REPS=3 bash bench/scale.sh
 #   ZDM_BIN=/path/to/other/zdm bash bench/scale.sh     # the same bench, another build
 #
