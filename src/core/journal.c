@@ -104,35 +104,83 @@ env_long(const char *name)
 	return v;
 }
 
+static const char hexdigits[16] = "0123456789abcdef";
+
+/* lowercase hex of the 32 bytes of a digest */
+static void
+hex32(const unsigned char *md, char out[HASH_HEX + 1])
+{
+	for (unsigned int i = 0; i < HASH_HEX / 2; i++) {
+		out[2 * i] = hexdigits[md[i] >> 4];
+		out[2 * i + 1] = hexdigits[md[i] & 0xf];
+	}
+	out[HASH_HEX] = '\0';
+}
+
+/* SHA-256, fetched once: an implicit fetch per digest costs more than the
+ * digest of a record */
+static const EVP_MD *
+sha256_md(void)
+{
+	static EVP_MD *md;
+
+	if (md == NULL)
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	return md;
+}
+
 /*
  * hash = hex(SHA-256(prev || canonical)), or hex(HMAC-SHA256(key, ...)) when
- * key is not NULL.  Returns 0, or -1 if libcrypto failed.
+ * key is not NULL, canonical given as N pieces (the bytes of all of them, in
+ * order).  Returns 0, or -1 if libcrypto failed.
  */
+static int
+chain_hash_parts(const char *key, size_t keylen, const char *prev,
+    const char *const *part, const size_t *plen, size_t n, char out[HASH_HEX + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t prevlen = strlen(prev);
+	int ok;
+
+	if (key != NULL) {
+		size_t total = prevlen, at = prevlen;
+		unsigned char *buf;
+
+		for (size_t i = 0; i < n; i++)
+			total += plen[i];
+		buf = xmalloc(total > 0 ? total : 1);
+		memcpy(buf, prev, prevlen);
+		for (size_t i = 0; i < n; i++) {
+			memcpy(buf + at, part[i], plen[i]);
+			at += plen[i];
+		}
+		ok = HMAC(EVP_sha256(), key, (int)keylen, buf, total, md,
+		    &mdlen) != NULL;
+		free(buf);
+	} else {
+		static EVP_MD_CTX *ctx;
+		const EVP_MD *sha = sha256_md();
+
+		if (ctx == NULL)
+			ctx = EVP_MD_CTX_new();
+		ok = ctx != NULL && sha != NULL && EVP_DigestInit_ex(ctx, sha, NULL) == 1 &&
+		    EVP_DigestUpdate(ctx, prev, prevlen) == 1;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = EVP_DigestUpdate(ctx, part[i], plen[i]) == 1;
+		ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+	}
+	if (!ok || mdlen != HASH_HEX / 2)
+		return -1;
+	hex32(md, out);
+	return 0;
+}
+
 static int
 chain_hash(const char *key, size_t keylen, const char *prev,
     const char *canon, size_t clen, char out[HASH_HEX + 1])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	size_t plen = strlen(prev);
-	unsigned char *buf = xmalloc(plen + clen);
-	int ok;
-
-	memcpy(buf, prev, plen);
-	memcpy(buf + plen, canon, clen);
-	if (key != NULL)
-		ok = HMAC(EVP_sha256(), key, (int)keylen, buf, plen + clen, md,
-		    &mdlen) != NULL;
-	else
-		ok = EVP_Digest(buf, plen + clen, md, &mdlen, EVP_sha256(),
-		    NULL) == 1;
-	free(buf);
-	if (!ok || mdlen != HASH_HEX / 2)
-		return -1;
-	for (unsigned int i = 0; i < mdlen; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[HASH_HEX] = '\0';
-	return 0;
+	return chain_hash_parts(key, keylen, prev, &canon, &clen, 1, out);
 }
 
 /* the hash of a record as read (its own "prev", everything but "hash") */
@@ -360,16 +408,60 @@ claim_end(struct journal *j, char **err)
 	return 0;
 }
 
+/*
+ * The line of a record, in canonical form, encoded once: its keys sorted
+ * fall in two runs around "hash": HEAD ("attempt", "data", "event", all
+ * before it) and TAIL ("prev", "run", "seq", "step", "ts", all after it).
+ * canonical (without "hash") = HEAD's members "," TAIL's members, hashed as
+ * those pieces; the line = HEAD's members ,"hash":"<hex>", TAIL's members,
+ * the very bytes json_dumps(record with hash, DUMP_FLAGS) makes.  *len is
+ * the line's length; the buffer has room for a "\n" after it.
+ */
+static char *
+record_line(const struct journal *j, const json_t *head, const json_t *tail,
+    char hash[HASH_HEX + 1], size_t *len)
+{
+	char *h = json_dumps(head, DUMP_FLAGS), *t = json_dumps(tail, DUMP_FLAGS);
+	char *line = NULL;
+	size_t hl, tl;
+
+	if (h == NULL || t == NULL)
+		goto out;
+	hl = strlen(h);
+	tl = strlen(t);
+	if (hl < 2 || tl < 2 || h[hl - 1] != '}' || t[0] != '{')
+		goto out;
+	{
+		const char *part[3] = { h, ",", t + 1 };
+		size_t plen[3] = { hl - 1, 1, tl - 1 };
+
+		if (chain_hash_parts(j->key, j->keylen, j->prev, part, plen, 3, hash) != 0)
+			goto out;
+	}
+	*len = (hl - 1) + 9 + HASH_HEX + 2 + (tl - 1);
+	line = xmalloc(*len + 2);
+	memcpy(line, h, hl - 1);
+	memcpy(line + hl - 1, ",\"hash\":\"", 9);
+	memcpy(line + hl - 1 + 9, hash, HASH_HEX);
+	memcpy(line + hl - 1 + 9 + HASH_HEX, "\",", 2);
+	memcpy(line + hl - 1 + 9 + HASH_HEX + 2, t + 1, tl - 1);
+	line[*len] = '\0';
+out:
+	free(h);
+	free(t);
+	return line;
+}
+
 long
 journal_append(struct journal *j, const char *event, const char *step,
     int attempt, json_t *data, char **err)
 {
-	json_t *rec = NULL, *d;
-	char *canon = NULL, *line = NULL;
+	json_t *head = NULL, *tail = NULL, *d;
+	char *line = NULL;
 	char hash[HASH_HEX + 1];
 	char ts[32];
 	long seq = j->seq + 1;
-	size_t len;
+	size_t len = 0;
 	long rc = -1;
 
 	if (j->broken) {
@@ -397,37 +489,30 @@ journal_append(struct journal *j, const char *event, const char *step,
 		    json_string(j->hmac ? "hmac-sha256" : "sha256"));
 
 	now_iso8601(ts, sizeof ts);
-	rec = json_object();
-	json_object_set_new(rec, "seq", json_integer(seq));
-	json_object_set_new(rec, "ts", json_string(ts));
-	json_object_set_new(rec, "run", json_string(j->run_id));
-	json_object_set_new(rec, "event", json_string(event));
+	head = json_object();
+	tail = json_object();
+	json_object_set_new(tail, "seq", json_integer(seq));
+	json_object_set_new(tail, "ts", json_string(ts));
+	json_object_set_new(tail, "run", json_string(j->run_id));
+	json_object_set_new(head, "event", json_string(event));
 	if (step != NULL)
-		json_object_set_new(rec, "step", json_string(step));
+		json_object_set_new(tail, "step", json_string(step));
 	if (attempt != 0)
-		json_object_set_new(rec, "attempt", json_integer(attempt));
-	json_object_set_new(rec, "data", d);
-	json_object_set_new(rec, "prev", json_string(j->prev));
-	if (json_object_size(rec) !=
-	    6 + (size_t)(step != NULL) + (size_t)(attempt != 0)) {
+		json_object_set_new(head, "attempt", json_integer(attempt));
+	json_object_set_new(head, "data", d);
+	json_object_set_new(tail, "prev", json_string(j->prev));
+	if (json_object_size(head) != 2 + (size_t)(attempt != 0) ||
+	    json_object_size(tail) != 4 + (size_t)(step != NULL)) {
 		seterr(err, "journal '%s': cannot build record for '%s' "
 		    "(not valid UTF-8?)", j->path, event != NULL ? event : "");
 		goto out;
 	}
 
-	canon = json_dumps(rec, DUMP_FLAGS);
-	if (canon == NULL || chain_hash(j->key, j->keylen, j->prev, canon,
-	    strlen(canon), hash) != 0) {
+	line = record_line(j, head, tail, hash, &len);
+	if (line == NULL) {
 		seterr(err, "journal '%s': cannot hash record", j->path);
 		goto out;
 	}
-	json_object_set_new(rec, "hash", json_string(hash));
-	line = json_dumps(rec, DUMP_FLAGS);
-	if (line == NULL) {
-		seterr(err, "journal '%s': cannot encode record", j->path);
-		goto out;
-	}
-	len = strlen(line);
 	if (j->sink == NULL && claim_end(j, err) != 0)
 		goto out;
 
@@ -468,9 +553,9 @@ journal_append(struct journal *j, const char *event, const char *step,
 		raise(SIGKILL);
 	rc = seq;
 out:
-	free(canon);
 	free(line);
-	json_decref(rec);
+	json_decref(head);
+	json_decref(tail);
 	return rc;
 }
 
