@@ -165,6 +165,56 @@ in_child(const char *name, const char *value, const char *path)
 	return st;
 }
 
+/* every line the writer puts on disk is json_dumps(JSON_COMPACT |
+ * JSON_SORT_KEYS) of the record it holds, byte for byte: the canonical form
+ * the chain hashes and that readers hash without re-encoding */
+static void
+canonical_lines(const char *dir, const char *key, const char *what)
+{
+	char *path = xasprintf("%s/canon-%s/runs/c1.jsonl", dir, what);
+	char *err = NULL, *text, *line, *save = NULL;
+	struct journal *j;
+	size_t len;
+	int n = 0, same = 0;
+	char detail[160] = "";
+
+	journal_set_audit_key(key);
+	j = journal_create(path, "c1", &err);
+	check(j != NULL, "create (canonical lines)", err);
+	free(err);
+	if (j == NULL) {
+		free(path);
+		journal_set_audit_key(NULL);
+		return;
+	}
+	append(j, "run.started", NULL, 0, "{\"runbook\":\"x.yml\",\"z\":[1,-2,3.5,true,null]}");
+	append(j, "step.started", "shift-10", 1, NULL);
+	append(j, "step.succeeded", "sh\"if\\t/é☃", 7,
+	    "{\"outputs\":{\"b\":\"tab\\there\\nnl \\u0001 \\u001f \\\"q\\\" \\\\ / é 😀\","
+	    "\"a\":{\"prev\":\"x\",\"hash\":\"y\"},\"\":0,\"n\":123456789012}}");
+	append(j, "undo.skipped", "s", 0, "{}");
+	append(j, "x", NULL, 3, "{\"nul\":\"a\\u0000b\",\"e\":[],\"o\":{}}");
+	journal_close(j);
+	text = slurp(path, &len);
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		json_t *rec = json_loads(line, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+		char *again = rec != NULL ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+		n++;
+		if (again != NULL && strcmp(again, line) == 0)
+			same++;
+		else if (detail[0] == '\0')
+			snprintf(detail, sizeof detail, "line %d: %.60s / %.60s", n, line,
+			    again != NULL ? again : "(no parse)");
+		free(again);
+		json_decref(rec);
+	}
+	free(text);
+	check(n == 5 && same == 5, what, detail[0] != '\0' ? detail : NULL);
+	free(path);
+	journal_set_audit_key(NULL);
+}
+
 int
 unit_journal(void)
 {
@@ -502,6 +552,9 @@ unit_journal(void)
 		err = NULL;
 		free(sd);
 	}
+
+	canonical_lines(dir, NULL, "each line is json_dumps of its record, byte for byte (sha256)");
+	canonical_lines(dir, "k3y", "each line is json_dumps of its record, byte for byte (hmac)");
 
 done:
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
