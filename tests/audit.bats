@@ -543,3 +543,24 @@ EOF
   assert_equal "$status" 2
   assert_output "zdm audit: unknown subcommand 'frobnicate' (verify or export)"
 }
+
+# journals written by zdm before it hashed canonical lines as they are
+# (tests/data/journal: a failed run of three steps, rolled back; one plain,
+# one HMAC with key fixture-key): still verify, and an edit is still found
+@test "audit verify: journals written by an earlier zdm verify, plain and HMAC; an edit is found" {
+  local d="$BATS_TEST_DIRNAME/data/journal"
+  run "$ZDM_BIN" audit verify "$d/20261206T023536Z-5590.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"ok, 11 records, chain sha256, last hash e9c746f059de2332"* ]]
+  ZDM_AUDIT_KEY=fixture-key run "$ZDM_BIN" audit verify "$d/20261206T023536Z-779c.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"ok, 11 records, chain hmac-sha256, last hash b9738a723ef9ba20"* ]]
+  ZDM_AUDIT_KEY=other run "$ZDM_BIN" audit verify "$d/20261206T023536Z-779c.jsonl"
+  [ "$status" -eq 1 ]
+  mkdir -p "$T/j"
+  sed '5s/"attempt":1/"attempt":2/' "$d/20261206T023536Z-5590.jsonl" >"$T/j/20261206T023536Z-5590.jsonl"
+  ! cmp -s "$d/20261206T023536Z-5590.jsonl" "$T/j/20261206T023536Z-5590.jsonl"
+  run "$ZDM_BIN" audit verify "$T/j/20261206T023536Z-5590.jsonl"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"20261206T023536Z-5590.jsonl:5: hash does not match the record"* ]]
+}
