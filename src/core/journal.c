@@ -18,7 +18,8 @@
  *   HMAC-SHA256(ZDM_AUDIT_KEY, prev || canonical) for an hmac chain;
  *   prev = the hash of the record before (64 '0' for seq 1).
  * - Write-ahead: the line is written to an O_APPEND fd and fdatasync'd before
- *   journal_append returns.
+ *   journal_append returns; with journal_set_lazy on, the fdatasync waits for
+ *   the next record appended with it off (or journal_sync, journal_close).
  * - One chain, whoever appends: each append holds flock(LOCK_EX) on the
  *   journal while it checks that the file still ends where this writer's
  *   last record (or the read it was opened from) ended, writes and syncs.
@@ -79,6 +80,8 @@ struct journal {
 	long crash_after;		/* ZDM_TEST_CRASH_AFTER_RECORD, 0 = off */
 	long tear_at;			/* ZDM_TEST_TEAR_RECORD, 0 = off */
 	bool broken;			/* a write failed: the tail is unknown */
+	bool lazy;			/* journal_set_lazy: no fdatasync per append */
+	bool unsynced;			/* lines written since the last fdatasync */
 	void (*echo)(const char *line, void *arg);
 	void *echo_arg;
 	/* journal_open_sink: the line goes here instead of to fd */
@@ -213,8 +216,11 @@ journal_free(struct journal *j)
 {
 	if (j == NULL)
 		return;
-	if (j->fd >= 0)
+	if (j->fd >= 0) {
+		if (j->unsynced && !j->broken)
+			datasync(j->fd);	/* best effort: journal_sync says */
 		close(j->fd);
+	}
 	if (j->key != NULL) {
 		OPENSSL_cleanse(j->key, j->keylen);
 		free(j->key);
@@ -534,7 +540,7 @@ journal_append(struct journal *j, const char *event, const char *step,
 			goto out;
 		}
 	} else if ((line[len] = '\n', write_all(j->fd, line, len + 1) != 0) ||
-	    datasync(j->fd) != 0) {
+	    (!j->lazy && datasync(j->fd) != 0)) {
 		j->broken = true;
 		seterr(err, "cannot write journal '%s': %s", j->path,
 		    strerror(errno));
@@ -542,6 +548,7 @@ journal_append(struct journal *j, const char *event, const char *step,
 		goto out;
 	} else {
 		j->end += (off_t)len + 1;
+		j->unsynced = j->lazy;
 		flock(j->fd, LOCK_UN);
 	}
 	line[len] = '\0';
@@ -557,6 +564,27 @@ out:
 	json_decref(head);
 	json_decref(tail);
 	return rc;
+}
+
+void
+journal_set_lazy(struct journal *j, bool on)
+{
+	j->lazy = on && j->sink == NULL;
+}
+
+int
+journal_sync(struct journal *j, char **err)
+{
+	if (j->broken)
+		return seterr(err, "journal '%s' is unusable after a failed write", j->path);
+	if (!j->unsynced)
+		return 0;
+	if (datasync(j->fd) != 0) {
+		j->broken = true;
+		return seterr(err, "cannot fsync journal '%s': %s", j->path, strerror(errno));
+	}
+	j->unsynced = false;
+	return 0;
 }
 
 bool

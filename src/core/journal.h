@@ -32,6 +32,18 @@ struct journal *journal_reopen(const char *path, const char *run_id,
  * and fdatasyncs before returning.  Returns the record's seq, or -1. */
 long journal_append(struct journal *j, const char *event, const char *step,
     int attempt, json_t *data, char **err);
+/*
+ * Lazy appends (on): journal_append writes the line and returns without
+ * fdatasync; the record becomes durable with the next append made with
+ * lazy off (its fdatasync covers every line written before it), at
+ * journal_sync, or at journal_close.  Only for records that decide that
+ * nothing is to be done: nothing may act on the world on the strength of a
+ * lazy record before one of those.  A journal_open_sink journal ignores it.
+ */
+void journal_set_lazy(struct journal *j, bool on);
+/* make every line written so far durable: 0, or -1 and *err (the journal
+ * is then unusable, as after a failed append) */
+int journal_sync(struct journal *j, char **err);
 /* has the file grown past this writer's last record (another writer
  * appended since: read it again) */
 bool journal_behind(const struct journal *j);

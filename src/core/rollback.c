@@ -128,7 +128,8 @@ undo_steps(struct run *r)
 {
 	struct undo_item *items = xcalloc(r->rb->nsteps, sizeof *items);
 	size_t n = 0;
-	bool need_person = false;
+	bool need_person = false, lazy = false;
+	int bad;
 	enum run_outcome rc = RUN_OK;
 	struct run_event ev = { 0 };
 
@@ -165,8 +166,23 @@ undo_steps(struct run *r)
 			    "no undo: the type has none and the step sets none; the change is left in place";
 			enum rs_undone what = ro ? RS_NOTHING_TO_UNDO : RS_LEFT_IN_PLACE;
 
-			if (jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s,s:s}", "reason", why,
-			    "outcome", rs_undone_word(what)))) {
+			/*
+			 * Lazily durable (one fdatasync for a run of them, not one
+			 * each): an undo.skipped here records a decision that
+			 * nothing is to be done, and nothing is done on the
+			 * strength of it.  The next record that precedes an act
+			 * (undo.started) is durable with all written before it,
+			 * and the batch is synced before this loop ends.  A crash
+			 * that loses the tail of a batch loses only decisions the
+			 * next rollback makes again, the same way: nothing
+			 * happened in the world in between.
+			 */
+			store_set_lazy(r->w, true);
+			lazy = true;
+			bad = jrec(r, ev_name(EV_UNDO_SKIPPED), s->id, 0, json_pack("{s:s,s:s}", "reason",
+			    why, "outcome", rs_undone_word(what)));
+			store_set_lazy(r->w, false);
+			if (bad) {
 				rc = RUN_NEEDS_PERSON;
 				break;
 			}
@@ -350,6 +366,15 @@ undo_steps(struct run *r)
 		}
 	}
 	free(items);
+	if (lazy) {
+		char *err = NULL;
+
+		if (store_sync(r->w, &err) != 0) {
+			run_error(r, "journal %s: %s", store_writer_ref(r->w), err);
+			free(err);
+			rc = RUN_NEEDS_PERSON;
+		}
+	}
 	if (rc == RUN_OK && need_person)
 		rc = RUN_NEEDS_PERSON;
 	return rc;

@@ -178,6 +178,26 @@ store_close_writer(struct store_writer *w)
 	}
 }
 
+void
+store_set_lazy(struct store_writer *w, bool on)
+{
+	if (w != NULL && w->store->ops->set_lazy != NULL)
+		w->store->ops->set_lazy(w, on);
+}
+
+int
+store_sync(struct store_writer *w, char **err)
+{
+	int v;
+
+	if (w == NULL || w->store->ops->sync == NULL)
+		return 0;
+	w->store->busy++;
+	v = w->store->ops->sync(w, err);
+	w->store->busy--;
+	return v;
+}
+
 int
 store_behind(struct store_writer *w)
 {

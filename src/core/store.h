@@ -142,6 +142,15 @@ struct store_ops {
 	long (*append)(struct store_writer *w, const char *event, const char *step, int attempt,
 	    json_t *data, char **err);
 	void (*close_writer)(struct store_writer *w);
+	/* optional (NULL: every append is durable when it returns, lazy or
+	 * not).  Lazy on: an append may return before its record is durable;
+	 * it is durable at the latest when an append made with lazy off
+	 * returns, or sync returns 0 (close_writer tries too).  A caller asks
+	 * for it only for records after which it acts on nothing (the world, a
+	 * step) until one of those: losing them in a crash loses no decision
+	 * whose effects are out there.  The file backend skips fdatasync. */
+	void (*set_lazy)(struct store_writer *w, bool on);
+	int (*sync)(struct store_writer *w, char **err);
 	/* each append through W also wakes whoever store_wait()s on its run,
 	 * in the same transaction (NULL: the waiters poll) */
 	void (*set_notify)(struct store_writer *w);
@@ -233,6 +242,9 @@ int store_writer_last(struct store_writer *w, long *seq, char **hash);
 long store_append(struct store_writer *w, const char *event, const char *step, int attempt,
     json_t *data, char **err);
 void store_close_writer(struct store_writer *w);
+/* ops->set_lazy and ->sync; no-ops for a backend without them, or W NULL */
+void store_set_lazy(struct store_writer *w, bool on);
+int store_sync(struct store_writer *w, char **err);
 void store_set_notify(struct store_writer *w);
 int store_watch(struct store *s, const char *ref, bool on, char **err);
 int store_wait(struct store *s, const char *ref, int64_t ms, char **err);

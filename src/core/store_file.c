@@ -360,6 +360,18 @@ fs_append(struct store_writer *w, const char *event, const char *step, int attem
 }
 
 static void
+fs_set_lazy(struct store_writer *w, bool on)
+{
+	journal_set_lazy(((struct file_writer *)w)->j, on);
+}
+
+static int
+fs_sync(struct store_writer *w, char **err)
+{
+	return journal_sync(((struct file_writer *)w)->j, err);
+}
+
+static void
 fs_close_writer(struct store_writer *w)
 {
 	journal_close(((struct file_writer *)w)->j);
@@ -742,6 +754,8 @@ static const struct store_ops file_ops = {
 	.last = fs_last,
 	.append = fs_append,
 	.close_writer = fs_close_writer,
+	.set_lazy = fs_set_lazy,
+	.sync = fs_sync,
 	.watch = fs_watch,
 	.behind = fs_behind,
 	.wait = fs_wait,

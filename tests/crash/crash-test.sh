@@ -21,6 +21,10 @@
 #                    its records; recover: rollback
 #   rollback-killed  as rollback, and the recovering rollback killed at each M
 #                    of its own records (all modes), then recovered again
+#   rollback-noundo  5 steps, s2 s3 s5 without undo, succeed; `zdm rollback`
+#                    (its undo.skipped records of s5, s3 s2 are lazily
+#                    durable: one sync for a run of them) killed at each of
+#                    its records; recover: rollback
 #
 # Usage: crash-test.sh [--fast] [--jobs N] [--only N] [SCENARIO...]
 #   --fast   a fixed subset, for make test: run and rollback at every boundary;
@@ -47,12 +51,12 @@ while [ $# -gt 0 ]; do
 	--jobs=*) jobs="${1#--jobs=}" ;;
 	--only) only="$2"; shift ;;
 	-h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	run|fail|rollback|rollback-killed) scenarios+=("$1") ;;
+	run|fail|rollback|rollback-killed|rollback-noundo) scenarios+=("$1") ;;
 	*) echo "crash-test: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(run fail rollback rollback-killed)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(run fail rollback rollback-killed rollback-noundo)
 [ -x "$ZDM_BIN" ] || { echo "crash-test: no zdm binary at $ZDM_BIN (make, or set ZDM_BIN)" >&2; exit 2; }
 command -v jq >/dev/null || { echo "crash-test: needs jq" >&2; exit 2; }
 
@@ -224,6 +228,14 @@ write_runbook() {   # scenario file
 	local s
 	{
 		printf 'zdm: 1\nname: crash-%s\non_failure: rollback\nsteps:\n' "$1"
+		if [ "$1" = rollback-noundo ]; then
+			step_yaml s1 "echo s1 >> effects" "echo undo-s1 >> effects"
+			step_yaml s2 "echo s2 >> effects"
+			step_yaml s3 "echo s3 >> effects"
+			step_yaml s4 "echo s4 >> effects" "echo undo-s4 >> effects"
+			step_yaml s5 "echo s5 >> effects"
+			return 0
+		fi
 		for s in s1 s2; do step_yaml $s "echo $s >> effects" "echo undo-$s >> effects"; done
 		if [ "$1" = run ]; then
 			# idempotent, and truly so: resume runs it again without asking
@@ -246,6 +258,7 @@ expected() {
 	case "$1" in
 	run) WANT=(s1 s2 s3 s4) ;;
 	fail) WANT=(s1 s2 s3 s4 undo-s3 undo-s2 undo-s1) ;;
+	rollback-noundo) WANT=(s1 s2 s3 s4 s5 undo-s4 undo-s1) ;;
 	*) WANT=(s1 s2 s3 s4 undo-s4 undo-s3 undo-s2 undo-s1) ;;
 	esac
 	case "$1" in
@@ -278,7 +291,7 @@ fresh() {   # scenario dir
 	mkdir -p "$D"
 	cp "$WORK/base/$1/rb.yml" "$D/rb.yml"
 	case "$1" in
-	rollback|rollback-killed)
+	rollback|rollback-killed|rollback-noundo)
 		z run rb.yml >"$D/setup.out" 2>&1 || { NOTE="$NOTE; the run before the rollback failed: exit $?"; return 1; } ;;
 	esac
 	return 0
@@ -335,6 +348,9 @@ check() {   # scenario label
 		[ -n "$JPATH" ] && [ "$(jq -c 'select(.event == "run.finished") | .data.left_in_place' \
 			"$JPATH" 2>/dev/null | tail -1)" = '["s4"]' ] && wantrc=6
 	fi
+	# s2 s3 s5 (rollback-noundo) have no undo: the rollback leaves them in
+	# place and says so with 6
+	[ "$scenario" = rollback-noundo ] && wantrc=6
 	[ "$WAS_ENDED" = 1 ] && wantrc=2
 	[ "$RC" -eq "$wantrc" ] || NOTE="$NOTE; recovery (zdm $CMD) exited $RC, want $wantrc"
 	# the effects: lost = an expected one missing; repeated = one more than
