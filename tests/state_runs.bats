@@ -375,6 +375,11 @@ check_lock_timeout() {
   run --separate-stderr zdm rollback "$holder_run" "${S[@]}" --lock-timeout 200ms
   [ "$status" -eq 2 ]
   [[ "$stderr" == *"still locked after waiting 200ms (--lock-timeout): runbook 'live' is locked by pid $HOLDER"* ]]
+  # a signal ends the wait: said as such, not as the timeout
+  run --separate-stderr timeout --preserve-status -s INT 1 "$ZDM_BIN" run "$T/live.yml" "${S[@]}" --lock-timeout 30s
+  [ "$status" -eq 2 ]
+  [[ "$stderr" == *"zdm: interrupted while waiting for the run lock: runbook 'live' is locked by pid $HOLDER"* ]]
+  [[ "$stderr" != *"after waiting 30"* ]]
   [ "$(zdm runs "${S[@]}" --output json | jq -r '[.[].run] | join(",")')" = "$holder_run" ]
   touch "$T/release"
   wait "$HOLDER"

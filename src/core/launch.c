@@ -93,7 +93,10 @@ take_lock(struct run *r)
 
 	if (rc == 0)
 		return 0;
-	if (rc == 1 && r->o->lock_wait_ms > 0) {
+	if (rc == 1 && r->o->lock_wait_ms > 0 && zdm_interrupted) {
+		/* a signal ended the wait, not --lock-timeout */
+		run_error(r, "interrupted while waiting for the run lock: %s", err);
+	} else if (rc == 1 && r->o->lock_wait_ms > 0) {
 		char d[32];
 
 		fmt_duration(r->o->lock_wait_ms, d, sizeof d);
