@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "base/redact.h"
+#include "base/strmap.h"
 #include "base/util.h"
 #include "core/params_check.h"
 #include "core/registry.h"
@@ -1135,12 +1136,13 @@ copy_text(struct runbook *rb, struct yerrs *e, const struct ynode *n, const char
 static void
 parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t idx,
     int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed, bool probe,
-    const struct rb_inst *in)
+    const struct rb_inst *in, struct strmap *seen)
 {
 	struct rb_step *all = probe ? rb->probes : rb->steps;
 	struct rb_step *s = &all[idx];
 	const char *kind = probe ? "probe" : "step";
 	const char *id, *uses, *str;
+	size_t i;
 	const struct ynode *with, *un;
 	char *err = NULL;
 
@@ -1152,6 +1154,7 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 	s->backoff_fixed = dfixed;
 	if (n->kind != Y_MAP) {
 		s->id = xasprintf("%s-%zu", kind, idx + 1);
+		strmap_put(seen, s->id, idx, NULL);
 		s->with = json_object();
 		err_at(rb, e, n, "%s %zu must be a mapping with id: and uses:, not %s", kind, idx + 1,
 		    ynode_kind_name(n));
@@ -1172,11 +1175,10 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 		if (valid_id(id) && !valid_id(s->id))
 			err_at(rb, e, ymap_get(n, "id"), "step id '%s' with the for_each item '%s' "
 			    "is '%s', over 64 characters: shorten the id", id, in->suffix, s->id);
-		for (size_t i = 0; i < idx; i++) {
+		/* the first earlier step (or probe) with this id, if any */
+		if (!strmap_put(seen, s->id, idx, &i)) {
 			const struct ynode *first = all[i].node;
 
-			if (all[i].id == NULL || strcmp(all[i].id, s->id) != 0)
-				continue;
 			if (first->file != NULL && n->file != NULL && strcmp(first->file, n->file) != 0)
 				err_at(rb, e, ymap_get(n, "id"), "duplicate %s id '%s' (first at %s:%d)",
 				    kind, s->id, first->file, first->line);
@@ -1186,10 +1188,10 @@ parse_step(struct runbook *rb, struct yerrs *e, const struct ynode *n, size_t id
 			else
 				err_at(rb, e, ymap_get(n, "id"), "duplicate %s id '%s' (first at line %d)",
 				    kind, s->id, first->line);
-			break;
 		}
 	} else {
 		s->id = xasprintf("%s-%zu", kind, idx + 1);
+		strmap_put(seen, s->id, idx, NULL);
 	}
 	if ((str = want_string(rb, e, ymap_get(n, "name"), "name")) != NULL)
 		s->name = copy_text(rb, e, ymap_get(n, "name"), str, s->scope, "name");
@@ -1270,6 +1272,7 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
     int64_t dtimeout, int dretries, int64_t ddelay, bool dfixed)
 {
 	const char *none[] = { NULL };
+	struct strmap seen = { 0 };
 
 	if (n == NULL)
 		return;
@@ -1285,7 +1288,9 @@ parse_probes(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 	rb->probes = xcalloc(n->n, sizeof *rb->probes);
 	rb->nprobes = n->n;
 	for (size_t j = 0; j < n->n; j++)
-		parse_step(rb, e, n->items[j], j, dtimeout, dretries, ddelay, dfixed, true, NULL);
+		parse_step(rb, e, n->items[j], j, dtimeout, dretries, ddelay, dfixed, true, NULL,
+		    &seen);
+	strmap_release(&seen);
 	for (size_t j = 0; j < rb->nprobes; j++) {
 		struct rb_step *p = &rb->probes[j];
 		size_t nerr0 = e->n;
@@ -1434,7 +1439,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 	} else if (n->n == 0) {
 		err_at(rb, errs, n, "steps is empty: a runbook needs at least one step");
 	} else {
-		const char **ids, **vars, **secrets;
+		const char **ids, **vars, **secrets, **before;
 		const char *k;
 		json_t *v;
 		size_t i = 0;
@@ -1463,7 +1468,7 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		rb->nsteps = x.n;
 		for (size_t j = 0; j < x.n; j++)
 			parse_step(rb, errs, x.v[j].node, j, dtimeout, dretries, ddelay, dfixed, false,
-			    &x.v[j]);
+			    &x.v[j], &rb->step_index);
 		for (size_t j = 0; j < x.n; j++) {
 			free(x.v[j].suffix);
 			json_decref(x.v[j].scope);
@@ -1482,14 +1487,13 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 		secrets = xcalloc(rb->nsecrets + 1, sizeof *secrets);
 		for (size_t j = 0; j < rb->nsecrets; j++)
 			secrets[j] = rb->secrets[j].name;
+		before = xcalloc(rb->nsteps + 2, sizeof *before);
 		for (size_t j = 0; j < rb->nsteps; j++) {
 			struct rb_step *st = &rb->steps[j];
-			const char **before = xcalloc(j + 2, sizeof *before);
 			char *what = xasprintf("step '%s'", st->id);
 			size_t nerr0 = errs->n;
 
-			for (size_t b = 0; b < j; b++)
-				before[b] = ids[b];
+			/* before[] holds the ids of steps 0..j-1 here, NULL-terminated */
 			expr_set_scope(rb->x, st->scope);
 			check_exprs(rb, errs, st->with_node, vars, secrets, before, ids);
 			check_exprs(rb, errs, st->if_node, vars, secrets, before, ids);
@@ -1518,7 +1522,8 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 				json_decref(sp);
 			}
 			free(what);
-			before[j] = ids[j];	/* an undo sees its own step's outputs */
+			before[j] = ids[j];	/* an undo sees its own step's outputs (and the
+						 * next step sees this one) */
 			nerr0 = errs->n;
 			if (st->undo != NULL)
 				check_exprs(rb, errs, st->undo->with_node, vars, secrets, before, ids);
@@ -1542,8 +1547,8 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 				free(from);
 			}
 			expr_set_scope(rb->x, NULL);
-			free(before);
 		}
+		free(before);
 		parse_probes(rb, errs, ymap_get(root, "probes"), ids, vars, secrets, dtimeout,
 		    dretries, ddelay, dfixed);
 		for (size_t j = 0; j < rb->nnotify; j++) {
@@ -1660,6 +1665,7 @@ runbook_free(struct runbook *rb)
 {
 	if (rb == NULL)
 		return;
+	strmap_release(&rb->step_index);
 	for (size_t i = 0; i < rb->nsteps; i++) {
 		struct rb_step *s = &rb->steps[i];
 
@@ -1712,10 +1718,10 @@ runbook_free(struct runbook *rb)
 struct rb_step *
 runbook_step(struct runbook *rb, const char *id)
 {
-	for (size_t i = 0; i < rb->nsteps; i++)
-		if (strcmp(rb->steps[i].id, id) == 0)
-			return &rb->steps[i];
-	return NULL;
+	size_t i;
+
+	/* step_index: each id and its first step, made as the steps were read */
+	return strmap_get(&rb->step_index, id, &i) ? &rb->steps[i] : NULL;
 }
 
 int

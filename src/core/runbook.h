@@ -8,6 +8,7 @@
 #ifndef ZDM_RUNBOOK_H
 #define ZDM_RUNBOOK_H
 
+#include "base/strmap.h"
 #include "base/ynode.h"
 #include "core/expr.h"
 #include "zdm/step.h"
@@ -103,6 +104,7 @@ struct runbook {
 	enum on_failure on_failure;
 	struct rb_step *steps;
 	size_t nsteps;
+	struct strmap step_index;	/* id -> index in steps (runbook_step) */
 	struct rb_step *probes;		/* probes: (zdm drill), or NULL */
 	size_t nprobes;
 	struct rb_notify *notify;	/* notify: webhooks, or NULL */

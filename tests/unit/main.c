@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/redact.h"
+#include "base/strmap.h"
 #include "base/util.h"
 
 int unit_journal(void);
@@ -78,6 +79,30 @@ unit_util(void)
 		CHECK(did_you_mean("exex", c) != NULL && strcmp(did_you_mean("exex", c), "exec") == 0,
 		    "did you mean exec");
 		CHECK(did_you_mean("kubernetes", c) == NULL, "no far-fetched suggestion");
+	}
+	{
+		struct strmap m;
+		char (*names)[16] = xcalloc(5000, sizeof *names);
+		size_t v = 0, bad = 0;
+
+		strmap_init(&m);
+		CHECK(!strmap_get(&m, "x", &v), "an empty strmap holds nothing");
+		for (size_t i = 0; i < 5000; i++) {
+			snprintf(names[i], sizeof names[i], "s%zu", i);
+			if (!strmap_put(&m, names[i], i, NULL))
+				bad++;
+		}
+		CHECK(bad == 0 && m.n == 5000, "strmap takes 5000 keys");
+		for (size_t i = 0; i < 5000; i++)
+			if (!strmap_get(&m, names[i], &v) || v != i)
+				bad++;
+		CHECK(bad == 0, "strmap finds each key's value");
+		CHECK(!strmap_put(&m, "s42", 7, &v) && v == 42 && strmap_get(&m, "s42", &v) && v == 42,
+		    "strmap keeps the first value of a key put twice");
+		CHECK(!strmap_get(&m, "s5000", NULL) && !strmap_get(&m, "", NULL),
+		    "strmap misses keys it was not given");
+		strmap_release(&m);
+		free(names);
 	}
 #undef CHECK
 	return fails;
