@@ -202,3 +202,29 @@ EOF
   assert_equal "$stderr" "$(cat "$REPO/$DATA/101-ok-expressions.err")"
   assert_equal "$(grep -vc ': warning: step .* changes things and has no undo: ' <<<"$stderr")" 0
 }
+
+# a runbook of 100,000 vars and 10,000 steps, one var and one step id given
+# twice, far apart
+big_runbook() {
+  awk 'BEGIN {
+    print "zdm: 1"; print "name: big"; print "vars:"
+    for (i = 1; i <= 100000; i++) print "  v" i ": " i
+    print "  v7: again"
+    print "steps:"
+    for (i = 1; i <= 10000; i++) {
+      id = (i == 9999 ? "s3" : "s" i)
+      print "  - id: " id; print "    uses: wait"; print "    with: {duration: 1ms}"
+    }
+  }' > big.yml
+}
+
+@test "validate: 100,000 vars and 10,000 steps are checked in seconds; a duplicate key and step id far apart are found" {
+  big_runbook
+  SECONDS=0
+  run --separate-stderr timeout 20 "$ZDM_BIN" validate big.yml
+  [ "$SECONDS" -lt 20 ] || fail "validate took ${SECONDS}s"
+  assert_failure 2
+  assert_equal "$stderr" "big.yml:100004:3: duplicate key 'v7' (first at line 10)
+big.yml:130000:9: duplicate step id 's3' (first at line 100012)
+zdm: 2 errors; nothing ran"
+}

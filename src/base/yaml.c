@@ -24,6 +24,7 @@
 
 #include <yaml.h>
 
+#include "base/strmap.h"
 #include "base/util.h"
 #include "base/ynode.h"
 
@@ -252,7 +253,7 @@ next_event(struct yparser *yp, yaml_event_t *ev)
 }
 
 static struct ynode *parse_node(struct yparser *yp, yaml_event_t *ev);
-static struct ynode *parse_children_in(struct yparser *yp, struct ynode *n,
+static struct ynode *parse_children_in(struct yparser *yp, struct ynode *n, struct strmap *seen,
     yaml_event_type_t end, struct ynode *merges);
 
 /* move a source mapping's entries whose keys n does not have into n */
@@ -309,20 +310,45 @@ static struct ynode *
 parse_children(struct yparser *yp, struct ynode *n, yaml_event_type_t end)
 {
 	struct ynode merges = { .kind = Y_SEQ };
-	struct ynode *r = parse_children_in(yp, n, end, &merges);
+	struct strmap seen = { 0 };
+	struct ynode *r = parse_children_in(yp, n, &seen, end, &merges);
 
 	if (!yp->failed && merges.n > 0)
 		apply_merges(n, &merges);
 	for (size_t i = 0; i < merges.n; i++)
 		ynode_free(merges.items[i]);
 	free(merges.items);
+	strmap_release(&seen);
 	yp->depth--;
 	return r;
 }
 
+/*
+ * The key of mapping n that is the same as key (about to be added as key
+ * n->n), or NULL.  A small mapping is searched; from SEEN_AFTER keys on,
+ * seen indexes them (made then, kept up to date with each key added).
+ */
+#define SEEN_AFTER 16
+static const struct ynode *
+earlier_key(const struct ynode *n, const struct ynode *key, struct strmap *seen)
+{
+	size_t i;
+
+	if (n->n < SEEN_AFTER) {
+		for (i = 0; i < n->n; i++)
+			if (strcmp(n->keys[i]->str, key->str) == 0)
+				return n->keys[i];
+		return NULL;
+	}
+	if (seen->n == 0)
+		for (i = 0; i < n->n; i++)
+			strmap_put(seen, n->keys[i]->str, i, NULL);
+	return strmap_put(seen, key->str, n->n, &i) ? NULL : n->keys[i];
+}
+
 static struct ynode *
-parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end,
-    struct ynode *merges)
+parse_children_in(struct yparser *yp, struct ynode *n, struct strmap *seen,
+    yaml_event_type_t end, struct ynode *merges)
 {
 	if (++yp->depth > YAML_MAX_DEPTH) {
 		yerr(yp->errs, yp->file, n->line, n->col,
@@ -374,13 +400,12 @@ parse_children_in(struct yparser *yp, struct ynode *n, yaml_event_type_t end,
 				    "mapping keys must be plain strings");
 				yp->failed = true;
 			} else {
-				for (size_t i = 0; i < n->n; i++)
-					if (strcmp(n->keys[i]->str, key->str) == 0) {
-						yerr(yp->errs, yp->file, key->line, key->col,
-						    "duplicate key '%s' (first at line %d)",
-						    key->str, n->keys[i]->line);
-						break;
-					}
+				const struct ynode *first = earlier_key(n, key, seen);
+
+				if (first != NULL)
+					yerr(yp->errs, yp->file, key->line, key->col,
+					    "duplicate key '%s' (first at line %d)",
+					    key->str, first->line);
 			}
 		}
 		val = parse_node(yp, &ev);
