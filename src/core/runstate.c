@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strmap.h"
 #include "base/util.h"
 #include "core/runstate.h"
 
@@ -22,10 +23,15 @@ jstr(const json_t *o, const char *k)
 static struct rs_step *
 step_of(struct runstate *st, const char *id)
 {
-	for (size_t i = 0; i < st->nsteps; i++)
-		if (strcmp(st->steps[i].id, id) == 0)
-			return &st->steps[i];
-	st->steps = xrealloc(st->steps, (st->nsteps + 1) * sizeof *st->steps);
+	size_t i;
+
+	if (strmap_get(&st->index, id, &i))
+		return &st->steps[i];
+	if (st->nsteps == st->cap) {
+		st->cap = st->cap == 0 ? 16 : st->cap * 2;
+		st->steps = xrealloc(st->steps, st->cap * sizeof *st->steps);
+	}
+	strmap_put(&st->index, id, st->nsteps, NULL);
 	memset(&st->steps[st->nsteps], 0, sizeof st->steps[0]);
 	st->steps[st->nsteps].id = id;
 	st->steps[st->nsteps].first_rec = RS_NONE;
@@ -358,16 +364,16 @@ runstate_release(struct runstate *st)
 	for (size_t i = 0; i < st->nsteps; i++)
 		json_decref(st->steps[i].notes);
 	free(st->steps);
+	strmap_release(&st->index);
 	memset(st, 0, sizeof *st);
 }
 
 const struct rs_step *
 runstate_step(const struct runstate *st, const char *id)
 {
-	for (size_t i = 0; id != NULL && i < st->nsteps; i++)
-		if (strcmp(st->steps[i].id, id) == 0)
-			return &st->steps[i];
-	return NULL;
+	size_t i;
+
+	return id != NULL && strmap_get(&st->index, id, &i) ? &st->steps[i] : NULL;
 }
 
 bool

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "base/strmap.h"
 #include "core/events.h"
 #include "core/journal.h"
 
@@ -148,7 +149,8 @@ struct runstate {
 	long undone;		/* undo.succeeded records that undid something
 				 * (outcome "undone") */
 	struct rs_step *steps;	/* in the order the journal first names them */
-	size_t nsteps;
+	size_t nsteps, cap;
+	struct strmap index;	/* step id -> its index in steps */
 	size_t bad_rec;		/* the first record the fold could not place, or RS_NONE */
 };
 
