@@ -172,6 +172,11 @@ struct zdm_step_type {
 					 * passed: run() asks zdm_promoted() whenever
 					 * a sleep or poll returns (they return early
 					 * then) and passes if it says who */
+	bool notes_unread;		/* run() never reads ctx->notes: its own
+					 * events (a gate's measurements) are
+					 * journaled but not kept in memory for
+					 * later attempts (an undo: step of its own
+					 * still gets them) */
 
 	/*
 	 * Static checks beyond the schema (types, required, unknown names are

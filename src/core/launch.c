@@ -402,7 +402,9 @@ load_state(struct run *r, struct jlog *log)
 		ss->ust = undo_of(s->undo);
 		ss->undone = s->undone;
 		ss->undo_attempts = s->undo_attempt;
-		ss->notes = json_incref(s->notes);	/* ctx->notes of its next attempt */
+		/* ctx->notes of its next attempt (host_note: not a gate's) */
+		if (!(rs->type != NULL && rs->type->notes_unread && rs->undo == NULL))
+			ss->notes = json_incref(s->notes);
 	}
 	r->rolling_back = st.rolling_back;
 	r->failed_step = st.failed_step ? xstrdup(st.failed_step) : NULL;

@@ -67,7 +67,9 @@ host_note(struct zdm_ctx *ctx, const char *event, json_t *data)
 		return;
 	}
 	s = ctx->step_id != NULL ? runbook_step(r->rb, ctx->step_id) : NULL;
-	if (s != NULL)
+	/* a gate measuring for hours would keep every measurement: only the
+	 * steps that read them back (ctx->notes) get them */
+	if (s != NULL && !(s->type != NULL && s->type->notes_unread && s->undo == NULL))
 		note_keep(&r->ss[s - r->rb->steps], event, ctx->attempt, data);
 	jrec(r, event, ctx->step_id, ctx->attempt, data);
 }

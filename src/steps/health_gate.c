@@ -344,6 +344,6 @@ const struct zdm_step_type zdm_step_health_gate = {
 	.description = "poll URLs until healthy N times in a row; fail after M unhealthy in a row",
 	ZDM_PARAMS(hg_params),
 	ZDM_RENAMED(hg_renamed),
-	.read_only = true, .idempotent = true, .promotable = true,
+	.read_only = true, .idempotent = true, .promotable = true, .notes_unread = true,
 	.validate = hg_validate, .plan = hg_plan, .run = hg_run,
 };

@@ -909,6 +909,6 @@ const struct zdm_step_type zdm_step_metric_gate = {
 	    "Argo Rollouts AnalysisRun semantics (failure_limit, inconclusive_limit, ...)",
 	ZDM_PARAMS(mg_params),
 	ZDM_RENAMED(mg_renamed),
-	.read_only = true, .idempotent = true, .promotable = true,
+	.read_only = true, .idempotent = true, .promotable = true, .notes_unread = true,
 	.validate = mg_validate, .plan = mg_plan, .run = mg_run,
 };
