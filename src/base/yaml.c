@@ -28,6 +28,21 @@
 #include "base/util.h"
 #include "base/ynode.h"
 
+/*
+ * The items (and keys) of a node have room for room(n) entries: n rounded up
+ * to a power of two.  yadd doubles the room when n reaches it, so a list or
+ * mapping of 100,000 entries is not copied over at each one.
+ */
+static size_t
+room(size_t n)
+{
+	size_t r = 1;
+
+	while (r < n)
+		r *= 2;
+	return r;
+}
+
 static struct ynode *
 ynew(enum ynode_kind kind, const yaml_mark_t *m, const char *file)
 {
@@ -50,8 +65,8 @@ ynode_clone(const struct ynode *n)
 	c = xcalloc(1, sizeof *c);
 	*c = *n;
 	c->str = n->str != NULL ? xstrdup(n->str) : NULL;
-	c->items = n->n > 0 ? xcalloc(n->n, sizeof *c->items) : NULL;
-	c->keys = n->keys != NULL && n->n > 0 ? xcalloc(n->n, sizeof *c->keys) : NULL;
+	c->items = n->n > 0 ? xcalloc(room(n->n), sizeof *c->items) : NULL;
+	c->keys = n->keys != NULL && n->n > 0 ? xcalloc(room(n->n), sizeof *c->keys) : NULL;
 	for (size_t i = 0; i < n->n; i++) {
 		c->items[i] = ynode_clone(n->items[i]);
 		if (c->keys != NULL)
@@ -87,8 +102,8 @@ clone_at(const struct ynode *n, int line, int col)
 	c->line = line;
 	c->col = col;
 	c->str = n->str != NULL ? xstrdup(n->str) : NULL;
-	c->items = n->n > 0 ? xcalloc(n->n, sizeof *c->items) : NULL;
-	c->keys = n->keys != NULL && n->n > 0 ? xcalloc(n->n, sizeof *c->keys) : NULL;
+	c->items = n->n > 0 ? xcalloc(room(n->n), sizeof *c->items) : NULL;
+	c->keys = n->keys != NULL && n->n > 0 ? xcalloc(room(n->n), sizeof *c->keys) : NULL;
 	for (size_t i = 0; i < n->n; i++) {
 		c->items[i] = clone_at(n->items[i], line, col);
 		if (c->keys != NULL)
@@ -116,11 +131,15 @@ ynode_free(struct ynode *n)
 static void
 yadd(struct ynode *parent, struct ynode *key, struct ynode *val)
 {
-	parent->items = xrealloc(parent->items, (parent->n + 1) * sizeof *parent->items);
-	if (parent->kind == Y_MAP) {
-		parent->keys = xrealloc(parent->keys, (parent->n + 1) * sizeof *parent->keys);
-		parent->keys[parent->n] = key;
+	size_t n = parent->n;
+
+	if ((n & (n - 1)) == 0) {	/* 0 or a power of two: full */
+		parent->items = xrealloc(parent->items, room(n + 1) * sizeof *parent->items);
+		if (parent->kind == Y_MAP)
+			parent->keys = xrealloc(parent->keys, room(n + 1) * sizeof *parent->keys);
 	}
+	if (parent->kind == Y_MAP)
+		parent->keys[n] = key;
 	parent->items[parent->n++] = val;
 }
 
