@@ -491,7 +491,6 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 				q++;
 			if (*q == '.') {
 				const char *s = ++q, *e;
-				size_t best = 0;
 
 				while (*q == ' ')
 					q++;
@@ -501,20 +500,11 @@ scan(const char *code, char *const *step_ids, struct ref **refs, size_t *nrefs,
 					e++;
 				if (e == s)
 					continue;
-				if (kinds[k] == 't') {
-					/* the longest known id that the text starts with */
-					for (size_t i = 0; step_ids && step_ids[i]; i++) {
-						size_t il = strlen(step_ids[i]);
-
-						if (il <= (size_t)(e - s) && il > best &&
-						    strncmp(s, step_ids[i], il) == 0 &&
-						    !(idchar(s[il]) || s[il] == '-'))
-							best = il;
-					}
-					if (best == 0)	/* unknown: the whole dashed name */
-						best = (size_t)(e - s);
-					e = s + best;
-				}
+				/* a step's name is the whole dashed name: [s, e) is
+				 * letters, digits, '_' and '-' up to what is none of
+				 * them, so no shorter known id can end on a boundary
+				 * inside it (and looking for one costs a pass over
+				 * every step id per reference) */
 				*refs = xrealloc(*refs, (*nrefs + 1) * sizeof **refs);
 				(*refs)[*nrefs].kind = kinds[k];
 				(*refs)[*nrefs].name = xstrndup(s, (size_t)(e - s));
