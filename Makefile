@@ -12,7 +12,9 @@ LDLIBS   += $(PKG_LIBS) -lm
 
 BUILD    ?= build
 SRCS     := $(wildcard src/*/*.c)
-OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
+# files built into zdm (scripts/embed.sh): zdm init's templates
+EMBED    := $(sort $(wildcard templates/*.yml))
+OBJS     := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
@@ -25,6 +27,13 @@ $(BIN): $(OBJS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(ZDM_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/gen/embedded.c: scripts/embed.sh $(EMBED)
+	@mkdir -p $(dir $@)
+	bash scripts/embed.sh $(EMBED) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/embedded.o: $(BUILD)/gen/embedded.c
 	$(CC) $(ZDM_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(DEPS)

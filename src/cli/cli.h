@@ -54,6 +54,8 @@ enum {
 					 * document, not the event stream */
 	O_STATE_TIMEOUT = 1 << 25,
 	O_WAIT_APPROVAL = 1 << 26,
+	O_OUTPUT_FILE = 1 << 11,	/* zdm init: --output FILE (not text|json) */
+	O_LIST = 1 << 12,		/* zdm init --list */
 };
 
 struct cli {
@@ -92,6 +94,8 @@ struct cli {
 	bool timestamps;		/* --timestamps */
 	int64_t heartbeat_ms;		/* --heartbeat DURATION; -1: not given */
 	bool watch;			/* zdm status --watch */
+	const char *output_file;	/* zdm init --output FILE */
+	bool list;			/* zdm init --list */
 	int argc;		/* positional arguments */
 	char **argv;
 };
@@ -119,6 +123,7 @@ int cmd_drill(const struct cmd *cmd, struct cli *c);
 int cmd_state(const struct cmd *cmd, struct cli *c);		/* state init */
 int cmd_runs(const struct cmd *cmd, struct cli *c);
 int cmd_lock(const struct cmd *cmd, struct cli *c);		/* lock status */
+int cmd_init(const struct cmd *cmd, struct cli *c);
 
 /* common.c: stdout is the --output json event stream; the run's id and how
  * the command left it, for the final `exit` event */

@@ -59,6 +59,7 @@ static const struct option long_opts[] = {
 	{ "since", required_argument, NULL, 'Z' },
 	{ "limit", required_argument, NULL, 'N' },
 	{ "wait-for-approval", required_argument, NULL, 'a' },
+	{ "list", no_argument, NULL, 'l' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -75,7 +76,7 @@ opt_bit(int c)
 	case 'w': return O_WATCH;
 	case 'f': return O_VARS_FILE;
 	case 'n': return O_DRY_RUN;
-	case 'o': return O_OUTPUT;
+	case 'o': return O_OUTPUT | O_OUTPUT_FILE;
 	case 's': return O_STATE_DIR;
 	case 'S': return O_STATE_DIR;
 	case 'K': return O_STATE_DIR;
@@ -98,6 +99,7 @@ opt_bit(int c)
 	case 'Z': return O_RUNS_FILTER;
 	case 'N': return O_RUNS_FILTER;
 	case 'a': return O_WAIT_APPROVAL;
+	case 'l': return O_LIST;
 	}
 	return 0;
 }
@@ -257,6 +259,13 @@ static const struct cmd commands[] = {
 	{ "plugins", cmd_plugins, O_PLUGIN_PATH, 0, 0, "plugins [--plugin-path DIRS]",
 	  "List the step types, built-in and Lua, with their params, then the directories\n"
 	  "plugins are looked for in (first found wins)." },
+	{ "init", cmd_init, O_OUTPUT_FILE | O_LIST, 0, 1,
+	  "init [TEMPLATE] [--output FILE] | init --list",
+	  "Print a commented starter runbook made from TEMPLATE (default blue-green-nginx),\n"
+	  "or with --output FILE write it to FILE, which must not exist (an existing file is\n"
+	  "never overwritten: exit 2).  It validates as written: what to change is in its vars:\n"
+	  "(marked CHANGE), secrets come from the environment.  --list: the templates, one a\n"
+	  "line (blue-green-nginx, canary-haproxy, postgres-move, rolling-ssh)." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
 	{ "help", cmd_help, 0, 0, 1, "help [COMMAND]", "Show help." },
 };
@@ -455,10 +464,13 @@ main(int argc, char **argv)
 			}
 			break;
 		case 'w': c.watch = true; break;
+		case 'l': c.list = true; break;
 		case 'f': c.vars_file = optarg; break;
 		case 'n': c.dry_run = true; break;
 		case 'o':
-			if (strcmp(optarg, "json") == 0)
+			if (cmd->opts & O_OUTPUT_FILE)
+				c.output_file = optarg;
+			else if (strcmp(optarg, "json") == 0)
 				c.json_output = true;
 			else if (strcmp(optarg, "text") != 0) {
 				fprintf(stderr, "zdm %s: --output '%s': use text or json\n", cmd->name, optarg);
