@@ -12,8 +12,8 @@ LDLIBS   += $(PKG_LIBS) -lm
 
 BUILD    ?= build
 SRCS     := $(wildcard src/*/*.c)
-# files built into zdm (scripts/embed.sh): zdm init's templates
-EMBED    := $(sort $(wildcard templates/*.yml))
+# files built into zdm (scripts/embed.sh): zdm init's templates, zdm completion's scripts
+EMBED    := $(sort $(wildcard templates/*.yml)) completion/zdm.bash completion/_zdm
 OBJS     := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
@@ -99,11 +99,14 @@ bench-zdt: all $(BUILD)/loadgen
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zdm/plugins \
-	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/zdm
 	cd plugins && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/zdm/plugins/{} \;
 	install -m 644 docs/zdm.1 $(DESTDIR)$(PREFIX)/share/man/man1/zdm.1
 	install -m 644 docs/zdm-runbook.5 $(DESTDIR)$(PREFIX)/share/man/man5/zdm-runbook.5
+	install -m 644 completion/zdm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/zdm
+	install -m 644 completion/_zdm $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_zdm
 
 # libFuzzer harnesses (fuzz/fuzz_*.c) over the same objects, built with clang
 # in build-fuzz/; scripts/fuzz.sh makes seed corpora from tests/data and runs

@@ -3,7 +3,7 @@
 #
 # A C file holding each FILE's text as a string literal, found by its path
 # as given (src/cli/embedded.h: embedded_text("templates/x.yml")).  The
-# Makefile builds it into zdm, so `zdm init` prints
+# Makefile builds it into zdm, so `zdm init` and `zdm completion` print
 # files of the repository without reading them at run time.
 set -euo pipefail
 

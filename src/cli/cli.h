@@ -124,6 +124,13 @@ int cmd_state(const struct cmd *cmd, struct cli *c);		/* state init */
 int cmd_runs(const struct cmd *cmd, struct cli *c);
 int cmd_lock(const struct cmd *cmd, struct cli *c);		/* lock status */
 int cmd_init(const struct cmd *cmd, struct cli *c);
+int cmd_completion(const struct cmd *cmd, struct cli *c);
+
+/* cmd_init.c: the templates' names, one a line */
+void init_template_names(FILE *f);
+/* cmd_complete.c: zdm __complete steps RUNBOOK | runs | types | templates
+ * (commands, flags and valued: main.c, from the command table) */
+int complete_more(const struct cli *c);
 
 /* common.c: stdout is the --output json event stream; the run's id and how
  * the command left it, for the final `exit` event */

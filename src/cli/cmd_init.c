@@ -24,6 +24,13 @@ static const struct {
 };
 #define NTEMPLATES (sizeof templates / sizeof templates[0])
 
+void
+init_template_names(FILE *f)
+{
+	for (size_t i = 0; i < NTEMPLATES; i++)
+		fprintf(f, "%s\n", templates[i].name);
+}
+
 /* write TEXT to a new file PATH (never over one); 0, or -1 after saying why */
 static int
 write_new(const char *path, const char *text, const char *tname)

@@ -1,7 +1,8 @@
 /*
  * embedded.h - files of the repository built into zdm (scripts/embed.sh
  * writes the table at build time): the runbook templates of zdm init
- * (templates/NAME.yml).
+ * (templates/NAME.yml) and the shell completions of zdm completion
+ * (completion/zdm.bash, completion/_zdm).
  */
 #ifndef ZDM_CLI_EMBEDDED_H
 #define ZDM_CLI_EMBEDDED_H

@@ -113,6 +113,7 @@ cmd_version(const struct cmd *cmd, struct cli *c)
 }
 
 static int cmd_help(const struct cmd *cmd, struct cli *c);
+static int cmd_complete(const struct cmd *cmd, struct cli *c);
 
 static const struct cmd commands[] = {
 	{ "validate", cmd_validate, O_VAR | O_VARS_FILE | O_PLUGIN_PATH, 1, 1,
@@ -266,8 +267,20 @@ static const struct cmd commands[] = {
 	  "never overwritten: exit 2).  It validates as written: what to change is in its vars:\n"
 	  "(marked CHANGE), secrets come from the environment.  --list: the templates, one a\n"
 	  "line (blue-green-nginx, canary-haproxy, postgres-move, rolling-ssh)." },
+	{ "completion", cmd_completion, 0, 1, 1, "completion bash|zsh",
+	  "Print the shell completion script for bash or zsh.  It completes commands, each\n"
+	  "command's flags, runbook files, run ids, step ids after --fail-at, --approve and\n"
+	  "--only, and template names, asking this zdm (zdm __complete) so they never drift.\n"
+	  "  bash: source <(zdm completion bash), or install it as\n"
+	  "        /usr/local/share/bash-completion/completions/zdm (make install does)\n"
+	  "  zsh:  zdm completion zsh > a directory of $fpath as _zdm (make install puts it in\n"
+	  "        /usr/local/share/zsh/site-functions), then compinit" },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
 	{ "help", cmd_help, 0, 0, 1, "help [COMMAND]", "Show help." },
+	/* hidden (a name starting with '_'): what the shell completions ask */
+	{ "__complete", cmd_complete, O_VAR | O_VARS_FILE | O_PLUGIN_PATH | O_STATE_DIR, 1, 2,
+	  "__complete commands | flags COMMAND | valued | steps RUNBOOK | runs | types | templates",
+	  "Print completion candidates, one a line (for the scripts of zdm completion)." },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -276,7 +289,8 @@ usage_all(FILE *f)
 {
 	fprintf(f, "zdm %s — zero-downtime migrations from declarative runbooks\n\nusage:\n", ZDM_VERSION);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  zdm %s\n", commands[i].usage);
+		if (commands[i].name[0] != '_')
+			fprintf(f, "  zdm %s\n", commands[i].usage);
 	fprintf(f, "\nzdm COMMAND --help for details; man zdm, man zdm-runbook.\n");
 }
 
@@ -327,6 +341,41 @@ cmd_help(const struct cmd *cmd, struct cli *c)
 	}
 	usage_all(stdout);
 	return ZDM_EXIT_OK;
+}
+
+/* zdm __complete commands | flags COMMAND | valued: from the command table
+ * and the options above; the rest in cmd_complete.c */
+static int
+cmd_complete(const struct cmd *cmd, struct cli *c)
+{
+	const char *what = c->argv[0];
+
+	if (strcmp(what, "commands") == 0 && c->argc == 1) {
+		for (size_t i = 0; i < NCOMMANDS; i++)
+			if (commands[i].name[0] != '_')
+				printf("%s\n", commands[i].name);
+		return ZDM_EXIT_OK;
+	}
+	if (strcmp(what, "valued") == 0 && c->argc == 1) {
+		/* the options that take a value: the word after one is no argument */
+		for (size_t k = 0; long_opts[k].name != NULL; k++)
+			if (long_opts[k].has_arg == required_argument)
+				printf("--%s\n", long_opts[k].name);
+		return ZDM_EXIT_OK;
+	}
+	if (strcmp(what, "flags") == 0 && c->argc == 2) {
+		for (size_t i = 0; i < NCOMMANDS; i++) {
+			if (strcmp(commands[i].name, c->argv[1]) != 0)
+				continue;
+			for (size_t k = 0; long_opts[k].name != NULL; k++)
+				if (long_opts[k].val == 'h' || (commands[i].opts & opt_bit(long_opts[k].val)))
+					printf("--%s\n", long_opts[k].name);
+			return ZDM_EXIT_OK;
+		}
+		fprintf(stderr, "zdm __complete: unknown command '%s'\n", c->argv[1]);
+		return ZDM_EXIT_USAGE;
+	}
+	return complete_more(c);
 }
 
 static void
@@ -397,10 +446,12 @@ main(int argc, char **argv)
 	if (cmd == NULL) {
 		const char *names[NCOMMANDS + 1];
 		const char *s;
+		size_t n = 0;
 
 		for (size_t i = 0; i < NCOMMANDS; i++)
-			names[i] = commands[i].name;
-		names[NCOMMANDS] = NULL;
+			if (commands[i].name[0] != '_')	/* hidden */
+				names[n++] = commands[i].name;
+		names[n] = NULL;
 		s = did_you_mean(argv[1], names);
 		fprintf(stderr, "zdm: unknown command '%s'%s%s%s (zdm --help lists them)\n", argv[1],
 		    s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
