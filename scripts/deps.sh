@@ -17,6 +17,7 @@ PKGS=(
   time valgrind
   git
   clang libclang-rt-14-dev
+  zsh
 )
 
 missing=()

@@ -198,3 +198,34 @@ EOF2
   assert_line "_zdm: function"
   assert_line "_zdm"
 }
+
+@test "completion: the zsh script's candidates (compadd, _describe and _files stubbed)" {
+  command -v zsh >/dev/null || skip "zsh is not installed"
+  tiny_runbook
+  run zdm run "$T/rb.yml" --state-dir "$T/state" -q
+  assert_success
+  mkdir -p "$T/bin" "$T/fpath"
+  ln -sf "$ZDM_BIN" "$T/bin/zdm"
+  zdm completion zsh >"$T/fpath/_zdm"
+  zsh_complete() {
+    PATH="$T/bin:$PATH" zsh -f -c 'fpath=("$1" $fpath); autoload -Uz _zdm
+      compadd() { if [[ $1 == -a ]]; then print -rl -- ${(P)2}; else print -rl -- "$@"; fi }
+      _describe() { print -rl -- ${(P)${@[-1]}} }
+      _files() { print -r -- "files $*" }
+      shift; words=("$@"); CURRENT=$#; _zdm' zsh "$T/fpath" "$@"
+  }
+  run zsh_complete zdm ""
+  assert_line "validate"
+  assert_line "completion"
+  refute_line --partial "__complete"
+  run zsh_complete zdm run rb.yml --fail-at ""
+  assert_equal "$output" "$(printf 'prepare\nswitch')"
+  run zsh_complete zdm run rb.yml --
+  assert_line -- "--fail-at"
+  refute_line -- "--deny"
+  run zsh_complete zdm status --state-dir "$T/state" ""
+  assert_line "$(zdm runs --state-dir "$T/state" --output json | jq -r '.[0].run')"
+  assert_line "files -g *.(yml|yaml)"
+  run zsh_complete zdm init ""
+  assert_line "postgres-move"
+}
