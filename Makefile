@@ -18,7 +18,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm
 
-.PHONY: all test asan demo install deps clean bench bench-zdt bench-state bench-scale unit fuzz fuzz-build crash-test
+.PHONY: all test asan demo install deb deps clean bench bench-zdt bench-state bench-scale unit fuzz fuzz-build crash-test
 
 all: $(BIN)
 
@@ -107,6 +107,16 @@ install: all
 	install -m 644 docs/zdm-runbook.5 $(DESTDIR)$(PREFIX)/share/man/man5/zdm-runbook.5
 	install -m 644 completion/zdm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/zdm
 	install -m 644 completion/_zdm $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_zdm
+
+# the Debian package $(BUILD)/zdm_VERSION_ARCH.deb (scripts/deb.sh): zdm built
+# again with PREFIX=/usr in $(BUILD)/deb/obj, staged in $(BUILD)/deb/pkg/root as
+# `make install PREFIX=/usr` would (man pages gzipped, runbooks/ as examples
+# in /usr/share/doc/zdm), Depends from dpkg-shlibdeps, packed by dpkg-deb
+DEB_DIR := $(BUILD)/deb
+deb:
+	$(MAKE) BUILD=$(DEB_DIR)/obj PREFIX=/usr $(DEB_DIR)/obj/zdm
+	DEB_BIN=$(abspath $(DEB_DIR)/obj/zdm) DEB_DIR=$(abspath $(DEB_DIR)/pkg) OUT_DIR=$(abspath $(BUILD)) \
+	    bash scripts/deb.sh
 
 # libFuzzer harnesses (fuzz/fuzz_*.c) over the same objects, built with clang
 # in build-fuzz/; scripts/fuzz.sh makes seed corpora from tests/data and runs

@@ -18,6 +18,8 @@ PKGS=(
   git
   clang libclang-rt-14-dev
   zsh
+  lintian
+  dpkg-dev
 )
 
 missing=()
