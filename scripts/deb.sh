@@ -22,6 +22,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/zdm/plugins" \
 
 # the binary, stripped; the plugins where it looks (BIN/../share/zdm/plugins)
 install -s -m 755 "$DEB_BIN" "$root/usr/bin/zdm"
+objcopy --remove-section=.comment "$root/usr/bin/zdm"	# what dh_strip drops too
 (cd plugins && find . -name '*.lua' -exec install -D -m 644 {} "$root/usr/share/zdm/plugins/{}" \;)
 gzip -9n -c docs/zdm.1 >"$root/usr/share/man/man1/zdm.1.gz"
 gzip -9n -c docs/zdm-runbook.5 >"$root/usr/share/man/man5/zdm-runbook.5.gz"

@@ -71,8 +71,9 @@ Priority: optional"
 }
 
 @test "deb: lintian reports no error" {
-  run lintian "$DEB"
-  refute_line --regexp '^E: '
+  run lintian --fail-on error "$DEB"
+  assert_success
+  if grep -q '^E: ' <<<"$output"; then echo "$output" >&2; return 1; fi
 }
 
 @test "deb: installed in a private root, zdm runs, finds its plugins there and switches a release" {
