@@ -42,7 +42,7 @@ chmod 644 "$root"/usr/share/man/man*/*.gz "$root/usr/share/doc/zdm/changelog.gz"
 # Depends: dpkg-shlibdeps wants a debian/control, so give it one of its own
 mkdir -p "$DEB_DIR/shlibs/debian"
 printf 'Source: zdm\n\nPackage: zdm\nArchitecture: any\n' >"$DEB_DIR/shlibs/debian/control"
-depends=$(cd "$DEB_DIR/shlibs" && dpkg-shlibdeps -O -e"$root/usr/bin/zdm" 2>/dev/null |
+depends=$(cd "$DEB_DIR/shlibs" && dpkg-shlibdeps -O -e"$root/usr/bin/zdm" |
     sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "deb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 
