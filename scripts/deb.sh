@@ -27,6 +27,9 @@ objcopy --remove-section=.comment "$root/usr/bin/zdm"	# what dh_strip drops too
 gzip -9n -c docs/zdm.1 >"$root/usr/share/man/man1/zdm.1.gz"
 gzip -9n -c docs/zdm-runbook.5 >"$root/usr/share/man/man5/zdm-runbook.5.gz"
 install -m 644 runbooks/*.yml "$root/usr/share/doc/zdm/examples/"
+# shell completion where bash-completion and zsh look
+install -D -m 644 completion/zdm.bash "$root/usr/share/bash-completion/completions/zdm"
+install -D -m 644 completion/_zdm "$root/usr/share/zsh/vendor-completions/_zdm"
 install -m 644 scripts/deb/copyright "$root/usr/share/doc/zdm/copyright"
 # a native package's changelog.gz is read as a Debian changelog: one entry
 # for this version, then CHANGELOG.md after "Old Changelog:" as it is

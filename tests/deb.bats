@@ -60,7 +60,8 @@ Priority: optional"
   [ -z "$(awk '$2 != "root/root"' <<<"$output")" ]
   for f in ./usr/bin/zdm ./usr/share/zdm/plugins/release/symlink.lua ./usr/share/zdm/plugins/lb/nginx.lua \
       ./usr/share/man/man1/zdm.1.gz ./usr/share/man/man5/zdm-runbook.5.gz \
-      ./usr/share/doc/zdm/copyright ./usr/share/doc/zdm/changelog.gz ./usr/share/doc/zdm/examples/demo.yml; do
+      ./usr/share/doc/zdm/copyright ./usr/share/doc/zdm/changelog.gz ./usr/share/doc/zdm/examples/demo.yml \
+      ./usr/share/bash-completion/completions/zdm ./usr/share/zsh/vendor-completions/_zdm; do
     assert_line --regexp " $f\$"
   done
   dpkg-deb -x "$DEB" "$T/x"
