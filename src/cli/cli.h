@@ -131,6 +131,7 @@ void init_template_names(FILE *f);
 /* cmd_complete.c: zdm __complete steps RUNBOOK | runs | types | templates
  * (commands, flags and valued: main.c, from the command table) */
 int complete_more(const struct cli *c);
+int cmd_schema(const struct cmd *cmd, struct cli *c);
 
 /* common.c: stdout is the --output json event stream; the run's id and how
  * the command left it, for the final `exit` event */

@@ -275,6 +275,11 @@ static const struct cmd commands[] = {
 	  "        /usr/local/share/bash-completion/completions/zdm (make install does)\n"
 	  "  zsh:  zdm completion zsh > a directory of $fpath as _zdm (make install puts it in\n"
 	  "        /usr/local/share/zsh/site-functions), then compinit" },
+	{ "schema", cmd_schema, O_PLUGIN_PATH, 0, 0, "schema [--plugin-path DIRS]",
+	  "Print a JSON Schema (draft 2020-12) of the runbook language for editors and other\n"
+	  "validators, made from the step types (built-in and the plugins found, as for\n"
+	  "zdm plugins): each uses: checks its with: params.  zdm validate checks more.\n"
+	  "docs/editors.md." },
 	{ "version", cmd_version, 0, 0, 0, "version", "Print zdm's version." },
 	{ "help", cmd_help, 0, 0, 1, "help [COMMAND]", "Show help." },
 	/* hidden (a name starting with '_'): what the shell completions ask */
