@@ -20,13 +20,36 @@ PKGS=(
   zsh
   lintian
   dpkg-dev
+  nodejs npm
 )
+
+# ajv-cli (tests/schema.bats checks `zdm schema` with it): pinned, in a cache
+# outside the checkout, installed only when missing
+AJV_CLI_VERSION=5.0.0
+npm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/zdm-npm"
+npm_deps() {
+  local have
+  have=$(cat "$npm_dir/node_modules/ajv-cli/package.json" 2>/dev/null |
+    sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p')
+  [ "$have" = "$AJV_CLI_VERSION" ] && return 0
+  command -v npm >/dev/null || return 0
+  echo "deps: installing ajv-cli@$AJV_CLI_VERSION into $npm_dir" >&2
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error \
+    "ajv-cli@$AJV_CLI_VERSION" >/dev/null
+}
 
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+  # NodeSource's nodejs carries its own npm and conflicts with Debian's
+  [ "$p" = npm ] && command -v npm >/dev/null && continue
+  missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_deps
+  exit 0
+fi
 
 echo "deps: installing ${missing[*]}" >&2
 SUDO=""
@@ -34,3 +57,4 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_deps
