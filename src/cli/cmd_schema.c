@@ -23,8 +23,10 @@
 /* runbook.c: valid_id (at most 64) and valid_ident */
 #define ID_PATTERN "^[a-z0-9][a-z0-9_-]*$"
 #define IDENT_PATTERN "^[A-Za-z_][A-Za-z0-9_]*$"
-/* parse_duration: one or more number-and-unit, the number as strtod reads it */
-#define DURATION_PATTERN "^([0-9]+\\.?[0-9]*([eE][-+]?[0-9]+)?(ms|s|m|h))+$"
+/* parse_duration: one or more number-and-unit, the number as strtod reads
+ * it from a digit on (decimal, or hexadecimal after 0x) */
+#define DURATION_PATTERN "^(([0-9]+\\.?[0-9]*([eE][-+]?[0-9]+)?|" \
+	"0[xX][0-9a-fA-F]*\\.?[0-9a-fA-F]*([pP][-+]?[0-9]+)?)(ms|s|m|h))+$"
 /* a value still holding an expression; checked by zdm once it is known */
 #define EXPR_PATTERN "\\$\\{\\{"
 /* strtoll base 10 and strtod, as convert_param reads a string */
