@@ -23,20 +23,23 @@ PKGS=(
   nodejs npm
 )
 
-# ajv-cli (tests/schema.bats checks `zdm schema` with it): pinned, in a cache
-# outside the checkout, installed only when missing
-AJV_CLI_VERSION=5.0.0
+# ajv-cli and yaml-language-server (tests/schema.bats checks `zdm schema`
+# with them): pinned, in a cache outside the checkout, installed only when
+# missing
+NPM_PKGS=(ajv-cli@5.0.0 yaml-language-server@1.15.0)
 npm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/zdm-npm"
 npm_deps() {
-  local have
-  have=$(cat "$npm_dir/node_modules/ajv-cli/package.json" 2>/dev/null |
-    sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p')
-  [ "$have" = "$AJV_CLI_VERSION" ] && return 0
+  local want=() p have
+  for p in "${NPM_PKGS[@]}"; do
+    have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+      "$npm_dir/node_modules/${p%@*}/package.json" 2>/dev/null | head -1)
+    [ "$have" = "${p##*@}" ] || want+=("$p")
+  done
+  [ ${#want[@]} -eq 0 ] && return 0
   command -v npm >/dev/null || return 0
-  echo "deps: installing ajv-cli@$AJV_CLI_VERSION into $npm_dir" >&2
+  echo "deps: installing ${want[*]} into $npm_dir" >&2
   mkdir -p "$npm_dir"
-  npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error \
-    "ajv-cli@$AJV_CLI_VERSION" >/dev/null
+  npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error "${want[@]}" >/dev/null
 }
 
 missing=()

@@ -4,7 +4,8 @@
 # ajv-cli reads the runbooks as YAML itself (js-yaml: YAML 1.2 booleans, so
 # `on:` stays a key; anchors, aliases and << merge keys resolved).  What zdm
 # validate accepts must pass; what it refuses for a reason the schema can see
-# must fail.
+# must fail.  yaml-language-server, driven over stdio (tests/lsp_diagnostics.py),
+# shows one diagnostic as an editor would.
 
 bats_require_minimum_version 1.5.0
 load helper
@@ -226,4 +227,19 @@ steps:
     with: {duration: 1s}
 EOF
   broken "on_failure"
+}
+
+@test "schema: yaml-language-server reports an unknown param with it" {
+  yls="${XDG_CACHE_HOME:-$HOME/.cache}/zdm-npm/node_modules/yaml-language-server/bin/yaml-language-server"
+  [ -f "$yls" ] || fail "no yaml-language-server at $yls: run scripts/deps.sh"
+  cat >"$T/bad.yml" <<'EOF'
+zdm: 1
+name: bad
+steps:
+  - id: a
+    uses: wait
+    with: {duration: 1s, jitter: 2s}
+EOF
+  run -0 timeout 60 python3 "$REPO/tests/lsp_diagnostics.py" "$yls" "$T/schema.json" "$T/bad.yml"
+  assert_output "6:26: Property jitter is not allowed."
 }
