@@ -6,7 +6,7 @@
 bats_require_minimum_version 1.5.0
 load helper
 
-COMMANDS="validate plan run resume rollback status log audit approve plugins version help"
+COMMANDS="validate plan run resume rollback status log audit approve plugins schema version help"
 
 # the JSON records of the newest journal in $T/state, as "event step attempt"
 attempts() {
