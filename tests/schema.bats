@@ -92,6 +92,17 @@ EOF
   done
 }
 
+@test "schema: every runbook of the test data that zdm validate accepts passes ajv" {
+  n=0
+  while IFS= read -r f; do
+    "$ZDM_BIN" validate "$f" >/dev/null 2>&1 || continue
+    n=$((n + 1))
+    run ajv "$f"
+    [ "$status" -eq 0 ] || fail "zdm validate accepts $f, ajv does not: $output"
+  done < <(find "$REPO/tests/data" -name '*.yml' | sort)
+  [ "$n" -gt 0 ] || fail "no runbook accepted in tests/data"
+}
+
 @test "schema: what zdm reads leniently passes too" {
   cat >"$T/lenient.yml" <<'EOF'
 zdm: 1
