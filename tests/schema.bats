@@ -129,7 +129,7 @@ steps:
   - id: asked
     uses: approval
     with: {message: go?, timeout: 1h}
-  - for_each: [a, b]
+  - for_each: [a, 2, true]
     steps:
       - id: soak
         uses: wait

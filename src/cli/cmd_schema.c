@@ -291,9 +291,10 @@ defs(const struct zdm_step_type *const *all, size_t n)
 	json_object_set_new(d, "backoff", described(json_pack("{s:[s,s]}", "enum",
 	    "exponential", "fixed"), "How the delay grows between retries (default exponential)."));
 	json_object_set_new(d, "uses", json_pack("{s:s,s:o}", "type", "string", "enum", names));
-	json_object_set_new(d, "for_each", described(json_pack("{s:s,s:i,s:i,s:{s:[s,s]}}",
+	/* an item is a scalar: a word, a number, true or false (as text) */
+	json_object_set_new(d, "for_each", described(json_pack("{s:s,s:i,s:i,s:{s:[s,s,s]}}",
 	    "type", "array", "minItems", 1, "maxItems", RB_MAX_EACH_ITEMS, "items", "type",
-	    "string", "number"), "Repeat once per item; the item ends the step id."));
+	    "string", "number", "boolean"), "Repeat once per item; the item ends the step id."));
 	json_object_set_new(d, "typed_with", typed_with(all, n));
 	json_object_set_new(d, "step", step_def());
 	json_object_set_new(d, "probe", probe_def());
