@@ -56,6 +56,7 @@ return {
     {name = "path", type = "path", required = true, doc = "the file"},
     {name = "count", type = "int", default = 1, doc = "how many lines"},
   },
+  renamed = {file = "path"},
   run = function(ctx, p) end,
 }
 EOF
@@ -63,8 +64,8 @@ EOF
   run -0 jq -e '."$defs".uses.enum | index("my.marker") == null' <<<"$output"
   "$ZDM_BIN" schema --plugin-path "$T/myplugins" >"$T/schema.json"
   run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "my.marker")
-    | .then.properties.with | .description == "write a marker file" and .required == ["path"]
-      and .properties.count.anyOf[0].default == 1' "$T/schema.json"
+    | .then.properties.with | .description == "write a marker file" and .properties.file.deprecated == true
+      and .properties.count.default == 1' "$T/schema.json"
   cat >"$T/bad.yml" <<'EOF'
 zdm: 1
 name: marker
@@ -78,6 +79,20 @@ EOF
   sed -i 's/many/3/' "$T/bad.yml"
   run ajv "$T/bad.yml"
   [ "$status" -eq 0 ] || fail "ajv: $output"
+  # the required param under its earlier name is enough; both names are not
+  export ZDM_PLUGIN_PATH="$T/myplugins"
+  sed -i 's/path: x/file: x/' "$T/bad.yml"
+  run -0 "$ZDM_BIN" validate "$T/bad.yml"
+  run ajv "$T/bad.yml"
+  [ "$status" -eq 0 ] || fail "ajv: $output"
+  sed -i 's/file: x/file: x, path: y/' "$T/bad.yml"
+  run -2 "$ZDM_BIN" validate "$T/bad.yml"
+  run ajv "$T/bad.yml"
+  [ "$status" -ne 0 ] || fail "ajv accepted both names: $output"
+  sed -i 's/file: x, path: y/count: 2/' "$T/bad.yml"
+  run -2 "$ZDM_BIN" validate "$T/bad.yml"
+  run ajv "$T/bad.yml"
+  [ "$status" -ne 0 ] || fail "ajv accepted no path: $output"
 }
 
 @test "schema: every runbook in runbooks/ passes ajv and zdm validate" {

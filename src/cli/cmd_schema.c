@@ -108,6 +108,10 @@ param_schema(const struct zdm_param *p)
 {
 	json_t *s = param_value(p->type);
 
+	/* an optional param given as null is left out (its default) */
+	if (!p->required)
+		s = json_pack("{s:[o,{s:s}]}", "anyOf", s, "type", "null");
+	/* on the outside, where an editor shows them */
 	described(s, p->doc);
 	if (p->def != NULL) {
 		json_t *d = json_loads(p->def, JSON_DECODE_ANY, NULL);
@@ -115,9 +119,6 @@ param_schema(const struct zdm_param *p)
 		if (d != NULL)
 			json_object_set_new(s, "default", d);
 	}
-	/* an optional param given as null is left out (its default) */
-	if (!p->required)
-		s = json_pack("{s:[o,{s:s}]}", "anyOf", s, "type", "null");
 	return s;
 }
 
@@ -159,7 +160,7 @@ with_schema(const struct zdm_step_type *t)
 			if (json_array_size(either) == 1)
 				json_array_append_new(req, json_string(p->name));
 			else
-				json_array_append(all, json_pack("{s:O}", "anyOf", either));
+				json_array_append_new(all, json_pack("{s:O}", "anyOf", either));
 		}
 		json_decref(either);
 	}
