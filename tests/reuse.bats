@@ -77,6 +77,23 @@ rb.yml:12:11: step 'two': unknown param 'bogus' for 'exec' (see 'zdm plugins') (
 zdm: 2 errors; nothing ran"
 }
 
+@test "reuse: two merge keys in one mapping are refused naming the first (exit 2); nothing leaks (make asan)" {
+  runbook <<'EOF'
+zdm: 1
+name: merges
+x-a: &a {uses: exec}
+x-b: &b {timeout: 5s}
+steps:
+  - <<: *a
+    <<: *b
+    id: one
+    with: {command: ["true"]}
+EOF
+  run zdm validate rb.yml
+  assert_equal "$status" 2
+  assert_output --partial "rb.yml:7:5: duplicate merge key '<<' (first at line 6): merge several mappings with one list, <<: [*a, *b]"
+}
+
 @test "reuse: an alias bomb is refused at the alias that crosses the limit (exit 2, nothing touched)" {
   runbook <<'EOF'
 zdm: 1

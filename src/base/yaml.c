@@ -402,6 +402,7 @@ parse_children_in(struct yparser *yp, struct ynode *n, struct strmap *seen,
 					    "mappings with one list, <<: [*a, *b]", merges->line);
 					yp->failed = true;
 					ynode_free(key);
+					yaml_event_delete(&ev);	/* the value's, not parsed */
 					return n;
 				}
 				merges->line = key->line;
