@@ -376,10 +376,14 @@ check_lock_timeout() {
   [ "$status" -eq 2 ]
   [[ "$stderr" == *"still locked after waiting 200ms (--lock-timeout): runbook 'live' is locked by pid $HOLDER"* ]]
   # a signal ends the wait: said as such, not as the timeout
-  run --separate-stderr timeout --preserve-status -s INT 1 "$ZDM_BIN" run "$T/live.yml" "${S[@]}" --lock-timeout 30s
-  [ "$status" -eq 2 ]
-  [[ "$stderr" == *"zdm: interrupted while waiting for the run lock: runbook 'live' is locked by pid $HOLDER"* ]]
-  [[ "$stderr" != *"after waiting 30"* ]]
+  "$ZDM_BIN" run "$T/live.yml" "${S[@]}" --lock-timeout 30s >/dev/null 2>"$T/int.err" 3>&- &
+  local waiter=$! rc=0
+  poll 400 0.05 grep -q "waiting up to 30.0s for the run lock" "$T/int.err"
+  kill -INT "$waiter"
+  wait "$waiter" || rc=$?
+  [ "$rc" -eq 2 ] || { cat "$T/int.err" >&2; echo "exit $rc" >&2; false; }
+  grep -q "zdm: interrupted while waiting for the run lock: runbook 'live' is locked by pid $HOLDER" "$T/int.err"
+  [ -z "$(grep 'after waiting 30' "$T/int.err")" ]
   [ "$(zdm runs "${S[@]}" --output json | jq -r '[.[].run] | join(",")')" = "$holder_run" ]
   touch "$T/release"
   wait "$HOLDER"
