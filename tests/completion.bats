@@ -199,7 +199,7 @@ EOF2
   assert_line "_zdm"
 }
 
-@test "completion: the zsh script's candidates (compadd, _describe and _files stubbed)" {
+@test "completion: the zsh script's candidates (compadd, _describe and _files replaced by recorders)" {
   command -v zsh >/dev/null || skip "zsh is not installed"
   tiny_runbook
   run zdm run "$T/rb.yml" --state-dir "$T/state" -q

@@ -189,6 +189,9 @@ struct store;
 struct store *find_run(const struct cli *c, const char *arg, const char *cmd, char **ref);
 /* "zdm CMD: FLAG: no such step in RUNBOOK (did you mean 'x'?)", or for a
  * step under for_each: the ids of its copies */
+/* does the run REF hold more than N records now (another writer appended
+ * since it was read: zdm approve, pause, abort and promote read it again) */
+bool run_grew(struct store *store, const char *ref, size_t n);
 struct runbook;
 void no_such_step(const char *cmd, const char *flag, const char *id, const struct runbook *rb);
 

@@ -24,19 +24,6 @@
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
-/* does the run REF hold more than N records now (another writer appended) */
-static bool
-grew(struct store *store, const char *ref, size_t n)
-{
-	struct jlog now;
-	char *err = NULL;
-	bool yes = store_read(store, ref, &now, &err) == 0 && now.n > n;
-
-	free(err);
-	jlog_release(&now);
-	return yes;
-}
-
 /*
  * zdm approve RUN_ID STEP [--deny] [--reason TEXT]: a person's decision on
  * an approval step, appended to the run's journal (in the hash chain):
@@ -139,7 +126,7 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 		}
 		w = store_open_writer(store, jp, run, &log, &err);
 		if (w == NULL) {
-			if (beside && tries < 3 && grew(store, jp, log.n)) {
+			if (beside && tries < 3 && run_grew(store, jp, log.n)) {
 				free(err);
 				err = NULL;
 				continue;	/* the waiting zdm wrote since: look again */
@@ -156,7 +143,7 @@ cmd_approve(const struct cmd *cmd, struct cli *c)
 		seq = store_append(w, ev_name(c->deny ? EV_APPROVAL_DENIED : EV_APPROVAL_GRANTED), step, 0, d, &err);
 		if (seq >= 0)
 			break;
-		if (beside && tries < 3 && grew(store, jp, log.n)) {
+		if (beside && tries < 3 && run_grew(store, jp, log.n)) {
 			free(err);
 			err = NULL;
 			continue;

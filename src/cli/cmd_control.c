@@ -47,21 +47,6 @@ kind_of(const char *uses)
 	return k;
 }
 
-/* did the run REF grow past N records (another writer appended) */
-static bool
-grew(struct store *store, const char *ref, size_t n)
-{
-	struct jlog now;
-	char *err = NULL;
-	bool yes;
-
-	memset(&now, 0, sizeof now);
-	yes = store_read(store, ref, &now, &err) == 0 && now.n > n;
-	free(err);
-	jlog_release(&now);
-	return yes;
-}
-
 /*
  * zdm pause RUN_ID | zdm abort RUN_ID | zdm promote RUN_ID [STEP], each
  * with [--reason TEXT]: control.pause, control.abort or control.promote
@@ -157,7 +142,7 @@ cmd_control(const struct cmd *cmd, struct cli *c)
 		}
 		w = store_open_writer(store, jp, st.run_id, &log, &err);
 		if (w == NULL) {
-			if (tries < 3 && grew(store, jp, log.n)) {
+			if (tries < 3 && run_grew(store, jp, log.n)) {
 				free(err);
 				err = NULL;
 				continue;	/* the running zdm wrote since: look again */
@@ -173,7 +158,7 @@ cmd_control(const struct cmd *cmd, struct cli *c)
 		seq = store_append(w, ev_name(ev), ev == EV_CONTROL_PROMOTE ? s->id : NULL, 0, d, &err);
 		if (seq >= 0)
 			break;
-		if (tries < 3 && grew(store, jp, log.n)) {
+		if (tries < 3 && run_grew(store, jp, log.n)) {
 			free(err);
 			err = NULL;
 			continue;

@@ -139,6 +139,20 @@ interactive(const struct cli *c)
 	    isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
 }
 
+bool
+run_grew(struct store *store, const char *ref, size_t n)
+{
+	struct jlog now;
+	char *err = NULL;
+	bool yes;
+
+	memset(&now, 0, sizeof now);
+	yes = store_read(store, ref, &now, &err) == 0 && now.n > n;
+	free(err);
+	jlog_release(&now);
+	return yes;
+}
+
 void
 no_such_step(const char *cmd, const char *flag, const char *id, const struct runbook *rb)
 {
