@@ -620,7 +620,8 @@ started(const struct term_view *tv, const struct run_event *ev)
 }
 
 /* the steps of this plan shown as skipped (if: false): a rollback has
- * nothing of theirs to leave; freed with the last step's line */
+ * nothing of theirs to leave; freed with the last step's line, or at the
+ * end of a plan that stopped before it */
 static bool *plan_skipped;
 
 /* after the plan's last step: what a rollback of this plan would leave */
@@ -980,6 +981,8 @@ term_view_observe(void *self, const struct run_event *ev)
 		break;
 	case OBS_RUN_ENDED:
 		live_stop();
+		free(plan_skipped);
+		plan_skipped = NULL;
 		ended(tv, ev);
 		break;
 	case OBS_ERROR:
