@@ -1267,7 +1267,7 @@ pg_lock_info(struct store *s, const char *name, struct store_lock_info *li, char
 {
 	struct pg_store *ps = (struct pg_store *)s;
 	const char *v[] = { name, ps->schema };
-	PGresult *res = q(ps,
+	PGresult *res = qr(ps,
 	    "SELECT EXISTS (" ADVISORY_HELD "), EXISTS (" ADVISORY_HELD " AND k.pid = l.backend_pid), "
 	    "l.pid, l.host, l.actor, nullif(l.run_id, ''), to_char(l.since AT TIME ZONE 'UTC', "
 	    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), l.epoch "
@@ -1305,7 +1305,7 @@ pg_runs(struct store *s, const struct runs_query *rq, struct run_summary **out, 
 	v[0] = rq->name;
 	v[1] = rq->since;
 	v[2] = rq->newest > 0 ? lim : NULL;
-	res = q(ps,
+	res = qr(ps,
 	    "SELECT run_id, runbook, path, actor, host, started, updated, step, state, going, in_doubt, "
 	    "dry_run, records FROM @.runs WHERE ($1::text IS NULL OR runbook = $1) "
 	    "AND ($2::text IS NULL OR started >= $2) ORDER BY started DESC, run_id DESC LIMIT $3::bigint",
