@@ -32,7 +32,7 @@ npm_deps() {
   local want=() p have
   for p in "${NPM_PKGS[@]}"; do
     have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
-      "$npm_dir/node_modules/${p%@*}/package.json" 2>/dev/null | head -1)
+      "$npm_dir/node_modules/${p%@*}/package.json" 2>/dev/null | head -1) || true
     [ "$have" = "${p##*@}" ] || want+=("$p")
   done
   [ ${#want[@]} -eq 0 ] && return 0
@@ -40,6 +40,23 @@ npm_deps() {
   echo "deps: installing ${want[*]} into $npm_dir" >&2
   mkdir -p "$npm_dir"
   npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error "${want[@]}" >/dev/null
+}
+
+# unleash-server (tests/flag_unleash.bats and bench/progressive.sh run a real
+# Unleash): the newest release whose package.json accepts the Node.js of
+# Debian 12's nodejs (20): 7.5.1 says "node": ">=20", 7.6 and 8.x need 22.
+# In a prefix of its own below the cache, so its ~400 dependencies never
+# reshuffle the node_modules ajv-cli runs from
+UNLEASH_PKG=unleash-server@7.5.1
+unleash_deps() {
+  local dir="$npm_dir/unleash" have
+  have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+    "$dir/node_modules/unleash-server/package.json" 2>/dev/null | head -1) || true
+  [ "$have" = "${UNLEASH_PKG##*@}" ] && return 0
+  command -v npm >/dev/null || return 0
+  echo "deps: installing $UNLEASH_PKG into $dir" >&2
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$UNLEASH_PKG" >/dev/null
 }
 
 missing=()
@@ -51,6 +68,7 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   npm_deps
+  unleash_deps
   exit 0
 fi
 
@@ -61,3 +79,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 npm_deps
+unleash_deps
