@@ -43,6 +43,10 @@ ajv() {
   run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "wait")
     | .then.properties.with | .additionalProperties == false and .required == ["duration"]' \
     "$T/schema.json"
+  # the plugins shipped in plugins/ are in it with their params (flag.unleash)
+  run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "flag.unleash")
+    | .then.properties.with | ((.required | sort) == ["action","environment","flag","token","url"])
+      and (.properties | has("percent") and has("client_token") and has("group_id"))' "$T/schema.json"
   # an earlier name is read, marked deprecated
   run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "approval")
     | .then.properties.with.properties.timeout.deprecated == true' "$T/schema.json"
