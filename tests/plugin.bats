@@ -112,6 +112,7 @@ db.postgres_sequences  [idempotent]  [undo]
 db.postgres_sql  [undo]
 db.postgres_sync  [idempotent]  [undo]
 exec
+flag.unleash  [idempotent]  [undo]
 health_gate  [read-only]  [idempotent]
 http
 lb.haproxy  [idempotent]  [undo]
