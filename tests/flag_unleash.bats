@@ -81,7 +81,7 @@ two_strategies() {
 @test "flag.unleash: enable, then disable, each seen through the client API; secrets never shown" {
   unleash_flag onoff
   flag_step on onoff enable | flag_runbook
-  run --separate-stderr zdm run "$T/rb.yml" --state-dir "$T/state"
+  run --separate-stderr zdm run "$T/rb.yml" --state-dir "$T/state" -v
   assert_equal "$status" 0
   [[ "$stderr" == *"flag 'onoff' (project default, environment development): off, strategies [none] -> on; seen through the client API"* ]] || fail "$stderr"
   [ "$(unleash_client onoff | jq .enabled)" = true ]
@@ -171,6 +171,26 @@ two_strategies() {
   no_token_anywhere
 }
 
+@test "flag.unleash: a torn record after the change: zdm rollback restores from the snapshot; zdm resume reruns and records the state from before" {
+  unleash_flag torn
+  before="$(env_state torn)"
+  flag_step roll torn rollout 40 | flag_runbook
+  ZDM_TEST_TEAR_RECORD=3 run zdm run "$T/rb.yml" --state-dir "$T/state"
+  assert_equal "$status" 137
+  [ "$(unleash_client torn | jq -r '.strategies[0].parameters.rollout')" = 40 ]
+  run --separate-stderr zdm rollback "$T/rb.yml" --state-dir "$T/state"
+  assert_equal "$status" 0
+  assert_equal "$(env_state torn)" "$before"
+  no_token_anywhere
+  # the same crash, then resume: the step is idempotent and runs again; its
+  # undo_data is the state before the first attempt, not its own change
+  ZDM_TEST_TEAR_RECORD=3 run zdm run "$T/rb.yml" --state-dir "$T/state2"
+  assert_equal "$status" 137
+  run --separate-stderr zdm resume "$T/rb.yml" --state-dir "$T/state2"
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.event == "step.succeeded") | [.data.undo_data.enabled, (.data.undo_data.strategies | length)]' "$(journal_of "$T/state2")")" '[false,0]'
+}
+
 @test "flag.unleash: a flag that does not exist is named; nothing changes" {
   flag_step on no-such-flag enable | flag_runbook
   run --separate-stderr zdm run "$T/rb.yml" --state-dir "$T/state"
@@ -195,7 +215,7 @@ two_strategies() {
   assert_equal "$status" 1
   [[ "$output$stderr" == *"HTTP 401: You must log in to use Unleash. (the admin token was refused: check token)"* ]]
   [[ "$output$stderr" != *not-the-token-5e1f* ]]
-  ! grep -rqF not-the-token-5e1f "$T/state"
+  ! grep -rqF not-the-token-5e1f "$T/state" || fail "the wrong token is in the journal"
   assert_equal "$(env_state wrongtok)" "$before"
   # the client token where the admin token belongs: refused too (HTTP 403)
   UNLEASH_ADMIN_TOKEN="$UNLEASH_CLIENT_TOKEN" run --separate-stderr zdm run "$T/rb.yml" --dry-run --state-dir "$T/state"
