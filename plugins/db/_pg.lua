@@ -12,6 +12,13 @@
 --   pg.step_options(ctx, p)        pg.connect's options from the usual params
 --   pg.backoff(p, n)               the wait before lock-timeout retry n
 --   pg.lock_retry(p, n, err, o)    after lock timeout n: give up, or note and wait
+--   pg.lag_bytes(db, replica)      replication lag in bytes (and replicas seen)
+--   pg.throttle(p, db, replica, state, area)
+--                                  wait while the lag is above p.max_lag_bytes
+--   pg.applied(src, dst, slot, subid, lsn)
+--                                  has the subscription applied up to lsn?
+--   pg.wait_applied(src, dst, o)   wait (bounded) until it has
+--   pg.SAME_TEXT                   session settings that make row text alike
 
 local M = {}
 
@@ -134,5 +141,105 @@ function M.lock_retry(p, n, err, o)
 	zdm.sleep(wait)
 	return true
 end
+
+-- The replication lag in bytes, or nil, message.  With `replica` (a
+-- streaming standby): from the source's pg_current_wal_lsn() to the
+-- standby's pg_last_wal_replay_lsn().  Without: the largest distance on the
+-- source to what a client in pg_stat_replication has replayed (flush_lsn for
+-- clients such as pg_receivewal that replay nothing; a logical walsender's
+-- replay_lsn is what its subscriber confirmed), and as a second value how
+-- many clients there are.
+function M.lag_bytes(db, replica)
+	if replica then
+		local r, err = replica:query("SELECT coalesce(pg_last_wal_replay_lsn(), " ..
+			"pg_last_wal_receive_lsn())::text AS lsn")
+		if not r then return nil, "measuring the replica's replay position: " .. err end
+		local lsn = r.rows[1].lsn
+		if lsn == nil then
+			return nil, "replica_conninfo is not a standby in recovery (pg_last_wal_replay_lsn() is NULL)"
+		end
+		r, err = db:query("SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn), 0)::bigint AS lag",
+			{lsn})
+		if not r then return nil, "measuring the lag: " .. err end
+		return tonumber(r.rows[1].lag)
+	end
+	local r, err = db:query("SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), " ..
+		"coalesce(replay_lsn, flush_lsn, write_lsn, sent_lsn))), 0)::bigint AS lag, " ..
+		"count(*) AS replicas FROM pg_stat_replication")
+	if not r then return nil, "measuring the lag in pg_stat_replication: " .. err end
+	return tonumber(r.rows[1].lag), tonumber(r.rows[1].replicas)
+end
+
+-- gh-ost style: wait while the lag is above p.max_lag_bytes, measuring again
+-- every p.throttle_interval; journaled as AREA.throttle and
+-- AREA.throttle_end.  `state` is the caller's table (logs "no replica" once).
+-- Returns the ms waited, or nil, message.
+function M.throttle(p, db, replica, state, area)
+	if p.max_lag_bytes <= 0 then return 0 end
+	local waited, noted = 0, false
+	while true do
+		local lag, replicas = M.lag_bytes(db, replica)
+		if not lag then return nil, replicas end
+		if replicas == 0 and not state.warned then
+			state.warned = true
+			zdm.log("max_lag_bytes: no replica in pg_stat_replication; not throttled " ..
+				"while none is connected")
+		end
+		if lag <= p.max_lag_bytes then
+			if noted then
+				zdm.note(area .. ".throttle_end", {lag_bytes = lag, waited_ms = waited})
+			end
+			return waited
+		end
+		if not noted then
+			noted = true
+			zdm.note(area .. ".throttle", {lag_bytes = lag, max_lag_bytes = p.max_lag_bytes})
+			zdm.log(string.format("replication lag %d bytes > max_lag_bytes %d: waiting",
+				lag, p.max_lag_bytes))
+		end
+		zdm.progress(string.format("throttled: replication lag %d bytes > %d", lag, p.max_lag_bytes))
+		zdm.sleep(p.throttle_interval)
+		waited = waited + p.throttle_interval
+	end
+end
+
+-- Whether the subscription (its slot `slot` on the source `src`, oid
+-- `subid` on the target `dst`; either may be nil) has applied everything
+-- the source had at WAL position `lsn`: its replication origin on the
+-- target has applied a commit at or past it (writes flow), or the slot's
+-- confirmed position reached it (idle: keepalive replies).
+function M.applied(src, dst, slot, subid, lsn)
+	if slot then
+		local r = src:query("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots " ..
+			"WHERE slot_name = $2", {lsn, slot})
+		if r and r.rows[1] and r.rows[1].ok == "t" then return true end
+	end
+	if subid then
+		local r = dst:query("SELECT remote_lsn >= $1::pg_lsn AS ok FROM pg_replication_origin_status " ..
+			"WHERE external_id = $2", {lsn, "pg_" .. subid})
+		if r and r.rows[1] and r.rows[1].ok == "t" then return true end
+	end
+	return false
+end
+
+-- pg.applied every o.poll ms, at most o.polls times: true once it is, false
+-- when it never was.  o = {slot, subid, lsn, poll (ms), polls}
+function M.wait_applied(src, dst, o)
+	for i = 1, o.polls do
+		if M.applied(src, dst, o.slot, o.subid, o.lsn) then return true end
+		if i < o.polls then zdm.sleep(o.poll) end
+	end
+	return false
+end
+
+-- Session settings under which two servers print the same value as the same
+-- text (row::text is what a checksum hashes): timestamptz in UTC, dates in
+-- ISO, intervals in the postgres style, floats with every digit (no
+-- rounding of 0.1 + 0.2 to 0.3 on one side only), bytea in hex (not
+-- escape), money in the C locale.  Each server's own defaults
+-- (postgresql.conf, ALTER DATABASE/ROLE SET) could differ.
+M.SAME_TEXT = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; " ..
+	"SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; " ..
+	"SET bytea_output = 'hex'; SET lc_monetary = 'C'"
 
 return M

@@ -57,58 +57,6 @@ local function clock(db)
 	return r and tonumber(r.rows[1].ms) or nil
 end
 
--- the replication lag in bytes, or nil, message
-local function lag_bytes(db, replica)
-	if replica then
-		local r, err = replica:query("SELECT coalesce(pg_last_wal_replay_lsn(), " ..
-			"pg_last_wal_receive_lsn())::text AS lsn")
-		if not r then return nil, "measuring the replica's replay position: " .. err end
-		local lsn = r.rows[1].lsn
-		if lsn == nil then
-			return nil, "replica_conninfo is not a standby in recovery (pg_last_wal_replay_lsn() is NULL)"
-		end
-		r, err = db:query("SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn), 0)::bigint AS lag",
-			{lsn})
-		if not r then return nil, "measuring the lag: " .. err end
-		return tonumber(r.rows[1].lag)
-	end
-	local r, err = db:query("SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), " ..
-		"coalesce(replay_lsn, flush_lsn, write_lsn, sent_lsn))), 0)::bigint AS lag, " ..
-		"count(*) AS replicas FROM pg_stat_replication")
-	if not r then return nil, "measuring the lag in pg_stat_replication: " .. err end
-	return tonumber(r.rows[1].lag), tonumber(r.rows[1].replicas)
-end
-
--- wait while the lag is above max_lag_bytes; returns ms waited, or nil, message
-local function throttle(p, db, replica, state)
-	if p.max_lag_bytes <= 0 then return 0 end
-	local waited, noted = 0, false
-	while true do
-		local lag, replicas = lag_bytes(db, replica)
-		if not lag then return nil, replicas end
-		if replicas == 0 and not state.warned then
-			state.warned = true
-			zdm.log("max_lag_bytes: no replica in pg_stat_replication; not throttled " ..
-				"while none is connected")
-		end
-		if lag <= p.max_lag_bytes then
-			if noted then
-				zdm.note("backfill.throttle_end", {lag_bytes = lag, waited_ms = waited})
-			end
-			return waited
-		end
-		if not noted then
-			noted = true
-			zdm.note("backfill.throttle", {lag_bytes = lag, max_lag_bytes = p.max_lag_bytes})
-			zdm.log(string.format("replication lag %d bytes > max_lag_bytes %d: waiting",
-				lag, p.max_lag_bytes))
-		end
-		zdm.progress(string.format("throttled: replication lag %d bytes > %d", lag, p.max_lag_bytes))
-		zdm.sleep(p.throttle_interval)
-		waited = waited + p.throttle_interval
-	end
-end
-
 -- Runs `body(db)` in a transaction, retried on a lock timeout.  `what`
 -- names the notes ("backfill" -> backfill.lock_timeout).  Returns body's
 -- value, or nil, message.
@@ -153,7 +101,7 @@ local function batches(ctx, p, db, replica, set, where, cursor, event, first_bat
 	local state = {}
 	local n = first_batch
 	while true do
-		local waited, err = throttle(p, db, replica, state)
+		local waited, err = pg.throttle(p, db, replica, state, "backfill")
 		if not waited then return nil, err end
 		out.throttled_ms = out.throttled_ms + waited
 		local done

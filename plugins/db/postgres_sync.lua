@@ -261,18 +261,9 @@ local function verify(src, dst, p, n, tables)
 		-- wait until the target has applied everything up to that position:
 		-- its replication origin has applied a commit past it (writes flow),
 		-- or the slot's confirmed position passed it (idle: keepalive replies)
-		local target_oid = n.subid
-		for _ = 1, 3000 do	-- bounded; the step's deadline stops it anyway
-			local r = q1(src, "SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots " ..
-				"WHERE slot_name = $2", {at.lsn, n.slot})
-			if r and r.ok == "t" then break end
-			if target_oid then
-				r = q1(dst, "SELECT remote_lsn >= $1::pg_lsn AS ok FROM pg_replication_origin_status " ..
-					"WHERE external_id = $2", {at.lsn, "pg_" .. target_oid})
-				if r and r.ok == "t" then break end
-			end
-			zdm.sleep(math.min(p.interval, 20))
-		end
+		-- (bounded; the step's deadline stops it anyway)
+		pg.wait_applied(src, dst, {slot = n.slot, subid = n.subid, lsn = at.lsn,
+			poll = math.min(p.interval, 20), polls = 3000})
 		local d
 		d, err = measure(dst, tables, checksum)
 		if not d then return nil, "verify on the target: " .. err end

@@ -262,12 +262,15 @@ contract_diags(lua_State *L, int r, struct zdm_diag *d)
  * What run() or undo() returned, at r and r + 1: nil | {outputs=, undo_data=}
  * for success, or nil, message | false for failure.  undo() may say instead
  * that it put nothing back: {left_in_place = "why"} (the change stays) or
- * {nothing_to_undo = "why"} (nothing of the step's stays).
+ * {nothing_to_undo = "why"} (nothing of the step's stays).  run() may say
+ * that it could not decide: {inconclusive = "why"} (with outputs, if it
+ * likes) is neither a success nor a failure to roll back: res->pause, the
+ * run pauses for a person (exit 4), as metric_gate does.
  */
 int
 contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 {
-	static const char *const fields[] = { "outputs", "undo_data", NULL };
+	static const char *const fields[] = { "outputs", "undo_data", "inconclusive", NULL };
 	static const char *const undo_fields[] = { "outputs", "undo_data", "left_in_place", "nothing_to_undo", NULL };
 	bool undoing = strcmp(fn, "undo") == 0;
 	json_t *out = NULL, *undo = NULL;
@@ -304,7 +307,7 @@ contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 			    k != NULL ? k : luaL_typename(L, -2),
 			    dym ? " (did you mean '" : undoing ?
 			    " (expected outputs, left_in_place, nothing_to_undo" :
-			    " (expected outputs, undo_data",
+			    " (expected outputs, undo_data, inconclusive",
 			    dym ? dym : "", dym ? "'?)" : ")");
 			return -1;
 		}
@@ -326,6 +329,19 @@ contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 			    lua_tostring(L, left != LUA_TNIL ? -2 : -1));
 		}
 		lua_pop(L, 2);
+	} else {
+		int und = lua_getfield(L, r, "inconclusive");
+
+		if (und != LUA_TNIL && und != LUA_TSTRING) {
+			zdm_fail(res, "%s(): inconclusive must be a string that says why, got %s",
+			    fn, luaL_typename(L, -1));
+			return -1;
+		}
+		if (und == LUA_TSTRING) {
+			zdm_fail(res, "%s", lua_tostring(L, -1));
+			res->pause = true;
+		}
+		lua_pop(L, 1);
 	}
 	lua_getfield(L, r, "outputs");
 	oi = lua_gettop(L);
@@ -365,7 +381,7 @@ contract_result(lua_State *L, int r, const char *fn, struct zdm_result *res)
 	json_decref(res->undo_data);
 	res->outputs = out;
 	res->undo_data = undo;
-	return 0;
+	return res->pause ? -1 : 0;
 }
 
 /*
