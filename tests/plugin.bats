@@ -854,3 +854,43 @@ LUA
     "$(journal_of "$T/state")"
   assert_output "$victim|nil: $T/zero.pid: pid 0 is not one zdm signals|nil: $T/one.pid: pid 1 is not one zdm signals|nil: $T/junk.pid does not hold a pid|nil: kill -HUP $gone (from $T/gone.pid): no such process|nil: $T/missing.pid: No such file or directory|zdm.signal: signal 'KILL' is not one of HUP, USR1, USR2, QUIT, TERM"
 }
+
+@test "user plugin: run() returning {inconclusive = why} pauses the run (exit 4), not retried; resume runs it again" {
+  plugin_file "$T/myplugins" my.undecided <<'EOF2'
+return {
+  description = "decides on the second attempt",
+  read_only = true,
+  run = function(ctx, p)
+    if ctx.attempt == 1 then
+      return {inconclusive = "could not tell", outputs = {seen = 1}}
+    end
+    return {outputs = {seen = 2}}
+  end,
+}
+EOF2
+  plugin_file "$T/myplugins" my.badverdict <<'EOF2'
+return {description = "x", run = function() return {inconclusive = 3} end}
+EOF2
+  runbook <<'EOF2'
+zdm: 1
+name: undecided
+steps:
+  - id: gate
+    uses: my.undecided
+    retries: 3
+    retry_delay: 10ms
+EOF2
+  run zdm run rb.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 4
+  assert_output --partial "could not tell"
+  run jq -c 'select(.event=="step.failed" or .event=="run.paused") | [.event, .data.needs_decision, .data.will_retry, .data.error, .data.outputs]' "$(J)"
+  assert_output "$(printf '%s\n' '["step.failed",true,false,"could not tell",{"seen":1}]' '["run.paused",true,null,"could not tell",null]')"
+  run zdm resume rb.yml --plugin-path "$T/myplugins" --state-dir "$T/state"
+  assert_equal "$status" 0
+  run jq -c 'select(.event=="step.succeeded") | [.attempt, .data.outputs.seen]' "$(J)"
+  assert_output '[2,2]'
+  sed -i 's/my.undecided/my.badverdict/' rb.yml
+  run zdm run rb.yml --plugin-path "$T/myplugins" --state-dir "$T/state2"
+  assert_equal "$status" 1
+  assert_output --partial "run(): inconclusive must be a string that says why, got number"
+}
