@@ -47,6 +47,11 @@ ajv() {
   run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "flag.unleash")
     | .then.properties.with | ((.required | sort) == ["action","environment","flag","token","url"])
       and (.properties | has("percent") and has("client_token") and has("group_id"))' "$T/schema.json"
+  # a shipped Lua plugin's params, required ones and defaults included
+  run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "db.postgres_compare")
+    | .then.properties.with | .required == ["source", "target"] and .additionalProperties == false
+      and (.properties | has("chunk_rows") and has("max_retries") and has("max_report") and has("lag_wait")
+        and has("max_lag_bytes") and has("publication") and has("table"))' "$T/schema.json"
   # an earlier name is read, marked deprecated
   run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "approval")
     | .then.properties.with.properties.timeout.deprecated == true' "$T/schema.json"
