@@ -63,7 +63,8 @@ for c in src dst; do
   pg_psql "$c" "$DB" -c "CREATE TABLE items (id bigint PRIMARY KEY, v int NOT NULL, note text,
       at timestamptz NOT NULL DEFAULT '2026-01-01 00:00:00+00');
     INSERT INTO items (id, v, note) SELECT g, g % 1000, 'row ' || g FROM generate_series(1, $ROWS) g;
-    ALTER TABLE items OWNER TO $PG_USER; VACUUM ANALYZE items"
+    ALTER TABLE items OWNER TO $PG_USER"
+  pg_psql "$c" "$DB" -c "VACUUM ANALYZE items"
 done
 CHANGED=$(( ROWS / 2 + 7 ))
 pg_psql dst "$DB" -c "UPDATE items SET note = 'changed' WHERE id = $CHANGED"
