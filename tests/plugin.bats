@@ -108,6 +108,7 @@ plugin() {   # dotted name
   assert_output - <<'EOF'
 approval  [read-only]  [idempotent]
 db.postgres_backfill  [idempotent]  [undo]
+db.postgres_compare  [read-only]  [idempotent]
 db.postgres_sequences  [idempotent]  [undo]
 db.postgres_sql  [undo]
 db.postgres_sync  [idempotent]  [undo]
