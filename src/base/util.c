@@ -443,3 +443,91 @@ json_text(const char *s, size_t n)
 	return v != NULL ? v : json_string("");
 }
 
+static int
+digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+/*
+ * "2026-11-01" (midnight UTC), "2026-11-01T10:00", "2026-11-01T10:00:05",
+ * with ".123" fractions and "Z" / "+02:00" / "-0530" zones (no zone = UTC;
+ * ' ' may stand for 'T') -> ms since the epoch.  -1 on anything else,
+ * including dates that do not exist (2026-02-30).  zdm runs --since, zdm audit
+ * export --since and the journal's own times (ts) too.
+ */
+int
+parse_time(const char *s, int64_t *ms)
+{
+	const char *p = s;
+	struct tm tm, back;
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, fdig = 0, off = 0;
+	time_t t;
+
+	memset(&tm, 0, sizeof tm);
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+	    digits(&p, 2, &d))
+		return -1;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
+			return -1;
+		if (*p == ':') {
+			p++;
+			if (digits(&p, 2, &sec))
+				return -1;
+			if (*p == '.' || *p == ',') {
+				p++;
+				while (*p >= '0' && *p <= '9') {
+					if (fdig < 3) {
+						frac = frac * 10 + (*p - '0');
+						fdig++;
+					}
+					p++;
+				}
+				if (fdig == 0)
+					return -1;
+				while (fdig < 3) {
+					frac *= 10;
+					fdig++;
+				}
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int sign = *p++ == '-' ? -1 : 1, oh, om;
+
+			if (digits(&p, 2, &oh))
+				return -1;
+			if (*p == ':')
+				p++;
+			if (digits(&p, 2, &om) || oh > 23 || om > 59)
+				return -1;
+			off = sign * (oh * 60 + om);
+		}
+	}
+	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec > 59 ? 59 : sec;
+	t = timegm(&tm);
+	if (t == (time_t)-1 || gmtime_r(&t, &back) == NULL || back.tm_mday != d ||
+	    back.tm_mon != mo - 1)
+		return -1;	/* 2026-02-30 normalises to March: not a date */
+	*ms = ((int64_t)t - (int64_t)off * 60) * 1000 + frac;
+	return 0;
+}

@@ -50,6 +50,10 @@ json_t *json_text(const char *s, size_t n);
 void fmt_duration(int64_t ms, char *out, size_t n);
 /* wall clock, "2026-11-21T10:00:01.123Z"; out >= 32 bytes */
 void now_iso8601(char *out, size_t n);
+/* "2026-11-01" (midnight UTC) or an ISO-8601 / RFC 3339 time (no zone: UTC),
+ * as --since takes it and the journal writes it -> ms since the epoch; -1
+ * when it is not a date */
+int parse_time(const char *s, int64_t *ms);
 /* lowercase hex SHA-256 of a file (65 bytes out) */
 int sha256_file(const char *path, char out[65], char **err);
 /* Levenshtein-based suggestion among candidates (NULL-terminated); NULL if none close */

@@ -201,9 +201,6 @@ void no_such_step(const char *cmd, const char *flag, const char *id, const struc
  * a journal that cannot be read or checked (no key); export 0, 2 usage. */
 int audit_main(int argc, char **argv);
 extern const char audit_usage[], audit_help[];
-/* --since: "2026-11-01" (midnight UTC) or an ISO-8601 / RFC 3339 time
- * (no zone: UTC) -> ms since the epoch; -1 when it is not a date */
-int parse_time(const char *s, int64_t *ms);
 /* `zdm log`: the provenance lines of a run.started record (CI identity,
  * git commit) printed under the header; prints nothing it does not have */
 void audit_print_started(const json_t *data, FILE *out);
