@@ -129,6 +129,33 @@ left_in_place_text(const json_t *ids)
 	return m;
 }
 
+/* a new span of S beginning at record K */
+static void
+span_open(struct rs_step *s, enum rs_span_kind kind, int attempt, size_t k, size_t end)
+{
+	if (s->nspans == s->spans_cap) {
+		s->spans_cap = s->spans_cap == 0 ? 4 : s->spans_cap * 2;
+		s->spans = xrealloc(s->spans, s->spans_cap * sizeof *s->spans);
+	}
+	s->spans[s->nspans].kind = kind;
+	s->spans[s->nspans].attempt = attempt;
+	s->spans[s->nspans].start = k;
+	s->spans[s->nspans++].end = end;
+}
+
+/* record K ends S's last span of KIND under way (an end without its start,
+ * as a journal cut at its head would have: a span of its own) */
+static void
+span_close(struct rs_step *s, enum rs_span_kind kind, int attempt, size_t k)
+{
+	for (size_t i = s->nspans; i-- > 0;)
+		if (s->spans[i].kind == kind && s->spans[i].end == RS_NONE) {
+			s->spans[i].end = k;
+			return;
+		}
+	span_open(s, kind, attempt, k, k);
+}
+
 static void
 fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
     const json_t *rec, const json_t *data, size_t k)
@@ -155,6 +182,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 	}
 	switch (e) {
 	case EV_STEP_STARTED:
+		span_open(s, RS_SPAN_ATTEMPT, attempt, k, RS_NONE);
 		st->failure_pending = false;
 		s->phase = RS_STARTED;
 		s->attempt = attempt;
@@ -168,6 +196,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 			s->snapshot = value(data, "snapshot");
 		break;
 	case EV_STEP_SUCCEEDED:
+		span_close(s, RS_SPAN_ATTEMPT, attempt, k);
 		s->phase = RS_SUCCEEDED;
 		s->done_seq = seq;
 		s->ms += json_integer_value(json_object_get(data, "duration_ms"));
@@ -175,6 +204,7 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		s->undo_data = value(data, "undo_data");
 		break;
 	case EV_STEP_FAILED:
+		span_close(s, RS_SPAN_ATTEMPT, attempt, k);
 		s->phase = RS_FAILED;
 		s->ms += json_integer_value(json_object_get(data, "duration_ms"));
 		if (value(data, "undo_data") != NULL)
@@ -196,31 +226,37 @@ fold_step(struct runstate *st, struct rs_step *s, const char *name, enum ev e,
 		st->failure_pending = true;
 		break;
 	case EV_STEP_INTERRUPTED:
-		/* still started and not ended: in doubt */
+		/* still started and not ended: in doubt (its span ends here) */
+		span_close(s, RS_SPAN_ATTEMPT, attempt, k);
 		s->interrupted = true;
 		if (value(data, "undo_data") != NULL)
 			s->undo_data = value(data, "undo_data");
 		break;
 	case EV_STEP_SKIPPED:
+		span_open(s, RS_SPAN_ATTEMPT, attempt, k, k);
 		s->phase = RS_SKIPPED;
 		s->skip_reason = jstr(data, "reason");
 		break;
 	case EV_UNDO_STARTED:
+		span_open(s, RS_SPAN_UNDO, attempt, k, RS_NONE);
 		s->undo = RS_UNDO_STARTED;
 		s->undo_attempt = attempt;
 		break;
 	case EV_UNDO_SUCCEEDED:
+		span_close(s, RS_SPAN_UNDO, attempt, k);
 		s->undo = RS_UNDO_SUCCEEDED;
 		s->undone = rs_undone_of(e, data);
 		if (jstr(data, "reason") != NULL)
 			s->undo_msg = jstr(data, "reason");
 		break;
 	case EV_UNDO_FAILED:
+		span_close(s, RS_SPAN_UNDO, attempt, k);
 		s->undo = RS_UNDO_FAILED;
 		s->undo_failed = true;
 		s->undo_msg = jstr(data, "error");
 		break;
 	case EV_UNDO_SKIPPED:
+		span_open(s, RS_SPAN_UNDO, attempt, k, k);
 		s->undo = RS_UNDO_SKIPPED;
 		s->undo_msg = jstr(data, "reason");
 		s->undone = rs_undone_of(e, data);
@@ -361,8 +397,10 @@ runstate_fold(const struct jlog *log, struct runstate *st, char **err)
 void
 runstate_release(struct runstate *st)
 {
-	for (size_t i = 0; i < st->nsteps; i++)
+	for (size_t i = 0; i < st->nsteps; i++) {
 		json_decref(st->steps[i].notes);
+		free(st->steps[i].spans);
+	}
 	free(st->steps);
 	strmap_release(&st->index);
 	memset(st, 0, sizeof *st);

@@ -60,6 +60,22 @@ enum rs_undone rs_undone_of(enum ev e, const json_t *data);
 char *left_text(const char *const *ids, size_t n);
 char *left_in_place_text(const json_t *ids);
 
+/*
+ * A stretch of a step's time: one attempt (step.started to its
+ * step.succeeded, step.failed or step.interrupted) or one try of its undo
+ * (undo.started to undo.succeeded or undo.failed), by the indexes of those
+ * records in the log; a step.skipped or undo.skipped is one of no length
+ * (start == end).  end is RS_NONE while no end is recorded: under way, or
+ * in doubt.  The run's report draws them (report/html.c).
+ */
+enum rs_span_kind { RS_SPAN_ATTEMPT, RS_SPAN_UNDO };
+
+struct rs_span {
+	enum rs_span_kind kind;
+	int attempt;		/* its record's attempt (0: none said) */
+	size_t start, end;	/* indexes in the log; end RS_NONE: none yet */
+};
+
 struct rs_step {
 	const char *id;
 	const char *last_event;	/* its last record's event, but for rollback.started,
@@ -92,6 +108,8 @@ struct rs_step {
 	const char *approval_by;	/* who decided it */
 	const char *granted_by;	/* who granted it last */
 	json_t *notes;		/* its own events [{event, attempt, data}], or NULL; owned */
+	struct rs_span *spans;	/* its attempts and undos, in the order they began; owned */
+	size_t nspans, spans_cap;
 };
 
 /* the approval or decision a paused run waits for */

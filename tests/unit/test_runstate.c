@@ -117,6 +117,10 @@ crashed_step(void)
 	check(b != NULL && json_array_size(b->notes) == 1 && same(b->last_event, "backfill.batch"),
 	    "crashed run: its own note is kept");
 	check(runstate_in_doubt(&st) == 1, "crashed run: one item in doubt");
+	check(a != NULL && a->nspans == 1 && a->spans[0].kind == RS_SPAN_ATTEMPT &&
+	    a->spans[0].start == 1 && a->spans[0].end == 2 && b != NULL && b->nspans == 1 &&
+	    b->spans[0].start == 3 && b->spans[0].end == RS_NONE,
+	    "crashed run: spans: a's attempt ended, b's under way (no end)");
 	runstate_release(&st);
 	jlog_release(&log);
 }
@@ -244,6 +248,12 @@ finished_rollback(void)
 	check(b != NULL && b->starts == 2 && b->attempt == 2 && b->failed && same(b->error, "e2"),
 	    "finished rollback: the retried step failed for good");
 	check(runstate_in_doubt(&st) == 0, "finished rollback: nothing in doubt");
+	check(b != NULL && b->nspans == 2 && b->spans[0].attempt == 1 && b->spans[0].start == 3 &&
+	    b->spans[0].end == 4 && b->spans[1].attempt == 2 && b->spans[1].start == 5 &&
+	    b->spans[1].end == 6, "finished rollback: spans: one per attempt of the retried step");
+	check(a != NULL && a->nspans == 2 && a->spans[0].kind == RS_SPAN_ATTEMPT &&
+	    a->spans[1].kind == RS_SPAN_UNDO && a->spans[1].start == 8 && a->spans[1].end == 9,
+	    "finished rollback: spans: the attempt, then the undo");
 	runstate_release(&st);
 	jlog_release(&log);
 }
@@ -315,6 +325,9 @@ undo_outcomes(void)
 	check(runstate_step(&st, "c")->undone == RS_LEFT_IN_PLACE, "undo outcomes: an older no-undo skip");
 	check(runstate_step(&st, "b")->undone == RS_UNDONE, "undo outcomes: an older undo.succeeded");
 	check(runstate_step(&st, "a")->undone == RS_NOTHING_TO_UNDO, "undo outcomes: recorded nothing_to_undo");
+	check(runstate_step(&st, "d")->nspans == 2 && runstate_step(&st, "d")->spans[1].kind == RS_SPAN_UNDO &&
+	    runstate_step(&st, "d")->spans[1].start == 14 && runstate_step(&st, "d")->spans[1].end == 14,
+	    "undo outcomes: spans: an undo.skipped is an undo span of no length");
 	n = runstate_left(&st, &left);
 	check(n == 2 && same(left[0], "c") && same(left[1], "e") && left[2] == NULL,
 	    "undo outcomes: the steps left in place, in journal order");
