@@ -12,8 +12,11 @@ LDLIBS   += $(PKG_LIBS) -lm
 
 BUILD    ?= build
 SRCS     := $(wildcard src/*/*.c)
-# files built into zdm (scripts/embed.sh): zdm init's templates, zdm completion's scripts
-EMBED    := $(sort $(wildcard templates/*.yml)) completion/zdm.bash completion/_zdm
+# files built into zdm (scripts/embed.sh): zdm init's templates, zdm completion's scripts,
+# and what zdm report's pages inline: uPlot (vendor/uplot) and the page's own script and style
+EMBED    := $(sort $(wildcard templates/*.yml)) completion/zdm.bash completion/_zdm \
+            vendor/uplot/uPlot.iife.min.js vendor/uplot/uPlot.min.css vendor/uplot/VERSION \
+            src/report/html.js src/report/html.css
 OBJS     := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 DEPS     := $(OBJS:.o=.d)
 BIN      := $(BUILD)/zdm

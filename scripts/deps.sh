@@ -21,18 +21,22 @@ PKGS=(
   lintian
   dpkg-dev
   nodejs npm
+  chromium
 )
 
 # ajv-cli and yaml-language-server (tests/schema.bats checks `zdm schema`
-# with them): pinned, in a cache outside the checkout, installed only when
-# missing
-NPM_PKGS=(ajv-cli@5.0.0 yaml-language-server@1.15.0)
+# with them), playwright-core (tests/report.bats drives Debian's chromium
+# with it; 1.64 is the one made for Chromium 156, and it downloads no
+# browser of its own): pinned, in a cache outside the checkout, installed
+# only when missing
+NPM_PKGS=(ajv-cli@5.0.0 yaml-language-server@1.15.0 playwright-core@1.64.1)
 npm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/zdm-npm"
 npm_deps() {
   local want=() p have
   for p in "${NPM_PKGS[@]}"; do
+    # (none yet: sed fails, which must not end the script)
     have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
-      "$npm_dir/node_modules/${p%@*}/package.json" 2>/dev/null | head -1) || true
+      "$npm_dir/node_modules/${p%@*}/package.json" 2>/dev/null | head -1) || have=
     [ "$have" = "${p##*@}" ] || want+=("$p")
   done
   [ ${#want[@]} -eq 0 ] && return 0

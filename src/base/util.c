@@ -258,6 +258,17 @@ now_iso8601(char *out, size_t n)
 	snprintf(out, n, "%s.%03ldZ", buf, ts.tv_nsec / 1000000);
 }
 
+void
+sha256_base64(const void *p, size_t n, char out[45])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+		abort();	/* SHA-256 is always there */
+	EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+}
+
 int
 sha256_file(const char *path, char out[65], char **err)
 {

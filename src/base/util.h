@@ -56,6 +56,9 @@ void now_iso8601(char *out, size_t n);
 int parse_time(const char *s, int64_t *ms);
 /* lowercase hex SHA-256 of a file (65 bytes out) */
 int sha256_file(const char *path, char out[65], char **err);
+/* base64 SHA-256 of n bytes (45 bytes out), as a Content-Security-Policy
+ * hash source names an inline script */
+void sha256_base64(const void *p, size_t n, char out[45]);
 /* Levenshtein-based suggestion among candidates (NULL-terminated); NULL if none close */
 const char *did_you_mean(const char *word, const char *const *cands);
 /* mkdir -p */

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "core/runner.h"
+#include "core/runstate.h"
 
 /* Exit codes (zdm(1) EXIT STATUS): every command returns one. */
 enum {
@@ -56,6 +57,8 @@ enum {
 	O_WAIT_APPROVAL = 1 << 26,
 	O_OUTPUT_FILE = 1 << 11,	/* zdm init: --output FILE (not text|json) */
 	O_LIST = 1 << 12,		/* zdm init --list */
+	O_HTML = 1 << 13,		/* zdm report --html FILE */
+	O_REFRESH = 1 << 14,		/* zdm report --refresh N */
 };
 
 struct cli {
@@ -96,6 +99,8 @@ struct cli {
 	bool watch;			/* zdm status --watch */
 	const char *output_file;	/* zdm init --output FILE */
 	bool list;			/* zdm init --list */
+	const char *html;		/* zdm report --html FILE */
+	int refresh;			/* zdm report --refresh N (seconds; 0: none) */
 	int argc;		/* positional arguments */
 	char **argv;
 };
@@ -125,6 +130,7 @@ int cmd_runs(const struct cmd *cmd, struct cli *c);
 int cmd_lock(const struct cmd *cmd, struct cli *c);		/* lock status */
 int cmd_init(const struct cmd *cmd, struct cli *c);
 int cmd_completion(const struct cmd *cmd, struct cli *c);
+int cmd_report(const struct cmd *cmd, struct cli *c);
 
 /* cmd_init.c: the templates' names, one a line */
 void init_template_names(FILE *f);
@@ -195,12 +201,37 @@ bool run_grew(struct store *store, const char *ref, size_t n);
 struct runbook;
 void no_such_step(const char *cmd, const char *flag, const char *id, const struct runbook *rb);
 
+/* cmd_status.c: what the journal and the lock say of a run, now, as zdm
+ * status says it (zdm report too) */
+struct run_seen {
+	struct jlog log;
+	struct runstate st;
+	bool folded;
+	bool held;		/* a zdm process holds the runbook's lock for this run */
+	long pid;
+	char *holder;
+	const char *status;	/* as zdm runs says it: running, stale, in_doubt, ... */
+	bool over;		/* nothing more will come unless a person acts */
+	int exit;		/* the run's exit status, once over */
+};
+/* fold v->log (read by the caller) into v->st and say where the run stands:
+ * v->held, v->status, v->over, v->exit */
+void run_seen_fold(struct store *s, struct run_seen *v);
+void run_seen_release(struct run_seen *v);
+
 /* cmd_audit.c: `zdm audit ...` with argv[0] the subcommand; parses its own
  * options.  Exit codes (docs/audit.md): verify 0 every chain intact
  * (incomplete runs are listed, not failed), 1 a chain is broken, 2 usage or
  * a journal that cannot be read or checked (no key); export 0, 2 usage. */
 int audit_main(int argc, char **argv);
 extern const char audit_usage[], audit_help[];
+/* the run REF as zdm audit verify and export see it: into *log its records,
+ * the chain checked, or when it does not verify the records that parse,
+ * unchecked (what the run claims).  0 intact, 1 the chain is broken, 2 it
+ * cannot be checked (no key), as zdm audit verify exits; *msg (malloc'd)
+ * the verdict without the run's name: "ok, N records, chain sha256, last
+ * hash ..." or why not */
+int audit_read(struct store *s, const char *ref, struct jlog *log, char **msg);
 /* `zdm log`: the provenance lines of a run.started record (CI identity,
  * git commit) printed under the header; prints nothing it does not have */
 void audit_print_started(const json_t *data, FILE *out);

@@ -113,14 +113,52 @@ verify_capture(struct store *s, const char *path, char **out, char **err)
 	return rc;
 }
 
-/* the verdict's line for an intact journal (one read: the log is needed anyway) */
+/* the verdict on an intact journal, without its name (one read: the log is
+ * needed anyway) */
 static char *
-ok_line(const char *path, const struct jlog *log)
+ok_words(const struct jlog *log)
 {
 	const char *chain = log->n > 0 ? jstr(json_object_get(log->recs[0], "data"), "chain") : NULL;
 
-	return xasprintf("%s: ok, %zu records, chain %s, last hash %.16s%s", path, log->n,
-	    chain ? chain : "?", log->last_hash, log->torn ? ", torn last line ignored" : "");
+	return xasprintf("ok, %zu records, chain %s, last hash %.16s%s", log->n, chain ? chain : "?",
+	    log->last_hash, log->torn ? ", torn last line ignored" : "");
+}
+
+/* the verdict's line for an intact journal */
+static char *
+ok_line(const char *path, const struct jlog *log)
+{
+	char *w = ok_words(log), *l = xasprintf("%s: %s", path, w);
+
+	free(w);
+	return l;
+}
+
+int
+audit_read(struct store *s, const char *ref, struct jlog *log, char **msg)
+{
+	char *out = NULL, *err = NULL;
+	int rc = store_read(s, ref, log, NULL) == 0 ? 0 : verify_capture(s, ref, &out, &err);
+
+	*msg = NULL;
+	if (rc == 0 && out != NULL)
+		rc = 1;		/* changed between the reads */
+	if (rc == 0) {
+		*msg = ok_words(log);
+	} else {
+		/* drop the "REF:" the message starts with: the caller names the run */
+		const char *m = err != NULL && *err != '\0' ? err : "changed while it was read";
+
+		if (strncmp(m, ref, strlen(ref)) == 0)
+			m += strlen(ref);
+		if (*m == ':')
+			m++;
+		*msg = xstrdup(*m == ' ' ? m + 1 : m);
+		store_read_unchecked(s, ref, log);
+	}
+	free(out);
+	free(err);
+	return rc;
 }
 
 static void
@@ -321,7 +359,6 @@ static json_t *
 export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 {
 	struct jlog log;
-	char *err = NULL, *out = NULL;
 	const json_t *first, *d, *a, *g;
 	const char *started = NULL, *verified;
 	struct runstate st;
@@ -329,24 +366,14 @@ export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 	int64_t t0 = 0, t1 = 0;
 	bool have_t0;
 	size_t nfailed = 0, nufailed = 0;
-	int rc = store_read(s, path, &log, NULL) == 0 ? 0 : verify_capture(s, path, &out, &err);
 	char *verr = NULL;
+	int rc = audit_read(s, path, &log, &verr);
 
-	if (rc == 0 && out != NULL)
-		rc = 1;		/* changed between the reads */
 	verified = rc == 0 ? "ok" : rc == 2 ? "unchecked" : "broken";
-	if (rc != 0 && err != NULL) {
-		/* drop the "PATH:" the message starts with: the row names the run */
-		const char *m = err;
-
-		if (strncmp(m, path, strlen(path)) == 0)
-			m += strlen(path);
-		if (*m == ':')
-			m++;
-		verr = xstrdup(*m == ' ' ? m + 1 : m);
+	if (rc == 0) {
+		free(verr);
+		verr = NULL;
 	}
-	if (rc != 0)
-		store_read_unchecked(s, path, &log);
 	first = log.n > 0 ? log.recs[0] : NULL;
 	d = json_object_get(first, "data");
 	a = json_object_get(d, "actor");
@@ -355,8 +382,6 @@ export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 	have_t0 = started != NULL && parse_time(started, &t0) == 0;
 	if (has_since && have_t0 && t0 < since_ms) {
 		jlog_release(&log);
-		free(out);
-		free(err);
 		free(verr);
 		return NULL;
 	}
@@ -423,8 +448,6 @@ export_row(struct store *s, const char *path, bool has_since, int64_t since_ms)
 	}
 	runstate_release(&st);
 	jlog_release(&log);
-	free(out);
-	free(err);
 	free(verr);
 	return row;
 }

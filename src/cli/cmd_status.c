@@ -28,21 +28,8 @@
 #include "steps/builtin.h"
 #include "zdm/step.h"
 
-/* what the journal and the lock say of a run, now */
-struct seen {
-	struct jlog log;
-	struct runstate st;
-	bool folded;
-	bool held;		/* a zdm process holds the runbook's lock for this run */
-	long pid;
-	char *holder;
-	const char *status;	/* as zdm runs says it: running, stale, in_doubt, ... */
-	bool over;		/* nothing more will come unless a person acts */
-	int exit;		/* the run's exit status, once over */
-};
-
-static void
-seen_release(struct seen *v)
+void
+run_seen_release(struct run_seen *v)
 {
 	if (v->folded)
 		runstate_release(&v->st);
@@ -51,21 +38,11 @@ seen_release(struct seen *v)
 	memset(v, 0, sizeof *v);
 }
 
-/* read and fold the journal; -1 after saying why */
-static int
-look(struct store *s, const char *jp, struct seen *v, bool quiet)
+void
+run_seen_fold(struct store *s, struct run_seen *v)
 {
-	char *err = NULL;
 	bool open;
 
-	memset(v, 0, sizeof *v);
-	if (store_read(s, jp, &v->log, &err) != 0 || v->log.n == 0) {
-		if (!quiet)
-			fprintf(stderr, "zdm status: %s\n", err ? err : "empty journal");
-		free(err);
-		jlog_release(&v->log);
-		return -1;
-	}
 	runstate_fold(&v->log, &v->st, NULL);	/* what it can tell, replayable or not */
 	v->folded = true;
 	open = v->st.outcome == RS_RUNNING || v->st.outcome == RS_ROLLING_BACK;
@@ -99,12 +76,29 @@ look(struct store *s, const char *jp, struct seen *v, bool quiet)
 		    strcmp(v->status, "succeeded") == 0 ? ZDM_EXIT_OK : ZDM_EXIT_NEEDS_PERSON;
 		break;
 	}
+}
+
+/* read and fold the journal; -1 after saying why */
+static int
+look(struct store *s, const char *jp, struct run_seen *v, bool quiet)
+{
+	char *err = NULL;
+
+	memset(v, 0, sizeof *v);
+	if (store_read(s, jp, &v->log, &err) != 0 || v->log.n == 0) {
+		if (!quiet)
+			fprintf(stderr, "zdm status: %s\n", err ? err : "empty journal");
+		free(err);
+		jlog_release(&v->log);
+		return -1;
+	}
+	run_seen_fold(s, v);
 	return 0;
 }
 
 /* the text view: as zdm status always printed it */
 static void
-text(const struct seen *v, const char *jp, struct sbuf *b)
+text(const struct run_seen *v, const char *jp, struct sbuf *b)
 {
 	const struct runstate *st = &v->st;
 	char *m;
@@ -187,7 +181,7 @@ jstr_or_null(const char *s)
 
 /* --output json: one document (zdm(1) "zdm status --output json") */
 static json_t *
-doc(const struct seen *v, const char *jp)
+doc(const struct run_seen *v, const char *jp)
 {
 	const struct runstate *st = &v->st;
 	json_t *d = json_object(), *steps = json_array(), *lock = json_null();
@@ -260,7 +254,7 @@ watch(const struct cli *c, struct store *s, const char *jp)
 	int frame = 0;
 
 	for (;;) {
-		struct seen v;
+		struct run_seen v;
 		struct sbuf b;
 
 		if (look(s, jp, &v, false) != 0)
@@ -303,10 +297,10 @@ watch(const struct cli *c, struct store *s, const char *jp)
 			if (c->timestamps)
 				term_stamp(ts, sizeof ts);
 			printf("%srun %s: %s (exit %d)\n", ts, v.st.run_id, v.status, rc);
-			seen_release(&v);
+			run_seen_release(&v);
 			return rc;
 		}
-		seen_release(&v);
+		run_seen_release(&v);
 		if (zdm_sleep_ms(250) != 0)
 			return 128 + (int)zdm_interrupted;
 	}
@@ -317,7 +311,7 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 {
 	char *jp;
 	struct store *s;
-	struct seen v;
+	struct run_seen v;
 	int rc = ZDM_EXIT_OK;
 
 	if (c->watch && c->json_output) {
@@ -354,7 +348,7 @@ cmd_status(const struct cmd *cmd, struct cli *c)
 			fputs(b.buf, stdout);
 			sb_release(&b);
 		}
-		seen_release(&v);
+		run_seen_release(&v);
 	}
 	free(jp);
 	store_close(s);

@@ -60,6 +60,8 @@ static const struct option long_opts[] = {
 	{ "limit", required_argument, NULL, 'N' },
 	{ "wait-for-approval", required_argument, NULL, 'a' },
 	{ "list", no_argument, NULL, 'l' },
+	{ "html", required_argument, NULL, 'G' },
+	{ "refresh", required_argument, NULL, 'r' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -100,6 +102,8 @@ opt_bit(int c)
 	case 'N': return O_RUNS_FILTER;
 	case 'a': return O_WAIT_APPROVAL;
 	case 'l': return O_LIST;
+	case 'G': return O_HTML;
+	case 'r': return O_REFRESH;
 	}
 	return 0;
 }
@@ -206,6 +210,19 @@ static const struct cmd commands[] = {
 	  "rolled_back, rollback_failed or unreadable.  --since YYYY-MM-DD (UTC) or an RFC 3339\n"
 	  "time: runs started then or later.  --limit N: the newest N.  --output json: a JSON\n"
 	  "array (keys in zdm(1)).  Exit 0, also when there are none." },
+	{ "report", cmd_report, O_STATE_DIR | O_HTML | O_REFRESH, 0, 1,
+	  "report [RUN_ID | RUNBOOK | JOURNAL] --html FILE [--refresh N] [--state-dir DIR]",
+	  "Write the run (default: the newest) as one self-contained HTML page to FILE: its\n"
+	  "runbook and sha256, actor, host, zdm version, outcome, start and duration, the hash\n"
+	  "chain's verdict (as zdm audit verify gives it); a timeline of every step's attempts\n"
+	  "and undos; each gate's measurements against its threshold, one chart per gate; the\n"
+	  "approvals, pauses, aborts and promotions with who and when.  The page holds\n"
+	  "everything it shows (the chart library uPlot is built in): viewing it fetches\n"
+	  "nothing.  FILE is written whole or not at all (a temporary file renamed over it).\n"
+	  "--refresh N: while the run is in progress, the page reloads itself every N seconds\n"
+	  "(1 to 86400); write it again meanwhile to bring it up to date.  docs/report.md.\n"
+	  "Exit 0 written; 2 no such run, no --html, a bad --refresh, or FILE cannot be\n"
+	  "written (nothing is left behind)." },
 	{ "lock", cmd_lock, O_STATE_DIR | O_OUTPUT | O_OUTPUT_DOC, 2, 2,
 	  "lock status NAME [--output json]",
 	  "Who holds runbook NAME's run lock: pid, host, actor, run and since (and on PostgreSQL\n"
@@ -521,6 +538,29 @@ main(int argc, char **argv)
 			break;
 		case 'w': c.watch = true; break;
 		case 'l': c.list = true; break;
+		case 'G':
+			if (*optarg == '\0') {
+				fprintf(stderr, "zdm %s: --html needs a file name\n", cmd->name);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			c.html = optarg;
+			break;
+		case 'r': {
+			char *end;
+			long n;
+
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || n < 1 || n > 86400) {
+				fprintf(stderr, "zdm %s: --refresh '%s': a whole number of seconds, 1 to 86400\n",
+				    cmd->name, optarg);
+				cli_free(&c);
+				return ZDM_EXIT_USAGE;
+			}
+			c.refresh = (int)n;
+			break;
+		}
 		case 'f': c.vars_file = optarg; break;
 		case 'n': c.dry_run = true; break;
 		case 'o':
