@@ -93,7 +93,7 @@ _zdm()
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return 0
 		;;
-	--vars-file | --junit)
+	--vars-file | --junit | --html)
 		compopt -o filenames 2>/dev/null
 		local IFS=$'\n'
 		COMPREPLY=($(compgen -f -- "$cur"))
@@ -117,7 +117,7 @@ _zdm()
 	run | plan | validate | drill)
 		((npos == 0)) && _zdm_runbooks
 		;;
-	resume | rollback | status | log)
+	resume | rollback | status | log | report)
 		if ((npos == 0)); then
 			_zdm_words "$(_zdm_ask runs "${state[@]}")"
 			_zdm_runbooks

@@ -54,8 +54,8 @@ EOF2
   run complete_line zdm ""
   assert_success
   local c
-  for c in validate plan run resume rollback drill status runs lock log audit approve pause \
-      abort promote state plugins init completion version help; do
+  for c in validate plan run resume rollback drill status runs lock log report audit approve \
+      pause abort promote state plugins init completion version help; do
     assert_line "$c"
   done
   refute_line --partial "__complete"
@@ -124,7 +124,7 @@ EOF2
   # ZDM_STATE_DIR as zdm itself reads it
   export ZDM_STATE_DIR="$T/state"
   local c
-  for c in resume rollback log approve pause abort promote; do
+  for c in resume rollback log report approve pause abort promote; do
     run complete_line zdm "$c" ""
     assert_line "$id"
   done
@@ -171,6 +171,21 @@ EOF2
   # after an option whose value zdm cannot guess: nothing
   run complete_line zdm run rb.yml --lock-timeout ""
   assert_output ""
+  run complete_line zdm report --refresh ""
+  assert_output ""
+}
+
+@test "completion: zdm report: its flags, and files after --html" {
+  run complete_line zdm report --
+  assert_success
+  local f
+  for f in --html --refresh --state-dir --state --help; do
+    assert_line -- "$f"
+  done
+  refute_line -- "--fail-at"
+  touch "$T/page.html"
+  run complete_line zdm report --html pa
+  assert_output "page.html"
 }
 
 @test "completion: zdm __complete types lists the step types of zdm plugins" {
