@@ -10,6 +10,7 @@
 #
 #   make demo                     (or: make && bash scripts/demo.sh)
 #   ZDM_BIN=... LOADGEN=... bash scripts/demo.sh
+#   REPORT_PNG=docs/report.png make demo   (also: the drill's zdm report, as a picture)
 #
 # Needs nginx, curl, jq, python3 (scripts/deps.sh) and, unless LOADGEN names a built
 # bench/loadgen, cc with libcurl's and jansson's headers (zdm's own build deps).
@@ -151,4 +152,15 @@ read -r n non2xx sockerr < <(jq -r '"\(.requests) \(.non_2xx) \(.socket_errors)"
 say "exit $rc (1: a gate failed and the rollback completed): $n requests, $non2xx answered 500 by green while the gate watched, $sockerr socket errors; last answer from green $((last_green - t_failed)) ms after the gate failed"
 show_requests 3
 [[ $rc -eq 1 && $(backend_now) == blue ]] || die "the drill did not roll back as expected"
+
+# REPORT_PNG=FILE: the drill's HTML report (zdm report), as Chromium shows it
+# (tests/report_dom.js, playwright-core from scripts/deps.sh's npm cache), into
+# FILE: REPORT_PNG=docs/report.png make demo makes the picture of docs/report.md
+if [[ -n ${REPORT_PNG:-} ]]; then
+	say "zdm report of the drill, as a picture: $REPORT_PNG"
+	"$ZDM" report "$RB" --state-dir "$STATE" --html "$DEMO/report.html" || die "zdm report failed"
+	NODE_PATH="${XDG_CACHE_HOME:-$HOME/.cache}/zdm-npm/node_modules" \
+		node "$REPO/tests/report_dom.js" "$DEMO/report.html" "$REPORT_PNG" >/dev/null ||
+		die "no picture of the report (chromium and playwright-core: scripts/deps.sh)"
+fi
 say "demo done: traffic moved blue -> green with no failed request, and the failed drill put it back on blue"

@@ -117,6 +117,13 @@ YML
   run --separate-stderr timeout 60 "$R/usr/bin/zdm" run "$T/rb.yml" --state-dir "$T/state"
   assert_failure
   [ "$(readlink "$T/site/current")" = releases/v2 ]
+  # zdm report: uPlot is in the binary, and its licence in the package's copyright
+  run --separate-stderr timeout 60 "$R/usr/bin/zdm" report --state-dir "$T/state" --html "$T/run.html"
+  assert_success
+  grep -qF "/*! https://github.com/leeoniya/uPlot (v$(cat "$REPO/vendor/uplot/VERSION")) */" "$T/run.html"
+  grep -qx 'Files: vendor/uplot/\*' "$R/usr/share/doc/zdm/copyright"
+  grep -qx 'Copyright: 2022 Leon Sorokin' "$R/usr/share/doc/zdm/copyright"
+  grep -qx 'License: Expat' "$R/usr/share/doc/zdm/copyright"
 }
 
 @test "deb: dpkg --purge leaves no file of the package in the root" {

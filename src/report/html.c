@@ -761,6 +761,14 @@ decisions(struct sbuf *b, const json_t *marks)
 	sb_adds(b, "</tbody>\n</table>\n</section>\n");
 }
 
+/* a word of the data ("in_doubt", "left_in_place") as people read it */
+static void
+words(struct sbuf *b, const char *w)
+{
+	for (const char *p = w; p != NULL && *p != '\0'; p++)
+		sb_addc(b, *p == '_' ? ' ' : *p);
+}
+
 static void
 steps_table(struct sbuf *b, const struct html_run *r)
 {
@@ -781,9 +789,9 @@ steps_table(struct sbuf *b, const struct html_run *r)
 		sb_adds(b, "</td><td>");
 		esc(b, s->uses);
 		sb_addf(b, "</td><td class=\"state s-%s\">", state);
-		esc(b, state);
+		words(b, state);
 		sb_addf(b, "</td><td>%d</td><td>%s</td><td>", s->starts, dur);
-		esc(b, u != NULL ? u : "");
+		words(b, u);
 		sb_adds(b, "</td><td class=\"msg\">");
 		esc(b, msg);
 		sb_adds(b, "</td></tr>\n");

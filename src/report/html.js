@@ -139,6 +139,15 @@
 
 	/* ---- the gates: measurements against thresholds, time on x ---- */
 
+	/* the x axis' labels: UTC clock times, with milliseconds when the ticks need them */
+	function utcTicks(u, splits) {
+		var ms = splits.some(function (s) { return Math.abs(s - Math.round(s)) > 1e-6; });
+		return splits.map(function (s) {
+			var t = new Date(Math.round(s * 1000)).toISOString();
+			return ms ? t.slice(11, 23) : t.slice(11, 19);
+		});
+	}
+
 	function gates() {
 		var box = document.getElementById("gates");
 		if (data.gates.length === 0) {
@@ -161,7 +170,12 @@
 			box.appendChild(fig);
 
 			var xs = g.x.map(function (ms) { return ms / 1000; });
-			var series = [{ label: "time (UTC)" }];
+			var series = [{
+				label: "time",
+				value: function (u, v) {
+					return v == null ? "--" : new Date(Math.round(v * 1000)).toISOString().slice(11, 23) + " UTC";
+				}
+			}];
 			var cols = [xs];
 			g.series.forEach(function (s) {
 				series.push({
@@ -180,10 +194,9 @@
 			var width = Math.max(320, Math.min(1100, (box.clientWidth || 900) - 24));
 			var u = new uPlot({
 				width: width, height: 240,
-				tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
 				scales: { x: { time: true } },
 				series: series,
-				axes: [{}, { label: g.series[0].label }],
+				axes: [{ values: utcTicks, space: 110 }, { label: g.series[0].label }],
 				legend: { live: true }
 			}, cols, holder);
 			u.zdmGate = g;
