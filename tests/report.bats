@@ -15,6 +15,14 @@ bats_require_minimum_version 1.5.0
 load helper
 load servers/httpd
 load servers/prometheus
+load servers/postgres
+
+# the test's own PostgreSQL cluster, if it started one, stops with it
+eval "httpd_$(declare -f teardown)"
+teardown() {
+  [ -z "${PG_ROOT:-}" ] || pg_stop_all
+  httpd_teardown
+}
 
 NPM_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/zdm-npm"
 
@@ -327,6 +335,45 @@ EOF
   fact .body_text | grep -q 'health?t=\*\*\*'
   run fact .body_text
   refute_output --partial hunter2
+}
+
+@test "report --state URL: a run kept in PostgreSQL, found by its id as zdm status finds it" {
+  pg_start rep
+  pg_createdb rep rep
+  local url id
+  url="$(pg_uri rep rep)"
+  export PGPASSWORD="$PG_PASSWORD"
+  run zdm state init "$url"
+  assert_success
+  runbook <<'EOF'
+zdm: 1
+name: inpg
+steps:
+  - id: a
+    uses: exec
+    with: {command: ["true"]}
+  - id: b
+    uses: wait
+    with: {duration: 20ms}
+EOF
+  run zdm run "$T/rb.yml" --state "$url" -q
+  assert_success
+  id="$(pg_psql rep rep -c "SELECT run_id FROM zdm.journal WHERE seq = 1")"
+  run zdm report "$id" --state "$url" --html "$T/pg.html"
+  assert_success
+  assert_output "wrote $T/pg.html: run $id, succeeded"
+  dom "$T/pg.html"
+  page_clean
+  assert_equal "$(fact .header.run)" "$id"
+  assert_equal "$(fact .header.status)" "$(zdm status "$id" --state "$url" --output json | jq -r .status)"
+  assert_equal "$(fact .header.verified)" ok
+  assert_equal "$(fact .timeline_rows)" 2
+  fact .header.journal | grep -q "^pg:.*/zdm/$id (6 records)$"
+  # --state and --state-dir: one or the other, as for zdm status
+  run --separate-stderr zdm report "$id" --state "$url" --state-dir "$T/state" --html "$T/x.html"
+  assert_equal "$status" 2
+  assert_equal "$stderr" "zdm report: give --state or --state-dir, not both"
+  assert_not_exist "$T/x.html"
 }
 
 @test "report: a journal whose hash chain is broken is reported as such, from what its records claim" {
