@@ -28,12 +28,13 @@
 static int
 write_replace(const char *path, const char *text, char **err)
 {
-	char *dir = path_dirname(path), *base = strrchr(path, '/'), *tmp;
+	const char *base = strrchr(path, '/');
+	char *dir = path_dirname(path), *tmp;
 	mode_t mask = umask(0);
 	int fd;
 
 	umask(mask);
-	base = base != NULL ? base + 1 : (char *)path;
+	base = base != NULL ? base + 1 : path;
 	tmp = xasprintf("%s/.%s.zdm-XXXXXX", dir, base);
 	free(dir);
 	if ((fd = mkstemp(tmp)) < 0) {

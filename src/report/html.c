@@ -763,7 +763,7 @@ decisions(struct sbuf *b, const json_t *marks)
 
 /* a word of the data ("in_doubt", "left_in_place") as people read it */
 static void
-words(struct sbuf *b, const char *w)
+add_words(struct sbuf *b, const char *w)
 {
 	for (const char *p = w; p != NULL && *p != '\0'; p++)
 		sb_addc(b, *p == '_' ? ' ' : *p);
@@ -789,9 +789,9 @@ steps_table(struct sbuf *b, const struct html_run *r)
 		sb_adds(b, "</td><td>");
 		esc(b, s->uses);
 		sb_addf(b, "</td><td class=\"state s-%s\">", state);
-		words(b, state);
+		add_words(b, state);
 		sb_addf(b, "</td><td>%d</td><td>%s</td><td>", s->starts, dur);
-		words(b, u);
+		add_words(b, u);
 		sb_adds(b, "</td><td class=\"msg\">");
 		esc(b, msg);
 		sb_adds(b, "</td></tr>\n");

@@ -17,6 +17,7 @@ int unit_runstate(void);
 int unit_store(void);
 int unit_runsum(void);
 int unit_console(void);
+int unit_html(void);
 
 /* small checks of util.c and redact.c */
 static int
@@ -121,6 +122,7 @@ main(void)
 	fails += unit_store();
 	fails += unit_runsum();
 	fails += unit_console();
+	fails += unit_html();
 	printf("unit: %d failed\n", fails);
 	return fails ? 1 : 0;
 }
