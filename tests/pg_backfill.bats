@@ -45,6 +45,10 @@ q() {
   pg_psql fill "$DB" -c "$1"
 }
 
+rows_over() { # N: items holds more than N rows
+  [ "$(q "SELECT count(*) FROM items")" -gt "$1" ]
+}
+
 # the journal says the backfill waited: a throttle with the lag over the
 # limit, its end, and the time it waited in the step's outputs
 assert_throttled() {
@@ -74,8 +78,9 @@ batch_size: 300"
   newdb
   fill_runbook "set: hits = hits + 1, doubled = v * 2
 batch_size: 100"
-  # records: 1 run.started, 2 step.started, 3..5 backfill.batch 1..3: crash after batch 3
-  run env ZDM_TEST_CRASH_AFTER_RECORD=5 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
+  # records: 1 run.started, 2 step.started, 3 backfill.bound, 4..6 backfill.batch 1..3:
+  # crash after batch 3
+  run env ZDM_TEST_CRASH_AFTER_RECORD=6 "$ZDM_BIN" run rb.yml --state-dir "$T/state"
   assert_equal "$status" 137
   assert_equal "$(q "SELECT count(*) FILTER (WHERE hits = 1) || '/' || count(*) FILTER (WHERE hits = 0) FROM items")" "300/700"
   run zdm resume rb.yml --state-dir "$T/state"
@@ -89,6 +94,46 @@ batch_size: 100"
   assert_output "$(for b in $(seq 10); do echo "$(( b <= 3 ? 1 : 2 )) $b $(( (b - 1) * 100 + 1 ))-$(( b * 100 ))"; done)"
   run jq -c 'select(.event=="step.succeeded") | .data.outputs | [.batches, .rows, .resumed_batches]' "$(J)"
   assert_output '[10,1000,3]'
+}
+
+@test "postgres_backfill: its upper key is fixed at its start: a steady insert stream faster than the batches cannot keep it running" {
+  newdb
+  fill_runbook "set: hits = hits + 1, doubled = v * 2
+batch_size: 100
+pause: 20ms"
+  # the application inserts 50 rows every 10 ms (about 5000 rows/s, more than
+  # the batches fill: 100 rows per ~25 ms) over TCP, for at most 10 s
+  PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$(pg_port fill)" -U "$PG_USER" -d "$DB" \
+    -c "DO \$\$ BEGIN FOR i IN 1..1000 LOOP
+          INSERT INTO items (id, v) SELECT 1000000 + i * 50 + g, g FROM generate_series(1, 50) g;
+          COMMIT; PERFORM pg_sleep(0.01); END LOOP; END \$\$" >"$T/inserts.out" 2>&1 &
+  local writer=$!
+  poll 250 0.02 rows_over 1000
+  run zdm run rb.yml --state-dir "$T/state"
+  echo "$output"
+  assert_equal "$status" 0
+  # the backfill ended while the stream still ran: the bound, not the stream, ended it
+  kill -0 "$writer"
+  # stop the stream: cancel its DO on the server, then its psql ends
+  pg_psql fill postgres -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+    WHERE datname = '$DB' AND application_name = 'psql'" >/dev/null
+  wait "$writer" || true
+  local j bound
+  j="$(J)"
+  # the bound was journaled once, before the first batch
+  run jq -r 'select(.event | startswith("backfill.")) | .event' "$j"
+  assert_line --index 0 backfill.bound
+  assert_equal "$(jq -s '[.[] | select(.event == "backfill.bound")] | length' "$j")" 1
+  bound="$(jq -r 'select(.event == "backfill.bound") | .data.upper' "$j")"
+  [ "$bound" -gt 1000 ]
+  # every row up to the bound filled once, none above it
+  assert_equal "$(q "SELECT count(*) FROM items WHERE id <= $bound AND (hits <> 1 OR doubled IS DISTINCT FROM v * 2)")" 0
+  assert_equal "$(q "SELECT count(*) FROM items WHERE id > $bound AND hits <> 0")" 0
+  [ "$(q "SELECT count(*) FROM items WHERE id > $bound")" -gt 0 ]
+  # the outputs say where it stopped and how many rows it left to the application
+  run jq -c 'select(.event == "step.succeeded") | .data.outputs | [.upper_bound, .above_bound > 0, .rows]' "$j"
+  assert_output "[\"$bound\",true,$(q "SELECT count(*) FROM items WHERE id <= $bound")]"
+  [ "$(jq -r 'select(.event == "backfill.batch") | .data.to' "$j" | tail -1)" = "$bound" ]
 }
 
 @test "postgres_backfill: a batch that waits past lock_timeout for a row the application holds rolls back and is retried" {

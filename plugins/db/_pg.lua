@@ -19,6 +19,14 @@
 --                                  has the subscription applied up to lsn?
 --   pg.wait_applied(src, dst, o)   wait (bounded) until it has
 --   pg.SAME_TEXT                   session settings that make row text alike
+--
+-- Sequences at cut-over (db.postgres_sequences, db.pgbouncer's cutover):
+--   pg.read_sequences(db)          {name -> row} of a database's sequences
+--   pg.choose_sequences(db, seqs, list)   the names a step handles
+--   pg.lacking_sequences(names, d_seqs)   those the target lacks
+--   pg.set_sequences(dst, names, s_seqs, d_seqs, margin, o)   setval each
+--   pg.sequences_before(d_seqs, names)    the target's values, in undo's shape
+--   pg.restore_sequences(dst, list)       setval them back
 
 local M = {}
 
@@ -142,6 +150,118 @@ function M.lock_retry(p, n, err, o)
 	return true
 end
 
+-- ---- sequences ------------------------------------------------------------
+
+local SEQUENCES = [[
+	SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) AS ident,
+	       schemaname || '.' || sequencename AS name, last_value, start_value, increment_by
+	  FROM pg_sequences
+	 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+	 ORDER BY 1]]
+
+-- {"schema.name" -> {ident, name, last_value (nil: never used), start_value,
+-- increment_by}} of the sequences of db's database; nil, message
+function M.read_sequences(db)
+	local r, err = db:query(SEQUENCES)
+	if not r then return nil, err end
+	local out = {}
+	for _, row in ipairs(r.rows) do out[row.name] = row end
+	return out
+end
+
+-- The sequences a step handles, as "schema.name", sorted: every one of the
+-- source's (`s_seqs`) when `list` is empty, else each of `list`
+-- ([schema.]name, resolved on the source `db`); nil, message naming those
+-- the source lacks
+function M.choose_sequences(db, s_seqs, list)
+	if list == nil or #list == 0 then
+		local names = {}
+		for name in pairs(s_seqs) do names[#names + 1] = name end
+		table.sort(names)
+		return names
+	end
+	local out, missing = {}, {}
+	for _, s in ipairs(list) do
+		local r = db:query("SELECT n.nspname || '.' || c.relname AS name FROM pg_class c " ..
+			"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1) AND c.relkind = 'S'", {s})
+		if r and r.rows[1] then out[#out + 1] = r.rows[1].name else missing[#missing + 1] = s end
+	end
+	if #missing > 0 then return nil, "no such sequence on the source: " .. table.concat(missing, ", ") end
+	return out
+end
+
+-- the names of `names` that the target (`d_seqs`) lacks
+function M.lacking_sequences(names, d_seqs)
+	local missing = {}
+	for _, name in ipairs(names) do
+		if not d_seqs[name] then missing[#missing + 1] = name end
+	end
+	return missing
+end
+
+-- Set each target sequence of `names` to the source's last_value + margin
+-- steps of its increment, setval(..., true): the next nextval() hands out
+-- the value after.  A sequence never used on the source is left alone.
+-- Every name must be in d_seqs (check with lacking_sequences first: setval
+-- is not transactional).  o.never_back: a target sequence already past
+-- that value (it handed out ids of its own) keeps its value.  Returns the
+-- number set and {name -> value set}, or nil, message.
+function M.set_sequences(dst, names, s_seqs, d_seqs, margin, o)
+	local sql = "SELECT setval($1::regclass, $2::bigint + $3::bigint * $4::bigint, true) AS v"
+	if o and o.never_back then
+		sql = "SELECT setval($1::regclass, CASE WHEN $4::bigint > 0 " ..
+			"THEN greatest($2::bigint + $3::bigint * $4::bigint, $5::bigint) " ..
+			"ELSE least($2::bigint + $3::bigint * $4::bigint, $5::bigint) END, true) AS v"
+	end
+	local set, values = 0, {}
+	for _, name in ipairs(names) do
+		local s = s_seqs[name]
+		if s.last_value ~= nil then
+			local args = {d_seqs[name].ident, s.last_value, margin, s.increment_by}
+			if o and o.never_back then
+				-- greatest/least ignore NULL: a target sequence never used
+				args[5] = d_seqs[name].last_value or zdm.pg.null
+			end
+			local r, e = dst:query(sql, args)
+			if not r then return nil, "target: setval " .. name .. ": " .. e end
+			values[name] = r.rows[1].v
+			set = set + 1
+		end
+	end
+	return set, values
+end
+
+-- The target's values of the sequences in `only` ({name -> true}; nil:
+-- all of d_seqs), sorted, in the shape restore_sequences takes
+function M.sequences_before(d_seqs, only)
+	local out = {}
+	for name, row in pairs(d_seqs) do
+		if only == nil or only[name] then
+			out[#out + 1] = {name = name, ident = row.ident, last_value = row.last_value,
+				start_value = row.start_value}
+		end
+	end
+	table.sort(out, function(a, b) return a.name < b.name end)
+	return out
+end
+
+-- Put the target's sequences back: a value that was set, setval(v, true);
+-- one never used, its start with is_called false.  nil, or nil, message.
+function M.restore_sequences(dst, list)
+	for _, e in ipairs(list or {}) do
+		local r, err
+		if e.last_value ~= nil then
+			r, err = dst:query("SELECT setval($1::regclass, $2::bigint, true)", {e.ident, e.last_value})
+		else
+			r, err = dst:query("SELECT setval($1::regclass, $2::bigint, false)", {e.ident, e.start_value})
+		end
+		if not r then return nil, "target: setval " .. e.name .. ": " .. err end
+	end
+	return true
+end
+
+-- ---- replication lag and apply -------------------------------------------
+
 -- The replication lag in bytes, or nil, message.  With `replica` (a
 -- streaming standby): from the source's pg_current_wal_lsn() to the
 -- standby's pg_last_wal_replay_lsn().  Without: the largest distance on the
@@ -207,18 +327,28 @@ end
 -- `subid` on the target `dst`; either may be nil) has applied everything
 -- the source had at WAL position `lsn`: its replication origin on the
 -- target has applied a commit at or past it (writes flow), or the slot's
--- confirmed position reached it (idle: keepalive replies).
+-- confirmed position reached it (idle: keepalive replies).  true or false;
+-- nil, message when neither says yes and the slot could not be read (gone,
+-- or the source did not answer).
 function M.applied(src, dst, slot, subid, lsn)
+	local why
 	if slot then
-		local r = src:query("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots " ..
+		local r, err = src:query("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots " ..
 			"WHERE slot_name = $2", {lsn, slot})
-		if r and r.rows[1] and r.rows[1].ok == "t" then return true end
+		if not r then
+			why = "source: " .. err
+		elseif r.rows[1] == nil then
+			why = "source: no replication slot " .. slot
+		elseif r.rows[1].ok == "t" then
+			return true
+		end
 	end
 	if subid then
 		local r = dst:query("SELECT remote_lsn >= $1::pg_lsn AS ok FROM pg_replication_origin_status " ..
 			"WHERE external_id = $2", {lsn, "pg_" .. subid})
 		if r and r.rows[1] and r.rows[1].ok == "t" then return true end
 	end
+	if why then return nil, why end
 	return false
 end
 

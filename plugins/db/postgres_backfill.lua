@@ -19,6 +19,13 @@
 -- replica has replayed (pg_stat_replication, flush_lsn for clients such as
 -- pg_receivewal that replay nothing).
 --
+-- Bounded: the run reads max(key) once, at its start, and journals it
+-- (`backfill.bound`) before the first batch; batches stop at that key, and a
+-- rerun keeps the first attempt's bound.  Rows the application inserts
+-- meanwhile (above the bound) cannot keep the backfill running forever:
+-- they are the application's job (it writes the new column too: dual write)
+-- or a second pass's.  The output above_bound counts them at the end.
+--
 -- Every statement runs under `lock_timeout` (default 500 ms): a batch that
 -- waits longer for a row lock held by the application gives up, rolls back
 -- and is retried after a backoff (`backfill.lock_timeout` notes), as
@@ -84,20 +91,23 @@ local function in_transaction(p, db, what, batch, body)
 end
 
 -- The batch loop shared by run (set, where) and undo (undo_set, undo_where).
--- `cursor`: the last key done (nil: from the start); `event`: the note of a
--- finished batch.  Returns {batches, rows, throttled_ms, last}, or nil, msg.
-local function batches(ctx, p, db, replica, set, where, cursor, event, first_batch)
+-- `cursor`: the last key done (nil: from the start); `upper`: the last key
+-- to do (fixed when the step started; nil: the table was empty, nothing to
+-- do); `event`: the note of a finished batch.  Returns {batches, rows,
+-- throttled_ms, last}, or nil, msg.
+local function batches(ctx, p, db, replica, set, where, cursor, upper, event, first_batch)
 	local k, t = p.key, p.table
 	local filter = where and (" AND (" .. where .. ")") or ""
-	-- the next batch: up to batch_size keys after the cursor
-	local bounds_from_start = string.format("SELECT min(%s)::text AS lo, max(%s)::text AS hi, " ..
-		"count(*) AS n FROM (SELECT %s FROM %s WHERE true%s ORDER BY %s LIMIT $1) b",
-		k, k, k, t, filter, k)
-	local bounds_after = string.format("SELECT min(%s)::text AS lo, max(%s)::text AS hi, " ..
-		"count(*) AS n FROM (SELECT %s FROM %s WHERE %s > $2%s ORDER BY %s LIMIT $1) b",
-		k, k, k, t, k, filter, k)
-	local update = string.format("UPDATE %s SET %s WHERE %s BETWEEN $1 AND $2%s", t, set, k, filter)
 	local out = {batches = 0, rows = 0, throttled_ms = 0}
+	if upper == nil then return out end
+	-- the next batch: up to batch_size keys after the cursor, up to the bound
+	local bounds_from_start = string.format("SELECT min(%s)::text AS lo, max(%s)::text AS hi, " ..
+		"count(*) AS n FROM (SELECT %s FROM %s WHERE %s <= $2%s ORDER BY %s LIMIT $1) b",
+		k, k, k, t, k, filter, k)
+	local bounds_after = string.format("SELECT min(%s)::text AS lo, max(%s)::text AS hi, " ..
+		"count(*) AS n FROM (SELECT %s FROM %s WHERE %s > $2 AND %s <= $3%s ORDER BY %s LIMIT $1) b",
+		k, k, k, t, k, k, filter, k)
+	local update = string.format("UPDATE %s SET %s WHERE %s BETWEEN $1 AND $2%s", t, set, k, filter)
 	local state = {}
 	local n = first_batch
 	while true do
@@ -108,9 +118,9 @@ local function batches(ctx, p, db, replica, set, where, cursor, event, first_bat
 		local res, msg = in_transaction(p, db, event:match("^[^.]+"), n, function(c)
 			local r, e, st
 			if cursor == nil then
-				r, e, st = c:query(bounds_from_start, {tostring(p.batch_size)})
+				r, e, st = c:query(bounds_from_start, {tostring(p.batch_size), upper})
 			else
-				r, e, st = c:query(bounds_after, {tostring(p.batch_size), cursor})
+				r, e, st = c:query(bounds_after, {tostring(p.batch_size), cursor, upper})
 			end
 			if not r then return nil, "finding batch " .. n .. ": " .. e, st end
 			local b = r.rows[1]
@@ -173,6 +183,36 @@ end
 local function close(db, replica)
 	db:close()
 	if replica then replica:close() end
+end
+
+-- The upper key bound: the one an earlier attempt noted as `event`, else
+-- max(key) now, noted (on disk before the first batch).  Returns the bound
+-- (text; nil when the table is empty), or nil, message, "error".
+local function upper_bound(ctx, p, db, event)
+	for _, note in ipairs(ctx.notes or {}) do
+		if note.event == event and type(note.data) == "table" then
+			return note.data.upper, nil, nil, true
+		end
+	end
+	local r, err = db:query(string.format("SELECT max(%s)::text AS hi FROM %s", p.key, p.table))
+	if not r then return nil, string.format("reading max(%s) of %s: %s", p.key, p.table, err), "error" end
+	local hi = r.rows[1].hi
+	zdm.note(event, {upper = hi})
+	return hi
+end
+
+-- rows above the bound that the batches left (inserted since the bound was
+-- read); nil when it cannot tell
+local function above_bound(p, db, upper, where)
+	local filter = where and (" AND (" .. where .. ")") or ""
+	local r
+	if upper == nil then
+		r = db:query(string.format("SELECT count(*) AS n FROM %s WHERE true%s", p.table, filter))
+	else
+		r = db:query(string.format("SELECT count(*) AS n FROM %s WHERE %s > $1%s", p.table, p.key, filter),
+			{upper})
+	end
+	return r and tonumber(r.rows[1].n) or nil
 end
 
 -- what earlier attempts finished: the last noted batch of `event`
@@ -329,11 +369,24 @@ return {
 		local db, replica = open(ctx, p)
 		if not db then return nil, replica end
 		local t0 = clock(db)
-		local out, err = batches(ctx, p, db, replica, p.set, p.where, cursor,
+		-- the last key this backfill does, fixed at its start
+		local upper, uerr, failed, kept = upper_bound(ctx, p, db, "backfill.bound")
+		if failed then close(db, replica) return nil, uerr end
+		if not kept then
+			zdm.log(upper and string.format("up to %s %s (max(%s) now; rows inserted from here on are " ..
+				"the application's to fill)", p.key, upper, p.key) or "the table is empty: nothing to fill")
+		end
+		local out, err = batches(ctx, p, db, replica, p.set, p.where, cursor, upper,
 			"backfill.batch", last_batch + 1)
 		local t1 = clock(db)
+		local above = out and above_bound(p, db, upper, p.where)
 		close(db, replica)
 		if not out then return nil, err end
+		if above and above > 0 then
+			zdm.log(string.format("%d row(s) above %s %s were inserted during the backfill and not " ..
+				"filled: the application's dual write, or a second pass, must cover them",
+				above, p.key, tostring(upper)))
+		end
 		local undo_data = nil
 		if p.undo_set then undo_data = {undo_set = p.undo_set, undo_where = p.undo_where} end
 		return {
@@ -343,6 +396,8 @@ return {
 				resumed_batches = before_batches,
 				throttled_ms = out.throttled_ms,
 				duration_ms = (t0 and t1) and (t1 - t0) or nil,
+				upper_bound = upper,
+				above_bound = above,
 			},
 			undo_data = undo_data,
 		}
@@ -367,7 +422,20 @@ return {
 			end
 			return nil, replica
 		end
-		local out, err = batches(ctx, p, db, replica, set, where, cursor,
+		-- the rows run changed: up to run's bound; without one (a journal
+		-- from before bounds), max(key) when the undo starts
+		local upper, failed, kept
+		for _, note in ipairs(ctx.notes or {}) do
+			if note.event == "backfill.bound" and type(note.data) == "table" and not kept then
+				upper, kept = note.data.upper, true
+			end
+		end
+		if not kept then
+			local uerr
+			upper, uerr, failed = upper_bound(ctx, p, db, "backfill.undo_bound")
+			if failed then close(db, replica) return nil, uerr end
+		end
+		local out, err = batches(ctx, p, db, replica, set, where, cursor, upper,
 			"backfill.undo_batch", last_batch + 1)
 		close(db, replica)
 		if not out then return nil, err end

@@ -10,46 +10,12 @@
 -- snapshot() records the target's values first; undo puts them back
 -- (a sequence never used before is reset to its start, is_called false).
 
-local pg = zdm.lib("db._pg")		-- connect, credential checks
+local pg = zdm.lib("db._pg")		-- connect, credential checks, the sequence helpers
 
 local function connect(which, conninfo, pw)
 	local db, err = pg.connect(conninfo, {password = pw, application_name = "zdm db.postgres_sequences"})
 	if not db then return nil, which .. ": " .. err end
 	return db
-end
-
-local LIST = [[
-	SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) AS ident,
-	       schemaname || '.' || sequencename AS name, last_value, start_value, increment_by
-	  FROM pg_sequences
-	 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
-	 ORDER BY 1]]
-
--- {name -> row} of the sequences on one side
-local function read_all(db)
-	local r, err = db:query(LIST)
-	if not r then return nil, err end
-	local out = {}
-	for _, row in ipairs(r.rows) do out[row.name] = row end
-	return out
-end
-
--- the sequences this step handles on the source: the list given, or all
-local function chosen(db, src_seqs, p)
-	if #p.sequences == 0 then
-		local names = {}
-		for name in pairs(src_seqs) do names[#names + 1] = name end
-		table.sort(names)
-		return names
-	end
-	local out, missing = {}, {}
-	for _, s in ipairs(p.sequences) do
-		local r = db:query("SELECT n.nspname || '.' || c.relname AS name FROM pg_class c " ..
-			"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1) AND c.relkind = 'S'", {s})
-		if r and r.rows[1] then out[#out + 1] = r.rows[1].name else missing[#missing + 1] = s end
-	end
-	if #missing > 0 then return nil, "no such sequence on the source: " .. table.concat(missing, ", ") end
-	return out
 end
 
 return {
@@ -95,15 +61,10 @@ return {
 		local dst, err = connect("target", p.target, p.target_password)
 		if not dst then return nil, err end
 		local seqs
-		seqs, err = read_all(dst)
+		seqs, err = pg.read_sequences(dst)
+		dst:close()
 		if not seqs then return nil, "target: " .. err end
-		local out = {}
-		for name, row in pairs(seqs) do
-			out[#out + 1] = {name = name, ident = row.ident, last_value = row.last_value,
-				start_value = row.start_value}
-		end
-		table.sort(out, function(a, b) return a.name < b.name end)
-		return {sequences = out}
+		return {sequences = pg.sequences_before(seqs)}
 	end,
 
 	-- --dry-run: both connections, the sequences on both sides, and the
@@ -116,12 +77,12 @@ return {
 		if not dst then src:close() return nil, err end
 		local function done(...) src:close() dst:close() return ... end
 		local s_seqs, d_seqs
-		s_seqs, err = read_all(src)
+		s_seqs, err = pg.read_sequences(src)
 		if not s_seqs then return done(nil, "source: " .. err) end
-		d_seqs, err = read_all(dst)
+		d_seqs, err = pg.read_sequences(dst)
 		if not d_seqs then return done(nil, "target: " .. err) end
 		local names
-		names, err = chosen(src, s_seqs, p)
+		names, err = pg.choose_sequences(src, s_seqs, p.sequences)
 		if not names then return done(nil, err) end
 		local missing, denied = {}, {}
 		for _, name in ipairs(names) do
@@ -150,44 +111,24 @@ return {
 		dst, err = connect("target", p.target, p.target_password)
 		if not dst then return nil, err end
 		local s_seqs, d_seqs
-		s_seqs, err = read_all(src)
+		s_seqs, err = pg.read_sequences(src)
 		if not s_seqs then return nil, "source: " .. err end
-		d_seqs, err = read_all(dst)
+		d_seqs, err = pg.read_sequences(dst)
 		if not d_seqs then return nil, "target: " .. err end
 		local names
-		names, err = chosen(src, s_seqs, p)
+		names, err = pg.choose_sequences(src, s_seqs, p.sequences)
 		if not names then return nil, err end
-		local missing = {}
-		for _, name in ipairs(names) do
-			if not d_seqs[name] then missing[#missing + 1] = name end
-		end
+		local missing = pg.lacking_sequences(names, d_seqs)
 		if #missing > 0 then
 			return nil, "refused before setting anything: the target lacks sequence(s) " ..
 				table.concat(missing, ", ") .. ": create them first (db.postgres_sync copy_schema does)"
 		end
 		-- setval is not transactional: every check is done above, before the first
-		local set, values = 0, {}
-		for _, name in ipairs(names) do
-			local s = s_seqs[name]
-			if s.last_value ~= nil then
-				-- value + margin steps of the sequence's increment, in SQL (bigint)
-				local r, e = dst:query("SELECT setval($1::regclass, $2::bigint + $3::bigint * $4::bigint, true) AS v",
-					{d_seqs[name].ident, s.last_value, p.margin, s.increment_by})
-				if not r then return nil, "target: setval " .. name .. ": " .. e end
-				values[name] = r.rows[1].v
-				set = set + 1
-			end
-		end
+		local set, values = pg.set_sequences(dst, names, s_seqs, d_seqs, p.margin)
+		if not set then return nil, values end
 		zdm.log(string.format("set %d of %d sequence(s) on the target (margin %d)", set, #names, p.margin))
 		src:close(); dst:close()
-		local prior = ctx.prior
-		if prior == nil then
-			prior = {sequences = {}}
-			for name, row in pairs(d_seqs) do
-				prior.sequences[#prior.sequences + 1] = {name = name, ident = row.ident,
-					last_value = row.last_value, start_value = row.start_value}
-			end
-		end
+		local prior = ctx.prior or {sequences = pg.sequences_before(d_seqs)}
 		-- undo only what this step set
 		local keep = {}
 		for _, e in ipairs(prior.sequences) do
@@ -202,16 +143,10 @@ return {
 		end
 		local dst, err = connect("target", p.target, p.target_password)
 		if not dst then return nil, err end
-		for _, e in ipairs(u.sequences or {}) do
-			local r, e2
-			if e.last_value ~= nil then
-				r, e2 = dst:query("SELECT setval($1::regclass, $2::bigint, true)", {e.ident, e.last_value})
-			else
-				r, e2 = dst:query("SELECT setval($1::regclass, $2::bigint, false)", {e.ident, e.start_value})
-			end
-			if not r then return nil, "target: setval " .. e.name .. ": " .. e2 end
-		end
+		local ok
+		ok, err = pg.restore_sequences(dst, u.sequences)
 		dst:close()
+		if not ok then return nil, err end
 		return nil
 	end,
 }

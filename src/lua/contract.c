@@ -190,7 +190,7 @@ contract_push_params(lua_State *L, const json_t *params)
 void
 contract_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
 {
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 9);
 	if (ctx == NULL)
 		return;
 	lua_pushstring(L, ctx->run_id != NULL ? ctx->run_id : "");
@@ -205,6 +205,11 @@ contract_push_ctx(lua_State *L, const struct zdm_ctx *ctx)
 	lua_setfield(L, -2, "undoing");
 	lua_pushstring(L, ctx->state_dir != NULL ? ctx->state_dir : "");
 	lua_setfield(L, -2, "state_dir");
+	if (ctx->deadline_ms != 0) {
+		/* on zdm.now()'s clock: how long the call may still take */
+		lua_pushinteger(L, (lua_Integer)ctx->deadline_ms);
+		lua_setfield(L, -2, "deadline");
+	}
 	if (ctx->prior != NULL && !json_is_null(ctx->prior)) {
 		lj_push(L, ctx->prior);
 		lua_setfield(L, -2, "prior");

@@ -1,6 +1,6 @@
 /*
  * core.c - the `zdm` module's own small functions for plugins: zdm.log,
- * zdm.sleep, zdm.note, zdm.progress, zdm.is_expr and zdm.signal.
+ * zdm.sleep, zdm.now, zdm.note, zdm.progress, zdm.is_expr and zdm.signal.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -56,6 +56,15 @@ lh_sleep(lua_State *L)
 	}
 	lhx_check(L);		/* cut short by the deadline: raises */
 	return 0;
+}
+
+/* zdm.now(): the monotonic clock in ms, to measure how long something
+ * took within one call (not a time of day; not comparable across processes) */
+static int
+lh_now(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)zdm_now_ms());
+	return 1;
 }
 
 /*
@@ -211,6 +220,7 @@ luaopen_zdm_core(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{ "sleep", lh_sleep },
+		{ "now", lh_now },
 		{ "log", lh_log },
 		{ "is_expr", lh_is_expr },
 		{ "note", lh_note },

@@ -4,7 +4,9 @@
  *   local db, err = zdm.pg.connect(conninfo, {password=, connect_timeout=ms,
  *                                  statement_timeout=ms, application_name=})
  *   local r, err, sqlstate = db:query(sql, {params...})  -- extended protocol
+ *   local r, err = db:query(sql, nil, {simple = true})   -- simple protocol, rows
  *   local ok, err, sqlstate = db:exec(sql)               -- simple protocol
+ *   ... db:query(sql, params, {timeout = ms}), db:exec(sql, {timeout = ms})
  *   db:quote_ident(s), db:quote_literal(s)               -- PQescape*
  *   db:close()
  *
@@ -13,7 +15,13 @@
  * PQsendQuery*, poll(2) on PQsocket) in slices of at most 200 ms, bounded
  * by the step's deadline (lhx_deadline_ms) and stopped by a signal
  * (zdm_interrupted): then the running query is cancelled (PQcancel), the
- * connection closed, and lhx_check() raises for the runner.
+ * connection closed, and lhx_check() raises for the runner.  A call's own
+ * `timeout` ends the same way but returns nil, "timed out ..." instead.
+ *
+ * The simple query protocol with rows ({simple = true}) is for servers
+ * that speak PostgreSQL's protocol without the extended one: PgBouncer's
+ * admin console answers Parse with "extended query protocol not supported
+ * by admin console".
  *
  * A connection is a full userdata with a C __gc and __close (PQfinish), so
  * an error that unwinds, or the collection the host runs after each call,
@@ -244,23 +252,29 @@ pg_push_fail(lua_State *L, const PGresult *res, PGconn *conn)
  * Send is done; read every result until libpq has none.  Keeps the first
  * failed result, else the last one, in a to-be-closed holder pushed on the
  * stack (so a wait that raises leaks nothing); returns it (owned by the
- * holder) or NULL when the connection broke before any result.
+ * holder) or NULL when the connection broke before any result.  `own`
+ * (monotonic ms; 0 = none) is the call's own timeout: when it passes, the
+ * query is cancelled, the connection closed, *timed_out set and NULL
+ * returned.
  */
 static PGresult *
-pg_collect(lua_State *L, struct pgconn *c)
+pg_collect(lua_State *L, struct pgconn *c, int64_t own, bool *timed_out)
 {
 	struct pgres *keep = pg_res_hold(L, NULL);
 	PGresult *r;
 	int f;
 
+	*timed_out = false;
 	/* the query may not have gone out whole yet (non-blocking mode) */
 	while ((f = PQflush(c->conn)) == 1)
-		(void)pg_wait(L, c, POLLIN | POLLOUT, 0);
+		if (!pg_wait(L, c, POLLIN | POLLOUT, own))
+			goto timeout;
 	if (f < 0)
 		return NULL;
 	for (;;) {
 		while (PQisBusy(c->conn)) {
-			(void)pg_wait(L, c, POLLIN, 0);
+			if (!pg_wait(L, c, POLLIN, own))
+				goto timeout;
 			if (!PQconsumeInput(c->conn))
 				break;
 		}
@@ -278,6 +292,10 @@ pg_collect(lua_State *L, struct pgconn *c)
 			break;
 	}
 	return keep->res;
+timeout:
+	pg_abandon(c);
+	*timed_out = true;
+	return NULL;
 }
 
 static bool
@@ -289,7 +307,65 @@ pg_res_ok(const PGresult *r)
 	    s == PGRES_EMPTY_QUERY || s == PGRES_SINGLE_TUPLE;
 }
 
-/* ---- db:query(sql, params) ------------------------------------------------ */
+/* ---- a call's options: {timeout = ms[, simple = bool]} ------------------ */
+
+struct pg_callopts {
+	int64_t timeout;	/* ms; 0 = none (the step's deadline only) */
+	bool simple;		/* db:query: the simple query protocol */
+};
+
+/* read the options table at `idx` (none or nil: defaults); `simple` only
+ * for db:query.  Unknown keys and bad values raise. */
+static void
+pg_callopts(lua_State *L, int idx, const char *fn, bool with_simple,
+    struct pg_callopts *o)
+{
+	static const char *const names[] = { "timeout", "simple", NULL };
+
+	o->timeout = 0;
+	o->simple = false;
+	if (lua_isnoneornil(L, idx))
+		return;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+
+		if (key != NULL && strcmp(key, "timeout") == 0) {
+			int ok;
+			lua_Integer v = lua_tointegerx(L, -1, &ok);
+
+			if (!ok || v < 1 || v > (lua_Integer)1000000000000)
+				luaL_error(L, "%s: timeout must be whole ms (1 to 10^12)", fn);
+			o->timeout = (int64_t)v;
+		} else if (with_simple && key != NULL && strcmp(key, "simple") == 0) {
+			if (!lua_isboolean(L, -1))
+				luaL_error(L, "%s: simple must be true or false", fn);
+			o->simple = lua_toboolean(L, -1);
+		} else {
+			const char *dym = key != NULL ? did_you_mean(key, names) : NULL;
+
+			if (!with_simple && dym != NULL && strcmp(dym, "simple") == 0)
+				dym = NULL;
+			luaL_error(L, "%s: unknown option '%s'%s%s%s", fn,
+			    key != NULL ? key : "?", dym ? " (did you mean '" : "",
+			    dym ? dym : "", dym ? "'?)" : "");
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* nil, "timed out after N ms ..." for a call whose own timeout passed */
+static int
+pg_push_timeout(lua_State *L, int64_t ms)
+{
+	lua_pushnil(L);
+	lua_pushfstring(L, "timed out after %I ms (the statement was cancelled and "
+	    "the connection closed)", (lua_Integer)ms);
+	return 2;
+}
+
+/* ---- db:query(sql [, params [, opts]]) ------------------------------------ */
 
 static int
 pg_query(lua_State *L)
@@ -299,13 +375,20 @@ pg_query(lua_State *L)
 	int n = 0, i, ncol, nrow;
 	const char **vals = NULL;
 	PGresult *res;
+	struct pg_callopts o;
+	bool timed_out;
+	int sent;
 
+	pg_callopts(L, 4, "db:query", true, &o);
 	if (!lua_isnoneornil(L, 3)) {
 		luaL_checktype(L, 3, LUA_TTABLE);
 		n = (int)luaL_len(L, 3);
 		if (n < 0 || n > 65535)
 			return luaL_error(L, "db:query: at most 65535 parameters");
 	}
+	if (o.simple && n > 0)
+		return luaL_error(L, "db:query: simple = true takes no parameters "
+		    "(the simple query protocol has none)");
 	/* parameter texts stay on the Lua stack (referenced) while sent */
 	lua_settop(L, 3);
 	luaL_checkstack(L, n + 8, "db:query: too many parameters");
@@ -329,14 +412,19 @@ pg_query(lua_State *L)
 			}
 		}
 	}
-	if (!PQsendQueryParams(c->conn, sql, n, NULL, vals, NULL, NULL, 0)) {
+	sent = o.simple ? PQsendQuery(c->conn, sql) :
+	    PQsendQueryParams(c->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	if (!sent) {
 		char *m = pg_trim(PQerrorMessage(c->conn));
 		lua_pushnil(L);
 		pg_push_redacted_str(L, m);
 		free(m);
 		return 2;
 	}
-	res = pg_collect(L, c);	/* held on the stack until we return */
+	/* held on the stack until we return */
+	res = pg_collect(L, c, o.timeout > 0 ? zdm_now_ms() + o.timeout : 0, &timed_out);
+	if (timed_out)
+		return pg_push_timeout(L, o.timeout);
 	if (!pg_res_ok(res))
 		return pg_push_fail(L, res, c->conn);
 
@@ -371,7 +459,7 @@ pg_query(lua_State *L)
 	return 1;
 }
 
-/* ---- db:exec(sql) --------------------------------------------------------- */
+/* ---- db:exec(sql [, opts]) ----------------------------------------------- */
 
 static int
 pg_exec(lua_State *L)
@@ -379,7 +467,10 @@ pg_exec(lua_State *L)
 	struct pgconn *c = pg_check(L);
 	const char *sql = luaL_checkstring(L, 2);
 	PGresult *res;
+	struct pg_callopts o;
+	bool timed_out;
 
+	pg_callopts(L, 3, "db:exec", false, &o);
 	lua_settop(L, 2);
 	if (!PQsendQuery(c->conn, sql)) {
 		char *m = pg_trim(PQerrorMessage(c->conn));
@@ -388,7 +479,9 @@ pg_exec(lua_State *L)
 		free(m);
 		return 2;
 	}
-	res = pg_collect(L, c);
+	res = pg_collect(L, c, o.timeout > 0 ? zdm_now_ms() + o.timeout : 0, &timed_out);
+	if (timed_out)
+		return pg_push_timeout(L, o.timeout);
 	if (!pg_res_ok(res))
 		return pg_push_fail(L, res, c->conn);
 	lua_pushboolean(L, 1);
@@ -631,7 +724,9 @@ pg_connect(lua_State *L)
 			pg_finish(c);
 			return 2;
 		}
-		res = pg_collect(L, c);
+		bool timed_out;
+
+		res = pg_collect(L, c, 0, &timed_out);
 		if (!pg_res_ok(res)) {
 			char *e = pg_res_error(res, c->conn);
 			char *m = xasprintf("connect %s: SET statement_timeout: %s", c->where, e);
