@@ -11,7 +11,7 @@ PKGS=(
   jq procps util-linux parallel
   python3 nginx-light prometheus curl openssl
   haproxy socat wrk
-  postgresql postgresql-client postgresql-contrib pgbouncer
+  postgresql postgresql-client pgbouncer    # postgresql-15 brings pgbench
   openssh-server openssh-client
   libxml2-utils bsdutils tmux
   time valgrind

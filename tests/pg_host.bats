@@ -4,7 +4,8 @@
 # $n parameters, errors with SQLSTATE, connect failures that name the server
 # and never the password, statement_timeout, the step's deadline and SIGTERM
 # cancelling the running query on the server, and the rules of the host
-# (not in validate/plan, unknown options, closed connections, redaction).
+# (not in validate/plan, unknown options, closed connections, redaction),
+# the simple protocol with rows and a call's own timeout.
 
 bats_require_minimum_version 1.5.0
 load helper
@@ -178,6 +179,39 @@ EOF
   assert_success
   run outputs
   assert_output '{"closed":"zdm.pg: the connection is closed","err":"ERROR:  canceling statement due to statement timeout (SQLSTATE 57014)","st":"57014","v":"***","w":"x***"}'
+}
+
+@test "pg_host: simple = true returns rows over the simple protocol; a call's timeout cancels it and closes the connection; zdm.now and ctx.deadline" {
+  export TEST_PG_PW="$PG_PASSWORD"
+  pg_runbook "    timeout: 30s" <<'EOF'
+local r = assert(db:query("SELECT 1 AS a; SELECT 2 AS b, 'x' AS c", nil, {simple = true}))
+local ok1, e1 = pcall(db.query, db, "SELECT $1", {1}, {simple = true})
+local ok2, e2 = pcall(db.query, db, "SELECT 1", nil, {simpel = true})
+local ok3, e3 = pcall(db.exec, db, "SELECT 1", {simple = true})
+local ok4, e4 = pcall(db.query, db, "SELECT 1", nil, {timeout = 0})
+local t0 = zdm.now()
+local q, qerr = db:query("SELECT pg_sleep(30) /* zdm-own-timeout */", nil, {timeout = 300})
+local took = zdm.now() - t0
+local ok5, e5 = pcall(db.query, db, "SELECT 1")
+local db2 = assert(zdm.pg.connect(p.conninfo, {password = p.password}))
+local x, xerr = db2:exec("SELECT pg_sleep(30) /* zdm-own-timeout */", {timeout = 200})
+return {outputs = {rows = r.rows, columns = r.columns, status = r.status, e1 = e1, e2 = e2, e3 = e3, e4 = e4,
+  q = q == nil, qerr = qerr, fast = took >= 300 and took < 5000, closed = e5, x = x == nil, xerr = xerr,
+  left = ctx.deadline - zdm.now() > 20000 and ctx.deadline - zdm.now() <= 30000}}
+EOF
+  run zdm run "$T/rb.yml" --state-dir "$T/state"
+  echo "$output"
+  assert_success
+  run outputs
+  assert_output '{"closed":"zdm.pg: the connection is closed","columns":["b","c"],"e1":"db:query: simple = true takes no parameters (the simple query protocol has none)","e2":"db:query: unknown option '"'simpel'"' (did you mean '"'simple'"'?)","e3":"db:exec: unknown option '"'simple'"'","e4":"db:query: timeout must be whole ms (1 to 10^12)","fast":true,"left":true,"q":true,"qerr":"timed out after 300 ms (the statement was cancelled and the connection closed)","rows":[{"b":"2","c":"x"}],"status":"SELECT 1","x":true,"xerr":"timed out after 200 ms (the statement was cancelled and the connection closed)"}'
+  # the server is not left running them
+  local i n
+  for i in $(seq 40); do
+    n="$(pg_psql h h1 -c "select count(*) from pg_stat_activity where query like '%zdm-own-timeout%' and state = 'active' and pid <> pg_backend_pid()")"
+    [ "$n" = 0 ] && break
+    sleep 0.05
+  done
+  assert_equal "$n" 0
 }
 
 @test "pg_host: the step's deadline cancels the running query on the server" {

@@ -15,7 +15,9 @@
 #     zdm rollback each end with PgBouncer resumed, pointing at a side that
 #     holds every row;
 #   - bad input: validation (exit 2), unknown database, wrong admin
-#     password, a config without the entry (check and run).
+#     password, a config without the entry (check and run);
+#   - runbooks/postgres-cutover.yml end to end, with its health gate failing
+#     (rolled back onto the source) and passing (replication dropped).
 
 bats_require_minimum_version 1.5.0
 load helper
@@ -503,4 +505,58 @@ host: 127.0.0.1"
   assert_equal "$status" 1
   assert_output --partial "$T/pw.ini line 2: the entry of database 'app' holds a password"
   refute grep -rqF oops "$T/state"
+}
+
+# an HTTP server in $T/www on a free port: the application's health check
+# ($T/www/health: healthy while it exists); sets HEALTH_URL
+start_health() {
+  mkdir -p "$T/www"
+  echo ok >"$T/www/health"
+  local port
+  port="$(free_port)"
+  python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$port" >"$T/www.log" 2>&1 &
+  poll 100 0.05 port_open "$port" || { cat "$T/www.log" >&2; return 1; }
+  HEALTH_URL="http://127.0.0.1:$port/health"
+}
+
+
+@test "pgbouncer: runbooks/postgres-cutover.yml syncs, cuts over at PgBouncer, checks health, drops the replication; a failed health gate puts PgBouncer back on the source" {
+  make_app 40
+  pg_psql dst "$DB" -c "CREATE TABLE orders (id bigserial PRIMARY KEY, note text); ALTER TABLE orders OWNER TO $PG_USER"
+  start_health
+  export SOURCE_PGPASSWORD="$PG_PASSWORD" TARGET_PGPASSWORD="$PG_PASSWORD" PGBOUNCER_PASSWORD="$PGB_ADMIN_PASSWORD"
+  local rb="$REPO/runbooks/postgres-cutover.yml"
+  local vars=(--var source="$(pg_conninfo src "$DB")" --var target="$(pg_conninfo dst "$DB")"
+    --var tables=public.orders --var pgbouncer_admin="$(pgb_admin_conninfo "$PGB")"
+    --var pgbouncer_config="$(pgb_ini "$PGB")" --var database=app
+    --var target_host=127.0.0.1 --var target_port="$(pg_port dst)" --var health_url="$HEALTH_URL")
+  run zdm validate "$rb" "${vars[@]}"
+  assert_success
+  # the health check fails: the rollback switches back and drops the replication
+  rm "$T/www/health"
+  run zdm run "$rb" "${vars[@]}" --state-dir "$T/state-fail"
+  echo "$output"
+  assert_equal "$status" 1
+  assert_equal "$(pgb_points "$PGB" app)" "127.0.0.1 $(pg_port src) $DB"
+  assert_equal "$(pgb_paused "$PGB" app)" 0
+  assert_equal "$(pg_psql dst "$DB" -c "select count(*) from pg_subscription")" 0
+  assert_equal "$(pg_psql src "$DB" -c "select count(*) from pg_publication")" 0
+  via_pgb -c "INSERT INTO orders (note) VALUES ('after the failed run')"
+  [ "$(pg_psql src "$DB" -c "select count(*) from orders")" = 41 ]
+  # healthy: the run goes through, replication is dropped at the end
+  pg_psql dst "$DB" -c "TRUNCATE orders"
+  echo ok >"$T/www/health"
+  run zdm run "$rb" "${vars[@]}" --state-dir "$T/state"
+  echo "$output"
+  assert_success
+  assert_equal "$(pgb_points "$PGB" app)" "127.0.0.1 $(pg_port dst) $DB"
+  assert_equal "$(pgb_paused "$PGB" app)" 0
+  assert_equal "$(pg_psql dst "$DB" -c "select count(*) from pg_subscription")" 0
+  assert_equal "$(pg_psql src "$DB" -c "select count(*) from pg_publication")" 0
+  assert_equal "$(pg_psql src postgres -c "select count(*) from pg_replication_slots where database = '$DB'")" 0
+  # the application writes to the target now, with ids past the source's
+  via_pgb -c "INSERT INTO orders (note) VALUES ('on the target')"
+  [ "$(pg_psql dst "$DB" -c "select id from orders where note = 'on the target'")" -gt 1041 ]
+  [ "$(pg_psql dst "$DB" -c "select count(*) from orders")" = 42 ]
+  [ "$(pg_psql src "$DB" -c "select count(*) from orders")" = 41 ]
 }

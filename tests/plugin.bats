@@ -107,6 +107,7 @@ plugin() {   # dotted name
   run bash -c "grep -E '^[a-z]' <<<\"\$1\"" _ "$output"
   assert_output - <<'EOF'
 approval  [read-only]  [idempotent]
+db.pgbouncer  [idempotent]  [undo]
 db.postgres_backfill  [idempotent]  [undo]
 db.postgres_compare  [read-only]  [idempotent]
 db.postgres_sequences  [idempotent]  [undo]

@@ -104,6 +104,26 @@ EOF
   [ "$status" -ne 0 ] || fail "ajv accepted no path: $output"
 }
 
+@test "schema: a shipped plugin's params are in it: db.pgbouncer" {
+  run -0 jq -e '."$defs".uses.enum | index("db.pgbouncer") != null' "$T/schema.json"
+  run -0 jq -e '."$defs".typed_with.allOf[] | select(.if.properties.uses.const == "db.pgbouncer")
+    | .then.properties.with | .additionalProperties == false and .required == ["action", "admin", "database"]
+      and (.properties | has("drain_timeout") and has("catchup_timeout") and has("config") and has("subscription"))' \
+    "$T/schema.json"
+  cat >"$T/rb.yml" <<EOF
+zdm: 1
+name: s
+steps:
+  - id: p
+    uses: db.pgbouncer
+    with: {action: pause, admin: "host=h dbname=pgbouncer user=u", database: app, drain_timout: 5s}
+EOF
+  run ajv "$T/rb.yml"
+  [ "$status" -ne 0 ] || fail "ajv accepted an unknown param of db.pgbouncer: $output"
+  sed -i 's/drain_timout/drain_timeout/' "$T/rb.yml"
+  run -0 ajv "$T/rb.yml"
+}
+
 @test "schema: every runbook in runbooks/ passes ajv and zdm validate" {
   # none uses include: (an included file is not a runbook; the schema has no
   # entry for one): a runbook that does would need its includes checked apart
