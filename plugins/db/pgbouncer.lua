@@ -288,7 +288,7 @@ local function stale_pauses(ctx)
 	return out
 end
 
--- RESUME `name` (a fresh connection when `db` is nil or closed); a database
+-- RESUME `name` (on `db`, or a fresh connection when it is nil); a database
 -- that is not paused counts as resumed.  Journals pgbouncer.resumed.
 -- Returns true, was_paused, or nil, message.
 local function resume(ctx, p, db, name, why)
