@@ -13,7 +13,7 @@
 #     its undo puts the old bytes back;
 #   - zdm SIGKILLed while clients are paused (mid-cutover): zdm resume and
 #     zdm rollback each end with PgBouncer resumed, pointing at a side that
-#     holds every row;
+#     holds every row (killed before and after the switch, both ways);
 #   - bad input: validation (exit 2), unknown database, wrong admin
 #     password, a config without the entry (check and run);
 #   - runbooks/postgres-cutover.yml end to end, with its health gate failing
@@ -425,6 +425,43 @@ crash_cutover() {
   # the client that waited wrote to the source, which holds every row
   [ "$(pg_psql src "$DB" -c "select count(*) from orders where note = 'while paused'")" = 1 ]
   [ "$(pg_psql src "$DB" -c "select count(*) from orders")" = 31 ]
+}
+
+@test "pgbouncer: zdm killed while paused before the switch: zdm rollback RESUMEs on the source, changes nothing else" {
+  crash_cutover 4 pgbouncer.paused
+  cp "$(pgb_ini "$PGB")" "$T/ini.before"
+  run zdm rollback "$T/rb.yml" --state-dir "$T/state"
+  echo "$output"
+  assert_success
+  assert_output --partial "resumed it (the step had paused it)"
+  wait "$WAITER"
+  refute grep -q ERROR "$T/waiter.out"
+  assert_equal "$(pgb_paused "$PGB" app)" 0
+  assert_equal "$(pgb_points "$PGB" app)" "127.0.0.1 $(pg_port src) $DB"
+  cmp "$T/ini.before" "$(pgb_ini "$PGB")"
+  [ "$(pg_psql src "$DB" -c "select count(*) from orders")" = 31 ]
+}
+
+@test "pgbouncer: zdm killed while paused after the switch: zdm resume RESUMEs on the target and finishes; its undo still knows the source" {
+  crash_cutover 6 pgbouncer.switched
+  run zdm resume "$T/rb.yml" --state-dir "$T/state"
+  echo "$output"
+  assert_success
+  wait "$WAITER"
+  refute grep -q ERROR "$T/waiter.out"
+  assert_equal "$(pgb_paused "$PGB" app)" 0
+  assert_equal "$(pgb_points "$PGB" app)" "127.0.0.1 $(pg_port dst) $DB"
+  # the client that waited wrote to the target, which holds the source's rows too
+  [ "$(pg_psql dst "$DB" -c "select count(*) from orders where note = 'while paused'")" = 1 ]
+  [ "$(pg_psql dst "$DB" -c "select count(*) from orders")" = 31 ]
+  [ "$(pg_psql src "$DB" -c "select count(*) from orders")" = 30 ]
+  # the rerun recorded the file from before the first attempt, not its own half-done one
+  jq -se '[.[] | select(.event == "step.succeeded")][0].data.undo_data.old | contains("port='"$(pg_port src)"'")' \
+    "$(journal_of "$T/state")"
+  run zdm rollback "$T/rb.yml" --state-dir "$T/state"
+  assert_success
+  assert_equal "$(pgb_points "$PGB" app)" "127.0.0.1 $(pg_port src) $DB"
+  assert_equal "$(pgb_paused "$PGB" app)" 0
 }
 
 @test "pgbouncer: bad input: exit 2 at validate; unknown database, wrong admin password, a config without the entry fail naming them" {

@@ -857,11 +857,17 @@ return {
 			row.database == u.from.database
 		if cur == u.old and same then
 			-- the switch never happened (or was undone): end a pause this
-			-- step may have left, nothing else
-			local ok, was = resume(ctx, p, db, name, "undo")
-			if not ok then return nil, was end
+			-- step left (zdm was killed while paused), nothing else
+			local was = false
+			for _, d in ipairs(stale_pauses(ctx)) do
+				if d == name then
+					local ok
+					ok, was = resume(ctx, p, db, name, "undo")
+					if not ok then return nil, was end
+				end
+			end
 			return {nothing_to_undo = string.format("PgBouncer already points %s at %s%s", name,
-				where(u.from), was and "; resumed it (an earlier attempt had paused it)" or "")}
+				where(u.from), was and "; resumed it (the step had paused it)" or "")}
 		end
 		local paused = false
 		if action == "cutover" then
