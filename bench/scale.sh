@@ -25,7 +25,12 @@
 # count (Ir, the zdm process only, not its children) of each at sizes <= CALLGRIND_MAX.
 # Then, when GATE_MEASUREMENTS > 0, one health_gate run of that many measurements
 # (interval 1ms, against tests/servers/httpd.py on 127.0.0.1) and status, log and audit
-# verify of its journal beside sha256sum.  Last, a goals table (met/MISSED).
+# verify of its journal beside sha256sum, and the same gate with a tenth of the
+# measurements: the difference of their peak RSS over 0.9 x GATE_MEASUREMENTS is what a
+# measurement costs in memory (a gate keeps its state, not its history).  Then, with
+# nginx installed, an nginx upstream switch (bench/lb-servers.sh's backends and front):
+# raw `nginx -s reload` beside a one-step lb.nginx run, each from its start to the first
+# answer from green.  Last, a goals table (met/MISSED/n/a), one line per goal.
 #
 # Wall times of every command but `zdm version` and the 10-step validate include the
 # fork+exec of /usr/bin/time (the row "/usr/bin/time true" shows what that costs).
@@ -44,6 +49,7 @@
 #   CALLGRIND_MAX      largest size counted under callgrind (default: the smallest of
 #                      SCALES; callgrind is ~50x slower: a 10k-step run takes minutes)
 #   GATE_MEASUREMENTS  measurements of the health_gate journal (default 10000; 0: skip)
+#   NGINX_SWITCH       0 to skip the nginx switch (default 1: measured when nginx is installed)
 #   BENCH_TMPDIR       parent of the temp dir (default: mktemp -d's); the journals and
 #                      the floor's file live there, on one filesystem
 #   CC                 C compiler for bench/floor.c (default cc)
@@ -93,6 +99,7 @@ HTTPD_PID=""
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	if [[ -n $HTTPD_PID ]]; then kill "$HTTPD_PID" 2>/dev/null || true; wait "$HTTPD_PID" 2>/dev/null || true; fi
+	if declare -F lbs_stop_all >/dev/null; then lbs_stop_all; fi
 	if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -315,10 +322,26 @@ steps:
       healthy_threshold: $GATE_MEASUREMENTS
 EOF
 		t0=$(now_ns)
-		"$ZDM" run "$TMP/gate.yml" --state-dir "$TMP/gate-state" -q </dev/null >"$TMP/gate.out" 2>&1 ||
-			{ tail -n 20 "$TMP/gate.out" >&2; die "the health_gate run failed"; }
+		timed=()
+		[[ -z $TIME ]] || timed=("$TIME" -f %M -o "$TMP/gate.rss")
+		"${timed[@]}" "$ZDM" run "$TMP/gate.yml" --state-dir "$TMP/gate-state" -q \
+			</dev/null >"$TMP/gate.out" 2>&1 || { tail -n 20 "$TMP/gate.out" >&2; die "the health_gate run failed"; }
 		t1=$(now_ns)
 		GATE_RUN_MS=$(ms "$t0" "$t1")
+		# the same gate with a tenth of the measurements: what a measurement adds to the
+		# run's peak RSS is the difference over the 0.9 x N measurements between them
+		GATE_SMALL=$((GATE_MEASUREMENTS / 10))
+		if [[ -n $TIME ]] && ((GATE_SMALL >= 1)); then
+			sed "s/healthy_threshold: $GATE_MEASUREMENTS\$/healthy_threshold: $GATE_SMALL/" "$TMP/gate.yml" >"$TMP/gate-small.yml"
+			$TIME -f %M -o "$TMP/gate-small.rss" "$ZDM" run "$TMP/gate-small.yml" --state-dir "$TMP/gate-small-state" -q \
+				</dev/null >"$TMP/gate-small.out" 2>&1 ||
+				{ tail -n 20 "$TMP/gate-small.out" >&2; die "the health_gate run of $GATE_SMALL measurements failed"; }
+			GATE_RSS_KB=$(tail -n1 "$TMP/gate.rss")
+			GATE_SMALL_RSS_KB=$(tail -n1 "$TMP/gate-small.rss")
+			GATE_KB_PER=$(awk -v a="$GATE_RSS_KB" -v b="$GATE_SMALL_RSS_KB" -v n="$((GATE_MEASUREMENTS - GATE_SMALL))" \
+				'BEGIN { printf "%.3f", (a - b) / n }')
+			rm -rf "$TMP/gate-small-state"
+		fi
 		kill "$HTTPD_PID" 2>/dev/null || true
 		wait "$HTTPD_PID" 2>/dev/null || true
 		HTTPD_PID=""
@@ -335,6 +358,115 @@ EOF
 	else
 		echo "scale.sh: no python3: the health_gate journal is skipped" >&2
 	fi
+fi
+
+# ---------------------------------------------------------------- nginx switch
+# The switch of an nginx upstream from blue to green (bench/lb-servers.sh's backends
+# and front, as in bench/zero-downtime.sh, without load): from its start to the first
+# answer from green on a new connection through the front, polled every ~1 ms by a
+# python3 loop. raw: rewrite the upstream file + `nginx -s reload`, timed from the
+# moment before the write; zdm: `zdm run` of one lb.nginx step, timed from the ts of
+# its step.started. Median of REPS each; back to blue (raw) between repetitions.
+NGINX_RAW_MS="" NGINX_ZDM_MS="" NGINX_NOTE=""
+if [[ ${NGINX_SWITCH:-1} != 1 ]]; then
+	NGINX_NOTE="not measured (NGINX_SWITCH=0)"
+elif ! command -v nginx >/dev/null; then
+	NGINX_NOTE="not measured: nginx is not installed"
+elif ! command -v python3 >/dev/null || ! command -v curl >/dev/null; then
+	NGINX_NOTE="not measured: needs python3 and curl"
+else
+	echo "scale.sh: nginx switch, raw and zdm, $REPS each..." >&2
+	# shellcheck source=bench/lb-servers.sh
+	source "$REPO/bench/lb-servers.sh"
+	NG=$TMP/nginx
+	lbs_backends "$NG/backends" || die "the backends' nginx did not start"
+	lbs_nginx_front "$NG/front" "$BLUE_ADDR" || die "the front nginx did not start"
+	NGX=(nginx -p "$NG/front/" -c "$NG/front/nginx.conf")
+	# first_green READY_FILE: epoch ms of the first answer from green through the
+	# front (a new connection each time; 10 s at most); nothing if green never answered
+	first_green() {
+		python3 - "$FRONT_PORT" "$1" <<'PY'
+import http.client, sys, time
+port, ready = int(sys.argv[1]), sys.argv[2]
+open(ready, "w").close()
+end = time.time() + 10
+while time.time() < end:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        c.close()
+        if r.getheader("X-Backend") == "green":
+            print(int(time.time() * 1000))
+            break
+    except OSError:
+        pass
+    time.sleep(0.001)
+PY
+	}
+	poll_start() { # the poller in the background: POLL_PID, its answer in $NG/poll
+		local i
+		rm -f "$NG/poll" "$NG/poll.ready"
+		first_green "$NG/poll.ready" >"$NG/poll" &
+		POLL_PID=$!
+		for ((i = 0; i < 200; i++)); do [[ -e $NG/poll.ready ]] && break; sleep 0.01; done
+		sleep 0.05
+	}
+	poll_first() { wait "$POLL_PID" || true; first=$(cat "$NG/poll"); } # -> first
+	back_to_blue() { # raw switch back; returns once blue answers and one worker is left
+		local i master
+		lbs_upstream_file "$NG/front/upstream.conf" "$BLUE_ADDR"
+		"${NGX[@]}" -s reload 2>>"$NG/reload.log"
+		master=$(cat "$NG/front/nginx.pid")
+		for ((i = 0; i < 400; i++)); do
+			if curl -s -D - -o /dev/null "http://127.0.0.1:$FRONT_PORT/" | grep -qi '^x-backend: blue' &&
+				(($(pgrep -c -P "$master" || true) == 1)); then return 0; fi
+			sleep 0.025
+		done
+		die "nginx did not go back to blue"
+	}
+	cat >"$TMP/switch.yml" <<EOF
+zdm: 1
+name: scale-nginx-switch
+steps:
+  - id: switch
+    uses: lb.nginx
+    timeout: 30s
+    with:
+      conf: $NG/front/nginx.conf
+      prefix: $NG/front/
+      pid_file: $NG/front/nginx.pid
+      file: $NG/front/upstream.conf
+      upstream: app
+      servers:
+        - address: $GREEN_ADDR
+EOF
+	raw=() zdm=()
+	for ((r = 1; r <= REPS; r++)); do
+		poll_start
+		t0=$(($(now_ns) / 1000000))
+		lbs_upstream_file "$NG/front/upstream.conf" "$GREEN_ADDR"
+		"${NGX[@]}" -s reload 2>>"$NG/reload.log"
+		poll_first
+		[[ -n $first ]] || die "nginx: green never answered after the raw switch"
+		raw+=($((first - t0)))
+		back_to_blue
+
+		rm -rf "$NG/state"
+		poll_start
+		"$ZDM" run "$TMP/switch.yml" --state-dir "$NG/state" -q </dev/null >"$NG/zdm.out" 2>&1 ||
+			{ tail -n 20 "$NG/zdm.out" >&2; die "the lb.nginx switch run failed"; }
+		poll_first
+		[[ -n $first ]] || die "nginx: green never answered after zdm's switch"
+		ts=$(grep -m1 '"event":"step.started"' "$(journal_of "$NG/state")" | sed 's/.*"ts":"\([^"]*\)".*/\1/')
+		t0=$(date -d "$ts" +%s%3N)
+		zdm+=($((first - t0)))
+		back_to_blue
+	done
+	lbs_stop_all
+	NGINX_RAW_MS=$(median "${raw[@]}")
+	NGINX_ZDM_MS=$(median "${zdm[@]}")
 fi
 
 # ---------------------------------------------------------------- tables
@@ -431,6 +563,17 @@ echo "goals (time limits at $G steps)"
 	echo "Ir per durable exec step <= 150K"$'\t'"${IPS:--} (at $SMALLEST)"$'\t'"$(met "${IPS:--}" '<=' 150000)"
 	echo "zdm version <= 5 ms"$'\t'"$VERSION_MS ms"$'\t'"$(met "$VERSION_MS" '<=' 5)"
 	echo "validate of 10 steps <= 8 ms"$'\t'"$TEN_MS ms"$'\t'"$(met "$TEN_MS" '<=' 8)"
+	if [[ -n ${GATE_KB_PER:-} ]]; then
+		echo "memory per gate measurement <= 0.2 KB"$'\t'"$GATE_KB_PER KB (peak RSS: $GATE_MEASUREMENTS vs $GATE_SMALL)"$'\t'"$(met "$GATE_KB_PER" '<=' 0.2)"
+	else
+		echo "memory per gate measurement <= 0.2 KB"$'\t'"not measured (GATE_MEASUREMENTS < 10, no python3 or no /usr/bin/time)"$'\t'"n/a"
+	fi
+	if [[ -n $NGINX_ZDM_MS ]]; then
+		lim=$(calc "$NGINX_RAW_MS + 5")
+		echo "nginx switch <= raw nginx -s reload + 5 ms"$'\t'"zdm $NGINX_ZDM_MS ms, raw $NGINX_RAW_MS ms"$'\t'"$(met "$NGINX_ZDM_MS" '<=' "$lim")"
+	else
+		echo "nginx switch <= raw nginx -s reload + 5 ms"$'\t'"$NGINX_NOTE"$'\t'"n/a"
+	fi
 } | table
 if [[ $G != 10000 ]]; then
 	echo "(10000 not in SCALES: the time limits are held at $G steps; the t(10k)/t(1k) ratio is n/a without both)"
