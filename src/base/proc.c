@@ -147,8 +147,14 @@ zdm_poll_fd(int fd, short events, int64_t deadline)
 	}
 }
 
+/*
+ * The child's environment: zdm's own (environ) less the names EXTRA sets,
+ * then EXTRA's NAME=VALUE.  environ's entries are pointed to, not copied
+ * (the child gets them before proc_run returns); only EXTRA's are allocated,
+ * from *OWNED on, for free_env.
+ */
 static char **
-build_env(const json_t *extra)
+build_env(const json_t *extra, size_t *owned)
 {
 	size_t n = 0, m = 0;
 	char **envp;
@@ -161,14 +167,11 @@ build_env(const json_t *extra)
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = strchr(environ[i], '=');
 		size_t kl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		bool overridden = false;
 
-		json_object_foreach((json_t *)extra, k, v)
-			if (strlen(k) == kl && strncmp(k, environ[i], kl) == 0)
-				overridden = true;
-		if (!overridden)
-			envp[m++] = xstrdup(environ[i]);
+		if (json_object_getn(extra, environ[i], kl) == NULL)
+			envp[m++] = environ[i];
 	}
+	*owned = m;
 	json_object_foreach((json_t *)extra, k, v) {
 		if (json_is_string(v))
 			envp[m++] = xasprintf("%s=%s", k, json_string_value(v));
@@ -184,11 +187,11 @@ build_env(const json_t *extra)
 }
 
 static void
-free_env(char **envp)
+free_env(char **envp, size_t owned)
 {
 	if (envp == NULL)
 		return;
-	for (size_t i = 0; envp[i] != NULL; i++)
+	for (size_t i = owned; envp[i] != NULL; i++)
 		free(envp[i]);
 	free(envp);
 }
@@ -280,6 +283,7 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
 	struct stream so, se;
 	char **envp = NULL;
+	size_t owned = 0;
 	char *shargv[4];
 	char *const *argv;
 	pid_t pid;
@@ -331,11 +335,11 @@ proc_run(const struct proc_opts *o, struct proc_result *r, char **err)
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 	    POSIX_SPAWN_SETSIGDEF);
 	if (o->env != NULL && json_object_size(o->env) > 0)
-		envp = build_env(o->env);
+		envp = build_env(o->env, &owned);
 	rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, envp ? envp : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
-	free_env(envp);
+	free_env(envp, owned);
 	close(outp[1]);
 	close(errp[1]);
 	if (inp[0] >= 0)

@@ -84,6 +84,12 @@ struct journal {
 	bool unsynced;			/* lines written since the last fdatasync */
 	void (*echo)(const char *line, void *arg);
 	void *echo_arg;
+	struct sbuf line;		/* the record being written, reused */
+	char *run_enc;			/* run_id as jansson encodes it, quotes included */
+	char *step_enc, *step_last;	/* the same for the last step appended */
+	struct {			/* and for the events appended (few) */
+		char *name, *enc;
+	} ev[24];
 	/* journal_open_sink: the line goes here instead of to fd */
 	int (*sink)(const char *line, size_t len, long seq, void *arg, char **err);
 	void *sink_arg;
@@ -225,6 +231,14 @@ journal_free(struct journal *j)
 		OPENSSL_cleanse(j->key, j->keylen);
 		free(j->key);
 	}
+	sb_release(&j->line);
+	free(j->run_enc);
+	free(j->step_enc);
+	free(j->step_last);
+	for (size_t i = 0; i < sizeof j->ev / sizeof j->ev[0]; i++) {
+		free(j->ev[i].name);
+		free(j->ev[i].enc);
+	}
 	free(j->path);
 	free(j->run_id);
 	free(j);
@@ -239,6 +253,7 @@ journal_new(const char *path, const char *run_id)
 	j->path = xstrdup(path);
 	j->run_id = xstrdup(run_id);
 	memcpy(j->prev, zero_hash, sizeof j->prev);
+	sb_init(&j->line);
 	j->crash_before = env_long("ZDM_TEST_CRASH_BEFORE_RECORD");
 	j->crash_after = env_long("ZDM_TEST_CRASH_AFTER_RECORD");
 	j->tear_at = env_long("ZDM_TEST_TEAR_RECORD");
@@ -414,55 +429,149 @@ claim_end(struct journal *j, char **err)
 	return 0;
 }
 
-/*
- * The line of a record, in canonical form, encoded once: its keys sorted
- * fall in two runs around "hash": HEAD ("attempt", "data", "event", all
- * before it) and TAIL ("prev", "run", "seq", "step", "ts", all after it).
- * canonical (without "hash") = HEAD's members "," TAIL's members, hashed as
- * those pieces; the line = HEAD's members ,"hash":"<hex>", TAIL's members,
- * the very bytes json_dumps(record with hash, DUMP_FLAGS) makes.  *len is
- * the line's length; the buffer has room for a "\n" after it.
- */
-static char *
-record_line(const struct journal *j, const json_t *head, const json_t *tail,
-    char hash[HASH_HEX + 1], size_t *len)
+/* json_dump_callback's sink: the line being built */
+static int
+line_put(const char *p, size_t n, void *arg)
 {
-	char *h = json_dumps(head, DUMP_FLAGS), *t = json_dumps(tail, DUMP_FLAGS);
-	char *line = NULL;
-	size_t hl, tl;
+	sb_add(arg, p, n);
+	return 0;
+}
 
-	if (h == NULL || t == NULL)
-		goto out;
-	hl = strlen(h);
-	tl = strlen(t);
-	if (hl < 2 || tl < 2 || h[hl - 1] != '}' || t[0] != '{')
-		goto out;
-	{
-		const char *part[3] = { h, ",", t + 1 };
-		size_t plen[3] = { hl - 1, 1, tl - 1 };
+/* jansson's encoding of the string S (quotes and escapes as json_dumps
+ * writes them), appended to SB; -1 if S is not valid UTF-8 */
+static int
+put_string(struct sbuf *sb, const char *s)
+{
+	json_t *v = json_string(s);
+	int rc = v != NULL ? json_dump_callback(v, line_put, sb, DUMP_FLAGS | JSON_ENCODE_ANY) : -1;
 
-		if (chain_hash_parts(j->key, j->keylen, j->prev, part, plen, 3, hash) != 0)
-			goto out;
+	json_decref(v);
+	return rc;
+}
+
+/* the encoding of S kept in *ENC (S in *LAST), made again only when S changes */
+static const char *
+encoded(char **enc, char **last, const char *s)
+{
+	struct sbuf sb;
+
+	if (*enc != NULL && (last == NULL || strcmp(*last, s) == 0))
+		return *enc;
+	sb_init(&sb);
+	if (put_string(&sb, s) != 0) {
+		sb_release(&sb);
+		return NULL;
 	}
-	*len = (hl - 1) + 9 + HASH_HEX + 2 + (tl - 1);
-	line = xmalloc(*len + 2);
-	memcpy(line, h, hl - 1);
-	memcpy(line + hl - 1, ",\"hash\":\"", 9);
-	memcpy(line + hl - 1 + 9, hash, HASH_HEX);
-	memcpy(line + hl - 1 + 9 + HASH_HEX, "\",", 2);
-	memcpy(line + hl - 1 + 9 + HASH_HEX + 2, t + 1, tl - 1);
-	line[*len] = '\0';
-out:
-	free(h);
-	free(t);
-	return line;
+	free(*enc);
+	*enc = sb_detach(&sb);
+	if (last != NULL) {
+		free(*last);
+		*last = xstrdup(s);
+	}
+	return *enc;
+}
+
+static const char *
+event_encoded(struct journal *j, const char *event)
+{
+	size_t i, n = sizeof j->ev / sizeof j->ev[0];
+
+	for (i = 0; i < n && j->ev[i].name != NULL; i++)
+		if (strcmp(j->ev[i].name, event) == 0)
+			return j->ev[i].enc;
+	if (i == n) {		/* full: the last slot is a one-entry cache */
+		i = n - 1;
+		return encoded(&j->ev[i].enc, &j->ev[i].name, event);
+	}
+	if (encoded(&j->ev[i].enc, &j->ev[i].name, event) == NULL) {
+		free(j->ev[i].name);
+		j->ev[i].name = NULL;
+		return NULL;
+	}
+	return j->ev[i].enc;
+}
+
+/*
+ * The line of a record into j->line, in canonical form, each value encoded
+ * by jansson once: the data object by json_dump_callback (JSON_COMPACT |
+ * JSON_SORT_KEYS, as json_dumps), the strings (event, run, step) as jansson
+ * encodes a string (kept while they repeat), around them the record's keys
+ * in their sorted order: "attempt" (when not 0), "data", "event", "hash",
+ * "prev", "run", "seq", "step" (when there is one), "ts".  "prev" and "hash"
+ * are lowercase hex, "ts" is digits and -:.TZ (now_iso8601), "seq" and
+ * "attempt" decimal integers: each is its own JSON encoding between quotes,
+ * or bare for the integers, as jansson writes them.  canonical (without
+ * "hash") = the line before ,"hash":"<hex>" and the line after it: hashed as
+ * those two pieces, then the hash is written in its place.  The bytes are
+ * json_dumps(record with hash, DUMP_FLAGS)'s (tests/unit/test_journal.c
+ * checks it, record by record, for odd steps, events and data).  j->line
+ * has room for a "\n" after it.  Returns 0, or -1 with *err set.
+ */
+static int
+record_line(struct journal *j, const char *event, const char *step, int attempt,
+    json_t *data, const char *ts, long seq, char hash[HASH_HEX + 1], char **err)
+{
+	struct sbuf *sb = &j->line;
+	const char *ev, *run, *st = NULL;
+	char num[32];
+	size_t head, at, tail;
+
+	ev = event_encoded(j, event != NULL ? event : "");
+	run = encoded(&j->run_enc, NULL, j->run_id);
+	if (step != NULL)
+		st = encoded(&j->step_enc, &j->step_last, step);
+	if (event == NULL || ev == NULL || run == NULL || (step != NULL && st == NULL))
+		return seterr(err, "journal '%s': cannot build record for '%s' "
+		    "(not valid UTF-8?)", j->path, event != NULL ? event : "");
+	sb->len = 0;
+	sb_adds(sb, "{");
+	if (attempt != 0) {
+		snprintf(num, sizeof num, "\"attempt\":%d,", attempt);
+		sb_adds(sb, num);
+	}
+	sb_adds(sb, "\"data\":");
+	if (json_dump_callback(data, line_put, sb, DUMP_FLAGS) != 0)
+		return seterr(err, "journal '%s': cannot encode the data of '%s'", j->path, event);
+	sb_adds(sb, ",\"event\":");
+	sb_adds(sb, ev);
+	head = sb->len;
+	sb_adds(sb, ",\"hash\":\"");
+	at = sb->len;
+	sb_add(sb, zero_hash, HASH_HEX);
+	sb_adds(sb, "\"");
+	tail = sb->len;
+	sb_adds(sb, ",\"prev\":\"");
+	sb_add(sb, j->prev, HASH_HEX);
+	sb_adds(sb, "\",\"run\":");
+	sb_adds(sb, run);
+	snprintf(num, sizeof num, ",\"seq\":%ld", seq);
+	sb_adds(sb, num);
+	if (st != NULL) {
+		sb_adds(sb, ",\"step\":");
+		sb_adds(sb, st);
+	}
+	sb_adds(sb, ",\"ts\":\"");
+	sb_adds(sb, ts);
+	sb_adds(sb, "\"}");
+	{
+		const char *part[2] = { sb->buf, sb->buf + tail };
+		size_t plen[2] = { head, sb->len - tail };
+
+		if (chain_hash_parts(j->key, j->keylen, j->prev, part, plen, 2, hash) != 0)
+			return seterr(err, "journal '%s': cannot hash record", j->path);
+	}
+	memcpy(sb->buf + at, hash, HASH_HEX);
+	sb_add(sb, "\n", 1);	/* room for the "\n" the write adds */
+	sb->len--;
+	sb->buf[sb->len] = '\0';
+	return 0;
 }
 
 long
 journal_append(struct journal *j, const char *event, const char *step,
     int attempt, json_t *data, char **err)
 {
-	json_t *head = NULL, *tail = NULL, *d;
+	json_t *d;
 	char *line = NULL;
 	char hash[HASH_HEX + 1];
 	char ts[32];
@@ -482,8 +591,14 @@ journal_append(struct journal *j, const char *event, const char *step,
 		    j->path);
 		return -1;
 	}
-	/* a private copy: redaction must not touch the caller's values */
-	d = data != NULL ? json_deep_copy(data) : json_object();
+	/* redaction and the chain's name change the data: then on a private
+	 * copy (the caller's values stay as they are); else as it is */
+	if (data == NULL)
+		d = json_object();
+	else if (seq == 1 || redact_active())
+		d = json_deep_copy(data);
+	else
+		d = json_incref(data);
 	json_decref(data);
 	if (d == NULL) {
 		seterr(err, "journal '%s': out of memory", j->path);
@@ -495,30 +610,10 @@ journal_append(struct journal *j, const char *event, const char *step,
 		    json_string(j->hmac ? "hmac-sha256" : "sha256"));
 
 	now_iso8601(ts, sizeof ts);
-	head = json_object();
-	tail = json_object();
-	json_object_set_new(tail, "seq", json_integer(seq));
-	json_object_set_new(tail, "ts", json_string(ts));
-	json_object_set_new(tail, "run", json_string(j->run_id));
-	json_object_set_new(head, "event", json_string(event));
-	if (step != NULL)
-		json_object_set_new(tail, "step", json_string(step));
-	if (attempt != 0)
-		json_object_set_new(head, "attempt", json_integer(attempt));
-	json_object_set_new(head, "data", d);
-	json_object_set_new(tail, "prev", json_string(j->prev));
-	if (json_object_size(head) != 2 + (size_t)(attempt != 0) ||
-	    json_object_size(tail) != 4 + (size_t)(step != NULL)) {
-		seterr(err, "journal '%s': cannot build record for '%s' "
-		    "(not valid UTF-8?)", j->path, event != NULL ? event : "");
+	if (record_line(j, event, step, attempt, d, ts, seq, hash, err) != 0)
 		goto out;
-	}
-
-	line = record_line(j, head, tail, hash, &len);
-	if (line == NULL) {
-		seterr(err, "journal '%s': cannot hash record", j->path);
-		goto out;
-	}
+	line = j->line.buf;
+	len = j->line.len;
 	if (j->sink == NULL && claim_end(j, err) != 0)
 		goto out;
 
@@ -560,9 +655,7 @@ journal_append(struct journal *j, const char *event, const char *step,
 		raise(SIGKILL);
 	rc = seq;
 out:
-	free(line);
-	json_decref(head);
-	json_decref(tail);
+	json_decref(d);
 	return rc;
 }
 

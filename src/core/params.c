@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strmap.h"
 #include "base/util.h"
 #include "core/params_check.h"
 #include "core/runbook.h"
@@ -200,6 +201,35 @@ resolve_path(const struct runbook *rb, json_t *v)
 }
 
 /*
+ * A param's default (JSON text in its zdm_param), parsed once per distinct
+ * text and copied at each use: the same defaults fill every step's params.
+ * NULL if it does not parse.
+ */
+static json_t *
+param_default(const char *def)
+{
+	static struct strmap seen;	/* def -> index in vals */
+	static json_t **vals;
+	static size_t n, cap;
+	size_t at;
+
+	if (!strmap_get(&seen, def, &at)) {
+		json_t *v = json_loads(def, JSON_DECODE_ANY, NULL);
+
+		if (v == NULL)
+			return NULL;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 32;
+			vals = xrealloc(vals, cap * sizeof *vals);
+		}
+		at = n;
+		vals[n++] = v;
+		strmap_put(&seen, xstrdup(def), at, NULL);
+	}
+	return json_deep_copy(vals[at]);
+}
+
+/*
  * Schema checks of `params` (rendered) for type t; fills defaults and
  * converts values in place.  Expressions still unresolved (static mode) are
  * left alone.
@@ -273,7 +303,7 @@ check_params(struct zdm_diag *d, const struct zdm_step_type *t, json_t *params,
 
 		if (val == NULL || json_is_null(val)) {
 			if (p->def != NULL) {
-				json_t *dv = json_loads(p->def, JSON_DECODE_ANY, NULL);
+				json_t *dv = param_default(p->def);
 
 				if (dv != NULL) {
 					json_object_set_new(params, p->name, dv);

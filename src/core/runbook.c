@@ -1618,12 +1618,17 @@ fold_includes_sha(struct runbook *rb, struct yerrs *e)
 }
 
 const json_t *
-runbook_scope_of(const struct runbook *rb, const json_t *with)
+runbook_scope_of(struct runbook *rb, const json_t *with)
 {
-	for (size_t i = 0; with != NULL && i < rb->nsteps; i++)
+	for (size_t k = 0; with != NULL && k < rb->nsteps; k++) {
+		size_t i = (rb->scope_at + k) % rb->nsteps;
+
 		if (rb->steps[i].with == with ||
-		    (rb->steps[i].undo != NULL && rb->steps[i].undo->with == with))
+		    (rb->steps[i].undo != NULL && rb->steps[i].undo->with == with)) {
+			rb->scope_at = i;
 			return rb->steps[i].scope;
+		}
+	}
 	return NULL;
 }
 

@@ -105,6 +105,7 @@ struct runbook {
 	struct rb_step *steps;
 	size_t nsteps;
 	struct strmap step_index;	/* id -> index in steps (runbook_step) */
+	size_t scope_at;		/* runbook_scope_of: where the last one was found */
 	struct rb_step *probes;		/* probes: (zdm drill), or NULL */
 	size_t nprobes;
 	struct rb_notify *notify;	/* notify: webhooks, or NULL */
@@ -133,8 +134,9 @@ struct rb_step *runbook_step(struct runbook *rb, const char *id);
  * list.  -1 with err (naming FILE:LINE:COL) when one cannot be read. */
 int runbook_resolve_secrets(struct runbook *rb, char **err);
 
-/* the scope (each, inputs) of the step whose with (or undo's with) this is */
-const json_t *runbook_scope_of(const struct runbook *rb, const json_t *with);
+/* the scope (each, inputs) of the step whose with (or undo's with) this is;
+ * the search starts where the last one was found (steps run in order) */
+const json_t *runbook_scope_of(struct runbook *rb, const json_t *with);
 /* "shift-10, shift-25" when id is the id as written of steps copied by
  * for_each: (malloc'd), or NULL */
 char *runbook_copies_of(const struct runbook *rb, const char *id);

@@ -194,6 +194,22 @@ canonical_lines(const char *dir, const char *key, const char *what)
 	    "\"a\":{\"prev\":\"x\",\"hash\":\"y\"},\"\":0,\"n\":123456789012}}");
 	append(j, "undo.skipped", "s", 0, "{}");
 	append(j, "x", NULL, 3, "{\"nul\":\"a\\u0000b\",\"e\":[],\"o\":{}}");
+	/* event and step strings that need escapes, again and changed (each
+	 * string is encoded once while it repeats) */
+	append(j, "ev\"/\\\x01\xc3\xa9", "sh\"if\\t/é☃", 2147483647, "{\"a\":1}");
+	append(j, "ev\"/\\\x01\xc3\xa9", "s\x7f", -1, NULL);
+	append(j, "x", "shift-10", 1, "{}");
+	{
+		char *e = NULL;
+
+		check(journal_append(j, "bad\xff", "s", 1, NULL, &e) < 0 && e != NULL,
+		    "an event that is not UTF-8: no record", e);
+		free(e);
+		e = NULL;
+		check(journal_append(j, "x", "s\xc3", 1, NULL, &e) < 0 && e != NULL,
+		    "a step that is not UTF-8: no record", e);
+		free(e);
+	}
 	journal_close(j);
 	text = slurp(path, &len);
 	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -210,7 +226,7 @@ canonical_lines(const char *dir, const char *key, const char *what)
 		json_decref(rec);
 	}
 	free(text);
-	check(n == 5 && same == 5, what, detail[0] != '\0' ? detail : NULL);
+	check(n == 8 && same == 8, what, detail[0] != '\0' ? detail : NULL);
 
 	/* read (every record parsed) and verify (canonical lines hashed as
 	 * they are) agree; a line re-spaced by hand still has the hash of its
@@ -225,13 +241,13 @@ canonical_lines(const char *dir, const char *key, const char *what)
 		rc = journal_read(path, &log, &err);
 		for (i = 0; rc == 0 && i < log.n; i++)
 			kept += log.recs[i] != NULL;
-		check(rc == 0 && log.n == 5 && kept == 5, "journal_read keeps every record", err);
+		check(rc == 0 && log.n == 8 && kept == 8, "journal_read keeps every record", err);
 		free(err);
 		err = NULL;
 		if (rc == 0)
 			jlog_release(&log);
 		rc = verify(path, &out, &eout);
-		check(rc == 0 && strstr(out, "ok, 5 records") != NULL, "verify: canonical lines ok",
+		check(rc == 0 && strstr(out, "ok, 8 records") != NULL, "verify: canonical lines ok",
 		    eout);
 		free(out);
 		free(eout);
@@ -253,7 +269,7 @@ canonical_lines(const char *dir, const char *key, const char *what)
 		free(text2);
 		out = eout = NULL;
 		rc = verify(respaced, &out, &eout);
-		check(rc == 0 && strstr(out, "ok, 5 records") != NULL,
+		check(rc == 0 && strstr(out, "ok, 8 records") != NULL,
 		    "verify: a line not in canonical form is checked by its canonical form", eout);
 		free(out);
 		free(eout);
