@@ -165,17 +165,31 @@ build_env(const json_t *extra, size_t *owned)
 		n++;
 	envp = xcalloc(n + json_object_size(extra) + 1, sizeof *envp);
 	for (size_t i = 0; i < n; i++) {
-		const char *eq = strchr(environ[i], '=');
-		size_t kl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		bool overridden = false;
 
-		if (json_object_getn(extra, environ[i], kl) == NULL)
+		/* NAME= at the start of the entry, for each of the few names */
+		json_object_foreach((json_t *)extra, k, v) {
+			size_t kl = json_object_iter_key_len(json_object_key_to_iter(k));
+
+			if (strncmp(environ[i], k, kl) == 0 && environ[i][kl] == '=') {
+				overridden = true;
+				break;
+			}
+		}
+		if (!overridden)
 			envp[m++] = environ[i];
 	}
 	*owned = m;
 	json_object_foreach((json_t *)extra, k, v) {
-		if (json_is_string(v))
-			envp[m++] = xasprintf("%s=%s", k, json_string_value(v));
-		else {
+		if (json_is_string(v)) {
+			size_t kl = strlen(k), vl = json_string_length(v);
+			char *e = xmalloc(kl + vl + 2);
+
+			memcpy(e, k, kl);
+			e[kl] = '=';
+			memcpy(e + kl + 1, json_string_value(v), vl + 1);
+			envp[m++] = e;
+		} else {
 			char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 
 			envp[m++] = xasprintf("%s=%s", k, s ? s : "");

@@ -248,14 +248,37 @@ fmt_duration(int64_t ms, char *out, size_t n)
 void
 now_iso8601(char *out, size_t n)
 {
+	/* the seconds are formatted again only when they change (a journal
+	 * record takes one of these) */
+	static _Thread_local time_t sec = -1;
+	static _Thread_local char buf[32];
 	struct timespec ts;
-	struct tm tm;
-	char buf[32];
+	long msec;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, n, "%s.%03ldZ", buf, ts.tv_nsec / 1000000);
+	if (ts.tv_sec != sec) {
+		struct tm tm;
+
+		gmtime_r(&ts.tv_sec, &tm);
+		if (strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+			buf[0] = '\0';
+		sec = ts.tv_sec;
+	}
+	msec = ts.tv_nsec / 1000000;
+	if (n == 0)
+		return;
+	if (strlen(buf) + 6 > n) {
+		out[0] = '\0';
+		return;
+	}
+	n = strlen(buf);
+	memcpy(out, buf, n);
+	out[n] = '.';
+	out[n + 1] = (char)('0' + msec / 100);
+	out[n + 2] = (char)('0' + msec / 10 % 10);
+	out[n + 3] = (char)('0' + msec % 10);
+	out[n + 4] = 'Z';
+	out[n + 5] = '\0';
 }
 
 void

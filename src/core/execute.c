@@ -160,7 +160,9 @@ run_step(struct run *r, size_t i, char **why)
 		}
 		run_ctx_init(r, &ctx, s->id, attempt);
 		memset(&res, 0, sizeof res);
-		d = json_pack("{s:s,s:O}", "uses", s->uses, "params", params);
+		d = json_object();	/* {uses, params}: built by hand, json_pack parses a format */
+		json_object_set_new(d, "uses", json_string(s->uses));
+		json_object_set(d, "params", params);
 		if (s->read_only)	/* its type's, or the author's read_only: true */
 			json_object_set_new(d, "read_only", json_true());
 		if (s->type->snapshot != NULL) {
@@ -264,10 +266,12 @@ run_step(struct run *r, size_t i, char **why)
 		if (rc == 0) {
 			int64_t ms = zdm_now_ms() - t0;
 
-			d = json_pack("{s:o,s:o,s:I}", "outputs",
-			    res.outputs ? json_incref(res.outputs) : json_object(),
-			    "undo_data", res.undo_data ? json_incref(res.undo_data) : json_null(),
-			    "duration_ms", (json_int_t)ms);
+			d = json_object();
+			json_object_set_new(d, "outputs",
+			    res.outputs ? json_incref(res.outputs) : json_object());
+			json_object_set_new(d, "undo_data",
+			    res.undo_data ? json_incref(res.undo_data) : json_null());
+			json_object_set_new(d, "duration_ms", json_integer((json_int_t)ms));
 			if (jrec(r, ev_name(EV_STEP_SUCCEEDED), s->id, attempt, d) != 0) {
 				zdm_result_release(&res);
 				return OC_JOURNAL;

@@ -449,6 +449,23 @@ put_string(struct sbuf *sb, const char *s)
 	return rc;
 }
 
+/* a decimal integer, as jansson writes one ("%lld") */
+static void
+put_int(struct sbuf *sb, long v)
+{
+	char d[24];
+	size_t i = sizeof d;
+	unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+
+	do {
+		d[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		d[--i] = '-';
+	sb_add(sb, d + i, sizeof d - i);
+}
+
 /* the encoding of S kept in *ENC (S in *LAST), made again only when S changes */
 static const char *
 encoded(char **enc, char **last, const char *s)
@@ -513,7 +530,6 @@ record_line(struct journal *j, const char *event, const char *step, int attempt,
 {
 	struct sbuf *sb = &j->line;
 	const char *ev, *run, *st = NULL;
-	char num[32];
 	size_t head, at, tail;
 
 	ev = event_encoded(j, event != NULL ? event : "");
@@ -526,8 +542,9 @@ record_line(struct journal *j, const char *event, const char *step, int attempt,
 	sb->len = 0;
 	sb_adds(sb, "{");
 	if (attempt != 0) {
-		snprintf(num, sizeof num, "\"attempt\":%d,", attempt);
-		sb_adds(sb, num);
+		sb_adds(sb, "\"attempt\":");
+		put_int(sb, attempt);
+		sb_adds(sb, ",");
 	}
 	sb_adds(sb, "\"data\":");
 	if (json_dump_callback(data, line_put, sb, DUMP_FLAGS) != 0)
@@ -544,8 +561,8 @@ record_line(struct journal *j, const char *event, const char *step, int attempt,
 	sb_add(sb, j->prev, HASH_HEX);
 	sb_adds(sb, "\",\"run\":");
 	sb_adds(sb, run);
-	snprintf(num, sizeof num, ",\"seq\":%ld", seq);
-	sb_adds(sb, num);
+	sb_adds(sb, ",\"seq\":");
+	put_int(sb, seq);
 	if (st != NULL) {
 		sb_adds(sb, ",\"step\":");
 		sb_adds(sb, st);

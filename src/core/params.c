@@ -389,6 +389,13 @@ runbook_params(struct runbook *rb, const struct ynode *where,
 	char *rerr = NULL;
 
 	d.what = t->name;
+	{
+		/* checked at load, nothing to resolve: as they were */
+		struct rb_step *s = runbook_step_of_with(rb, with);
+
+		if (s != NULL && s->checked != NULL && s->type == t)
+			return json_incref(s->checked);
+	}
 	expr_set_scope(rb->x, runbook_scope_of(rb, with));
 	p = expr_render(rb->x, with, &rerr);
 	expr_set_scope(rb->x, NULL);

@@ -249,6 +249,29 @@ check_exprs(struct runbook *rb, struct yerrs *e, const struct ynode *n,
 
 /* where a step's timeout comes from, in words, for a timing message;
  * malloc'd.  own: the step's (or undo's) timeout: node, or NULL */
+/* a template or an expression somewhere in v (a with: as written) */
+static bool
+has_expr(const json_t *v)
+{
+	const char *k;
+	json_t *e;
+	size_t i;
+
+	if (json_is_string(v))
+		return zdm_is_expr(v) || expr_has_template(json_string_value(v));
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, k, e)
+			if (has_expr(e) || expr_has_template(k))
+				return true;
+	}
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, e)
+			if (has_expr(e))
+				return true;
+	}
+	return false;
+}
+
 static char *
 timeout_from(struct runbook *rb, const struct ynode *own, const char *whose, int64_t ms)
 {
@@ -1519,7 +1542,12 @@ runbook_load(const char *path, struct registry *reg, const struct rb_opts *o,
 				    st->with, st->with_node, what, st->timeout_ms, from, &sp);
 				free(from);
 				st->undo_kind = undo_kind(st, sp);
-				json_decref(sp);
+				/* nothing in with: to resolve at run time: these are
+				 * the params every attempt gets */
+				if (sp != NULL && st->with != NULL && !has_expr(st->with))
+					st->checked = sp;
+				else
+					json_decref(sp);
 			}
 			free(what);
 			before[j] = ids[j];	/* an undo sees its own step's outputs (and the
@@ -1617,19 +1645,35 @@ fold_includes_sha(struct runbook *rb, struct yerrs *e)
 		snprintf(rb->sha256 + 2 * i, 3, "%02x", md[i]);
 }
 
-const json_t *
-runbook_scope_of(struct runbook *rb, const json_t *with)
+/* the step whose with (or, when undo, its undo's with) this is; the search
+ * starts where the last one was found (steps run in order) */
+static struct rb_step *
+step_of_with(struct runbook *rb, const json_t *with, bool undo)
 {
 	for (size_t k = 0; with != NULL && k < rb->nsteps; k++) {
 		size_t i = (rb->scope_at + k) % rb->nsteps;
 
 		if (rb->steps[i].with == with ||
-		    (rb->steps[i].undo != NULL && rb->steps[i].undo->with == with)) {
+		    (undo && rb->steps[i].undo != NULL && rb->steps[i].undo->with == with)) {
 			rb->scope_at = i;
-			return rb->steps[i].scope;
+			return &rb->steps[i];
 		}
 	}
 	return NULL;
+}
+
+const json_t *
+runbook_scope_of(struct runbook *rb, const json_t *with)
+{
+	struct rb_step *s = step_of_with(rb, with, true);
+
+	return s != NULL ? s->scope : NULL;
+}
+
+struct rb_step *
+runbook_step_of_with(struct runbook *rb, const json_t *with)
+{
+	return step_of_with(rb, with, false);
 }
 
 char *
@@ -1680,6 +1724,7 @@ runbook_free(struct runbook *rb)
 		free(s->uses);
 		free(s->if_expr);
 		json_decref(s->with);
+		json_decref(s->checked);
 		json_decref(s->scope);
 		free_undo(s->undo);
 	}

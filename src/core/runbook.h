@@ -50,6 +50,9 @@ struct rb_step {
 					 * copied by for_each: or brought by include:,
 					 * or NULL (expr_set_scope) */
 	enum rb_undo_kind undo_kind;
+	json_t *checked;		/* with: without any expression: its params as
+					 * checked at load (runbook_params gives them
+					 * again), or NULL */
 	/* probes only (docs/zdm-runbook.5 PROBES) */
 	bool read_only;			/* its type's, or read_only: true (exec, ssh, http;
 					 * steps and probes) */
@@ -137,6 +140,9 @@ int runbook_resolve_secrets(struct runbook *rb, char **err);
 /* the scope (each, inputs) of the step whose with (or undo's with) this is;
  * the search starts where the last one was found (steps run in order) */
 const json_t *runbook_scope_of(struct runbook *rb, const json_t *with);
+/* the step whose with this is (not an undo's), found as runbook_scope_of
+ * finds it, or NULL */
+struct rb_step *runbook_step_of_with(struct runbook *rb, const json_t *with);
 /* "shift-10, shift-25" when id is the id as written of steps copied by
  * for_each: (malloc'd), or NULL */
 char *runbook_copies_of(const struct runbook *rb, const char *id);

@@ -171,9 +171,16 @@ exec_run(const struct zdm_step_type *t, struct zdm_ctx *ctx, const json_t *p,
 	 * (and what it started) by it while it still runs */
 	env = json_is_object(json_object_get(p, "env")) ? json_copy(json_object_get(p, "env")) :
 	    json_object();
-	if (ctx->run_id != NULL && ctx->step_id != NULL)
-		json_object_set_new(env, "ZDM_STEP_TAG", json_sprintf("%s/%s", ctx->run_id,
-		    ctx->step_id));
+	if (ctx->run_id != NULL && ctx->step_id != NULL) {
+		size_t rl = strlen(ctx->run_id), sl = strlen(ctx->step_id);
+		char *tag = xmalloc(rl + sl + 2);
+
+		memcpy(tag, ctx->run_id, rl);
+		tag[rl] = '/';
+		memcpy(tag + rl + 1, ctx->step_id, sl + 1);
+		json_object_set_new(env, "ZDM_STEP_TAG", json_string(tag));
+		free(tag);
+	}
 	o.env = env;
 	o.cwd = json_string_value(json_object_get(p, "cwd"));
 	o.stdin_data = json_string_value(json_object_get(p, "stdin"));
