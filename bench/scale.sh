@@ -455,7 +455,7 @@ EOF
 
 		rm -rf "$NG/state"
 		poll_start
-		"$ZDM" run "$TMP/switch.yml" --state-dir "$NG/state" -q </dev/null >"$NG/zdm.out" 2>&1 ||
+		"$ZDM" run "$TMP/switch.yml" --plugin-path "$REPO/plugins" --state-dir "$NG/state" -q </dev/null >"$NG/zdm.out" 2>&1 ||
 			{ tail -n 20 "$NG/zdm.out" >&2; die "the lb.nginx switch run failed"; }
 		poll_first
 		[[ -n $first ]] || die "nginx: green never answered after zdm's switch"
